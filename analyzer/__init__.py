@@ -1,0 +1,1 @@
+"""routerwatch analyzer: enrichment, correlation, SQL rules and findings over the store."""

@@ -1,0 +1,67 @@
+"""Bring a store up to `schema.TABLES`: create missing tables, add missing columns, record it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from collector.store.connection import LAKE, Store, retrying
+from collector.store.schema import TABLES, schema_hash
+
+MIGRATIONS_TABLE = "schema_migrations"
+
+
+def _existing(store: Store) -> dict[str, set[str]]:
+    rows = store.con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_catalog = ?", [LAKE]
+    ).fetchall()
+    out: dict[str, set[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, set()).add(column)
+    return out
+
+
+def pending_changes(store: Store) -> list[str]:
+    """The DDL statements that would bring this store to the declared schema."""
+    have = _existing(store)
+    ddl: list[str] = []
+    if MIGRATIONS_TABLE not in have:
+        ddl.append(
+            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+            "(version INTEGER, ts TIMESTAMP, schema_hash VARCHAR, description VARCHAR)"
+        )
+    for table, cols in TABLES.items():
+        if table not in have:
+            body = ", ".join(f'"{c}" {t}' for c, t in cols)
+            ddl.append(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
+            continue
+        for c, t in cols:
+            if c not in have[table]:
+                ddl.append(f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{c}" {t}')
+    return ddl
+
+
+def migrate(store: Store) -> list[str]:
+    """Apply pending changes in one transaction (retried on conflict with another writer)."""
+
+    def attempt() -> list[str]:
+        ddl = pending_changes(store)
+        if not ddl:
+            return []
+        con = store.con
+        con.execute("BEGIN")
+        try:
+            for stmt in ddl:
+                con.execute(stmt)
+            version = con.execute(f"SELECT coalesce(max(version), 0) + 1 FROM {MIGRATIONS_TABLE}").fetchone()[0]
+            desc = "; ".join(s.split("(")[0].strip() for s in ddl)
+            con.execute(
+                f"INSERT INTO {MIGRATIONS_TABLE} VALUES (?, ?, ?, ?)",
+                [version, dt.datetime.now(dt.UTC).replace(tzinfo=None), schema_hash(), desc[:4000]],
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        return ddl
+
+    return retrying(attempt)

@@ -1,0 +1,225 @@
+"""The store's tables, declared once; `migrate()` brings any store up to this declaration.
+
+Migrations are additive and automatic: a table that is missing is created, a column that is
+missing is added, and every change is recorded in `schema_migrations`. Each component owns its
+tables below; add a column by adding it here (never rename or retype: add a new column instead).
+Every table carries `host_id` so a fleet can share one catalog. Timestamps are UTC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+Column = tuple[str, str]
+
+TABLES: dict[str, list[Column]] = {
+    # -- ingest / capture ------------------------------------------------------------------
+    "flows": [
+        ("flow_uid", "VARCHAR"),
+        ("community_id", "VARCHAR"),
+        ("host_id", "VARCHAR"),
+        ("ts_start", "TIMESTAMP"),
+        ("ts_end", "TIMESTAMP"),
+        ("proto", "VARCHAR"),  # 'tcp' | 'udp'
+        ("src_ip", "VARCHAR"),
+        ("src_port", "INTEGER"),
+        ("dst_ip", "VARCHAR"),
+        ("dst_port", "INTEGER"),
+        ("bytes_out", "BIGINT"),  # payload bytes originator -> responder
+        ("bytes_in", "BIGINT"),
+        ("packets_out", "BIGINT"),
+        ("packets_in", "BIGINT"),
+        ("server_name", "VARCHAR"),  # SNI, else a DNS name that resolved to dst_ip
+        ("pid", "INTEGER"),
+        ("source", "VARCHAR"),  # 'pcap' | 'ebpf' | 'ebpf+pcap' | 'proxy' | 'procnet'
+        ("tcp_state", "VARCHAR"),  # Zeek-style conn_state (S0, SF, REJ, RSTO, OTH, ...)
+        ("history", "VARCHAR"),  # Zeek-style history letters
+        ("capture_id", "VARCHAR"),  # ingest_runs.run_id or live capture segment
+        ("ip_bytes_out", "BIGINT"),
+        ("ip_bytes_in", "BIGINT"),
+        ("process_start", "DOUBLE"),  # with pid, keys processes(host_id, pid, start_time)
+    ],
+    "processes": [
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("pid", "INTEGER"),
+        ("ppid", "INTEGER"),
+        ("start_time", "DOUBLE"),  # seconds since the epoch
+        ("exe", "VARCHAR"),
+        ("cmdline", "VARCHAR"),  # secrets redacted
+        ("uid", "INTEGER"),
+        ("container_id", "VARCHAR"),
+        ("comm", "VARCHAR"),
+        ("cgroup", "VARCHAR"),
+    ],
+    "dns": [
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("flow_uid", "VARCHAR"),
+        ("query", "VARCHAR"),
+        ("qtype", "VARCHAR"),
+        ("rcode", "VARCHAR"),
+        ("answers", "VARCHAR[]"),
+        ("trans_id", "INTEGER"),
+        ("is_response", "BOOLEAN"),
+        ("pid", "INTEGER"),
+        ("source", "VARCHAR"),
+    ],
+    "tls": [
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("flow_uid", "VARCHAR"),
+        ("version", "VARCHAR"),  # negotiated: 'TLS 1.2', 'TLS 1.3', ...
+        ("sni", "VARCHAR"),
+        ("alpn", "VARCHAR"),  # offered ALPN list, comma-separated
+        ("ja4", "VARCHAR"),
+        ("decrypted", "BOOLEAN"),
+        ("cipher", "VARCHAR"),
+        ("alpn_selected", "VARCHAR"),
+    ],
+    "ingest_runs": [
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("run_id", "VARCHAR"),
+        ("file", "VARCHAR"),
+        ("sha256", "VARCHAR"),
+        ("file_bytes", "BIGINT"),
+        ("packets", "BIGINT"),
+        ("truncated", "BOOLEAN"),
+        ("errors", "VARCHAR"),
+        ("duration_s", "DOUBLE"),
+        ("status", "VARCHAR"),  # 'ok' | 'partial' | 'failed' | 'duplicate'
+        ("keylog", "BOOLEAN"),
+        ("flows", "BIGINT"),
+    ],
+    # -- decryption / LLM ----------------------------------------------------------------------
+    "http": [
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("flow_uid", "VARCHAR"),
+        ("exchange_id", "VARCHAR"),
+        ("method", "VARCHAR"),
+        ("host", "VARCHAR"),
+        ("path", "VARCHAR"),
+        ("status", "INTEGER"),
+        ("http_version", "VARCHAR"),
+        ("request_headers", "JSON"),  # credentials redacted
+        ("response_headers", "JSON"),
+        ("request_body_bytes", "BIGINT"),
+        ("response_body_bytes", "BIGINT"),
+        ("request_digest", "VARCHAR"),  # sha256 of the raw (decoded) body
+        ("response_digest", "VARCHAR"),
+        ("ts_response", "TIMESTAMP"),
+        ("duration_ms", "DOUBLE"),
+        ("stream_id", "INTEGER"),
+        ("truncated", "BOOLEAN"),
+        ("source", "VARCHAR"),  # 'keylog' | 'uprobe' | 'proxy'
+    ],
+    "llm_exchanges": [
+        ("ts", "TIMESTAMP"),
+        ("exchange_id", "VARCHAR"),
+        ("flow_uid", "VARCHAR"),
+        ("host_id", "VARCHAR"),
+        ("pid", "INTEGER"),
+        ("api", "VARCHAR"),  # 'openai.chat' | 'openai.responses' | 'anthropic.messages' | ...
+        ("host", "VARCHAR"),
+        ("path", "VARCHAR"),
+        ("model_requested", "VARCHAR"),
+        ("model_returned", "VARCHAR"),
+        ("streamed", "BOOLEAN"),
+        ("status", "INTEGER"),
+        ("router", "VARCHAR"),
+        ("tool_call_count", "INTEGER"),
+        ("input_tokens", "BIGINT"),
+        ("output_tokens", "BIGINT"),
+        ("latency_ms", "DOUBLE"),
+        ("router_headers", "JSON"),
+        ("request_digest", "VARCHAR"),
+        ("response_digest", "VARCHAR"),
+        ("request_body", "VARCHAR"),  # redacted, size-capped
+        ("response_body", "VARCHAR"),  # redacted, size-capped
+        ("truncated", "BOOLEAN"),
+        ("stream_events", "JSON"),  # per-event summary for stream-integrity rules
+        ("source", "VARCHAR"),
+    ],
+    "tool_calls": [
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("exchange_id", "VARCHAR"),
+        ("idx", "INTEGER"),
+        ("call_id", "VARCHAR"),
+        ("name", "VARCHAR"),
+        ("arguments", "VARCHAR"),  # secrets redacted
+        ("direction", "VARCHAR"),  # 'response' (model asks) | 'request' (history the agent resent)
+    ],
+    "secrets_seen": [
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("flow_uid", "VARCHAR"),
+        ("exchange_id", "VARCHAR"),
+        ("kind", "VARCHAR"),
+        ("fingerprint", "VARCHAR"),  # HMAC-SHA256 with the store's key, hex, truncated
+        ("last4", "VARCHAR"),
+        ("direction", "VARCHAR"),  # 'request' | 'response' | 'config' | 'cmdline'
+        ("destination", "VARCHAR"),
+        ("location", "VARCHAR"),  # header name, 'body', ...
+        ("pid", "INTEGER"),
+    ],
+    # -- live collector ------------------------------------------------------------------------
+    "collector_stats": [
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("interval_s", "DOUBLE"),
+        ("events", "BIGINT"),
+        ("lost", "BIGINT"),
+        ("capture_drops", "BIGINT"),
+        ("decrypt_backlog", "BIGINT"),
+        ("rss_bytes", "BIGINT"),
+        ("flows_written", "BIGINT"),
+        ("mode", "VARCHAR"),  # 'ebpf' | 'capture-only' | ...
+        ("detail", "JSON"),
+    ],
+    # -- analyzer ------------------------------------------------------------------------------
+    "findings": [
+        ("finding_id", "VARCHAR"),
+        ("ts", "TIMESTAMP"),
+        ("rule_id", "VARCHAR"),
+        ("rule_rev", "INTEGER"),
+        ("severity", "VARCHAR"),
+        ("attack_class", "VARCHAR"),
+        ("title", "VARCHAR"),
+        ("host_id", "VARCHAR"),
+        ("pid", "INTEGER"),
+        ("flow_uid", "VARCHAR"),
+        ("exchange_id", "VARCHAR"),
+        ("evidence", "JSON"),
+        ("dedup_key", "VARCHAR"),
+        ("router", "VARCHAR"),
+    ],
+}
+
+
+def arrow_type(sql_type: str) -> pa.DataType:
+    """Arrow type for a declared SQL type (used to build write batches)."""
+    if sql_type.endswith("[]"):
+        return pa.list_(arrow_type(sql_type[:-2]))
+    return {
+        "VARCHAR": pa.string(),
+        "JSON": pa.string(),
+        "INTEGER": pa.int32(),
+        "BIGINT": pa.int64(),
+        "DOUBLE": pa.float64(),
+        "BOOLEAN": pa.bool_(),
+        "TIMESTAMP": pa.timestamp("us"),
+    }[sql_type]
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    return pa.schema([(name, arrow_type(t)) for name, t in TABLES[table]])
+
+
+def schema_hash() -> str:
+    text = ";".join(f"{t}:" + ",".join(f"{c} {ty}" for c, ty in cols) for t, cols in sorted(TABLES.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,136 @@
+"""Batched writes: rows accumulate as Arrow tables and commit together, seconds not rows apart.
+
+DuckLake writes at least one Parquet file per INSERT, so a writer must batch; one flush is one
+transaction over every table touched, so a crash loses at most the open batch and never leaves a
+half-written batch behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+
+import pyarrow as pa
+
+from collector.store.connection import Store, retrying
+from collector.store.schema import TABLES, arrow_schema
+
+
+def to_arrow(table: str, rows: Iterable[Mapping] | pa.Table) -> pa.Table:
+    """Rows (dicts, or an Arrow table with a subset of columns) -> an Arrow table of `table`'s schema."""
+    schema = arrow_schema(table)
+    if isinstance(rows, pa.Table):
+        cols = []
+        for field in schema:
+            if field.name in rows.column_names:
+                cols.append(rows.column(field.name).cast(field.type))
+            else:
+                cols.append(pa.nulls(rows.num_rows, field.type))
+        return pa.Table.from_arrays(cols, schema=schema)
+    return pa.Table.from_pylist(list(rows), schema=schema)
+
+
+class BatchWriter:
+    """Collects rows per table and commits them together.
+
+    `max_delay` bounds how far the store lags (the collector passes <= 5 s); `max_rows` bounds memory.
+    With `background=True` a thread flushes every `max_delay` seconds.
+    """
+
+    def __init__(self, store: Store, *, max_delay: float = 2.0, max_rows: int = 250_000, background: bool = False):
+        if store.read_only:
+            raise ValueError("BatchWriter needs a writable store")
+        self.store = store
+        self.max_delay = max_delay
+        self.max_rows = max_rows
+        self._pending: dict[str, list[pa.Table]] = {}
+        self._rows = 0
+        self._first_add: float | None = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self.rows_written: dict[str, int] = {}
+        self.flushes = 0
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name="routerwatch-writer", daemon=True)
+            self._thread.start()
+
+    def add(self, table: str, rows: Iterable[Mapping] | pa.Table) -> None:
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table!r}")
+        batch = to_arrow(table, rows)
+        if batch.num_rows == 0:
+            return
+        with self._lock:
+            self._pending.setdefault(table, []).append(batch)
+            self._rows += batch.num_rows
+            if self._first_add is None:
+                self._first_add = time.monotonic()
+            due = self._rows >= self.max_rows
+        if due:
+            self.flush()
+
+    def pending_rows(self) -> int:
+        return self._rows
+
+    def flush(self) -> int:
+        """Commit everything pending in one transaction; returns rows written."""
+        with self._lock:
+            if not self._pending:
+                return 0
+            pending, self._pending = self._pending, {}
+            count, self._rows, self._first_add = self._rows, 0, None
+            try:
+                retrying(lambda: self._commit(pending))
+            except Exception:
+                # put the batch back so a later flush (or the caller) can retry; nothing is dropped silently
+                for t, tables in pending.items():
+                    self._pending.setdefault(t, [])[:0] = tables
+                self._rows += count
+                raise
+            for t, tables in pending.items():
+                self.rows_written[t] = self.rows_written.get(t, 0) + sum(x.num_rows for x in tables)
+            self.flushes += 1
+            return count
+
+    def _commit(self, pending: dict[str, list[pa.Table]]) -> None:
+        con = self.store.con
+        con.execute("BEGIN")
+        try:
+            for table, tables in pending.items():
+                batch = pa.concat_tables(tables)
+                name = f"__rw_batch_{table}"
+                con.register(name, batch)
+                try:
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
+                finally:
+                    con.unregister(name)
+            con.execute("COMMIT")
+        except Exception:
+            try:
+                con.execute("ROLLBACK")
+            except Exception:
+                pass
+            raise
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(0.5, self.max_delay)):
+            first = self._first_add
+            if first is not None and time.monotonic() - first >= self.max_delay:
+                try:
+                    self.flush()
+                except Exception:  # retried on the next tick; the batch stays pending
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

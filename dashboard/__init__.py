@@ -1,0 +1,1 @@
+"""routerwatch dashboard: a read-only Streamlit app over the store."""

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Install what routerwatch needs on a Debian 12 host, idempotently:
+#   - apt packages: tshark/dumpcap, tcpdump, bcc (python3-bpfcc), kernel headers, chromium (browser tests)
+#   - the kernel-header fallback link, only when the running kernel's own headers are missing
+#   - the Python virtualenv at $VENV (default: .venv in the checkout) with routerwatch installed
+#   - bcc's Python module linked into the venv (it comes from Debian, not PyPI)
+# Usage: deploy/deps.sh [--test]   (--test also installs the test extras and the browser)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${VENV:-$here/.venv}
+with_test=0
+[ "${1:-}" = "--test" ] && with_test=1
+
+log() { echo "deps: $*" >&2; }
+
+apt_pkgs=(tshark tcpdump bpfcc-tools python3-bpfcc libpcap0.8 iproute2 util-linux curl ca-certificates python3-venv)
+[ $with_test = 1 ] && apt_pkgs+=(chromium nodejs)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# bcc compiles BPF C against kernel headers. Without the running kernel's headers, link Debian's
+# packaged ones: they compile, and the programs only read tracepoint arguments and user memory
+# (struct offsets from mismatched headers would be wrong, so nothing reads kernel structs).
+kdir=/lib/modules/$(uname -r)
+if [ ! -e "$kdir/build" ]; then
+  if ! ls -d /usr/src/linux-headers-*-amd64 >/dev/null 2>&1 && ! ls -d /usr/src/linux-headers-*-arm64 >/dev/null 2>&1; then
+    log "installing Debian's kernel headers as a fallback"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-headers-"$(dpkg --print-architecture)" >/dev/null
+  fi
+  hdr=$(ls -d /usr/src/linux-headers-*-"$(dpkg --print-architecture)" | sort -V | tail -1)
+  log "no headers for $(uname -r): linking $hdr (fallback)"
+  mkdir -p "$kdir"
+  ln -sfn "$hdr" "$kdir/build"
+  ln -sfn "$hdr" "$kdir/source"
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtualenv $VENV"
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
+if [ $with_test = 1 ]; then
+  "$VENV/bin/pip" install -q -e "$here[test]" 2>&1 | grep -v -E "^WARNING: Location" || true
+else
+  "$VENV/bin/pip" install -q -e "$here" 2>&1 | grep -v -E "^WARNING: Location" || true
+fi
+"$VENV/bin/python" -c "import collector, duckdb" || { log "python environment is broken"; exit 1; }
+
+# bcc's Python module is Debian's; link only it into the venv (system-site-packages would pull in everything).
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ -d /usr/lib/python3/dist-packages/bcc ] && [ ! -e "$site/bcc" ]; then
+  ln -s /usr/lib/python3/dist-packages/bcc "$site/bcc"
+fi
+log "ok: $("$VENV/bin/routerwatch" --version)"

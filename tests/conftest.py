@@ -1,0 +1,36 @@
+"""Shared fixtures: a fresh store per test, the shared corpus, and the CLI as a library call."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus" / "public"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    """A path for a new store (created on first write)."""
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"the shared corpus is not beside this checkout ({CORPUS}); CI always has it")
+    return CORPUS
+
+
+def run_cli(*args: str, env: dict | None = None, input: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed `routerwatch` console script as a user would."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(
+        [str(BIN / "routerwatch"), *args], capture_output=True, text=True, env=e, input=input, timeout=timeout
+    )
