@@ -31,3 +31,18 @@ def resolve_store(cli_value: str | None = None) -> str:
 def host_id(cli_value: str | None = None) -> str:
     """A stable name for this host: `--host-id`, else $ROUTERWATCH_HOST_ID, else the hostname."""
     return cli_value or os.environ.get(HOST_ID_ENV) or socket.gethostname()
+
+
+def keylog_dir() -> Path:
+    """Where `routerwatch wrap` writes per-agent TLS key logs (0600 files in a 0700 dir) and the
+    live collector watches: /run/routerwatch/keylogs as root, else $XDG_RUNTIME_DIR/routerwatch/keylogs
+    (or ~/.local/state/routerwatch/keylogs). Override with $ROUTERWATCH_KEYLOG_DIR."""
+    env = os.environ.get("ROUTERWATCH_KEYLOG_DIR")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/run/routerwatch/keylogs")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "routerwatch" / "keylogs"
+    return Path.home() / ".local" / "state" / "routerwatch" / "keylogs"
