@@ -48,10 +48,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
-if [ $with_test = 1 ]; then
-  "$VENV/bin/pip" install -q -e "$here[test]" 2>&1 | grep -v -E "^WARNING: Location" || true
-else
-  "$VENV/bin/pip" install -q -e "$here" 2>&1 | grep -v -E "^WARNING: Location" || true
+target="$here"
+[ $with_test = 1 ] && target="$here[test]"
+if ! "$VENV/bin/pip" install -q -e "$target" > "$VENV/pip-install.log" 2>&1; then
+  grep -v -E "^WARNING: Location" "$VENV/pip-install.log" >&2
+  log "pip install failed"; exit 1
 fi
 "$VENV/bin/python" -c "import collector, duckdb" || { log "python environment is broken"; exit 1; }
 
