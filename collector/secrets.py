@@ -1,0 +1,374 @@
+"""Credential detectors and keyed fingerprints: the only place raw secrets are seen.
+
+Everything that leaves this module is redacted: a secret becomes `kind + fingerprint + last 4`.
+The fingerprint is HMAC-SHA256 keyed with the per-store secret (`Store.secret_key()`), so the
+same credential seen twice in one store links, while fingerprints of different stores never
+correlate and cannot be brute-forced without the key.
+
+Canaries: a registered canary is known to the analyzer only by its fingerprint (the `canaries`
+table). `detect()` cannot match a fingerprint, so canaries are found two ways: a caller that holds
+the raw canary values passes them as `extra_values` (kind `canary`); otherwise the analyzer joins
+`secrets_seen.fingerprint` against `canaries.fingerprint`, which works whenever the canary has a
+detectable shape (an AWS key pair, an `sk-` key, a mnemonic, ...), because the fingerprint of a
+detected value is computed over the same canonical value (`canonical()`) as the registered one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+FINGERPRINT_HEX = 24
+REDACTED_FMT = "[REDACTED:{kind}:{fp}]"
+
+# Header names whose whole value is a credential, whatever its shape.
+CREDENTIAL_HEADERS = {
+    "authorization": "authorization",
+    "proxy-authorization": "authorization",
+    "x-api-key": "api_key_header",
+    "api-key": "api_key_header",
+    "x-goog-api-key": "api_key_header",
+    "openai-api-key": "api_key_header",
+    "x-auth-token": "api_key_header",
+    "cookie": "cookie",
+    "set-cookie": "cookie",
+}
+
+
+class Fingerprinter:
+    """Keyed fingerprints of secret values (HMAC-SHA256, hex, truncated to 24 characters)."""
+
+    def __init__(self, key: bytes):
+        if not key:
+            raise ValueError("a fingerprint key is required (Store.secret_key())")
+        self._key = bytes(key)
+
+    def fingerprint(self, value: str) -> str:
+        return hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[
+            :FINGERPRINT_HEX
+        ]
+
+    def __repr__(self) -> str:  # never print the key
+        return "Fingerprinter(<key>)"
+
+
+@dataclass
+class SecretMatch:
+    """One credential found in a text. `value` is raw: never store, log or put it in an error."""
+
+    kind: str
+    start: int
+    end: int
+    value: str
+
+    def __repr__(self) -> str:
+        return f"SecretMatch(kind={self.kind!r}, start={self.start}, end={self.end}, value=<redacted>)"
+
+    @property
+    def canonical(self) -> str:
+        return canonical(self.kind, self.value)
+
+    @property
+    def last4(self) -> str:
+        return self.canonical[-4:]
+
+
+_AWS_PREFIX = "AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA"
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+@dataclass(frozen=True)
+class _Detector:
+    """One credential shape. `triggers`: substrings, one of which must occur for the regex to run
+    (a C-speed `in` test keeps ordinary bodies off the regex engine); `before`: characters that must
+    not precede the match (a token boundary checked in Python, so the regex starts with a literal)."""
+
+    kind: str
+    triggers: tuple[str, ...]
+    regex: re.Pattern[str]
+    group: int = 0
+    before: frozenset[str] = frozenset()
+    lower: bool = False  # case-insensitive: the regex is only tried where a trigger occurs in text.lower()
+
+
+def _d(kind: str, triggers: tuple[str, ...], pattern: str, group: int = 0, before=frozenset(), lower=False):
+    return _Detector(kind, triggers, re.compile(pattern), group, frozenset(before), lower)
+
+
+_DETECTORS: tuple[_Detector, ...] = (
+    _d(
+        "pem_private_key",
+        ("PRIVATE KEY-----",),
+        r"-----BEGIN[A-Z ]{0,40} PRIVATE KEY-----(?:[\s\S]{0,16384}?-----END[A-Z ]{0,40} PRIVATE KEY-----"
+        r"|[A-Za-z0-9+/=\s\\]{0,16384})",
+    ),
+    _d("anthropic_api_key", ("sk-ant-",), r"sk-ant-[A-Za-z0-9_\-]{20,}", before=_TOKEN_CHARS),
+    _d("openai_api_key", ("sk-",), r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}", before=_TOKEN_CHARS),
+    _d(
+        "aws_access_key_id",
+        ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "ABIA", "ACCA"),
+        r"(?:" + _AWS_PREFIX + r")[A-Z0-9]{16}(?![A-Za-z0-9])",
+        before=_ALNUM,
+    ),
+    _d(
+        "aws_secret_access_key",
+        ("aws_secret", "awssecret", "secret_access", "secretaccess"),
+        r"(?i:aws_?secret_?access_?key|secret_?access_?key|aws_?secret(?:_?key)?)[\"']?\s*[:=]\s*[\"']?"
+        r"([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+        group=1,
+        lower=True,
+    ),
+    _d("google_api_key", ("AIza",), r"AIza[0-9A-Za-z_\-]{35}(?![A-Za-z0-9_\-])", before=_TOKEN_CHARS),
+    _d(
+        "github_token",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![A-Za-z0-9_\-])",
+        before=_TOKEN_CHARS,
+    ),
+    _d("slack_token", ("xox",), r"xox[abposre]-[A-Za-z0-9\-]{10,}", before=_TOKEN_CHARS),
+    _d("slack_webhook", ("hooks.slack.com",), r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]{20,}"),
+    _d("jwt", ("eyJ",), r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*", before=_TOKEN_CHARS),
+    _d("eth_private_key", ("0x",), r"0x[0-9a-fA-F]{64}(?![0-9A-Za-z])", before=_ALNUM),
+    _d(
+        "eth_private_key",
+        tuple(f"{a}{s}key" for a in ("private", "priv", "wallet", "eth", "secret") for s in ("_", " ", "-", "")),
+        r"(?i:priv(?:ate)?[_ \-]?key|wallet[_ \-]?key|eth[_ \-]?key|secret[_ \-]?key)[^\n]{0,40}?"
+        r"(?<![0-9A-Za-z])([0-9a-fA-F]{64})(?![0-9A-Za-z])",
+        group=1,
+        lower=True,
+    ),
+)
+_AWS_SECRET_NEAR = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_MNEMONIC_LENGTHS = (24, 21, 18, 15, 12)
+# punctuation becomes a token of its own (never a wordlist word), so it breaks a run of words
+_PUNCT = str.maketrans({c: " \x00 " for c in "\"'.,;:()[]{}<>`=|"})
+_SEP = r"(?:\s|\\n|\\t|\\r)+"
+_RUN12 = re.compile(b"\x01{12,}")
+
+
+@lru_cache(maxsize=1)
+def _bip39():
+    from mnemonic import Mnemonic
+
+    m = Mnemonic("english")
+    return m, frozenset(m.wordlist)
+
+
+def _looks_like_aws_secret(s: str) -> bool:
+    return any(c.islower() for c in s) and any(c.isupper() for c in s) and any(c.isdigit() or c in "/+" for c in s)
+
+
+def _mnemonics(text: str) -> list[SecretMatch]:
+    """BIP-39 phrases: runs of 12-24 wordlist words with a valid checksum (prose almost never has one).
+    Tokenising with str.split and a set test keeps this at tens of ns per word."""
+    m, words_set = _bip39()
+    flat = text.replace("\\n", " ").replace("\\t", " ").replace("\\r", " ") if "\\" in text else text
+    toks = flat.translate(_PUNCT).split()
+    flags = bytes(map(words_set.__contains__, toks))
+    out: list[SecretMatch] = []
+    search_from = 0
+    for run in _RUN12.finditer(flags):
+        words = toks[run.start() : run.end()]
+        i = 0
+        while i + 12 <= len(words):
+            hit = 0
+            for n in _MNEMONIC_LENGTHS:
+                if i + n <= len(words) and m.check(" ".join(words[i : i + n])):
+                    hit = n
+                    break
+            if not hit:
+                i += 1
+                continue
+            rx = re.compile(_SEP.join(re.escape(w) for w in words[i : i + hit]))
+            found = rx.search(text, search_from)
+            if not found:
+                i += 1
+                continue
+            out.append(SecretMatch("bip39_mnemonic", found.start(), found.end(), found.group()))
+            search_from = found.end()
+            i += hit
+    return out
+
+
+def _matches(d: _Detector, text: str, hay: str):
+    """Regex matches of one detector; case-insensitive ones only at trigger positions (fast)."""
+    if not d.lower:
+        yield from d.regex.finditer(text)
+        return
+    starts = set()
+    for t in d.triggers:
+        pos = hay.find(t)
+        while pos >= 0:
+            starts.add(pos)
+            pos = hay.find(t, pos + 1)
+    end = -1
+    for pos in sorted(starts):
+        if pos < end:
+            continue
+        mt = d.regex.match(text, pos)
+        if mt:
+            end = mt.end()
+            yield mt
+
+
+def detect(text: str, extra_values: Iterable[str] = ()) -> list[SecretMatch]:
+    """Every credential in `text`, non-overlapping, in order. `extra_values` are raw canaries (kind 'canary')."""
+    found: list[SecretMatch] = []
+    for v in extra_values:
+        if not v:
+            continue
+        start = text.find(v)
+        while start >= 0:
+            found.append(SecretMatch("canary", start, start + len(v), v))
+            start = text.find(v, start + len(v))
+    lowered: str | None = None
+    for d in _DETECTORS:
+        if d.lower:
+            if lowered is None:
+                lowered = text.lower()
+            hay = lowered
+        else:
+            hay = text
+        if not any(t in hay for t in d.triggers):
+            continue
+        for mt in _matches(d, text, hay):
+            s, e = mt.span(d.group)
+            if d.before and s > 0 and text[s - 1] in d.before:
+                continue
+            found.append(SecretMatch(d.kind, s, e, text[s:e]))
+            if d.kind == "aws_access_key_id":
+                # the secret key usually follows its id closely (credentials files, env dumps, JSON)
+                for near in _AWS_SECRET_NEAR.finditer(text, e, min(len(text), e + 300)):
+                    if _looks_like_aws_secret(near.group()):
+                        found.append(SecretMatch("aws_secret_access_key", near.start(), near.end(), near.group()))
+                        break
+    if len(text) >= 47:
+        found.extend(_mnemonics(text))
+    return _non_overlapping(found)
+
+
+def _non_overlapping(found: list[SecretMatch]) -> list[SecretMatch]:
+    """Canaries win, then the longest match; ties by position."""
+    if len(found) <= 1:
+        return found
+    prio = sorted(found, key=lambda m: (m.kind != "canary", -(m.end - m.start), m.start))
+    kept: list[SecretMatch] = []
+    for m in prio:
+        if all(m.end <= k.start or m.start >= k.end for k in kept):
+            kept.append(m)
+    kept.sort(key=lambda m: m.start)
+    return kept
+
+
+def canonical(kind: str, value: str) -> str:
+    """The form fingerprints are computed over, so the same secret fingerprints alike wherever seen
+    (a PEM key inside JSON has `\\n` escapes, a mnemonic may be spaced differently)."""
+    if kind == "pem_private_key":
+        body = value.replace("\\n", "\n").replace("\\r", "")
+        body = re.sub(r"-----(BEGIN|END)[A-Z ]*-----", "", body)
+        return re.sub(r"[^A-Za-z0-9+/=]", "", body)
+    if kind == "bip39_mnemonic":
+        return " ".join(value.split()).lower()
+    if kind == "eth_private_key":
+        return value.lower().removeprefix("0x")
+    return value
+
+
+def placeholder(kind: str, fingerprint: str) -> str:
+    return REDACTED_FMT.format(kind=kind, fp=fingerprint[:12])
+
+
+def redact(
+    text: str, fp: Fingerprinter, extra_values: Iterable[str] = ()
+) -> tuple[str, list[tuple[SecretMatch, str]]]:
+    """`text` with every secret replaced by `[REDACTED:<kind>:<fingerprint[:12]>]`, and the matches
+    with their fingerprints (the caller turns them into secrets_seen rows and drops the values)."""
+    matches = detect(text, extra_values)
+    if not matches:
+        return text, []
+    out: list[str] = []
+    pairs: list[tuple[SecretMatch, str]] = []
+    pos = 0
+    for m in matches:
+        f = fp.fingerprint(m.canonical)
+        out.append(text[pos : m.start])
+        out.append(placeholder(m.kind, f))
+        pos = m.end
+        pairs.append((m, f))
+    out.append(text[pos:])
+    return "".join(out), pairs
+
+
+def redact_header(
+    name: str, value: str, fp: Fingerprinter, extra_values: Iterable[str] = ()
+) -> tuple[str, list[tuple[SecretMatch, str]]]:
+    """A header value with credentials removed. Credential headers (Authorization, x-api-key, Cookie, ...)
+    are replaced whole; the kind is the detected shape of the token (e.g. `openai_api_key`) when known."""
+    lname = name.lower()
+    header_kind = CREDENTIAL_HEADERS.get(lname)
+    if header_kind is None:
+        return redact(value, fp, extra_values)
+    scheme = ""
+    token = value
+    if header_kind == "authorization":
+        parts = value.split(None, 1)
+        if len(parts) == 2 and parts[0].isalpha():
+            scheme, token = parts[0] + " ", parts[1]
+            header_kind = "bearer_token" if parts[0].lower() == "bearer" else f"{parts[0].lower()}_credentials"
+    if not token:
+        return value, []
+    inner = detect(token, extra_values)
+    if len(inner) == 1 and inner[0].start == 0 and inner[0].end == len(token.rstrip()):
+        kind = inner[0].kind
+    else:
+        kind = header_kind
+    m = SecretMatch(kind, len(scheme), len(scheme) + len(token), token)
+    f = fp.fingerprint(m.canonical)
+    return scheme + placeholder(kind, f), [(m, f)]
+
+
+def redact_headers(
+    headers: Iterable[tuple[str, str]], fp: Fingerprinter, extra_values: Iterable[str] = ()
+) -> tuple[list[tuple[str, str]], list[tuple[str, SecretMatch, str]]]:
+    """Headers with credentials redacted, plus (header name, match, fingerprint) for each secret."""
+    out: list[tuple[str, str]] = []
+    found: list[tuple[str, SecretMatch, str]] = []
+    for name, value in headers:
+        red, pairs = redact_header(name, value, fp, extra_values)
+        out.append((name, red))
+        found.extend((name.lower(), m, f) for m, f in pairs)
+    return out, found
+
+
+def secret_row(
+    match: SecretMatch,
+    fingerprint: str,
+    *,
+    direction: str,
+    location: str,
+    destination: str | None = None,
+    ts=None,
+    host_id: str | None = None,
+    flow_uid: str | None = None,
+    exchange_id: str | None = None,
+    pid: int | None = None,
+) -> dict:
+    """One `secrets_seen` row: kind, keyed fingerprint and last 4 characters; never the value."""
+    return {
+        "ts": ts,
+        "host_id": host_id,
+        "flow_uid": flow_uid,
+        "exchange_id": exchange_id,
+        "kind": match.kind,
+        "fingerprint": fingerprint,
+        "last4": match.last4,
+        "direction": direction,
+        "destination": destination,
+        "location": location,
+        "pid": pid,
+    }

@@ -1,0 +1,128 @@
+"""Secret detectors, keyed fingerprints and redaction (collector/secrets.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mnemonic import Mnemonic
+
+from collector.secrets import Fingerprinter, detect, redact, redact_headers, secret_row
+
+MNEMONIC = "legal winner thank year wave sausage worth useful legal winner thank yellow"  # BIP-39 test vector
+
+# One planted value of every kind (fake, but shaped like the real thing).
+PLANTED = {
+    "aws_access_key_id": "AKIAQ7EXAMPLE2X4Y6Z8",
+    "openai_api_key": "sk-proj-Q1w2E3r4T5y6U7i8O9p0AsDfGhJkL",
+    "anthropic_api_key": "sk-ant-api03-Zx9Cv8Bn7Mm6Ll5Kk4Jj3Hh2Gg1Ff0-AAAA",
+    "google_api_key": "AIzaSyD3mOcKk3y-0123456789abcdefghijkXY",
+    "github_token": "ghp_R4nd0mT0k3nV4lu3F0rT3st1ngPurp0s3sXY",
+    "slack_token": "xoxb-2048-4096-R4nd0mSl4ckT0k3n",
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZ2VudC0xMjMifQ.c2lnbmF0dXJlLXZhbHVlLWhlcmU",
+    "eth_private_key": "0x8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f",
+    "bip39_mnemonic": MNEMONIC,
+}
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYz9q8w7e6r5"
+PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"
+
+
+@pytest.fixture
+def fp() -> Fingerprinter:
+    return Fingerprinter(b"k" * 32)
+
+
+def test_every_kind_detected_in_prose():
+    for kind, value in PLANTED.items():
+        text = f"please use {value} for the deploy"
+        matches = detect(text)
+        assert [(m.kind, m.value) for m in matches] == [(kind, value)], kind
+
+
+def test_aws_secret_by_context_and_near_key_id():
+    m = detect(f'aws_secret_access_key = "{AWS_SECRET}"')
+    assert [(x.kind, x.value) for x in m] == [("aws_secret_access_key", AWS_SECRET)]
+    m = detect(f"AWS_ACCESS_KEY_ID={PLANTED['aws_access_key_id']}\nAWS_SECRET={AWS_SECRET}\n")
+    assert {x.kind for x in m} == {"aws_access_key_id", "aws_secret_access_key"}
+    m = detect(json.dumps({"AccessKeyId": PLANTED["aws_access_key_id"], "SecretAccessKey": AWS_SECRET}))
+    assert {x.kind for x in m} == {"aws_access_key_id", "aws_secret_access_key"}
+
+
+def test_pem_inside_json_fingerprints_like_raw(fp):
+    raw = detect(PEM)
+    esc = detect(json.dumps({"content": PEM}))
+    assert [m.kind for m in raw] == ["pem_private_key"] == [m.kind for m in esc]
+    assert fp.fingerprint(raw[0].canonical) == fp.fingerprint(esc[0].canonical)
+
+
+def test_mnemonic_checksum_and_json_newlines():
+    m = Mnemonic("english")
+    phrase = m.generate(256)  # 24 words
+    assert [x.kind for x in detect(json.dumps({"seed": phrase}))] == ["bip39_mnemonic"]
+    assert [x.kind for x in detect(json.dumps({"seed": phrase.replace(" ", "\n")}))] == ["bip39_mnemonic"]
+    # twelve wordlist words with a bad checksum are prose, not a seed
+    assert detect("legal winner thank year wave sausage worth useful legal winner thank winner") == []
+
+
+def test_no_false_positives_on_ordinary_llm_traffic():
+    body = json.dumps(
+        {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "Summarise the sha256 digest " + "ab" * 32 + " for me"}],
+            "id": "chatcmpl-9a8b7c6d5e4f3a2b1c0d",
+            "skip": "sk-short",
+        }
+    )
+    assert detect(body) == []
+
+
+def test_canary_extra_values_win(fp):
+    canary = "AKIACANARY0000000001"
+    text, found = redact(f"x {canary} y", fp, extra_values=[canary])
+    assert [m.kind for m, _ in found] == ["canary"]
+    assert canary not in text
+
+
+def test_redact_replaces_with_kind_and_fingerprint(fp):
+    value = PLANTED["openai_api_key"]
+    text, found = redact(f"key={value}!", fp)
+    f = fp.fingerprint(value)
+    assert text == f"key=[REDACTED:openai_api_key:{f[:12]}]!"
+    assert len(f) == 24 and found[0][1] == f
+    row = secret_row(found[0][0], found[0][1], direction="request", location="body", destination="r.example")
+    assert row["last4"] == value[-4:] and value not in json.dumps(row)
+
+
+def test_fingerprints_differ_between_stores():
+    v = PLANTED["github_token"]
+    assert Fingerprinter(b"a" * 32).fingerprint(v) != Fingerprinter(b"b" * 32).fingerprint(v)
+
+
+def test_credential_headers(fp):
+    key = PLANTED["anthropic_api_key"]
+    headers = [
+        ("Authorization", f"Bearer {PLANTED['openai_api_key']}"),
+        ("x-api-key", key),
+        ("api-key", "opaque-router-token-123"),
+        ("Cookie", "session=abc"),
+        ("User-Agent", "OpenAI/Python 3.57.0"),
+    ]
+    red, found = redact_headers(headers, fp)
+    assert red[0][1].startswith("Bearer [REDACTED:openai_api_key:")
+    assert red[1][1].startswith("[REDACTED:anthropic_api_key:")
+    assert red[2][1].startswith("[REDACTED:api_key_header:")
+    assert red[3][1].startswith("[REDACTED:cookie:")
+    assert red[4] == headers[4]
+    assert [(n, m.kind) for n, m, _ in found] == [
+        ("authorization", "openai_api_key"),
+        ("x-api-key", "anthropic_api_key"),
+        ("api-key", "api_key_header"),
+        ("cookie", "cookie"),
+    ]
+    assert all(v not in json.dumps(red) for _, v in headers[:4])
+
+
+def test_repr_never_shows_value():
+    m = detect(PLANTED["github_token"])[0]
+    assert PLANTED["github_token"] not in repr(m)
+    assert "k" * 32 not in repr(Fingerprinter(b"k" * 32))
