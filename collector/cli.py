@@ -64,8 +64,139 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- offline capture ingest -----------------------------------------------------------------------
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from collector.ingest import IngestError, ingest
+
+    try:
+        res = ingest(args.capture, store=args.store, keylog=args.keylog, host_id=args.host_id)
+    except IngestError as exc:
+        raise UserError(str(exc)) from None
+    if res.truncated:
+        print(f"routerwatch: warning: {args.capture}: {'; '.join(res.errors)} (ingested what was readable)",
+              file=sys.stderr)
+    for w in res.warnings:
+        print(f"routerwatch: warning: {w}", file=sys.stderr)
+    if res.status == "duplicate":
+        print(f"{args.capture}: already ingested (sha256 {res.sha256[:12]}), nothing added")
+        return 0
+    print(f"{args.capture}: {res.packets:,} packets -> {res.flows:,} flows, {res.dns:,} DNS messages, "
+          f"{res.tls:,} TLS handshakes in {res.duration_s:.1f} s ({res.status})")
+    return 0
+
+
+def _register_ingest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ingest", help="ingest an offline pcap/pcapng (+ TLS key log) into the store")
+    p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file (any link type tshark reads)")
+    p.add_argument("--keylog", metavar="FILE", help="TLS key log (SSLKEYLOGFILE format) for decryption")
+    p.add_argument("--host-id", metavar="ID", help="host the capture came from (default: $ROUTERWATCH_HOST_ID, else hostname)")
+    add_store_arg(p)
+    p.set_defaults(func=cmd_ingest)
+
+
+# -- agent coverage: wrap (key log / proxy) and the router-configuration inventory ----------------
+def cmd_wrap(args: argparse.Namespace) -> int:
+    from collector import wrap
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise UserError("wrap needs a command: routerwatch wrap [options] -- CMD [ARGS...]")
+    try:
+        if args.proxy:
+            return wrap.run_proxy(cmd, store=args.store, fail_open=args.fail_open, ca_dir=args.ca_dir)
+        code, run = wrap.run_keylog(cmd, keylog_dir=args.keylog_dir, keep_keys=args.keep_keys)
+    except FileNotFoundError as exc:
+        raise UserError(f"command not found: {exc.args[0] if exc.args else cmd[0]}") from None
+    if args.keep_keys:
+        print(f"routerwatch: key log kept: {run.keylog}", file=sys.stderr)
+    return code
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    from collector.inventory import scan
+
+    rows = scan.run(store=args.store, homes=args.home, pids=args.pid, project_dirs=args.project,
+                    live=not args.no_live, write=not args.no_store)
+    scan.print_rows(rows, fmt=args.format)
+    return 0
+
+
+def _register_coverage(sub: argparse._SubParsersAction) -> None:
+    from pathlib import Path
+
+    w = sub.add_parser(
+        "wrap", help="run an agent with TLS key logging on (or through the intercepting proxy with --proxy)",
+        description="Run CMD so its TLS plaintext can be recovered: key-log mode (SSLKEYLOGFILE, a Python "
+        "start-up hook, NODE_OPTIONS=--tls-keylog) for the live collector, or --proxy: a local "
+        "TLS-intercepting proxy that decodes every exchange into the store. Exit status and signals "
+        "pass through.")
+    add_store_arg(w)
+    w.add_argument("--keylog-dir", type=Path, metavar="DIR", help="where key logs go (default: the collector's key-log dir)")
+    w.add_argument("--keep-keys", action="store_true", help="keep the key log after use (default: deleted)")
+    w.add_argument("--proxy", action="store_true", help="intercepting-proxy mode (for Bun, rustls, Go agents)")
+    w.add_argument("--fail-open", action="store_true",
+                   help="proxy: tunnel hosts whose TLS cannot be intercepted and keep passing traffic when "
+                   "recording fails (default: fail closed)")
+    w.add_argument("--ca-dir", type=Path, metavar="DIR", help="proxy CA directory (default: $ROUTERWATCH_PROXY_CA_DIR, "
+                   "/etc/routerwatch/proxy-ca as root, ~/.config/routerwatch/proxy-ca otherwise)")
+    w.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the agent command")
+    w.set_defaults(func=cmd_wrap)
+
+    v = sub.add_parser("inventory", help="which LLM endpoints agents are configured to use (env and config files)")
+    add_store_arg(v)
+    v.add_argument("--home", action="append", type=Path, metavar="DIR",
+                   help="a home directory to read agent config files from (repeatable; default: every user's)")
+    v.add_argument("--project", action="append", type=Path, metavar="DIR",
+                   help="a project directory with .claude/settings*.json, opencode.json, crush.json ... (repeatable)")
+    v.add_argument("--pid", action="append", type=int, metavar="PID", help="only this process (repeatable)")
+    v.add_argument("--no-live", action="store_true", help="do not scan running processes")
+    v.add_argument("--no-store", action="store_true", help="print only, write nothing")
+    v.add_argument("--format", choices=("table", "json"), default="table")
+    v.set_defaults(func=cmd_inventory)
+
+
+# -- live collector ------------------------------------------------------------------------------
+def cmd_collect(args: argparse.Namespace) -> int:
+    from collector.live.collect import CollectOptions, collect
+
+    if args.interval <= 0 or args.poll <= 0:
+        raise UserError("--interval and --poll must be positive")
+    if args.max_delay > 5:
+        raise UserError("--max-delay is at most 5 seconds")
+    return collect(CollectOptions(
+        store=args.store, host_id=args.host_id, interval=args.interval, duration=args.duration, poll=args.poll,
+        max_delay=args.max_delay, ebpf=not args.no_ebpf, ssl=not args.no_ssl, ssl_libraries=args.ssl_lib or [],
+        capture=not args.no_capture, capture_dir=args.capture_dir, capture_iface=args.iface,
+        capture_retain_mb=args.capture_retain_mb, quiet=args.quiet,
+    ))
+
+
+def _register_collect(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("collect", help="live collector: eBPF flows/processes/DNS, libssl plaintext, capture (root)")
+    add_store_arg(c)
+    c.add_argument("--host-id", help="name of this host in every row (default: $ROUTERWATCH_HOST_ID or hostname)")
+    c.add_argument("--interval", type=float, default=10.0, metavar="S", help="collector_stats period (default 10)")
+    c.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until SIGTERM)")
+    c.add_argument("--poll", type=float, default=0.2, metavar="S", help="ring-buffer drain period (default 0.2)")
+    c.add_argument("--max-delay", type=float, default=2.0, metavar="S", help="store lag bound, <= 5 (default 2)")
+    c.add_argument("--no-ebpf", action="store_true", help="skip eBPF (capture + /proc/net polling only)")
+    c.add_argument("--no-ssl", action="store_true", help="no libssl plaintext uprobes")
+    c.add_argument("--ssl-lib", action="append", metavar="PATH",
+                   help="another binary exporting SSL_* to probe (e.g. node); repeatable")
+    c.add_argument("--no-capture", action="store_true", help="no packet capture ring")
+    c.add_argument("--capture-dir", metavar="DIR", help="capture segments (default /var/lib/routerwatch-capture)")
+    c.add_argument("--iface", default="any", help="capture interface (default any)")
+    c.add_argument("--capture-retain-mb", type=int, default=512, metavar="MB", help="disk cap for segments")
+    c.add_argument("-q", "--quiet", action="store_true", help="no start/stop messages")
+    c.set_defaults(func=cmd_collect)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """The collector's subcommands."""
+    _register_ingest(sub)
+    _register_collect(sub)
     p = sub.add_parser("store", help="store maintenance (compact, info)")
     ssub = p.add_subparsers(dest="store_cmd", required=True, metavar="ACTION")
     c = ssub.add_parser("compact", help="merge small Parquet files, expire old snapshots, delete unreferenced files")
@@ -82,6 +213,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--duckdb", metavar="FILE", help="write a single plain DuckDB database file")
     g.add_argument("--parquet", metavar="DIR", help="write one Parquet file per table")
     e.set_defaults(func=cmd_export)
+
+    _register_coverage(sub)
 
 
 # -- entry point ----------------------------------------------------------------------------------

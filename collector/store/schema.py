@@ -181,6 +181,38 @@ TABLES: dict[str, list[Column]] = {
         ("mode", "VARCHAR"),  # 'ebpf' | 'capture-only' | ...
         ("detail", "JSON"),
     ],
+    # -- agent coverage: router-configuration inventory, proxy mode (collector.inventory, .proxy) -
+    "agent_configs": [  # which endpoint each agent is configured to use, and where that came from
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("user", "VARCHAR"),
+        ("uid", "INTEGER"),
+        ("agent", "VARCHAR"),  # 'claude-code' | 'codex' | 'gemini-cli' | 'goose' | 'crush' | 'opencode' | ...
+        ("pid", "INTEGER"),  # live process (NULL for config files)
+        ("process_start", "DOUBLE"),  # with pid, keys processes(host_id, pid, start_time)
+        ("source", "VARCHAR"),  # 'env' (/proc/PID/environ) | 'file'
+        ("path", "VARCHAR"),  # config file, or /proc/PID/environ
+        ("scope", "VARCHAR"),  # 'process' | 'user' | 'project'
+        ("variable", "VARCHAR"),  # ANTHROPIC_BASE_URL, model_providers.x.base_url, env.ANTHROPIC_BASE_URL, ...
+        ("kind", "VARCHAR"),  # 'endpoint' | 'proxy' | 'credential' | 'provider' | 'model' | 'ca'
+        ("endpoint", "VARCHAR"),  # URL as configured (userinfo removed); NULL for credentials
+        ("endpoint_host", "VARCHAR"),  # host part, lowercased
+        ("endpoint_port", "INTEGER"),
+        ("value", "VARCHAR"),  # non-secret values (provider, model, CA path); credentials: the fingerprint placeholder
+        ("fingerprint", "VARCHAR"),  # credentials: keyed fingerprint (as in secrets_seen)
+        ("effective", "BOOLEAN"),  # False when a higher-precedence source overrides this one
+        ("file_mtime", "TIMESTAMP"),
+        ("file_sha256", "VARCHAR"),
+    ],
+    "proxy_events": [  # what the intercepting proxy could not pass or see (upstream/TLS failures, loss)
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("kind", "VARCHAR"),  # 'upstream-failed' | 'client-tls-failed' | 'passthrough' | 'refused' | 'parse-error' | 'sink-loss'
+        ("detail", "VARCHAR"),
+        ("pid", "INTEGER"),
+        ("flow_uid", "VARCHAR"),  # the agent leg
+        ("target", "VARCHAR"),  # host:port the agent asked for
+    ],
     # -- analyzer ------------------------------------------------------------------------------
     "findings": [
         ("finding_id", "VARCHAR"),

@@ -1,0 +1,381 @@
+"""The TLS-intercepting proxy: CONNECT in, TLS terminated with a leaf from our CA, TLS out to the
+real server verified as strictly as the agent would, bytes relayed as they arrive.
+
+Why a byte relay with a tap rather than a parse-and-rebuild proxy: the agent and the router see
+exactly the bytes the other sent (no re-framing, no header normalisation), added latency is one
+read and one write per chunk, and WebSocket or any other upgrade just keeps flowing. Parsing
+happens beside the relay (collector.proxy.tap) and records go to a sink on another thread.
+
+Both TLS legs offer only HTTP/1.1 in ALPN: every agent in the coverage matrix speaks it, and it
+keeps the tap one protocol. Failure policy (`fail_open`):
+
+* upstream certificate invalid, or upstream unreachable: always 502 to the agent, whatever the
+  policy (never weaker than the agent's own TLS);
+* the agent rejects our certificate (pinning, CA not trusted): closed = the connection fails;
+  open = that host is tunnelled untouched from then on (recorded as flows, not decrypted);
+* the sink cannot record (store down, queue full): closed = new connections get 503 until it
+  recovers; open = traffic continues and the loss is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import secrets
+import ssl
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from collector.proxy.ca import CertificateAuthority
+from collector.proxy.tap import Exchange, Http1Tap
+
+READ_SIZE = 256 * 1024
+HEAD_LIMIT = 64 * 1024
+CONNECT_TIMEOUT = 30.0
+
+
+@dataclass
+class Endpoint:
+    ip: str
+    port: int
+
+
+@dataclass
+class ProxiedConnection:
+    """One agent connection through the proxy: its two legs, byte counts and outcome."""
+
+    conn_id: str
+    client: Endpoint  # the agent's side of agent -> proxy
+    listen: Endpoint  # the proxy's side of agent -> proxy
+    target_host: str
+    target_port: int
+    scheme: str  # 'https' | 'http' | 'tunnel'
+    ts_start: float
+    upstream_local: Endpoint | None = None  # proxy side of proxy -> upstream
+    upstream_peer: Endpoint | None = None
+    ts_end: float | None = None
+    bytes_out: int = 0  # agent -> upstream (plaintext)
+    bytes_in: int = 0
+    tls_version: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None
+    error: str | None = None
+    pid: int | None = None
+    process_start: float | None = None
+    exchanges: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class ProxySink:
+    """Where the proxy hands its observations. `healthy` False makes a fail-closed proxy refuse."""
+
+    healthy = True
+
+    def connection_opened(self, conn: ProxiedConnection) -> None: ...
+
+    def exchange(self, conn: ProxiedConnection, ex: Exchange) -> None: ...
+
+    def connection_closed(self, conn: ProxiedConnection) -> None: ...
+
+    def event(self, conn: ProxiedConnection | None, kind: str, detail: str) -> None: ...
+
+
+def upstream_context(extra_ca_files: Iterable[str | os.PathLike] = ()) -> ssl.SSLContext:
+    """Verification for the proxy's own TLS connections: the system store plus every CA the agent
+    was configured to trust, hostname checked, TLS 1.2+. Never weaker than the agent."""
+    ctx = ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    for f in extra_ca_files:
+        if f and Path(f).is_file():
+            ctx.load_verify_locations(cafile=str(f))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def _ep(sock_addr: tuple | None) -> Endpoint | None:
+    if not sock_addr:
+        return None
+    return Endpoint(str(ipaddress.ip_address(sock_addr[0].split("%")[0])), int(sock_addr[1]))
+
+
+def _split_authority(authority: str, default_port: int) -> tuple[str, int]:
+    if authority.startswith("["):
+        host, _, rest = authority[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    host, sep, port = authority.rpartition(":")
+    if sep and port.isdigit():
+        return host, int(port)
+    return authority, default_port
+
+
+class InterceptingProxy:
+    """An asyncio proxy server on a loopback port, run in a background thread by `start()`."""
+
+    def __init__(self, ca: CertificateAuthority, sink: ProxySink, *, upstream_ssl: ssl.SSLContext | None = None,
+                 fail_open: bool = False, upstream_proxy: str | None = None, host: str = "127.0.0.1",
+                 port: int = 0):
+        self.ca = ca
+        self.sink = sink
+        self.upstream_ssl = upstream_ssl or upstream_context()
+        self.fail_open = fail_open
+        self.upstream_proxy = urlsplit(upstream_proxy) if upstream_proxy else None
+        self.host, self.port = host, port
+        self.passthrough: set[str] = set()
+        self.active = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> InterceptingProxy:
+        self._thread = threading.Thread(target=self._run, name="routerwatch-proxy", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._startup_error:
+            raise self._startup_error
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._handle, self.host, self.port, limit=HEAD_LIMIT, backlog=512))
+            self.port = self._server.sockets[0].getsockname()[1]
+        except BaseException as exc:  # reported to start()
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, give open connections `grace` seconds, then close them."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return
+
+        async def _shutdown() -> None:
+            assert self._server is not None
+            self._server.close()
+            deadline = time.monotonic() + grace
+            while self.active and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        fut = asyncio.run_coroutine_threadsafe(_shutdown(), loop)
+        with contextlib.suppress(Exception):
+            fut.result(grace + 10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread:
+            self._thread.join(10)
+
+    # -- one agent connection ----------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.active += 1
+        conn: ProxiedConnection | None = None
+        up_writer: asyncio.StreamWriter | None = None
+        try:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                return
+            line, _, rest = head.partition(b"\r\n")
+            parts = line.decode("latin-1").split()
+            if len(parts) != 3:
+                await self._reply(writer, 400, "malformed request line")
+                return
+            method, target, _version = parts
+            if method.upper() == "CONNECT":
+                host, port = _split_authority(target, 443)
+                scheme = "https"
+            elif target.lower().startswith("http://"):
+                u = urlsplit(target)
+                host, port, scheme = u.hostname or "", u.port or 80, "http"
+            else:
+                await self._reply(writer, 400, "this is a proxy: send CONNECT or an absolute http:// URL")
+                return
+            conn = ProxiedConnection(
+                conn_id=secrets.token_hex(8), client=_ep(writer.get_extra_info("peername")),  # type: ignore[arg-type]
+                listen=_ep(writer.get_extra_info("sockname")), target_host=host,  # type: ignore[arg-type]
+                target_port=port, scheme=scheme, ts_start=time.time())
+            if not self.fail_open and not self.sink.healthy:
+                await self._reply(writer, 503, "routerwatch proxy cannot record traffic (fail-closed)")
+                self.sink.event(conn, "refused", "sink unhealthy")
+                return
+            self.sink.connection_opened(conn)
+            tunnel = scheme == "https" and host.lower() in self.passthrough
+            try:
+                up_reader, up_writer = await asyncio.wait_for(
+                    self._open_upstream(host, port, tls=scheme == "https" and not tunnel), CONNECT_TIMEOUT)
+            except (TimeoutError, OSError, ssl.SSLError, ConnectionError, ValueError) as exc:
+                reason = _reason(exc)
+                conn.error = f"upstream: {reason}"
+                self.sink.event(conn, "upstream-failed", reason)
+                if scheme == "https":
+                    await self._reply(writer, 502, f"routerwatch proxy: upstream {host}:{port}: {reason}")
+                else:
+                    await self._reply(writer, 502, f"upstream {host}:{port}: {reason}")
+                return
+            conn.upstream_local = _ep(up_writer.get_extra_info("sockname"))
+            conn.upstream_peer = _ep(up_writer.get_extra_info("peername"))
+            sslobj = up_writer.get_extra_info("ssl_object")
+            if sslobj is not None:
+                conn.tls_version, conn.alpn = sslobj.version(), sslobj.selected_alpn_protocol()
+                conn.cipher = (sslobj.cipher() or (None,))[0]
+            if scheme == "https":
+                writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                await writer.drain()
+                if tunnel:
+                    conn.scheme = "tunnel"
+                    await self._relay(reader, writer, up_reader, up_writer, conn, None)
+                    return
+                try:
+                    await writer.start_tls(self.ca.server_context(host))
+                except (ssl.SSLError, OSError, ConnectionError) as exc:
+                    reason = _reason(exc)
+                    conn.error = f"agent rejected the proxy certificate: {reason}"
+                    self.sink.event(conn, "client-tls-failed", reason)
+                    if self.fail_open:
+                        self.passthrough.add(host.lower())
+                        self.sink.event(conn, "passthrough", f"{host} is tunnelled without inspection from now on")
+                    return
+                tap = Http1Tap(f"{host}:{port}" if port != 443 else host, lambda ex: self._emit(conn, ex))
+                await self._relay(reader, writer, up_reader, up_writer, conn, tap)
+            else:
+                # plain HTTP: origin-form request line and one exchange per connection, so a keep-alive
+                # connection can never carry a request for another origin to the wrong server
+                first = _plain_http_head(method, target, rest)
+                tap = Http1Tap(f"{host}:{port}" if port != 80 else host, lambda ex: self._emit(conn, ex))
+                await self._relay(reader, writer, up_reader, up_writer, conn, tap, first=first)
+        except asyncio.CancelledError:
+            if conn:
+                conn.error = conn.error or "proxy stopped"
+        except Exception as exc:  # one broken connection never stops the proxy
+            if conn:
+                conn.error = conn.error or f"proxy: {_reason(exc)}"
+        finally:
+            self.active -= 1
+            for w in (writer, up_writer):
+                if w is not None:
+                    w.close()
+            if conn is not None:
+                conn.ts_end = time.time()
+                self.sink.connection_closed(conn)
+
+    def _emit(self, conn: ProxiedConnection, ex: Exchange) -> None:
+        conn.exchanges += 1
+        self.sink.exchange(conn, ex)
+
+    async def _open_upstream(self, host: str, port: int, tls: bool
+                             ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        ctx = self.upstream_ssl if tls else None
+        if self.upstream_proxy is None:
+            return await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host if tls else None,
+                                                 limit=READ_SIZE)
+        up = self.upstream_proxy
+        r, w = await asyncio.open_connection(up.hostname, up.port or 80, limit=READ_SIZE)
+        w.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        await w.drain()
+        reply = await r.readuntil(b"\r\n\r\n")
+        status = reply.split(b" ", 2)[1:2]
+        if status != [b"200"]:
+            w.close()
+            first_line = reply.split(b"\r\n", 1)[0].decode("latin-1")
+            raise ConnectionError(f"upstream proxy answered {first_line}")
+        if tls:
+            await w.start_tls(ctx, server_hostname=host)  # type: ignore[arg-type]
+        return r, w
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter,
+                     conn: ProxiedConnection, tap: Http1Tap | None, first: bytes = b"") -> None:
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, outbound: bool) -> None:
+            feed = None if tap is None else (tap.client_data if outbound else tap.server_data)
+            pending = first if outbound else b""
+            try:
+                while True:
+                    data = pending or await src.read(READ_SIZE)
+                    pending = b""
+                    if not data:
+                        break
+                    dst.write(data)
+                    ts = time.time()
+                    if outbound:
+                        conn.bytes_out += len(data)
+                    else:
+                        conn.bytes_in += len(data)
+                    if feed is not None:
+                        feed(data, ts)
+                    await dst.drain()
+            except (ConnectionError, ssl.SSLError, OSError):
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    if dst.can_write_eof():
+                        dst.write_eof()
+                    else:
+                        dst.close()
+
+        t_out = asyncio.ensure_future(pump(reader, up_writer, True))
+        t_in = asyncio.ensure_future(pump(up_reader, writer, False))
+        try:
+            await asyncio.gather(t_out, t_in)
+        finally:
+            for t in (t_out, t_in):
+                t.cancel()
+            if tap is not None:
+                tap.close(time.time())
+                if tap.error:
+                    self.sink.event(conn, "parse-error", tap.error)
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, status: int, text: str) -> None:
+        reason = {400: "Bad Request", 502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "Error")
+        body = (text + "\n").encode()
+        writer.write(f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n"
+                     f"connection: close\r\n\r\n".encode() + body)
+        with contextlib.suppress(Exception):
+            await writer.drain()
+
+
+def _plain_http_head(method: str, target: str, rest: bytes) -> bytes:
+    """Absolute-form request head -> origin-form, `Connection: close` unless it is an Upgrade."""
+    u = urlsplit(target)
+    path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    lines = rest[:-4].split(b"\r\n") if rest.endswith(b"\r\n\r\n") else rest.split(b"\r\n")
+    upgrade = any(ln.lower().startswith(b"upgrade:") for ln in lines)
+    keep = [ln for ln in lines if ln and (upgrade or not ln.lower().startswith((b"connection:", b"proxy-connection:",
+                                                                                 b"keep-alive:")))]
+    keep = [ln for ln in keep if not ln.lower().startswith(b"proxy-")]
+    if not upgrade:
+        keep.append(b"Connection: close")
+    return f"{method} {path} HTTP/1.1\r\n".encode() + b"\r\n".join(keep) + b"\r\n\r\n"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300]

@@ -1,0 +1,264 @@
+"""From proxy observations to store rows, off the relay's thread.
+
+The relay hands every finished exchange and every closed connection to a bounded queue; one
+worker thread attributes the agent's connection to a process, runs the shared HTTP/LLM decoders
+and batches the rows into the store (BatchWriter). Each proxied connection becomes two `flows`
+rows with `source = 'proxy'`: the agent's leg (agent -> proxy) and the upstream leg (proxy ->
+router), each with its Community ID so the same connections seen by eBPF or a capture join them;
+both carry the agent's pid, and exchanges point at the upstream leg's flow_uid (the flow to the
+router).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from collector.capture.community_id import community_id
+from collector.proxy.server import ProxiedConnection, ProxySink
+from collector.proxy.tap import Exchange, websocket_as_http
+
+QUEUE_MAX = 20_000
+
+
+def _ts(t: float | None) -> dt.datetime | None:
+    return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None)
+
+
+def flow_uid(host_id: str, conn_id: str, leg: str) -> str:
+    digest = hashlib.blake2b(f"{host_id}|proxy|{conn_id}|{leg}".encode(), digest_size=10).digest()
+    return "P" + base64.b32encode(digest).decode().lower()
+
+
+class SocketOwners:
+    """Which process owns the agent's end of a loopback connection to the proxy (/proc/net/tcp*
+    inode -> /proc/PID/fd), searched among `root_pid` and its descendants; else `root_pid`."""
+
+    def __init__(self, root_pid: int | None):
+        self.root_pid = root_pid
+
+    def _inode(self, ip: str, port: int, peer_port: int) -> str | None:
+        want_port = f"{port:04X}"
+        want_peer = f"{peer_port:04X}"
+        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(name).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                f = line.split()
+                if len(f) > 9 and f[1].endswith(":" + want_port) and f[2].endswith(":" + want_peer):
+                    return f[9]
+        return None
+
+    def _descendants(self) -> list[int]:
+        if self.root_pid is None:
+            return []
+        children: dict[int, list[int]] = {}
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat = (d / "stat").read_text()
+                ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+        out, todo = [], [self.root_pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            todo.extend(children.get(p, []))
+        return out
+
+    def owner(self, client_ip: str, client_port: int, proxy_port: int) -> int | None:
+        inode = self._inode(client_ip, client_port, proxy_port)
+        if inode and inode != "0":
+            target = f"socket:[{inode}]"
+            for pid in self._descendants():
+                try:
+                    fds = Path(f"/proc/{pid}/fd").iterdir()
+                    if any(_readlink(fd) == target for fd in fds):
+                        return pid
+                except OSError:
+                    continue
+        return self.root_pid
+
+
+def _readlink(p: Path) -> str | None:
+    try:
+        return str(p.readlink())
+    except OSError:
+        return None
+
+
+def _start_time(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    from collector.wrap import process_start_time
+
+    return process_start_time(pid)
+
+
+class StoreSink(ProxySink):
+    """Decode and write everything the proxy sees; `healthy` turns False when writes keep failing."""
+
+    def __init__(self, writer, decoder: Callable[..., dict[str, list[dict]]], *,  # noqa: ANN001 - BatchWriter
+                 host_id: str, root_pid: int | None = None):
+        self.writer = writer
+        self.host_id = host_id
+        self.owners = SocketOwners(root_pid)
+        self._decoder = decoder
+        self._q: queue.Queue = queue.Queue(QUEUE_MAX)
+        self.dropped = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.counts = {"connections": 0, "exchanges": 0, "events": 0}
+        self._seq: dict[str, int] = {}  # exchanges so far per connection (exchange ids derive from it)
+        self._thread = threading.Thread(target=self._work, name="routerwatch-proxy-sink", daemon=True)
+        self._thread.start()
+
+    @property
+    def healthy(self) -> bool:  # type: ignore[override]
+        return self._q.qsize() < QUEUE_MAX - 1 and self.errors < 3
+
+    def set_root_pid(self, pid: int) -> None:
+        self.owners.root_pid = pid
+
+    # -- called on the proxy's thread: enqueue only --------------------------------------------
+    def _put(self, item: tuple) -> None:
+        try:
+            self._q.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+
+    def connection_opened(self, conn: ProxiedConnection) -> None:
+        self._put(("open", conn))
+
+    def exchange(self, conn: ProxiedConnection, ex: Exchange) -> None:
+        self._put(("exchange", conn, ex))
+
+    def connection_closed(self, conn: ProxiedConnection) -> None:
+        self._put(("closed", conn))
+
+    def event(self, conn: ProxiedConnection | None, kind: str, detail: str) -> None:
+        self._put(("event", conn, kind, detail, time.time()))
+
+    # -- worker ---------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            try:
+                getattr(self, "_on_" + item[0])(*item[1:])
+                self.errors = 0
+            except Exception as exc:  # counted, surfaced in proxy_events; never kills the worker
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+
+    def _attribute(self, conn: ProxiedConnection) -> None:
+        if conn.pid is None and conn.client is not None:
+            conn.pid = self.owners.owner(conn.client.ip, conn.client.port, conn.listen.port)
+            conn.process_start = _start_time(conn.pid)
+
+    def _on_open(self, conn: ProxiedConnection) -> None:
+        self._attribute(conn)
+
+    def _on_exchange(self, conn: ProxiedConnection, ex: Exchange) -> None:
+        self._attribute(conn)
+        self.counts["exchanges"] += 1
+        req, resp = ex.request, ex.response
+        meta = self._meta(conn)
+        meta["seq"] = self._seq[conn.conn_id] = self._seq.get(conn.conn_id, -1) + 1
+        tables = self._decode(req, resp, meta, ws=ex.websocket)
+        if ex.websocket is not None:
+            as_http = websocket_as_http(ex)
+            if as_http is not None:
+                meta["seq"] += 1_000_000  # a distinct exchange id for the LLM view of the session
+                for t, rows in self._decode(*as_http, meta, ws=None, llm_only=True).items():
+                    tables.setdefault(t, []).extend(rows)
+        for table, rows in tables.items():
+            if rows:
+                self.writer.add(table, rows)
+
+    def _meta(self, conn: ProxiedConnection) -> dict:
+        return {
+            "host_id": self.host_id,
+            "flow_uid": flow_uid(self.host_id, conn.conn_id, "upstream"),
+            "pid": conn.pid,
+            "process_start": conn.process_start,
+            "server_name": conn.target_host,
+            "dst_ip": conn.upstream_peer.ip if conn.upstream_peer else None,
+            "dst_port": conn.target_port,
+            "scheme": conn.scheme,
+            "source": "proxy",
+        }
+
+    def _decode(self, req, resp, meta: dict, ws=None, llm_only: bool = False) -> dict[str, list[dict]]:  # noqa: ANN001
+        tables = self._decoder(req, resp, meta)
+        if ws is not None:
+            for row in tables.get("http", []):
+                hdrs = json.loads(row.get("response_headers") or "[]") if isinstance(row.get("response_headers"), str) else []
+                row["response_headers"] = json.dumps([*hdrs, ["x-routerwatch-websocket", json.dumps(ws.as_dict())]])
+        if llm_only:
+            tables = {k: v for k, v in tables.items() if k != "http"}
+        return tables
+
+    def _on_closed(self, conn: ProxiedConnection) -> None:
+        self._attribute(conn)
+        self._seq.pop(conn.conn_id, None)
+        self.counts["connections"] += 1
+        h = self.host_id
+        rows = []
+        if conn.client is not None and conn.listen is not None:
+            rows.append(self._flow(conn, "agent", conn.client.ip, conn.client.port, conn.listen.ip, conn.listen.port))
+        if conn.upstream_local is not None and conn.upstream_peer is not None:
+            rows.append(self._flow(conn, "upstream", conn.upstream_local.ip, conn.upstream_local.port,
+                                   conn.upstream_peer.ip, conn.upstream_peer.port))
+            if conn.tls_version:
+                self.writer.add("tls", [{
+                    "ts": _ts(conn.ts_start), "host_id": h, "flow_uid": flow_uid(h, conn.conn_id, "upstream"),
+                    "version": conn.tls_version.replace("TLSv", "TLS "), "sni": conn.target_host,
+                    "alpn": "http/1.1", "alpn_selected": conn.alpn, "cipher": conn.cipher,
+                    "decrypted": conn.scheme == "https",
+                }])
+        self.writer.add("flows", rows)
+
+    def _flow(self, conn: ProxiedConnection, leg: str, sip: str, sport: int, dip: str, dport: int) -> dict:
+        return {
+            "flow_uid": flow_uid(self.host_id, conn.conn_id, leg),
+            "community_id": community_id("tcp", sip, sport, dip, dport),
+            "host_id": self.host_id, "ts_start": _ts(conn.ts_start), "ts_end": _ts(conn.ts_end),
+            "proto": "tcp", "src_ip": sip, "src_port": sport, "dst_ip": dip, "dst_port": dport,
+            "bytes_out": conn.bytes_out, "bytes_in": conn.bytes_in,
+            "server_name": conn.target_host, "pid": conn.pid, "process_start": conn.process_start,
+            "source": "proxy", "history": f"proxy-{leg}" + (f":{conn.scheme}" if conn.scheme != "https" else ""),
+        }
+
+    def _on_event(self, conn: ProxiedConnection | None, kind: str, detail: str, ts: float) -> None:
+        if conn is not None:
+            self._attribute(conn)
+        self.counts["events"] += 1
+        self.writer.add("proxy_events", [{
+            "ts": _ts(ts), "host_id": self.host_id, "kind": kind, "detail": detail[:1000],
+            "pid": conn.pid if conn else None,
+            "flow_uid": flow_uid(self.host_id, conn.conn_id, "agent") if conn else None,
+            "target": f"{conn.target_host}:{conn.target_port}" if conn else None,
+        }])
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Drain the queue, write a final event with the counters, flush."""
+        self._q.put(None)
+        self._thread.join(timeout)
+        if self.dropped or self.last_error:
+            self._on_event(None, "sink-loss", json.dumps({"dropped": self.dropped, "last_error": self.last_error}), time.time())
+        self.writer.flush()
+
