@@ -31,7 +31,13 @@ fi
 # packaged ones: they compile, and the programs only read tracepoint arguments and user memory
 # (struct offsets from mismatched headers would be wrong, so nothing reads kernel structs).
 kdir=/lib/modules/$(uname -r)
-if [ ! -e "$kdir/build" ]; then
+# (an earlier fallback link whose source half lacks linux/kconfig.h is repaired; real headers are left alone)
+fallback_broken=0
+if [ -L "$kdir/build" ] && ! readlink "$kdir/build" | grep -q -- "$(uname -r)" \
+   && [ ! -e "$kdir/source/include/linux/kconfig.h" ] && [ ! -e "$kdir/build/include/linux/kconfig.h" ]; then
+  fallback_broken=1
+fi
+if [ ! -e "$kdir/build" ] || [ $fallback_broken = 1 ]; then
   if ! ls -d /usr/src/linux-headers-*-amd64 >/dev/null 2>&1 && ! ls -d /usr/src/linux-headers-*-arm64 >/dev/null 2>&1; then
     log "installing Debian's kernel headers as a fallback"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-headers-"$(dpkg --print-architecture)" >/dev/null
@@ -40,7 +46,10 @@ if [ ! -e "$kdir/build" ]; then
   log "no headers for $(uname -r): linking $hdr (fallback)"
   mkdir -p "$kdir"
   ln -sfn "$hdr" "$kdir/build"
-  ln -sfn "$hdr" "$kdir/source"
+  # Debian splits the tree: arch-specific (build) and common (source, where bcc finds linux/kconfig.h)
+  common=${hdr%-*}-common
+  [ -d "$common" ] || common=$hdr
+  ln -sfn "$common" "$kdir/source"
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -40,6 +40,7 @@ TABLES: dict[str, list[Column]] = {
         ("ip_bytes_out", "BIGINT"),
         ("ip_bytes_in", "BIGINT"),
         ("process_start", "DOUBLE"),  # with pid, keys processes(host_id, pid, start_time)
+        ("direction", "VARCHAR"),  # live: 'outbound' (this host connected) | 'inbound' (accepted here)
     ],
     "processes": [
         ("ts", "TIMESTAMP"),
@@ -93,6 +94,15 @@ TABLES: dict[str, list[Column]] = {
         ("status", "VARCHAR"),  # 'ok' | 'partial' | 'failed' | 'duplicate'
         ("keylog", "BOOLEAN"),
         ("flows", "BIGINT"),
+        ("format", "VARCHAR"),  # 'pcap' | 'pcapng'
+        ("link_types", "VARCHAR"),  # comma-separated LINKTYPE numbers of the capture's interfaces
+        ("header_walk", "VARCHAR"),  # 'numpy' (fast path) | 'tshark' (fallback for other link types)
+        ("dissected_packets", "BIGINT"),  # packets handed to tshark (DNS, handshakes)
+        ("dns_messages", "BIGINT"),
+        ("tls_handshakes", "BIGINT"),
+        ("embedded_secrets", "BIGINT"),  # key-log lines in pcapng Decryption Secrets Blocks
+        ("decrypted_flows", "BIGINT"),
+        ("decrypt_stats", "JSON"),  # the decryption pipeline's counters
     ],
     # -- decryption / LLM ----------------------------------------------------------------------
     "http": [
@@ -229,6 +239,123 @@ TABLES: dict[str, list[Column]] = {
         ("evidence", "JSON"),
         ("dedup_key", "VARCHAR"),
         ("router", "VARCHAR"),
+        ("summary", "VARCHAR"),  # one human line: what happened, where
+        ("run_id", "VARCHAR"),  # analyzer_runs.run_id that wrote it
+    ],
+    "routers": [  # the catalog as rows (builtin + user overrides) plus routers observed in traffic
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),  # NULL for catalog rows; the observing host for 'observed'
+        ("name", "VARCHAR"),
+        ("kind", "VARCHAR"),  # 'provider' | 'router' | 'declared' | 'suspected' | 'software'
+        ("host_pattern", "VARCHAR"),  # 'api.openai.com', '*.openai.azure.com', '127.0.0.1'
+        ("port", "INTEGER"),  # NULL: any port
+        ("provider", "VARCHAR"),  # provider family a provider endpoint serves ('openai', 'anthropic', ...)
+        ("software", "VARCHAR"),  # router software this row fingerprints ('litellm', 'one-api', ...)
+        ("match_headers", "VARCHAR[]"),  # response-header name patterns that fingerprint the software
+        ("match_paths", "VARCHAR[]"),  # paths that only that software serves
+        ("source", "VARCHAR"),  # 'builtin' | 'user' | 'observed'
+        ("catalog_digest", "VARCHAR"),
+    ],
+    "flow_classes": [  # every analyzed flow: provider / router / suspected_router / other
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("flow_uid", "VARCHAR"),
+        ("dest", "VARCHAR"),  # server_name, else dst_ip
+        ("dst_port", "INTEGER"),
+        ("class", "VARCHAR"),  # 'provider' | 'router' | 'suspected_router' | 'other'
+        ("router", "VARCHAR"),  # catalog name (or the host for suspected routers)
+        ("first_seen", "BOOLEAN"),  # first flow from this host to (dest, dst_port)
+    ],
+    "exchange_classes": [  # every analyzed LLM exchange, classified and normalised
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("exchange_id", "VARCHAR"),
+        ("flow_uid", "VARCHAR"),
+        ("dest", "VARCHAR"),
+        ("dst_port", "INTEGER"),
+        ("class", "VARCHAR"),  # 'provider' | 'router' | 'suspected_router' | 'other'
+        ("router", "VARCHAR"),  # catalog name, else host:port
+        ("provider", "VARCHAR"),  # provider family when class = 'provider'
+        ("software", "VARCHAR[]"),  # router software recognised from headers / paths / port
+        ("brand", "VARCHAR"),  # a provider brand the host name imitates ('openai', 'anthropic', ...)
+        ("family_requested", "VARCHAR"),  # model family (vendor prefix and date/version suffix removed)
+        ("family_returned", "VARCHAR"),
+        ("suspicious_tool_calls", "INTEGER"),  # tool calls (direction 'response') with an indicator
+    ],
+    "tool_call_indicators": [  # shell analysis of tool-call arguments
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("exchange_id", "VARCHAR"),
+        ("idx", "INTEGER"),
+        ("direction", "VARCHAR"),
+        ("kind", "VARCHAR"),  # 'download_exec' | 'base64_exec' | 'reverse_shell' | 'credential_read' | 'env_dump' | 'custom_index'
+        ("detail", "VARCHAR"),  # the matching command fragment (already redacted)
+        ("host", "VARCHAR"),  # the remote host involved, when one is named
+    ],
+    "tool_call_hosts": [  # URLs and hosts named in tool-call arguments
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("exchange_id", "VARCHAR"),
+        ("idx", "INTEGER"),
+        ("direction", "VARCHAR"),
+        ("host", "VARCHAR"),
+        ("port", "INTEGER"),
+        ("url", "VARCHAR"),
+        ("allowlisted", "BOOLEAN"),
+    ],
+    "package_installs": [  # package installs in tool calls, with typosquat distance
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("exchange_id", "VARCHAR"),
+        ("idx", "INTEGER"),
+        ("direction", "VARCHAR"),
+        ("manager", "VARCHAR"),  # 'pip' | 'npm' | 'cargo' | 'go'
+        ("package", "VARCHAR"),
+        ("popular", "BOOLEAN"),  # on the shipped popular list
+        ("nearest", "VARCHAR"),  # nearest popular package name when not popular
+        ("distance", "INTEGER"),  # Damerau-Levenshtein distance to `nearest`
+    ],
+    "stream_anomalies": [  # SSE stream checks per exchange
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("exchange_id", "VARCHAR"),
+        ("kind", "VARCHAR"),  # 'tokens_decrease' | 'unknown_event' | 'model_changed' | 'event_order'
+        ("detail", "VARCHAR"),
+    ],
+    "canaries": [  # registered canary credentials: fingerprints only, never the value
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("canary_id", "VARCHAR"),
+        ("kind", "VARCHAR"),  # 'aws' | 'openai' | 'anthropic' | 'github' | 'eth'
+        ("secret_kind", "VARCHAR"),  # the detector kind its value is seen as
+        ("fingerprint", "VARCHAR"),
+        ("last4", "VARCHAR"),
+        ("label", "VARCHAR"),
+    ],
+    "ledger": [  # append-only hash chain over exchanges
+        ("seq", "BIGINT"),
+        ("ts", "TIMESTAMP"),  # when the entry was appended
+        ("host_id", "VARCHAR"),
+        ("exchange_id", "VARCHAR"),
+        ("exchange_ts", "TIMESTAMP"),
+        ("router", "VARCHAR"),
+        ("request_digest", "VARCHAR"),
+        ("response_digest", "VARCHAR"),
+        ("prev_hash", "VARCHAR"),
+        ("hash", "VARCHAR"),  # sha256(prev_hash | seq | fields)
+    ],
+    "analyzer_runs": [  # one row per `routerwatch analyze`; the newest holds the watermarks
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("run_id", "VARCHAR"),
+        ("watermarks", "JSON"),  # table -> highest rowid analyzed
+        ("new_rows", "JSON"),  # table -> rows analyzed this run
+        ("findings", "INTEGER"),
+        ("suppressed", "INTEGER"),
+        ("duration_s", "DOUBLE"),
+        ("ledger_seq", "BIGINT"),
+        ("ledger_head", "VARCHAR"),
+        ("rules", "JSON"),  # rule id -> rev
     ],
 }
 

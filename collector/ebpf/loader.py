@@ -1,0 +1,166 @@
+"""Compile and attach the probes with bcc; drain their ring buffer in bulk.
+
+Probe choice (why these and nothing else): see the README section "eBPF design choices". In short,
+only tracepoints and uprobes are used (kprobes/fentry are absent on some kernels), struct offsets
+come from BTF (collector.ebpf.btf), and every record goes through one ring buffer submitted without
+wakeups, drained by `Probes.drain()` on the caller's timer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collector.ebpf.btf import probe_offsets
+
+SOURCE = Path(__file__).with_name("probes.bpf.c")
+TRACEFS = Path("/sys/kernel/tracing")
+
+# counter index -> name (see probes.bpf.c C_*)
+COUNTERS = {
+    0: "conn_seen",
+    1: "conn_lost",
+    2: "exec_lost",
+    3: "ssl_lost",
+    4: "ssl_truncated",
+    5: "socket_map_full",
+    6: "dns_lost",
+    7: "exec_seen",
+    8: "ssl_seen",
+    9: "dns_seen",
+    10: "exit_lost",
+    11: "conn_unconnected",
+}
+SSL_FUNCS = [
+    ("SSL_write", "ssl_write_enter"),
+    ("SSL_write_ex", "ssl_write_ex_enter"),
+    ("SSL_read", "ssl_read_enter"),
+    ("SSL_read_ex", "ssl_read_ex_enter"),
+]
+
+
+class ProbeError(Exception):
+    """eBPF is unavailable here (not root, no bcc, no BTF, or the program failed to load)."""
+
+
+def ensure_tracefs() -> None:
+    """bcc attaches tracepoints through tracefs; minimal hosts and containers may not mount it."""
+    if (TRACEFS / "events").is_dir():
+        return
+    r = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True, text=True)
+    if r.returncode != 0 or not (TRACEFS / "events").is_dir():
+        raise ProbeError(f"tracefs is not mounted at {TRACEFS} and mounting it failed: {r.stderr.strip()}")
+
+
+def find_library(name: str) -> str | None:
+    """Absolute path of a shared library as the dynamic loader would find it (libssl, libc)."""
+    soname = ctypes.util.find_library(name)
+    if not soname:
+        return None
+    for d in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
+              "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"):
+        p = Path(d) / soname
+        if p.exists():
+            return str(p.resolve())
+    return soname
+
+
+@dataclass
+class ProbeOptions:
+    ssl: bool = True  # libssl plaintext uprobes
+    dns: bool = True  # getaddrinfo uprobe
+    ssl_libraries: list[str] = field(default_factory=list)  # extra binaries exporting SSL_* (e.g. node)
+    ringbuf_pages: int = 4096  # 16 MiB
+    ssl_max_chunks: int = 16  # 64 KiB of plaintext per SSL call, the rest counted as truncated
+
+
+class Probes:
+    """The loaded BPF program. `drain()` returns raw records grouped by type byte."""
+
+    def __init__(self, options: ProbeOptions | None = None):
+        self.options = options or ProbeOptions()
+        if os.geteuid() != 0:
+            raise ProbeError("eBPF needs root (or CAP_BPF+CAP_PERFMON)")
+        try:
+            from bcc import BPF  # Debian's python3-bpfcc, linked into the venv by deploy/deps.sh
+        except ImportError as exc:
+            raise ProbeError(f"bcc is not importable ({exc}); run deploy/deps.sh") from None
+        ensure_tracefs()
+        cflags = [f"-D{k}={v}" for k, v in probe_offsets().items()]
+        cflags += [
+            f"-DRINGBUF_PAGES={self.options.ringbuf_pages}",
+            f"-DSSL_MAX_CHUNKS={self.options.ssl_max_chunks}",
+            "-Wno-unused-value",
+            "-Wno-pointer-sign",
+            "-Wno-compare-distinct-pointer-types",
+        ]
+        try:
+            self.bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
+        except Exception as exc:
+            raise ProbeError(f"the BPF program failed to load: {exc}") from None
+        self.attached: list[str] = ["tracepoints"]
+        if self.options.dns:
+            libc = find_library("c")
+            if libc:
+                self.bpf.attach_uprobe(name=libc.encode(), sym=b"getaddrinfo", fn_name=b"gai_enter")
+                self.bpf.attach_uretprobe(name=libc.encode(), sym=b"getaddrinfo", fn_name=b"gai_return")
+                self.attached.append(f"getaddrinfo@{libc}")
+        if self.options.ssl:
+            libs = [p for p in [find_library("ssl"), *self.options.ssl_libraries] if p]
+            for lib in libs:
+                n = self._attach_ssl(lib)
+                if n:
+                    self.attached.append(f"ssl({n})@{lib}")
+        self._records: dict[int, list[bytes]] = {}
+        self._count = 0
+
+        def on_record(_ctx: object, data: int, size: int) -> None:
+            buf = ctypes.string_at(data, size)
+            self._records.setdefault(buf[0], []).append(buf)
+
+        self._callback = on_record  # keep a reference: bcc holds only a C pointer
+        self.bpf["events"].open_ring_buffer(on_record)
+
+    def _attach_ssl(self, lib: str) -> int:
+        from bcc import BPF
+
+        for _sym, fn in SSL_FUNCS:  # a verifier rejection is a bug: surface it, don't skip silently
+            self.bpf.load_func(fn.encode(), BPF.KPROBE)
+        self.bpf.load_func(b"ssl_return_probe", BPF.KPROBE)
+        n = 0
+        for sym, fn in SSL_FUNCS:
+            try:
+                self.bpf.attach_uprobe(name=lib.encode(), sym=sym.encode(), fn_name=fn.encode())
+                self.bpf.attach_uretprobe(name=lib.encode(), sym=sym.encode(), fn_name=b"ssl_return_probe")
+                n += 1
+            except Exception:  # symbol absent in this build (e.g. no _ex before OpenSSL 1.1.1)
+                continue
+        return n
+
+    def drain(self) -> dict[int, list[bytes]]:
+        """Everything the kernel submitted so far, as raw records keyed by record type."""
+        self.bpf.ring_buffer_consume()
+        out, self._records = self._records, {}
+        return out
+
+    def counters(self) -> dict[str, int]:
+        """Kernel-side counters (summed over CPUs): events seen and events lost."""
+        table = self.bpf["counters"]
+        out: dict[str, int] = {}
+        for idx, name in COUNTERS.items():
+            vals = table[ctypes.c_int(idx)]
+            out[name] = int(sum(vals))
+        return out
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
+def libraries(paths: Iterable[str]) -> list[str]:
+    """Existing paths only (configured extra SSL binaries may be absent on this host)."""
+    return [p for p in paths if Path(p).exists()]

@@ -1,0 +1,466 @@
+// routerwatch probes: tracepoints and uprobes only (no kprobes, no fentry).
+//
+// Kernel structs are never walked through compiled-in headers (they may not match the running
+// kernel); the few fields read come from BTF-derived OFF_* constants passed with -D by loader.py.
+//
+// One ring buffer carries every record, submitted with BPF_RB_NO_WAKEUP: the reader polls on a
+// timer and drains in bulk, so a busy workload never pays a wakeup per event. Records:
+//   T_CONN  one per TCP socket, at tcp:tcp_destroy_sock, with the kernel's own byte and segment
+//           counters (tcp_sock.bytes_acked/bytes_received/segs_out/segs_in) and the owning process
+//   T_EXEC  sched:sched_process_exec: pid, ppid, start time, filename, argv (short-lived processes)
+//   T_EXIT  sched:sched_process_exit of a thread-group leader
+//   T_DNS   libc getaddrinfo uprobe/uretprobe: name and resolved addresses per pid
+//   T_SSL   libssl SSL_write/SSL_read(_ex) plaintext, chunked, with the socket it went through
+// Every reserve failure is counted in `counters` so a missed event is visible, never silent.
+#include <uapi/linux/ptrace.h>
+
+// ABI constants, defined here so no kernel header beyond ptrace.h is needed
+#define RW_AF_INET 2
+#define RW_AF_INET6 10
+#define RW_IPPROTO_TCP 6
+
+#define T_CONN 1
+#define T_EXEC 2
+#define T_EXIT 3
+#define T_DNS 4
+#define T_SSL 5
+
+#define C_CONN_SEEN 0      // tcp_destroy_sock of a tracked or untracked socket
+#define C_CONN_LOST 1      // ring buffer full: conn record dropped
+#define C_EXEC_LOST 2
+#define C_SSL_LOST 3
+#define C_SSL_TRUNC 4      // plaintext calls cut at SSL_MAX_CHUNKS * SSL_CHUNK bytes
+#define C_MAP_FULL 5       // socket table full: socket tracked from destroy only
+#define C_DNS_LOST 6
+#define C_EXEC_SEEN 7
+#define C_SSL_SEEN 8
+#define C_DNS_SEEN 9
+#define C_EXIT_LOST 10
+#define C_CONN_UNCONNECTED 11  // listeners / never-connected sockets, not emitted
+#define N_COUNTERS 12
+
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 4096
+#endif
+#ifndef MAX_SOCKETS
+#define MAX_SOCKETS 262144
+#endif
+#define SSL_CHUNK 4096
+#ifndef SSL_MAX_CHUNKS
+#define SSL_MAX_CHUNKS 16
+#endif
+#define ARGS_LEN 384
+#define FNAME_LEN 192
+#define DNS_NAME_LEN 128
+#define DNS_MAX_ADDRS 12
+
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_LISTEN 10
+
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+BPF_PERCPU_ARRAY(counters, u64, N_COUNTERS);
+
+static __always_inline void count(u32 idx) {
+    u64 *v = counters.lookup(&idx);
+    if (v) (*v)++;
+}
+
+struct task_info {
+    u32 tgid;
+    u32 ppid;
+    u32 uid;
+    u32 pad;
+    u64 start_ns;     // group leader's start_boottime (ns since boot, as /proc/PID/stat)
+    u64 cgroup_id;
+    char comm[16];
+};
+
+static __always_inline void read_task(struct task_info *t) {
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    void *task = (void *)bpf_get_current_task();
+    void *parent = 0, *leader = 0;
+    t->tgid = pid_tgid >> 32;
+    t->uid = (u32)bpf_get_current_uid_gid();
+    t->cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(&t->comm, sizeof(t->comm));
+    bpf_probe_read_kernel(&parent, sizeof(parent), task + OFF_TASK_REAL_PARENT);
+    if (parent) bpf_probe_read_kernel(&t->ppid, sizeof(t->ppid), parent + OFF_TASK_TGID);
+    bpf_probe_read_kernel(&leader, sizeof(leader), task + OFF_TASK_GROUP_LEADER);
+    if (leader) bpf_probe_read_kernel(&t->start_ns, sizeof(t->start_ns), leader + OFF_TASK_START_TIME);
+}
+
+// -- TCP sockets --------------------------------------------------------------------------------
+struct sock_state {
+    struct task_info task;
+    u64 ts_first;        // SYN_SENT (outbound) or first state change / I/O seen
+    u64 ts_established;
+    u8 outbound;         // 1: this host connected (SYN_SENT seen in the connecting process)
+    u8 established;
+    u8 owned;            // task filled (connect or first send/recv in process context)
+    u8 last_state;
+    u64 app_sent;        // bytes the application handed to sendmsg/write (sock:sock_send_length)
+    u64 app_recv;        // bytes the application read (sock:sock_recv_length, MSG_PEEK excluded)
+};
+BPF_HASH(socks, u64, struct sock_state, MAX_SOCKETS);
+
+struct conn_event {
+    u32 type;
+    u8 family;
+    u8 outbound;
+    u8 established;
+    u8 owned;
+    struct task_info task;
+    u64 sk;
+    u64 cookie;
+    u64 ts_first;
+    u64 ts_established;
+    u64 ts_end;
+    u64 k_sent;          // tcp_sock.bytes_sent - bytes_retrans: payload transmitted (kernel's count)
+    u64 k_recv;          // tcp_sock.bytes_received: payload received (+1 when a FIN arrived)
+    u64 app_sent;        // application-level byte counts, exact for sockets tracked from the start
+    u64 app_recv;
+    u32 segs_out;
+    u32 segs_in;
+    u16 sport;
+    u16 dport;
+    u8 last_state;
+    u8 pad[3];
+    u8 saddr[16];
+    u8 daddr[16];
+};
+
+TRACEPOINT_PROBE(sock, inet_sock_set_state) {
+    if (args->protocol != RW_IPPROTO_TCP) return 0;
+    u64 sk = (u64)args->skaddr;
+    int ns = args->newstate;
+    if (ns == TCP_LISTEN) { socks.delete(&sk); return 0; }
+    struct sock_state *s = socks.lookup(&sk);
+    if (!s) {
+        struct sock_state z = {};
+        z.ts_first = bpf_ktime_get_ns();
+        if (ns == TCP_SYN_SENT) {
+            // connect() runs in the connecting process: attribute here, even for short-lived ones
+            read_task(&z.task);
+            z.outbound = 1;
+            z.owned = 1;
+        }
+        if (socks.update(&sk, &z) != 0) { count(C_MAP_FULL); return 0; }
+        s = socks.lookup(&sk);
+        if (!s) return 0;
+    }
+    s->last_state = ns;
+    if (ns == TCP_ESTABLISHED && !s->established) {
+        s->established = 1;
+        s->ts_established = bpf_ktime_get_ns();
+    }
+    return 0;
+}
+
+// Inbound (accepted) sockets change state in softirq context: the first send/recv in process
+// context names their owner. Also links an in-flight SSL call on this thread to its socket.
+struct ssl_call {
+    u64 ssl;
+    u64 buf;
+    u64 len_ptr;    // size_t* of the _ex variants, else 0
+    u64 sk;
+    u32 num;
+    u8 dir;         // 0 write (client->server for a client), 1 read
+    u8 pad[3];
+};
+BPF_HASH(ssl_calls, u64, struct ssl_call, 16384);
+BPF_TABLE("lru_hash", u64, u64, ssl_socks, 65536);   // SSL* -> sk (LRU: SSL objects are freed unseen)
+
+static __always_inline void on_io(u64 sk, u64 n, int out) {
+    struct sock_state *s = socks.lookup(&sk);
+    if (s) {
+        if (!s->owned) {
+            read_task(&s->task);
+            s->owned = 1;
+        }
+        if (out) __sync_fetch_and_add(&s->app_sent, n);
+        else __sync_fetch_and_add(&s->app_recv, n);
+    }
+    u64 tid = bpf_get_current_pid_tgid();
+    struct ssl_call *c = ssl_calls.lookup(&tid);
+    if (c && c->sk != sk) {  // the socket I/O is the truth: SSL* addresses are reused after free
+        c->sk = sk;
+        ssl_socks.update(&c->ssl, &sk);
+    }
+}
+
+TRACEPOINT_PROBE(sock, sock_send_length) {
+    if (args->protocol != RW_IPPROTO_TCP || args->ret <= 0) return 0;
+    on_io((u64)args->sk, args->ret, 1);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sock, sock_recv_length) {
+    if (args->protocol != RW_IPPROTO_TCP || args->ret <= 0 || (args->flags & 2)) return 0;
+    on_io((u64)args->sk, args->ret, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(tcp, tcp_destroy_sock) {
+    u64 sk = (u64)args->skaddr;
+    count(C_CONN_SEEN);
+    struct sock_state *s = socks.lookup(&sk);
+    if (args->dport == 0) {  // a listener or a never-connected socket: not a connection
+        count(C_CONN_UNCONNECTED);
+        if (s) socks.delete(&sk);
+        return 0;
+    }
+    struct conn_event *e = events.ringbuf_reserve(sizeof(struct conn_event));
+    if (!e) {
+        count(C_CONN_LOST);
+        if (s) socks.delete(&sk);
+        return 0;
+    }
+    __builtin_memset(e, 0, sizeof(*e));
+    e->type = T_CONN;
+    e->family = args->family == RW_AF_INET6 ? 6 : 4;
+    e->sk = sk;
+    e->cookie = args->sock_cookie;
+    e->ts_end = bpf_ktime_get_ns();
+    e->sport = args->sport;
+    e->dport = args->dport;
+    if (args->family == RW_AF_INET6) {
+        __builtin_memcpy(e->saddr, args->saddr_v6, 16);
+        __builtin_memcpy(e->daddr, args->daddr_v6, 16);
+    } else {
+        __builtin_memcpy(e->saddr, args->saddr, 4);
+        __builtin_memcpy(e->daddr, args->daddr, 4);
+    }
+    void *ksk = (void *)sk;
+    u64 retrans = 0;
+    bpf_probe_read_kernel(&e->k_sent, 8, ksk + OFF_TCP_BYTES_SENT);
+    bpf_probe_read_kernel(&retrans, 8, ksk + OFF_TCP_BYTES_RETRANS);
+    e->k_sent -= retrans;
+    bpf_probe_read_kernel(&e->k_recv, 8, ksk + OFF_TCP_BYTES_RECEIVED);
+    bpf_probe_read_kernel(&e->segs_out, 4, ksk + OFF_TCP_SEGS_OUT);
+    bpf_probe_read_kernel(&e->segs_in, 4, ksk + OFF_TCP_SEGS_IN);
+    if (s) {
+        e->task = s->task;
+        e->outbound = s->outbound;
+        e->established = s->established;
+        e->owned = s->owned;
+        e->ts_first = s->ts_first;
+        e->ts_established = s->ts_established;
+        e->last_state = s->last_state;
+        e->app_sent = s->app_sent;
+        e->app_recv = s->app_recv;
+        socks.delete(&sk);
+    }
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 0;
+}
+
+// -- processes ----------------------------------------------------------------------------------
+struct exec_event {
+    u32 type;
+    u32 args_len;
+    struct task_info task;
+    u64 ts;
+    char filename[FNAME_LEN];
+    char args[ARGS_LEN];
+};
+struct exit_event {
+    u32 type;
+    u32 tgid;
+    u64 start_ns;
+    u64 ts;
+};
+
+TRACEPOINT_PROBE(sched, sched_process_exec) {
+    count(C_EXEC_SEEN);
+    struct exec_event *e = events.ringbuf_reserve(sizeof(struct exec_event));
+    if (!e) { count(C_EXEC_LOST); return 0; }
+    read_task(&e->task);
+    e->type = T_EXEC;
+    e->ts = bpf_ktime_get_ns();
+    TP_DATA_LOC_READ_STR(e->filename, filename, FNAME_LEN);
+    void *task = (void *)bpf_get_current_task();
+    void *mm = 0;
+    u64 a0 = 0, a1 = 0;
+    bpf_probe_read_kernel(&mm, sizeof(mm), task + OFF_TASK_MM);
+    if (mm) {
+        bpf_probe_read_kernel(&a0, 8, mm + OFF_MM_ARG_START);
+        bpf_probe_read_kernel(&a1, 8, mm + OFF_MM_ARG_END);
+    }
+    u64 n = a1 > a0 ? a1 - a0 : 0;
+    if (n > ARGS_LEN) n = ARGS_LEN;
+    e->args_len = n;
+    if (n > 0 && bpf_probe_read_user(e->args, n & 0x1ff, (void *)a0) != 0) e->args_len = 0;
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit) {
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    if ((u32)pid_tgid != (pid_tgid >> 32)) return 0;  // threads: only the group leader's exit
+    struct exit_event *e = events.ringbuf_reserve(sizeof(struct exit_event));
+    if (!e) { count(C_EXIT_LOST); return 0; }
+    struct task_info t = {};
+    read_task(&t);
+    e->type = T_EXIT;
+    e->tgid = t.tgid;
+    e->start_ns = t.start_ns;
+    e->ts = bpf_ktime_get_ns();
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 0;
+}
+
+// -- DNS through libc getaddrinfo ----------------------------------------------------------------
+struct gai_call {
+    u64 node;
+    u64 res;
+};
+BPF_HASH(gai_calls, u64, struct gai_call, 4096);
+
+struct dns_addr {
+    u16 family;
+    u8 addr[16];
+};
+struct dns_event {
+    u32 type;
+    s32 ret;
+    struct task_info task;
+    u64 ts;
+    u32 naddrs;
+    u32 pad;
+    char name[DNS_NAME_LEN];
+    struct dns_addr addrs[DNS_MAX_ADDRS];
+};
+
+int gai_enter(struct pt_regs *ctx) {
+    u64 tid = bpf_get_current_pid_tgid();
+    struct gai_call c = {PT_REGS_PARM1(ctx), PT_REGS_PARM4(ctx)};
+    gai_calls.update(&tid, &c);
+    return 0;
+}
+
+int gai_return(struct pt_regs *ctx) {
+    u64 tid = bpf_get_current_pid_tgid();
+    struct gai_call *c = gai_calls.lookup(&tid);
+    if (!c) return 0;
+    struct gai_call call = *c;
+    gai_calls.delete(&tid);
+    count(C_DNS_SEEN);
+    struct dns_event *e = events.ringbuf_reserve(sizeof(struct dns_event));
+    if (!e) { count(C_DNS_LOST); return 0; }
+    __builtin_memset(e, 0, sizeof(*e));
+    e->type = T_DNS;
+    e->ret = PT_REGS_RC(ctx);
+    e->ts = bpf_ktime_get_ns();
+    read_task(&e->task);
+    bpf_probe_read_user_str(e->name, DNS_NAME_LEN, (void *)call.node);
+    u64 ai = 0;
+    if (e->ret == 0) bpf_probe_read_user(&ai, 8, (void *)call.res);
+    u32 n = 0;
+    // struct addrinfo (glibc, LP64): family @4, ai_addr @24, ai_next @40
+    for (int i = 0; i < DNS_MAX_ADDRS; i++) {
+        if (!ai) break;
+        u64 sa = 0;
+        u16 fam = 0;
+        bpf_probe_read_user(&sa, 8, (void *)(ai + 24));
+        if (sa) bpf_probe_read_user(&fam, 2, (void *)sa);
+        if (fam == RW_AF_INET) {
+            e->addrs[i].family = 4;
+            bpf_probe_read_user(e->addrs[i].addr, 4, (void *)(sa + 4));
+            n++;
+        } else if (fam == RW_AF_INET6) {
+            e->addrs[i].family = 6;
+            bpf_probe_read_user(e->addrs[i].addr, 16, (void *)(sa + 8));
+            n++;
+        }
+        bpf_probe_read_user(&ai, 8, (void *)(ai + 40));
+    }
+    e->naddrs = n;
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 0;
+}
+
+// -- libssl plaintext ---------------------------------------------------------------------------
+struct ssl_event {
+    u32 type;
+    u32 len;          // bytes in this chunk
+    u64 ssl;
+    u64 sk;           // socket the call went through (0 if the call hit no socket I/O)
+    u64 ts;
+    u32 tgid;
+    u32 total;        // bytes the call returned
+    u32 offset;       // offset of this chunk in the call
+    u8 dir;           // 0 SSL_write, 1 SSL_read
+    u8 truncated;     // the call returned more than SSL_MAX_CHUNKS * SSL_CHUNK
+    u8 pad[2];
+    u8 data[SSL_CHUNK];
+};
+struct ssl_scratch_t {
+    struct ssl_event e;
+    u8 slack[SSL_CHUNK * 2];  // lets the verifier accept sizes masked to 0x1fff
+};
+BPF_PERCPU_ARRAY(ssl_scratch, struct ssl_scratch_t, 1);
+
+static __always_inline int ssl_enter(struct pt_regs *ctx, u8 dir, u8 ex) {
+    u64 tid = bpf_get_current_pid_tgid();
+    struct ssl_call c = {};
+    c.ssl = PT_REGS_PARM1(ctx);
+    c.buf = PT_REGS_PARM2(ctx);
+    c.num = PT_REGS_PARM3(ctx);
+    c.len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
+    c.dir = dir;
+    u64 *known = ssl_socks.lookup(&c.ssl);
+    if (known) c.sk = *known;
+    ssl_calls.update(&tid, &c);
+    return 0;
+}
+
+static __always_inline int ssl_return(struct pt_regs *ctx) {
+    u64 tid = bpf_get_current_pid_tgid();
+    struct ssl_call *cp = ssl_calls.lookup(&tid);
+    if (!cp) return 0;
+    struct ssl_call c = *cp;
+    ssl_calls.delete(&tid);
+    s64 rc = (int)PT_REGS_RC(ctx);
+    u64 total = 0;
+    if (c.len_ptr) {
+        if (rc != 1) return 0;
+        bpf_probe_read_user(&total, 8, (void *)c.len_ptr);
+    } else {
+        if (rc <= 0) return 0;
+        total = rc;
+    }
+    if (total == 0) return 0;
+    u32 zero = 0;
+    struct ssl_scratch_t *scratch = ssl_scratch.lookup(&zero);
+    if (!scratch) return 0;
+    struct ssl_event *e = &scratch->e;
+    count(C_SSL_SEEN);
+    e->type = T_SSL;
+    e->ssl = c.ssl;
+    e->sk = c.sk;
+    e->ts = bpf_ktime_get_ns();
+    e->tgid = tid >> 32;
+    e->total = total;
+    e->dir = c.dir;
+    e->truncated = total > (u64)SSL_MAX_CHUNKS * SSL_CHUNK;
+    if (e->truncated) count(C_SSL_TRUNC);
+    for (int i = 0; i < SSL_MAX_CHUNKS; i++) {
+        u64 off = (u64)i * SSL_CHUNK;
+        if (off >= total) break;
+        u64 n = total - off;
+        if (n > SSL_CHUNK) n = SSL_CHUNK;
+        e->offset = off;
+        e->len = n;
+        if (bpf_probe_read_user(e->data, n & 0x1fff, (void *)(c.buf + off)) != 0) break;
+        u64 size = (offsetof(struct ssl_event, data) + n) & 0x1fff;
+        if (events.ringbuf_output(e, size, BPF_RB_NO_WAKEUP) != 0) { count(C_SSL_LOST); break; }
+    }
+    return 0;
+}
+
+int ssl_write_enter(struct pt_regs *ctx) { return ssl_enter(ctx, 0, 0); }
+int ssl_write_ex_enter(struct pt_regs *ctx) { return ssl_enter(ctx, 0, 1); }
+int ssl_read_enter(struct pt_regs *ctx) { return ssl_enter(ctx, 1, 0); }
+int ssl_read_ex_enter(struct pt_regs *ctx) { return ssl_enter(ctx, 1, 1); }
+int ssl_return_probe(struct pt_regs *ctx) { return ssl_return(ctx); }

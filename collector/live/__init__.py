@@ -1,0 +1,1 @@
+"""The live collector: eBPF probes (or capture + /proc/net polling without them) -> the store."""

@@ -1,0 +1,198 @@
+"""`routerwatch collect`: the live loop. Probes (or the degraded sources) -> rows -> BatchWriter.
+
+The loop drains the probes' ring buffer every `poll` seconds (no per-event wakeups), converts each
+batch vectorised, hands rows to a background BatchWriter (commits at most `max_delay` behind), and
+writes a `collector_stats` row every `interval`. SIGTERM/SIGINT drain and flush everything; a kill -9
+loses at most the open batch (each flush is one transaction).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from collector.config import host_id as resolve_host_id
+from collector.ebpf import events as ev
+from collector.live.ebpf_rows import RowBuilder
+from collector.live.stats import Stats
+from collector.processes import ProcessTable
+from collector.secrets import Fingerprinter
+from collector.store import Store
+from collector.store.writer import BatchWriter
+
+
+@dataclass
+class CollectOptions:
+    store: str | None = None
+    host_id: str | None = None
+    interval: float = 10.0  # collector_stats period
+    duration: float | None = None  # stop after this many seconds (None: until signalled)
+    poll: float = 0.2  # ring-buffer drain period
+    max_delay: float = 2.0  # store lag bound (<= 5 s)
+    ebpf: bool = True
+    ssl: bool = True  # libssl plaintext uprobes
+    ssl_libraries: list[str] = field(default_factory=list)
+    capture: bool = True  # packet capture ring + key-log decryption
+    capture_dir: str | None = None
+    capture_iface: str = "any"
+    capture_retain_mb: int = 512
+    max_rows: int = 100_000  # writer flushes at this many pending rows (bounds memory)
+    quiet: bool = False
+
+
+class Collector:
+    """One live collector process. `run()` blocks until stopped; `stop()` is signal-safe."""
+
+    def __init__(self, options: CollectOptions):
+        self.o = options
+        self.host_id = resolve_host_id(options.host_id)
+        self._stop = threading.Event()
+        self.mode = "starting"
+        self.reason = ""
+        self.probes = None
+        self.sources: list = []  # degraded-mode sources (procnet) and extras (capture)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def _log(self, msg: str) -> None:
+        if not self.o.quiet:
+            print(f"routerwatch collect: {msg}", file=sys.stderr, flush=True)
+
+    def open(self) -> None:
+        self.store = Store.open(self.o.store)
+        self.fp = Fingerprinter(self.store.secret_key())
+        self.clock = ev.Clock.now()
+        self.processes = ProcessTable(self.host_id, self.fp, btime=self.clock.boot_epoch)
+        self.rows = RowBuilder(self.host_id, self.processes, self.clock)
+        self.writer = BatchWriter(self.store, max_delay=min(self.o.max_delay, 5.0), max_rows=self.o.max_rows,
+                                  background=True)
+        if self.o.ebpf:
+            from collector.ebpf.loader import ProbeError, ProbeOptions, Probes
+
+            try:
+                self.probes = Probes(ProbeOptions(ssl=self.o.ssl, ssl_libraries=self.o.ssl_libraries))
+                self.mode = "ebpf"
+            except ProbeError as exc:
+                self.reason = str(exc)
+        else:
+            self.reason = "disabled (--no-ebpf)"
+        if self.probes is None:
+            from collector.live.procnet import ProcNetPoller
+
+            self.mode = "procnet"
+            self.sources.append(ProcNetPoller(self.host_id, self.processes, self.clock))
+        self.plaintext = None
+        if self.probes is not None and self.o.ssl:
+            from collector.live.plaintext import PlaintextAssembler
+
+            self.plaintext = PlaintextAssembler(self.host_id, self.fp, self.clock)
+        if self.o.capture:
+            try:
+                from collector.live.capture import CaptureRing
+
+                ring = CaptureRing(self.o.capture_dir, iface=self.o.capture_iface, retain_mb=self.o.capture_retain_mb)
+                ring.start()
+                self.sources.append(ring)
+                self.mode += "+capture"
+            except Exception as exc:  # no dumpcap/tcpdump or no capture rights: say so, keep going
+                self._log(f"packet capture unavailable: {exc}")
+        self.stats = Stats(self.host_id, self.mode)
+        if self.probes is not None:
+            self._log(f"mode={self.mode} store={self.store.location.spec} probes: {', '.join(self.probes.attached)}")
+        else:
+            self._log(f"mode={self.mode} (DEGRADED: eBPF unavailable: {self.reason}; flows come from "
+                      f"/proc/net polling without byte counts or short-lived processes) store={self.store.location.spec}")
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        self.open()
+        old = {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)} \
+            if threading.current_thread() is threading.main_thread() else {}
+        deadline = time.monotonic() + self.o.duration if self.o.duration else None
+        next_stats = time.monotonic() + self.o.interval
+        try:
+            while not self._stop.is_set():
+                self.step()
+                now = time.monotonic()
+                if now >= next_stats:
+                    self.write_stats()
+                    next_stats = now + self.o.interval
+                if deadline is not None and now >= deadline:
+                    break
+                self._stop.wait(self.o.poll)
+        finally:
+            self.close()
+            for s, h in old.items():
+                signal.signal(s, h)
+        return 0
+
+    def close(self) -> None:
+        """Drain what the kernel still holds, flush every row, release probes and capture."""
+        try:
+            for src in self.sources:  # capture reports its drops on exit: stop it before the last stats
+                try:
+                    src.close()
+                except Exception:
+                    pass
+            self.step(final=True)
+            self.write_stats()
+        finally:
+            if self.probes is not None:
+                self.probes.close()
+            self.writer.close()
+            self.store.close()
+            self._log(f"stopped: {self.stats.totals.get('flows', 0)} flows, "
+                      f"{self.stats.totals.get('processes', 0)} processes written")
+
+    # -- work --------------------------------------------------------------------------------------
+    def step(self, final: bool = False) -> None:
+        if self.probes is not None:
+            recs = self.probes.drain()
+            self.stats.add("events", sum(len(v) for v in recs.values()))
+            self.stats.add("exec_records", self.rows.execs(recs.get(ev.T_EXEC, [])))
+            dns = self.rows.dns(recs.get(ev.T_DNS, []))
+            if dns:
+                self.writer.add("dns", dns)
+                self.stats.add("dns", len(dns))
+            if self.plaintext is not None and recs.get(ev.T_SSL):
+                self.plaintext.add(recs[ev.T_SSL])
+            conns = recs.get(ev.T_CONN, [])
+            if conns:
+                flows, arr = self.rows.flows(conns)
+                self.writer.add("flows", flows)
+                self.stats.add("conn_recorded", len(conns))
+                self.stats.add("flows", flows.num_rows)
+                if self.plaintext is not None:
+                    self.plaintext.closed(arr, flows)
+        for src in self.sources:
+            for table, rows in src.poll(final=final):
+                self.writer.add(table, rows)
+                if table == "flows":
+                    self.stats.add("flows", len(rows) if isinstance(rows, list) else rows.num_rows)
+        if self.plaintext is not None:
+            for table, rows in self.plaintext.poll(final=final):
+                self.writer.add(table, rows)
+                self.stats.add(f"plaintext_{table}", len(rows) if isinstance(rows, list) else rows.num_rows)
+        procs, secrets = self.processes.take_rows()
+        if procs:
+            self.writer.add("processes", procs)
+            self.stats.add("processes", len(procs))
+        if secrets:
+            self.writer.add("secrets_seen", secrets)
+
+    def write_stats(self) -> None:
+        kernel = self.probes.counters() if self.probes is not None else None
+        backlog = self.plaintext.backlog() if self.plaintext is not None else 0
+        for src in self.sources:
+            for k, v in getattr(src, "counters", lambda: {})().items():
+                self.stats.set(k, v)
+            backlog += getattr(src, "backlog", lambda: 0)()
+        self.writer.add("collector_stats", [self.stats.row(decrypt_backlog=backlog, kernel=kernel)])
+
+
+def collect(options: CollectOptions) -> int:
+    return Collector(options).run()

@@ -1,0 +1,150 @@
+"""Probe records -> store rows: TCP sockets become `flows`, exec/connect/DNS records `processes`,
+getaddrinfo results `dns`. Vectorised over each drained batch; Python runs per distinct process or
+address, not per event."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+
+from collector.ebpf import events as ev
+from collector.processes import ProcessTable
+
+EAI = {0: "NOERROR", -2: "NXDOMAIN", -3: "SERVFAIL", -5: "NODATA", -4: "FAIL", -11: "SYSTEM"}
+
+
+class RowBuilder:
+    """Stateful conversion (DNS names for server_name, the process table) shared across batches."""
+
+    def __init__(self, host_id: str, processes: ProcessTable, clock: ev.Clock):
+        self.host_id = host_id
+        self.processes = processes
+        self.clock = clock
+        self.names: dict[str, str] = {}  # resolved address -> name (latest getaddrinfo)
+
+    # -- flows ---------------------------------------------------------------------------------
+    def flows(self, records: list[bytes]) -> tuple[pa.Table, np.ndarray]:
+        """Closed TCP sockets -> a `flows` table (oriented originator -> responder)."""
+        a = ev.stack(records, ev.CONN)
+        n = len(a)
+        if n == 0:
+            return pa.table({}), a
+        fam = np.where(a["family"] == 6, 6, 4).astype("u1")
+        local = ev.format_addrs(a["saddr"], fam)
+        remote = ev.format_addrs(a["daddr"], fam)
+        # sockets seen only at destroy (opened before the collector): guess by ephemeral port
+        outbound = np.where(
+            (a["owned"] == 1) | (a["established"] == 1) | (a["ts_first"] > 0),
+            a["outbound"] == 1,
+            (a["sport"] >= 32768) & (a["dport"] < 32768),
+        )
+        src = np.where(outbound, local, remote)
+        dst = np.where(outbound, remote, local)
+        sport = np.where(outbound, a["sport"], a["dport"]).astype(np.int32)
+        dport = np.where(outbound, a["dport"], a["sport"]).astype(np.int32)
+        # tracked from connect/accept: the application's own byte counts (exact); else the kernel's
+        tracked = a["ts_first"] > 0
+        sent = np.where(tracked, a["app_sent"], a["k_sent"]).astype(np.int64)
+        recv = np.where(tracked, a["app_recv"], a["k_recv"]).astype(np.int64)
+        so, si = a["segs_out"].astype(np.int64), a["segs_in"].astype(np.int64)
+        src_raw = np.where(outbound, a["saddr"], a["daddr"])
+        dst_raw = np.where(outbound, a["daddr"], a["saddr"])
+        owned = a["owned"] == 1
+        pid = pa.array(a["tgid"].astype(np.int32), mask=~owned)
+        pstart = pa.array(self.clock.process_start(a["start_ns"]), mask=~owned)
+        ts_first = np.where(a["ts_first"] > 0, a["ts_first"], a["ts_end"])
+        state = np.where(a["established"] == 1, "SF", np.where(si > 0, "REJ", "S0"))
+        server = [self.names.get(d) for d in dst.tolist()]
+        table = pa.table({
+            "flow_uid": ev.flow_uids(self.host_id, self.clock.boot_epoch, a["cookie"]),
+            "community_id": ev.community_ids(6, src_raw, sport, dst_raw, dport, fam),
+            "host_id": pa.array([self.host_id] * n),
+            "ts_start": pa.array(self.clock.epoch_us(ts_first), pa.timestamp("us")),
+            "ts_end": pa.array(self.clock.epoch_us(a["ts_end"]), pa.timestamp("us")),
+            "proto": pa.array(["tcp"] * n),
+            "src_ip": pa.array(src.tolist(), pa.string()),
+            "src_port": sport,
+            "dst_ip": pa.array(dst.tolist(), pa.string()),
+            "dst_port": dport,
+            "bytes_out": np.where(outbound, sent, recv),
+            "bytes_in": np.where(outbound, recv, sent),
+            "packets_out": np.where(outbound, so, si),
+            "packets_in": np.where(outbound, si, so),
+            "server_name": pa.array(server, pa.string()),
+            "pid": pid,
+            "process_start": pstart,
+            "source": pa.array(["ebpf"] * n),
+            "tcp_state": pa.array(state.tolist()),
+            "direction": pa.array(np.where(outbound, "outbound", "inbound").tolist()),
+        })
+        self._processes_of(a[owned])
+        return table, a
+
+    def _processes_of(self, a: np.ndarray) -> None:
+        if len(a) == 0:
+            return
+        keys, idx = np.unique(np.stack([a["tgid"].astype(np.uint64), a["start_ns"]], axis=1), axis=0, return_index=True)
+        starts = self.clock.process_start(a["start_ns"][idx])
+        ts = self.clock.epoch_us(a["ts_end"][idx]) / 1e6
+        comms = ev.comm_text(a["comm"][idx])
+        for j, i in enumerate(idx):
+            r = a[i]
+            self.processes.seen(int(r["tgid"]), ppid=int(r["ppid"]), start=float(starts[j]), uid=int(r["uid"]),
+                                cgroup_id=int(r["cgroup_id"]), comm=comms[j], ts=float(ts[j]))
+
+    # -- processes -------------------------------------------------------------------------------
+    def execs(self, records: list[bytes]) -> int:
+        a = ev.stack(records, ev.EXEC)
+        if len(a) == 0:
+            return 0
+        starts = self.clock.process_start(a["start_ns"])
+        ts = self.clock.epoch_us(a["ts"]) / 1e6
+        comms = ev.comm_text(a["comm"])
+        for i in range(len(a)):
+            r = a[i]
+            argv = bytes(r["args"])[: int(r["args_len"])]
+            fname = r["filename"].split(b"\0", 1)[0].decode("utf-8", "replace")
+            self.processes.seen(int(r["tgid"]), ppid=int(r["ppid"]), start=float(starts[i]), uid=int(r["uid"]),
+                                cgroup_id=int(r["cgroup_id"]), comm=comms[i], exe=fname, argv=argv,
+                                ts=float(ts[i]), is_exec=True)
+        return len(a)
+
+    # -- DNS -----------------------------------------------------------------------------------
+    def dns(self, records: list[bytes]) -> list[dict]:
+        a = ev.stack(records, ev.DNS)
+        rows = []
+        starts = self.clock.process_start(a["start_ns"]) if len(a) else []
+        ts = self.clock.epoch_us(a["ts"]) if len(a) else []
+        for i in range(len(a)):
+            r = a[i]
+            name = r["name"].split(b"\0", 1)[0].decode("utf-8", "replace")
+            answers: list[str] = []
+            for k in range(min(int(r["naddrs"]), 12)):
+                ad = r["addrs"][k]
+                raw = bytes(ad["addr"])
+                if ad["family"] == 4:
+                    text = str(ipaddress.IPv4Address(raw[:4]))
+                elif ad["family"] == 6:
+                    text = str(ipaddress.IPv6Address(raw))
+                else:
+                    continue
+                if text not in answers:
+                    answers.append(text)
+            for addr in answers:
+                self.names[addr] = name
+            pid = int(r["tgid"])
+            self.processes.seen(pid, ppid=int(r["ppid"]), start=float(starts[i]), uid=int(r["uid"]),
+                                cgroup_id=int(r["cgroup_id"]), comm=ev.comm_text([r["comm"]])[0],
+                                ts=float(ts[i]) / 1e6)
+            rows.append({
+                "ts": datetime.fromtimestamp(int(ts[i]) / 1e6, UTC).replace(tzinfo=None),
+                "host_id": self.host_id, "query": name, "qtype": None,
+                "rcode": EAI.get(int(r["ret"]), str(int(r["ret"]))), "answers": answers, "is_response": True,
+                "pid": pid, "source": "ebpf-getaddrinfo",
+            })
+        if len(self.names) > 100_000:
+            self.names.clear()
+        return rows
