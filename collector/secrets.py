@@ -108,7 +108,14 @@ _DETECTORS: tuple[_Detector, ...] = (
         r"|[A-Za-z0-9+/=\s\\]{0,16384})",
     ),
     _d("anthropic_api_key", ("sk-ant-",), r"sk-ant-[A-Za-z0-9_\-]{20,}", before=_TOKEN_CHARS),
-    _d("openai_api_key", ("sk-",), r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}", before=_TOKEN_CHARS),
+    _d(
+        "openai_api_key",
+        ("sk-",),
+        r"sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,}|[A-Za-z0-9_\-]{0,64}T3BlbkFJ[A-Za-z0-9_\-]{10,})",
+        before=_TOKEN_CHARS,
+    ),
+    # any other `sk-` key: the shape routers (one-api, new-api, LiteLLM, DeepSeek-style) issue
+    _d("sk_api_key", ("sk-",), r"sk-(?!ant-)[A-Za-z0-9_\-]{20,}", before=_TOKEN_CHARS),
     _d(
         "aws_access_key_id",
         ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "ABIA", "ACCA"),

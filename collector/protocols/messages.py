@@ -48,6 +48,12 @@ class HttpRequest:
     http_version: str = "HTTP/1.1"
     stream_id: int | None = None
     truncated: bool = False
+    # Filled by the byte-stream parsers (collector.protocols); None means "compute from body".
+    ts_end: float | None = None  # last byte
+    body_size: int | None = None  # decoded size, also when `body` holds only a capped prefix
+    body_sha256: str | None = None  # of the full decoded body
+    body_capped: bool = False  # `body` is a prefix (size cap)
+    error: str | None = None  # framing/decoding problem noticed while parsing (no secret content)
 
 
 @dataclass
@@ -60,3 +66,7 @@ class HttpResponse:
     http_version: str = "HTTP/1.1"
     truncated: bool = False
     chunks: list[Chunk] = field(default_factory=list)  # body pieces as they arrived (SSE timing)
+    body_size: int | None = None
+    body_sha256: str | None = None
+    body_capped: bool = False
+    error: str | None = None

@@ -22,6 +22,7 @@ PLANTED = {
     "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZ2VudC0xMjMifQ.c2lnbmF0dXJlLXZhbHVlLWhlcmU",
     "eth_private_key": "0x8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f",
     "bip39_mnemonic": MNEMONIC,
+    "sk_api_key": "sk-R0ut3rIssu3dK3y0123456789abcdefXYZ",
 }
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYz9q8w7e6r5"
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"

@@ -1,0 +1,275 @@
+"""OpenAI Chat Completions and Responses API: models, usage, streamed and non-streamed tool calls.
+
+Streamed tool-call arguments are the concatenation of the `arguments` deltas in arrival order, per
+(choice, tool index) for Chat Completions and per output item for the Responses API, exactly the
+string an SDK hands the agent. For the Responses API the final `response.output_item.done` /
+`response.function_call_arguments.done` value wins (what SDKs expose); a mismatch with the deltas
+is recorded as a stream anomaly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector.llm.result import (
+    LlmResult,
+    ToolCall,
+    as_int,
+    as_str,
+    fix_surrogates,
+    loads,
+    new_stream_summary,
+    note,
+    stamp,
+)
+from collector.protocols.sse import SseEvent
+
+
+def _request_common(res: LlmResult, req: Any) -> None:
+    if isinstance(req, dict):
+        res.model_requested = as_str(req.get("model"))
+        res.streamed = req.get("stream") is True
+
+
+# -- Chat Completions --------------------------------------------------------------------------------
+def chat_request_tool_calls(req: Any) -> list[ToolCall]:
+    out: list[ToolCall] = []
+    if not isinstance(req, dict) or not isinstance(req.get("messages"), list):
+        return out
+    for m in req["messages"]:
+        if not isinstance(m, dict) or not isinstance(m.get("tool_calls"), list):
+            continue
+        for tc in m["tool_calls"]:
+            fn = tc.get("function") if isinstance(tc, dict) else None
+            if isinstance(fn, dict):
+                args = fn.get("arguments")
+                out.append(
+                    ToolCall(len(out), as_str(fn.get("name")), args if isinstance(args, str) else "",
+                             as_str(tc.get("id")), "request")
+                )
+    return out
+
+
+def decode_chat(req: Any, resp_body: bytes | None, events: list[SseEvent] | None, t0: float | None) -> LlmResult:
+    res = LlmResult("openai.chat")
+    _request_common(res, req)
+    res.tool_calls = chat_request_tool_calls(req)
+    if events is not None:
+        _chat_stream(res, events, t0)
+    elif resp_body:
+        body = loads(resp_body)
+        if not isinstance(body, dict):
+            res.errors.append("invalid_json_response")
+            return res
+        res.model_returned = as_str(body.get("model"))
+        _chat_usage(res, body.get("usage"))
+        n = 0
+        for ch in body.get("choices") or []:
+            msg = ch.get("message") if isinstance(ch, dict) else None
+            if not isinstance(msg, dict):
+                continue
+            for tc in msg.get("tool_calls") or []:
+                fn = tc.get("function") if isinstance(tc, dict) else None
+                if isinstance(fn, dict):
+                    args = fn.get("arguments")
+                    res.tool_calls.append(
+                        ToolCall(n, as_str(fn.get("name")), args if isinstance(args, str) else "", as_str(tc.get("id")))
+                    )
+                    n += 1
+    return res
+
+
+def _chat_usage(res: LlmResult, usage: Any) -> None:
+    if isinstance(usage, dict):
+        res.input_tokens = as_int(usage.get("prompt_tokens"))
+        res.output_tokens = as_int(usage.get("completion_tokens"))
+
+
+def _chat_stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> None:
+    res.streamed = True
+    s = new_stream_summary()
+    res.stream = s
+    calls: dict[tuple[int, int], dict] = {}
+    text: list[str] = []
+    finish: list[str] = []
+    for ev in events:
+        stamp(s, ev, t0)
+        if s["done"]:
+            s["after_done"] += 1
+            continue
+        if ev.data.strip() == "[DONE]":
+            s["done"] = True
+            continue
+        chunk = loads(ev.data)
+        if not isinstance(chunk, dict):
+            s["invalid_json"] += 1
+            continue
+        typ = as_str(chunk.get("object")) or "?"
+        s["types"][typ] = s["types"].get(typ, 0) + 1
+        model = as_str(chunk.get("model"))
+        if model:
+            res.model_returned = res.model_returned or model
+            note(s, "models", model)
+        note(s, "ids", as_str(chunk.get("id")))
+        if chunk.get("usage"):
+            _chat_usage(res, chunk.get("usage"))
+        if isinstance(chunk.get("error"), dict):
+            s["anomalies"].append("error_event")
+        for ch in chunk.get("choices") or []:
+            if not isinstance(ch, dict):
+                continue
+            ci = as_int(ch.get("index")) or 0
+            fr = as_str(ch.get("finish_reason"))
+            if fr:
+                finish.append(fr)
+            delta = ch.get("delta")
+            if not isinstance(delta, dict):
+                continue
+            if isinstance(delta.get("content"), str) and len(text) < 100_000:
+                text.append(delta["content"])
+            for tc in delta.get("tool_calls") or []:
+                if not isinstance(tc, dict):
+                    continue
+                ti = as_int(tc.get("index"))
+                if ti is None:
+                    ti = len([k for k in calls if k[0] == ci])
+                # string fields accumulate by concatenation, as the SDKs' stream accumulators do
+                c = calls.setdefault((ci, ti), {"id": None, "name": None, "args": []})
+                if as_str(tc.get("id")):
+                    c["id"] = (c["id"] or "") + tc["id"]
+                fn = tc.get("function")
+                if isinstance(fn, dict):
+                    if as_str(fn.get("name")):
+                        c["name"] = (c["name"] or "") + fn["name"]
+                    if isinstance(fn.get("arguments"), str):
+                        c["args"].append(fn["arguments"])
+    s["finish_reasons"] = finish[:16]
+    if not s["done"]:
+        res.truncated = True
+    res.text = "".join(text)
+    for n, key in enumerate(sorted(calls)):
+        c = calls[key]
+        res.tool_calls.append(ToolCall(n, c["name"], fix_surrogates("".join(c["args"])), c["id"]))
+
+
+# -- Responses API -----------------------------------------------------------------------------------
+def responses_request_tool_calls(req: Any) -> list[ToolCall]:
+    out: list[ToolCall] = []
+    if isinstance(req, dict) and isinstance(req.get("input"), list):
+        for item in req["input"]:
+            if isinstance(item, dict) and item.get("type") == "function_call":
+                args = item.get("arguments")
+                out.append(
+                    ToolCall(len(out), as_str(item.get("name")), args if isinstance(args, str) else "",
+                             as_str(item.get("call_id")), "request")
+                )
+    return out
+
+
+def _responses_usage(res: LlmResult, usage: Any) -> None:
+    if isinstance(usage, dict):
+        res.input_tokens = as_int(usage.get("input_tokens"))
+        res.output_tokens = as_int(usage.get("output_tokens"))
+
+
+def _output_calls(res: LlmResult, output: Any) -> None:
+    n = 0
+    texts = []
+    for item in output or []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "function_call":
+            args = item.get("arguments")
+            res.tool_calls.append(
+                ToolCall(n, as_str(item.get("name")), args if isinstance(args, str) else "", as_str(item.get("call_id")))
+            )
+            n += 1
+        elif item.get("type") == "message":
+            for part in item.get("content") or []:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    texts.append(part["text"])
+    if texts and res.text is None:
+        res.text = "".join(texts)
+
+
+def decode_responses(
+    req: Any, resp_body: bytes | None, events: list[SseEvent] | None, t0: float | None
+) -> LlmResult:
+    res = LlmResult("openai.responses")
+    _request_common(res, req)
+    res.tool_calls = responses_request_tool_calls(req)
+    if events is not None:
+        _responses_stream(res, events, t0)
+    elif resp_body:
+        body = loads(resp_body)
+        if not isinstance(body, dict):
+            res.errors.append("invalid_json_response")
+            return res
+        res.model_returned = as_str(body.get("model"))
+        _responses_usage(res, body.get("usage"))
+        _output_calls(res, body.get("output"))
+    return res
+
+
+def _responses_stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> None:
+    res.streamed = True
+    s = new_stream_summary()
+    res.stream = s
+    items: dict[int, dict] = {}
+    text: list[str] = []
+    for ev in events:
+        stamp(s, ev, t0)
+        if s["done"]:
+            s["after_done"] += 1
+            continue
+        if ev.data.strip() == "[DONE]":
+            s["done"] = True
+            continue
+        e = loads(ev.data)
+        if not isinstance(e, dict):
+            s["invalid_json"] += 1
+            continue
+        typ = as_str(e.get("type")) or ev.event
+        s["types"][typ] = s["types"].get(typ, 0) + 1
+        resp = e.get("response")
+        if isinstance(resp, dict):
+            model = as_str(resp.get("model"))
+            if model:
+                res.model_returned = res.model_returned or model
+                note(s, "models", model)
+            note(s, "ids", as_str(resp.get("id")))
+            if resp.get("usage"):
+                _responses_usage(res, resp.get("usage"))
+        oi = as_int(e.get("output_index"))
+        if typ == "response.output_item.added" or typ == "response.output_item.done":
+            item = e.get("item")
+            if isinstance(item, dict) and item.get("type") == "function_call" and oi is not None:
+                c = items.setdefault(oi, {"name": None, "call_id": None, "deltas": [], "final": None})
+                c["name"] = as_str(item.get("name")) or c["name"]
+                c["call_id"] = as_str(item.get("call_id")) or c["call_id"]
+                if typ == "response.output_item.done" and isinstance(item.get("arguments"), str):
+                    c["final"] = item["arguments"]
+        elif typ == "response.function_call_arguments.delta" and oi is not None:
+            c = items.setdefault(oi, {"name": None, "call_id": None, "deltas": [], "final": None})
+            if isinstance(e.get("delta"), str):
+                c["deltas"].append(e["delta"])
+        elif typ == "response.function_call_arguments.done" and oi is not None:
+            c = items.setdefault(oi, {"name": None, "call_id": None, "deltas": [], "final": None})
+            if isinstance(e.get("arguments"), str):
+                c["final"] = e["arguments"]
+        elif typ == "response.output_text.delta" and isinstance(e.get("delta"), str) and len(text) < 100_000:
+            text.append(e["delta"])
+        elif typ in ("response.completed", "response.failed", "response.incomplete"):
+            s["done"] = True
+        elif typ == "error":
+            s["anomalies"].append("error_event")
+    if not s["done"]:
+        res.truncated = True
+    res.text = "".join(text)
+    for n, oi in enumerate(sorted(items)):
+        c = items[oi]
+        streamed = fix_surrogates("".join(c["deltas"]))
+        final = c["final"] if c["final"] is not None else streamed
+        if c["final"] is not None and c["deltas"] and streamed != c["final"]:
+            s["anomalies"].append("tool_arguments_differ_from_deltas")
+        res.tool_calls.append(ToolCall(n, c["name"], final, c["call_id"]))

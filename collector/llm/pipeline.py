@@ -1,0 +1,296 @@
+"""HTTP exchanges -> store rows (`http`, `llm_exchanges`, `tool_calls`, `secrets_seen`), redacted.
+
+Sans-IO and shared by every plaintext source: the key-log pipeline (collector.tls.pipeline), the
+live collector (uprobe plaintext per closed connection) and the TLS proxy (already-parsed
+messages). Every header, path, body and tool-call argument passes through collector.secrets before
+it becomes a row: a row holds placeholders and fingerprints, never a raw credential. Digests are
+of the raw decoded bodies; stored bodies are redacted, then capped at `body_cap` characters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from collector import secrets
+from collector.llm import anthropic, gemini, openai
+from collector.llm.result import LlmResult, loads
+from collector.llm.router_headers import router_headers, router_software
+from collector.protocols.connection import parse_connection
+from collector.protocols.encoding import DEFAULT_KEEP
+from collector.protocols.messages import ConnectionBytes, HttpRequest, HttpResponse
+from collector.protocols.sse import parse_sse
+
+TABLE_NAMES = ("http", "llm_exchanges", "tool_calls", "secrets_seen")
+
+
+@dataclass
+class DecodeContext:
+    host_id: str
+    fingerprinter: secrets.Fingerprinter
+    source: str  # 'keylog' | 'uprobe' | 'proxy'
+    body_cap: int = 256 * 1024  # characters of redacted body stored per direction
+    pid: int | None = None
+    parse_cap: int = DEFAULT_KEEP  # decoded bytes kept per body for parsing (digests cover everything)
+    canaries: tuple[str, ...] = ()  # raw canary values, when the caller holds them (kind 'canary')
+
+
+@dataclass
+class ConnMeta:
+    """What decode_http needs to know about the connection (any object with these attributes works)."""
+
+    flow_uid: str | None = None
+    dst_ip: str | None = None
+    dst_port: int | None = None
+    server_name: str | None = None
+    pid: int | None = None
+    community_id: str | None = None
+
+
+@dataclass
+class DecodedRows:
+    tables: dict[str, list[dict]] = field(default_factory=lambda: {t: [] for t in TABLE_NAMES})
+    errors: list[str] = field(default_factory=list)  # parse problems (never secret content)
+    exchanges: int = 0
+
+    def extend(self, other: DecodedRows) -> None:
+        for t, rows in other.tables.items():
+            self.tables.setdefault(t, []).extend(rows)
+        self.errors.extend(other.errors)
+        self.exchanges += other.exchanges
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None) if ts is not None else None
+
+
+def _hdr(headers: list[tuple[str, str]], name: str) -> str | None:
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def classify(method: str, path: str, req_headers: list[tuple[str, str]], req_json: Any) -> str | None:
+    """The LLM API an exchange speaks, from its path (and body shape for unusual paths)."""
+    p = path.split("?", 1)[0].rstrip("/")
+    if gemini.PATH.search(p):
+        return "gemini.generate"
+    if method != "POST":
+        return None
+    if p.endswith("/chat/completions"):
+        return "openai.chat"
+    if p.endswith("/responses"):
+        return "openai.responses"
+    if p.endswith("/messages") and (
+        _hdr(req_headers, "anthropic-version") or (isinstance(req_json, dict) and "max_tokens" in req_json)
+        or p.endswith("/v1/messages")
+    ):
+        return "anthropic.messages"
+    if p.endswith("/completions"):
+        return "openai.completions"
+    if p.endswith("/embeddings"):
+        return "openai.embeddings"
+    if isinstance(req_json, dict) and "model" in req_json and "messages" in req_json:
+        return "anthropic.messages" if _hdr(req_headers, "anthropic-version") else "openai.chat"
+    return None
+
+
+def decode_llm(api: str, req: HttpRequest, resp: HttpResponse | None, req_json: Any) -> LlmResult:
+    """Provider decoding of one exchange (raw values: the caller redacts)."""
+    events = None
+    body = None
+    t0 = req.ts_end if req.ts_end is not None else req.ts
+    if resp is not None:
+        ctype = (_hdr(resp.headers, "content-type") or "").lower()
+        if "text/event-stream" in ctype:
+            events = parse_sse(resp.body, resp.chunks)
+        else:
+            body = resp.body
+    if api == "openai.chat" or api in ("openai.completions", "openai.embeddings"):
+        res = openai.decode_chat(req_json, body, events, t0)
+        res.api = api
+    elif api == "openai.responses":
+        res = openai.decode_responses(req_json, body, events, t0)
+    elif api == "anthropic.messages":
+        res = anthropic.decode_messages(req_json, body, events, t0)
+    else:
+        res = gemini.decode_generate(req.path, req_json, body, events, t0)
+    if req_json is None and req.body:
+        res.errors.append("invalid_json_request")
+    if resp is None or resp.truncated or req.truncated:
+        res.truncated = True
+    return res
+
+
+class _Scanner:
+    """Redacts and collects secrets_seen rows for one exchange (dedup per kind+fingerprint+location)."""
+
+    def __init__(self, ctx: DecodeContext, base: dict[str, Any]):
+        self.ctx = ctx
+        self.base = base
+        self.rows: list[dict] = []
+        self.seen: set[tuple[str, str, str, str]] = set()
+
+    def _add(self, m: secrets.SecretMatch, f: str, direction: str, location: str) -> None:
+        key = (m.kind, f, direction, location)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        self.rows.append(secrets.secret_row(m, f, direction=direction, location=location, **self.base))
+
+    def text(self, text: str, direction: str, location: str) -> str:
+        red, pairs = secrets.redact(text, self.ctx.fingerprinter, self.ctx.canaries)
+        for m, f in pairs:
+            self._add(m, f, direction, location)
+        return red
+
+    def headers(self, headers: list[tuple[str, str]], direction: str) -> list[list[str]]:
+        red, found = secrets.redact_headers(headers, self.ctx.fingerprinter, self.ctx.canaries)
+        for name, m, f in found:
+            self._add(m, f, direction, f"header:{name}")
+        return [[k, v] for k, v in red]
+
+
+def _body_text(b: bytes) -> str:
+    return b.decode("utf-8", "replace")
+
+
+def _cap(s: str, n: int) -> tuple[str, bool]:
+    return (s, False) if len(s) <= n else (s[:n], True)
+
+
+def exchange_id(host_id: str, flow_key: str | None, seq: int, req: HttpRequest) -> str:
+    raw = f"{host_id}|{flow_key}|{req.stream_id if req.stream_id is not None else -1}|{seq}|{req.ts:.6f}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def decode_http(
+    req: HttpRequest,
+    resp: HttpResponse | None,
+    ctx: DecodeContext,
+    conn: Any = None,
+    *,
+    seq: int = 0,
+) -> DecodedRows:
+    """Rows for one request/response pair. `conn` carries flow_uid / dst / server_name (ConnMeta,
+    ConnectionBytes or anything with those attributes); `seq` numbers exchanges within a connection."""
+    out = DecodedRows()
+    out.exchanges = 1
+    flow_uid = getattr(conn, "flow_uid", None)
+    pid = getattr(conn, "pid", None) or ctx.pid
+    host = req.authority or getattr(conn, "server_name", None) or getattr(conn, "dst_ip", None) or ""
+    xid = exchange_id(ctx.host_id, flow_uid or getattr(conn, "community_id", None), seq, req)
+    ts = _dt(req.ts)
+    base = {"ts": ts, "host_id": ctx.host_id, "flow_uid": flow_uid, "exchange_id": xid, "pid": pid,
+            "destination": host}
+    sc = _Scanner(ctx, base)
+
+    path = sc.text(req.path, "request", "path")
+    req_headers = sc.headers(req.headers, "request")
+    req_text = _body_text(req.body) if req.body else ""
+    req_red = sc.text(req_text, "request", "body") if req_text else ""
+    resp_headers = sc.headers(resp.headers, "response") if resp is not None else None
+    req_sha = req.body_sha256 or hashlib.sha256(req.body).hexdigest()
+    resp_sha = None
+    if resp is not None:
+        resp_sha = resp.body_sha256 or hashlib.sha256(resp.body).hexdigest()
+    truncated = req.truncated or resp is None or resp.truncated
+    for e in (req.error, resp.error if resp is not None else None):
+        if e:
+            out.errors.append(e)
+
+    t_resp = resp.ts if resp is not None else None
+    t_end = (resp.ts_end if resp is not None and resp.ts_end is not None else t_resp)
+    out.tables["http"].append({
+        "ts": ts, "host_id": ctx.host_id, "flow_uid": flow_uid, "exchange_id": xid, "method": req.method,
+        "host": host, "path": path, "status": resp.status if resp is not None else None,
+        "http_version": req.http_version, "request_headers": json.dumps(req_headers, ensure_ascii=False),
+        "response_headers": json.dumps(resp_headers, ensure_ascii=False) if resp_headers is not None else None,
+        "request_body_bytes": req.body_size if req.body_size is not None else len(req.body),
+        "response_body_bytes": (resp.body_size if resp.body_size is not None else len(resp.body)) if resp else None,
+        "request_digest": req_sha, "response_digest": resp_sha, "ts_response": _dt(t_resp),
+        "duration_ms": round((t_end - req.ts) * 1000, 3) if t_end is not None else None,
+        "stream_id": req.stream_id, "truncated": truncated, "source": ctx.source,
+    })  # fmt: skip
+
+    req_json = loads(req.body) if req.body and not req.body_capped else None
+    api = classify(req.method, req.path, req.headers, req_json)
+    if api is None:
+        out.tables["secrets_seen"].extend(sc.rows)
+        return out
+    res = decode_llm(api, req, resp, req_json)
+    if req.body_capped:
+        res.errors.append("request_body_over_parse_cap")
+
+    # response body: scan the raw body (non-streamed) or the assembled text (streamed; a secret may be
+    # split across events, so the raw event stream itself is never stored)
+    resp_red = None
+    if resp is not None:
+        if res.stream is not None:
+            assembled = {"text": res.text or "", "tool_calls": [
+                {"name": t.name, "call_id": t.call_id, "arguments": t.arguments}
+                for t in res.tool_calls if t.direction == "response"]}
+            resp_red = sc.text(json.dumps(assembled, ensure_ascii=False), "response", "body")
+            sc.text(_body_text(resp.body), "response", "body")  # secrets whole in the raw stream, too
+        elif resp.body:
+            resp_red = sc.text(_body_text(resp.body), "response", "body")
+    tool_rows = []
+    for t in res.tool_calls:
+        tool_rows.append({
+            "ts": _dt(t_resp if t.direction == "response" else req.ts), "host_id": ctx.host_id, "exchange_id": xid,
+            "idx": t.idx, "call_id": t.call_id, "name": t.name,
+            "arguments": sc.text(t.arguments, t.direction, "tool_call"), "direction": t.direction,
+        })  # fmt: skip
+    kept = router_headers(resp.headers) if resp is not None else {}
+    kept_red = {k: secrets.redact_header(k, v, ctx.fingerprinter)[0] for k, v in kept.items()}
+    req_body_store, req_cut = _cap(req_red, ctx.body_cap)
+    resp_body_store, resp_cut = _cap(resp_red, ctx.body_cap) if resp_red is not None else (None, False)
+    stream = res.stream
+    if stream is not None or res.errors:
+        stream = dict(stream or {})
+        if res.errors:
+            stream["errors"] = res.errors
+        if req_cut or resp_cut:
+            stream["stored_body_capped"] = True
+    latency = None
+    if resp is not None:
+        latency = round((resp.ts - (req.ts_end if req.ts_end is not None else req.ts)) * 1000, 3)
+    out.tables["llm_exchanges"].append({
+        "ts": ts, "exchange_id": xid, "flow_uid": flow_uid, "host_id": ctx.host_id, "pid": pid, "api": res.api,
+        "host": host, "path": path, "model_requested": res.model_requested, "model_returned": res.model_returned,
+        "streamed": res.streamed, "status": resp.status if resp is not None else None,
+        "router": router_software(kept), "tool_call_count": sum(1 for t in res.tool_calls if t.direction == "response"),
+        "input_tokens": res.input_tokens, "output_tokens": res.output_tokens, "latency_ms": latency,
+        "router_headers": json.dumps(kept_red, ensure_ascii=False), "request_digest": req_sha,
+        "response_digest": resp_sha, "request_body": req_body_store, "response_body": resp_body_store,
+        "truncated": bool(res.truncated or truncated),
+        "stream_events": json.dumps(stream, ensure_ascii=False) if stream is not None else None,
+        "source": ctx.source,
+    })  # fmt: skip
+    out.tables["tool_calls"].extend(tool_rows)
+    out.tables["secrets_seen"].extend(sc.rows)
+    return out
+
+
+def decode_exchanges(
+    exchanges: Iterable[tuple[HttpRequest, HttpResponse | None]], ctx: DecodeContext, conn: Any = None,
+    start_seq: int = 0,
+) -> DecodedRows:
+    out = DecodedRows()
+    for i, (req, resp) in enumerate(exchanges):
+        out.extend(decode_http(req, resp, ctx, conn, seq=start_seq + i))
+    return out
+
+
+def decode_connection(conn: ConnectionBytes, ctx: DecodeContext) -> DecodedRows:
+    """All rows of one connection's plaintext (uprobe / per-connection path)."""
+    exchanges, parser = parse_connection(conn, keep=ctx.parse_cap)
+    out = decode_exchanges(exchanges, ctx, conn)
+    if parser.error:
+        out.errors.append(parser.error)
+    return out

@@ -1,0 +1,87 @@
+"""What an LLM decoder extracts from one exchange (provider-neutral)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ToolCall:
+    idx: int
+    name: str | None
+    arguments: str  # exactly as the client assembled it (raw, NOT yet redacted)
+    call_id: str | None = None
+    direction: str = "response"  # 'response' (the model asks) | 'request' (history the agent resent)
+
+
+@dataclass
+class LlmResult:
+    api: str
+    model_requested: str | None = None
+    model_returned: str | None = None
+    streamed: bool = False
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    text: str | None = None  # assembled assistant text of a streamed response (stored redacted, capped)
+    stream: dict[str, Any] | None = None  # per-stream summary for stream-integrity rules
+    errors: list[str] = field(default_factory=list)  # 'invalid_json_request', ...
+    truncated: bool = False  # the response ended before its final event
+
+
+def loads(data: bytes | str) -> Any:
+    """json.loads that returns None on invalid input (LLM bodies are untrusted)."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def fix_surrogates(s: str) -> str:
+    """Join UTF-16 surrogate halves that arrived in separate JSON fragments (an emoji's `\\ud83d` in one
+    delta and `\\ude80` in the next), so concatenated arguments equal what the client decoded."""
+    if any("\ud800" <= c <= "\udfff" for c in s):
+        return s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return s
+
+
+def as_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def as_str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def new_stream_summary() -> dict[str, Any]:
+    return {
+        "events": 0,
+        "types": {},
+        "invalid_json": 0,
+        "done": False,  # the provider's terminal event ([DONE], message_stop, response.completed)
+        "after_done": 0,
+        "models": [],
+        "ids": [],
+        "incomplete_last_event": False,
+        "first_ms": None,
+        "last_ms": None,
+        "anomalies": [],
+    }
+
+
+def stamp(summary: dict[str, Any], ev: Any, t0: float | None) -> None:
+    summary["events"] += 1
+    if ev.ts is not None and t0 is not None:
+        ms = round((ev.ts - t0) * 1000, 3)
+        if summary["first_ms"] is None:
+            summary["first_ms"] = ms
+        summary["last_ms"] = ms
+    if not ev.complete:
+        summary["incomplete_last_event"] = True
+
+
+def note(summary: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None and value not in summary[key] and len(summary[key]) < 16:
+        summary[key].append(value)

@@ -1,0 +1,141 @@
+"""LLM decoding into rows (collector/llm/*): models, streamed tool calls byte for byte, usage,
+router headers, truncation, redaction. Byte streams are built like real peers send them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from collector.llm.pipeline import DecodeContext, decode_connection
+from collector.secrets import Fingerprinter
+from tests.collector.protocols.wire import (
+    anthropic_stream,
+    conn_from,
+    conn_from_conv,
+    h1_request,
+    h1_response,
+    h2_connection,
+    openai_chat_stream,
+    sse,
+)
+
+ARGS = '{"command": "echo Prüfe — 数据を取得 ✓ 🚀 && ls -la", "path": "/tmp/ü"}'
+KEY = "sk-proj-Q1w2E3r4T5y6U7i8O9p0AsDfGhJkL"
+
+
+@pytest.fixture
+def ctx() -> DecodeContext:
+    return DecodeContext("host-1", Fingerprinter(b"s" * 32), "keylog")
+
+
+def _h1(path, req_obj, resp_body, ctype="application/json", headers=(), chunked=True):
+    req = h1_request("POST", path, "router.example", json.dumps(req_obj).encode(),
+                     headers=[("Authorization", f"Bearer {KEY}"), ("Content-Type", "application/json")])
+    resp = h1_response(200, resp_body, headers=[("Content-Type", ctype), *headers], chunked=chunked, pieces=7)
+    return conn_from(req, [resp[i : i + 50] for i in range(0, len(resp), 50)], flow_uid="F1")
+
+
+def test_openai_chat_streamed_tool_calls_exact(ctx):
+    body = openai_chat_stream("gpt-4o-2024-08-06", [("bash", ARGS), ("read_file", '{"p": "ü"}')])
+    rows = decode_connection(_h1("/v1/chat/completions", {"model": "gpt-4o", "stream": True}, body,
+                                 "text/event-stream", headers=[("x-litellm-call-id", "abc"), ("server", "uvicorn")]), ctx)
+    (x,) = rows.tables["llm_exchanges"]
+    assert (x["api"], x["model_requested"], x["model_returned"], x["streamed"], x["status"], x["tool_call_count"],
+            x["input_tokens"], x["output_tokens"], x["router"], x["truncated"]) == (
+        "openai.chat", "gpt-4o", "gpt-4o-2024-08-06", True, 200, 2, 10, 20, "litellm", False)
+    assert json.loads(x["router_headers"]) == {"x-litellm-call-id": "abc", "server": "uvicorn"}
+    assert [(t["idx"], t["name"], t["arguments"], t["call_id"]) for t in rows.tables["tool_calls"]] == [
+        (0, "bash", ARGS, "call_0"), (1, "read_file", '{"p": "ü"}', "call_1")]
+    assert KEY not in json.dumps(rows.tables, default=str)
+    (s,) = rows.tables["secrets_seen"]
+    assert (s["kind"], s["location"], s["last4"], s["direction"], s["destination"]) == (
+        "openai_api_key", "header:authorization", "hJkL", "request", "router.example")
+
+
+def test_anthropic_streamed_over_h2_with_gzip(ctx):
+    body = anthropic_stream("claude-sonnet-4-5-20250929", [("bash", ARGS)])
+    req = {"model": "claude-sonnet-4-5", "stream": True, "max_tokens": 100,
+           "messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t0", "name": "old",
+                                                           "input": {"a": "ü"}}]}]}
+    conv = h2_connection([([(":method", "POST"), (":path", "/v1/messages"), (":authority", "api.router.example"),
+                            (":scheme", "https"), ("x-api-key", "sk-ant-api03-" + "x" * 40)],
+                           json.dumps(req).encode(),
+                           [(":status", "200"), ("content-type", "text/event-stream"), ("x-oneapi-request-id", "1")],
+                           body)], gzip_response=True)
+    rows = decode_connection(conn_from_conv(conv, flow_uid="F2"), ctx)
+    (x,) = rows.tables["llm_exchanges"]
+    assert (x["api"], x["model_requested"], x["model_returned"], x["streamed"], x["input_tokens"],
+            x["output_tokens"], x["router"], x["tool_call_count"]) == (
+        "anthropic.messages", "claude-sonnet-4-5", "claude-sonnet-4-5-20250929", True, 11, 22, "one-api", 1)
+    calls = [(t["direction"], t["name"], t["arguments"]) for t in rows.tables["tool_calls"]]
+    assert calls == [("request", "old", '{"a": "ü"}'), ("response", "bash", ARGS)]
+    assert rows.tables["http"][0]["http_version"] == "HTTP/2" and rows.tables["http"][0]["stream_id"] == 1
+    assert {s["kind"] for s in rows.tables["secrets_seen"]} == {"anthropic_api_key"}
+
+
+def test_openai_responses_streamed_and_not(ctx):
+    evs = [{"type": "response.created", "response": {"id": "resp_1", "model": "gpt-5-2025"}},
+           {"type": "response.output_item.added", "output_index": 0,
+            "item": {"type": "function_call", "name": "bash", "call_id": "call_9", "arguments": ""}}]
+    evs += [{"type": "response.function_call_arguments.delta", "output_index": 0, "delta": ARGS[i : i + 4]}
+            for i in range(0, len(ARGS), 4)]
+    evs += [{"type": "response.function_call_arguments.done", "output_index": 0, "arguments": ARGS},
+            {"type": "response.completed", "response": {"id": "resp_1", "model": "gpt-5-2025",
+                                                        "usage": {"input_tokens": 3, "output_tokens": 4}}}]
+    body = sse(evs, [e["type"] for e in evs])
+    rows = decode_connection(_h1("/v1/responses", {"model": "gpt-5", "stream": True}, body, "text/event-stream"), ctx)
+    (x,) = rows.tables["llm_exchanges"]
+    assert (x["api"], x["model_returned"], x["input_tokens"], x["output_tokens"], x["tool_call_count"]) == (
+        "openai.responses", "gpt-5-2025", 3, 4, 1)
+    assert rows.tables["tool_calls"][0]["arguments"] == ARGS
+    nonstream = {"id": "r", "model": "gpt-5-2025", "output": [
+        {"type": "function_call", "name": "bash", "call_id": "c", "arguments": ARGS}], "usage": {"input_tokens": 1}}
+    rows = decode_connection(_h1("/v1/responses", {"model": "gpt-5", "input": [
+        {"type": "function_call", "name": "prev", "call_id": "c0", "arguments": "{}"}]},
+        json.dumps(nonstream).encode()), ctx)
+    assert [(t["direction"], t["name"], t["arguments"]) for t in rows.tables["tool_calls"]] == [
+        ("request", "prev", "{}"), ("response", "bash", ARGS)]
+    assert rows.tables["llm_exchanges"][0]["streamed"] is False
+
+
+def test_nonstreamed_chat_and_anthropic(ctx):
+    resp = {"id": "x", "model": "gpt-4o-mini-2024", "usage": {"prompt_tokens": 1, "completion_tokens": 2},
+            "choices": [{"message": {"tool_calls": [{"id": "c1", "type": "function",
+                                                     "function": {"name": "f", "arguments": ARGS}}]}}]}
+    rows = decode_connection(_h1("/v1/chat/completions", {"model": "gpt-4o-mini"}, json.dumps(resp).encode()), ctx)
+    assert rows.tables["tool_calls"][0]["arguments"] == ARGS
+    resp = {"id": "m", "type": "message", "model": "claude-x", "usage": {"input_tokens": 5, "output_tokens": 6},
+            "content": [{"type": "tool_use", "id": "tu", "name": "bash", "input": json.loads(ARGS)}]}
+    rows = decode_connection(_h1("/v1/messages", {"model": "claude-y", "max_tokens": 5}, json.dumps(resp).encode()), ctx)
+    (x,) = rows.tables["llm_exchanges"]
+    assert (x["model_requested"], x["model_returned"], x["streamed"]) == ("claude-y", "claude-x", False)
+    assert json.loads(rows.tables["tool_calls"][0]["arguments"]) == json.loads(ARGS)
+
+
+def test_stream_cut_short_is_truncated_partial(ctx):
+    body = anthropic_stream("claude-z", [("bash", ARGS)])
+    conn = _h1("/v1/messages", {"model": "claude-z", "stream": True, "max_tokens": 1}, body, "text/event-stream",
+               chunked=False)
+    cut = sum(len(c.data) for c in conn.server) - 120
+    data = b"".join(c.data for c in conn.server)[:cut]
+    conn.server = [conn.server[0].__class__(conn.server[0].ts, data)]
+    conn.truncated = True
+    rows = decode_connection(conn, ctx)
+    (x,) = rows.tables["llm_exchanges"]
+    assert x["truncated"] and x["model_returned"] == "claude-z"
+    assert rows.tables["http"][0]["truncated"]
+
+
+def test_invalid_json_and_secret_split_across_deltas(ctx):
+    rows = decode_connection(_h1("/v1/chat/completions", {"model": "m"}, b"{not json"), ctx)
+    (x,) = rows.tables["llm_exchanges"]
+    assert "invalid_json_response" in json.loads(x["stream_events"])["errors"]
+    secret_args = json.dumps({"cmd": f"curl -H 'Authorization: Bearer {KEY}' https://x"})
+    body = openai_chat_stream("m", [("bash", secret_args)])  # 7-character deltas split the key
+    rows = decode_connection(_h1("/v1/chat/completions", {"model": "m", "stream": True}, body,
+                                 "text/event-stream"), ctx)
+    assert KEY not in json.dumps(rows.tables, default=str)
+    assert "[REDACTED:openai_api_key:" in rows.tables["tool_calls"][0]["arguments"]
+    assert {(s["direction"], s["location"]) for s in rows.tables["secrets_seen"]} >= {
+        ("response", "tool_call"), ("request", "header:authorization")}

@@ -1,0 +1,87 @@
+"""HTTP/1.x parsing from hand-built byte streams (collector/protocols/http1.py, connection.py)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+
+import brotli
+import zstandard
+
+from collector.protocols.connection import ConnectionParser, parse_connection
+from tests.collector.protocols.wire import conn_from, h1_request, h1_response
+
+
+def feed_bytewise(client: bytes, server: bytes):
+    """Every byte in its own chunk: framing must not depend on where the network split the stream."""
+    p = ConnectionParser()
+    out = []
+    for i in range(len(client)):
+        out += p.feed(True, client[i : i + 1], 1.0 + i * 1e-6)
+    for i in range(len(server)):
+        out += p.feed(False, server[i : i + 1], 2.0 + i * 1e-6)
+    return out + p.close()
+
+
+def test_content_length_and_chunked_pipelined():
+    client = h1_request("POST", "/v1/messages", "r.example", b'{"a":1}') + h1_request("GET", "/x?y=1", "r.example")
+    server = h1_response(200, b"hello world", chunked=True, pieces=3) + h1_response(404, b"nope")
+    for out in (parse_connection(conn_from(client, server))[0], feed_bytewise(client, server)):
+        assert [(q.method, q.authority, q.path, q.body, r.status, r.body) for q, r in out] == [
+            ("POST", "r.example", "/v1/messages", b'{"a":1}', 200, b"hello world"),
+            ("GET", "r.example", "/x?y=1", b"", 404, b"nope"),
+        ]
+        assert not any(q.truncated or r.truncated for q, r in out)
+
+
+def test_head_1xx_204_and_until_close():
+    client = (h1_request("HEAD", "/a", "h") + h1_request("POST", "/b", "h", b"x", headers=[("Expect", "100-continue")])
+              + h1_request("GET", "/c", "h") + h1_request("GET", "/d", "h"))
+    server = (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"  # HEAD: no body despite the length
+              b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
+              b"HTTP/1.1 204 No Content\r\n\r\n"
+              b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+    out, _ = parse_connection(conn_from(client, server))
+    assert [(q.path, r.status, r.body) for q, r in out] == [
+        ("/a", 200, b""), ("/b", 201, b"ok"), ("/c", 204, b""), ("/d", 200, b"until the end")]
+
+
+def test_content_encodings_and_digests():
+    body = "Grüße, 世界 🚀".encode() * 50
+    for name, enc in (("gzip", gzip.compress), ("deflate", zlib.compress), ("br", brotli.compress),
+                      ("zstd", zstandard.ZstdCompressor().compress),
+                      ("deflate", lambda b: zlib.compress(b)[2:-4])):  # raw deflate, as some servers send
+        server = h1_response(200, enc(body), headers=[("Content-Encoding", name)], chunked=True, pieces=5)
+        (q, r), = parse_connection(conn_from(h1_request("GET", "/", "h"), server))[0]
+        assert r.body == body and r.body_sha256 == hashlib.sha256(body).hexdigest() and r.error is None, name
+    # gzip then br (applied in order, undone in reverse)
+    server = h1_response(200, brotli.compress(gzip.compress(body)), headers=[("Content-Encoding", "gzip, br")])
+    (q, r), = parse_connection(conn_from(h1_request("GET", "/", "h"), server))[0]
+    assert r.body == body
+
+
+def test_body_cap_keeps_prefix_and_digest_of_whole():
+    body = b"a" * 100_000
+    (q, r), = parse_connection(conn_from(h1_request("GET", "/", "h"), h1_response(200, body)), keep=1000)[0]
+    assert r.body == b"a" * 1000 and r.body_capped and r.body_size == 100_000
+    assert r.body_sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_truncated_mid_body_and_unanswered_request():
+    client = h1_request("POST", "/v1/chat/completions", "h", b"{}") + h1_request("GET", "/2", "h")
+    server = h1_response(200, b"0123456789")[:-4]
+    out, _ = parse_connection(conn_from(client, server, truncated=True))
+    assert [(q.path, r.body if r else None, (r.truncated if r else q.truncated)) for q, r in out] == [
+        ("/v1/chat/completions", b"012345", True), ("/2", None, True)]
+
+
+def test_broken_chunking_and_garbage_do_not_raise():
+    server = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZZ\r\nmore"
+    (q, r), = parse_connection(conn_from(h1_request("GET", "/", "h"), server))[0]
+    assert r.truncated and r.error == "invalid chunk size" and r.body == b"hello"
+    out, p = parse_connection(conn_from(b"\x16\x03\x01garbage", b"\x00" * 100))
+    assert out == [] and p.protocol == "other"
+    bad = h1_response(200, b"x" * 10, headers=[("Content-Encoding", "gzip")])
+    (q, r), = parse_connection(conn_from(h1_request("GET", "/", "h"), bad))[0]
+    assert r.error and "content decoding failed" in r.error
