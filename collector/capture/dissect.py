@@ -1,0 +1,200 @@
+"""DNS messages and TLS hellos from tshark's field output for the few selected packets.
+
+tshark prints one line per frame; several DNS messages in one frame (DNS over TCP) are split using
+the per-message counts, and answers are taken from the Answers section only (resource records are
+walked in order, so glue records in Additional never count as answers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from collector.capture.ja4 import ja4
+
+FIELDS = [
+    "frame.number",
+    "dns.id", "dns.flags.response", "dns.flags.rcode",
+    "dns.count.queries", "dns.count.answers", "dns.count.auth_rr", "dns.count.add_rr",
+    "dns.qry.name", "dns.qry.type", "dns.resp.type", "dns.a", "dns.aaaa", "dns.cname",
+    "tls.handshake.type", "tls.handshake.version", "tls.handshake.ciphersuite",
+    "tls.handshake.extension.type", "tls.handshake.extensions.supported_version",
+    "tls.handshake.extensions_alpn_str", "tls.handshake.sig_hash_alg", "tls.handshake.sig_hash_alg_len",
+    "tls.handshake.extensions_server_name",
+]
+DISPLAY_FILTER = "dns || tls.handshake.type == 1 || tls.handshake.type == 2"
+QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV",
+          35: "NAPTR", 41: "OPT", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS",
+          252: "AXFR", 255: "ANY", 257: "CAA"}
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 6: "YXDOMAIN",
+          7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
+TLS_VERSIONS = {0x0304: "TLS 1.3", 0x0303: "TLS 1.2", 0x0302: "TLS 1.1", 0x0301: "TLS 1.0", 0x0300: "SSL 3.0"}
+SIG_LISTS = (13, 50, 34)  # extensions whose lists tshark reports as tls.handshake.sig_hash_alg
+
+
+@dataclass
+class DnsMessage:
+    frame: int
+    trans_id: int
+    is_response: bool
+    rcode: str | None
+    query: str | None
+    qtype: str | None
+    answers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Hello:
+    frame: int
+    client: bool
+    version: int | None = None  # negotiated (ServerHello) or highest offered (ClientHello)
+    sni: str | None = None
+    alpn: list[str] = field(default_factory=list)
+    cipher: int | None = None
+    ciphers: list[int] = field(default_factory=list)
+    extensions: list[int] = field(default_factory=list)
+    supported_versions: list[int] = field(default_factory=list)
+    sig_algs: list[int] = field(default_factory=list)
+    legacy_version: int = 0
+
+    def ja4(self, proto: str) -> str:
+        return ja4(
+            proto=proto,
+            version=self.legacy_version,
+            ciphers=self.ciphers,
+            extensions=self.extensions,
+            supported_versions=self.supported_versions,
+            has_sni=self.sni is not None,
+            alpn_first=self.alpn[0] if self.alpn else None,
+            sig_algs=self.sig_algs,
+        )
+
+
+def _ints(s: str, base: int = 10) -> list[int]:
+    out = []
+    for x in s.split(","):
+        x = x.strip()
+        if x:
+            try:
+                out.append(int(x, 0) if base == 0 else int(x, base))
+            except ValueError:
+                pass
+    return out
+
+
+def _strs(s: str) -> list[str]:
+    return [x for x in s.split(",") if x != ""] if s else []
+
+
+def _dns(frame: int, f: dict[str, str]) -> list[DnsMessage]:
+    ids = _ints(f["dns.id"], 0)
+    resp = _ints(f["dns.flags.response"], 0)
+    rcodes = _ints(f["dns.flags.rcode"], 0)
+    nq, na = _ints(f["dns.count.queries"]), _ints(f["dns.count.answers"])
+    nns, nar = _ints(f["dns.count.auth_rr"]), _ints(f["dns.count.add_rr"])
+    names, qtypes = _strs(f["dns.qry.name"]), _ints(f["dns.qry.type"], 0)
+    rtypes = _ints(f["dns.resp.type"], 0)
+    vals = {1: _strs(f["dns.a"]), 28: _strs(f["dns.aaaa"]), 5: _strs(f["dns.cname"])}
+    used = {1: 0, 28: 0, 5: 0}
+    out: list[DnsMessage] = []
+    qpos = rpos = 0
+    for k, tid in enumerate(ids):
+        q = nq[k] if k < len(nq) else 0
+        an = na[k] if k < len(na) else 0
+        total = an + (nns[k] if k < len(nns) else 0) + (nar[k] if k < len(nar) else 0)
+        is_resp = bool(resp[k]) if k < len(resp) else False
+        qname = names[qpos] if qpos < len(names) and q else None
+        qtype = qtypes[qpos] if qpos < len(qtypes) and q else None
+        qpos += q
+        answers: list[str] = []
+        for j in range(total):
+            if rpos + j >= len(rtypes):
+                break
+            t = rtypes[rpos + j]
+            if t in vals:
+                v = vals[t][used[t]] if used[t] < len(vals[t]) else None
+                used[t] += 1
+                if j < an and v is not None:
+                    answers.append(v)
+        rpos += total
+        out.append(
+            DnsMessage(
+                frame=frame,
+                trans_id=tid,
+                is_response=is_resp,
+                rcode=RCODES.get(rcodes[k], str(rcodes[k])) if is_resp and k < len(rcodes) else None,
+                query=qname.lower().rstrip(".") if qname else qname,
+                qtype=QTYPES.get(qtype, str(qtype)) if qtype is not None else None,
+                answers=answers,
+            )
+        )
+    return out
+
+
+def _hellos(frame: int, f: dict[str, str]) -> list[Hello]:
+    types = _ints(f["tls.handshake.type"])
+    out: list[Hello] = []
+    if 1 in types:
+        h = Hello(frame=frame, client=True)
+        h.legacy_version = (_ints(f["tls.handshake.version"], 0) or [0])[0]
+        h.ciphers = _ints(f["tls.handshake.ciphersuite"], 0)
+        h.extensions = _ints(f["tls.handshake.extension.type"])
+        h.supported_versions = _ints(f["tls.handshake.extensions.supported_version"], 0)
+        names = _strs(f["tls.handshake.extensions_server_name"])
+        h.sni = names[0] if names else None
+        h.alpn = _strs(f["tls.handshake.extensions_alpn_str"])
+        # tshark reports signature_algorithms, _cert and delegated_credentials lists in one field:
+        # take the chunk that belongs to extension 13, by extension order and each list's length
+        algs = _ints(f["tls.handshake.sig_hash_alg"], 0)
+        lens = [x // 2 for x in _ints(f["tls.handshake.sig_hash_alg_len"])]
+        pos = 0
+        chunks = iter(lens)
+        for ext in h.extensions:
+            if ext in SIG_LISTS:
+                ln = next(chunks, None)
+                if ln is None:
+                    break
+                if ext == 13:
+                    h.sig_algs = algs[pos : pos + ln]
+                    break
+                pos += ln
+        sv = [v for v in h.supported_versions if (v & 0x0F0F) != 0x0A0A]
+        h.version = max(sv) if sv else h.legacy_version
+        out.append(h)
+    if 2 in types:
+        h = Hello(frame=frame, client=False)
+        legacy = _ints(f["tls.handshake.version"], 0)
+        # in a server frame the supported_version field is the selected version (TLS 1.3)
+        sv = _ints(f["tls.handshake.extensions.supported_version"], 0)
+        h.version = sv[0] if sv else (legacy[0] if legacy else None)
+        cs = _ints(f["tls.handshake.ciphersuite"], 0)
+        h.cipher = cs[0] if cs else None
+        h.alpn = _strs(f["tls.handshake.extensions_alpn_str"])
+        out.append(h)
+    return out
+
+
+def parse(text: str) -> tuple[list[DnsMessage], list[Hello]]:
+    """tshark `-T fields` output (FIELDS, tab-separated) -> DNS messages and TLS hellos."""
+    dns: list[DnsMessage] = []
+    hellos: list[Hello] = []
+    nf = len(FIELDS)
+    for line in text.splitlines():
+        cols = line.split("\t")
+        if len(cols) < nf:
+            cols += [""] * (nf - len(cols))
+        f = dict(zip(FIELDS, cols, strict=False))
+        try:
+            frame = int(f["frame.number"])
+        except ValueError:
+            continue
+        if f["dns.id"]:
+            dns.extend(_dns(frame, f))
+        if f["tls.handshake.type"]:
+            hellos.extend(_hellos(frame, f))
+    return dns, hellos
+
+
+def version_name(v: int | None) -> str | None:
+    if v is None:
+        return None
+    return TLS_VERSIONS.get(v, f"0x{v:04x}")

@@ -1,0 +1,71 @@
+"""Classic pcap: a Python loop finds record offsets; numpy gathers timestamps and lengths."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from collector.capture.records import MAX_CAPLEN, PCAP_MAGICS, MappedFile, Records, gather_u32
+
+PROGRESS_EVERY = 1 << 16
+
+
+def read_pcap(mapped: MappedFile, progress=None) -> Records:
+    """All complete records; a cut-short or corrupt tail sets `truncated` and `error`."""
+    mm = mapped.mm
+    n = len(mm)
+    if n < 24:
+        return _empty("pcap", truncated=True, error="file ends inside the pcap header")
+    endian, nano = PCAP_MAGICS[bytes(mm[:4])]
+    (network,) = struct.unpack_from(endian + "I", mm, 20)
+    linktype = network & 0x0FFFFFFF
+    caplen_at = struct.Struct(endian + "I").unpack_from
+    offs: list[int] = []
+    append = offs.append
+    off = 24
+    error = None
+    last = 0
+    while off + 16 <= n:
+        (cap,) = caplen_at(mm, off + 8)
+        if cap > MAX_CAPLEN:
+            error = f"corrupt record at byte {off}: captured length {cap}"
+            break
+        end = off + 16 + cap
+        if end > n:
+            error = f"cut short in the middle of a packet at byte {off}"
+            break
+        append(off)
+        off = end
+        if progress is not None and len(offs) - last >= PROGRESS_EVERY:
+            progress.update(off - progress.n)
+            last = len(offs)
+    else:
+        if off != n:
+            error = f"cut short in the middle of a record header at byte {off}"
+    if progress is not None:
+        progress.update(off - progress.n)
+    hdr = np.asarray(offs, dtype=np.int64)
+    buf = mapped.buf
+    big = endian == ">"
+    sec = gather_u32(buf, hdr, big).astype(np.int64)
+    frac = gather_u32(buf, hdr + 4, big).astype(np.int64)
+    cap = gather_u32(buf, hdr + 8, big).astype(np.int64)
+    orig = gather_u32(buf, hdr + 12, big).astype(np.int64)
+    ts = sec * 1_000_000_000 + (frac if nano else frac * 1000)
+    return Records(
+        fmt="pcap",
+        data_off=hdr + 16,
+        caplen=cap,
+        origlen=np.maximum(orig, cap),
+        ts_ns=ts,
+        iface=np.zeros(len(offs), np.int32),
+        linktypes=[linktype],
+        truncated=error is not None,
+        error=error,
+    )
+
+
+def _empty(fmt: str, truncated: bool, error: str | None) -> Records:
+    z = np.zeros(0, np.int64)
+    return Records(fmt, z, z, z, z, np.zeros(0, np.int32), [], truncated=truncated, error=error)

@@ -1,0 +1,110 @@
+"""Where each packet record sits in a capture file, as numpy arrays (no per-packet Python objects).
+
+The pcap and pcapng readers only find record offsets in a Python loop; everything after that
+(timestamps, lengths, link types, header fields) is gathered from the mapped file with numpy.
+"""
+
+from __future__ import annotations
+
+import mmap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", False),
+    b"\xa1\xb2\xc3\xd4": (">", False),
+    b"\x4d\x3c\xb2\xa1": ("<", True),  # nanosecond pcap
+    b"\xa1\xb2\x3c\x4d": (">", True),
+}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+MAX_CAPLEN = 0x40000 * 4  # 1 MiB: larger "packets" mean the file is corrupt, not that the packet is big
+
+
+class NotACapture(Exception):
+    """The file is neither pcap nor pcapng (or is empty)."""
+
+
+@dataclass
+class Records:
+    """Packet records of one capture: parallel arrays, one entry per packet."""
+
+    fmt: str  # 'pcap' | 'pcapng'
+    data_off: np.ndarray  # int64: file offset of the frame bytes
+    caplen: np.ndarray  # int64
+    origlen: np.ndarray  # int64
+    ts_ns: np.ndarray  # int64: nanoseconds since the epoch
+    iface: np.ndarray  # int32: index into linktypes
+    linktypes: list[int]
+    truncated: bool = False
+    error: str | None = None
+    dsb_blocks: int = 0  # pcapng Decryption Secrets Blocks
+    dsb_secrets: int = 0  # key-log lines inside them
+    stats: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.data_off.shape[0])
+
+    def linktype(self) -> np.ndarray:
+        """Per-packet link type."""
+        lt = np.asarray(self.linktypes, dtype=np.int64)
+        return lt[self.iface] if len(lt) else np.zeros(len(self), np.int64)
+
+
+def sniff(path: Path) -> str:
+    """'pcap' or 'pcapng' from the magic number, else NotACapture (one line, for the user)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head in PCAP_MAGICS:
+        return "pcap"
+    if head == PCAPNG_MAGIC:
+        return "pcapng"
+    if not head:
+        raise NotACapture(f"{path} is empty, not a pcap or pcapng capture")
+    raise NotACapture(f"{path} is not a pcap or pcapng capture (unknown magic {head.hex()})")
+
+
+class MappedFile:
+    """A read-only memory map of a capture and a uint8 numpy view of it."""
+
+    def __init__(self, path: Path):
+        self._f = open(path, "rb")
+        size = Path(path).stat().st_size
+        self.mm = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        self.buf = np.frombuffer(self.mm, dtype=np.uint8) if self.mm is not None else np.zeros(0, np.uint8)
+
+    def close(self) -> None:
+        self.buf = np.zeros(0, np.uint8)
+        if self.mm is not None:
+            try:
+                self.mm.close()
+            except BufferError:  # a numpy view still alive somewhere; the OS unmaps at exit
+                pass
+        self._f.close()
+
+    def __enter__(self) -> MappedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_records(path: Path, mapped: MappedFile, progress=None) -> Records:
+    """Dispatch on the magic number."""
+    kind = sniff(path)
+    if kind == "pcap":
+        from collector.capture.pcap import read_pcap
+
+        return read_pcap(mapped, progress)
+    from collector.capture.pcapng import read_pcapng
+
+    return read_pcapng(mapped, progress)
+
+
+def gather_u32(buf: np.ndarray, idx: np.ndarray, big: bool) -> np.ndarray:
+    """Four bytes at each index as uint64 (indices must be in range)."""
+    b = [buf[idx + k].astype(np.uint64) for k in range(4)]
+    if big:
+        return (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
+    return (b[3] << 24) | (b[2] << 16) | (b[1] << 8) | b[0]

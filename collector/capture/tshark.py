@@ -1,0 +1,113 @@
+"""Running tshark: finding it, writing the small capture it dissects, and its field output.
+
+tshark only ever sees the few packets that need a real dissector (DNS, handshakes); the small
+capture is a pcapng with one interface per original link type, so any link type tshark reads works.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import threading
+
+import numpy as np
+
+from collector.capture.records import Records
+
+INSTALL_HINT = "tshark is not installed (or not on PATH): install it with `apt-get install tshark`"
+# dissectors that cost time and add nothing to flows/DNS/TLS-handshake fields
+DISABLED = ("x509af", "x509ce", "x509sat", "x509if", "pkcs-1", "pkix1explicit", "pkix1implicit", "ocsp",
+            "http", "http2", "data-text-lines", "media", "json")
+
+
+class TsharkMissing(Exception):
+    """tshark could not be found; the message says how to install it."""
+
+
+class TsharkError(Exception):
+    """tshark failed; the message is its first error line."""
+
+
+def tshark_path() -> str:
+    path = shutil.which("tshark")
+    if not path:
+        raise TsharkMissing(INSTALL_HINT)
+    return path
+
+
+def base_args() -> list[str]:
+    args = [tshark_path(), "-n", "-Q"]
+    for p in DISABLED:
+        args += ["--disable-protocol", p]
+    return args
+
+
+def fields_args(fields: list[str]) -> list[str]:
+    args = ["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,", "-E", "quote=n"]
+    for f in fields:
+        args += ["-e", f]
+    return args
+
+
+def small_pcapng(mm, rec: Records, idx: np.ndarray) -> bytes:
+    """A pcapng holding records `idx` (original frame bytes, nanosecond timestamps)."""
+    lts = sorted({rec.linktypes[i] for i in np.unique(rec.iface[idx]).tolist()}) if len(idx) else [1]
+    lt_pos = {lt: k for k, lt in enumerate(lts)}
+    iface_map = np.asarray([lt_pos.get(lt, 0) for lt in rec.linktypes] or [0], np.uint32)
+    shb = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
+    parts = [shb]
+    for lt in lts:
+        opts = struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)  # if_tsresol = 10^-9
+        blen = 20 + len(opts)
+        parts.append(struct.pack("<IIHHI", 1, blen, lt, 0, 0) + opts + struct.pack("<I", blen))
+    if not len(idx):
+        return b"".join(parts)
+    cap = rec.caplen[idx]
+    pad = (-cap) % 4
+    blen = 32 + cap + pad
+    hdr = np.zeros(len(idx), dtype=[("t", "<u4"), ("l", "<u4"), ("if", "<u4"), ("th", "<u4"), ("tl", "<u4"), ("c", "<u4"), ("o", "<u4")])
+    ts = rec.ts_ns[idx].astype(np.uint64)
+    hdr["t"], hdr["l"], hdr["if"] = 6, blen, iface_map[rec.iface[idx]]
+    hdr["th"], hdr["tl"] = ts >> np.uint64(32), ts & np.uint64(0xFFFFFFFF)
+    hdr["c"], hdr["o"] = cap, rec.origlen[idx]
+    hb = hdr.tobytes()
+    trail = blen.astype("<u4").tobytes()
+    pads = [b"", b"\0", b"\0\0", b"\0\0\0"]
+    append = parts.append
+    for j, (o, c, p) in enumerate(zip(rec.data_off[idx].tolist(), cap.tolist(), pad.tolist(), strict=True)):
+        append(hb[j * 28 : j * 28 + 28])
+        append(mm[o : o + c])
+        append(pads[p] + trail[j * 4 : j * 4 + 4])
+    return b"".join(parts)
+
+
+class TsharkJob:
+    """tshark reading a capture from stdin in a background thread (so numpy/DuckDB work overlaps)."""
+
+    def __init__(self, args: list[str], data: bytes):
+        self.args = args
+        self._data = data
+        self.stdout = ""
+        self.stderr = ""
+        self.returncode: int | None = None
+        self._thread = threading.Thread(target=self._run, name="routerwatch-tshark", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            p = subprocess.run(self.args, input=self._data, capture_output=True)
+        except OSError as exc:
+            self.returncode, self.stderr = 127, str(exc)
+            return
+        self._data = b""
+        self.returncode = p.returncode
+        self.stdout = p.stdout.decode("utf-8", "replace")
+        self.stderr = p.stderr.decode("utf-8", "replace")
+
+    def result(self) -> str:
+        self._thread.join()
+        if self.returncode not in (0, None) and not self.stdout:
+            first = next((ln for ln in self.stderr.splitlines() if ln.strip()), f"exit status {self.returncode}")
+            raise TsharkError(f"tshark failed: {first}")
+        return self.stdout

@@ -1,0 +1,425 @@
+"""Offline capture ingest: a pcap/pcapng (+ key log) -> flows, dns, tls (+ decrypted tables) in the store.
+
+Who does what, so no Python object touches every packet:
+- a Python loop only finds record offsets (pcap.py / pcapng.py); numpy gathers every header field
+  (headers.py) and assigns flows (flows.py);
+- tshark dissects a small pcapng holding only the packets that need a real dissector (DNS, the
+  first payload packets of TCP flows for TLS hellos, QUIC Initials), in a background thread;
+- DuckDB aggregates the flows and joins DNS names to flows; results are written in Arrow batches
+  that commit separately, so readers see a long ingest grow.
+Re-ingesting the same bytes adds nothing: capture identity is the content's sha256.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from collector.capture import dissect, flows, headers, tshark
+from collector.capture.records import MappedFile, NotACapture, Records, read_records, sniff
+from collector.config import host_id as resolve_host_id
+
+PROGRESS_MIN_BYTES = 32 << 20
+DEFAULT_BATCH_ROWS = 50_000
+_warned_no_decrypt = False
+
+
+class IngestError(Exception):
+    """The capture cannot be ingested (missing, unreadable, not a capture, tshark missing)."""
+
+
+@dataclass
+class IngestResult:
+    run_id: str
+    status: str  # 'ok' | 'partial' | 'duplicate'
+    file: str
+    sha256: str
+    packets: int = 0
+    flows: int = 0
+    dns: int = 0
+    tls: int = 0
+    truncated: bool = False
+    errors: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+    dissected_packets: int = 0
+    decrypted_flows: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_inputs(capture: Path, keylog: Path | None) -> str:
+    """Everything that must hold before the store is touched; returns 'pcap' or 'pcapng'."""
+    if not capture.exists():
+        raise IngestError(f"{capture}: no such file")
+    if capture.is_dir():
+        raise IngestError(f"{capture} is a directory, not a capture file")
+    try:
+        kind = sniff(capture)
+    except PermissionError:
+        raise IngestError(f"{capture}: permission denied") from None
+    except OSError as exc:
+        raise IngestError(f"{capture}: cannot read ({exc.strerror})") from None
+    except NotACapture as exc:
+        raise IngestError(str(exc)) from None
+    if keylog is not None:
+        if not keylog.is_file():
+            raise IngestError(f"key log {keylog}: no such file")
+        if not os.access(keylog, os.R_OK):
+            raise IngestError(f"key log {keylog}: permission denied")
+    try:
+        tshark.tshark_path()
+    except tshark.TsharkMissing as exc:
+        raise IngestError(str(exc)) from None
+    return kind
+
+
+class _Hasher(threading.Thread):
+    """sha256 of the file in a thread (hashlib releases the GIL), overlapping the record walk."""
+
+    def __init__(self, path: Path):
+        super().__init__(name="routerwatch-sha256", daemon=True)
+        self.path = path
+        self.digest = ""
+
+    def run(self) -> None:
+        h = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            while chunk := f.read(8 << 20):
+                h.update(chunk)
+        self.digest = h.hexdigest()
+
+
+def _progress(total: int):
+    if total < PROGRESS_MIN_BYTES:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc="reading", file=sys.stderr, disable=None, leave=False)
+
+
+def ingest(
+    capture: str | Path,
+    *,
+    store: str | None = None,
+    keylog: str | Path | None = None,
+    host_id: str | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> IngestResult:
+    """Ingest one capture file into the store (created if needed); see the module docstring."""
+    t0 = time.monotonic()
+    capture = Path(capture)
+    keylog = Path(keylog) if keylog else None
+    check_inputs(capture, keylog)
+    host = resolve_host_id(host_id)
+    run_id = uuid.uuid4().hex
+    hasher = _Hasher(capture)
+    hasher.start()
+    size = capture.stat().st_size
+    bar = _progress(size)
+    with MappedFile(capture) as mf:
+        try:
+            rec = read_records(capture, mf, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        hasher.join()
+        sha = hasher.digest
+        res = IngestResult(run_id=run_id, status="ok", file=str(capture.absolute()), sha256=sha, packets=len(rec))
+        if rec.truncated:
+            res.truncated = True
+            res.errors.append(rec.error or "truncated")
+
+        from collector.store import BatchWriter, Store
+
+        st = Store.open(store)
+        try:
+            if _already_ingested(st, sha, host):
+                res.status = "duplicate"
+                res.duration_s = time.monotonic() - t0
+                with BatchWriter(st) as w:
+                    w.add("ingest_runs", [_run_row(res, host, rec, keylog, None)])
+                return res
+            tables = _process(mf, rec, res, host, sha, run_id)
+            decrypt_stats = _decrypt(capture, keylog, rec, tables, res, host, run_id, st)
+            _write(st, tables, res, host, rec, keylog, decrypt_stats, batch_rows, t0)
+        finally:
+            st.close()
+    return res
+
+
+def _already_ingested(st, sha: str, host: str) -> bool:
+    row = st.sql(
+        "SELECT count(*) FROM ingest_runs WHERE sha256 = ? AND host_id = ? AND status IN ('ok', 'partial')",
+        [sha, host],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: str, run_id: str) -> dict:
+    """Header walk, flow assignment, tshark dissection (overlapped) and DuckDB aggregation."""
+    buf = mf.buf
+    fast = all(lt in headers.FAST_LINKTYPES for lt in set(rec.linktypes))
+    if fast:
+        hd = headers.walk(buf, rec)
+    else:
+        from collector.capture.fallback import tshark_headers
+
+        hd = tshark_headers(Path(res.file), rec)
+    res_walk = "numpy" if fast else "tshark"
+    fa = flows.assign(hd)
+    end = rec.data_off + rec.caplen
+    sel = flows.select_for_dissection(hd, fa, buf, end)
+    res.dissected_packets = int(len(sel))
+    job = None
+    if len(sel):
+        data = tshark.small_pcapng(mf.mm, rec, sel)
+        args = tshark.base_args() + ["-r", "-", "-Y", dissect.DISPLAY_FILTER] + tshark.fields_args(dissect.FIELDS)
+        job = tshark.TsharkJob(args, data)
+        del data
+
+    con = duckdb.connect(":memory:")
+    agg = flows.aggregate(con, hd, fa, rec.ts_ns)
+    ep = flows.endpoints(fa)
+    cids = flows.community_ids(fa)
+    ts0 = agg.column("ts0").to_numpy()
+    uids = flows.flow_uids(host, sha, cids, ts0)
+    uid_arr = np.asarray(uids, dtype=object)
+
+    dns_msgs, hellos = dissect.parse(job.result()) if job is not None else ([], [])
+    frame_rec = sel  # tshark frame N is sel[N-1]
+
+    def rec_of(frame: int) -> int:
+        return int(frame_rec[frame - 1])
+
+    # TLS: first ClientHello and first ServerHello of each flow
+    ch: dict[int, dissect.Hello] = {}
+    sh: dict[int, dissect.Hello] = {}
+    for h in hellos:
+        fid = int(fa.fid[rec_of(h.frame)])
+        if fid < 0:
+            continue
+        (ch if h.client else sh).setdefault(fid, h)
+    tls_rows = []
+    sni = np.full(fa.count, None, dtype=object)
+    for fid, h in ch.items():
+        proto = "q" if fa.proto[fid] == headers.UDP else "t"
+        s = sh.get(fid)
+        sni[fid] = h.sni
+        tls_rows.append(
+            {
+                "ts": int(rec.ts_ns[rec_of(h.frame)]) // 1000,
+                "host_id": host,
+                "flow_uid": uids[fid],
+                "version": dissect.version_name(s.version if s and s.version else h.version),
+                "sni": h.sni,
+                "alpn": ",".join(h.alpn) if h.alpn else None,
+                "ja4": h.ja4(proto),
+                "decrypted": False,
+                "cipher": f"0x{s.cipher:04x}" if s and s.cipher is not None else None,
+                "alpn_selected": s.alpn[0] if s and s.alpn else None,
+            }
+        )
+    dns_rows = []
+    for m in dns_msgs:
+        r = rec_of(m.frame)
+        fid = int(fa.fid[r])
+        dns_rows.append(
+            {
+                "ts": int(rec.ts_ns[r]) // 1000,
+                "host_id": host,
+                "flow_uid": uids[fid] if fid >= 0 else None,
+                "query": m.query,
+                "qtype": m.qtype,
+                "rcode": m.rcode,
+                "answers": m.answers,
+                "trans_id": m.trans_id,
+                "is_response": m.is_response,
+                "source": "pcap",
+            }
+        )
+    res.dns, res.tls = len(dns_rows), len(tls_rows)
+
+    flow_tbl = pa.table(
+        {
+            "flow_uid": pa.array(uid_arr, pa.string()),
+            "community_id": pa.array(cids, pa.string()),
+            "host_id": pa.array([host] * fa.count, pa.string()),
+            "ts_start": pa.array(ts0 // 1000, pa.timestamp("us")),
+            "ts_end": pa.array(agg.column("ts1").to_numpy() // 1000, pa.timestamp("us")),
+            "proto": pa.array(ep["proto"]),
+            "src_ip": pa.array(ep["src_ip"], pa.string()),
+            "src_port": pa.array(ep["src_port"]),
+            "dst_ip": pa.array(ep["dst_ip"], pa.string()),
+            "dst_port": pa.array(ep["dst_port"]),
+            "bytes_out": agg.column("bytes_out"),
+            "bytes_in": agg.column("bytes_in"),
+            "packets_out": agg.column("packets_out"),
+            "packets_in": agg.column("packets_in"),
+            "sni": pa.array(sni, pa.string()),
+            "source": pa.array(["pcap"] * fa.count, pa.string()),
+            "tcp_state": pa.array(np.where(fa.proto == headers.TCP, agg.column("tcp_state").to_numpy(zero_copy_only=False), None), pa.string()),
+            "history": agg.column("history"),
+            "capture_id": pa.array([run_id] * fa.count, pa.string()),
+            "ip_bytes_out": agg.column("ip_bytes_out"),
+            "ip_bytes_in": agg.column("ip_bytes_in"),
+        }
+    )
+    dns_tbl = pa.Table.from_pylist(dns_rows, schema=_dns_schema())
+    flow_tbl = _server_names(con, flow_tbl, dns_tbl)
+    con.close()
+    res.flows = fa.count
+    return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_rows, "walk": res_walk}
+
+
+def _dns_schema() -> pa.Schema:
+    from collector.store.schema import arrow_schema
+
+    return arrow_schema("dns")
+
+
+def _server_names(con: duckdb.DuckDBPyConnection, flow_tbl: pa.Table, dns_tbl: pa.Table) -> pa.Table:
+    """server_name = SNI, else the latest DNS name (answered before the flow began) for dst_ip."""
+    con.register("__rw_flows", flow_tbl)
+    con.register("__rw_dns", dns_tbl)
+    try:
+        out = con.execute(
+            """
+            WITH ans AS (
+              SELECT DISTINCT ts, query, unnest(answers) AS ip FROM __rw_dns
+              WHERE is_response AND query IS NOT NULL AND len(answers) > 0),
+            named AS (
+              SELECT f.flow_uid, a.query FROM __rw_flows f
+              ASOF JOIN ans a ON a.ip = f.dst_ip AND a.ts <= f.ts_start
+              WHERE f.sni IS NULL)
+            SELECT f.* EXCLUDE (sni, tcp_state),
+                   coalesce(f.sni, n.query) AS server_name,
+                   CASE WHEN f.proto = 'udp' THEN (CASE WHEN f.packets_in > 0 THEN 'SF' ELSE 'S0' END)
+                        ELSE f.tcp_state END AS tcp_state
+            FROM __rw_flows f LEFT JOIN named n USING (flow_uid)
+            ORDER BY f.ts_start
+            """
+        ).to_arrow_table()
+    finally:
+        con.unregister("__rw_flows")
+        con.unregister("__rw_dns")
+    return out
+
+
+def _decrypt(capture: Path, keylog: Path | None, rec: Records, tables: dict, res: IngestResult,
+             host: str, run_id: str, st) -> dict | None:
+    """Hand this run's flows to the decryption pipeline when there are keys (a key log or DSBs)."""
+    global _warned_no_decrypt
+    if keylog is None and rec.dsb_secrets == 0:
+        return None
+    try:
+        from collector.tls.pipeline import decode_capture
+    except ImportError:
+        if not _warned_no_decrypt:
+            msg = "TLS decryption is not available in this build (collector.tls missing): ingesting without it"
+            res.warnings.append(msg)
+            _warned_no_decrypt = True
+        return {"unavailable": True}
+    ft = tables["flows"].select(
+        ["flow_uid", "community_id", "ts_start", "ts_end", "proto", "src_ip", "src_port", "dst_ip", "dst_port", "server_name"]
+    )
+    result = decode_capture(
+        capture, keylog, flows=ft, host_id=host, secret_key=st.secret_key(), run_id=run_id
+    )
+    tables["extra"] = dict(getattr(result, "tables", {}) or {})
+    uids = set(getattr(result, "decrypted_flow_uids", set()) or set())
+    for row in tables["tls"]:
+        row["decrypted"] = row["flow_uid"] in uids
+    res.decrypted_flows = len(uids)
+    return dict(getattr(result, "stats", {}) or {})
+
+
+def _run_row(res: IngestResult, host: str, rec: Records, keylog: Path | None, decrypt_stats: dict | None,
+             walk: str | None = None) -> dict:
+    return {
+        "ts": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        "host_id": host,
+        "run_id": res.run_id,
+        "file": res.file,
+        "sha256": res.sha256,
+        "file_bytes": Path(res.file).stat().st_size,
+        "packets": res.packets,
+        "truncated": res.truncated,
+        "errors": "; ".join(res.errors) or None,
+        "duration_s": res.duration_s,
+        "status": res.status,
+        "keylog": keylog is not None,
+        "flows": res.flows,
+        "format": rec.fmt,
+        "link_types": ",".join(str(x) for x in rec.linktypes),
+        "header_walk": walk,
+        "dissected_packets": res.dissected_packets,
+        "dns_messages": res.dns,
+        "tls_handshakes": res.tls,
+        "embedded_secrets": rec.dsb_secrets,
+        "decrypted_flows": res.decrypted_flows,
+        "decrypt_stats": json.dumps(decrypt_stats, default=str) if decrypt_stats else None,
+    }
+
+
+def _write(st, tables: dict, res: IngestResult, host: str, rec: Records, keylog: Path | None,
+           decrypt_stats: dict | None, batch_rows: int, t0: float) -> None:
+    """Commit in batches of `batch_rows` rows (each batch one transaction), the run record last."""
+    from collector.store import BatchWriter
+
+    flow_tbl: pa.Table = tables["flows"]
+    _forget_interrupted(st, flow_tbl)
+    w = BatchWriter(st, max_rows=max(1, batch_rows), max_delay=3600)
+    try:
+        for name, data in (("flows", flow_tbl), ("dns", tables["dns"]), ("tls", tables["tls"])):
+            if isinstance(data, list):
+                data = pa.Table.from_pylist(data) if data else None
+            if data is None or data.num_rows == 0:
+                continue
+            for start in range(0, data.num_rows, batch_rows):
+                w.add(name, data.slice(start, batch_rows))
+        for name, data in (tables.get("extra") or {}).items():
+            w.add(name, data)
+        if res.truncated:
+            res.status = "partial"
+        res.duration_s = time.monotonic() - t0
+        w.add("ingest_runs", [_run_row(res, host, rec, keylog, decrypt_stats, tables.get("walk"))])
+        w.flush()
+    finally:
+        w.close()
+
+
+def _forget_interrupted(st, flow_tbl: pa.Table) -> None:
+    """Rows left by an interrupted earlier run of this same capture (same deterministic uids) go,
+    so a re-run after a crash never duplicates them."""
+    if flow_tbl.num_rows == 0:
+        return
+    probe = flow_tbl.select(["flow_uid"]).slice(0, 1)
+    st.con.register("__rw_probe", probe)
+    try:
+        hit = st.sql("SELECT count(*) FROM flows WHERE flow_uid IN (SELECT flow_uid FROM __rw_probe)").fetchone()[0]
+    finally:
+        st.con.unregister("__rw_probe")
+    if not hit:
+        return
+    st.con.register("__rw_uids", flow_tbl.select(["flow_uid"]))
+    try:
+        st.sql("BEGIN")
+        for t in ("dns", "tls", "flows"):
+            st.sql(f"DELETE FROM {t} WHERE flow_uid IN (SELECT flow_uid FROM __rw_uids)")
+        st.sql("COMMIT")
+    except Exception:
+        st.sql("ROLLBACK")
+        raise
+    finally:
+        st.con.unregister("__rw_uids")
