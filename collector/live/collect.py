@@ -185,8 +185,15 @@ class Collector:
             self.writer.add("secrets_seen", secrets)
 
     def write_stats(self) -> None:
-        kernel = self.probes.counters() if self.probes is not None else None
+        kernel = None
+        if self.probes is not None:
+            # snapshot the kernel's counters, then drain: every event they count is then recorded
+            kernel = self.probes.counters()
+            self.step()
         backlog = self.plaintext.backlog() if self.plaintext is not None else 0
+        if self.plaintext is not None:
+            for k, v in self.plaintext.counters().items():
+                self.stats.set(k, v)
         for src in self.sources:
             for k, v in getattr(src, "counters", lambda: {})().items():
                 self.stats.set(k, v)

@@ -36,7 +36,8 @@ class _Stream:
 
 class PlaintextAssembler:
     def __init__(self, host_id: str, fp: Fingerprinter, clock: ev.Clock, *, max_conn_bytes: int = 16 << 20,
-                 max_total_bytes: int = 256 << 20, idle_s: float = 120.0, max_queue: int = 1000):
+                 max_total_bytes: int = 256 << 20, idle_s: float = 120.0, max_queue: int = 1000,
+                 inbound: bool = False):
         self.host_id = host_id
         self.fp = fp
         self.clock = clock
@@ -44,12 +45,14 @@ class PlaintextAssembler:
         self.max_total_bytes = max_total_bytes
         self.idle_s = idle_s
         self.max_queue = max_queue
+        self.inbound = inbound
         self._streams: dict[int, _Stream] = {}
         self._by_sk: dict[int, set[int]] = {}
         self._total = 0
         self.queue: deque[tuple[ConnectionBytes, dict]] = deque()
         self.counts = {"ssl_chunks": 0, "ssl_bytes_dropped": 0, "plaintext_connections": 0,
-                       "plaintext_decoded": 0, "plaintext_decode_errors": 0, "plaintext_queue_dropped": 0}
+                       "plaintext_decoded": 0, "plaintext_decode_errors": 0, "plaintext_queue_dropped": 0,
+                       "plaintext_inbound_skipped": 0}
         self._decoder = _load_decoder()
 
     def add(self, records: list[bytes]) -> None:
@@ -92,6 +95,10 @@ class PlaintextAssembler:
     def _emit(self, s: _Stream, flow: dict | None) -> None:
         self._total -= s.size
         outbound = flow is None or flow.get("direction") != "inbound"
+        if not outbound and not self.inbound:
+            # a TLS server on this host (e.g. a local router): its clients' side is decoded instead
+            self.counts["plaintext_inbound_skipped"] += 1
+            return
         client: list[Chunk] = []
         server: list[Chunk] = []
         for ts, _off, direction, data in sorted(s.chunks, key=lambda c: (c[0], c[1])):
