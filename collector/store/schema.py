@@ -202,9 +202,9 @@ TABLES: dict[str, list[Column]] = {
         ("process_start", "DOUBLE"),  # with pid, keys processes(host_id, pid, start_time)
         ("source", "VARCHAR"),  # 'env' (/proc/PID/environ) | 'file'
         ("path", "VARCHAR"),  # config file, or /proc/PID/environ
-        ("scope", "VARCHAR"),  # 'process' | 'user' | 'project'
+        ("scope", "VARCHAR"),  # 'process' | 'user' | 'project' | 'project-local'
         ("variable", "VARCHAR"),  # ANTHROPIC_BASE_URL, model_providers.x.base_url, env.ANTHROPIC_BASE_URL, ...
-        ("kind", "VARCHAR"),  # 'endpoint' | 'proxy' | 'credential' | 'provider' | 'model' | 'ca'
+        ("kind", "VARCHAR"),  # 'endpoint' | 'proxy' | 'credential' | 'credential-ref' | 'provider' | 'model' | 'ca'
         ("endpoint", "VARCHAR"),  # URL as configured (userinfo removed); NULL for credentials
         ("endpoint_host", "VARCHAR"),  # host part, lowercased
         ("endpoint_port", "INTEGER"),
