@@ -183,7 +183,7 @@ def decode_http(
     out.exchanges = 1
     flow_uid = getattr(conn, "flow_uid", None)
     pid = getattr(conn, "pid", None) or ctx.pid
-    host = req.authority or getattr(conn, "server_name", None) or getattr(conn, "dst_ip", None) or ""
+    host = req.authority or getattr(conn, "server_name", None) or None
     xid = exchange_id(ctx.host_id, flow_uid or getattr(conn, "community_id", None), seq, req)
     ts = _dt(req.ts)
     base = {"ts": ts, "host_id": ctx.host_id, "flow_uid": flow_uid, "exchange_id": xid, "pid": pid,

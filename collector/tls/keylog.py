@@ -1,0 +1,83 @@
+"""NSS key-log files (SSLKEYLOGFILE, node --tls-keylog): validation before decryption.
+
+A wrong key-log path or a file of the wrong format makes tshark decrypt nothing and still exit 0,
+so a key log is checked here first: it must exist, be readable and hold at least one well-formed
+line. Errors name line numbers and labels, never the secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LABELS = frozenset({
+    "CLIENT_RANDOM", "RSA", "CLIENT_EARLY_TRAFFIC_SECRET", "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+    "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0",
+    "EARLY_EXPORTER_SECRET", "EXPORTER_SECRET", "EARLY_EXPORTER_MASTER_SECRET", "EXPORTER_MASTER_SECRET",
+})  # fmt: skip
+_HEX = re.compile(r"[0-9a-fA-F]+")
+MAX_BYTES = 512 * 1024 * 1024
+
+
+class KeyLogError(Exception):
+    """The key log cannot be used (missing, unreadable, empty or not in NSS key-log format)."""
+
+
+@dataclass
+class KeyLogInfo:
+    path: Path
+    lines: int = 0  # well-formed key lines
+    invalid: int = 0  # non-comment lines that are not key lines
+    labels: Counter = field(default_factory=Counter)
+    client_randoms: set[str] = field(default_factory=set)  # lower-case hex; public values (sent in clear)
+    world_readable: bool = False
+
+
+def read_keylog(path: str | os.PathLike) -> KeyLogInfo:
+    """Parse and validate a key log; raises KeyLogError when it holds no usable line."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as e:
+        raise KeyLogError(f"key log {p}: {e.strerror or 'cannot be read'}") from None
+    if not p.is_file():
+        raise KeyLogError(f"key log {p} is not a regular file")
+    if st.st_size > MAX_BYTES:
+        raise KeyLogError(f"key log {p} is larger than {MAX_BYTES >> 20} MiB")
+    info = KeyLogInfo(p, world_readable=bool(st.st_mode & 0o004))
+    try:
+        text = p.read_text("ascii", errors="replace")
+    except OSError as e:
+        raise KeyLogError(f"key log {p}: {e.strerror or 'cannot be read'}") from None
+    first_bad: int | None = None
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        ok = (
+            len(parts) == 3
+            and parts[0] in LABELS
+            and _HEX.fullmatch(parts[1]) is not None
+            and _HEX.fullmatch(parts[2]) is not None
+            and (parts[0] == "RSA" or len(parts[1]) == 64)
+        )
+        if ok:
+            info.lines += 1
+            info.labels[parts[0]] += 1
+            if parts[0] != "RSA":
+                info.client_randoms.add(parts[1].lower())
+        else:
+            info.invalid += 1
+            first_bad = first_bad or n
+    if info.lines == 0:
+        if info.invalid:
+            raise KeyLogError(
+                f"key log {p} is not an NSS key log: none of its {info.invalid} lines is "
+                f"'<LABEL> <client_random hex> <secret hex>' (first bad line {first_bad})"
+            )
+        raise KeyLogError(f"key log {p} is empty")
+    return info

@@ -1,0 +1,195 @@
+"""Capture + key log -> decrypted HTTP/LLM rows, linked to the flows of the same ingest.
+
+    result = decode_capture(capture, keylog, flows=flows_table, host_id=h, secret_key=key, run_id=r)
+    result.tables            # {'http': [...], 'llm_exchanges': [...], 'tool_calls': [...], 'secrets_seen': [...]}
+    result.decrypted_flow_uids
+    result.stats             # decrypted_records, undecrypted_flows, retransmissions, exchanges, ...
+    result.errors            # e.g. a key log that decrypted nothing (tshark still exits 0 then)
+
+tshark decrypts (collector.tls.tshark_decrypt), Python rebuilds streams and parses HTTP while tshark
+runs (collector.tls.streams), and collector.llm.pipeline turns exchanges into redacted rows. Each
+exchange links to its flow by Community ID within the flow's time bound (ports are reused).
+Cleartext HTTP in the same capture is decoded too (source 'cleartext').
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from collector.capture.community_id import community_id
+from collector.llm.pipeline import TABLE_NAMES, DecodeContext, DecodedRows, decode_exchanges
+from collector.protocols.connection import Exchange
+from collector.protocols.encoding import DEFAULT_KEEP
+from collector.secrets import Fingerprinter
+from collector.tls.keylog import KeyLogInfo, read_keylog
+from collector.tls.streams import StreamAssembler, StreamMeta
+from collector.tls.tshark_decrypt import TsharkDecrypt
+
+TIME_SLACK_S = 2.0  # a stream's first packet may precede the flow's recorded start by clock rounding
+
+
+@dataclass
+class CaptureDecodeResult:
+    tables: dict[str, list[dict]] = field(default_factory=lambda: {t: [] for t in TABLE_NAMES})
+    decrypted_flow_uids: set[str] = field(default_factory=set)
+    stats: dict = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # loud problems (never secret content)
+    warnings: list[str] = field(default_factory=list)
+    streams: list[StreamMeta] = field(default_factory=list)
+
+
+class _FlowIndex:
+    """community_id -> [(start, end, flow_uid, src_ip, src_port)] from the ingest's flows table."""
+
+    def __init__(self, flows: pa.Table | None):
+        self.by_cid: dict[str, list[tuple[float, float, str, str, int]]] = defaultdict(list)
+        if flows is None or flows.num_rows == 0:
+            return
+        cols = {n: flows.column(n) for n in flows.column_names}
+
+        def secs(name: str) -> list[float | None]:
+            col = cols.get(name)
+            if col is None:
+                return [None] * flows.num_rows
+            if pa.types.is_timestamp(col.type):
+                return [None if v is None else v / 1e6 for v in pc.cast(col.cast(pa.timestamp("us")), pa.int64()).to_pylist()]
+            return [None if v is None else float(v) for v in col.to_pylist()]
+
+        starts, ends = secs("ts_start"), secs("ts_end")
+        for cid, uid, s, e, sip, sp in zip(
+            cols["community_id"].to_pylist(), cols["flow_uid"].to_pylist(), starts, ends,
+            cols["src_ip"].to_pylist() if "src_ip" in cols else [None] * flows.num_rows,
+            cols["src_port"].to_pylist() if "src_port" in cols else [None] * flows.num_rows, strict=True,
+        ):
+            if cid and uid:
+                self.by_cid[cid].append((s if s is not None else float("-inf"), e if e is not None else float("inf"),
+                                         uid, sip, sp))
+
+    def find(self, cid: str, ts: float) -> tuple[str, str, int] | None:
+        best = None
+        for s, e, uid, sip, sp in self.by_cid.get(cid, ()):
+            if s - TIME_SLACK_S <= ts <= e + TIME_SLACK_S:
+                d = abs(ts - s)
+                if best is None or d < best[0]:
+                    best = (d, uid, sip, sp)
+        return best[1:] if best else None
+
+    def originator(self, src: str, sport: int, dst: str, dport: int) -> bool | None:
+        try:
+            cid = community_id("tcp", src, sport, dst, dport)
+        except ValueError:
+            return None
+        for _s, _e, _uid, sip, sp in self.by_cid.get(cid, ()):
+            if sip is not None:
+                return sip == src and sp == sport
+        return None
+
+
+def decode_capture(
+    capture_path: str | os.PathLike,
+    keylog_path: str | os.PathLike | None,
+    *,
+    flows: pa.Table | None = None,
+    host_id: str,
+    secret_key: bytes,
+    run_id: str,
+    body_cap: int = 256 * 1024,
+    parse_cap: int = DEFAULT_KEEP,
+    canaries: tuple[str, ...] = (),
+) -> CaptureDecodeResult:
+    """Decrypt a capture with a key log (and/or its embedded secrets) and decode every HTTP exchange.
+
+    Raises KeyLogError for a key log that is missing or not a key log, TsharkError/TsharkMissing
+    when tshark cannot run. A key log that matches no TLS session in the capture is reported in
+    `errors` and `stats['keylog_error']` (tshark exits 0 then; the caller decides how loud to be).
+    """
+    t0 = time.monotonic()
+    capture = Path(capture_path)
+    keylog: KeyLogInfo | None = read_keylog(keylog_path) if keylog_path is not None else None
+    index = _FlowIndex(flows)
+    ctx_tls = DecodeContext(host_id, Fingerprinter(secret_key), "keylog", body_cap=body_cap,
+                            parse_cap=parse_cap, canaries=canaries)
+    ctx_clear = DecodeContext(host_id, ctx_tls.fingerprinter, "cleartext", body_cap=body_cap,
+                              parse_cap=parse_cap, canaries=canaries)
+    result = CaptureDecodeResult()
+    rows = DecodedRows()
+    unlinked: set[int] = set()
+
+    def link(meta: StreamMeta) -> None:
+        if meta.community_id is not None:
+            return
+        try:
+            meta.community_id = community_id("tcp", meta.src_ip, meta.src_port, meta.dst_ip, meta.dst_port)
+        except ValueError:
+            meta.community_id = ""
+            return
+        hit = index.find(meta.community_id, meta.ts_first)
+        if hit:
+            meta.flow_uid = hit[0]
+        else:
+            unlinked.add(meta.stream)
+
+    def sink(meta: StreamMeta, exchanges: list[Exchange]) -> None:
+        link(meta)
+        rows.extend(decode_exchanges(exchanges, ctx_tls if meta.tls else ctx_clear, meta, start_seq=meta.exchanges))
+
+    asm = StreamAssembler(sink, keep=parse_cap, orientation=index.originator)
+    job = TsharkDecrypt(capture, Path(keylog_path) if keylog_path is not None else None)
+    for seg in job:
+        asm.add(seg)
+    asm.finish()
+    t_end = time.monotonic()
+
+    tls_streams = [m for m in asm.finished if m.tls]
+    with_app = [m for m in tls_streams if m.app_records > 0]
+    decrypted = [m for m in tls_streams if m.decrypted]
+    undecrypted = [m for m in with_app if not m.decrypted]
+    for m in decrypted:
+        link(m)
+        if m.flow_uid:
+            result.decrypted_flow_uids.add(m.flow_uid)
+    randoms = {m.client_random for m in tls_streams if m.client_random}
+    matched = len(randoms & keylog.client_randoms) if keylog else None
+    result.tables = rows.tables
+    result.streams = asm.finished
+    result.stats = {
+        "tshark_rows": job.rows,
+        "tcp_streams": len(asm.finished),
+        "tls_streams": len(tls_streams),
+        "tls_streams_with_app_data": len(with_app),
+        "decrypted_flows": len(decrypted),
+        "undecrypted_flows": len(undecrypted),
+        "decrypted_records": sum(m.app_records for m in decrypted),
+        "undecrypted_records": sum(m.app_records for m in undecrypted),
+        "retransmissions_dropped": sum(m.retransmissions for m in asm.finished),
+        "exchanges": rows.exchanges,
+        "llm_exchanges": len(rows.tables["llm_exchanges"]),
+        "tool_calls": len(rows.tables["tool_calls"]),
+        "secrets_seen": len(rows.tables["secrets_seen"]),
+        "unlinked_streams": len(unlinked),
+        "parse_errors": len(rows.errors) + sum(1 for m in asm.finished if m.error),
+        "keylog_lines": keylog.lines if keylog else None,
+        "keylog_invalid_lines": keylog.invalid if keylog else None,
+        "keylog_sessions_matched": matched,
+        "tshark_exit": job.returncode,
+        "seconds": round(t_end - t0, 3),
+    }
+    if keylog is not None and with_app and not decrypted:
+        msg = (f"key log {keylog.path} decrypted none of the {len(with_app)} TLS connections carrying data "
+               f"({matched} of {len(randoms)} ClientHello randoms are in it): wrong key log for this capture?")
+        result.errors.append(msg)
+        result.stats["keylog_error"] = msg
+    if keylog is not None and keylog.world_readable:
+        result.warnings.append(f"key log {keylog.path} is readable by every user: it holds TLS secrets (chmod 600)")
+    if job.returncode not in (0, None):
+        err = job.stderr_text()
+        line = next((ln for ln in err.splitlines() if ln.strip() and "Running as user" not in ln), "")
+        result.stats["tshark_warning"] = line[:300]
+    return result

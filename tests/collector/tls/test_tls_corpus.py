@@ -1,0 +1,101 @@
+"""Decryption of the shared corpus (collector/tls/pipeline.py): every capture's HTTP requests, decrypted
+with its key log (or embedded secrets), match tshark's ground truth in EXPECTED.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from collector.capture.community_id import community_id
+from collector.tls.keylog import KeyLogError, read_keylog
+from collector.tls.pipeline import decode_capture
+
+KEY = b"k" * 32
+
+
+def _expected(corpus: Path) -> dict:
+    return json.loads((corpus / "EXPECTED.json").read_text())["files"]
+
+
+def _keyed(corpus: Path) -> list[str]:
+    return [n for n in _expected(corpus) if (corpus / (n.rsplit(".", 1)[0] + ".keys")).exists()]
+
+
+def test_every_keyed_capture_matches_expected_requests(corpus):
+    exp = _expected(corpus)
+    keyed = _keyed(corpus)
+    assert len(keyed) >= 6
+    for name in keyed:
+        keys = corpus / (name.rsplit(".", 1)[0] + ".keys")
+        r = decode_capture(corpus / name, keys, host_id="h", secret_key=KEY, run_id="r")
+        got = sorted((x["method"], x["host"], x["path"]) for x in r.tables["http"])
+        want = sorted((x["method"], x["host"], x["uri"]) for x in exp[name]["http_requests"])
+        assert got == want, name
+        assert r.errors == [], name
+        if want:
+            assert r.stats["decrypted_flows"] >= 1 and r.stats["undecrypted_flows"] == 0, name
+
+
+def test_embedded_secrets_without_key_log(corpus):
+    """pcapng Decryption Secrets Blocks decrypt on their own; the count matches tshark's."""
+    exp = _expected(corpus)
+    for name in _keyed(corpus):
+        r = decode_capture(corpus / name, None, host_id="h", secret_key=KEY, run_id="r")
+        assert len(r.tables["http"]) == exp[name]["http_requests_without_keylog"], name
+    r = decode_capture(corpus / "http2-tls13-youtube-chrome.pcapng", None, host_id="h", secret_key=KEY, run_id="r")
+    assert all(x["http_version"] == "HTTP/2" for x in r.tables["http"])
+
+
+def test_flows_linked_by_community_id_within_time_bound(corpus):
+    name = "https-tls12-39-ciphers.pcapng"
+    first = decode_capture(corpus / name, corpus / "https-tls12-39-ciphers.keys", host_id="h", secret_key=KEY,
+                           run_id="r")
+    metas = [m for m in first.streams if m.tls]
+    flows = pa.table({
+        "flow_uid": [f"F{m.stream}" for m in metas],
+        "community_id": [community_id("tcp", m.src_ip, m.src_port, m.dst_ip, m.dst_port) for m in metas],
+        "ts_start": pa.array([int(m.ts_first * 1e6) for m in metas], pa.timestamp("us")),
+        "ts_end": pa.array([int(m.ts_last * 1e6) for m in metas], pa.timestamp("us")),
+        "src_ip": [m.src_ip for m in metas], "src_port": [m.src_port for m in metas],
+    })
+    r = decode_capture(corpus / name, corpus / "https-tls12-39-ciphers.keys", flows=flows, host_id="h",
+                       secret_key=KEY, run_id="r")
+    assert r.decrypted_flow_uids == {f"F{m.stream}" for m in metas}
+    assert {x["flow_uid"] for x in r.tables["http"]} == r.decrypted_flow_uids
+    assert r.stats["unlinked_streams"] == 0
+    # a flow recorded an hour away is another connection on a reused port: not linked
+    late = flows.set_column(2, "ts_start", pa.array([int((m.ts_first + 3600) * 1e6) for m in metas], pa.timestamp("us")))
+    late = late.set_column(3, "ts_end", pa.array([int((m.ts_last + 3600) * 1e6) for m in metas], pa.timestamp("us")))
+    r = decode_capture(corpus / name, corpus / "https-tls12-39-ciphers.keys", flows=late, host_id="h",
+                       secret_key=KEY, run_id="r")
+    assert r.decrypted_flow_uids == set() and r.stats["unlinked_streams"] == 39
+
+
+def test_wrong_key_log_fails_loudly(corpus, tmp_path):
+    name = "https-tls12-tcp-split-records.pcap"
+    wrong = corpus / "tls12-illustrated.keys"
+    r = decode_capture(corpus / name, wrong, host_id="h", secret_key=KEY, run_id="r")
+    assert r.tables["http"] == [] and r.stats["decrypted_flows"] == 0 and r.stats["undecrypted_flows"] == 1
+    assert r.errors and "decrypted none" in r.errors[0] and r.stats["keylog_sessions_matched"] == 0
+    with pytest.raises(KeyLogError, match="No such file"):
+        decode_capture(corpus / name, tmp_path / "missing.keys", host_id="h", secret_key=KEY, run_id="r")
+    garbage = tmp_path / "garbage.keys"
+    garbage.write_text("CLIENT_RANDOM zz 00\nhello world\n")
+    with pytest.raises(KeyLogError, match="not an NSS key log") as e:
+        read_keylog(garbage)
+    assert "hello" not in str(e.value)
+    empty = tmp_path / "empty.keys"
+    empty.write_text("# only a comment\n")
+    with pytest.raises(KeyLogError, match="empty"):
+        read_keylog(empty)
+
+
+def test_truncated_capture_and_no_keys(corpus):
+    r = decode_capture(corpus / "http-cut-short.pcap", None, host_id="h", secret_key=KEY, run_id="r")
+    assert len(r.tables["http"]) == 8 and r.tables["http"][-1]["truncated"]
+    assert all(x["source"] == "cleartext" for x in r.tables["http"])
+    r = decode_capture(corpus / "mixed-windows-dns-tls-http.pcapng", None, host_id="h", secret_key=KEY, run_id="r")
+    assert r.stats["undecrypted_flows"] == 6 and r.decrypted_flow_uids == set()
