@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
+import fcntl
+import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 from collector.cli import UserError, add_store_arg
 
@@ -25,6 +31,212 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- analyze and friends -------------------------------------------------------------------------
+@contextlib.contextmanager
+def _analyze_lock(store) -> Iterator[None]:
+    """One analyze at a time per local store (two would append the same ledger entries)."""
+    root = store.location.root
+    if root is None:
+        yield
+        return
+    fd = os.open(root / ".analyze.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another `routerwatch analyze` is running on {root}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _rules_dirs(root: Path | None, arg: str | None) -> list[Path]:
+    if arg:
+        d = Path(arg)
+        if not d.is_dir():
+            raise UserError(f"rules directory {d} does not exist")
+        return [d]
+    return [root / "rules"] if root is not None and (root / "rules").is_dir() else []
+
+
+def _store_root(spec: str | None) -> Path | None:
+    from collector.store.connection import StoreLocation
+
+    return StoreLocation.parse(spec).root
+
+
+def _load(root: Path | None, args):
+    from analyzer.catalog import load_catalog
+    from analyzer.catalog.loader import CatalogError
+    from analyzer.rules import RuleError, load_rules
+
+    try:
+        catalog = load_catalog(root)
+        rules = load_rules(*_rules_dirs(root, getattr(args, "rules_dir", None)), only=getattr(args, "rule", None))
+    except (CatalogError, RuleError) as exc:
+        raise UserError(str(exc)) from None
+    return catalog, rules
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from analyzer import alerts
+    from analyzer.engine import AnalyzeError, analyze
+    from collector.store import Store
+
+    with Store.open(args.store) as store, _analyze_lock(store):
+        catalog, rules = _load(store.location.root, args)
+        try:
+            res = analyze(store.con, catalog, rules)
+        except AnalyzeError as exc:
+            raise UserError(str(exc)) from None
+    events = [alerts.eve_alert(f) for f in res.findings]
+    if args.eve:
+        alerts.write_eve(args.eve, [*events, alerts.eve_ledger(res.run_id, res.ledger_seq, res.ledger_head)])
+    if args.webhook and events:
+        try:
+            alerts.post_webhook(args.webhook, events)
+        except OSError as exc:
+            print(f"routerwatch: warning: {exc}", file=sys.stderr)
+    if not args.quiet:
+        out = sys.stderr if args.eve == "-" else sys.stdout
+        new = ", ".join(f"{n:,} {t}" for t, n in res.new_rows.items() if n) or "nothing new"
+        print(f"analyzed {new} in {res.duration_s:.2f} s: {len(res.findings)} new finding(s)"
+              + (f", {res.suppressed} suppressed as duplicates" if res.suppressed else ""), file=out)
+        for f in sorted(res.findings, key=lambda f: (str(f["ts"]), f["rule_id"])):
+            print(f"  [{f['severity']}] {f['rule_id']}: {f['summary'] or f['title']}", file=out)
+        print(f"ledger: {res.ledger_seq} entries, head {res.ledger_head}", file=out)
+    return 0
+
+
+def _since(v: str | None) -> dt.datetime | None:
+    if not v:
+        return None
+    import re
+
+    m = re.fullmatch(r"(\d+)([smhd])", v)
+    if m:
+        secs = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=secs)
+    try:
+        return dt.datetime.fromisoformat(v).replace(tzinfo=None)
+    except ValueError:
+        raise UserError(f"--since {v!r}: use an ISO time (2026-01-31T10:00) or a span (90m, 24h, 7d)") from None
+
+
+def cmd_findings(args: argparse.Namespace) -> int:
+    from analyzer.engine import SEVERITY_RANK
+    from analyzer.sql import format_rows
+    from collector.store import Store
+
+    where, params = ["1=1"], []
+    if args.rule:
+        where.append("rule_id IN (SELECT unnest(?))")
+        params.append(args.rule)
+    if args.severity:
+        keep = [s for s, r in SEVERITY_RANK.items() if r >= SEVERITY_RANK[args.severity]]
+        where.append("severity IN (SELECT unnest(?))")
+        params.append(keep)
+    for col, val in (("attack_class", args.attack_class), ("host_id", args.host), ("router", args.router),
+                     ("exchange_id", args.exchange)):
+        if val:
+            where.append(f"{col} = ?")
+            params.append(val)
+    since = _since(args.since)
+    if since:
+        where.append("ts >= ?")
+        params.append(since)
+    cols = ("ts, severity, rule_id, attack_class, summary, host_id, router, exchange_id, flow_uid, pid, finding_id"
+            if not args.full else "*")
+    with Store.open(args.store, read_only=True) as store:
+        cur = store.con.execute(
+            f"SELECT {cols} FROM findings WHERE {' AND '.join(where)} ORDER BY ts DESC LIMIT ?", [*params, args.limit]
+        )
+        names = [d[0] for d in cur.description]
+        print(format_rows(names, cur.fetchall(), args.format))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from analyzer.report import RENDERERS, gather
+    from collector.store import Store
+
+    with Store.open(args.store, read_only=True) as store:
+        text = RENDERERS[args.format](gather(store.con, _since(args.since)))
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_ledger_verify(args: argparse.Namespace) -> int:
+    from analyzer.ledger import verify
+    from collector.store import Store
+
+    with Store.open(args.store, read_only=True) as store:
+        v = verify(store.con, expected_head=args.head)
+    if v.ok:
+        print(f"ledger OK: {v.entries} entries, head {v.head_seq} {v.head_hash}")
+        return 0
+    print(f"ledger FAILED: {len(v.problems)} problem(s) in {v.entries} entries", file=sys.stderr)
+    for p in v.problems:
+        print(f"  - {p}", file=sys.stderr)
+    return 1
+
+
+def cmd_canary_new(args: argparse.Namespace) -> int:
+    from analyzer.canary import create
+    from analyzer.engine import insert
+    from collector.config import host_id
+    from collector.secrets import Fingerprinter
+    from collector.store import Store
+
+    with Store.open(args.store) as store:
+        canary, rows = create(args.kind, Fingerprinter(store.secret_key()), args.label, host_id())
+        store.con.execute("BEGIN")
+        insert(store.con, "canaries", rows)
+        store.con.execute("COMMIT")
+    print(f"# routerwatch canary {canary.canary_id} ({canary.kind}). Shown ONCE: only its fingerprint is stored.",
+          file=sys.stderr)
+    print("# Plant it where an agent (and its router) can read it; `routerwatch findings --rule canary-seen` "
+          "shows where it went.", file=sys.stderr)
+    print(canary.text.rstrip("\n"))
+    return 0
+
+
+def cmd_canary_list(args: argparse.Namespace) -> int:
+    from analyzer.sql import format_rows
+    from collector.store import Store
+
+    with Store.open(args.store, read_only=True) as store:
+        cur = store.con.execute("SELECT ts, canary_id, kind, secret_kind, last4, fingerprint, label FROM canaries ORDER BY ts")
+        print(format_rows([d[0] for d in cur.description], cur.fetchall(), args.format))
+    return 0
+
+
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    from analyzer.sql import format_rows
+
+    _, rules = _load(_store_root(args.store), args)
+    rows = [(r.id, r.rev, r.severity, r.attack_class, ",".join(r.attack), r.title, str(r.path)) for r in rules]
+    print(format_rows(["id", "rev", "severity", "attack_class", "attack", "title", "file"], rows, args.format))
+    return 0
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    from analyzer.rules.testing import check_rule
+
+    _, rules = _load(None, args)
+    failed = 0
+    for r in rules:
+        for res in check_rule(r):
+            print(f"{'ok  ' if res.ok else 'FAIL'} {r.id} {res.kind}" + (f": {res.problem}" if res.problem else ""))
+            failed += not res.ok
+    print(f"{sum(2 for _ in rules) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sql",
@@ -38,3 +250,67 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="table (default), json (one array of row objects) or csv")
     p.add_argument("query", nargs="?", metavar="QUERY")
     p.set_defaults(func=cmd_sql)
+
+    a = sub.add_parser("analyze", help="enrich new rows, run the rules, write findings and the ledger (incremental)",
+                       description="Classify destinations and exchanges, analyse tool calls, run every rule "
+                       "(builtin + RULES_DIR) over the rows new since the last run, and append findings and "
+                       "ledger entries. Running it twice adds nothing.")
+    add_store_arg(a)
+    a.add_argument("--rules-dir", metavar="DIR", help="extra rules (default: DIR/rules beside the store, if present)")
+    a.add_argument("--rule", action="append", metavar="ID", help="run only this rule (repeatable)")
+    a.add_argument("--eve", metavar="FILE", help="append EVE-style JSON-lines alerts to FILE ('-' for stdout)")
+    a.add_argument("--webhook", metavar="URL", help="POST new findings as JSON to URL")
+    a.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    a.set_defaults(func=cmd_analyze)
+
+    f = sub.add_parser("findings", help="list findings (filter by rule, severity, class, host, router, time)")
+    add_store_arg(f)
+    f.add_argument("--rule", action="append", metavar="ID")
+    f.add_argument("--severity", choices=["info", "low", "medium", "high", "critical"], help="at least this severity")
+    f.add_argument("--class", dest="attack_class", metavar="CLASS", help="attack class (AC-1, AC-1.a, AC-1.b, AC-2, egress, ...)")
+    f.add_argument("--host", metavar="HOST_ID")
+    f.add_argument("--router", metavar="NAME")
+    f.add_argument("--exchange", metavar="ID")
+    f.add_argument("--since", metavar="WHEN", help="ISO time or a span such as 24h, 7d")
+    f.add_argument("--limit", type=int, default=200)
+    f.add_argument("--full", action="store_true", help="every column, evidence included")
+    f.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    f.set_defaults(func=cmd_findings)
+
+    r = sub.add_parser("report", help="a report of routers and findings as Markdown, HTML or JSON")
+    add_store_arg(r)
+    r.add_argument("--format", choices=["md", "html", "json"], default="md")
+    r.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    r.add_argument("--since", metavar="WHEN", help="ISO time or a span such as 24h, 7d")
+    r.set_defaults(func=cmd_report)
+
+    lg = sub.add_parser("ledger", help="the hash-chained ledger of exchanges")
+    lsub = lg.add_subparsers(dest="ledger_cmd", required=True, metavar="ACTION")
+    lv = lsub.add_parser("verify", help="recompute the chain; detect modified, deleted or reordered entries")
+    add_store_arg(lv)
+    lv.add_argument("--head", metavar="HASH", help="a head hash recorded elsewhere earlier (an external anchor)")
+    lv.set_defaults(func=cmd_ledger_verify)
+
+    cn = sub.add_parser("canary", help="canary credentials (printed once, stored as fingerprints)")
+    csub = cn.add_subparsers(dest="canary_cmd", required=True, metavar="ACTION")
+    cnew = csub.add_parser("new", help="print a new realistic-format canary once and register its fingerprint")
+    add_store_arg(cnew)
+    cnew.add_argument("--kind", required=True, choices=["aws", "openai", "anthropic", "github", "eth"])
+    cnew.add_argument("--label", help="a note for yourself: where you planted it")
+    cnew.set_defaults(func=cmd_canary_new)
+    cl = csub.add_parser("list", help="registered canaries (fingerprints, never values)")
+    add_store_arg(cl)
+    cl.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    cl.set_defaults(func=cmd_canary_list)
+
+    ru = sub.add_parser("rules", help="list detection rules, or run their fixtures")
+    rsub = ru.add_subparsers(dest="rules_cmd", required=True, metavar="ACTION")
+    rl = rsub.add_parser("list", help="builtin and user rules")
+    add_store_arg(rl)
+    rl.add_argument("--rules-dir", metavar="DIR")
+    rl.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    rl.set_defaults(func=cmd_rules_list, rule=None)
+    rt = rsub.add_parser("test", help="run each rule's positive and negative fixture")
+    rt.add_argument("--rules-dir", metavar="DIR", help="also test the rules in DIR (with DIR/fixtures/<id>/)")
+    rt.add_argument("--rule", action="append", metavar="ID")
+    rt.set_defaults(func=cmd_rules_test)

@@ -1,0 +1,297 @@
+"""The analyzer run: new rows since the watermark -> enrichment -> rules -> findings, ledger, run row.
+
+Incremental by watermark: every source table's DuckLake row ids grow with each commit, so a run
+analyses `rowid > last watermark` (exposed to rules as `new_<table>` temp views) and records the
+new watermarks in `analyzer_runs` in the same transaction as its output. Running twice therefore
+adds nothing; a crash leaves the previous watermark in place. Findings carry a dedup key: a key
+already present (within the rule's suppression window) is not raised again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from analyzer import ledger
+from analyzer.catalog import Catalog
+from analyzer.enrich.exchanges import Classifier
+from analyzer.enrich.pipeline import classify_flows, enrich_exchanges, enrich_tool_calls
+from analyzer.rules import Rule
+from collector.store.schema import TABLES
+from collector.store.writer import to_arrow
+
+SOURCES = ("flows", "processes", "dns", "tls", "http", "llm_exchanges", "tool_calls", "secrets_seen", "canaries")
+SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+_STD = ("ts", "host_id", "dedup", "pid", "flow_uid", "exchange_id", "router", "evidence", "summary", "severity")
+
+
+class AnalyzeError(Exception):
+    """A rule failed or the store could not be analysed; the message names the rule."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    new_rows: dict[str, int]
+    findings: list[dict] = field(default_factory=list)
+    suppressed: int = 0
+    duration_s: float = 0.0
+    ledger_seq: int = 0
+    ledger_head: str = ledger.GENESIS
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def insert(con: duckdb.DuckDBPyConnection, table: str, rows: Iterable[dict] | pa.Table) -> int:
+    """Append rows to one of the store's tables (inside the caller's transaction)."""
+    t = to_arrow(table, rows)
+    if t.num_rows == 0:
+        return 0
+    name = f"__rw_ins_{table}"
+    con.register(name, t)
+    try:
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
+    finally:
+        con.unregister(name)
+    return t.num_rows
+
+
+def last_watermarks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    row = con.execute("SELECT watermarks FROM analyzer_runs ORDER BY ts DESC, rowid DESC LIMIT 1").fetchone()
+    return json.loads(row[0]) if row and row[0] else {}
+
+
+def current_watermarks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    out = {}
+    for t in SOURCES:
+        v = con.execute(f"SELECT max(rowid) FROM {t}").fetchone()[0]
+        out[t] = -1 if v is None else int(v)
+    return out
+
+
+def prepare_context(con: duckdb.DuckDBPyConnection, catalog: Catalog, lo: dict[str, int], hi: dict[str, int]) -> None:
+    """The temp views and tables rules may use: `new_<table>` and the catalog as `cat_*`."""
+    for t in SOURCES:
+        a, b = lo.get(t, -1), hi[t]
+        con.execute(f"CREATE OR REPLACE TEMP VIEW new_{t} AS SELECT * FROM {t} WHERE rowid > {int(a)} AND rowid <= {int(b)}")
+    host_rows = catalog.host_rows()
+
+    def table(name: str, cols: dict[str, pa.DataType], rows: list[dict]) -> None:
+        t = pa.Table.from_pylist(rows, schema=pa.schema(list(cols.items())))
+        con.register(f"__rw_{name}", t)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM __rw_{name}")
+        con.unregister(f"__rw_{name}")
+
+    s, i = pa.string(), pa.int32()
+    table("cat_hosts", {"name": s, "kind": s, "host_pattern": s, "port": i, "provider": s, "priority": i},
+          [r for r in host_rows if r["host_pattern"]])
+    table("cat_allowlist", {"pattern": s, "port": i}, [{"pattern": h, "port": p} for h, p in catalog.allowlist_entries()])
+    table("cat_credential_hosts", {"kind": s, "pattern": s}, catalog.credential_rows())
+    table("cat_router_key_kinds", {"kind": s}, [{"kind": k} for k in catalog.data.get("router_key_kinds") or []])
+    table("cat_agents", {"name": s}, [{"name": a} for a in catalog.data.get("agents") or []])
+    table("cat_settings", {"name": s, "value": pa.float64()},
+          [{"name": k, "value": float(v)} for k, v in (catalog.data.get("settings") or {}).items()
+           if isinstance(v, (int, float))])
+    loop = "TRUE" if catalog.allow_loopback() else "FALSE"
+    con.execute("CREATE OR REPLACE TEMP MACRO rw_setting(n) AS (SELECT any_value(value) FROM cat_settings WHERE name = n)")
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO rw_is_loopback(h) AS "
+        "(lower(h) = 'localhost' OR lower(h) LIKE '%.localhost' OR h LIKE '127.%' OR h = '::1' OR h = '[::1]')"
+    )
+    # allowlisted: loopback (unless switched off), the allowlist, and every provider/router endpoint;
+    # an entry with a port matches only that port
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO rw_allowed(h, p) AS ("
+        f"({loop} AND rw_is_loopback(h)) "
+        "OR EXISTS (SELECT 1 FROM cat_allowlist a WHERE lower(h) GLOB a.pattern AND (a.port IS NULL OR a.port = p)) "
+        "OR EXISTS (SELECT 1 FROM cat_hosts c WHERE lower(h) GLOB c.host_pattern AND (c.port IS NULL OR c.port = p)))"
+    )
+    con.execute("CREATE OR REPLACE TEMP MACRO rw_allowlisted(h) AS rw_allowed(h, NULL)")
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO rw_credential_ok(k, h) AS "
+        "EXISTS (SELECT 1 FROM cat_credential_hosts c WHERE c.kind = k AND lower(h) GLOB c.pattern)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO rw_provider_kind(k) AS EXISTS (SELECT 1 FROM cat_credential_hosts c WHERE c.kind = k)"
+    )
+
+
+def sync_routers(con: duckdb.DuckDBPyConnection, catalog: Catalog, now: dt.datetime) -> None:
+    """Keep the catalog rows of `routers` equal to the loaded catalog (replaced when it changes)."""
+    have = con.execute(
+        "SELECT any_value(catalog_digest) FROM routers WHERE source IN ('builtin', 'user')"
+    ).fetchone()[0]
+    if have == catalog.digest:
+        return
+    con.execute("DELETE FROM routers WHERE source IN ('builtin', 'user')")
+    rows = [{**{k: v for k, v in r.items() if k != "priority"}, "ts": now, "catalog_digest": catalog.digest}
+            for r in catalog.host_rows()]
+    insert(con, "routers", rows)
+
+
+def observe_routers(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> None:
+    """Suspected routers seen for the first time become `routers` rows (source 'observed')."""
+    con.execute(
+        """
+        INSERT INTO routers BY NAME
+        SELECT min(ec.ts) AS ts, arg_min(ec.host_id, ec.ts) AS host_id, ec.router AS name, 'suspected' AS kind,
+               any_value(ec.dest) AS host_pattern, any_value(ec.dst_port) AS port,
+               any_value(ec.software)[1] AS software, 'observed' AS source
+        FROM exchange_classes ec
+        WHERE ec.class = 'suspected_router' AND ec.exchange_id IN (SELECT exchange_id FROM new_llm_exchanges)
+          AND ec.router NOT IN (SELECT name FROM routers WHERE source = 'observed')
+        GROUP BY ec.router
+        """
+    )
+    del now
+
+
+def run_rule(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[dict]:
+    try:
+        cur = con.execute(rule.sql)
+    except duckdb.Error as exc:
+        raise AnalyzeError(f"rule {rule.id} ({rule.path}): {str(exc).strip().splitlines()[0]}") from None
+    cols = [d[0] for d in cur.description]
+    missing = {"ts", "host_id", "dedup"} - set(cols)
+    if missing:
+        raise AnalyzeError(f"rule {rule.id} ({rule.path}): output lacks column(s) {', '.join(sorted(missing))}")
+    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
+def _json(v: Any) -> Any:
+    if v is None:
+        return {}
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return {"value": v}
+    return v
+
+
+def to_findings(rule: Rule, rows: list[dict], existing: dict[str, dt.datetime], run_id: str) -> tuple[list[dict], int]:
+    """Candidate rows -> findings, dropping dedup keys already raised (within the suppression window)."""
+    out: list[dict] = []
+    suppressed = 0
+    last = dict(existing)
+    for r in sorted(rows, key=lambda r: (r["ts"] or dt.datetime.min, str(r["dedup"]))):
+        key = f"{rule.id}:{r['dedup']}"
+        prev = last.get(key)
+        ts = r["ts"]
+        if prev is not None and (rule.suppress_s is None or ts is None or prev is None
+                                 or abs((ts - prev).total_seconds()) < rule.suppress_s):
+            suppressed += 1
+            continue
+        last[key] = ts
+        evidence = _json(r.get("evidence"))
+        if isinstance(evidence, dict):
+            for k in ("exchange_id", "flow_uid", "pid"):
+                if r.get(k) is not None:
+                    evidence.setdefault(k, r[k])
+            extra = {k: v for k, v in r.items() if k not in _STD}
+            for k, v in extra.items():
+                evidence.setdefault(k, v)
+        fid = hashlib.sha256(f"{key}|{ts}".encode()).hexdigest()[:20]
+        out.append(
+            {
+                "finding_id": fid, "ts": ts, "rule_id": rule.id, "rule_rev": rule.rev,
+                "severity": r.get("severity") or rule.severity, "attack_class": rule.attack_class,
+                "title": rule.title, "host_id": r.get("host_id"), "pid": r.get("pid"), "flow_uid": r.get("flow_uid"),
+                "exchange_id": r.get("exchange_id"), "evidence": json.dumps(evidence, default=str, sort_keys=True),
+                "dedup_key": key, "router": r.get("router"), "summary": r.get("summary"), "run_id": run_id,
+            }
+        )
+    return out, suppressed
+
+
+def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule], *, full: bool = False) -> RunResult:
+    """One analyze run in one transaction (see module docstring). `full` ignores the watermark
+    (enrichment and ledger still skip nothing twice because they key on the new rows only: use it on
+    a fresh store or after deleting the analyzer's tables)."""
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def mark(name: str, start: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round(now - start, 4)
+        return now
+
+    run_id = uuid.uuid4().hex[:16]
+    now = _now()
+    con.execute("BEGIN")
+    try:
+        lo = {} if full else last_watermarks(con)
+        hi = current_watermarks(con)
+        new_rows = {t: 0 for t in SOURCES}
+        prepare_context(con, catalog, lo, hi)
+        for t in SOURCES:
+            if hi[t] > lo.get(t, -1):
+                new_rows[t] = con.execute(f"SELECT count(*) FROM new_{t}").fetchone()[0]
+        t = mark("prepare", t0)
+        sync_routers(con, catalog, now)
+
+        def ins(table: str, rows: Any) -> int:
+            return insert(con, table, rows)
+
+        classifier = Classifier(catalog)
+        suspicious = enrich_tool_calls(con, catalog, ins) if new_rows["tool_calls"] else {}
+        t = mark("enrich_tool_calls", t)
+        new_sus = enrich_exchanges(con, catalog, classifier, ins, suspicious) if new_rows["llm_exchanges"] else set()
+        if new_rows["llm_exchanges"]:
+            observe_routers(con, now)
+        t = mark("enrich_exchanges", t)
+        if new_rows["flows"] or new_sus:
+            classify_flows(con, classifier, ins, now, new_sus)
+        t = mark("classify_flows", t)
+        findings: list[dict] = []
+        suppressed = 0
+        for rule in rules:
+            rows = run_rule(con, rule)
+            if rows:
+                existing = dict(con.execute(
+                    "SELECT dedup_key, max(ts) FROM findings WHERE rule_id = ? GROUP BY dedup_key", [rule.id]
+                ).fetchall())
+                f, s = to_findings(rule, rows, existing, run_id)
+                findings += f
+                suppressed += s
+            t = mark(f"rule:{rule.id}", t)
+        insert(con, "findings", findings)
+        entries, seq, head = ledger.append(con, now) if new_rows["llm_exchanges"] else ([], *ledger.head(con))
+        insert(con, "ledger", entries)
+        t = mark("ledger", t)
+        duration = time.perf_counter() - t0
+        insert(con, "analyzer_runs", [{
+            "ts": now, "host_id": None, "run_id": run_id, "watermarks": json.dumps(hi), "new_rows": json.dumps(new_rows),
+            "findings": len(findings), "suppressed": suppressed, "duration_s": duration, "ledger_seq": seq,
+            "ledger_head": head, "rules": json.dumps({r.id: r.rev for r in rules}),
+        }])
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
+    mark("commit", t)
+    return RunResult(run_id, new_rows, findings, suppressed, time.perf_counter() - t0, seq, head, timings)
+
+
+def memory_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the store's declared tables (rule fixtures, `routerwatch rules test`)."""
+    con = duckdb.connect(":memory:")
+    for table, cols in TABLES.items():
+        body = ", ".join(f'"{c}" {t}' for c, t in cols)
+        con.execute(f"CREATE TABLE {table} ({body})")
+    return con

@@ -1,0 +1,184 @@
+"""Run the enrichers over the rows new since the last analyze and write their tables.
+
+Input rows come from the engine's `new_<table>` temp views; outputs are appended in the engine's
+transaction. Python touches only what needs Python (tool-call text, headers, stream summaries, one
+row per distinct destination); flows are classified by a join in DuckDB.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import duckdb
+import pyarrow as pa
+
+from analyzer.catalog import Catalog
+from analyzer.enrich import packages
+from analyzer.enrich.exchanges import Classifier, dest_of, model_family, parse_headers, stream_anomalies
+from analyzer.enrich.shell import analyze_arguments
+
+Insert = Callable[[str, "list[dict] | pa.Table"], int]
+SUSPICIOUS_KINDS = ("download_exec", "base64_exec", "reverse_shell")
+
+
+def router_label(dest: str | None, port: int | None) -> str | None:
+    """How an uncatalogued router is named: its host, plus the port unless it is 443/80."""
+    if not dest:
+        return None
+    if port and port not in (443, 80):
+        return f"[{dest}]:{port}" if ":" in dest else f"{dest}:{port}"
+    return dest
+
+
+def enrich_tool_calls(con: duckdb.DuckDBPyConnection, catalog: Catalog, insert: Insert) -> dict[tuple[str, int], int]:
+    """Shell analysis of new tool calls -> tool_call_indicators, tool_call_hosts, package_installs.
+    Returns {(exchange_id, idx): number of suspicious indicators}."""
+    rows = con.execute(
+        """
+        SELECT t.exchange_id, t.idx, coalesce(t.direction, 'response') AS direction,
+               coalesce(t.ts, e.ts) AS ts, coalesce(t.host_id, e.host_id) AS host_id, t.arguments
+        FROM new_tool_calls t LEFT JOIN llm_exchanges e USING (exchange_id)
+        WHERE coalesce(t.direction, 'response') = 'response'
+        """
+    ).fetchall()
+    max_d = int(catalog.setting("typosquat_max_distance", 2))
+    ind_rows: list[dict] = []
+    host_rows: list[dict] = []
+    pkg_rows: list[dict] = []
+    suspicious: dict[tuple[str, int], int] = {}
+    for exchange_id, idx, direction, ts, host_id, arguments in rows:
+        a = analyze_arguments(arguments)
+        base = {"ts": ts, "host_id": host_id, "exchange_id": exchange_id, "idx": idx, "direction": direction}
+        for i in a.indicators:
+            ind_rows.append({**base, "kind": i.kind, "detail": i.detail, "host": i.host})
+            if i.kind in SUSPICIOUS_KINDS:
+                suspicious[(exchange_id, idx)] = suspicious.get((exchange_id, idx), 0) + 1
+        for h in a.hosts:
+            host_rows.append({**base, "host": h.host, "port": h.port, "url": h.url, "allowlisted": catalog.is_allowlisted(h.host, h.port)})
+        for p in a.installs:
+            v = packages.check(p.manager, p.package, max_d)
+            pkg_rows.append(
+                {**base, "manager": p.manager, "package": p.package, "popular": v.popular, "nearest": v.nearest, "distance": v.distance}
+            )
+            if v.nearest is not None:
+                suspicious[(exchange_id, idx)] = suspicious.get((exchange_id, idx), 0) + 1
+    insert("tool_call_indicators", ind_rows)
+    insert("tool_call_hosts", host_rows)
+    insert("package_installs", pkg_rows)
+    return suspicious
+
+
+def enrich_exchanges(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, classifier: Classifier, insert: Insert,
+    suspicious: dict[tuple[str, int], int],
+) -> set[tuple[str, int | None]]:
+    """Classify new exchanges, recognise router software, normalise model families, check streams.
+    Returns the (dest, port) pairs newly seen as suspected routers."""
+    rows = con.execute(
+        """
+        SELECT e.ts, e.host_id, e.exchange_id, e.flow_uid, e.api, e.host, e.path, e.model_requested,
+               e.model_returned, e.router_headers, e.stream_events, f.server_name, f.dst_ip, f.dst_port
+        FROM new_llm_exchanges e
+        LEFT JOIN (SELECT flow_uid, any_value(server_name) AS server_name, any_value(dst_ip) AS dst_ip,
+                          any_value(dst_port) AS dst_port
+                   FROM flows WHERE flow_uid IN (SELECT flow_uid FROM new_llm_exchanges) GROUP BY flow_uid) f
+          USING (flow_uid)
+        """
+    ).fetchall()
+    aliases = catalog.model_aliases()
+    sus_by_ex: dict[str, int] = {}
+    for (ex, _idx), n in suspicious.items():
+        sus_by_ex[ex] = sus_by_ex.get(ex, 0) + n
+    out: list[dict] = []
+    anomalies: list[dict] = []
+    suspected: set[tuple[str, int | None]] = set()
+    for (ts, host_id, ex, flow_uid, api, host, path, m_req, m_ret, rh, se, sni, dst_ip, dst_port) in rows:
+        dest, port = dest_of(host)
+        if dest is None:
+            dest = (sni or dst_ip or "").lower() or None
+        port = port or dst_port
+        d = classifier.classify(dest, dst_ip, port)
+        headers = parse_headers(rh)
+        software = classifier.software(headers, path, port)
+        cls, router = d.cls, d.name
+        if cls == "other" and api:
+            cls = "suspected_router"
+            router = router_label(dest, port)
+            if dest:
+                suspected.add((dest, port))
+        out.append(
+            {
+                "ts": ts, "host_id": host_id, "exchange_id": ex, "flow_uid": flow_uid, "dest": dest,
+                "class": cls, "router": router, "provider": d.provider, "software": software or None,
+                "dst_port": port, "brand": classifier.brand(dest),
+                "family_requested": model_family(m_req, aliases), "family_returned": model_family(m_ret, aliases),
+                "suspicious_tool_calls": sus_by_ex.get(ex, 0),
+            }
+        )
+        for kind, detail in stream_anomalies(api, se):
+            anomalies.append({"ts": ts, "host_id": host_id, "exchange_id": ex, "kind": kind, "detail": detail})
+    insert("exchange_classes", out)
+    insert("stream_anomalies", anomalies)
+    return suspected
+
+
+def classify_flows(
+    con: duckdb.DuckDBPyConnection, classifier: Classifier, insert: Insert, now: dt.datetime,
+    new_suspected: set[tuple[str, int | None]],
+) -> int:
+    """Append a flow_classes row for every new flow (class per distinct destination, first-seen
+    per host and destination); flows already classified 'other' whose destination turned out to
+    serve LLM exchanges are upgraded to 'suspected_router'."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _rw_nf AS
+        SELECT host_id, flow_uid, ts_start, lower(coalesce(nullif(server_name, ''), dst_ip)) AS dest,
+               dst_ip, dst_port
+        FROM new_flows
+        """
+    )
+    dests = con.execute("SELECT DISTINCT dest, dst_ip, dst_port FROM _rw_nf").fetchall()
+    sus = set(
+        con.execute("SELECT DISTINCT dest, dst_port FROM exchange_classes WHERE class = 'suspected_router'").fetchall()
+    ) | new_suspected
+    dc = {"dest": [], "dst_ip": [], "dst_port": [], "class": [], "router": []}
+    for dest, ip, port in dests:
+        c = classifier.classify(dest, ip, port)
+        cls, router = c.cls, c.name
+        if cls == "other" and ((dest, port) in sus or (ip, port) in sus):
+            cls, router = "suspected_router", router_label(dest, port)
+        dc["dest"].append(dest)
+        dc["dst_ip"].append(ip)
+        dc["dst_port"].append(port)
+        dc["class"].append(cls)
+        dc["router"].append(router)
+    con.register("_rw_dc", pa.table(dc, schema=pa.schema([
+        ("dest", pa.string()), ("dst_ip", pa.string()), ("dst_port", pa.int32()), ("class", pa.string()), ("router", pa.string()),
+    ])))
+    try:
+        n = con.execute(
+            """
+            INSERT INTO flow_classes BY NAME
+            SELECT nf.ts_start AS ts, nf.host_id, nf.flow_uid, nf.dest, nf.dst_port, dc.class, dc.router,
+                   (row_number() OVER (PARTITION BY nf.host_id, nf.dest, nf.dst_port ORDER BY nf.ts_start, nf.flow_uid) = 1
+                    AND old.dest IS NULL) AS first_seen
+            FROM _rw_nf nf
+            JOIN _rw_dc dc ON dc.dest IS NOT DISTINCT FROM nf.dest AND dc.dst_ip IS NOT DISTINCT FROM nf.dst_ip
+                          AND dc.dst_port IS NOT DISTINCT FROM nf.dst_port
+            LEFT JOIN (SELECT DISTINCT host_id, dest, dst_port FROM flow_classes) old
+              ON old.host_id IS NOT DISTINCT FROM nf.host_id AND old.dest IS NOT DISTINCT FROM nf.dest
+             AND old.dst_port IS NOT DISTINCT FROM nf.dst_port
+            """
+        ).fetchone()[0]
+    finally:
+        con.unregister("_rw_dc")
+    for dest, port in new_suspected:
+        label = router_label(dest, port)
+        con.execute(
+            "UPDATE flow_classes SET class = 'suspected_router', router = ? "
+            "WHERE class = 'other' AND dest = ? AND (dst_port IS NOT DISTINCT FROM ? OR ? IS NULL)",
+            [label, dest, port, port],
+        )
+    del now
+    return int(n or 0)

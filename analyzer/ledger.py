@@ -1,0 +1,131 @@
+"""Append-only hash chain over LLM exchanges: what was asked of which router, and what came back.
+
+Entry n commits to entry n-1: hash_n = sha256(json([prev_hash, seq, exchange_id, host_id,
+exchange_ts, router, request_digest, response_digest])). `verify()` recomputes the chain and
+cross-checks it against `llm_exchanges` and against the head every analyze run recorded, so a
+modified entry, a deleted or reordered entry, a truncated tail, or a changed/deleted exchange all
+show. A chain anyone can recompute is only as good as its anchors: the head printed by
+`routerwatch ledger verify` and sent in EVE `ledger` events belongs somewhere outside the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+GENESIS = "0" * 64
+
+
+def entry_hash(prev: str, seq: int, exchange_id: str | None, host_id: str | None, exchange_ts: Any,
+               router: str | None, request_digest: str | None, response_digest: str | None) -> str:
+    ts = exchange_ts.isoformat() if isinstance(exchange_ts, (dt.datetime, dt.date)) else exchange_ts
+    payload = json.dumps([prev, int(seq), exchange_id, host_id, ts, router, request_digest, response_digest],
+                         separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
+    row = con.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    return (int(row[0]), row[1]) if row else (0, GENESIS)
+
+
+def append(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> tuple[list[dict], int, str]:
+    """Ledger rows for the exchanges in `new_llm_exchanges` (ordered by time, then id)."""
+    seq, prev = head(con)
+    rows = con.execute(
+        """
+        SELECT e.exchange_id, e.host_id, e.ts, coalesce(c.router, e.router, e.host), e.request_digest, e.response_digest
+        FROM new_llm_exchanges e
+        LEFT JOIN (SELECT exchange_id, any_value(router) AS router FROM exchange_classes
+                   WHERE exchange_id IN (SELECT exchange_id FROM new_llm_exchanges) GROUP BY 1) c USING (exchange_id)
+        ORDER BY e.ts, e.exchange_id
+        """
+    ).fetchall()
+    out: list[dict] = []
+    for ex, host_id, ts, router, rq, rs in rows:
+        seq += 1
+        h = entry_hash(prev, seq, ex, host_id, ts, router, rq, rs)
+        out.append({"seq": seq, "ts": now, "host_id": host_id, "exchange_id": ex, "exchange_ts": ts, "router": router,
+                    "request_digest": rq, "response_digest": rs, "prev_hash": prev, "hash": h})
+        prev = h
+    return out, seq, prev
+
+
+@dataclass
+class Verification:
+    entries: int = 0
+    head_seq: int = 0
+    head_hash: str = GENESIS
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(con: duckdb.DuckDBPyConnection, expected_head: str | None = None, max_problems: int = 50) -> Verification:
+    """Recompute the chain; compare with the exchanges, the recorded run heads and `expected_head`."""
+    v = Verification()
+
+    def problem(msg: str) -> None:
+        if len(v.problems) < max_problems:
+            v.problems.append(msg)
+
+    rows = con.execute(
+        "SELECT seq, exchange_id, host_id, exchange_ts, router, request_digest, response_digest, prev_hash, hash "
+        "FROM ledger ORDER BY rowid"
+    ).fetchall()
+    prev = GENESIS
+    expected_seq = 1
+    hashes: dict[int, str] = {}
+    for seq, ex, host_id, ts, router, rq, rs, prev_hash, h in rows:
+        v.entries += 1
+        if seq != expected_seq:
+            if seq is not None and seq > expected_seq:
+                problem(f"entries {expected_seq}..{seq - 1} are missing (deleted)")
+            else:
+                problem(f"entry {seq} is out of order (expected {expected_seq}): reordered or duplicated")
+        if prev_hash != prev:
+            problem(f"entry {seq}: prev_hash does not match the previous entry (deleted or reordered entries)")
+        calc = entry_hash(prev_hash or "", seq or 0, ex, host_id, ts, router, rq, rs)
+        if calc != h:
+            problem(f"entry {seq} (exchange {ex}): contents were modified (hash mismatch)")
+        hashes[seq] = h
+        prev = h
+        expected_seq = (seq or expected_seq) + 1
+    if rows:
+        v.head_seq, v.head_hash = int(rows[-1][0] or 0), rows[-1][8]
+    # the exchanges the entries commit to
+    for ex, seq, why in con.execute(
+        """
+        SELECT l.exchange_id, l.seq,
+               CASE WHEN e.exchange_id IS NULL THEN 'missing'
+                    WHEN e.request_digest IS DISTINCT FROM l.request_digest
+                      OR e.response_digest IS DISTINCT FROM l.response_digest
+                      OR e.ts IS DISTINCT FROM l.exchange_ts THEN 'changed' END AS why
+        FROM ledger l
+        LEFT JOIN (SELECT exchange_id, any_value(request_digest) AS request_digest,
+                          any_value(response_digest) AS response_digest, any_value(ts) AS ts
+                   FROM llm_exchanges GROUP BY exchange_id) e USING (exchange_id)
+        WHERE e.exchange_id IS NULL OR e.request_digest IS DISTINCT FROM l.request_digest
+           OR e.response_digest IS DISTINCT FROM l.response_digest OR e.ts IS DISTINCT FROM l.exchange_ts
+        ORDER BY l.seq LIMIT 1000
+        """
+    ).fetchall():
+        problem(f"entry {seq}: exchange {ex} was {'deleted from llm_exchanges' if why == 'missing' else 'modified in llm_exchanges'}")
+    # the heads every analyze run recorded
+    for run_id, seq, h in con.execute(
+        "SELECT run_id, ledger_seq, ledger_head FROM analyzer_runs WHERE ledger_seq > 0 ORDER BY ts"
+    ).fetchall():
+        if seq > v.head_seq:
+            problem(f"run {run_id} recorded entry {seq}, but the ledger ends at {v.head_seq} (tail deleted)")
+        elif hashes.get(seq) != h:
+            problem(f"run {run_id} recorded head {h[:16]}… at entry {seq}; the chain now has {str(hashes.get(seq))[:16]}…")
+    if expected_head and expected_head not in (v.head_hash, *hashes.values()):
+        problem(f"the anchored head {expected_head[:16]}… is not in the chain")
+    return v

@@ -1,0 +1,65 @@
+-- id: egress-after-tool-call
+-- rev: 1
+-- title: New egress right after a response that carried a tool call
+-- severity: high
+-- attack_class: egress
+-- attack: [T1105, T1041, T1071]
+-- false_positives:
+--   - The tool call legitimately fetched something new (a documentation site, a package mirror not on
+--     the allowlist). Without process data any process on the host counts, so unrelated traffic in the
+--     window can match; run the live collector for process attribution.
+-- description: >
+--   Within `egress_window_s` after a response carrying a tool call, a descendant of the agent process
+--   (without process data: any process on the same host) connects to a destination this host never
+--   used before, or to a host the tool call named. This is what an executed injected payload does.
+WITH RECURSIVE resp AS (
+    SELECT e.exchange_id, e.host_id, e.pid, e.ts AS t0, e.flow_uid, ec.router, ec.dest AS router_dest,
+           ec.dst_port AS router_port
+    FROM llm_exchanges e
+    JOIN exchange_classes ec USING (exchange_id)
+    WHERE e.exchange_id IN (SELECT exchange_id FROM tool_calls WHERE coalesce(direction, 'response') = 'response')
+), named AS (
+    SELECT DISTINCT exchange_id, host FROM tool_call_hosts WHERE direction = 'response'
+), tree(host_id, root, pid) AS (
+    SELECT DISTINCT host_id, pid, pid FROM resp WHERE pid IS NOT NULL
+    UNION
+    SELECT p.host_id, t.root, p.pid
+    FROM (SELECT DISTINCT host_id, pid, ppid FROM processes) p
+    JOIN tree t ON p.host_id IS NOT DISTINCT FROM t.host_id AND p.ppid = t.pid AND p.pid <> t.pid
+), cand AS (
+    SELECT f.flow_uid, f.host_id, f.pid, f.ts_start, f.dst_ip, f.dst_port, f.proto, fc.dest, fc.first_seen, fc.class
+    FROM flow_classes fc
+    JOIN flows f ON f.flow_uid = fc.flow_uid AND f.host_id IS NOT DISTINCT FROM fc.host_id
+    WHERE NOT (coalesce(f.dst_port, 0) IN (53, 5353) AND coalesce(f.proto, 'udp') = 'udp')
+      AND (fc.first_seen OR fc.dest IN (SELECT host FROM named) OR f.dst_ip IN (SELECT host FROM named))
+), pairs AS (
+    SELECT c.*, r.exchange_id, r.pid AS agent_pid, r.router, r.t0,
+           (n.host IS NOT NULL) AS named_by_tool_call
+    FROM cand c
+    JOIN resp r ON r.host_id IS NOT DISTINCT FROM c.host_id
+               AND c.ts_start >= r.t0 AND c.ts_start <= r.t0 + to_seconds(rw_setting('egress_window_s'))
+    LEFT JOIN named n ON n.exchange_id = r.exchange_id AND (n.host = c.dest OR n.host = c.dst_ip)
+    WHERE c.flow_uid IS DISTINCT FROM r.flow_uid
+      AND NOT (c.dest = r.router_dest AND c.dst_port IS NOT DISTINCT FROM r.router_port)
+      AND (c.first_seen OR n.host IS NOT NULL)
+      AND NOT rw_allowed(c.dest, c.dst_port)
+      AND (c.flow_uid IN (SELECT flow_uid FROM new_flows) OR r.exchange_id IN (SELECT exchange_id FROM new_llm_exchanges)
+           OR r.exchange_id IN (SELECT exchange_id FROM new_tool_calls))
+      AND (r.pid IS NULL OR c.pid IS NULL
+           OR (c.pid <> r.pid AND EXISTS (SELECT 1 FROM tree t WHERE t.host_id IS NOT DISTINCT FROM c.host_id
+                                          AND t.root = r.pid AND t.pid = c.pid)))
+    QUALIFY row_number() OVER (PARTITION BY c.flow_uid ORDER BY named_by_tool_call DESC, r.t0 DESC) = 1
+)
+SELECT p.ts_start AS ts, p.host_id, p.pid, p.flow_uid, p.exchange_id, p.router,
+       p.flow_uid AS dedup,
+       CASE WHEN p.named_by_tool_call THEN 'high' ELSE 'medium' END AS severity,
+       json_object('after_exchange', p.exchange_id, 'seconds_after', round(epoch(p.ts_start) - epoch(p.t0), 3),
+                   'destination', p.dest, 'dst_ip', p.dst_ip, 'dst_port', p.dst_port, 'first_seen', p.first_seen,
+                   'named_by_tool_call', p.named_by_tool_call, 'agent_pid', p.agent_pid,
+                   'process', (SELECT any_value(exe || ' ' || coalesce(cmdline, '')) FROM processes pr
+                               WHERE pr.host_id IS NOT DISTINCT FROM p.host_id AND pr.pid = p.pid),
+                   'attribution', CASE WHEN p.pid IS NULL OR p.agent_pid IS NULL THEN 'same host' ELSE 'descendant' END) AS evidence,
+       format('{}s after a tool call from {}, {} connected to {}:{}{}', round(epoch(p.ts_start) - epoch(p.t0), 1),
+              p.router, coalesce('pid ' || p.pid, 'this host'), p.dest, p.dst_port,
+              CASE WHEN p.named_by_tool_call THEN ' (named by the tool call)' ELSE ' (never seen before)' END) AS summary
+FROM pairs p

@@ -1,0 +1,32 @@
+-- id: unexpected-agent-destination
+-- rev: 1
+-- title: Agent process connected to a destination that is new and not allowlisted
+-- severity: medium
+-- attack_class: egress
+-- attack: [T1071, T1041]
+-- false_positives:
+--   - A new provider, router or API the agent was configured for (add it to the catalog).
+-- description: >
+--   A process that talks to an LLM API (or whose name is a known agent) opens a connection to a
+--   destination this host never used before that is neither a provider, a router, allowlisted nor
+--   loopback. Needs process attribution (live collector).
+WITH agents AS (
+    SELECT DISTINCT host_id, pid FROM llm_exchanges WHERE pid IS NOT NULL
+    UNION
+    SELECT DISTINCT f.host_id, f.pid FROM flows f JOIN exchange_classes ec USING (flow_uid) WHERE f.pid IS NOT NULL
+    UNION
+    SELECT DISTINCT host_id, pid FROM processes
+    WHERE lower(coalesce(comm, regexp_extract(exe, '[^/]+$'))) IN (SELECT name FROM cat_agents)
+)
+SELECT f.ts_start AS ts, f.host_id, f.pid, f.flow_uid, NULL AS exchange_id, NULL AS router,
+       f.host_id || ':' || f.pid || ':' || fc.dest || ':' || coalesce(f.dst_port, 0) AS dedup,
+       json_object('destination', fc.dest, 'dst_ip', f.dst_ip, 'dst_port', f.dst_port, 'class', fc.class,
+                   'process', (SELECT any_value(exe || ' ' || coalesce(cmdline, '')) FROM processes pr
+                               WHERE pr.host_id IS NOT DISTINCT FROM f.host_id AND pr.pid = f.pid)) AS evidence,
+       format('agent pid {} connected to new destination {}:{}', f.pid, fc.dest, f.dst_port) AS summary
+FROM new_flows f
+JOIN flow_classes fc ON fc.flow_uid = f.flow_uid AND fc.host_id IS NOT DISTINCT FROM f.host_id
+JOIN agents a ON a.host_id IS NOT DISTINCT FROM f.host_id AND a.pid = f.pid
+WHERE fc.first_seen AND fc.class = 'other'
+  AND NOT (coalesce(f.dst_port, 0) IN (53, 5353) AND coalesce(f.proto, 'udp') = 'udp')
+  AND NOT rw_allowed(fc.dest, f.dst_port)
