@@ -169,6 +169,7 @@ def decode_capture(
         "decrypted_records": sum(m.app_records for m in decrypted),
         "undecrypted_records": sum(m.app_records for m in undecrypted),
         "retransmissions_dropped": sum(m.retransmissions for m in asm.finished),
+        "capture_gaps": sum(m.gaps for m in asm.finished),
         "exchanges": rows.exchanges,
         "llm_exchanges": len(rows.tables["llm_exchanges"]),
         "tool_calls": len(rows.tables["tool_calls"]),

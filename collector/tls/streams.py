@@ -38,6 +38,7 @@ class StreamMeta:
     bytes_client: int = 0
     bytes_server: int = 0
     retransmissions: int = 0
+    gaps: int = 0  # payload the capture missed (a segment starting past the next expected byte)
     flow_uid: str | None = None
     community_id: str | None = None
     pid: int | None = None
@@ -56,6 +57,7 @@ class _State:
     client: tuple[str, int] | None
     parser: ConnectionParser | None = None
     nxt: dict[bool, int] = field(default_factory=lambda: {True: -1, False: -1})
+    seen: dict[bool, int] = field(default_factory=lambda: {True: -1, False: -1})  # any segment's nxtseq
     fin: dict[bool, bool] = field(default_factory=lambda: {True: False, False: False})
     pending: list[tuple[Segment, bool]] = field(default_factory=list)  # payload before the client is known
 
@@ -88,6 +90,13 @@ class StreamAssembler:
         m.ts_last = seg.ts
         if st.client is None:
             self._orient(st, seg)
+        if st.client is not None and seg.nxtseq:
+            from_client = (seg.src, seg.sport) == st.client
+            last = st.seen[from_client]
+            if last >= 0 and seg.seq > last:
+                m.gaps += 1
+            if seg.nxtseq > last:
+                st.seen[from_client] = seg.nxtseq
         if seg.record_types:
             m.tls = True
             m.app_records += seg.record_types.count("23")
