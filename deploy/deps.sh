@@ -70,4 +70,20 @@ site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pur
 if [ -d /usr/lib/python3/dist-packages/bcc ] && [ ! -e "$site/bcc" ]; then
   ln -s /usr/lib/python3/dist-packages/bcc "$site/bcc"
 fi
+# Real agent CLIs for the end-to-end tests (tests/e2e/test_agents_*.py), pinned, into a cache dir
+# that git ignores (they ship native binaries through npm; nothing is downloaded at test time).
+if [ $with_test = 1 ]; then
+  AGENTS_DIR=${ROUTERWATCH_AGENTS_DIR:-$here/.cache/agents}
+  agent_pkgs=(@anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0)
+  if ! command -v npm >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm >/dev/null
+  fi
+  if [ ! -x "$AGENTS_DIR/node_modules/.bin/claude" ] || [ ! -x "$AGENTS_DIR/node_modules/.bin/codex" ] \
+     || ! grep -q '"version": "2.1.332"' "$AGENTS_DIR/node_modules/@anthropic-ai/claude-code/package.json" 2>/dev/null; then
+    log "npm install ${agent_pkgs[*]} -> $AGENTS_DIR"
+    mkdir -p "$AGENTS_DIR"
+    npm install --prefix "$AGENTS_DIR" --no-audit --no-fund --loglevel=error "${agent_pkgs[@]}" >/dev/null \
+      || { log "npm install of the agent CLIs failed"; exit 1; }
+  fi
+fi
 log "ok: $("$VENV/bin/routerwatch" --version)"

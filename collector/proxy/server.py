@@ -79,6 +79,9 @@ class ProxySink:
 
     def connection_opened(self, conn: ProxiedConnection) -> None: ...
 
+    def attribute(self, conn: ProxiedConnection) -> None:
+        """Find the agent process behind `conn` (runs in a worker thread while upstream connects)."""
+
     def exchange(self, conn: ProxiedConnection, ex: Exchange) -> None: ...
 
     def connection_closed(self, conn: ProxiedConnection) -> None: ...
@@ -223,6 +226,8 @@ class InterceptingProxy:
                 self.sink.event(conn, "refused", "sink unhealthy")
                 return
             self.sink.connection_opened(conn)
+            # who is connecting: looked up now, while the agent's socket surely exists
+            asyncio.get_running_loop().run_in_executor(None, self.sink.attribute, conn)
             tunnel = scheme == "https" and host.lower() in self.passthrough
             try:
                 up_reader, up_writer = await asyncio.wait_for(

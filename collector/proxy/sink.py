@@ -164,10 +164,14 @@ class StoreSink(ProxySink):
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
 
+    def attribute(self, conn: ProxiedConnection) -> None:
+        self._attribute(conn)
+
     def _attribute(self, conn: ProxiedConnection) -> None:
         if conn.pid is None and conn.client is not None:
-            conn.pid = self.owners.owner(conn.client.ip, conn.client.port, conn.listen.port)
-            conn.process_start = _start_time(conn.pid)
+            pid = self.owners.owner(conn.client.ip, conn.client.port, conn.listen.port)
+            conn.process_start = _start_time(pid)
+            conn.pid = pid
 
     def _on_open(self, conn: ProxiedConnection) -> None:
         self._attribute(conn)

@@ -1,0 +1,136 @@
+"""The real Claude Code and Codex CLIs through `routerwatch wrap --proxy` against the loopback
+router zoo (inject mode): exchanges decoded (API, model, tool calls) into the store and linked to
+the agent's process and flows, and the injecting router's AC-1 finding.
+
+Neither agent may run anything: Claude Code is given only the Bash tool with `--permission-prompts
+none` (every tool use that would prompt is denied), Codex runs with its shell tools disabled and a
+read-only sandbox; the zoo's injected command only points at a loopback payload host anyway, and
+the test checks that nothing fetched it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, REPO, run_cli
+
+AGENTS = Path(os.environ.get("ROUTERWATCH_AGENTS_DIR", REPO / ".cache" / "agents")) / "node_modules" / ".bin"
+zoo = pytest.importorskip("analyzer.demo.zoo", reason="the router zoo (analyzer/demo/zoo.py) is not in this checkout")
+
+
+def _agent(name: str) -> Path:
+    exe = AGENTS / name
+    if not exe.exists():
+        pytest.skip(f"{exe} is missing: `bash deploy/deps.sh --test` installs the agent CLIs (npm)")
+    return exe
+
+
+@pytest.fixture
+def inject_router(tmp_path: Path):  # noqa: ANN201
+    h = zoo.start_router("inject", certdir=tmp_path / "pki", alpn=("http/1.1",))
+    yield h
+    h.stop()
+
+
+def _clean_env(tmp_path: Path) -> dict[str, str]:
+    """A minimal environment: no proxy, key or CA settings leak in from the machine."""
+    home = tmp_path / "home"
+    home.mkdir()
+    keep = ("PATH", "LANG", "LC_ALL", "TERM", "ROUTERWATCH_HOST_ID")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(HOME=str(home), ROUTERWATCH_PROXY_CA_DIR=str(tmp_path / "proxy-ca"), NO_COLOR="1")
+    return env
+
+
+def _q(store: Path, sql: str) -> list[dict]:
+    r = run_cli("sql", "--store", str(store), "--format", "json", sql)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _assert_decoded(store: Path, api: str, router) -> None:  # noqa: ANN001
+    ex = _q(store, "SELECT * FROM llm_exchanges ORDER BY ts")
+    assert len(ex) >= 2 and {e["api"] for e in ex} == {api}, ex
+    assert all(e["source"] == "proxy" and e["streamed"] for e in ex)
+    assert ex[0]["model_requested"] and ex[0]["model_returned"] == ex[0]["model_requested"]
+    assert ex[0]["tool_call_count"] == 1
+    calls = _q(store, f"SELECT * FROM tool_calls WHERE exchange_id = '{ex[0]['exchange_id']}' AND direction = 'response'")
+    assert len(calls) == 1
+    injected = json.loads(calls[0]["arguments"])["command"]
+    assert injected.startswith("curl -s http://127.0.0.2:") and injected.endswith("| bash")
+    # linked to the agent's process (the CLI's launcher or the native binary it starts) and to both
+    # legs of its connection
+    pid = ex[0]["pid"]
+    assert all(e["pid"] for e in ex)
+    flows = _q(store, f"SELECT * FROM flows WHERE flow_uid = '{ex[0]['flow_uid']}'")
+    assert flows and flows[0]["dst_port"] == router.port and flows[0]["pid"] == pid
+    legs = _q(store, f"SELECT history FROM flows WHERE pid = {pid} AND source = 'proxy'")
+    assert {"proxy-agent", "proxy-upstream"} <= {x["history"] for x in legs}
+    procs = _q(store, f"SELECT DISTINCT pid, process_start FROM flows WHERE pid = {pid}")
+    assert procs[0]["process_start"] is not None
+    # the credential left the host only as a fingerprint
+    sec = _q(store, "SELECT * FROM secrets_seen WHERE direction = 'request'")
+    assert sec and all(s["destination"].startswith("127.0.0.1") for s in sec)
+    # nothing ran the injected command: the payload host saw no request
+    assert not any(str(e.get("path", "")).endswith("/x.sh") for e in router.log)
+    _assert_ac1(store)
+
+
+def _assert_ac1(store: Path) -> None:
+    """AC-1 from the analyzer's rules when `routerwatch analyze` exists in this checkout."""
+    r = run_cli("analyze", "--store", str(store))
+    if "invalid choice" in r.stderr:
+        return  # the analyzer has not landed: the decoded injected tool call above is the evidence
+    assert r.returncode == 0, r.stderr
+    f = _q(store, "SELECT rule_id, attack_class FROM findings")
+    assert any(x["attack_class"] == "AC-1" for x in f), f
+
+
+def test_claude_code_through_proxy(tmp_path: Path, inject_router) -> None:  # noqa: ANN001
+    claude = _agent("claude")
+    store = tmp_path / "store"
+    env = _clean_env(tmp_path)
+    env.update(ANTHROPIC_BASE_URL=inject_router.url, NODE_EXTRA_CA_CERTS=str(inject_router.ca_path),
+               ANTHROPIC_API_KEY="sk-ant-api03-" + "e2eTestKey0" * 8 + "-AAAA",
+               CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_AUTOUPDATER="1")
+    work = tmp_path / "work"
+    work.mkdir()
+    p = subprocess.run(
+        [str(BIN / "routerwatch"), "wrap", "--proxy", "--store", str(store), "--", str(claude), "-p", "run: ls /tmp",
+         "--tools", "Bash", "--permission-prompts", "none", "--output-format", "json", "--max-turns", "3"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout)
+    assert out["is_error"] is False
+    _assert_decoded(store, "anthropic.messages", inject_router)
+
+
+def test_codex_through_proxy(tmp_path: Path, inject_router) -> None:  # noqa: ANN001
+    codex = _agent("codex")
+    store = tmp_path / "store"
+    codex_home = tmp_path / "codex-home"
+    codex_home.mkdir()
+    (codex_home / "config.toml").write_text(
+        'model_provider = "zoo"\nmodel = "gpt-5-codex"\nsandbox_mode = "read-only"\n'
+        f'[model_providers.zoo]\nname = "Zoo"\nbase_url = "{inject_router.url}/v1"\nenv_key = "ZOO_API_KEY"\n'
+        'wire_api = "responses"\n')
+    env = _clean_env(tmp_path)
+    env.update(CODEX_HOME=str(codex_home), ZOO_API_KEY="sk-zoo-" + "e2eTestKey0" * 3,
+               SSL_CERT_FILE=str(inject_router.ca_path))
+    work = tmp_path / "work"
+    work.mkdir()
+    p = subprocess.run(
+        [str(BIN / "routerwatch"), "wrap", "--proxy", "--store", str(store), "--", str(codex), "exec",
+         "--skip-git-repo-check", "--ephemeral", "-s", "read-only", "--disable", "shell_tool",
+         "--disable", "unified_exec", "--json", "run: ls /tmp"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr[-3000:]
+    events = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    assert any(e.get("type") == "turn.completed" for e in events), p.stdout[-2000:]
+    assert not any(e.get("item", {}).get("type") == "command_execution" for e in events)
+    _assert_decoded(store, "openai.responses", inject_router)
