@@ -245,7 +245,8 @@ def detect(text: str, extra_values: Iterable[str] = ()) -> list[SecretMatch]:
             continue
         for mt in _matches(d, text, hay):
             s, e = mt.span(d.group)
-            if d.before and s > 0 and text[s - 1] in d.before:
+            # a token boundary; `\n`-style JSON escapes count as one (the 'n' is not part of the token)
+            if d.before and s > 0 and text[s - 1] in d.before and not (s >= 2 and text[s - 2] == "\\"):
                 continue
             found.append(SecretMatch(d.kind, s, e, text[s:e]))
             if d.kind == "aws_access_key_id":

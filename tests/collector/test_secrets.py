@@ -127,3 +127,8 @@ def test_repr_never_shows_value():
     m = detect(PLANTED["github_token"])[0]
     assert PLANTED["github_token"] not in repr(m)
     assert "k" * 32 not in repr(Fingerprinter(b"k" * 32))
+
+
+def test_json_escaped_newlines_before_tokens():
+    text = json.dumps({"content": "keys:\n" + "\n".join(PLANTED.values())})
+    assert {m.kind for m in detect(text)} == set(PLANTED)
