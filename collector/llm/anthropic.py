@@ -14,6 +14,7 @@ from collector.llm.result import (
     LlmResult,
     ToolCall,
     as_int,
+    as_list,
     as_str,
     fix_surrogates,
     loads,
@@ -66,7 +67,7 @@ def decode_messages(req: Any, resp_body: bytes | None, events: list[SseEvent] | 
         res.model_returned = as_str(body.get("model"))
         _usage(res, body.get("usage"))
         n = 0
-        for block in body.get("content") or []:
+        for block in as_list(body.get("content")):
             if isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use"):
                 res.tool_calls.append(ToolCall(n, as_str(block.get("name")), _dump(block.get("input", {})),
                                                as_str(block.get("id"))))

@@ -11,7 +11,17 @@ import json
 import re
 from typing import Any
 
-from collector.llm.result import LlmResult, ToolCall, as_int, as_str, loads, new_stream_summary, note, stamp
+from collector.llm.result import (
+    LlmResult,
+    ToolCall,
+    as_int,
+    as_list,
+    as_str,
+    loads,
+    new_stream_summary,
+    note,
+    stamp,
+)
 from collector.protocols.sse import SseEvent
 
 PATH = re.compile(r"/models/([^/:?]+):(generateContent|streamGenerateContent)")
@@ -25,11 +35,11 @@ def _chunk(res: LlmResult, body: dict, calls: list[ToolCall], text: list[str]) -
     if isinstance(usage, dict):
         res.input_tokens = as_int(usage.get("promptTokenCount")) or res.input_tokens
         res.output_tokens = as_int(usage.get("candidatesTokenCount")) or res.output_tokens
-    for cand in body.get("candidates") or []:
+    for cand in as_list(body.get("candidates")):
         content = cand.get("content") if isinstance(cand, dict) else None
         if not isinstance(content, dict):
             continue
-        for part in content.get("parts") or []:
+        for part in as_list(content.get("parts")):
             if not isinstance(part, dict):
                 continue
             fc = part.get("functionCall")
@@ -63,7 +73,7 @@ def decode_generate(path: str, req: Any, resp_body: bytes | None, events: list[S
             note(s, "models", as_str(body.get("modelVersion")))
             note(s, "ids", as_str(body.get("responseId")))
             _chunk(res, body, calls, text)
-            for cand in body.get("candidates") or []:
+            for cand in as_list(body.get("candidates")):
                 if isinstance(cand, dict) and cand.get("finishReason"):
                     s["done"] = True
         if not s["done"]:

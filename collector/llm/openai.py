@@ -15,6 +15,7 @@ from collector.llm.result import (
     LlmResult,
     ToolCall,
     as_int,
+    as_list,
     as_str,
     fix_surrogates,
     loads,
@@ -64,11 +65,11 @@ def decode_chat(req: Any, resp_body: bytes | None, events: list[SseEvent] | None
         res.model_returned = as_str(body.get("model"))
         _chat_usage(res, body.get("usage"))
         n = 0
-        for ch in body.get("choices") or []:
+        for ch in as_list(body.get("choices")):
             msg = ch.get("message") if isinstance(ch, dict) else None
             if not isinstance(msg, dict):
                 continue
-            for tc in msg.get("tool_calls") or []:
+            for tc in as_list(msg.get("tool_calls")):
                 fn = tc.get("function") if isinstance(tc, dict) else None
                 if isinstance(fn, dict):
                     args = fn.get("arguments")
@@ -115,7 +116,7 @@ def _chat_stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> No
             _chat_usage(res, chunk.get("usage"))
         if isinstance(chunk.get("error"), dict):
             s["anomalies"].append("error_event")
-        for ch in chunk.get("choices") or []:
+        for ch in as_list(chunk.get("choices")):
             if not isinstance(ch, dict):
                 continue
             ci = as_int(ch.get("index")) or 0
@@ -127,7 +128,7 @@ def _chat_stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> No
                 continue
             if isinstance(delta.get("content"), str) and len(text) < 100_000:
                 text.append(delta["content"])
-            for tc in delta.get("tool_calls") or []:
+            for tc in as_list(delta.get("tool_calls")):
                 if not isinstance(tc, dict):
                     continue
                 ti = as_int(tc.get("index"))
@@ -175,7 +176,7 @@ def _responses_usage(res: LlmResult, usage: Any) -> None:
 def _output_calls(res: LlmResult, output: Any) -> None:
     n = 0
     texts = []
-    for item in output or []:
+    for item in as_list(output):
         if not isinstance(item, dict):
             continue
         if item.get("type") == "function_call":
@@ -185,7 +186,7 @@ def _output_calls(res: LlmResult, output: Any) -> None:
             )
             n += 1
         elif item.get("type") == "message":
-            for part in item.get("content") or []:
+            for part in as_list(item.get("content")):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     texts.append(part["text"])
     if texts and res.text is None:

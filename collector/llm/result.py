@@ -51,6 +51,11 @@ def as_int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
+def as_list(v: Any) -> list:
+    """A JSON array, or [] for anything else (untrusted bodies put anything anywhere)."""
+    return v if isinstance(v, list) else []
+
+
 def as_str(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
