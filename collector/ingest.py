@@ -188,12 +188,11 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         job = tshark.TsharkJob(args, data)
         del data
 
-    con = duckdb.connect(":memory:")
-    agg = flows.aggregate(con, hd, fa, rec.ts_ns)
+    agg = flows.aggregate(hd, fa, rec.ts_ns)
     ep = flows.endpoints(fa)
     cids = flows.community_ids(fa)
     ts0 = agg.column("ts0").to_numpy()
-    uids = flows.flow_uids(host, sha, cids, ts0)
+    uids = flows.flow_uids(host, sha, fa, ts0)
     uid_arr = np.asarray(uids, dtype=object)
 
     dns_msgs, hellos = dissect.parse(job.result()) if job is not None else ([], [])
@@ -276,6 +275,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         }
     )
     dns_tbl = pa.Table.from_pylist(dns_rows, schema=_dns_schema())
+    con = duckdb.connect(":memory:")
     flow_tbl = _server_names(con, flow_tbl, dns_tbl)
     con.close()
     res.flows = fa.count

@@ -21,6 +21,7 @@ FIELDS = [
     "tls.handshake.extensions_alpn_str", "tls.handshake.sig_hash_alg", "tls.handshake.sig_hash_alg_len",
     "tls.handshake.extensions_server_name",
 ]
+_I = {name: i for i, name in enumerate(FIELDS)}
 DISPLAY_FILTER = "dns || tls.handshake.type == 1 || tls.handshake.type == 2"
 QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV",
           35: "NAPTR", 41: "OPT", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS",
@@ -70,30 +71,66 @@ class Hello:
 
 
 def _ints(s: str, base: int = 10) -> list[int]:
-    out = []
-    for x in s.split(","):
-        x = x.strip()
-        if x:
+    """Comma-aggregated integers (base 0 reads tshark's 0x-prefixed hex)."""
+    if not s:
+        return []
+    try:
+        return [int(x, base) for x in s.split(",")]
+    except ValueError:
+        out = []
+        for x in s.split(","):
             try:
-                out.append(int(x, 0) if base == 0 else int(x, base))
+                out.append(int(x.strip(), base))
             except ValueError:
                 pass
-    return out
+        return out
 
 
 def _strs(s: str) -> list[str]:
     return [x for x in s.split(",") if x != ""] if s else []
 
 
-def _dns(frame: int, f: dict[str, str]) -> list[DnsMessage]:
-    ids = _ints(f["dns.id"], 0)
-    resp = _ints(f["dns.flags.response"], 0)
-    rcodes = _ints(f["dns.flags.rcode"], 0)
-    nq, na = _ints(f["dns.count.queries"]), _ints(f["dns.count.answers"])
-    nns, nar = _ints(f["dns.count.auth_rr"]), _ints(f["dns.count.add_rr"])
-    names, qtypes = _strs(f["dns.qry.name"]), _ints(f["dns.qry.type"], 0)
-    rtypes = _ints(f["dns.resp.type"], 0)
-    vals = {1: _strs(f["dns.a"]), 28: _strs(f["dns.aaaa"]), 5: _strs(f["dns.cname"])}
+_D = [_I[k] for k in ("dns.id", "dns.flags.response", "dns.flags.rcode", "dns.count.queries", "dns.count.answers",
+                      "dns.count.auth_rr", "dns.count.add_rr", "dns.qry.name", "dns.qry.type", "dns.resp.type",
+                      "dns.a", "dns.aaaa", "dns.cname")]
+
+
+def _dns_simple(frame: int, f: list[str]) -> DnsMessage | None:
+    """The common case without a Python walk: one message, one question, answers all A/AAAA/CNAME
+    and nothing in Authority/Additional (so every value is an answer)."""
+    i_id, i_resp, i_rc, i_q, i_an, i_ns, i_ar, i_name, i_type, _, i_a, i_aaaa, i_cname = _D
+    if "," in f[i_id] or f[i_q] != "1" or f[i_ns] != "0" or f[i_ar] != "0" or "," in f[i_name]:
+        return None
+    vals = [v for k in (i_a, i_aaaa, i_cname) if f[k] for v in f[k].split(",")]
+    if len(vals) != int(f[i_an] or 0):
+        return None
+    is_resp = f[i_resp] in ("1", "True")
+    rc = int(f[i_rc] or 0, 0) if is_resp else None
+    qt = int(f[i_type], 0) if f[i_type] else None
+    name = f[i_name]
+    return DnsMessage(
+        frame=frame,
+        trans_id=int(f[i_id], 0),
+        is_response=is_resp,
+        rcode=RCODES.get(rc, str(rc)) if rc is not None else None,
+        query=name.lower().rstrip(".") if name else None,
+        qtype=QTYPES.get(qt, str(qt)) if qt is not None else None,
+        answers=vals,
+    )
+
+
+def _dns(frame: int, f: list[str]) -> list[DnsMessage]:
+    simple = _dns_simple(frame, f)
+    if simple is not None:
+        return [simple]
+    ids = _ints(f[_I["dns.id"]], 0)
+    resp = _ints(f[_I["dns.flags.response"]], 0)
+    rcodes = _ints(f[_I["dns.flags.rcode"]], 0)
+    nq, na = _ints(f[_I["dns.count.queries"]]), _ints(f[_I["dns.count.answers"]])
+    nns, nar = _ints(f[_I["dns.count.auth_rr"]]), _ints(f[_I["dns.count.add_rr"]])
+    names, qtypes = _strs(f[_I["dns.qry.name"]]), _ints(f[_I["dns.qry.type"]], 0)
+    rtypes = _ints(f[_I["dns.resp.type"]], 0)
+    vals = {1: _strs(f[_I["dns.a"]]), 28: _strs(f[_I["dns.aaaa"]]), 5: _strs(f[_I["dns.cname"]])}
     used = {1: 0, 28: 0, 5: 0}
     out: list[DnsMessage] = []
     qpos = rpos = 0
@@ -130,22 +167,22 @@ def _dns(frame: int, f: dict[str, str]) -> list[DnsMessage]:
     return out
 
 
-def _hellos(frame: int, f: dict[str, str]) -> list[Hello]:
-    types = _ints(f["tls.handshake.type"])
+def _hellos(frame: int, f: list[str]) -> list[Hello]:
+    types = _ints(f[_I["tls.handshake.type"]])
     out: list[Hello] = []
     if 1 in types:
         h = Hello(frame=frame, client=True)
-        h.legacy_version = (_ints(f["tls.handshake.version"], 0) or [0])[0]
-        h.ciphers = _ints(f["tls.handshake.ciphersuite"], 0)
-        h.extensions = _ints(f["tls.handshake.extension.type"])
-        h.supported_versions = _ints(f["tls.handshake.extensions.supported_version"], 0)
-        names = _strs(f["tls.handshake.extensions_server_name"])
+        h.legacy_version = (_ints(f[_I["tls.handshake.version"]], 0) or [0])[0]
+        h.ciphers = _ints(f[_I["tls.handshake.ciphersuite"]], 0)
+        h.extensions = _ints(f[_I["tls.handshake.extension.type"]])
+        h.supported_versions = _ints(f[_I["tls.handshake.extensions.supported_version"]], 0)
+        names = _strs(f[_I["tls.handshake.extensions_server_name"]])
         h.sni = names[0] if names else None
-        h.alpn = _strs(f["tls.handshake.extensions_alpn_str"])
+        h.alpn = _strs(f[_I["tls.handshake.extensions_alpn_str"]])
         # tshark reports signature_algorithms, _cert and delegated_credentials lists in one field:
         # take the chunk that belongs to extension 13, by extension order and each list's length
-        algs = _ints(f["tls.handshake.sig_hash_alg"], 0)
-        lens = [x // 2 for x in _ints(f["tls.handshake.sig_hash_alg_len"])]
+        algs = _ints(f[_I["tls.handshake.sig_hash_alg"]], 0)
+        lens = [x // 2 for x in _ints(f[_I["tls.handshake.sig_hash_alg_len"]])]
         pos = 0
         chunks = iter(lens)
         for ext in h.extensions:
@@ -162,13 +199,13 @@ def _hellos(frame: int, f: dict[str, str]) -> list[Hello]:
         out.append(h)
     if 2 in types:
         h = Hello(frame=frame, client=False)
-        legacy = _ints(f["tls.handshake.version"], 0)
+        legacy = _ints(f[_I["tls.handshake.version"]], 0)
         # in a server frame the supported_version field is the selected version (TLS 1.3)
-        sv = _ints(f["tls.handshake.extensions.supported_version"], 0)
+        sv = _ints(f[_I["tls.handshake.extensions.supported_version"]], 0)
         h.version = sv[0] if sv else (legacy[0] if legacy else None)
-        cs = _ints(f["tls.handshake.ciphersuite"], 0)
+        cs = _ints(f[_I["tls.handshake.ciphersuite"]], 0)
         h.cipher = cs[0] if cs else None
-        h.alpn = _strs(f["tls.handshake.extensions_alpn_str"])
+        h.alpn = _strs(f[_I["tls.handshake.extensions_alpn_str"]])
         out.append(h)
     return out
 
@@ -178,18 +215,20 @@ def parse(text: str) -> tuple[list[DnsMessage], list[Hello]]:
     dns: list[DnsMessage] = []
     hellos: list[Hello] = []
     nf = len(FIELDS)
-    for line in text.splitlines():
-        cols = line.split("\t")
-        if len(cols) < nf:
-            cols += [""] * (nf - len(cols))
-        f = dict(zip(FIELDS, cols, strict=False))
+    i_dns, i_tls = _I["dns.id"], _I["tls.handshake.type"]
+    for line in text.split("\n"):
+        if not line:
+            continue
+        f = line.split("\t")
+        if len(f) < nf:
+            f += [""] * (nf - len(f))
         try:
-            frame = int(f["frame.number"])
+            frame = int(f[0])
         except ValueError:
             continue
-        if f["dns.id"]:
+        if f[i_dns]:
             dns.extend(_dns(frame, f))
-        if f["tls.handshake.type"]:
+        if f[i_tls]:
             hellos.extend(_hellos(frame, f))
     return dns, hellos
 

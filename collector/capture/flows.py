@@ -1,4 +1,4 @@
-"""Packets -> flows: numpy assigns each packet a flow id, DuckDB aggregates the flows.
+"""Packets -> flows: numpy assigns each packet a flow id and reduces each flow's packets.
 
 Flow identity follows tshark's conversation semantics: one flow per 5-tuple, except that a TCP SYN
 (without ACK) carrying a new initial sequence number starts a new connection on a reused port.
@@ -14,7 +14,6 @@ import hashlib
 import socket
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -55,6 +54,8 @@ class FlowAssignment:
     b_port: np.ndarray
     orig_is_a: np.ndarray
     first_rec: np.ndarray  # record index of each flow's first packet
+    order: np.ndarray  # record indices of non-fragment flow packets, sorted by (flow, file position)
+    starts: np.ndarray  # where each flow begins in `order`
 
 
 def assign(h: Headers) -> FlowAssignment:
@@ -135,14 +136,19 @@ def assign(h: Headers) -> FlowAssignment:
         b_port=b_p[perm][first],
         orig_is_a=orig_is_a,
         first_rec=order[first] if m else np.zeros(0, np.int64),
+        order=order,
+        starts=starts,
     )
 
 
 def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Record indices tshark must see: every packet of DNS flows (port 53, UDP or TCP, with their
-    fragments), the first 3 client and first server payload packets of other TCP flows (TLS
-    ClientHello/ServerHello, even when split over segments), and the first 2 client long-header
-    packets of other UDP flows (QUIC Initial)."""
+    """Record indices tshark must see:
+    - DNS over UDP: every response, and the queries no response answered (a response repeats its
+      question, so one row per transaction suffices, as in Zeek's dns.log); fragments included;
+    - DNS over TCP: every packet (messages span segments);
+    - other TCP flows: the first server payload packet (ServerHello) and the first client payload
+      packet (ClientHello), plus the next two when its TLS record does not fit the segment;
+    - other UDP flows: the first 2 client long-header packets (QUIC Initial)."""
     rec = np.nonzero(fa.fid >= 0)[0]
     if not len(rec):
         return rec
@@ -168,98 +174,142 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: 
     first_byte = np.where(payload & (po < end[rec]), buf[np.minimum(po, len(buf) - 1)], 0)
     tcp = proto == TCP
     udp = proto == UDP
-    sel = dns_flow[f]
-    sel |= tcp & payload & ((orig & (r_o < 3)) | (~orig & (r_r < 1)))
+    # a TLS record that does not fit its segment (a ClientHello split over segments) needs the next
+    # segments too: peek at the record header of each flow's first client payload packet
+    plen = h.plen[rec]
+    rec_len = (buf[np.minimum(po + 3, len(buf) - 1)].astype(np.int64) << 8) | buf[np.minimum(po + 4, len(buf) - 1)]
+    split = (first_byte == 0x16) & (po + 5 <= end[rec]) & (rec_len + 5 > plen)
+    first_split = np.zeros(len(starts), bool)
+    m0 = payload & orig & (r_o == 0)
+    first_split[grp[m0]] = split[m0]
+    need_o = np.where(first_split[grp], 3, 1)
+    sel = dns_flow[f] & tcp
+    udp_dns = np.nonzero(dns_flow[f] & udp)[0]
+    sel[udp_dns] = _dns_wanted(h, rec[udp_dns], buf, end)
+    sel |= tcp & payload & ((orig & (r_o < need_o)) | (~orig & (r_r < 1)))
     sel |= udp & payload & orig & (r_o < 2) & (((first_byte & 0x80) != 0) | (po < 0))
     return np.sort(rec[sel])
 
 
-def aggregate(con: duckdb.DuckDBPyConnection, h: Headers, fa: FlowAssignment, ts_ns: np.ndarray) -> pa.Table:
-    """Per-flow counters, times, Zeek-style history and state (DuckDB GROUP BY over Arrow)."""
-    rec = np.nonzero(fa.fid >= 0)[0]
-    fl = h.flags[rec]
-    pk = pa.table(
-        {
-            "fid": fa.fid[rec],
-            "i": rec,
-            "ts": ts_ns[rec],
-            "o": fa.is_orig[rec],
-            "plen": h.plen[rec],
-            "iplen": h.iplen[rec],
-            "syn": (fl & SYN) != 0,
-            "ack": (fl & ACK) != 0,
-            "fin": (fl & FIN) != 0,
-            "rst": (fl & RST) != 0,
-        }
-    )
-    con.register("__rw_pk", pk)
-    letters = []
-    conds = {
-        "S": "syn AND NOT ack",
-        "H": "syn AND ack",
-        "A": "ack AND NOT syn AND NOT fin AND NOT rst AND plen = 0",
-        "D": "plen > 0",
-        "F": "fin",
-        "R": "rst",
+def _dns_wanted(h: Headers, rec: np.ndarray, buf: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """UDP DNS packets worth dissecting: responses, unanswered queries, fragments, anything odd."""
+    po = h.payload_off[rec]
+    ok = (h.plen[rec] >= 12) & (po >= 0) & (po + 3 <= end[rec]) & ~h.frag_later[rec]
+    take = lambda k: buf.take(po + k, mode="clip").astype(np.int64)  # noqa: E731
+    tid = (take(0) << 8) | take(1)
+    qr = (take(2) & 0x80) != 0
+    # a query is answered when a response with its id travels the other way between the same ends
+    a_lo = np.minimum(h.src_lo[rec], h.dst_lo[rec]) ^ np.maximum(h.src_hi[rec], h.dst_hi[rec])
+    b_lo = np.maximum(h.src_lo[rec], h.dst_lo[rec]) ^ np.minimum(h.src_hi[rec], h.dst_hi[rec])
+    key = _mix(a_lo, b_lo, np.minimum(h.sport[rec], h.dport[rec]), np.maximum(h.sport[rec], h.dport[rec]), tid)
+    answered = np.isin(key, key[ok & qr])
+    return ~ok | qr | ~answered
+
+
+def aggregate(h: Headers, fa: FlowAssignment, ts_ns: np.ndarray) -> pa.Table:
+    """Per-flow counters, times, Zeek-style history and state: segment reductions (numpy reduceat)
+    over the packets sorted by flow, so the work is a few vector passes whatever the flow count."""
+    order, starts = fa.order, fa.starts
+    if not len(order):
+        empty = {k: pa.array([], pa.int64()) for k in ("fid", "ts0", "ts1", "bytes_out", "bytes_in", "packets_out",
+                                                        "packets_in", "ip_bytes_out", "ip_bytes_in")}
+        return pa.table({**empty, "history": pa.array([], pa.string()), "tcp_state": pa.array([], pa.string())})
+    o = fa.is_orig[order]
+    ts = ts_ns[order]
+    plen, iplen = h.plen[order], h.iplen[order]
+
+    def seg_sum(x: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(x, starts)
+
+    cols = {
+        "fid": np.arange(fa.count, dtype=np.int64),
+        "ts0": np.minimum.reduceat(ts, starts),
+        "ts1": np.maximum.reduceat(ts, starts),
+        "bytes_out": seg_sum(np.where(o, plen, 0)),
+        "bytes_in": seg_sum(np.where(o, 0, plen)),
+        "packets_out": seg_sum(o.astype(np.int64)),
+        "packets_in": seg_sum((~o).astype(np.int64)),
+        "ip_bytes_out": seg_sum(np.where(o, iplen, 0)),
+        "ip_bytes_in": seg_sum(np.where(o, 0, iplen)),
     }
-    for c, cond in conds.items():
-        letters.append(f"min(i) FILTER (WHERE o AND {cond}) AS {c}_o")
-        letters.append(f"min(i) FILTER (WHERE NOT o AND {cond}) AS {c}_r")
-    parts = []
-    for c in conds:
-        parts.append(f"{{'i': {c}_o, 'c': '{c}'}}")
-        parts.append(f"{{'i': {c}_r, 'c': '{c.lower()}'}}")
-    hist = (
-        "array_to_string(list_transform(list_sort(list_filter(["
-        + ", ".join(parts)
-        + "], x -> x.i IS NOT NULL)), x -> x.c), '')"
+    # non-first fragments carry no transport header: they add packets and IP bytes to their flow
+    frag = np.nonzero(h.frag_later & (fa.fid >= 0))[0]
+    if len(frag):
+        f, fo = fa.fid[frag], fa.is_orig[frag]
+        np.add.at(cols["packets_out"], f[fo], 1)
+        np.add.at(cols["packets_in"], f[~fo], 1)
+        np.add.at(cols["ip_bytes_out"], f[fo], h.iplen[frag][fo])
+        np.add.at(cols["ip_bytes_in"], f[~fo], h.iplen[frag][~fo])
+        np.maximum.at(cols["ts1"], f, ts_ns[frag])
+    history, state = _history(h, fa, cols["packets_in"])
+    out = pa.table(cols)
+    out = out.append_column("history", pa.array(history, pa.string()))
+    return out.append_column("tcp_state", pa.array(state, pa.string()))
+
+
+_LETTERS = "SHADFR"
+
+
+def _history(h: Headers, fa: FlowAssignment, packets_in: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Zeek history letters (originator upper case, responder lower case) ordered by first
+    occurrence, and Zeek conn_state, for every flow."""
+    order, starts = fa.order, fa.starts
+    if not len(order):
+        return [], np.zeros(0, object)
+    fl = h.flags[order]
+    plen = h.plen[order]
+    o = fa.is_orig[order]
+    syn, ack, fin, rst = (fl & SYN) != 0, (fl & ACK) != 0, (fl & FIN) != 0, (fl & RST) != 0
+    conds = [syn & ~ack, syn & ack, ack & ~syn & ~fin & ~rst & (plen == 0), plen > 0, fin, rst]
+    big = np.int64(len(order) + 1)
+    pos = np.arange(len(order), dtype=np.int64)
+    first = np.empty((len(starts), 12), np.int64)
+    for k, c in enumerate(conds):
+        first[:, 2 * k] = np.minimum.reduceat(np.where(c & o, pos, big), starts)
+        first[:, 2 * k + 1] = np.minimum.reduceat(np.where(c & ~o, pos, big), starts)
+    seen = first < big
+    # the letter order of each flow; distinct patterns are few, so strings are built once per pattern
+    srt = np.argsort(first, axis=1, kind="stable")
+    letter = np.where(np.take_along_axis(seen, srt, axis=1), srt, 12)  # 12: no letter
+    code = np.zeros(len(starts), np.int64)
+    for k in range(12):
+        code = code * 13 + letter[:, k]
+    pats, idx, inv = np.unique(code, return_index=True, return_inverse=True)
+    chars = [c for L in _LETTERS for c in (L, L.lower())] + [""]
+    pat_txt = np.asarray(["".join(chars[j] for j in letter[i].tolist()) for i in idx.tolist()], dtype=object)
+    history = pat_txt[inv.reshape(-1)].tolist()
+    S_o, H_r, F_o, F_r, R_o, R_r = seen[:, 0], seen[:, 3], seen[:, 8], seen[:, 9], seen[:, 10], seen[:, 11]
+    est = S_o & H_r
+    state = np.select(
+        [
+            est & R_o, est & R_r, est & F_o & F_r, est & F_o, est & F_r, est,
+            S_o & R_r, S_o & R_o, S_o & F_o, S_o & (packets_in == 0), S_o,
+            H_r & R_r, H_r & F_r,
+        ],
+        ["RSTO", "RSTR", "SF", "S2", "S3", "S1", "REJ", "RSTOS0", "SH", "S0", "OTH", "RSTRH", "SHR"],
+        default="OTH",
     )
-    sql = f"""
-    WITH g AS (
-      SELECT fid, min(ts) AS ts0, max(ts) AS ts1,
-        coalesce(sum(plen) FILTER (WHERE o), 0) AS bytes_out,
-        coalesce(sum(plen) FILTER (WHERE NOT o), 0) AS bytes_in,
-        count(*) FILTER (WHERE o) AS packets_out,
-        count(*) FILTER (WHERE NOT o) AS packets_in,
-        coalesce(sum(iplen) FILTER (WHERE o), 0) AS ip_bytes_out,
-        coalesce(sum(iplen) FILTER (WHERE NOT o), 0) AS ip_bytes_in,
-        {", ".join(letters)}
-      FROM __rw_pk GROUP BY fid)
-    SELECT fid, ts0, ts1, bytes_out, bytes_in, packets_out, packets_in, ip_bytes_out, ip_bytes_in,
-      {hist} AS history,
-      CASE
-        WHEN S_o IS NOT NULL AND H_r IS NOT NULL THEN
-          CASE WHEN R_o IS NOT NULL THEN 'RSTO' WHEN R_r IS NOT NULL THEN 'RSTR'
-               WHEN F_o IS NOT NULL AND F_r IS NOT NULL THEN 'SF'
-               WHEN F_o IS NOT NULL THEN 'S2' WHEN F_r IS NOT NULL THEN 'S3' ELSE 'S1' END
-        WHEN S_o IS NOT NULL THEN
-          CASE WHEN R_r IS NOT NULL THEN 'REJ' WHEN R_o IS NOT NULL THEN 'RSTOS0'
-               WHEN F_o IS NOT NULL THEN 'SH' WHEN packets_in = 0 THEN 'S0' ELSE 'OTH' END
-        WHEN H_r IS NOT NULL THEN
-          CASE WHEN R_r IS NOT NULL THEN 'RSTRH' WHEN F_r IS NOT NULL THEN 'SHR' ELSE 'OTH' END
-        ELSE 'OTH' END AS tcp_state
-    FROM g ORDER BY fid"""
-    try:
-        out = con.execute(sql).to_arrow_table()
-    finally:
-        con.unregister("__rw_pk")
-    return out
+    return history, state.astype(object)
 
 
 def _format_ips(ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[str]:
     """Text addresses, formatting each distinct address once."""
-    if not len(ver):
-        return []
-    keys = np.stack([ver.astype(np.uint64), hi, lo], axis=1)
-    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-    txt = []
-    for v, a, b in uniq.tolist():
-        if v == 4:
-            txt.append(socket.inet_ntop(socket.AF_INET, (b & 0xFFFFFFFF).to_bytes(4, "big")))
-        else:
-            txt.append(socket.inet_ntop(socket.AF_INET6, a.to_bytes(8, "big") + b.to_bytes(8, "big")))
-    arr = np.asarray(txt, dtype=object)
-    return arr[inv.reshape(-1)].tolist()
+    out = np.empty(len(ver), dtype=object)
+    v4 = ver == 4
+    if v4.any():
+        u, inv = np.unique(lo[v4] & np.uint64(0xFFFFFFFF), return_inverse=True)
+        txt = np.asarray([socket.inet_ntoa(int(a).to_bytes(4, "big")) for a in u.tolist()] + [""], dtype=object)
+        out[v4] = txt[inv.reshape(-1)]
+    v6 = ~v4
+    if v6.any():
+        u, inv = np.unique(np.stack([hi[v6], lo[v6]], axis=1), axis=0, return_inverse=True)
+        txt = np.asarray(
+            [socket.inet_ntop(socket.AF_INET6, int(a).to_bytes(8, "big") + int(b).to_bytes(8, "big")) for a, b in u.tolist()]
+            + [""],
+            dtype=object,
+        )
+        out[v6] = txt[inv.reshape(-1)]
+    return out.tolist()
 
 
 def community_ids(fa: FlowAssignment, seed: int = 0) -> list[str]:
@@ -293,14 +343,15 @@ def community_ids(fa: FlowAssignment, seed: int = 0) -> list[str]:
     return out
 
 
-def flow_uids(host_id: str, capture_sha: str, cids: list[str], ts0: np.ndarray) -> list[str]:
-    """Deterministic ids: the same capture on the same host always yields the same uids."""
-    prefix = f"{host_id}|{capture_sha}|".encode()
-    b2, b32 = hashlib.blake2b, base64.b32encode
-    return [
-        "C" + b32(b2(prefix + c.encode() + b"|" + str(t).encode(), digest_size=10).digest()).decode().lower()
-        for c, t in zip(cids, ts0.tolist(), strict=True)
-    ]
+def flow_uids(host_id: str, capture_sha: str, fa: FlowAssignment, ts0: np.ndarray) -> list[str]:
+    """Deterministic ids (host, capture content, 5-tuple, first-packet time): the same capture on the
+    same host always yields the same uids. 128 bits from two seeded 64-bit mixes, built with numpy."""
+    seed = hashlib.sha256(f"{host_id}|{capture_sha}".encode()).digest()
+    s1 = np.full(fa.count, int.from_bytes(seed[:8], "big"), np.uint64)
+    s2 = np.full(fa.count, int.from_bytes(seed[8:16], "big"), np.uint64)
+    cols = (fa.proto, fa.a_hi, fa.a_lo, fa.a_port, fa.b_hi, fa.b_lo, fa.b_port, ts0.astype(np.uint64))
+    h1, h2 = _mix(s1, *cols), _mix(s2, *cols)
+    return [f"C{a:016x}{b:016x}" for a, b in zip(h1.tolist(), h2.tolist(), strict=True)]
 
 
 def endpoints(fa: FlowAssignment) -> dict[str, object]:

@@ -55,7 +55,7 @@ class _Gather:
         return idx + n <= (self.end if m is None else self.end[m])
 
     def u8(self, idx: np.ndarray) -> np.ndarray:
-        return self.buf[np.minimum(idx, self.last)].astype(np.int64)
+        return self.buf.take(idx, mode="clip").astype(np.int64)
 
     def u16(self, idx: np.ndarray) -> np.ndarray:
         return (self.u8(idx) << 8) | self.u8(idx + 1)

@@ -37,7 +37,8 @@ def tshark_path() -> str:
 
 
 def base_args() -> list[str]:
-    args = [tshark_path(), "-n", "-Q"]
+    # sequence analysis and timestamps cost time and are not needed for reassembly
+    args = [tshark_path(), "-n", "-Q", "-o", "tcp.analyze_sequence_numbers:FALSE", "-o", "tcp.calculate_timestamps:FALSE"]
     for p in DISABLED:
         args += ["--disable-protocol", p]
     return args
