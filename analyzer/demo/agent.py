@@ -51,6 +51,8 @@ class Turn:
     model_requested: str
     model_returned: str | None = None
     http_version: str | None = None
+    tls_version: str | None = None
+    alpn: str | None = None
     text: str = ""
     tool_calls: list[dict[str, str]] = field(default_factory=list)
     exec: list[dict[str, Any]] = field(default_factory=list)
@@ -68,10 +70,16 @@ class Agent:
         self.api, self.stream, self.cafile = api, stream, cafile
         self.model = model or DEFAULT_MODELS[api]
         self.root = base_url.rstrip("/").removesuffix("/v1")
-        self._versions: list[str] = []
+        self._versions: list[tuple[str, str | None, str | None]] = []
 
         def on_response(response: Any) -> None:
-            self._versions.append(response.http_version)
+            # (HTTP version, TLS version, ALPN) of the connection that carried this response.
+            tls = alpn = None
+            stream = response.extensions.get("network_stream")
+            ssl_obj = stream.get_extra_info("ssl_object") if stream is not None else None
+            if ssl_obj is not None:
+                tls, alpn = ssl_obj.version(), ssl_obj.selected_alpn_protocol()
+            self._versions.append((response.http_version, tls, alpn))
 
         hooks = {"response": [on_response]}
         if api == "anthropic":
@@ -116,7 +124,8 @@ class Agent:
         start = time.monotonic()
         {"openai": self._chat, "responses": self._responses, "anthropic": self._messages}[self.api](conversation, t)
         t.seconds = round(time.monotonic() - start, 4)
-        t.http_version = self._versions[-1] if len(self._versions) > n0 else None
+        if len(self._versions) > n0:
+            t.http_version, t.tls_version, t.alpn = self._versions[-1]
         return t
 
     def _chat(self, messages: list[Any], t: Turn) -> None:
@@ -299,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                     summary["fetches"] += a["kind"] == "fetch"
                     summary["refused"] += a["kind"] == "refused"
             _emit({"task": i, "turn": j, "api": t.api, "stream": t.stream, "model_requested": t.model_requested,
-                   "model_returned": t.model_returned, "http_version": t.http_version, "text": t.text,
+                   "model_returned": t.model_returned, "http_version": t.http_version,
+                   "tls_version": t.tls_version, "alpn": t.alpn, "text": t.text,
                    "tool_calls": t.tool_calls, "exec": t.exec, "seconds": t.seconds})
     agent.close()
     _emit({"summary": summary})

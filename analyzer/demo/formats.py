@@ -8,6 +8,7 @@ Messages spell it, streamed or not, so the real SDKs parse it as they would a pr
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ class Request:
     after_tool_result: bool
     include_usage: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
+    tool_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> JSON-schema properties
 
 
 @dataclass
@@ -68,12 +70,17 @@ def parse_request(api: str, body: dict[str, Any]) -> Request:
     stream = bool(body.get("stream", False))
     tools = body.get("tools") or []
     names: list[str] = []
+    schemas: dict[str, dict[str, Any]] = {}
     for t in tools:
         if not isinstance(t, dict):
             continue
-        name = t.get("name") or (t.get("function") or {}).get("name")
+        fn = t.get("function") if isinstance(t.get("function"), dict) else t
+        name = fn.get("name")
         if name:
             names.append(str(name))
+            schema = fn.get("parameters") or fn.get("input_schema") or {}
+            props = schema.get("properties") if isinstance(schema, dict) else None
+            schemas[str(name)] = props if isinstance(props, dict) else {}
     user_text, after_tool = "", False
     if api == "openai.responses":
         inp = body.get("input")
@@ -101,7 +108,31 @@ def parse_request(api: str, body: dict[str, Any]) -> Request:
                 else:
                     user_text, after_tool = _text_of(content), False
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    return Request(api, model, stream, names, user_text, after_tool, include_usage, body)
+    return Request(api, model, stream, names, user_text, after_tool, include_usage, body, schemas)
+
+
+SHELL_TOOL = re.compile(r"(?i)shell|bash|exec|command|terminal|run")
+
+
+def pick_shell_tool(req: Request) -> str:
+    """The tool a shell command goes to: run_shell, else the first shell-like name, else the first tool."""
+    if "run_shell" in req.tool_names:
+        return "run_shell"
+    return next((n for n in req.tool_names if SHELL_TOOL.search(n)), req.tool_names[0])
+
+
+def shell_arguments(command: str, props: dict[str, Any]) -> dict[str, Any]:
+    """Arguments for a shell tool that fit its schema: `command` as a string, or as an argv array
+    (Codex's `shell` tool), plus a non-ASCII reason/description where the schema has room for one."""
+    if not props:
+        return {"command": command, "reason": REASON}
+    key = "command" if "command" in props else next(iter(props))
+    value: Any = ["bash", "-lc", command] if props.get(key, {}).get("type") == "array" else command
+    args: dict[str, Any] = {key: value}
+    for extra in ("reason", "description", "justification"):
+        if extra in props and extra != key:
+            args[extra] = REASON
+    return args
 
 
 def _pieces(s: str, n: int = ARG_CHUNK) -> list[str]:

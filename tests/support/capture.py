@@ -59,6 +59,20 @@ def _free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_quiet(path: Path, quiet: float, limit: float) -> None:
+    """Wait until the file has stopped growing for `quiet` seconds (tcpdump may lag behind the kernel
+    ring on a busy machine, and packets still in the ring when it is stopped are lost silently)."""
+    end = time.monotonic() + limit
+    size, since = -1, time.monotonic()
+    while time.monotonic() < end:
+        now_size = path.stat().st_size if path.exists() else 0
+        if now_size != size:
+            size, since = now_size, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.05)
+
+
 @contextmanager
 def capture_loopback(
     path: str | os.PathLike,
@@ -70,12 +84,14 @@ def capture_loopback(
     settle: float = 0.3,
     timeout: float = 15.0,
     netns: str | None = None,
+    buffer_mib: int = 64,
 ) -> Iterator[Capture]:
     """Capture `interface` (default lo) into `path` while the block runs; stop by PID on exit.
 
     `ports` builds the BPF filter (`tcp port A or tcp port B`), `bpf` replaces it. `settle` seconds pass
-    before stopping so the last segments (FIN/ACK) are written. `netns` runs the capture inside a named
-    network namespace. Raises RuntimeError if the capture does not start within `timeout`.
+    without the file growing must pass before stopping, so the last segments (FIN/ACK) are written. `netns` runs the capture inside a named
+    network namespace; `buffer_mib` sizes the kernel capture buffer. Check `cap.stats["dropped"]` after
+    the block: a busy machine can still drop. Raises RuntimeError if the capture does not start within `timeout`.
     """
     tool = capture_tool()
     if tool is None:
@@ -89,11 +105,13 @@ def capture_loopback(
     if tool == "tcpdump":
         # -Z root: do not drop to the tcpdump user (it could not write into a 0700 tmp dir);
         # -U + --immediate-mode: every packet is written as it arrives.
+        # -B: a 64 MiB kernel ring (the 2 MiB default holds ~32 64-KiB loopback segments and drops on a busy
+        # machine; one lost segment makes a TLS stream undecryptable).
         cmd = ["tcpdump", "-i", interface, "-U", "--immediate-mode", "-s", "0", "-n", "-Z", "root",
-               "-w", str(path), filt]
+               "-B", str(buffer_mib * 1024), "-w", str(path), filt]
         ready_marker = "listening on"
     else:
-        cmd = ["dumpcap", "-i", interface, "-P", "-s", "0", "-f", filt, "-w", str(path)]
+        cmd = ["dumpcap", "-i", interface, "-P", "-s", "0", "-B", str(buffer_mib), "-f", filt, "-w", str(path)]
         ready_marker = "Capturing on"
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
@@ -131,7 +149,7 @@ def capture_loopback(
         yield cap
     finally:
         if proc.poll() is None:
-            time.sleep(settle)
+            _wait_quiet(path, settle, limit=max(5.0, settle))
             os.kill(proc.pid, signal.SIGINT)
             try:
                 proc.wait(10)

@@ -39,6 +39,7 @@ def test_sdk_agent_capture_decrypts(zoo, tmp_path, tls, alpn, api, stream):  # n
     assert run.returncode == 0, run.stderr
     want_h = "HTTP/2" if alpn[0] == "h2" else "HTTP/1.1"
     assert {t["http_version"] for t in run.turns} == {want_h}
+    assert {(t["tls_version"], t["alpn"]) for t in run.turns} == {(f"TLSv{tls}", "h2" if alpn[0] == "h2" else "http/1.1")}
     # The SDK reassembled exactly what the router sent (streamed deltas included, non-ASCII included).
     sent = [e["arguments"] for e in router.log if e.get("turn") == "tool_call"]
     assert [c["arguments"] for c in run.tool_calls] == sent and "🚀" in sent[0]
