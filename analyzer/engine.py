@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -81,11 +82,19 @@ def current_watermarks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return out
 
 
-def prepare_context(con: duckdb.DuckDBPyConnection, catalog: Catalog, lo: dict[str, int], hi: dict[str, int]) -> None:
-    """The temp views and tables rules may use: `new_<table>` and the catalog as `cat_*`."""
+def prepare_context(con: duckdb.DuckDBPyConnection, catalog: Catalog, lo: dict[str, int], hi: dict[str, int]) -> dict[str, int]:
+    """The temp tables rules may use (`new_<table>`: rows since the watermark; the catalog as
+    `cat_*`) and macros (`rw_allowed`, ...). Returns the number of new rows per table."""
+    counts: dict[str, int] = {}
     for t in SOURCES:
         a, b = lo.get(t, -1), hi[t]
-        con.execute(f"CREATE OR REPLACE TEMP VIEW new_{t} AS SELECT * FROM {t} WHERE rowid > {int(a)} AND rowid <= {int(b)}")
+        if b > a:  # one scan of the lake per table; rules then read the copy
+            con.execute(f"CREATE OR REPLACE TEMP TABLE new_{t} AS SELECT * FROM {t} WHERE rowid > {int(a)} AND rowid <= {int(b)}")
+            counts[t] = con.execute(f"SELECT count(*) FROM new_{t}").fetchone()[0]
+        else:
+            body = ", ".join(f'"{c}" {ty}' for c, ty in TABLES[t])
+            con.execute(f"CREATE OR REPLACE TEMP TABLE new_{t} ({body})")
+            counts[t] = 0
     host_rows = catalog.host_rows()
 
     def table(name: str, cols: dict[str, pa.DataType], rows: list[dict]) -> None:
@@ -126,6 +135,12 @@ def prepare_context(con: duckdb.DuckDBPyConnection, catalog: Catalog, lo: dict[s
     con.execute(
         "CREATE OR REPLACE TEMP MACRO rw_provider_kind(k) AS EXISTS (SELECT 1 FROM cat_credential_hosts c WHERE c.kind = k)"
     )
+    return counts
+
+
+def rule_sources(rule: Rule) -> set[str]:
+    """The `new_<table>` inputs a rule reads: with none of them new, the rule cannot find anything new."""
+    return {m for m in re.findall(r"\bnew_([a-z_]+)\b", rule.sql) if m in SOURCES}
 
 
 def sync_routers(con: duckdb.DuckDBPyConnection, catalog: Catalog, now: dt.datetime) -> None:
@@ -234,11 +249,7 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
     try:
         lo = {} if full else last_watermarks(con)
         hi = current_watermarks(con)
-        new_rows = {t: 0 for t in SOURCES}
-        prepare_context(con, catalog, lo, hi)
-        for t in SOURCES:
-            if hi[t] > lo.get(t, -1):
-                new_rows[t] = con.execute(f"SELECT count(*) FROM new_{t}").fetchone()[0]
+        new_rows = prepare_context(con, catalog, lo, hi)
         t = mark("prepare", t0)
         sync_routers(con, catalog, now)
 
@@ -258,6 +269,9 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
         findings: list[dict] = []
         suppressed = 0
         for rule in rules:
+            srcs = rule_sources(rule)
+            if srcs and not any(new_rows[s] for s in srcs):
+                continue
             rows = run_rule(con, rule)
             if rows:
                 existing = dict(con.execute(
