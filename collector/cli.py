@@ -69,7 +69,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from collector.ingest import IngestError, ingest
 
     try:
-        res = ingest(args.capture, store=args.store, keylog=args.keylog, host_id=args.host_id)
+        res = ingest(args.capture, store=args.store, keylog=args.keylog, host_id=args.host_id,
+                     batch_rows=args.batch_rows)
     except IngestError as exc:
         raise UserError(str(exc)) from None
     if res.truncated:
@@ -90,6 +91,8 @@ def _register_ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file (any link type tshark reads)")
     p.add_argument("--keylog", metavar="FILE", help="TLS key log (SSLKEYLOGFILE format) for decryption")
     p.add_argument("--host-id", metavar="ID", help="host the capture came from (default: $ROUTERWATCH_HOST_ID, else hostname)")
+    p.add_argument("--batch-rows", type=int, default=50_000, metavar="N",
+                   help="rows per committed batch; readers see the store grow batch by batch (default 50000)")
     add_store_arg(p)
     p.set_defaults(func=cmd_ingest)
 
