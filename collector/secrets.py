@@ -152,8 +152,12 @@ _DETECTORS: tuple[_Detector, ...] = (
 )
 _AWS_SECRET_NEAR = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 _MNEMONIC_LENGTHS = (24, 21, 18, 15, 12)
-# punctuation becomes a token of its own (never a wordlist word), so it breaks a run of words
-_PUNCT = str.maketrans({c: " \x00 " for c in "\"'.,;:()[]{}<>`=|"})
+# punctuation becomes a space (a 1:1 ASCII table keeps str.translate on its fast path); a run that
+# then spans punctuation is rejected when its words are looked up in the text with only whitespace between
+_PUNCT = str.maketrans({c: " " for c in "\"'.,;:()[]{}<>`=|"})
+_CS_TRIGGERS = tuple(sorted({t for d in _DETECTORS if not d.lower for t in d.triggers}))
+_CI_TRIGGERS = tuple(sorted({t for d in _DETECTORS if d.lower for t in d.triggers}))
+_MIN_LEN = 15  # no detector matches fewer characters
 _SEP = r"(?:\s|\\n|\\t|\\r)+"
 _RUN12 = re.compile(b"\x01{12,}")
 
@@ -233,16 +237,15 @@ def detect(text: str, extra_values: Iterable[str] = ()) -> list[SecretMatch]:
         while start >= 0:
             found.append(SecretMatch("canary", start, start + len(v), v))
             start = text.find(v, start + len(v))
-    lowered: str | None = None
-    for d in _DETECTORS:
-        if d.lower:
-            if lowered is None:
-                lowered = text.lower()
-            hay = lowered
-        else:
-            hay = text
-        if not any(t in hay for t in d.triggers):
+    if len(text) < _MIN_LEN:
+        return _non_overlapping(found)
+    present = {t for t in _CS_TRIGGERS if t in text}
+    lowered = text.lower()
+    present.update(t for t in _CI_TRIGGERS if t in lowered)
+    for d in _DETECTORS if present else ():
+        if present.isdisjoint(d.triggers):
             continue
+        hay = lowered if d.lower else text
         for mt in _matches(d, text, hay):
             s, e = mt.span(d.group)
             # a token boundary; `\n`-style JSON escapes count as one (the 'n' is not part of the token)

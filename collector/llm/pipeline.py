@@ -229,23 +229,26 @@ def decode_http(
 
     # response body: scan the raw body (non-streamed) or the assembled text (streamed; a secret may be
     # split across events, so the raw event stream itself is never stored)
+    tool_rows = []
+    resp_args: list[dict] = []
+    for t in res.tool_calls:
+        args = sc.text(t.arguments, t.direction, "tool_call")
+        tool_rows.append({
+            "ts": _dt(t_resp if t.direction == "response" else req.ts), "host_id": ctx.host_id, "exchange_id": xid,
+            "idx": t.idx, "call_id": t.call_id, "name": t.name, "arguments": args, "direction": t.direction,
+        })  # fmt: skip
+        if t.direction == "response":
+            resp_args.append({"name": t.name, "call_id": t.call_id, "arguments": args})
     resp_red = None
     if resp is not None:
         if res.stream is not None:
-            assembled = {"text": res.text or "", "tool_calls": [
-                {"name": t.name, "call_id": t.call_id, "arguments": t.arguments}
-                for t in res.tool_calls if t.direction == "response"]}
-            resp_red = sc.text(json.dumps(assembled, ensure_ascii=False), "response", "body")
+            # the stored body of a stream is the message the client assembled (text + tool calls), built
+            # from redacted pieces: a secret split across events is whole (and redacted) only there
+            text = sc.text(res.text, "response", "body") if res.text else ""
+            resp_red = json.dumps({"text": text, "tool_calls": resp_args}, ensure_ascii=False)
             sc.text(_body_text(resp.body), "response", "body")  # secrets whole in the raw stream, too
         elif resp.body:
             resp_red = sc.text(_body_text(resp.body), "response", "body")
-    tool_rows = []
-    for t in res.tool_calls:
-        tool_rows.append({
-            "ts": _dt(t_resp if t.direction == "response" else req.ts), "host_id": ctx.host_id, "exchange_id": xid,
-            "idx": t.idx, "call_id": t.call_id, "name": t.name,
-            "arguments": sc.text(t.arguments, t.direction, "tool_call"), "direction": t.direction,
-        })  # fmt: skip
     kept = router_headers(resp.headers) if resp is not None else {}
     kept_red = {k: secrets.redact_header(k, v, ctx.fingerprinter)[0] for k, v in kept.items()}
     req_body_store, req_cut = _cap(req_red, ctx.body_cap)

@@ -7,7 +7,8 @@ redacted) and gives a first guess of the software in `llm_exchanges.router`.
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
+import re
+from fnmatch import fnmatchcase, translate
 
 # kept (lower-case globs): router software, provider identity, proxies and CDNs on the way
 KEEP = (
@@ -30,12 +31,15 @@ SOFTWARE = (
 )
 
 
+_KEEP_RX = re.compile("|".join(f"(?:{translate(g)})" for g in KEEP))
+
+
 def router_headers(headers: list[tuple[str, str]]) -> dict[str, str]:
     """The fingerprint-relevant response headers (lower-case names; repeated headers joined by ', ')."""
     out: dict[str, str] = {}
     for k, v in headers:
         lk = k.lower()
-        if any(fnmatchcase(lk, g) for g in KEEP):
+        if _KEEP_RX.match(lk):
             out[lk] = f"{out[lk]}, {v}" if lk in out else v
     return out
 

@@ -239,10 +239,11 @@ class Http1Parser:
             self.request_methods.append(method)
             self._body_framing(headers, is_request=True, method=method, status=0, ts=ts)
         else:
-            if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1][:3].isdigit():
+            code = parts[1][:3] if len(parts) > 1 else ""
+            if not parts[0].startswith("HTTP/") or len(code) != 3 or not (code.isascii() and code.isdigit()):
                 self._die("not an HTTP/1.x response")
                 return
-            status = int(parts[1][:3])
+            status = int(code)
             self.msg = HttpResponse(status, headers, b"", ts, http_version=parts[0])
             if 100 <= status < 200 and status != 101:
                 self.msg = None  # interim response: the final one follows
@@ -266,13 +267,11 @@ class Http1Parser:
         elif "chunked" in te:
             self.state = _CHUNK_SIZE
         elif cl is not None:
-            try:
-                n = int(cl.split(",")[0].strip())
-                if n < 0:
-                    raise ValueError
-            except ValueError:
+            txt = cl.split(",")[0].strip()
+            if not (txt.isascii() and txt.isdigit()):
                 self._die("invalid Content-Length")
                 return
+            n = int(txt)
             if n == 0:
                 self._finish(ts)
             else:
