@@ -1,0 +1,221 @@
+"""pcap/pcapng readers and the vectorised header walk on crafted captures (scapy builds the packets).
+
+Covers the fast-path link types, stacked VLAN tags, IPv6 extension headers, IPv4 fragments,
+big-endian and nanosecond pcap, and pcapng with several interfaces of different link types and
+time resolutions; plus Community ID and JA4 against their references.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.inet import IP, TCP, UDP, fragment
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import CookedLinux, Dot1AD, Dot1Q, Ether, Loopback
+from scapy.packet import Raw
+
+from collector.capture import flows, headers
+from collector.capture.community_id import community_id
+from collector.capture.ja4 import ja4
+from collector.capture.records import MappedFile, read_records
+from collector.ingest import ingest
+from collector.store import Store
+
+T0 = 1_700_000_000
+
+
+def write_pcap(path: Path, linktype: int, frames: list[bytes], *, endian: str = "<", nano: bool = False) -> None:
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype)]
+    for i, f in enumerate(frames):
+        frac = i * 1000 if nano else i
+        out.append(struct.pack(endian + "IIII", T0 + i, frac, len(f), len(f)) + f)
+    path.write_bytes(b"".join(out))
+
+
+def _block(btype: int, body: bytes) -> bytes:
+    body += b"\0" * (-len(body) % 4)
+    n = len(body) + 12
+    return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
+
+
+def write_pcapng(path: Path, ifaces: list[tuple[int, int | None, int]], packets: list[tuple[int, int, bytes]]) -> None:
+    """ifaces: (linktype, if_tsresol byte or None, if_tsoffset seconds); packets: (iface, ticks, frame)."""
+    out = [_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))]
+    for lt, res, off in ifaces:
+        opts = b""
+        if res is not None:
+            opts += struct.pack("<HHB3x", 9, 1, res)
+        if off:
+            opts += struct.pack("<HHq", 14, 8, off)
+        opts += struct.pack("<HH", 0, 0)
+        out.append(_block(1, struct.pack("<HHI", lt, 0, 0) + opts))
+    out.append(_block(0x0A, struct.pack("<II", 0x544C534B, 23) + b"CLIENT_RANDOM aa bb\n# x\n"[:23]))
+    for iface, ticks, frame in packets:
+        out.append(_block(6, struct.pack("<IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)) + frame))
+    path.write_bytes(b"".join(out))
+
+
+def walk(path: Path):
+    mf = MappedFile(path)
+    rec = read_records(path, mf)
+    return rec, headers.walk(mf.buf, rec)
+
+
+def tcp4(sport: int = 40000, dport: int = 443, flags: str = "S", payload: bytes = b"") -> IP:
+    p = IP(src="10.0.0.1", dst="10.0.0.2", id=7) / TCP(sport=sport, dport=dport, flags=flags, seq=100)
+    return p / Raw(payload) if payload else p
+
+
+@pytest.mark.parametrize(
+    "linktype, frame",
+    [
+        (1, bytes(Ether() / tcp4())),
+        (1, bytes(Ether() / Dot1AD(vlan=10) / Dot1Q(vlan=20) / Dot1Q(vlan=30) / tcp4())),  # QinQinQ
+        (0, bytes(Loopback(type=2) / tcp4())),  # NULL, host byte order
+        (108, struct.pack(">I", 2) + bytes(tcp4())),  # LOOP, network byte order
+        (101, bytes(tcp4())),  # RAW
+        (228, bytes(tcp4())),  # IPV4
+        (113, bytes(CookedLinux(proto=0x0800) / tcp4())),  # LINUX_SLL
+        (276, struct.pack(">HHIHBB8s", 0x0800, 0, 2, 1, 0, 6, b"\0" * 8) + bytes(tcp4())),  # LINUX_SLL2
+    ],
+    ids=["ether", "qinqinq", "null", "loop", "raw", "ipv4", "sll", "sll2"],
+)
+def test_link_types(tmp_path: Path, linktype: int, frame: bytes) -> None:
+    path = tmp_path / "x.pcap"
+    write_pcap(path, linktype, [frame])
+    rec, h = walk(path)
+    assert h.ok.tolist() == [True]
+    assert (h.ver[0], h.proto[0], h.sport[0], h.dport[0], h.flags[0]) == (4, 6, 40000, 443, 0x02)
+    assert int(h.src_lo[0]) & 0xFFFFFFFF == 0x0A000001
+    assert int(h.dst_lo[0]) & 0xFFFFFFFF == 0x0A000002
+
+
+def test_big_endian_and_nanosecond_pcap(tmp_path: Path) -> None:
+    frames = [bytes(Ether() / tcp4(payload=b"x" * 10)), bytes(Ether() / tcp4(flags="A"))]
+    for endian in "<>":
+        for nano in (False, True):
+            path = tmp_path / f"{endian == '>'}{nano}.pcap"
+            write_pcap(path, 1, frames, endian=endian, nano=nano)
+            rec, h = walk(path)
+            assert rec.ts_ns.tolist() == [T0 * 10**9, (T0 + 1) * 10**9 + 1000]
+            assert h.plen.tolist() == [10, 0]
+
+
+def test_ipv6_extension_headers_and_ipv4_fragments(tmp_path: Path) -> None:
+    v6 = IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop() / UDP(sport=5000, dport=53) / Raw(b"q" * 20)
+    big = IP(src="10.0.0.1", dst="10.0.0.53", id=4242) / UDP(sport=5001, dport=53) / Raw(b"r" * 3000)
+    frags = fragment(big, fragsize=1000)
+    path = tmp_path / "x.pcap"
+    write_pcap(path, 1, [bytes(Ether() / v6)] + [bytes(Ether() / f) for f in frags])
+    rec, h = walk(path)
+    assert (h.ver[0], h.proto[0], h.sport[0], h.dport[0], h.plen[0]) == (6, 17, 5000, 53, 20)
+    assert h.frag_first.tolist() == [False, True] + [False] * (len(frags) - 1)
+    assert h.frag_later.tolist() == [False, False] + [True] * (len(frags) - 1)
+    fa = flows.assign(h)
+    assert fa.count == 2
+    assert len(set(fa.fid[1:].tolist())) == 1  # every fragment joined the first fragment's flow
+    agg = flows.aggregate(h, fa, rec.ts_ns)
+    assert agg.column("packets_out").to_pylist()[fa.fid[1]] == len(frags)
+    assert agg.column("bytes_out").to_pylist()[fa.fid[1]] == 3000
+
+
+def test_pcapng_interfaces_resolutions_and_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "x.pcapng"
+    f_eth = bytes(Ether() / tcp4())
+    f_raw = bytes(tcp4(sport=40001))
+    write_pcapng(
+        path,
+        [(1, None, 0), (101, 9, 0), (1, 0x80 | 20, 10)],  # microseconds; nanoseconds; 2^-20 s + 10 s offset
+        [(0, T0 * 10**6 + 5, f_eth), (1, T0 * 10**9 + 7, f_raw), (2, T0 << 20, f_eth)],
+    )
+    rec, h = walk(path)
+    assert rec.linktypes == [1, 101, 1]
+    assert rec.ts_ns.tolist() == [T0 * 10**9 + 5000, T0 * 10**9 + 7, (T0 + 10) * 10**9]
+    assert h.sport.tolist() == [40000, 40001, 40000]
+    assert rec.dsb_blocks == 1 and rec.dsb_secrets == 1
+
+
+def test_port_reuse_with_new_isn_is_a_new_flow(tmp_path: Path) -> None:
+    def conn(seq: int) -> list[bytes]:
+        return [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=80, flags=f, seq=s))
+                for f, s in (("S", seq), ("S", seq), ("F", seq + 1))]
+
+    path = tmp_path / "x.pcap"
+    write_pcap(path, 1, conn(1000) + conn(9000))  # a retransmitted SYN stays in its flow
+    rec, h = walk(path)
+    fa = flows.assign(h)
+    assert fa.fid.tolist() == [0, 0, 0, 1, 1, 1] or fa.fid.tolist() == [1, 1, 1, 0, 0, 0]
+
+
+def test_dns_answers_exclude_glue_records(tmp_path: Path, store_dir: Path) -> None:
+    q = DNS(id=5, qd=DNSQR(qname="example.org", qtype="NS"))
+    r = DNS(id=5, qr=1, qd=DNSQR(qname="example.org", qtype="NS"),
+            an=DNSRR(rrname="example.org", type="A", rdata="192.0.2.1"),
+            ar=DNSRR(rrname="ns1.example.org", type="A", rdata="192.0.2.53"))
+    frames = [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=3333, dport=53) / q),
+              bytes(Ether() / IP(src="10.0.0.53", dst="10.0.0.1") / UDP(sport=53, dport=3333) / r)]
+    path = tmp_path / "dns.pcap"
+    write_pcap(path, 1, frames)
+    res = ingest(path, store=str(store_dir), host_id="t")
+    assert res.dns == 1  # the answered query is represented by its response, which repeats the question
+    with Store.open(str(store_dir), read_only=True) as st:
+        rows = st.sql("SELECT query, qtype, rcode, answers, is_response, trans_id FROM dns").fetchall()
+    assert rows == [("example.org", "NS", "NOERROR", ["192.0.2.1"], True, 5)]
+
+
+def test_vectorised_community_id_matches_reference() -> None:
+    rnd = random.Random(7)
+    rows = []
+    for _ in range(200):
+        v6 = rnd.random() < 0.3
+        bits = 128 if v6 else 32
+        a, b = rnd.getrandbits(bits), rnd.getrandbits(bits)
+        rows.append((v6, a, b, rnd.choice((6, 17)), rnd.randrange(65536), rnd.randrange(65536)))
+    n = len(rows)
+    ver = np.array([6 if r[0] else 4 for r in rows], np.uint8)
+
+    def split(x: int, v6: bool) -> tuple[int, int]:
+        return (x >> 64, x & (2**64 - 1)) if v6 else (0, 0xFFFF00000000 | x)
+
+    a = [split(r[1], r[0]) for r in rows]
+    b = [split(r[2], r[0]) for r in rows]
+    # canonical order as flows.assign produces it: (address, port) ascending
+    lo_first = [(x, r[4]) <= (y, r[5]) for x, y, r in zip(a, b, rows, strict=True)]
+    fa = flows.FlowAssignment(
+        fid=np.zeros(0, np.int64), is_orig=np.zeros(0, bool), count=n, ver=ver,
+        proto=np.array([r[3] for r in rows], np.uint8),
+        a_hi=np.array([(x if f else y)[0] for x, y, f in zip(a, b, lo_first, strict=True)], np.uint64),
+        a_lo=np.array([(x if f else y)[1] for x, y, f in zip(a, b, lo_first, strict=True)], np.uint64),
+        a_port=np.array([(r[4] if f else r[5]) for r, f in zip(rows, lo_first, strict=True)], np.int64),
+        b_hi=np.array([(y if f else x)[0] for x, y, f in zip(a, b, lo_first, strict=True)], np.uint64),
+        b_lo=np.array([(y if f else x)[1] for x, y, f in zip(a, b, lo_first, strict=True)], np.uint64),
+        b_port=np.array([(r[5] if f else r[4]) for r, f in zip(rows, lo_first, strict=True)], np.int64),
+        orig_is_a=np.ones(n, bool), first_rec=np.zeros(n, np.int64), order=np.zeros(0, np.int64),
+        starts=np.zeros(0, np.int64),
+    )
+    import ipaddress
+
+    def txt(x: int, v6: bool) -> str:
+        return str(ipaddress.IPv6Address(x) if v6 else ipaddress.IPv4Address(x))
+
+    want = [community_id(r[3], txt(r[1], r[0]), r[4], txt(r[2], r[0]), r[5]) for r in rows]
+    assert flows.community_ids(fa) == want
+
+
+def test_ja4_reference_values() -> None:
+    """FoxIO's published JA4 for Chrome (JA4_r from FoxIO-LLC/ja4 python/test/testdata)."""
+    ciphers = [0x3A3A, 0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8, 0xC013, 0xC014,
+               0x009C, 0x009D, 0x002F, 0x0035]
+    exts = [14906, 35, 65281, 0, 27, 18, 17513, 45, 43, 13, 16, 51, 10, 5, 23, 11, 6682, 21]
+    sigs = [0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601]
+    got = ja4(proto="t", version=0x0303, ciphers=ciphers, extensions=exts,
+              supported_versions=[0x6A6A, 0x0304, 0x0303], has_sni=True, alpn_first="h2", sig_algs=sigs)
+    assert got == "t13d1516h2_8daaf6152771_e5627efa2ab1"
+    assert ja4(proto="q", version=0x0303, ciphers=[], extensions=[], supported_versions=[], has_sni=False,
+               alpn_first=None, sig_algs=[]) == "q12i000000_000000000000_000000000000"
