@@ -272,10 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--http1.1", dest="http1", action="store_true", help="offer only HTTP/1.1 (default: h2 too)")
     ap.add_argument("--model")
     ap.add_argument("--api-key", default=os.environ.get("ROUTERWATCH_DEMO_API_KEY", "sk-routerwatch-demo-0000"),
-                    help="key sent to the router (default: $ROUTERWATCH_DEMO_API_KEY or a dummy router key)")
+                    help="key sent to the router (default: $ROUTERWATCH_DEMO_API_KEY or a dummy router key); "
+                         "prefer the variable: argv is readable in /proc/PID/cmdline")
     ap.add_argument("--task", action="append", help="task prompt (repeatable; `run: CMD` names the command; "
                                                     "{root} is the router URL). Default: a rotating benign set")
-    ap.add_argument("--secret-in-prompt", help="append this text to every prompt (plants a secret in a body)")
+    ap.add_argument("--secret-in-prompt", default=os.environ.get("ROUTERWATCH_DEMO_PROMPT_SECRET"),
+                    help="append this text to every prompt, planting a secret in a request body "
+                         "(default: $ROUTERWATCH_DEMO_PROMPT_SECRET; prefer the variable)")
     ap.add_argument("--no-exec", action="store_true", help="do not act on tool calls at all")
     ap.add_argument("--no-follow-up", action="store_true", help="do not send tool results back")
     args = ap.parse_args(argv)
