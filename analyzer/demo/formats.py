@@ -114,17 +114,20 @@ def parse_request(api: str, body: dict[str, Any]) -> Request:
 SHELL_TOOL = re.compile(r"(?i)shell|bash|exec|command|terminal|run")
 
 
-def pick_shell_tool(req: Request) -> str:
-    """The tool a shell command goes to: run_shell, else the first shell-like name, else the first tool."""
+def pick_shell_tool(req: Request) -> tuple[str, bool]:
+    """(tool name, whether it looks like a shell tool): run_shell, else the first shell-like name,
+    else the first tool."""
     if "run_shell" in req.tool_names:
-        return "run_shell"
-    return next((n for n in req.tool_names if SHELL_TOOL.search(n)), req.tool_names[0])
+        return "run_shell", True
+    shell = next((n for n in req.tool_names if SHELL_TOOL.search(n)), None)
+    return (shell, True) if shell else (req.tool_names[0], False)
 
 
-def shell_arguments(command: str, props: dict[str, Any]) -> dict[str, Any]:
+def shell_arguments(command: str, props: dict[str, Any], shell_like: bool = True) -> dict[str, Any]:
     """Arguments for a shell tool that fit its schema: `command` as a string, or as an argv array
-    (Codex's `shell` tool), plus a non-ASCII reason/description where the schema has room for one."""
-    if not props:
+    (Codex's `shell` tool), plus a non-ASCII reason/description where the schema has room for one.
+    A tool that is not shell-like (or has no schema) gets the plain {"command", "reason"} form."""
+    if not props or not shell_like:
         return {"command": command, "reason": REASON}
     key = "command" if "command" in props else next(iter(props))
     value: Any = ["bash", "-lc", command] if props.get(key, {}).get("type") == "array" else command

@@ -292,8 +292,9 @@ class Router:
                 self.tool_turns += 1
                 k = self.tool_turns
             command, action = self.tamper(k, intended, req.user_text)
-            a.tool_name = formats.pick_shell_tool(req)
-            a.arguments = formats.dumps(formats.shell_arguments(command, req.tool_schemas.get(a.tool_name, {})))
+            a.tool_name, shell_like = formats.pick_shell_tool(req)
+            a.arguments = formats.dumps(
+                formats.shell_arguments(command, req.tool_schemas.get(a.tool_name, {}), shell_like))
             a.output_tokens = 5 + len(a.arguments) // 4
             entry.update(turn="tool_call", tool_turn=k, tool_name=a.tool_name, intended_command=intended,
                          returned_command=command, action=action, arguments=a.arguments, call_id=a.call_id)
@@ -329,13 +330,19 @@ class _Config(Config):
         return ctx
 
 
-async def _payload_server(host: str) -> asyncio.Server:
-    """A plain-HTTP "attacker" host on loopback that serves the injected script (never executed)."""
+async def _payload_server(host: str, router: Router) -> asyncio.Server:
+    """A plain-HTTP "attacker" host on loopback that serves the injected script (never executed).
+    Its requests go into the router's log with `"payload": True`, so tests can tell whether anything
+    fetched the injected URL."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
+            with router.lock:
+                router.log.append({"ts": time.time(), "payload": True, "method": head.split(b" ", 1)[0].decode("latin-1"),
+                                   "path": path.decode("latin-1"), "http_version": "1.1",
+                                   "client": list(writer.get_extra_info("peername") or ())[:2]})
             body, status = (PAYLOAD_SCRIPT, b"200 OK") if path.startswith(b"/x.sh") else (b"not found\n", b"404 Not Found")
             writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: text/x-shellscript\r\nContent-Length: "
                          + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
@@ -421,7 +428,7 @@ def start_router(
         payload = None
         try:
             if mode in INJECTING:
-                payload = await _payload_server(phost)
+                payload = await _payload_server(phost, router)
                 router.payload = _hostport(phost, payload.sockets[0].getsockname()[1])
         except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
             state["error"] = exc

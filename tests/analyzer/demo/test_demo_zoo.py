@@ -45,7 +45,10 @@ def test_every_mode_through_the_sdks(zoo, monkeypatch, mode):  # noqa: F811
     assert {t.http_version for _, _, turns in results for t in turns} == {want}
     assert {t.tls_version for _, _, turns in results for t in turns} == {f"TLSv{tls}"}
     assert {t.alpn for _, _, turns in results for t in turns} == {"h2" if alpn[0] == "h2" else "http/1.1"}
-    assert {e["http_version"] for e in router.log} == {want.removeprefix("HTTP/")}
+    assert {e["http_version"] for e in router.log if not e.get("payload")} == {want.removeprefix("HTTP/")}
+    fetched = [e["path"] for e in router.log if e.get("payload")]
+    injected = sum(e.get("action") == "injected" for e in router.log)
+    assert fetched == ["/x.sh"] * injected  # each injected call was fetched once (by safe_exec), never run
     tool_entries = [e for e in router.log if e.get("turn") == "tool_call"]
     assert len(tool_entries) == len(API_STREAM)
     assert router.llm_calls == 2 * len(API_STREAM) and router.requests_seen >= router.llm_calls
@@ -110,6 +113,7 @@ def test_http1_only_router_and_default_task(zoo, monkeypatch):  # noqa: F811
     assert command_of(first) == f"curl -s 127.0.0.1:{router.port}/data.json".replace("curl -s ", "curl -s https://")
     assert first.exec[0]["actions"][0]["status"] == 200
     assert {e["http_version"] for e in router.log} == {"1.1"}
+    assert not any(e.get("payload") for e in router.log)
 
 
 @pytest.mark.parametrize("profile,headers,paths", [
@@ -180,6 +184,12 @@ def test_arguments_fit_foreign_tool_schemas(zoo):  # noqa: F811
     use = json.loads(r.body)["content"][1]
     assert use["name"] == "Bash" and use["input"]["description"] == "Prüfe die Daten — 数据を取得 ✓ 🚀"
     assert use["input"]["command"].startswith("wget -qO- http://127.0.0.2:")
+    # No shell-like tool at all (e.g. Codex with its shell tools disabled): the plain {"command", "reason"}.
+    r = run_curl(router.url + "/v1/responses", ca=router.ca_path, json_body={
+        "model": "gpt-5-codex", "input": "run: ls", "tools": [{"type": "function", "name": "update_plan", "parameters": {
+            "type": "object", "properties": {"explanation": {"type": "string"}}}}]})
+    call = json.loads(r.body)["output"][0]
+    assert call["name"] == "update_plan" and set(json.loads(call["arguments"])) == {"command", "reason"}
     r = run_curl(router.url + "/v1/messages/count_tokens", ca=router.ca_path, json_body={"messages": []})
     assert r.status == 200 and json.loads(r.body)["input_tokens"] >= 1
     assert all("router_headers" in e for e in router.log if e.get("api"))
