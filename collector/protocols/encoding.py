@@ -17,72 +17,104 @@ from collector.protocols.messages import Chunk
 
 DEFAULT_KEEP = 16 * 1024 * 1024  # decoded bytes kept for parsing (LLM JSON, SSE)
 MAX_DECODED = 1024 * 1024 * 1024  # stop decoding (and hashing) a body past this many decoded bytes
-_STEP = 64 * 1024  # input slice fed to a decompressor at once (bounds each output burst)
+PIECE = 1024 * 1024  # decoded piece size a decompressor hands on at once (brotli may reach ~2x): bounds memory on bombs
+
+
+class _Stop(Exception):
+    """The consumer has enough (MAX_DECODED): stop decompressing."""
 
 
 class _Zlib:
-    def __init__(self, wbits: int):
+    def __init__(self, wbits: int, emit):
+        self.wbits = wbits
+        self.emit = emit
         self.d = zlib.decompressobj(wbits)
         self.first = wbits == zlib.MAX_WBITS  # deflate: some servers send raw deflate, retry once
 
-    def feed(self, data: bytes) -> bytes:
+    def write(self, data: bytes) -> None:
         try:
-            out = self.d.decompress(data)
+            out = self.d.decompress(data, PIECE)
         except zlib.error:
             if not self.first:
                 raise
             self.d = zlib.decompressobj(-zlib.MAX_WBITS)
             self.first = False
-            out = self.d.decompress(data)
+            out = self.d.decompress(data, PIECE)
         self.first = False
-        # gzip members may follow each other (concatenated gzip)
-        while self.d.eof and self.d.unused_data:
-            rest = self.d.unused_data
-            self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out += self.d.decompress(rest)
-        return out
+        self._drain(out)
 
-    def flush(self) -> bytes:
-        return self.d.flush()
+    def _drain(self, out: bytes) -> None:
+        while True:
+            if out:
+                self.emit(out)
+            if self.d.unconsumed_tail:
+                out = self.d.decompress(self.d.unconsumed_tail, PIECE)
+                continue
+            if self.d.eof and self.d.unused_data and self.wbits != zlib.MAX_WBITS:
+                rest = self.d.unused_data  # concatenated gzip members
+                self.d = zlib.decompressobj(self.wbits)
+                out = self.d.decompress(rest, PIECE)
+                continue
+            return
+
+    def flush(self) -> None:
+        out = self.d.flush()
+        if out:
+            self.emit(out)
 
 
 class _Brotli:
-    def __init__(self) -> None:
+    def __init__(self, emit):
+        self.emit = emit
         self.d = brotli.Decompressor()
 
-    def feed(self, data: bytes) -> bytes:
-        return self.d.process(data)
+    def write(self, data: bytes) -> None:
+        out = self.d.process(data, output_buffer_limit=PIECE)
+        while True:
+            if out:
+                self.emit(out)
+            if self.d.can_accept_more_data():
+                return
+            out = self.d.process(b"", output_buffer_limit=PIECE)
 
-    def flush(self) -> bytes:
-        return b""
+    def flush(self) -> None:
+        while not self.d.is_finished():  # output still buffered in the decoder
+            out = self.d.process(b"", output_buffer_limit=PIECE)
+            if not out:
+                return
+            self.emit(out)
+
+
+class _Emit:
+    def __init__(self, emit):
+        self.emit = emit
+
+    def write(self, data: bytes) -> int:
+        self.emit(data)
+        return len(data)
 
 
 class _Zstd:
-    def __init__(self) -> None:
-        self.d = zstandard.ZstdDecompressor().decompressobj()
+    def __init__(self, emit):
+        self.w = zstandard.ZstdDecompressor().stream_writer(_Emit(emit), write_size=PIECE)
 
-    def feed(self, data: bytes) -> bytes:
-        out = self.d.decompress(data)
-        while self.d.eof and self.d.unused_data:  # concatenated frames
-            rest = self.d.unused_data
-            self.d = zstandard.ZstdDecompressor().decompressobj()
-            out += self.d.decompress(rest)
-        return out
+    def write(self, data: bytes) -> None:
+        self.w.write(data)
 
-    def flush(self) -> bytes:
-        return b""
+    def flush(self) -> None:
+        self.w.flush()
 
 
-def _decoder(name: str):
+def _stage(name: str, emit):
     name = name.strip().lower()
     if name in ("gzip", "x-gzip"):
-        return _Zlib(16 + zlib.MAX_WBITS)
+        return _Zlib(16 + zlib.MAX_WBITS, emit)
     if name == "deflate":
-        return _Zlib(zlib.MAX_WBITS)
+        return _Zlib(zlib.MAX_WBITS, emit)
     if name == "br":
-        return _Brotli()
+        return _Brotli(emit)
     if name == "zstd":
-        return _Zstd()
+        return _Zstd(emit)
     if name in ("identity", ""):
         return None
     raise ValueError(f"unsupported content-encoding {name[:32]!r}")
@@ -90,44 +122,63 @@ def _decoder(name: str):
 
 class BodyDecoder:
     """Removes a Content-Encoding list (applied left to right by the sender, so undone right to left).
-    After an error `error` is set and further input is dropped (the decoded prefix stays valid)."""
 
-    def __init__(self, content_encoding: str | None):
+    Push-based: decoded pieces (at most PIECE bytes each) go to `sink`; `feed()` without a sink returns
+    them joined. After an error `error` is set and further input is dropped (the decoded prefix stays)."""
+
+    def __init__(self, content_encoding: str | None, sink=None):
         self.error: str | None = None
-        self.chain = []
+        self._out: list[bytes] = []
+        self.sink = sink or self._out.append
+        self.first = None
+        self.stages: list = []
         if content_encoding:
             try:
                 names = [n for n in content_encoding.split(",") if n.strip()]
-                self.chain = [d for d in (_decoder(n) for n in reversed(names)) if d is not None]
+                emit = self._deliver
+                stages = []
+                for n in names:  # the last-applied coding is undone first: build from the sink outwards
+                    st = _stage(n, emit)
+                    if st is not None:
+                        stages.append(st)
+                        emit = st.write
+                self.stages = list(reversed(stages))  # first stage sees wire bytes
+                self.first = self.stages[0] if self.stages else None
             except ValueError as e:
                 self.error = str(e)
 
+    def _deliver(self, data: bytes) -> None:
+        self.sink(data)
+
     def feed(self, data: bytes) -> bytes:
-        if self.error:
-            return b""
-        if not self.chain:
-            return data
-        out = []
-        for i in range(0, len(data), _STEP):
-            piece = data[i : i + _STEP]
+        if not self.error and data:
             try:
-                for d in self.chain:
-                    piece = d.feed(piece)
+                if self.first is None:
+                    self.sink(data)
+                else:
+                    self.first.write(data)
+            except _Stop:
+                self.error = "decoded body exceeds the size limit"
             except Exception as e:  # zlib.error, brotli.error, zstd.ZstdError: all mean corrupt input
                 self.error = f"content decoding failed: {type(e).__name__}"
-                break
-            out.append(piece)
-        return b"".join(out)
+        return self._take()
 
     def flush(self) -> bytes:
-        if self.error or not self.chain:
+        if not self.error and self.first is not None:
+            try:
+                for st in self.stages:  # outermost first, its tail pushed through the rest
+                    st.flush()
+            except _Stop:
+                self.error = "decoded body exceeds the size limit"
+            except Exception as e:
+                self.error = f"content decoding failed: {type(e).__name__}"
+        return self._take()
+
+    def _take(self) -> bytes:
+        if not self._out:
             return b""
-        out = b""
-        try:
-            for d in self.chain:  # flush each decoder and push its tail through the next
-                out = (d.feed(out) if out else b"") + d.flush()
-        except Exception as e:
-            self.error = f"content decoding failed: {type(e).__name__}"
+        out = b"".join(self._out)
+        self._out.clear()
         return out
 
 
@@ -138,7 +189,8 @@ class Body:
     """
 
     def __init__(self, content_encoding: str | None = None, *, keep: int = DEFAULT_KEEP, keep_chunks: bool = False):
-        self.decoder = BodyDecoder(content_encoding)
+        self.decoder = BodyDecoder(content_encoding, sink=self._piece)
+        self._ts = 0.0
         self.keep = keep
         self.keep_chunks = keep_chunks
         self.parts: list[bytes] = []
@@ -151,11 +203,17 @@ class Body:
 
     def feed(self, data: bytes, ts: float) -> None:
         self.wire_size += len(data)
-        self._add(self.decoder.feed(data), ts)
+        self._ts = ts
+        self.decoder.feed(data)
+
+    def _piece(self, out: bytes) -> None:
+        self._add(out, self._ts)
 
     def _add(self, out: bytes, ts: float) -> None:
-        if not out or self.size >= MAX_DECODED:
+        if not out:
             return
+        if self.size >= MAX_DECODED:
+            raise _Stop
         self.size += len(out)
         self._sha.update(out)
         room = self.keep - self.kept
@@ -171,7 +229,8 @@ class Body:
             self.chunks.append(Chunk(ts, out))
 
     def finish(self, ts: float) -> bytes:
-        self._add(self.decoder.flush(), ts)
+        self._ts = ts
+        self.decoder.flush()
         return self.data
 
     @property

@@ -85,3 +85,43 @@ def test_broken_chunking_and_garbage_do_not_raise():
     bad = h1_response(200, b"x" * 10, headers=[("Content-Encoding", "gzip")])
     (q, r), = parse_connection(conn_from(h1_request("GET", "/", "h"), bad))[0]
     assert r.error and "content decoding failed" in r.error
+
+
+def test_huge_bodies_bounded_memory():
+    """A 256 MiB chunked response and a 64 MiB gzip bomb cost a digest and the kept prefix, not their size."""
+    import tracemalloc
+
+    from collector.protocols.http1 import Http1Parser
+
+    piece = bytes(range(256)) * 4096  # 1 MiB
+    sha = hashlib.sha256()
+    bomb = gzip.compress(b"\0" * (64 << 20))
+    tracemalloc.start()
+    p = Http1Parser("response", keep=1 << 20, request_methods=["GET"])
+    p.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0.0)
+    for _ in range(256):
+        p.feed(b"100000\r\n" + piece + b"\r\n", 0.0)
+        sha.update(piece)
+    (r,) = p.feed(b"0\r\n\r\n", 0.0)
+    p2 = Http1Parser("response", keep=1 << 20, request_methods=["GET"])
+    (r2,) = p2.feed(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb) + bomb, 0.0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert r.body_size == 256 << 20 and r.body_capped and len(r.body) == 1 << 20
+    assert r.body_sha256 == sha.hexdigest()
+    assert r2.body_size == 64 << 20 and len(r2.body) == 1 << 20
+    assert peak < 24 << 20, peak
+
+
+def test_decoders_hand_on_bounded_pieces():
+    from collector.protocols.encoding import PIECE, BodyDecoder
+
+    raw = b"\0" * (24 << 20)
+    for name, enc in (("br", brotli.compress(raw, quality=1)), ("zstd", zstandard.ZstdCompressor().compress(raw)),
+                      ("gzip", gzip.compress(raw, 1)), ("gzip, zstd", zstandard.ZstdCompressor().compress(gzip.compress(raw, 1)))):
+        sizes: list[int] = []
+        d = BodyDecoder(name, sink=lambda b, sizes=sizes: sizes.append(len(b)))
+        for i in range(0, len(enc), 4096):
+            d.feed(enc[i : i + 4096])
+        d.flush()
+        assert d.error is None and sum(sizes) == len(raw) and max(sizes) <= 2 * PIECE + 65536, name
