@@ -25,7 +25,7 @@ CONN = np.dtype([
     *_TASK,
     ("sk", "<u8"), ("cookie", "<u8"), ("ts_first", "<u8"), ("ts_established", "<u8"), ("ts_end", "<u8"),
     ("k_sent", "<u8"), ("k_recv", "<u8"), ("app_sent", "<u8"), ("app_recv", "<u8"), ("segs_out", "<u4"), ("segs_in", "<u4"),
-    ("sport", "<u2"), ("dport", "<u2"), ("last_state", "u1"), ("_pad", "V3"),
+    ("sport", "<u2"), ("dport", "<u2"), ("last_state", "u1"), ("rst", "u1"), ("_pad", "V2"),
     ("saddr", "V16"), ("daddr", "V16"),
 ])
 EXEC = np.dtype([
@@ -82,62 +82,61 @@ def boot_time() -> float:
 
 
 def format_addrs(raw: np.ndarray, family: np.ndarray) -> np.ndarray:
-    """16-byte address fields -> text, formatting each distinct (family, address) once."""
-    if len(raw) == 0:
-        return np.zeros(0, dtype=object)
-    keyed = np.empty(len(raw), dtype=[("f", "u1"), ("a", "V16")])
-    keyed["f"], keyed["a"] = family, raw
-    uniq, inverse = np.unique(keyed, return_inverse=True)
-    text = np.array(
-        [
-            str(ipaddress.IPv6Address(bytes(u["a"]))) if u["f"] == 6 else str(ipaddress.IPv4Address(bytes(u["a"])[:4]))
-            for u in uniq
-        ],
-        dtype=object,
-    )
-    return text[inverse.reshape(-1)]
+    """16-byte address fields -> text, formatting each distinct address once per family."""
+    out = np.empty(len(raw), dtype=object)
+    as_bytes = raw.view("S16")
+    for fam, cls, width in ((4, ipaddress.IPv4Address, 4), (6, ipaddress.IPv6Address, 16)):
+        sel = np.flatnonzero(family == fam)
+        if len(sel) == 0:
+            continue
+        uniq, inverse = np.unique(as_bytes[sel], return_inverse=True)
+        text = np.array([str(cls(u.ljust(16, b"\0")[:width])) for u in uniq.tolist()], dtype=object)
+        out[sel] = text[inverse.reshape(-1)]
+    return out
 
 
 def community_ids(proto: int, src_raw: np.ndarray, sport: np.ndarray, dst_raw: np.ndarray, dport: np.ndarray,
                   family: np.ndarray) -> list[str]:
-    """Community ID v1 for many flows: the tuple bytes are built with numpy, only sha1 is per row."""
+    """Community ID v1 for many flows: the hashed tuples are laid out with numpy, only sha1 runs per row."""
     n = len(sport)
+    out: list[str] = [""] * n
     if n == 0:
-        return []
+        return out
     src = np.frombuffer(src_raw.tobytes(), dtype="u1").reshape(n, 16)
     dst = np.frombuffer(dst_raw.tobytes(), dtype="u1").reshape(n, 16)
     sp = sport.astype(">u2").view("u1").reshape(n, 2)
     dp = dport.astype(">u2").view("u1").reshape(n, 2)
-    # order endpoints: (addr, port) ascending, as the spec does
-    a_key = np.concatenate([src, sp], axis=1)
-    b_key = np.concatenate([dst, dp], axis=1)
-    diff = a_key != b_key
-    first = np.argmax(diff, axis=1)
-    rows = np.arange(n)
-    swap = diff[rows, first] & (a_key[rows, first] > b_key[rows, first])
-    lo = np.where(swap[:, None], b_key, a_key)
-    hi = np.where(swap[:, None], a_key, b_key)
-    out: list[str] = []
-    seed = b"\x00\x00"
-    tail = bytes([proto, 0])
-    v4 = family == 4
-    for i in range(n):
-        if v4[i]:
-            data = seed + lo[i, :4].tobytes() + hi[i, :4].tobytes() + tail + lo[i, 16:].tobytes() + hi[i, 16:].tobytes()
-        else:
-            data = seed + lo[i, :16].tobytes() + hi[i, :16].tobytes() + tail + lo[i, 16:].tobytes() + hi[i, 16:].tobytes()
-        out.append("1:" + base64.b64encode(hashlib.sha1(data).digest()).decode())
+    b64 = base64.b64encode
+    sha1 = hashlib.sha1
+    for fam, width in ((4, 4), (6, 16)):
+        sel = np.flatnonzero(family == fam)
+        if len(sel) == 0:
+            continue
+        a_key = np.concatenate([src[sel, :width], sp[sel]], axis=1)
+        b_key = np.concatenate([dst[sel, :width], dp[sel]], axis=1)
+        # order endpoints by (address, port), as the spec does
+        diff = a_key != b_key
+        first = np.argmax(diff, axis=1)
+        rows = np.arange(len(sel))
+        swap = diff[rows, first] & (a_key[rows, first] > b_key[rows, first])
+        lo = np.where(swap[:, None], b_key, a_key)
+        hi = np.where(swap[:, None], a_key, b_key)
+        m = len(sel)
+        packed = np.concatenate([
+            np.zeros((m, 2), "u1"), lo[:, :width], hi[:, :width],
+            np.tile(np.array([proto, 0], "u1"), (m, 1)), lo[:, width:], hi[:, width:],
+        ], axis=1)
+        w = packed.shape[1]
+        buf = memoryview(np.ascontiguousarray(packed).tobytes())
+        for j, i in enumerate(sel.tolist()):
+            out[i] = "1:" + b64(sha1(buf[j * w : (j + 1) * w]).digest()).decode()
     return out
 
 
 def flow_uids(host_id: str, boot_epoch: float, cookies: np.ndarray) -> list[str]:
-    """Stable per-connection ids: the kernel's socket cookie is unique per boot."""
-    prefix = f"{host_id}|{boot_epoch:.0f}|".encode()
-    return [
-        "E" + base64.b32encode(hashlib.blake2b(prefix + int(c).to_bytes(8, "little"), digest_size=10).digest())
-        .decode().lower()
-        for c in cookies
-    ]
+    """Stable per-connection ids: the kernel's socket cookie is unique per boot, the prefix per host+boot."""
+    prefix = "E" + hashlib.blake2b(f"{host_id}|{boot_epoch:.0f}".encode(), digest_size=5).hexdigest()
+    return [f"{prefix}{c:012x}" for c in cookies.tolist()]
 
 
 def comm_text(comm: np.ndarray) -> list[str]:

@@ -101,6 +101,16 @@ struct sock_state {
     u8 last_state;
     u64 app_sent;        // bytes the application handed to sendmsg/write (sock:sock_send_length)
     u64 app_recv;        // bytes the application read (sock:sock_recv_length, MSG_PEEK excluded)
+    // the 4-tuple as last seen in a state change: a refused connect is disconnected (ports and
+    // addresses cleared) before the socket is destroyed, so destroy alone would not know it
+    u16 sport;
+    u16 dport;
+    u16 family;
+    u8 rst;              // bit 0: RST received (tcp:tcp_receive_reset; tcp_send_reset's format carries an
+                         // enum older headers lack, so RSTs sent are not tracked)
+    u8 pad2;
+    u8 saddr[16];
+    u8 daddr[16];
 };
 BPF_HASH(socks, u64, struct sock_state, MAX_SOCKETS);
 
@@ -125,7 +135,8 @@ struct conn_event {
     u16 sport;
     u16 dport;
     u8 last_state;
-    u8 pad[3];
+    u8 rst;
+    u8 pad[2];
     u8 saddr[16];
     u8 daddr[16];
 };
@@ -150,6 +161,18 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         if (!s) return 0;
     }
     s->last_state = ns;
+    if (args->dport) {
+        s->sport = args->sport;
+        s->dport = args->dport;
+        s->family = args->family;
+        if (args->family == RW_AF_INET6) {
+            __builtin_memcpy(s->saddr, args->saddr_v6, 16);
+            __builtin_memcpy(s->daddr, args->daddr_v6, 16);
+        } else {
+            __builtin_memcpy(s->saddr, args->saddr, 4);
+            __builtin_memcpy(s->daddr, args->daddr, 4);
+        }
+    }
     if (ns == TCP_ESTABLISHED && !s->established) {
         s->established = 1;
         s->ts_established = bpf_ktime_get_ns();
@@ -201,11 +224,18 @@ TRACEPOINT_PROBE(sock, sock_recv_length) {
     return 0;
 }
 
+TRACEPOINT_PROBE(tcp, tcp_receive_reset) {
+    u64 sk = (u64)args->skaddr;
+    struct sock_state *s = socks.lookup(&sk);
+    if (s) s->rst |= 1;
+    return 0;
+}
+
 TRACEPOINT_PROBE(tcp, tcp_destroy_sock) {
     u64 sk = (u64)args->skaddr;
     count(C_CONN_SEEN);
     struct sock_state *s = socks.lookup(&sk);
-    if (args->dport == 0) {  // a listener or a never-connected socket: not a connection
+    if (args->dport == 0 && !(s && s->dport)) {  // a listener or a never-connected socket
         count(C_CONN_UNCONNECTED);
         if (s) socks.delete(&sk);
         return 0;
@@ -247,8 +277,16 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock) {
         e->ts_first = s->ts_first;
         e->ts_established = s->ts_established;
         e->last_state = s->last_state;
+        e->rst = s->rst;
         e->app_sent = s->app_sent;
         e->app_recv = s->app_recv;
+        if (args->dport == 0) {  // disconnected (refused/reset connect): the tuple it had
+            e->family = s->family == RW_AF_INET6 ? 6 : 4;
+            e->sport = s->sport;
+            e->dport = s->dport;
+            __builtin_memcpy(e->saddr, s->saddr, 16);
+            __builtin_memcpy(e->daddr, s->daddr, 16);
+        }
         socks.delete(&sk);
     }
     events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);

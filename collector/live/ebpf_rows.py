@@ -16,6 +16,11 @@ from collector.processes import ProcessTable
 EAI = {0: "NOERROR", -2: "NXDOMAIN", -3: "SERVFAIL", -5: "NODATA", -4: "FAIL", -11: "SYSTEM"}
 
 
+def _const(value: str, n: int) -> pa.DictionaryArray:
+    """A column holding one value (dictionary-encoded: no per-row Python strings)."""
+    return pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int8), [value])
+
+
 class RowBuilder:
     """Stateful conversion (DNS names for server_name, the process table) shared across batches."""
 
@@ -33,16 +38,12 @@ class RowBuilder:
         if n == 0:
             return pa.table({}), a
         fam = np.where(a["family"] == 6, 6, 4).astype("u1")
-        local = ev.format_addrs(a["saddr"], fam)
-        remote = ev.format_addrs(a["daddr"], fam)
         # sockets seen only at destroy (opened before the collector): guess by ephemeral port
         outbound = np.where(
             (a["owned"] == 1) | (a["established"] == 1) | (a["ts_first"] > 0),
             a["outbound"] == 1,
             (a["sport"] >= 32768) & (a["dport"] < 32768),
         )
-        src = np.where(outbound, local, remote)
-        dst = np.where(outbound, remote, local)
         sport = np.where(outbound, a["sport"], a["dport"]).astype(np.int32)
         dport = np.where(outbound, a["dport"], a["sport"]).astype(np.int32)
         # tracked from connect/accept: the application's own byte counts (exact); else the kernel's
@@ -52,19 +53,24 @@ class RowBuilder:
         so, si = a["segs_out"].astype(np.int64), a["segs_in"].astype(np.int64)
         src_raw = np.where(outbound, a["saddr"], a["daddr"])
         dst_raw = np.where(outbound, a["daddr"], a["saddr"])
+        src = ev.format_addrs(src_raw, fam)
+        dst = ev.format_addrs(dst_raw, fam)
         owned = a["owned"] == 1
         pid = pa.array(a["tgid"].astype(np.int32), mask=~owned)
         pstart = pa.array(self.clock.process_start(a["start_ns"]), mask=~owned)
         ts_first = np.where(a["ts_first"] > 0, a["ts_first"], a["ts_end"])
-        state = np.where(a["established"] == 1, "SF", np.where(si > 0, "REJ", "S0"))
-        server = [self.names.get(d) for d in dst.tolist()]
+        # Zeek-style conn_state from what the kernel saw (RST flags from tcp_receive/send_reset)
+        est, rst_in = a["established"] == 1, (a["rst"] & 1) > 0
+        state = np.select([est & rst_in, est, rst_in], ["RSTR", "SF", "REJ"], default="S0")
+        names = self.names
+        server = [names.get(d) for d in dst.tolist()] if names else None
         table = pa.table({
             "flow_uid": ev.flow_uids(self.host_id, self.clock.boot_epoch, a["cookie"]),
             "community_id": ev.community_ids(6, src_raw, sport, dst_raw, dport, fam),
-            "host_id": pa.array([self.host_id] * n),
+            "host_id": _const(self.host_id, n),
             "ts_start": pa.array(self.clock.epoch_us(ts_first), pa.timestamp("us")),
             "ts_end": pa.array(self.clock.epoch_us(a["ts_end"]), pa.timestamp("us")),
-            "proto": pa.array(["tcp"] * n),
+            "proto": _const("tcp", n),
             "src_ip": pa.array(src.tolist(), pa.string()),
             "src_port": sport,
             "dst_ip": pa.array(dst.tolist(), pa.string()),
@@ -73,12 +79,12 @@ class RowBuilder:
             "bytes_in": np.where(outbound, recv, sent),
             "packets_out": np.where(outbound, so, si),
             "packets_in": np.where(outbound, si, so),
-            "server_name": pa.array(server, pa.string()),
+            "server_name": pa.array(server, pa.string()) if server else pa.nulls(n, pa.string()),
             "pid": pid,
             "process_start": pstart,
-            "source": pa.array(["ebpf"] * n),
-            "tcp_state": pa.array(state.tolist()),
-            "direction": pa.array(np.where(outbound, "outbound", "inbound").tolist()),
+            "source": _const("ebpf", n),
+            "tcp_state": pa.array(state),
+            "direction": pa.DictionaryArray.from_arrays(outbound.astype(np.int8), ["inbound", "outbound"]),
         })
         self._processes_of(a[owned])
         return table, a
@@ -86,7 +92,9 @@ class RowBuilder:
     def _processes_of(self, a: np.ndarray) -> None:
         if len(a) == 0:
             return
-        keys, idx = np.unique(np.stack([a["tgid"].astype(np.uint64), a["start_ns"]], axis=1), axis=0, return_index=True)
+        key = np.empty((len(a), 2), dtype=np.uint64)
+        key[:, 0], key[:, 1] = a["tgid"], a["start_ns"]
+        _, idx = np.unique(key.view(np.dtype((np.void, 16))).ravel(), return_index=True)
         starts = self.clock.process_start(a["start_ns"][idx])
         ts = self.clock.epoch_us(a["ts_end"][idx]) / 1e6
         comms = ev.comm_text(a["comm"][idx])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,9 @@ HTTP_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\
 DRIVER = textwrap.dedent("""
     import json, os, socket, subprocess, sys
     p1, p2, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    if len(sys.argv) > 4:  # a refused connect (non-blocking connects return EINPROGRESS first)
+        r = socket.socket(); r.setblocking(False); r.connect_ex(("127.0.0.1", int(sys.argv[4])))
+        import select; select.select([], [r], [], 5); r.close()
     c = socket.create_connection(("127.0.0.1", p1))
     c.sendall(b"q" * n)
     got = 0
@@ -51,8 +55,11 @@ def test_flows_carry_pid_exe_parent_chain_and_exact_bytes(live, tmp_path):
         pytest.skip("curl is not installed (deploy/deps.sh installs it)")
     s1 = SizedServer(REQ, b"r" * RESP)
     s2 = SizedServer(None, HTTP_RESPONSE, http=True)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connects to it are refused
     c = live("--no-capture", "--interval", "1", "--max-delay", "1")
-    out = subprocess.run([sys.executable, "-c", DRIVER, str(s1.port), str(s2.port), str(REQ)],
+    out = subprocess.run([sys.executable, "-c", DRIVER, str(s1.port), str(s2.port), str(REQ),
+                          str(closed.getsockname()[1])],
                          capture_output=True, text=True, timeout=60, check=True)
     info = json.loads(out.stdout)
     assert info["got"] == RESP
@@ -91,6 +98,11 @@ def test_flows_carry_pid_exe_parent_chain_and_exact_bytes(live, tmp_path):
     assert [Path(e).name for _p, e in chain[:1]] == ["curl"], chain
     assert chain[1][0] == info["sh"] and Path(chain[1][1]).name in ("dash", "sh", "bash"), chain
     assert chain[2][0] == info["pid"], chain
+
+    # the refused non-blocking connect: one REJ flow of the driver
+    rej = q(c.store, "SELECT pid, tcp_state, bytes_out FROM flows WHERE dst_port = ?", [closed.getsockname()[1]])
+    closed.close()
+    assert rej == [(info["pid"], "REJ", 0)], rej
 
     stats = q(c.store, "SELECT mode, detail FROM collector_stats ORDER BY ts DESC LIMIT 1")
     assert stats[0][0] == "ebpf"

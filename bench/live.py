@@ -1,0 +1,166 @@
+"""Live collector cost and capacity, measured against the same workload without it in the same run.
+
+1. Connect-heavy workload (loopback connect + server close, tests/collector/live/load.py): connections/s
+   without the collector and with it, alternated (off, on, off, on) so machine noise hits both; the
+   ratio is the slowdown.
+2. Sustained events/s: P processes making refused loopback connects (one per-connection record each)
+   for S seconds with the collector running; events drained per second and events lost, from the
+   kernel's own counters (collector_stats.detail).
+
+    sudo .venv/bin/python bench/live.py [--connections 20000] [--seconds 10] [--procs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LOAD = REPO / "tests/collector/live/load.py"
+BIN = Path(sys.executable).parent
+REFUSED = """
+import socket, sys, time
+end = time.time() + float(sys.argv[1]); n = 0
+while time.time() < end:
+    for _ in range(1000):
+        s = socket.socket(); s.connect_ex(("127.0.0.1", 1)); s.close()
+    n += 1000
+print(n)
+"""
+
+
+def start_collector(store: Path, *extra: str) -> subprocess.Popen:
+    log = open(store.parent / f"collect-{time.time_ns()}.log", "w+")
+    p = subprocess.Popen([str(BIN / "routerwatch"), "collect", "--store", str(store), "--no-capture", "-q",
+                          "--interval", "1", *extra], stdout=log, stderr=log)
+    p.log = log  # type: ignore[attr-defined]
+    # ready when the first collector_stats row is committed (probes attached, loop running)
+    from collector.store import Store
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            log.seek(0)
+            raise SystemExit(f"collector exited: {log.read()}")
+        try:
+            with Store.open(str(store), read_only=True) as s:
+                if s.sql("SELECT count(*) FROM collector_stats").fetchone()[0] > 0:
+                    return p
+        except Exception:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("collector did not start")
+
+
+def stop(p: subprocess.Popen) -> None:
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=120)
+
+
+def run_child(cmd: list[str]) -> tuple[str, float]:
+    """stdout and CPU seconds (user + sys) of one child process."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out = p.stdout.read()
+    _pid, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd} failed")
+    return out, ru.ru_utime + ru.ru_stime
+
+
+def storm(port: int, n: int) -> tuple[float, float]:
+    """(connections/s wall, CPU microseconds per connection of the workload process)."""
+    out, cpu = run_child([sys.executable, str(LOAD), "storm", str(port), str(n)])
+    return n / float(out), cpu / n * 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def connect_ratio(n: int, rounds: int, tmp: Path) -> dict:
+    server = subprocess.Popen([sys.executable, str(LOAD), "serve"], stdout=subprocess.PIPE, text=True)
+    port = int(server.stdout.readline())
+    off, on, off_cpu, on_cpu = [], [], [], []
+    try:
+        storm(port, 2000)  # warm-up
+        for r in range(rounds):  # alternate (and swap the order every round): noise hits both sides
+            for with_collector in ((False, True) if r % 2 == 0 else (True, False)):
+                c = start_collector(tmp / f"store-ratio-{r}") if with_collector else None
+                time.sleep(1)
+                rate, cpu = storm(port, n)
+                (on if with_collector else off).append(rate)
+                (on_cpu if with_collector else off_cpu).append(cpu)
+                if c is not None:
+                    stop(c)
+    finally:
+        server.kill()
+        server.wait()
+    m_off, m_on = statistics.median(off), statistics.median(on)
+    return {"connections_per_round": n, "rounds": rounds,
+            "connects_per_s_without": round(m_off), "connects_per_s_with": round(m_on),
+            "ratio_with_over_without": round(m_on / m_off, 3), "slowdown_pct": round(100 * (1 - m_on / m_off), 1),
+            "workload_cpu_us_per_connect_without": round(statistics.median(off_cpu), 1),
+            "workload_cpu_us_per_connect_with": round(statistics.median(on_cpu), 1),
+            "runs_without": [round(x) for x in off], "runs_with": [round(x) for x in on],
+            "loadavg": os.getloadavg()[0]}
+
+
+def sustained_events(seconds: float, procs: int, tmp: Path) -> dict:
+    from collector.store import Store
+
+    store = tmp / "store-events"
+    c = start_collector(store, "--no-ssl")
+    with Store.open(str(store), read_only=True) as s:
+        before = json.loads(s.sql("SELECT detail FROM collector_stats ORDER BY ts DESC LIMIT 1").fetchone()[0])
+    cpu0 = cpu_seconds(c.pid)
+    t0 = time.monotonic()
+    gens = [subprocess.Popen([sys.executable, "-c", REFUSED, str(seconds)], stdout=subprocess.PIPE, text=True)
+            for _ in range(procs)]
+    made = sum(int(g.communicate()[0]) for g in gens)
+    wall = time.monotonic() - t0
+    time.sleep(1.5)  # one more drain + stats row
+    cpu = cpu_seconds(c.pid) - cpu0
+    stop(c)
+    with Store.open(str(store), read_only=True) as s:
+        after = json.loads(s.sql("SELECT detail FROM collector_stats ORDER BY ts DESC LIMIT 1").fetchone()[0])
+        flows = s.sql("SELECT count(*) FROM flows WHERE dst_port = 1").fetchone()[0]
+    seen = after["kernel_conn_seen"] - before.get("kernel_conn_seen", 0)
+    recorded = after["conn_recorded"] - before.get("conn_recorded", 0)
+    lost = after["lost"] - before.get("lost", 0)
+    return {"generator_procs": procs, "seconds": round(wall, 1), "connections_made": made,
+            "events_seen_by_kernel": seen, "events_recorded": recorded, "events_lost": lost,
+            "refused_flows_in_store": flows, "events_per_s": round(recorded / wall),
+            "collector_cpu_s": round(cpu, 2),
+            "events_per_collector_cpu_s": round(recorded / cpu) if cpu else None,
+            "loadavg": os.getloadavg()[0]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--connections", type=int, default=15000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--procs", type=int, default=2)
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench/live.py needs root (eBPF)")
+    with tempfile.TemporaryDirectory(prefix="rw-bench-live-") as d:
+        tmp = Path(d)
+        res = {"connect_workload": connect_ratio(a.connections, a.rounds, tmp),
+               "sustained": sustained_events(a.seconds, a.procs, tmp)}
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
