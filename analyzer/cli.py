@@ -237,6 +237,12 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from analyzer.demo.run import main
+
+    return main(args.store, args.workdir, not args.no_dashboard, args.mode)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sql",
@@ -314,3 +320,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     rt.add_argument("--rules-dir", metavar="DIR", help="also test the rules in DIR (with DIR/fixtures/<id>/)")
     rt.add_argument("--rule", action="append", metavar="ID")
     rt.set_defaults(func=cmd_rules_test)
+
+    dm = sub.add_parser("demo", help="loopback router zoo + scripted SDK agent, captured, analyzed, shown",
+                        description="Start honest and malicious routers on loopback, run a scripted agent on the "
+                        "real openai/anthropic SDKs through them under capture (tool calls executed safely: "
+                        "loopback fetches only, never a shell), ingest, analyze, then open the dashboard.")
+    dm.add_argument("--store", metavar="DIR", help="store for the demo (default: a new one in the work dir)")
+    dm.add_argument("--workdir", metavar="DIR", help="where the capture and certificates go (default: a temp dir)")
+    dm.add_argument("--mode", action="append", metavar="MODE", help="only these zoo modes (repeatable)")
+    dm.add_argument("--no-dashboard", action="store_true", help="stop after printing the findings")
+    dm.set_defaults(func=cmd_demo)

@@ -15,6 +15,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 MAX_DEPTH = 4
@@ -66,6 +67,15 @@ _ENV_DUMP = [
     re.compile(r"\bprocess\.env\b\s*\)"),
 ]
 _WRITE_PATH = re.compile(r"^(?:-o|--output|-O|--output-document)$")
+# Text without any of these cannot carry an indicator, an install or a host: skip the shell parser.
+_INTERESTING = re.compile(
+    r"curl|wget|fetch|aria2c|://|base(?:64|32|nc)|xxd|openssl|/dev/|\bnc\b|ncat|netcat|socat|mkfifo|telnet|"
+    r"pip|npm|pnpm|yarn|\bbunx?\b|npx|cargo|\bgo\s|\buv\s|poetry|pdm|rye|\beval\b|\bsource\b|\bexec\b|"
+    r"python|perl|ruby|node|php|pwsh|powershell|\b(?:ba|z|da|k|c|tc)?sh\b|\benv\b|printenv|export|\bset\b|environ|"
+    r"@|ssh|scp|rsync|gunzip|zcat|gzip|uudecode|\brev\b|\biex\b|invoke-|lwp|\bhttps?\b|\bxh\b|\$\(|`|<\(|\bdig\b|"
+    r"nslookup|\bhost\b|ping|\.\s",
+    re.I,
+)
 
 
 @dataclass
@@ -122,8 +132,10 @@ class Analysis:
 
 
 # -- entry points ----------------------------------------------------------------------------------
+@lru_cache(maxsize=32768)
 def analyze_arguments(arguments: str | None) -> Analysis:
-    """Tool-call arguments (JSON text, usually) -> everything the strings in it would do."""
+    """Tool-call arguments (JSON text, usually) -> everything the strings in it would do.
+    Cached: agents repeat the same tool calls, and the analysis is pure (callers must not mutate it)."""
     if not arguments:
         return Analysis()
     arguments = arguments[:MAX_TEXT]
@@ -141,6 +153,8 @@ def analyze_command(cmd: str, depth: int = 0) -> Analysis:
     """One shell command line (or script) -> indicators, installs, hosts."""
     out = Analysis()
     if not cmd or depth > MAX_DEPTH:
+        return out
+    if not _INTERESTING.search(cmd) and not _CREDENTIAL_PATHS.search(cmd) and not _B64_BLOB.search(cmd):
         return out
     out.hosts += extract_hosts(cmd)
     for rx in _REVERSE_SHELL:
@@ -168,6 +182,7 @@ def analyze_command(cmd: str, depth: int = 0) -> Analysis:
 
 
 # -- tokenising ------------------------------------------------------------------------------------
+@lru_cache(maxsize=8192)
 def split_commands(cmd: str) -> list[tuple[str, list[str]]] | None:
     """Shell text -> [(separator before, argv)], separators being '|', ';', '&&', ... ; None if unparsable.
     Redirections are kept in argv as ('>', target) pairs of tokens."""
@@ -506,7 +521,16 @@ def normalise_package(manager: str, spec: str) -> str | None:
 
 
 # -- hosts -----------------------------------------------------------------------------------------
+@lru_cache(maxsize=8192)
+def _hosts_cached(text: str) -> tuple[HostRef, ...]:
+    return tuple(_extract_hosts(text))
+
+
 def extract_hosts(text: str) -> list[HostRef]:
+    return list(_hosts_cached(text))
+
+
+def _extract_hosts(text: str) -> list[HostRef]:
     """URLs, `/dev/tcp/H/P`, `user@host`, and bare hosts handed to downloaders or netcat."""
     out: list[HostRef] = []
     for u in _URL.findall(text):

@@ -26,25 +26,38 @@ WITH RECURSIVE resp AS (
     SELECT p.host_id, t.root, p.pid
     FROM (SELECT DISTINCT host_id, pid, ppid FROM processes) p
     JOIN tree t ON p.host_id IS NOT DISTINCT FROM t.host_id AND p.ppid = t.pid AND p.pid <> t.pid
-), cand AS (
+), new_flow_ids AS (
+    SELECT flow_uid AS k FROM new_flows
+), new_resp AS (
+    SELECT exchange_id AS k FROM new_llm_exchanges UNION SELECT exchange_id FROM new_tool_calls
+), bounds AS (  -- incremental: new flows pair with responses shortly before them, new responses with later flows
+    SELECT (SELECT min(ts_start) FROM new_flows) - to_seconds(rw_setting('egress_window_s')) AS resp_lo,
+           (SELECT min(t0) FROM resp WHERE exchange_id IN (SELECT k FROM new_resp)) AS flow_lo
+), resp_r AS (
+    SELECT * FROM resp WHERE exchange_id IN (SELECT k FROM new_resp) OR t0 >= (SELECT resp_lo FROM bounds)
+), cand0 AS (
     SELECT f.flow_uid, f.host_id, f.pid, f.ts_start, f.dst_ip, f.dst_port, f.proto, fc.dest, fc.first_seen, fc.class
     FROM flow_classes fc
     JOIN flows f ON f.flow_uid = fc.flow_uid AND f.host_id IS NOT DISTINCT FROM fc.host_id
     WHERE NOT (coalesce(f.dst_port, 0) IN (53, 5353) AND coalesce(f.proto, 'udp') = 'udp')
       AND (fc.first_seen OR fc.dest IN (SELECT host FROM named) OR f.dst_ip IN (SELECT host FROM named))
+      AND (fc.flow_uid IN (SELECT k FROM new_flow_ids) OR fc.ts >= (SELECT flow_lo FROM bounds))
+), allowed AS (  -- the allowlist test once per distinct destination, not per pair
+    SELECT dest, dst_port, rw_allowed(dest, dst_port) AS ok FROM (SELECT DISTINCT dest, dst_port FROM cand0)
+), cand AS (
+    SELECT c.* FROM cand0 c JOIN allowed a ON a.dest IS NOT DISTINCT FROM c.dest AND a.dst_port IS NOT DISTINCT FROM c.dst_port
+    WHERE NOT a.ok
 ), pairs AS (
     SELECT c.*, r.exchange_id, r.pid AS agent_pid, r.router, r.t0,
            (n.host IS NOT NULL) AS named_by_tool_call
     FROM cand c
-    JOIN resp r ON r.host_id IS NOT DISTINCT FROM c.host_id
+    JOIN resp_r r ON r.host_id IS NOT DISTINCT FROM c.host_id
                AND c.ts_start >= r.t0 AND c.ts_start <= r.t0 + to_seconds(rw_setting('egress_window_s'))
     LEFT JOIN named n ON n.exchange_id = r.exchange_id AND (n.host = c.dest OR n.host = c.dst_ip)
     WHERE c.flow_uid IS DISTINCT FROM r.flow_uid
       AND NOT (c.dest = r.router_dest AND c.dst_port IS NOT DISTINCT FROM r.router_port)
       AND (c.first_seen OR n.host IS NOT NULL)
-      AND NOT rw_allowed(c.dest, c.dst_port)
-      AND (c.flow_uid IN (SELECT flow_uid FROM new_flows) OR r.exchange_id IN (SELECT exchange_id FROM new_llm_exchanges)
-           OR r.exchange_id IN (SELECT exchange_id FROM new_tool_calls))
+      AND (c.flow_uid IN (SELECT k FROM new_flow_ids) OR r.exchange_id IN (SELECT k FROM new_resp))
       AND (r.pid IS NULL OR c.pid IS NULL
            OR (c.pid <> r.pid AND EXISTS (SELECT 1 FROM tree t WHERE t.host_id IS NOT DISTINCT FROM c.host_id
                                           AND t.root = r.pid AND t.pid = c.pid)))

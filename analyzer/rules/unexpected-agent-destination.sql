@@ -17,16 +17,22 @@ WITH agents AS (
     UNION
     SELECT DISTINCT host_id, pid FROM processes
     WHERE lower(coalesce(comm, regexp_extract(exe, '[^/]+$'))) IN (SELECT name FROM cat_agents)
+), cand AS (
+    SELECT f.*, fc.dest, fc.class
+    FROM new_flows f
+    JOIN flow_classes fc ON fc.flow_uid = f.flow_uid AND fc.host_id IS NOT DISTINCT FROM f.host_id
+    JOIN agents a ON a.host_id IS NOT DISTINCT FROM f.host_id AND a.pid = f.pid
+    WHERE fc.first_seen AND fc.class = 'other'
+      AND NOT (coalesce(f.dst_port, 0) IN (53, 5353) AND coalesce(f.proto, 'udp') = 'udp')
+), allowed AS (
+    SELECT dest, dst_port, rw_allowed(dest, dst_port) AS ok FROM (SELECT DISTINCT dest, dst_port FROM cand)
 )
 SELECT f.ts_start AS ts, f.host_id, f.pid, f.flow_uid, NULL AS exchange_id, NULL AS router,
-       f.host_id || ':' || f.pid || ':' || fc.dest || ':' || coalesce(f.dst_port, 0) AS dedup,
-       json_object('destination', fc.dest, 'dst_ip', f.dst_ip, 'dst_port', f.dst_port, 'class', fc.class,
+       f.host_id || ':' || f.pid || ':' || f.dest || ':' || coalesce(f.dst_port, 0) AS dedup,
+       json_object('destination', f.dest, 'dst_ip', f.dst_ip, 'dst_port', f.dst_port, 'class', f.class,
                    'process', (SELECT any_value(exe || ' ' || coalesce(cmdline, '')) FROM processes pr
                                WHERE pr.host_id IS NOT DISTINCT FROM f.host_id AND pr.pid = f.pid)) AS evidence,
-       format('agent pid {} connected to new destination {}:{}', f.pid, fc.dest, f.dst_port) AS summary
-FROM new_flows f
-JOIN flow_classes fc ON fc.flow_uid = f.flow_uid AND fc.host_id IS NOT DISTINCT FROM f.host_id
-JOIN agents a ON a.host_id IS NOT DISTINCT FROM f.host_id AND a.pid = f.pid
-WHERE fc.first_seen AND fc.class = 'other'
-  AND NOT (coalesce(f.dst_port, 0) IN (53, 5353) AND coalesce(f.proto, 'udp') = 'udp')
-  AND NOT rw_allowed(fc.dest, f.dst_port)
+       format('agent pid {} connected to new destination {}:{}', f.pid, f.dest, f.dst_port) AS summary
+FROM cand f
+JOIN allowed al ON al.dest IS NOT DISTINCT FROM f.dest AND al.dst_port IS NOT DISTINCT FROM f.dst_port
+WHERE NOT al.ok

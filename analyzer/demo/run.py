@@ -1,0 +1,232 @@
+"""`routerwatch demo`: a loopback router zoo, a scripted agent on the real SDKs, capture, ingest,
+analyze, dashboard. A newcomer sees real findings from real (local) traffic in one command.
+
+Everything stays on loopback: the routers listen on 127.0.0.1, their payload hosts on 127.0.0.2, and
+the agent "executes" tool calls through `safe_exec` (parse only, loopback fetches only, never a shell).
+Capture is tcpdump on `lo` with the agents' TLS key log, then `ingest` (the offline path every user
+has; the live collector can watch the same traffic when it runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# mode -> how the scripted agent talks to that router (api, streamed, tasks)
+PLAN: dict[str, dict[str, Any]] = {
+    "honest": {"api": "openai", "stream": False, "calls": 3},
+    "inject": {"api": "anthropic", "stream": True, "calls": 1},
+    "typosquat": {"api": "openai", "stream": True, "calls": 2},
+    "conditional": {"api": "openai", "stream": False, "calls": 4},
+    "secret-keeping": {"api": "anthropic", "stream": False, "calls": 1},
+    "model-swap": {"api": "responses", "stream": False, "calls": 1},
+    "stream-anomaly": {"api": "anthropic", "stream": True, "calls": 1},
+}
+# The demo's story for the fingerprint-mismatch rule: this router answers on a name the catalog says is
+# OpenAI's (what a poisoned DNS entry or hosts file does), with LiteLLM headers.
+IMPERSONATED_PROVIDER = "conditional"
+INJECT_AFTER = 2
+DEMO_OPENAI_KEY_ENV = "ROUTERWATCH_DEMO_API_KEY"
+
+
+@dataclass
+class DemoResult:
+    store: Path
+    workdir: Path
+    routers: dict[str, dict[str, Any]]  # mode -> {url, port, host, payload_url, name}
+    agents: dict[str, dict[str, Any]] = field(default_factory=dict)  # mode -> agent summary
+    findings: list[dict] = field(default_factory=list)
+    capture: Path | None = None
+    keylog: Path | None = None
+    canary_id: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def demo_catalog(routers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The catalog the demo writes beside its store: the zoo's routers are declared (so the honest one
+    is a known router, not a stranger), one of them stands in for an OpenAI endpoint, and loopback is
+    not blanket-allowlisted (the payload hosts live there)."""
+    declared = [{"name": f"zoo-{m}", "hosts": [f"{r['host']}:{r['port']}"]}
+                for m, r in routers.items() if m != IMPERSONATED_PROVIDER]
+    cat: dict[str, Any] = {"declared_routers": declared, "allowlist": {"allow_loopback": False}}
+    if IMPERSONATED_PROVIDER in routers:
+        r = routers[IMPERSONATED_PROVIDER]
+        cat["providers"] = [{"name": "openai-demo-endpoint", "provider": "openai", "hosts": [f"{r['host']}:{r['port']}"]}]
+    return cat
+
+
+def _fake_openai_key() -> str:
+    import secrets
+    import string
+
+    alpha = string.ascii_letters + string.digits
+    return "sk-proj-" + "".join(secrets.choice(alpha) for _ in range(40)) + "T3BlbkFJ" + "".join(
+        secrets.choice(alpha) for _ in range(40))
+
+
+def _start_capture(pcap: Path, ports: list[int]) -> subprocess.Popen | None:
+    tool = shutil.which("tcpdump")
+    if tool is None:
+        return None
+    filt = " or ".join(f"tcp port {p}" for p in sorted(set(ports)))
+    proc = subprocess.Popen(
+        [tool, "-i", "lo", "-U", "--immediate-mode", "-s", "0", "-n", "-Z", "root", "-B", "65536", "-w", str(pcap), filt],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 15
+    assert proc.stderr is not None
+    os.set_blocking(proc.stderr.fileno(), False)
+    buf = ""
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            buf += proc.stderr.read() or ""
+        except (BlockingIOError, TypeError):
+            pass
+        if "listening on" in buf and pcap.exists():
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"tcpdump did not start: {buf.strip()[-300:]}")
+
+
+def _stop_capture(proc: subprocess.Popen, pcap: Path) -> None:
+    # let the last segments reach the file: wait until it stops growing
+    size, since = -1, time.monotonic()
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        s = pcap.stat().st_size if pcap.exists() else 0
+        if s != size:
+            size, since = s, time.monotonic()
+        elif time.monotonic() - since > 0.5:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_agent(mode: str, router: dict[str, Any], ca: Path, keylog: Path, env_extra: dict[str, str]) -> dict[str, Any]:
+    plan = PLAN.get(mode, {"api": "openai", "stream": False, "calls": 1})
+    cmd = [sys.executable, "-m", "analyzer.demo.agent", "--base-url", router["url"], "--api", plan["api"],
+           "--calls", str(plan["calls"]), "--ca", str(ca)]
+    if plan["stream"]:
+        cmd.append("--stream")
+    env = {**os.environ, "SSLKEYLOGFILE": str(keylog), **env_extra}
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+    lines = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    summary = next((x["summary"] for x in lines if "summary" in x), {})
+    return {"returncode": p.returncode, "summary": summary, "turns": [x for x in lines if "turn" in x],
+            "stderr": p.stderr[-2000:]}
+
+
+def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None, log=print) -> DemoResult:
+    """Zoo -> agents under capture -> ingest -> analyze. Returns what happened (the store keeps it)."""
+    from analyzer.canary import create
+    from analyzer.catalog import load_catalog
+    from analyzer.demo.zoo import MODES, start_zoo, stop_zoo
+    from analyzer.engine import analyze, insert
+    from analyzer.rules import load_rules
+    from collector.ingest import ingest
+    from collector.secrets import Fingerprinter
+    from collector.store import Store
+
+    modes = tuple(modes or MODES)
+    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    certdir = workdir / "pki"
+    pcap, keylog = workdir / "demo.pcap", workdir / "agents.keylog"
+    keylog.unlink(missing_ok=True)
+    fd = os.open(keylog, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    log(f"starting the router zoo ({', '.join(modes)}) on loopback ...")
+    zoo = start_zoo(modes, certdir=certdir, inject_after=INJECT_AFTER)
+    try:
+        routers = {
+            m: {"url": h.url, "port": h.port, "host": h.host, "payload_url": h.payload_url,
+                "name": "openai-demo-endpoint" if m == IMPERSONATED_PROVIDER else f"zoo-{m}", "ca": str(h.ca_path)}
+            for m, h in zoo.items()
+        }
+        res = DemoResult(store, workdir, routers, capture=pcap, keylog=keylog)
+        with Store.open(str(store)) as st:
+            (st.location.root / "catalog.yaml").write_text(json.dumps(demo_catalog(routers), indent=1))
+            canary, rows = create("aws", Fingerprinter(st.secret_key()), "routerwatch demo", None)
+            st.con.execute("BEGIN")
+            insert(st.con, "canaries", rows)
+            st.con.execute("COMMIT")
+        res.canary_id = canary.canary_id
+        ports = [r["port"] for r in routers.values()]
+        ports += [int(r["payload_url"].rsplit(":", 1)[1]) for r in routers.values() if r["payload_url"]]
+        cap = _start_capture(pcap, ports)
+        if cap is None:
+            raise RuntimeError("tcpdump is not installed (apt-get install tcpdump): the demo needs a capture")
+        try:
+            for m in modes:
+                extra: dict[str, str] = {}
+                if m == "secret-keeping":
+                    # a real-format OpenAI key and the canary: both must never reach a router
+                    extra[DEMO_OPENAI_KEY_ENV] = _fake_openai_key()
+                    extra["ROUTERWATCH_DEMO_PROMPT_SECRET"] = canary.text
+                log(f"  agent ({PLAN.get(m, {}).get('api', 'openai')}) -> {m} router at {routers[m]['url']}")
+                res.agents[m] = run_agent(m, routers[m], zoo[m].ca_path, keylog, extra)
+        finally:
+            _stop_capture(cap, pcap)
+    finally:
+        stop_zoo(zoo)
+    log(f"ingesting the capture ({pcap.stat().st_size:,} bytes) with the agents' key log ...")
+    ing = ingest(str(pcap), store=str(store), keylog=str(keylog), host_id="demo-agent-host")
+    for w in getattr(ing, "warnings", []) or []:
+        res.notes.append(str(w))
+    log("analyzing ...")
+    with Store.open(str(store)) as st:
+        run = analyze(st.con, load_catalog(st.location.root), load_rules())
+    res.findings = run.findings
+    keylog.unlink(missing_ok=True)  # as sensitive as a private key
+    return res
+
+
+def print_summary(res: DemoResult, out=sys.stdout) -> None:
+    by_router: dict[str, list[dict]] = {}
+    for f in res.findings:
+        by_router.setdefault(f.get("router") or "(host)", []).append(f)
+    print(f"\n{len(res.findings)} findings in {res.store}:", file=out)
+    for mode, r in res.routers.items():
+        fs = by_router.pop(r["name"], [])
+        print(f"  {mode:<15} {r['name']:<22} {len(fs):>2} finding(s)" +
+              (": " + ", ".join(sorted({f['rule_id'] for f in fs})) if fs else ""), file=out)
+    for name, fs in by_router.items():
+        print(f"  {'':<15} {name:<22} {len(fs):>2} finding(s): " + ", ".join(sorted({f['rule_id'] for f in fs})), file=out)
+
+
+def main(store: str | None, workdir: str | None, dashboard: bool, modes: list[str] | None) -> int:
+    wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="routerwatch-demo-"))
+    st = Path(store) if store else wd / "store"
+    res = run_demo(st, wd, modes=tuple(modes) if modes else None,
+                   log=lambda m: print(m, file=sys.stderr))
+    print_summary(res)
+    print(f"\nexplore: routerwatch findings --store {st}\n"
+          f"         routerwatch report --store {st} --format html -o report.html\n"
+          f"         routerwatch sql --store {st} \"SELECT * FROM exchange_classes\"")
+    if not dashboard:
+        return 0
+    from importlib.metadata import entry_points
+
+    if not any(ep.name == "dashboard" for ep in entry_points(group="routerwatch.commands")):
+        print("(the dashboard is not installed here; use the commands above)")
+        return 0
+    print(f"\nopening the dashboard: routerwatch dashboard --store {st}  (Ctrl-C to stop)", file=sys.stderr)
+    exe = shutil.which("routerwatch") or str(Path(sys.executable).parent / "routerwatch")
+    try:
+        return subprocess.call([exe, "dashboard", "--store", str(st)])
+    except KeyboardInterrupt:
+        return 0
