@@ -172,7 +172,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
         store=args.store, host_id=args.host_id, interval=args.interval, duration=args.duration, poll=args.poll,
         max_delay=args.max_delay, ebpf=not args.no_ebpf, ssl=not args.no_ssl, ssl_libraries=args.ssl_lib or [],
         capture=not args.no_capture, capture_dir=args.capture_dir, capture_iface=args.iface,
-        capture_retain_mb=args.capture_retain_mb, quiet=args.quiet,
+        capture_retain_mb=args.capture_retain_mb, capture_filter=args.capture_filter, keylogs=args.keylog or [],
+        quiet=args.quiet,
     ))
 
 
@@ -192,6 +193,9 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--capture-dir", metavar="DIR", help="capture segments (default /var/lib/routerwatch-capture)")
     c.add_argument("--iface", default="any", help="capture interface (default any)")
     c.add_argument("--capture-retain-mb", type=int, default=512, metavar="MB", help="disk cap for segments")
+    c.add_argument("--capture-filter", metavar="BPF", help="capture filter (default: 'tcp or (udp port 53)')")
+    c.add_argument("--keylog", action="append", metavar="FILE",
+                   help="a TLS key log to decrypt every outbound flow with (wrap runs are found on their own)")
     c.add_argument("-q", "--quiet", action="store_true", help="no start/stop messages")
     c.set_defaults(func=cmd_collect)
 

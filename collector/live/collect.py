@@ -39,6 +39,9 @@ class CollectOptions:
     capture_dir: str | None = None
     capture_iface: str = "any"
     capture_retain_mb: int = 512
+    capture_filter: str | None = None
+    keylogs: list[str] = field(default_factory=list)  # key-log files applying to every outbound flow
+    keylog_dir: str | None = None  # where `routerwatch wrap` runs live (default collector.config.keylog_dir())
     max_rows: int = 100_000  # writer flushes at this many pending rows (bounds memory)
     quiet: bool = False
 
@@ -54,6 +57,7 @@ class Collector:
         self.reason = ""
         self.probes = None
         self.sources: list = []  # degraded-mode sources (procnet) and extras (capture)
+        self.decryptor = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def _log(self, msg: str) -> None:
@@ -92,12 +96,23 @@ class Collector:
             try:
                 from collector.live.capture import CaptureRing
 
-                ring = CaptureRing(self.o.capture_dir, iface=self.o.capture_iface, retain_mb=self.o.capture_retain_mb)
+                kw = {"bpf_filter": self.o.capture_filter} if self.o.capture_filter else {}
+                ring = CaptureRing(self.o.capture_dir, iface=self.o.capture_iface, retain_mb=self.o.capture_retain_mb,
+                                   **kw)
                 ring.start()
                 self.sources.append(ring)
                 self.mode += "+capture"
             except Exception as exc:  # no dumpcap/tcpdump or no capture rights: say so, keep going
                 self._log(f"packet capture unavailable: {exc}")
+            else:
+                from collector.live.decrypt import LiveDecryptor
+                from collector.live.keylog_watch import KeylogWatcher
+
+                watcher = KeylogWatcher(self.o.keylog_dir, self.o.keylogs)
+                decoded = self.plaintext.decoded_flows if self.plaintext is not None else set()
+                self.decryptor = LiveDecryptor(ring, watcher, self.processes, self.host_id, self.store.secret_key(),
+                                               already_decoded=decoded.__contains__)
+                self.decryptor.start(self.writer.add)
         self.stats = Stats(self.host_id, self.mode)
         if self.probes is not None:
             self._log(f"mode={self.mode} store={self.store.location.spec} probes: {', '.join(self.probes.attached)}")
@@ -139,6 +154,8 @@ class Collector:
                 except Exception:
                     pass
             self.step(final=True)
+            if self.decryptor is not None:
+                self.decryptor.close()  # every queued connection decrypted before the last flush
             self.write_stats()
         finally:
             if self.probes is not None:
@@ -168,9 +185,15 @@ class Collector:
                 self.stats.add("flows", flows.num_rows)
                 if self.plaintext is not None:
                     self.plaintext.closed(arr, flows)
+                if self.decryptor is not None:
+                    self.decryptor.closed(flows)
         for src in self.sources:
             for table, rows in src.poll(final=final):
                 self.writer.add(table, rows)
+                if table == "flows" and self.decryptor is not None and rows:
+                    from collector.store.writer import to_arrow
+
+                    self.decryptor.closed(to_arrow("flows", rows) if isinstance(rows, list) else rows)
                 if table == "flows":
                     self.stats.add("flows", len(rows) if isinstance(rows, list) else rows.num_rows)
         if self.plaintext is not None:
@@ -191,6 +214,10 @@ class Collector:
             kernel = self.probes.counters()
             self.step()
         backlog = self.plaintext.backlog() if self.plaintext is not None else 0
+        if self.decryptor is not None:
+            backlog += self.decryptor.backlog()
+            for k, v in self.decryptor.counters().items():
+                self.stats.set(k, v)
         if self.plaintext is not None:
             for k, v in self.plaintext.counters().items():
                 self.stats.set(k, v)

@@ -46,6 +46,7 @@ class PlaintextAssembler:
         self.idle_s = idle_s
         self.max_queue = max_queue
         self.inbound = inbound
+        self.decoded_flows: set[str] = set()  # flows whose plaintext came from uprobes (key-log path skips them)
         self._streams: dict[int, _Stream] = {}
         self._by_sk: dict[int, set[int]] = {}
         self._total = 0
@@ -115,6 +116,10 @@ class PlaintextAssembler:
             self.counts["plaintext_queue_dropped"] += 1
             return
         self.queue.append((cb, flow or {}))
+        if cb.flow_uid:
+            if len(self.decoded_flows) > 200_000:
+                self.decoded_flows.clear()
+            self.decoded_flows.add(cb.flow_uid)
 
     def poll(self, final: bool = False, budget_s: float = 0.5):
         """Decode queued connections (time-boxed unless final); yields (table, rows)."""

@@ -1,0 +1,162 @@
+"""Live key-log decryption: closed flows of wrapped agents -> capture segments -> decode_capture.
+
+Per batch of closed connections: the capture segments covering their lifetime are concatenated
+(a connection that crossed a rotation needs all of them), cut down to those connections with a
+tcpdump read filter, and handed with the run's key log to collector.tls.pipeline.decode_capture.
+Connections whose plaintext already came through the libssl uprobes are skipped (one exchange,
+one row set).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+
+from collector.live.capture import CaptureRing
+from collector.live.keylog_watch import KeylogRun, KeylogWatcher
+from collector.processes import ProcessTable
+
+SETTLE_S = 1.0  # packets of a just-closed connection may still be on their way to the segment
+MAX_BATCH = 200
+
+
+class LiveDecryptor:
+    def __init__(self, ring: CaptureRing, watcher: KeylogWatcher, processes: ProcessTable, host_id: str,
+                 secret_key: bytes, already_decoded: Callable[[str], bool] = lambda uid: False):
+        self.ring = ring
+        self.watcher = watcher
+        self.processes = processes
+        self.host_id = host_id
+        self.secret_key = secret_key
+        self.already_decoded = already_decoded
+        self.queue: deque[tuple[float, dict, KeylogRun]] = deque()
+        self.counts = {"keylog_flows_queued": 0, "keylog_batches": 0, "keylog_flows_decrypted": 0,
+                       "keylog_decrypt_errors": 0, "keylog_flows_skipped_uprobe": 0}
+        self.tmp = Path(tempfile.mkdtemp(prefix="rw-decrypt-"))
+
+    def closed(self, flows: pa.Table) -> None:
+        """Queue the outbound flows of wrapped agents (or every outbound flow for --keylog files)."""
+        self.watcher.scan()
+        runs = self.watcher.by_pid()
+        glob = self.watcher.global_runs()
+        if (not runs and not glob) or flows.num_rows == 0:
+            return
+        cols = flows.select(["flow_uid", "community_id", "ts_start", "ts_end", "src_ip", "src_port", "dst_ip",
+                             "dst_port", "pid", "process_start", "direction", "bytes_out"]).to_pylist()
+        owner: dict[tuple, KeylogRun | None] = {}
+        for f in cols:
+            if f["direction"] != "outbound" or not f["bytes_out"]:
+                continue
+            run = None
+            if f["pid"] is not None and runs:
+                key = (f["pid"], f["process_start"])
+                if key not in owner:
+                    chain = self.processes.chain(f["pid"], f["process_start"])
+                    owner[key] = next((runs[p.pid] for p in chain if p.pid in runs), None)
+                run = owner[key]
+            for r in [run] if run else glob:
+                r.pending += 1
+                self.queue.append((time.monotonic(), f, r))
+                self.counts["keylog_flows_queued"] += 1
+
+    def poll(self, final: bool = False):
+        out: dict[str, list] = {}
+        now = time.monotonic()
+        while self.queue and (final or now - self.queue[0][0] >= SETTLE_S):
+            batch: dict[str, list[dict]] = {}
+            runs: dict[str, KeylogRun] = {}
+            while self.queue and len(batch) < MAX_BATCH and (final or now - self.queue[0][0] >= SETTLE_S):
+                _t, f, run = self.queue.popleft()
+                run.pending -= 1
+                if self.already_decoded(f["flow_uid"]):
+                    self.counts["keylog_flows_skipped_uprobe"] += 1
+                    continue
+                batch.setdefault(run.run_id, []).append(f)
+                runs[run.run_id] = run
+            for rid, flows in batch.items():
+                for table, rows in self._decrypt(runs[rid], flows):
+                    out.setdefault(table, []).extend(rows)
+        self.watcher.scan()
+        self.watcher.cleanup()
+        return list(out.items())
+
+    def _decrypt(self, run: KeylogRun, flows: list[dict]) -> list[tuple[str, list[dict]]]:
+        from collector.tls.pipeline import decode_capture
+
+        self.counts["keylog_batches"] += 1
+        t0 = min(f["ts_start"] for f in flows).timestamp() - 2
+        t1 = max(f["ts_end"] for f in flows).timestamp() + 2
+        segs = self.ring.covering(t0, t1)
+        if not segs:
+            self.counts["keylog_decrypt_errors"] += 1
+            return []
+        merged = self.tmp / "merged.pcap"
+        cut = self.tmp / "flows.pcap"
+        try:
+            if len(segs) == 1:
+                src = segs[0]
+            else:
+                subprocess.run(["mergecap", "-a", "-F", "pcap", "-w", str(merged), *map(str, segs)], check=True,
+                               capture_output=True, timeout=120)
+                src = merged
+            expr = " or ".join(
+                f"(host {f['src_ip']} and host {f['dst_ip']} and port {f['src_port']} and port {f['dst_port']})"
+                for f in flows)
+            subprocess.run([shutil.which("tcpdump") or "tcpdump", "-r", str(src), "-w", str(cut), f"tcp and ({expr})"],
+                           check=True, capture_output=True, timeout=120)
+            table = pa.Table.from_pylist(flows)
+            res = decode_capture(cut, run.keylog, flows=table, host_id=self.host_id, secret_key=self.secret_key,
+                                 run_id=f"live-{run.run_id}")
+        except Exception:
+            self.counts["keylog_decrypt_errors"] += 1
+            return []
+        finally:
+            for p in (merged, cut):
+                p.unlink(missing_ok=True)
+        wanted = {f["flow_uid"] for f in flows}
+        self.counts["keylog_flows_decrypted"] += len(res.decrypted_flow_uids & wanted)
+        pids = {f["flow_uid"]: f["pid"] for f in flows}
+        for r in res.tables.get("llm_exchanges", []):  # the capture was cut to these flows: all rows are theirs
+            if r.get("pid") is None:
+                r["pid"] = pids.get(r.get("flow_uid"))
+        return [(t, rows) for t, rows in res.tables.items() if rows]
+
+    # -- background worker: tshark runs for seconds; the probe loop must never wait for it --------
+    def start(self, sink: Callable[[str, list[dict]], None], period: float = 0.5) -> None:
+        self._sink = sink
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period,), name="routerwatch-decrypt", daemon=True)
+        self._thread.start()
+
+    def _run(self, period: float) -> None:
+        while not self._stop.wait(period):
+            self._drain(final=False)
+
+    def _drain(self, final: bool) -> None:
+        try:
+            for table, rows in self.poll(final=final):
+                self._sink(table, rows)
+        except Exception:
+            self.counts["keylog_decrypt_errors"] += 1
+
+    def backlog(self) -> int:
+        return len(self.queue)
+
+    def counters(self) -> dict[str, int]:
+        return {**self.counts, "keylog_runs_deleted": self.watcher.deleted}
+
+    def close(self) -> None:
+        """Finish every queued flow (SIGTERM flushes everything), then remove the scratch files."""
+        if getattr(self, "_thread", None) is not None:
+            self._stop.set()
+            self._thread.join(timeout=300)
+            self._drain(final=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
