@@ -139,3 +139,21 @@ def test_invalid_json_and_secret_split_across_deltas(ctx):
     assert "[REDACTED:openai_api_key:" in rows.tables["tool_calls"][0]["arguments"]
     assert {(s["direction"], s["location"]) for s in rows.tables["secrets_seen"]} >= {
         ("response", "tool_call"), ("request", "header:authorization")}
+
+
+def test_gemini_streamed_function_call_and_key_in_path(ctx):
+    chunks = [{"candidates": [{"content": {"parts": [{"functionCall": {"name": "bash", "args": json.loads(ARGS)}}]}}],
+               "modelVersion": "gemini-2.5-flash-001", "responseId": "r1"},
+              {"candidates": [{"content": {"parts": [{"text": "ok"}]}, "finishReason": "STOP"}],
+               "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 9}, "modelVersion": "gemini-2.5-flash-001"}]
+    gkey = "AIzaSyD3mOcKk3y-0123456789abcdefghijkXY"
+    req = h1_request("POST", f"/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key={gkey}", "g.example",
+                     b'{"contents": []}')
+    resp = h1_response(200, sse(chunks), headers=[("Content-Type", "text/event-stream")], chunked=True)
+    rows = decode_connection(conn_from(req, resp), ctx)
+    (x,) = rows.tables["llm_exchanges"]
+    assert (x["api"], x["model_requested"], x["model_returned"], x["streamed"], x["input_tokens"], x["output_tokens"],
+            x["truncated"]) == ("gemini.generate", "gemini-2.5-flash", "gemini-2.5-flash-001", True, 7, 9, False)
+    assert json.loads(rows.tables["tool_calls"][0]["arguments"]) == json.loads(ARGS)
+    assert gkey not in json.dumps(rows.tables, default=str) and "[REDACTED:google_api_key:" in x["path"]
+    assert [(s["kind"], s["location"]) for s in rows.tables["secrets_seen"]] == [("google_api_key", "path")]
