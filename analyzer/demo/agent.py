@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -254,6 +255,59 @@ class Agent:
         if follow_up:
             turns.append(self.call(conv + first.raw_output + self._tool_results(first, outputs)))
         return turns
+
+
+def command(base_url: str, api: str, *, ca: str | os.PathLike, stream: bool = False, calls: int = 1,
+            http1: bool = False, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The argv that runs this agent as its own process (with the current interpreter)."""
+    cmd = [sys.executable, "-m", "analyzer.demo.agent", "--base-url", base_url, "--api", api,
+           "--calls", str(calls), "--ca", str(ca)]
+    if stream:
+        cmd.append("--stream")
+    if http1:
+        cmd.append("--http1.1")
+    return cmd + list(extra)
+
+
+def new_keylog(path: str | os.PathLike) -> str:
+    """Create an empty key-log file, 0600, before any TLS library appends to it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    return str(path)
+
+
+def process_env(ca: str | os.PathLike, keylog: str | os.PathLike | None,
+                env: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for the agent process: SSL_CERT_FILE = the CA (which also makes the SDKs' httpx2
+    client honour SSLKEYLOGFILE) and SSLKEYLOGFILE = `keylog` (created 0600), or no key log at all."""
+    e = dict(os.environ)
+    e.pop("SSLKEYLOGFILE", None)
+    e.update(env or {})
+    e["SSL_CERT_FILE"] = str(ca)
+    if keylog is not None:
+        e["SSLKEYLOGFILE"] = new_keylog(keylog)
+    return e
+
+
+def spawn(base_url: str, api: str, *, ca: str | os.PathLike, keylog: str | os.PathLike | None,
+          env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None, **kw: Any) -> subprocess.Popen:
+    """Start the agent as a separate process (stdout: JSON lines); kw: stream, calls, http1, extra."""
+    return subprocess.Popen(command(base_url, api, ca=ca, **kw), cwd=cwd, env=process_env(ca, keylog, env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def parse_output(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(one dict per model call, the summary) from the agent's stdout."""
+    turns: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    for line in stdout.splitlines():
+        obj = json.loads(line)
+        if "summary" in obj:
+            summary = obj["summary"]
+        else:
+            turns.append(obj)
+    return turns, summary
 
 
 def _emit(obj: dict[str, Any]) -> None:

@@ -13,31 +13,22 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from analyzer.demo import agent as demo_agent
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def new_keylog(path: str | os.PathLike) -> Path:
     """Create an empty key-log file readable by its owner only (key logs are as secret as private keys)."""
-    p = Path(path)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.close(fd)
-    os.chmod(p, 0o600)
-    return p
+    return Path(demo_agent.new_keylog(path))
 
 
-def keylog_env(ca: str | os.PathLike, keylog: str | os.PathLike | None, env: dict[str, str] | None = None) -> dict[str, str]:
-    e = dict(os.environ)
-    e.pop("SSLKEYLOGFILE", None)
-    e.update(env or {})
-    e["SSL_CERT_FILE"] = str(ca)
-    if keylog is not None:
-        e["SSLKEYLOGFILE"] = str(new_keylog(keylog))
-    return e
+# SSL_CERT_FILE = CA, SSLKEYLOGFILE = key log (created 0600): for Python clients and curl alike.
+keylog_env = demo_agent.process_env
 
 
 @dataclass
@@ -55,34 +46,19 @@ class AgentRun:
         return [c for t in self.turns for c in t.get("tool_calls", [])]
 
 
-def agent_cmd(base_url: str, api: str, *, ca: str | os.PathLike, stream: bool = False, calls: int = 1,
-              http1: bool = False, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
-    cmd = [sys.executable, "-m", "analyzer.demo.agent", "--base-url", base_url, "--api", api,
-           "--calls", str(calls), "--ca", str(ca)]
-    if stream:
-        cmd.append("--stream")
-    if http1:
-        cmd.append("--http1.1")
-    return cmd + list(extra)
+agent_cmd = demo_agent.command
 
 
 def start_agent(base_url: str, api: str, *, ca: str | os.PathLike, keylog: str | os.PathLike | None,
                 env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
     """Start the agent as its own process (for tests that need its PID while it runs)."""
-    return subprocess.Popen(agent_cmd(base_url, api, ca=ca, **kw), cwd=REPO, env=keylog_env(ca, keylog, env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return demo_agent.spawn(base_url, api, ca=ca, keylog=keylog, env=env, cwd=REPO, **kw)
 
 
 def collect_agent(proc: subprocess.Popen, timeout: float = 120) -> AgentRun:
     out, err = proc.communicate(timeout=timeout)
-    run = AgentRun(proc.returncode, proc.pid, stderr=err)
-    for line in out.splitlines():
-        obj = json.loads(line)
-        if "summary" in obj:
-            run.summary = obj["summary"]
-        else:
-            run.turns.append(obj)
-    return run
+    turns, summary = demo_agent.parse_output(out)
+    return AgentRun(proc.returncode, proc.pid, turns, summary, stderr=err)
 
 
 def run_agent(base_url: str, api: str, *, ca: str | os.PathLike, keylog: str | os.PathLike | None,
