@@ -279,12 +279,8 @@ def run_proxy(cmd: Sequence[str], *, store: str | None = None, fail_open: bool =
     import tempfile
 
     from collector.proxy.ca import CertificateAuthority
-    from collector.proxy.decode import ExchangeDecoder
     from collector.proxy.server import InterceptingProxy, upstream_context
-    from collector.proxy.sink import StoreSink
-    from collector.secrets import Fingerprinter
-    from collector.store import Store
-    from collector.store.writer import BatchWriter
+    from collector.proxy.sink import ProcessSink
 
     base = dict(os.environ if env is None else env)
     # Block the signals we forward before any thread exists (DuckDB's, the proxy's): a process-wide
@@ -292,12 +288,20 @@ def run_proxy(cmd: Sequence[str], *, store: str | None = None, fail_open: bool =
     waited = {*FORWARDED, signal.SIGCHLD}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     try:
-        with Store.open(config.resolve_store(store)) as st, tempfile.TemporaryDirectory(prefix="rw-wrap-") as tmp:
-            writer = BatchWriter(st, max_delay=1.0, background=True)
-            sink = StoreSink(writer, ExchangeDecoder(Fingerprinter(st.secret_key())), host_id=config.host_id())
+        with tempfile.TemporaryDirectory(prefix="rw-wrap-") as tmp:
+            try:
+                sink = ProcessSink(config.resolve_store(store), config.host_id())
+            except RuntimeError as exc:
+                from collector.store.errors import StoreError
+
+                raise StoreError(str(exc)) from None
             ca = CertificateAuthority(ca_dir)
-            proxy = InterceptingProxy(ca, sink, upstream_ssl=upstream_context(agent_ca_files(base)),
-                                      fail_open=fail_open, upstream_proxy=upstream_proxy_of(base)).start()
+            try:
+                proxy = InterceptingProxy(ca, sink, upstream_ssl=upstream_context(agent_ca_files(base)),
+                                          fail_open=fail_open, upstream_proxy=upstream_proxy_of(base)).start()
+            except BaseException:
+                sink.close()
+                raise
             try:
                 ca_pem, bundle = write_bundle(Path(tmp), ca.cert_pem, base)
                 agent_env = proxy_env(base, proxy.url, ca_pem, bundle)
@@ -307,7 +311,6 @@ def run_proxy(cmd: Sequence[str], *, store: str | None = None, fail_open: bool =
             finally:
                 proxy.stop(grace=2.0)
                 sink.close()
-                writer.close()
         return code
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

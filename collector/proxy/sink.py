@@ -14,8 +14,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import ipaddress
 import json
 import queue
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -44,19 +46,30 @@ class SocketOwners:
     def __init__(self, root_pid: int | None):
         self.root_pid = root_pid
 
-    def _inode(self, ip: str, port: int, peer_port: int) -> str | None:
-        want_port = f"{port:04X}"
-        want_peer = f"{peer_port:04X}"
-        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-            try:
-                lines = Path(name).read_text().splitlines()[1:]
-            except OSError:
-                continue
-            for line in lines:
-                f = line.split()
-                if len(f) > 9 and f[1].endswith(":" + want_port) and f[2].endswith(":" + want_peer):
-                    return f[9]
-        return None
+    @staticmethod
+    def _hex(ip: str) -> tuple[str, str]:
+        """(proc file, address as /proc/net/tcp* prints it: 32-bit words in host byte order)."""
+        addr = ipaddress.ip_address(ip)
+        if addr.version == 4:
+            return "/proc/net/tcp", struct.pack("<I", int(addr)).hex().upper()
+        words = struct.unpack(">4I", addr.packed)
+        return "/proc/net/tcp6", "".join(struct.pack("<I", w).hex().upper() for w in words)
+
+    def _inode(self, ip: str, port: int, peer_ip: str, peer_port: int) -> str | None:
+        """The socket inode of the connection ip:port -> peer_ip:peer_port (one substring search)."""
+        name, local = self._hex(ip)
+        _, remote = self._hex(peer_ip)
+        needle = f"{local}:{port:04X} {remote}:{peer_port:04X} "
+        try:
+            text = Path(name).read_text()
+        except OSError:
+            return None
+        i = text.find(needle)
+        if i < 0:
+            return None
+        line = text[text.rfind("\n", 0, i) + 1 : text.find("\n", i)]
+        f = line.split()
+        return f[9] if len(f) > 9 else None
 
     def _descendants(self) -> list[int]:
         if self.root_pid is None:
@@ -78,8 +91,8 @@ class SocketOwners:
             todo.extend(children.get(p, []))
         return out
 
-    def owner(self, client_ip: str, client_port: int, proxy_port: int) -> int | None:
-        inode = self._inode(client_ip, client_port, proxy_port)
+    def owner(self, client_ip: str, client_port: int, proxy_ip: str, proxy_port: int) -> int | None:
+        inode = self._inode(client_ip, client_port, proxy_ip, proxy_port)
         if inode and inode != "0":
             target = f"socket:[{inode}]"
             for pid in self._descendants():
@@ -99,6 +112,19 @@ def _readlink(p: Path) -> str | None:
         return None
 
 
+def attribute(conn: ProxiedConnection, owners: SocketOwners) -> None:
+    """Set conn.pid (and process_start) once: the owner of the agent's socket, else the wrapped root."""
+    if conn.extra.get("attributed") or conn.client is None:
+        if conn.pid is None and owners.root_pid is not None:
+            conn.pid = owners.root_pid
+            conn.process_start = _start_time(conn.pid)
+        return
+    conn.extra["attributed"] = True
+    pid = owners.owner(conn.client.ip, conn.client.port, conn.listen.ip, conn.listen.port)
+    conn.process_start = _start_time(pid)
+    conn.pid = pid
+
+
 def _start_time(pid: int | None) -> float | None:
     if pid is None:
         return None
@@ -111,7 +137,7 @@ class StoreSink(ProxySink):
     """Decode and write everything the proxy sees; `healthy` turns False when writes keep failing."""
 
     def __init__(self, writer, decoder: Callable[..., dict[str, list[dict]]], *,  # noqa: ANN001 - BatchWriter
-                 host_id: str, root_pid: int | None = None):
+                 host_id: str, root_pid: int | None = None, threaded: bool = True):
         self.writer = writer
         self.host_id = host_id
         self.owners = SocketOwners(root_pid)
@@ -122,8 +148,10 @@ class StoreSink(ProxySink):
         self.last_error: str | None = None
         self.counts = {"connections": 0, "exchanges": 0, "events": 0}
         self._seq: dict[str, int] = {}  # exchanges so far per connection (exchange ids derive from it)
-        self._thread = threading.Thread(target=self._work, name="routerwatch-proxy-sink", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._work, name="routerwatch-proxy-sink", daemon=True)
+            self._thread.start()
 
     @property
     def healthy(self) -> bool:  # type: ignore[override]
@@ -157,21 +185,22 @@ class StoreSink(ProxySink):
             item = self._q.get()
             if item is None:
                 return
-            try:
-                getattr(self, "_on_" + item[0])(*item[1:])
-                self.errors = 0
-            except Exception as exc:  # counted, surfaced in proxy_events; never kills the worker
-                self.errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            self.handle(item)
+
+    def handle(self, item: tuple) -> None:
+        """Process one queued observation ('open' | 'exchange' | 'closed' | 'event', args...)."""
+        try:
+            getattr(self, "_on_" + item[0])(*item[1:])
+            self.errors = 0
+        except Exception as exc:  # counted, surfaced in proxy_events; never kills the worker
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:300]
 
     def attribute(self, conn: ProxiedConnection) -> None:
         self._attribute(conn)
 
     def _attribute(self, conn: ProxiedConnection) -> None:
-        if conn.pid is None and conn.client is not None:
-            pid = self.owners.owner(conn.client.ip, conn.client.port, conn.listen.port)
-            conn.process_start = _start_time(pid)
-            conn.pid = pid
+        attribute(conn, self.owners)
 
     def _on_open(self, conn: ProxiedConnection) -> None:
         self._attribute(conn)
@@ -258,11 +287,113 @@ class StoreSink(ProxySink):
             "target": f"{conn.target_host}:{conn.target_port}" if conn else None,
         }])
 
-    def close(self, timeout: float = 30.0) -> None:
+    def close(self, timeout: float = 300.0) -> None:
         """Drain the queue, write a final event with the counters, flush."""
-        self._q.put(None)
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._q.put(None)
+            self._thread.join(timeout)
         if self.dropped or self.last_error:
             self._on_event(None, "sink-loss", json.dumps({"dropped": self.dropped, "last_error": self.last_error}), time.time())
         self.writer.flush()
 
+
+
+class ProcessSink(ProxySink):
+    """A StoreSink in a child process: decoding and secret scanning are CPU-heavy, and in the
+    proxy's process they would hold the GIL against the relay (measured: tens of ms of added
+    latency). The relay only pickles observations onto a queue; the child decodes and writes.
+    Agent attribution stays here (it needs the agent's sockets while they exist)."""
+
+    def __init__(self, store_spec: str, host_id: str, start_timeout: float = 120.0):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # never fork a process that has threads
+        self.owners = SocketOwners(None)
+        self._q = ctx.Queue(QUEUE_MAX)
+        self._errors = ctx.Value("i", 0)
+        self._ready = ctx.Event()
+        recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_child_main, args=(self._q, store_spec, host_id, self._errors, self._ready, send),
+                                 name="routerwatch-proxy-sink", daemon=True)
+        self._proc.start()
+        send.close()
+        if not self._ready.wait(start_timeout):
+            err = recv.recv() if recv.poll(1) else "the recording process did not start"
+            self._proc.kill()
+            raise RuntimeError(err)
+        self.dropped = 0
+
+    @property
+    def healthy(self) -> bool:  # type: ignore[override]
+        return self._proc.is_alive() and self._errors.value < 3 and not self._q.full()
+
+    def _put(self, item: tuple) -> None:
+        try:
+            self._q.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+
+    def set_root_pid(self, pid: int) -> None:
+        self.owners.root_pid = pid
+        self._q.put(("root", pid))
+
+    def attribute(self, conn: ProxiedConnection) -> None:
+        attribute(conn, self.owners)
+
+    def connection_opened(self, conn: ProxiedConnection) -> None:
+        pass  # recorded when it closes (with its byte counts)
+
+    def exchange(self, conn: ProxiedConnection, ex: Exchange) -> None:
+        self._put(("exchange", conn, ex))
+
+    def connection_closed(self, conn: ProxiedConnection) -> None:
+        self._put(("closed", conn))
+
+    def event(self, conn: ProxiedConnection | None, kind: str, detail: str) -> None:
+        self._put(("event", conn, kind, detail, time.time()))
+
+    def close(self, timeout: float = 600.0) -> None:
+        """Let the child write everything queued, then wait for it (it flushes before exiting)."""
+        if self.dropped:
+            self._put(("event", None, "sink-loss", json.dumps({"dropped_in_proxy": self.dropped}), time.time()))
+        self._q.put(None)
+        self._proc.join(timeout)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+
+def _child_main(q, store_spec: str, host_id: str, errors, ready, report) -> None:  # noqa: ANN001
+    """The recording process: open the store, decode and write until told to stop (or orphaned)."""
+    import os
+
+    from collector.proxy.decode import ExchangeDecoder
+    from collector.secrets import Fingerprinter
+    from collector.store import Store
+    from collector.store.writer import BatchWriter
+
+    parent = os.getppid()
+    try:
+        st = Store.open(store_spec)
+    except Exception as exc:
+        report.send(f"cannot open the store: {exc}")
+        return
+    with st:
+        writer = BatchWriter(st, max_delay=1.0, background=True)
+        sink = StoreSink(writer, ExchangeDecoder(Fingerprinter(st.secret_key())), host_id=host_id, threaded=False)
+        ready.set()
+        while True:
+            try:
+                item = q.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != parent:  # the proxy died without a goodbye: flush and go
+                    break
+                continue
+            if item is None:
+                break
+            if item[0] == "root":
+                sink.set_root_pid(item[1])
+                continue
+            sink.handle(item)
+            errors.value = sink.errors
+        sink.close()
+        writer.close()
