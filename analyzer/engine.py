@@ -27,7 +27,7 @@ from analyzer.catalog import Catalog
 from analyzer.enrich.exchanges import Classifier
 from analyzer.enrich.pipeline import classify_flows, enrich_exchanges, enrich_tool_calls
 from analyzer.rules import Rule
-from collector.store.schema import TABLES
+from collector.store.schema import TABLES, arrow_schema
 from collector.store.writer import to_arrow
 
 SOURCES = ("flows", "processes", "dns", "tls", "http", "llm_exchanges", "tool_calls", "secrets_seen", "canaries")
@@ -259,7 +259,8 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
         classifier = Classifier(catalog)
         suspicious = enrich_tool_calls(con, catalog, ins) if new_rows["tool_calls"] else {}
         t = mark("enrich_tool_calls", t)
-        new_sus = enrich_exchanges(con, catalog, classifier, ins, suspicious) if new_rows["llm_exchanges"] else set()
+        new_sus, ex_routers = (enrich_exchanges(con, catalog, classifier, ins, suspicious)
+                               if new_rows["llm_exchanges"] else (set(), {}))
         if new_rows["llm_exchanges"]:
             observe_routers(con, now)
         t = mark("enrich_exchanges", t)
@@ -282,8 +283,12 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
                 suppressed += s
             t = mark(f"rule:{rule.id}", t)
         insert(con, "findings", findings)
-        entries, seq, head = ledger.append(con, now) if new_rows["llm_exchanges"] else ([], *ledger.head(con))
-        insert(con, "ledger", entries)
+        if new_rows["llm_exchanges"]:
+            cols, seq, head = ledger.append(con, now, ex_routers)
+            insert(con, "ledger", pa.table({k: pa.array(v, type=arrow_schema("ledger").field(k).type)
+                                            for k, v in cols.items()}))
+        else:
+            seq, head = ledger.head(con)
         t = mark("ledger", t)
         duration = time.perf_counter() - t0
         insert(con, "analyzer_runs", [{

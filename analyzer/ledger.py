@@ -34,26 +34,29 @@ def head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
     return (int(row[0]), row[1]) if row else (0, GENESIS)
 
 
-def append(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> tuple[list[dict], int, str]:
-    """Ledger rows for the exchanges in `new_llm_exchanges` (ordered by time, then id)."""
+def append(con: duckdb.DuckDBPyConnection, now: dt.datetime, routers: dict[str, str | None]) -> tuple[dict[str, list], int, str]:
+    """Ledger columns for the exchanges in `new_llm_exchanges` (ordered by time, then id);
+    `routers` maps exchange ids to the router the classifier named."""
     seq, prev = head(con)
-    rows = con.execute(
-        """
-        SELECT e.exchange_id, e.host_id, e.ts, coalesce(c.router, e.router, e.host), e.request_digest, e.response_digest
-        FROM new_llm_exchanges e
-        LEFT JOIN (SELECT exchange_id, any_value(router) AS router FROM exchange_classes
-                   WHERE exchange_id IN (SELECT exchange_id FROM new_llm_exchanges) GROUP BY 1) c USING (exchange_id)
-        ORDER BY e.ts, e.exchange_id
-        """
-    ).fetchall()
-    out: list[dict] = []
-    for ex, host_id, ts, router, rq, rs in rows:
+    t = con.execute(
+        "SELECT exchange_id, host_id, ts, router, host, request_digest, response_digest FROM new_llm_exchanges "
+        "ORDER BY ts, exchange_id"
+    ).to_arrow_table()
+    cols: dict[str, list] = {k: [] for k in ("seq", "ts", "host_id", "exchange_id", "exchange_ts", "router",
+                                              "request_digest", "response_digest", "prev_hash", "hash")}
+    exs, hosts, tss = t["exchange_id"].to_pylist(), t["host_id"].to_pylist(), t["ts"].to_pylist()
+    own, host = t["router"].to_pylist(), t["host"].to_pylist()
+    rqs, rss = t["request_digest"].to_pylist(), t["response_digest"].to_pylist()
+    for i, ex in enumerate(exs):
         seq += 1
-        h = entry_hash(prev, seq, ex, host_id, ts, router, rq, rs)
-        out.append({"seq": seq, "ts": now, "host_id": host_id, "exchange_id": ex, "exchange_ts": ts, "router": router,
-                    "request_digest": rq, "response_digest": rs, "prev_hash": prev, "hash": h})
+        router = routers.get(ex) or own[i] or host[i]
+        h = entry_hash(prev, seq, ex, hosts[i], tss[i], router, rqs[i], rss[i])
+        for k, v in (("seq", seq), ("ts", now), ("host_id", hosts[i]), ("exchange_id", ex), ("exchange_ts", tss[i]),
+                     ("router", router), ("request_digest", rqs[i]), ("response_digest", rss[i]),
+                     ("prev_hash", prev), ("hash", h)):
+            cols[k].append(v)
         prev = h
-    return out, seq, prev
+    return cols, seq, prev
 
 
 @dataclass

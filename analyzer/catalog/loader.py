@@ -193,6 +193,13 @@ class Catalog:
         """Loopback (unless switched off), allowlist entries, provider and router endpoints."""
         if not host:
             return False
+        cache = self.__dict__.setdefault("_allow_cache", {})
+        key = (host, port)
+        if key not in cache:
+            cache[key] = self._is_allowlisted(host, port)
+        return cache[key]
+
+    def _is_allowlisted(self, host: str, port: int | None) -> bool:
         h = host.lower().strip("[]")
         if self.allow_loopback() and is_loopback(h):
             return True

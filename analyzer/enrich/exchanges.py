@@ -44,6 +44,8 @@ class Classifier:
         self._software = catalog.software()
         self._brands = catalog.brand_rows()
         self.classify = lru_cache(maxsize=65536)(self._classify)
+        self.brand = lru_cache(maxsize=65536)(self._brand)  # type: ignore[method-assign]
+        self._sw_cache: dict[tuple, list[str]] = {}
 
     def _classify(self, host: str | None, ip: str | None, port: int | None) -> DestClass:
         names = [h.lower().strip("[]") for h in (host, ip) if h]
@@ -58,8 +60,14 @@ class Classifier:
         return DestClass("other", None, None, None)
 
     def software(self, headers: dict[str, str], path: str | None, port: int | None) -> list[str]:
-        """Router software recognised by response headers (strong) or by path/port (weak, only
-        together with a header or when the path is unique to the software)."""
+        """Router software recognised by response headers or by a path only that software serves."""
+        key = (tuple(sorted(headers)), path)
+        hit = self._sw_cache.get(key)
+        if hit is None:
+            hit = self._sw_cache[key] = self._software_uncached(headers, path)
+        return list(hit)
+
+    def _software_uncached(self, headers: dict[str, str], path: str | None) -> list[str]:
         found: list[str] = []
         names = list(headers)
         for sw in self._software:
@@ -70,7 +78,7 @@ class Classifier:
                 found.append(sw["name"])
         return found
 
-    def brand(self, host: str | None) -> str | None:
+    def _brand(self, host: str | None) -> str | None:
         """The provider brand a host name imitates (contains the brand, is not its endpoint)."""
         if not host:
             return None
@@ -96,10 +104,20 @@ def parse_headers(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
+        return dict(_parse_header_text(value))
+    return _parse_header_value(value)
+
+
+@lru_cache(maxsize=4096)
+def _parse_header_text(text: str) -> tuple[tuple[str, str], ...]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return ()
+    return tuple(_parse_header_value(value).items())
+
+
+def _parse_header_value(value: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     if isinstance(value, dict):
         for k, v in value.items():

@@ -9,7 +9,7 @@ A package that is not popular but lies within a small Damerau-Levenshtein distan
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 _FILES = {"pip": "pypi.txt", "npm": "npm.txt", "cargo": "crates.txt", "go": "go.txt"}
@@ -63,6 +63,7 @@ def damerau_levenshtein(a: str, b: str, limit: int) -> int:
     return prev[lb]
 
 
+@lru_cache(maxsize=16384)
 def check(manager: str, name: str, max_distance: int = 2) -> Verdict:
     """Is `name` popular; if not, the nearest popular name within `max_distance` (short names: 1)."""
     names, by_len = popular(manager)

@@ -72,9 +72,9 @@ def enrich_tool_calls(con: duckdb.DuckDBPyConnection, catalog: Catalog, insert: 
 def enrich_exchanges(
     con: duckdb.DuckDBPyConnection, catalog: Catalog, classifier: Classifier, insert: Insert,
     suspicious: dict[tuple[str, int], int],
-) -> set[tuple[str, int | None]]:
+) -> tuple[set[tuple[str, int | None]], dict[str, str | None]]:
     """Classify new exchanges, recognise router software, normalise model families, check streams.
-    Returns the (dest, port) pairs newly seen as suspected routers."""
+    Returns the (dest, port) pairs newly seen as suspected routers, and each exchange's router."""
     rows = con.execute(
         """
         SELECT e.ts, e.host_id, e.exchange_id, e.flow_uid, e.api, e.host, e.path, e.model_requested,
@@ -120,7 +120,7 @@ def enrich_exchanges(
             anomalies.append({"ts": ts, "host_id": host_id, "exchange_id": ex, "kind": kind, "detail": detail})
     insert("exchange_classes", out)
     insert("stream_anomalies", anomalies)
-    return suspected
+    return suspected, {r["exchange_id"]: r["router"] for r in out}
 
 
 def classify_flows(
@@ -157,18 +157,27 @@ def classify_flows(
         ("dest", pa.string()), ("dst_ip", pa.string()), ("dst_port", pa.int32()), ("class", pa.string()), ("router", pa.string()),
     ])))
     try:
+        # first flow per (host, destination, port) that no earlier run has seen: a GROUP BY, not a window sort
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _rw_first AS
+            SELECT arg_min(nf.flow_uid, nf.ts_start) AS flow_uid
+            FROM _rw_nf nf
+            LEFT JOIN (SELECT DISTINCT coalesce(host_id, '') AS h, coalesce(dest, '') AS d, coalesce(dst_port, -1) AS p
+                       FROM flow_classes) old
+              ON old.h = coalesce(nf.host_id, '') AND old.d = coalesce(nf.dest, '') AND old.p = coalesce(nf.dst_port, -1)
+            WHERE old.h IS NULL
+            GROUP BY nf.host_id, nf.dest, nf.dst_port
+            """
+        )
         n = con.execute(
             """
             INSERT INTO flow_classes BY NAME
             SELECT nf.ts_start AS ts, nf.host_id, nf.flow_uid, nf.dest, nf.dst_port, dc.class, dc.router,
-                   (row_number() OVER (PARTITION BY nf.host_id, nf.dest, nf.dst_port ORDER BY nf.ts_start, nf.flow_uid) = 1
-                    AND old.dest IS NULL) AS first_seen
+                   nf.flow_uid IN (SELECT flow_uid FROM _rw_first) AS first_seen
             FROM _rw_nf nf
-            JOIN _rw_dc dc ON dc.dest IS NOT DISTINCT FROM nf.dest AND dc.dst_ip IS NOT DISTINCT FROM nf.dst_ip
-                          AND dc.dst_port IS NOT DISTINCT FROM nf.dst_port
-            LEFT JOIN (SELECT DISTINCT host_id, dest, dst_port FROM flow_classes) old
-              ON old.host_id IS NOT DISTINCT FROM nf.host_id AND old.dest IS NOT DISTINCT FROM nf.dest
-             AND old.dst_port IS NOT DISTINCT FROM nf.dst_port
+            JOIN _rw_dc dc ON coalesce(dc.dest, '') = coalesce(nf.dest, '') AND coalesce(dc.dst_ip, '') = coalesce(nf.dst_ip, '')
+                          AND coalesce(dc.dst_port, -1) = coalesce(nf.dst_port, -1)
             """
         ).fetchone()[0]
     finally:

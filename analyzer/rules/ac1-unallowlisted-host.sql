@@ -16,9 +16,9 @@ SELECT min(coalesce(h.ts, e.ts)) AS ts, coalesce(h.host_id, e.host_id) AS host_i
        json_object('tool_call_idx', min(h.idx), 'host', h.host, 'port', any_value(h.port),
                    'urls', list(DISTINCT h.url) FILTER (WHERE h.url IS NOT NULL)) AS evidence,
        format('tool call of exchange {} from {} names {}', h.exchange_id, coalesce(ec.router, e.host), h.host) AS summary
-FROM tool_call_hosts h
-JOIN new_tool_calls t ON t.exchange_id = h.exchange_id AND t.idx = h.idx
+FROM new_tool_calls t
+JOIN tool_call_hosts h ON t.exchange_id = h.exchange_id AND t.idx = h.idx
 LEFT JOIN llm_exchanges e ON e.exchange_id = h.exchange_id
 LEFT JOIN exchange_classes ec ON ec.exchange_id = h.exchange_id
-WHERE h.direction = 'response' AND NOT h.allowlisted AND NOT rw_allowed(h.host, h.port)
+WHERE h.direction = 'response' AND NOT h.allowlisted
 GROUP BY h.host_id, e.host_id, e.pid, e.flow_uid, h.exchange_id, ec.router, e.host, h.host

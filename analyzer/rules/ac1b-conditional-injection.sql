@@ -20,13 +20,16 @@ WITH tc AS (
     UNION
     SELECT DISTINCT exchange_id FROM package_installs
     WHERE direction = 'response' AND NOT popular AND nearest IS NOT NULL
+), new_bad_routers AS (  -- incremental: only routers with a malicious exchange new in this run
+    SELECT DISTINCT router FROM exchange_classes
+    WHERE exchange_id IN (SELECT exchange_id FROM bad)
+      AND exchange_id IN (SELECT exchange_id FROM new_tool_calls UNION SELECT exchange_id FROM new_llm_exchanges)
 ), ex AS (
     SELECT ec.router, e.exchange_id, e.ts, e.host_id, e.pid, e.flow_uid, bad.exchange_id IS NOT NULL AS is_bad
-    FROM exchange_classes ec
+    FROM (SELECT * FROM exchange_classes WHERE router IN (SELECT router FROM new_bad_routers)) ec
     JOIN llm_exchanges e USING (exchange_id)
     JOIN tc USING (exchange_id)
     LEFT JOIN bad USING (exchange_id)
-    WHERE ec.router IS NOT NULL
 ), first_bad AS (
     SELECT router, arg_min(exchange_id, (ts, exchange_id)) AS exchange_id, min(ts) AS ts
     FROM ex WHERE is_bad GROUP BY router

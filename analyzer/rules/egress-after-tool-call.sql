@@ -37,11 +37,11 @@ WITH RECURSIVE resp AS (
     SELECT * FROM resp WHERE exchange_id IN (SELECT k FROM new_resp) OR t0 >= (SELECT resp_lo FROM bounds)
 ), cand0 AS (
     SELECT f.flow_uid, f.host_id, f.pid, f.ts_start, f.dst_ip, f.dst_port, f.proto, fc.dest, fc.first_seen, fc.class
-    FROM flow_classes fc
+    FROM (SELECT * FROM flow_classes
+          WHERE (first_seen OR dest IN (SELECT host FROM named))
+            AND (flow_uid IN (SELECT k FROM new_flow_ids) OR ts >= (SELECT flow_lo FROM bounds))) fc
     JOIN flows f ON f.flow_uid = fc.flow_uid AND f.host_id IS NOT DISTINCT FROM fc.host_id
     WHERE NOT (coalesce(f.dst_port, 0) IN (53, 5353) AND coalesce(f.proto, 'udp') = 'udp')
-      AND (fc.first_seen OR fc.dest IN (SELECT host FROM named) OR f.dst_ip IN (SELECT host FROM named))
-      AND (fc.flow_uid IN (SELECT k FROM new_flow_ids) OR fc.ts >= (SELECT flow_lo FROM bounds))
 ), allowed AS (  -- the allowlist test once per distinct destination, not per pair
     SELECT dest, dst_port, rw_allowed(dest, dst_port) AS ok FROM (SELECT DISTINCT dest, dst_port FROM cand0)
 ), cand AS (

@@ -13,8 +13,6 @@
 WITH agents AS (
     SELECT DISTINCT host_id, pid FROM llm_exchanges WHERE pid IS NOT NULL
     UNION
-    SELECT DISTINCT f.host_id, f.pid FROM flows f JOIN exchange_classes ec USING (flow_uid) WHERE f.pid IS NOT NULL
-    UNION
     SELECT DISTINCT host_id, pid FROM processes
     WHERE lower(coalesce(comm, regexp_extract(exe, '[^/]+$'))) IN (SELECT name FROM cat_agents)
 ), cand AS (
