@@ -1,4 +1,8 @@
-"""Live capture ring: tcpdump writes time-rotated pcap segments; old segments go under a disk cap.
+"""Live capture ring: dumpcap writes time-rotated pcap segments; old segments go under a disk cap.
+
+dumpcap (Wireshark's capture engine, installed with tshark) is used rather than tcpdump because it
+never changes uid or chowns its files: it works with only CAP_NET_RAW + CAP_NET_ADMIN, as the
+collector's systemd unit grants, and reports kernel drops when it stops.
 
 Segments rotate on time, so one connection may span several: decryption of a closed connection
 concatenates every segment overlapping its lifetime (a connection cut at a rotation boundary
@@ -10,12 +14,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 DEFAULT_FILTER = "tcp or (udp port 53)"
-_DROPS = re.compile(r"(\d+) packets? dropped by kernel")
+_DROPS = re.compile(r"received/dropped on interface '[^']*': (\d+)/(\d+)")
+_SEG = re.compile(r"seg_\d+_(\d{14})\.pcap$")
 
 
 def default_capture_dir() -> Path:
@@ -33,31 +39,38 @@ class CaptureRing:
         self.retain_s = retain_s
         self.snaplen = snaplen
         self.proc: subprocess.Popen | None = None
+        self._err = None
         self.drops = 0
         self.deleted = 0
         self._next_gc = 0.0
 
     def start(self) -> None:
-        tool = shutil.which("tcpdump")
+        tool = shutil.which("dumpcap")
         if not tool:
-            raise RuntimeError("tcpdump not found (deploy/deps.sh installs it)")
+            raise RuntimeError("dumpcap not found (deploy/deps.sh installs tshark, which brings it)")
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        cmd = [tool, "-i", self.iface, "-n", "-U", "-s", str(self.snaplen), "-G", str(self.rotate_s),
-               "-Z", "root", "-w", str(self.dir / "seg-%s.pcap"), self.filter]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(0.3)
-        if self.proc.poll() is not None:
-            err = self.proc.stderr.read().strip() if self.proc.stderr else ""
-            raise RuntimeError(f"tcpdump exited: {err.splitlines()[-1] if err else self.proc.returncode}")
+        cmd = [tool, "-q", "-i", self.iface, "-f", self.filter, "-P", "-b", f"duration:{self.rotate_s}",
+               "-w", str(self.dir / "seg.pcap")]
+        if self.snaplen:
+            cmd[2:2] = ["-s", str(self.snaplen)]
+        self._err = open(self.dir / ".dumpcap.log", "w+")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._err, text=True,
+                                     start_new_session=True)  # a terminal's Ctrl-C goes to the collector only
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not self.segments():
+            if self.proc.poll() is not None:
+                self._err.seek(0)
+                err = self._err.read().strip()
+                raise RuntimeError(f"dumpcap exited: {err.splitlines()[-1] if err else self.proc.returncode}")
+            time.sleep(0.05)
 
     def segments(self) -> list[tuple[float, Path]]:
-        """(start epoch, path) for every retained segment, oldest first."""
+        """(start epoch, path) for every retained segment, oldest first (dumpcap names them in local time)."""
         out = []
-        for p in self.dir.glob("seg-*.pcap"):
-            try:
-                out.append((float(p.stem[4:]), p))
-            except ValueError:
-                continue
+        for p in self.dir.glob("seg_*.pcap"):
+            m = _SEG.search(p.name)
+            if m:
+                out.append((time.mktime(time.strptime(m.group(1), "%Y%m%d%H%M%S")), p))
         return sorted(out)
 
     def covering(self, ts_start: float, ts_end: float) -> list[Path]:
@@ -102,12 +115,13 @@ class CaptureRing:
     def close(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.terminate()
+        self.proc.send_signal(signal.SIGINT)  # dumpcap finishes the segment and prints its drop counts
         try:
-            _, err = self.proc.communicate(timeout=5)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
-        m = _DROPS.search(err or "")
-        if m:
-            self.drops += int(m.group(1))
+            self.proc.wait()
+        self._err.seek(0)
+        for m in _DROPS.finditer(self._err.read()):
+            self.drops += int(m.group(2))
+        self._err.close()

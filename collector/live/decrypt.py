@@ -24,7 +24,7 @@ from collector.live.capture import CaptureRing
 from collector.live.keylog_watch import KeylogRun, KeylogWatcher
 from collector.processes import ProcessTable
 
-SETTLE_S = 1.0  # packets of a just-closed connection may still be on their way to the segment
+SETTLE_S = 2.0  # packets of a just-closed connection may still be in dumpcap's buffer
 MAX_BATCH = 200
 
 

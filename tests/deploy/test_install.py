@@ -1,0 +1,129 @@
+"""deploy/install.sh: idempotent, valid systemd units, and the privileges they grant really work:
+the collector runs with only the unit's capabilities, the dashboard's group reads the store and
+cannot write it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.collector.live.conftest import ebpf_skip_reason
+from tests.conftest import BIN, REPO
+
+INSTALL = REPO / "deploy" / "install.sh"
+UNITS = ("routerwatch-collector.service", "routerwatch-dashboard.service")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="install.sh runs as root (CI runs as root)")
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
+        out[str(p.relative_to(root))] = (st.st_mode, st.st_gid, digest)
+    return out
+
+
+def install(root: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(INSTALL), "--root", str(root), "--no-start", *extra], capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def installed() -> Path:
+    """One install into a scratch root under a world-traversable directory (the dashboard's uid walks it)."""
+    base = Path(tempfile.mkdtemp(prefix="rw-install-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    first = install(base)  # with deploy/deps.sh, as a user would run it
+    assert first.returncode == 0, first.stderr
+    assert "user routerwatch: created" in first.stderr and "unit routerwatch-collector.service: written" in first.stderr
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_second_run_changes_nothing(installed: Path):
+    before = snapshot(installed)
+    again = install(installed, "--skip-deps")
+    assert again.returncode == 0, again.stderr
+    assert "done (nothing to change)" in again.stderr, again.stderr
+    assert snapshot(installed) == before
+    assert open(installed / "etc/passwd").read().count("routerwatch:") == 1
+
+
+def test_store_and_capture_directories(installed: Path):
+    gid = group_id(installed)
+    store = installed / "var/lib/routerwatch"
+    for d in (store, store / "data"):
+        st = d.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o2750 and st.st_gid == gid and st.st_uid == 0
+    assert stat.S_IMODE((installed / "var/lib/routerwatch-capture").stat().st_mode) == 0o700
+    assert "ROUTERWATCH_STORE=/var/lib/routerwatch" in (installed / "etc/default/routerwatch").read_text()
+
+
+def test_units_verify_and_dashboard_is_never_root(installed: Path):
+    units = [installed / "etc/systemd/system" / u for u in UNITS]
+    text = {u.name: u.read_text() for u in units}
+    assert "@" not in "".join(re.findall(r"^ExecStart=.*$", "".join(text.values()), re.M))
+    assert f"{BIN.parent}/bin/routerwatch collect" in text[UNITS[0]]
+    dash = text[UNITS[1]]
+    assert re.search(r"^User=routerwatch$", dash, re.M) and "CapabilityBoundingSet=\n" in dash
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed on this machine")
+    r = subprocess.run([analyze, "verify", *map(str, units)], capture_output=True, text=True, timeout=120)
+    # verify exits 0 on unknown keys; its warnings are the signal
+    noise = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip() and "routerwatch" in ln]
+    assert r.returncode == 0 and not noise, r.stderr
+
+
+def unit_caps() -> list[str]:
+    text = (REPO / "deploy/systemd/routerwatch-collector.service").read_text()
+    caps = re.search(r"^CapabilityBoundingSet=(.*)$", text, re.M).group(1).split()
+    return [c.removeprefix("CAP_").lower() for c in caps]
+
+
+def group_id(root: Path) -> int:
+    for line in (root / "etc/group").read_text().splitlines():
+        name, _x, gid, *_ = line.split(":")
+        if name == "routerwatch":
+            return int(gid)
+    raise AssertionError("no routerwatch group")
+
+
+@pytest.mark.ebpf
+@pytest.mark.skipif(ebpf_skip_reason() is not None, reason=ebpf_skip_reason() or "")
+def test_collector_runs_with_unit_caps_and_dashboard_group_reads_only(installed: Path):
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is not installed")
+    store = installed / "var/lib/routerwatch"
+    caps = ",".join(["-all", *(f"+{c}" for c in unit_caps())])
+    cmd = ["setpriv", f"--bounding-set={caps}", "--inh-caps=-all", "--", "sh", "-c",
+           'umask 027; exec "$0" "$@"', str(BIN / "routerwatch"), "collect", "--store", str(store),
+           "--capture-dir", str(installed / "var/lib/routerwatch-capture"), "--iface", "lo", "--duration", "3",
+           "--interval", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "mode=ebpf+capture" in r.stderr, r.stderr  # probes and capture, with only the unit's caps
+
+    gid = group_id(installed)
+    files = [p for p in store.rglob("*") if p.is_file() and p.name != "secret.key"]
+    assert any(p.name == "catalog.sqlite" for p in files) and any(p.suffix == ".parquet" for p in files)
+    for p in [store, *store.rglob("*")]:
+        if p.name == "secret.key":
+            continue
+        st = p.stat()
+        assert st.st_gid == gid, p
+        assert st.st_mode & stat.S_IRGRP and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH), (p, oct(st.st_mode))
+    as_dashboard = ["setpriv", "--reuid=65534", f"--regid={gid}", "--clear-groups", "--"]
+    for p in files:
+        assert subprocess.run([*as_dashboard, "cat", str(p)], capture_output=True).returncode == 0, p
+    denied = subprocess.run([*as_dashboard, "touch", str(store / "data" / "intruder")], capture_output=True)
+    assert denied.returncode != 0
