@@ -5,8 +5,8 @@
 -- attack_class: config
 -- attack: [T1556, T1562.001, T1557]
 -- false_positives:
---   - The user switched routers or providers on purpose; the evidence names the file, the old and the
---     new endpoint.
+--   - The user switched routers or providers on purpose (the evidence names the file, the old and the
+--     new endpoint).
 -- description: >
 --   Two inventory snapshots of the same setting (same host, user, agent, file or environment variable)
 --   name different endpoints: a config file or environment was changed to send the agent's traffic

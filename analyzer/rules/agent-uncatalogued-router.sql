@@ -5,8 +5,8 @@
 -- attack_class: config
 -- attack: [T1557, T1090.002]
 -- false_positives:
---   - A router the organisation runs or buys from that the catalog does not list yet: declare it in
---     the catalog (declared_routers) or allowlist its host.
+--   - A router the organisation runs or buys from that the catalog does not list yet (declare it in
+--     the catalog under declared_routers, or allowlist its host).
 -- description: >
 --   The router-configuration inventory (`routerwatch inventory`, table agent_configs) found an
 --   effective base-URL setting (environment of a live agent, or a user's or project's config file)
