@@ -1,9 +1,195 @@
-"""The dashboard's subcommands (registered through the `routerwatch.commands` entry point)."""
+"""`routerwatch dashboard` and `routerwatch up` (registered through the `routerwatch.commands` entry point).
+
+The dashboard is `streamlit run dashboard/app.py` with safe server flags. It binds 127.0.0.1 by
+default; bound to any other address it refuses to start unless authentication is configured (a token,
+or OIDC through Streamlit's built-in auth). `up` runs `routerwatch collect` and the dashboard side by
+side, forwards SIGTERM/SIGINT to both, and stops the other when one exits.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from collector.cli import UserError, add_store_arg
+from collector.config import resolve_store
+from dashboard import auth
+
+APP = Path(__file__).with_name("app.py")
+DEFAULT_PORT = 8501
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_env(args: argparse.Namespace) -> dict[str, str]:
+    """The auth settings for the app process; refuses a non-loopback bind without authentication."""
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise UserError(f"cannot read --token-file {args.token_file}: {exc.strerror}") from None
+    elif os.environ.get(auth.TOKEN_ENV):
+        token = os.environ[auth.TOKEN_ENV].strip()
+    if token is not None and len(token) < auth.MIN_TOKEN_LEN:
+        raise UserError(f"the dashboard token must be at least {auth.MIN_TOKEN_LEN} characters "
+                        "(e.g. `openssl rand -hex 24`)")
+    if args.oidc_secrets:
+        path = Path(args.oidc_secrets)
+        if not path.is_file() or "[auth]" not in path.read_text():
+            raise UserError(f"--oidc-secrets {path} must be a Streamlit secrets.toml with an [auth] section")
+        if token:
+            raise UserError("choose one: a token or OIDC, not both")
+        return {auth.MODE_ENV: "oidc"}
+    if token:
+        return {auth.MODE_ENV: "token", auth.TOKEN_ENV: token}
+    if not is_loopback(args.host):
+        raise UserError(
+            f"refusing to serve the dashboard on {args.host} without authentication: set "
+            f"{auth.TOKEN_ENV} or pass --token-file FILE (at least {auth.MIN_TOKEN_LEN} characters), or "
+            "--oidc-secrets secrets.toml for OIDC; or bind 127.0.0.1 and use an SSH tunnel")
+    return {auth.MODE_ENV: "none"}
+
+
+def dashboard_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """The streamlit command line and environment for these arguments."""
+    env = dict(os.environ)
+    env.pop(auth.TOKEN_ENV, None)
+    env.update(auth_env(args))
+    env["ROUTERWATCH_STORE"] = resolve_store(args.store)
+    if args.state_dir:
+        env["ROUTERWATCH_DASHBOARD_STATE"] = str(Path(args.state_dir).absolute())
+    if args.capture_dir:
+        env["ROUTERWATCH_CAPTURE_DIR"] = str(Path(args.capture_dir).absolute())
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.address", args.host, "--server.port", str(args.port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",  # no telemetry: appliances are offline
+        "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--global.developmentMode", "false",
+        "--server.enableXsrfProtection", "true", "--client.toolbarMode", "viewer",
+        "--client.showErrorDetails", "false" if env[auth.MODE_ENV] != "none" else "true",
+        "--theme.base", "light",
+    ]
+    if args.oidc_secrets:
+        cmd += ["--secrets.files", str(Path(args.oidc_secrets).absolute())]
+    return cmd, env
+
+
+def supervise(procs: dict[str, subprocess.Popen]) -> int:
+    """Wait for the children; SIGTERM/SIGINT go to all of them; when one exits, stop the rest."""
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        first: tuple[str, int] | None = None
+        while first is None:
+            for name, p in procs.items():
+                rc = p.poll()
+                if rc is not None:
+                    first = (name, rc)
+                    break
+            else:
+                time.sleep(0.2)
+        name, rc = first
+        if not stopping and len(procs) > 1:
+            print(f"routerwatch: {name} exited with status {rc}; stopping the rest", file=sys.stderr)
+        for p in procs.values():
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.monotonic() + 15
+        for p in procs.values():
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        codes = [p.returncode for p in procs.values()]
+        if stopping:  # a requested stop: a child ended by the forwarded signal is a clean exit
+            return 0 if all(c in (0, -signal.SIGTERM, -signal.SIGINT, 130, 143) for c in codes) else 1
+        return rc if rc else (1 if any(codes) else 0)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    cmd, env = dashboard_command(args)
+    print(f"routerwatch dashboard: http://{args.host}:{args.port}/ (store {env['ROUTERWATCH_STORE']}, "
+          f"auth {env[auth.MODE_ENV]})", file=sys.stderr, flush=True)
+    return supervise({"dashboard": subprocess.Popen(cmd, env=env)})
+
+
+def collect_available() -> bool:
+    """Whether this build has `routerwatch collect` (the live collector)."""
+    from collector.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return "collect" in action.choices
+    return False
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    if not collect_available():
+        raise UserError("`routerwatch collect` (the live collector) is not part of this build; run "
+                        "`routerwatch dashboard` on an ingested store instead")
+    cmd, env = dashboard_command(args)  # validates auth before anything starts
+    store = env["ROUTERWATCH_STORE"]
+    extra = args.collect_args[1:] if args.collect_args[:1] == ["--"] else args.collect_args
+    collect = [sys.executable, "-m", "collector.cli", "collect", "--store", store, *extra]
+    print(f"routerwatch up: collector -> {store}; dashboard http://{args.host}:{args.port}/ "
+          f"(auth {env[auth.MODE_ENV]})", file=sys.stderr, flush=True)
+    procs = {"collector": subprocess.Popen(collect, env={k: v for k, v in env.items() if k != auth.TOKEN_ENV})}
+    procs["dashboard"] = subprocess.Popen(cmd, env=env)
+    return supervise(procs)
+
+
+def _dashboard_args(p: argparse.ArgumentParser) -> None:
+    add_store_arg(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; any other address requires a token or OIDC)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--token-file", metavar="FILE",
+                   help=f"file holding the access token (else ${auth.TOKEN_ENV}); required off-loopback unless OIDC")
+    p.add_argument("--oidc-secrets", metavar="FILE",
+                   help="a Streamlit secrets.toml with an [auth] section: log in through OIDC (st.login)")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="where acknowledgements, notes and saved queries live (default "
+                        "$ROUTERWATCH_DASHBOARD_STATE, else ~/.local/state/routerwatch/dashboard)")
+    p.add_argument("--capture-dir", metavar="DIR", help="the live collector's capture ring (packet drill-down)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """`routerwatch dashboard` and `routerwatch up` are added by the dashboard work."""
+    d = sub.add_parser("dashboard", help="the Streamlit dashboard over the store (read-only)",
+                       description="Serve the dashboard: routers, destinations, exchanges, findings, flows, SQL. "
+                       "Binds 127.0.0.1 by default; any other address requires authentication.")
+    _dashboard_args(d)
+    d.set_defaults(func=cmd_dashboard)
+    u = sub.add_parser("up", help="run the live collector and the dashboard together",
+                       description="Start `routerwatch collect` and the dashboard on the same store; SIGTERM or "
+                       "Ctrl-C stops both; if one exits, the other is stopped. Arguments after `--` go to collect.")
+    _dashboard_args(u)
+    u.add_argument("collect_args", nargs=argparse.REMAINDER, metavar="-- COLLECT-ARGS",
+                   help="extra arguments for `routerwatch collect`")
+    u.set_defaults(func=cmd_up)

@@ -1,0 +1,110 @@
+"""Findings: triage by severity, class and host; evidence links; acknowledge and annotate.
+
+Acknowledgements and notes go to the dashboard's own state file (dashboard/annotations.py), never to
+the store.
+"""
+
+from __future__ import annotations
+
+import json
+
+import plotly.express as px
+import streamlit as st
+
+from dashboard import queries as q
+from dashboard import ui
+
+st.title("Findings")
+SEVERITIES = ["critical", "high", "medium", "low"]
+
+
+def body() -> None:
+    w = ui.window()
+    notes = ui.annotations()
+    counts = ui.cached(q.findings_counts, w)
+    by_sev = counts.groupby("severity")["n"].sum() if not counts.empty else {}
+    c = st.columns(4)
+    for i, s in enumerate(SEVERITIES):
+        c[i].metric(s.capitalize(), f"{int(by_sev.get(s, 0)):,}")
+    f1, f2, f3 = st.columns([2, 2, 1])
+    sev = f1.multiselect("Severity", SEVERITIES, key="fd_sev", placeholder="all severities")
+    classes = sorted(counts["attack_class"].dropna().unique()) if not counts.empty else []
+    cls = f2.multiselect("Attack class", classes, key="fd_cls", placeholder="all classes")
+    show_acked = f3.checkbox("Show acknowledged", key="fd_acked")
+    rows = ui.cached(q.findings, w, tuple(sev), tuple(cls))
+    acked = notes.acknowledged()
+    rows = rows.assign(acknowledged=rows["finding_id"].isin(acked))
+    if not show_acked:
+        rows = rows[~rows["acknowledged"]]
+    if not counts.empty:
+        fig = px.bar(counts, x="attack_class", y="n", color="severity", color_discrete_map=ui.SEVERITY_COLORS,
+                     height=220, category_orders={"severity": SEVERITIES})
+        fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
+        st.plotly_chart(fig, key="fd_chart")
+    st.caption(f"{len(rows):,} findings shown ({len(acked):,} acknowledged overall). Select one to triage.")
+    sel = st.dataframe(
+        rows.drop(columns=["evidence"]).style.apply(
+            lambda r: [f"color:{ui.SEVERITY_COLORS.get(r['severity'], '')};font-weight:bold"
+                       if col == "severity" else "" for col in r.index], axis=1),
+        hide_index=True, on_select="rerun", selection_mode="single-row", key="fd_table", height=300)
+    picked = None
+    if sel is not None and getattr(sel, "selection", None) and sel.selection.rows:
+        picked = str(rows.iloc[sel.selection.rows[0]]["finding_id"])
+    if picked:
+        st.session_state["fd_id"] = picked
+    elif "fd_id" not in st.session_state:
+        st.session_state["fd_id"] = st.query_params.get("finding", "")
+    fid = st.text_input("Finding id", key="fd_id").strip()
+    if not fid:
+        return
+    hit = ui.cached(q.finding, fid)
+    if hit.empty:
+        st.warning(f"No finding {fid!r}.")
+        return
+    f = hit.iloc[0]
+    st.subheader(f"{f['severity'].upper()} · {f['attack_class']} · {f['title']}")
+    st.caption(f"rule {f['rule_id']} rev {f['rule_rev']} · host {f['host_id']} · pid {f['pid']} · {f['ts']}")
+    links = st.columns(4)
+    with links[0]:
+        if f["exchange_id"]:
+            ui.link("pages/exchanges.py", f"Exchange {f['exchange_id']}", exchange=f["exchange_id"])
+    with links[1]:
+        if f["flow_uid"]:
+            ui.link("pages/flows.py", f"Flow {f['flow_uid']}", flow=f["flow_uid"])
+    with links[2]:
+        if f["router"]:
+            ui.link("pages/routers.py", f"Router {f['router']}", endpoint=f["router"])
+    with links[3]:
+        if f["pid"] is not None:
+            ui.link("pages/destinations.py", f"Process {f['pid']}", pid=f["pid"])
+    try:
+        st.json(json.loads(f["evidence"]) if f["evidence"] else {}, expanded=True)
+    except ValueError:
+        st.code(str(f["evidence"]))
+    is_acked = fid in acked
+    st.markdown(f"**Status:** {'acknowledged' if is_acked else 'open'}")
+    with st.form(f"triage_{fid}", clear_on_submit=True):
+        note = st.text_area("Note", placeholder="what you checked, who owns it…")
+        b1, b2, b3 = st.columns(3)
+        do_ack = b1.form_submit_button("Acknowledge", disabled=is_acked)
+        do_unack = b2.form_submit_button("Reopen", disabled=not is_acked)
+        do_note = b3.form_submit_button("Add note")
+    author = st.session_state.get("rw_user")
+    if do_ack:
+        notes.acknowledge(fid, author, note or None)
+        st.rerun()
+    if do_unack:
+        notes.unacknowledge(fid, author)
+        st.rerun()
+    if do_note and note:
+        notes.annotate(fid, note, author)
+        st.rerun()
+    history = notes.history(fid)
+    if history:
+        st.markdown("**History**")
+        for ts, who, action, text in history:
+            st.markdown(f"- `{ts}` {who or ''} **{action}** {text or ''}")
+    st.caption(f"Triage state is kept in {notes.path}, apart from the captured data.")
+
+
+ui.live(body)

@@ -1,0 +1,73 @@
+"""Routers: every LLM endpoint, who uses it, models requested vs returned, fingerprints, findings."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from dashboard import queries as q
+from dashboard import ui
+
+st.title("Routers and providers")
+
+
+def body() -> None:
+    w = ui.window()
+    rs = ui.cached(q.routers_summary, w)
+    if rs.empty:
+        st.info("No LLM exchanges in this window.")
+        return
+    suspected = rs[rs["class"] == "suspected_router"]
+    if not suspected.empty:
+        st.error("Suspected routers (LLM API traffic to a host that is neither a known provider nor a catalogued "
+                 "router): " + ", ".join(f"**{h}**" for h in suspected["endpoint"]), icon=":material/gpp_maybe:")
+    view = rs[["class", "name", "endpoint", "exchanges", "hosts", "processes", "models_requested", "models_returned",
+               "model_mismatches", "tool_calls", "findings", "serious_findings", "bytes_out", "bytes_in",
+               "fingerprint_headers"]]
+    st.dataframe(
+        view.style.apply(lambda row: ["background-color:#ffebee" if row["class"] == "suspected_router" else ""
+                                      for _ in row], axis=1),
+        hide_index=True, key="routers_table",
+        column_config={"bytes_out": st.column_config.NumberColumn(format="compact"),
+                       "bytes_in": st.column_config.NumberColumn(format="compact")},
+    )
+    fig = px.bar(rs, x="endpoint", y="exchanges", color="class", color_discrete_map=ui.CLASS_COLORS, height=260)
+    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
+    st.plotly_chart(fig, key="routers_bar")
+
+    default = 0
+    endpoints = list(rs["endpoint"])
+    wanted = st.query_params.get("endpoint")
+    if wanted in endpoints:
+        default = endpoints.index(wanted)
+    endpoint = st.selectbox("Details for", endpoints, index=default, key="router_pick")
+    row = rs[rs["endpoint"] == endpoint].iloc[0]
+    c = st.columns(4)
+    c[0].metric("Class", row["class"])
+    c[1].metric("Exchanges", f"{int(row['exchanges']):,}")
+    c[2].metric("Model mismatches", f"{int(row['model_mismatches']):,}")
+    c[3].metric("Findings", f"{int(row['findings']):,}")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Hosts and processes using it**")
+        st.dataframe(ui.cached(q.router_users, w, endpoint), hide_index=True)
+    with right:
+        st.markdown("**Models requested vs returned**")
+        models = ui.cached(q.router_models, w, endpoint)
+        st.dataframe(models.style.apply(
+            lambda r: ["color:#c62828;font-weight:bold" if r["model_returned"] is not None
+                       and not str(r["model_returned"]).startswith(str(r["model_requested"])) else "" for _ in r],
+            axis=1), hide_index=True)
+    st.markdown("**Fingerprint headers**")
+    st.code("\n".join(row["fingerprint_headers"]) if len(row["fingerprint_headers"]) else "(none)", language="json")
+    st.markdown("**Findings**")
+    fx = ui.cached(q.router_findings, w, endpoint)
+    if fx.empty:
+        st.caption("No findings for this endpoint in the window.")
+    else:
+        st.dataframe(fx, hide_index=True)
+        for fid in fx["finding_id"].head(5):
+            ui.link("pages/findings.py", f"Finding {fid}", finding=fid)
+
+
+ui.live(body)
