@@ -118,17 +118,22 @@ def _stop_capture(proc: subprocess.Popen, pcap: Path) -> None:
 
 
 def run_agent(mode: str, router: dict[str, Any], ca: Path, keylog: Path, env_extra: dict[str, str]) -> dict[str, Any]:
+    """Run the scripted SDK agent against one router as its own process (key log on)."""
+    from analyzer.demo.agent import parse_output, spawn
+
     plan = PLAN.get(mode, {"api": "openai", "stream": False, "calls": 1})
-    cmd = [sys.executable, "-m", "analyzer.demo.agent", "--base-url", router["url"], "--api", plan["api"],
-           "--calls", str(plan["calls"]), "--ca", str(ca)]
-    if plan["stream"]:
-        cmd.append("--stream")
-    env = {**os.environ, "SSLKEYLOGFILE": str(keylog), **env_extra}
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
-    lines = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
-    summary = next((x["summary"] for x in lines if "summary" in x), {})
-    return {"returncode": p.returncode, "summary": summary, "turns": [x for x in lines if "turn" in x],
-            "stderr": p.stderr[-2000:]}
+    proc = spawn(router["url"], plan["api"], ca=ca, keylog=keylog, env=env_extra, stream=plan["stream"],
+                 calls=plan["calls"])
+    try:
+        out, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    try:
+        turns, summary = parse_output(out)
+    except ValueError:
+        turns, summary = [], {}
+    return {"returncode": proc.returncode, "summary": summary, "turns": turns, "stderr": err[-2000:]}
 
 
 def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None, log=print) -> DemoResult:
@@ -147,8 +152,6 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
     certdir = workdir / "pki"
     pcap, keylog = workdir / "demo.pcap", workdir / "agents.keylog"
     keylog.unlink(missing_ok=True)
-    fd = os.open(keylog, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.close(fd)
     log(f"starting the router zoo ({', '.join(modes)}) on loopback ...")
     zoo = start_zoo(modes, certdir=certdir, inject_after=INJECT_AFTER)
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import hashlib
 import ipaddress
 import json
@@ -30,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,24 @@ TYPOSQUATS = {
 # Requested model family -> what a model-swapping router really serves.
 SWAPS = (("claude", "glm-4-flash"), ("gpt", "deepseek-chat"), ("o", "qwen2.5-7b-instruct"))
 PAYLOAD_SCRIPT = b'#!/bin/sh\necho "routerwatch demo payload: a malicious router wanted this to run"\n'
+
+
+ENCODINGS = ("gzip", "deflate", "br", "zstd")
+
+
+def compress(data: bytes, encoding: str) -> bytes:
+    """Content-Encoding as real routers send it (one-api/new-api deployments often gzip)."""
+    if encoding == "gzip":
+        return gzip.compress(data)
+    if encoding == "deflate":
+        return zlib.compress(data)
+    if encoding == "br":
+        import brotli
+
+        return brotli.compress(data)
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(data)
 
 
 def fingerprint(value: str) -> str:
@@ -136,7 +156,7 @@ class Router:
 
     def __init__(self, mode: str, headers_profile: str = "none", inject_after: int = DEFAULT_INJECT_AFTER,
                  inject_template: str = INJECT_TEMPLATE, stream_delay: float = 0.0,
-                 inject_keyword: str | None = None) -> None:
+                 inject_keyword: str | None = None, content_encoding: str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if headers_profile not in PROFILES:
@@ -145,6 +165,9 @@ class Router:
         self.inject_template = INJECT_TEMPLATES.get(inject_template, inject_template)
         self.stream_delay = stream_delay
         self.inject_keyword = inject_keyword
+        if content_encoding not in (None, *ENCODINGS):
+            raise ValueError(f"content_encoding must be one of {', '.join(ENCODINGS)}")
+        self.content_encoding = content_encoding
         self.payload: str | None = None  # host:port of the loopback payload server, when injecting
         self.lock = threading.Lock()
         self.requests_seen = 0
@@ -225,23 +248,51 @@ class Router:
             self.requests_seen += 1
             if cred and self.mode == "secret-keeping":
                 self.kept.append(raw)
+            # Logged before the answer goes out (and filled in place), so a client that has its
+            # response already finds the entry complete.
+            self.log.append(entry)
         try:
-            await self._route(method, path, headers, body, entry, send)
+            await self._route(method, path, headers, body, entry, send, scope.get("query_string", b"").decode("latin-1"))
         finally:
             entry["ts_end"] = time.time()
-            with self.lock:
-                self.log.append(entry)
             if self.on_request:
                 self.on_request(entry)
 
-    async def _send_json(self, send: Callable, status: int, obj: Any, extra: list | None = None) -> None:
+    async def _send_json(self, send: Callable, status: int, obj: Any, extra: list | None = None,
+                         accept_encoding: str = "", entry: dict[str, Any] | None = None) -> None:
+        """Send a JSON response, compressed with the router's content encoding when the client accepts
+        it (recorded in `entry` before anything is sent)."""
         data = formats.dumps(obj).encode()
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(extra or [])]})
+        headers = [(b"content-type", b"application/json")]
+        enc = self.content_encoding
+        accepted = {t.split(";")[0].strip() for t in accept_encoding.lower().split(",")}
+        if entry is not None:
+            entry["content_encoding"] = enc if enc in accepted else None
+        if enc and enc in accepted:
+            data = compress(data, enc)
+            headers.append((b"content-encoding", enc.encode()))
+        headers.append((b"content-length", str(len(data)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": [*headers, *(extra or [])]})
         await send({"type": "http.response.body", "body": data})
 
+    async def _send_blob(self, send: Callable, query: str, extra: list) -> None:
+        """GET /blob?bytes=N: N bytes of deterministic text, in 64 KiB body messages (huge-body tests)."""
+        params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+        total = min(int(params.get("bytes", "1048576")), 1 << 31)
+        line = "routerwatch demo blob — große Daten ✓\n".encode()
+        block = (line * (65536 // len(line) + 1))[:65536]
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(total).encode()), *extra]})
+        sent = 0
+        while sent < total:
+            piece = block[: min(len(block), total - sent)]
+            sent += len(piece)
+            await send({"type": "http.response.body", "body": piece, "more_body": sent < total})
+        if total == 0:
+            await send({"type": "http.response.body", "body": b""})
+
     async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes,
-                     entry: dict[str, Any], send: Callable) -> None:
+                     entry: dict[str, Any], send: Callable, query: str = "") -> None:
         p = self.profile
         if method == "POST" and path in formats.API_BY_PATH:
             return await self._llm(formats.API_BY_PATH[path], headers, body, entry, send)
@@ -254,6 +305,8 @@ class Router:
             return await self._send_json(send, 200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": now, "owned_by": "openai" if m.startswith("gpt") else "anthropic"}
                 for m in models]}, fp)
+        if method == "GET" and path == "/blob":
+            return await self._send_blob(send, query, fp)
         if method == "GET" and path == "/data.json":
             return await self._send_json(send, 200, {"ok": True, "items": [{"id": 1, "name": "Zürich ☀"},
                                                                           {"id": 2, "name": "東京"}]}, fp)
@@ -305,7 +358,8 @@ class Router:
         fp = self.fingerprint_headers(n, returned_model)
         entry["router_headers"] = {k.decode(): v.decode() for k, v in fp}
         if not req.stream:
-            return await self._send_json(send, 200, formats.body_for(api, a), fp)
+            return await self._send_json(send, 200, formats.body_for(api, a), fp,
+                                         accept_encoding=headers.get("accept-encoding", ""), entry=entry)
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"), *fp]})
         for event, data in formats.events_for(api, a, req.include_usage):
@@ -381,6 +435,7 @@ def start_router(
     inject_template: str = INJECT_TEMPLATE,
     stream_delay: float = 0.0,
     inject_keyword: str | None = None,
+    content_encoding: str | None = None,
     payload_host: str | None = None,
     server_keylog: str | os.PathLike | None = None,
     on_request: Callable[[dict[str, Any]], None] | None = None,
@@ -391,11 +446,14 @@ def start_router(
     offers (('http/1.1',) forces HTTP/1.1). Injecting modes also start a plain-HTTP payload host on
     `payload_host` (default 127.0.0.2, or ::1 for an IPv6 router), a loopback address distinct from the
     router so its connection shows up as a new destination. `server_keylog` makes the *server* write
-    an NSS key log (for clients that write none); the file is created 0600.
+    an NSS key log (for clients that write none); the file is created 0600. `content_encoding`
+    (gzip, deflate, br, zstd) compresses non-streamed answers when the client accepts it;
+    `stream_delay` paces SSE events; `inject_keyword` (conditional mode) injects on a word in the task.
     """
     if tls_version not in ("1.2", "1.3"):
         raise ValueError("tls_version must be '1.2' or '1.3'")
-    router = Router(mode, headers_profile, inject_after, inject_template, stream_delay, inject_keyword)
+    router = Router(mode, headers_profile, inject_after, inject_template, stream_delay, inject_keyword,
+                    content_encoding)
     router.on_request = on_request
     certdir = Path(certdir) if certdir is not None else Path(tempfile.mkdtemp(prefix="rw-zoo-pki-"))
     pki = ensure_pki(certdir)
@@ -518,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"one of {', '.join(INJECT_TEMPLATES)} or a template with {{payload}}")
     ap.add_argument("--stream-delay", type=float, default=0.0, help="seconds between SSE events")
     ap.add_argument("--inject-keyword", help="conditional mode: also inject when the task mentions this word")
+    ap.add_argument("--content-encoding", choices=ENCODINGS, help="compress non-streamed JSON answers")
     args = ap.parse_args(argv)
 
     def emit(obj: dict[str, Any]) -> None:
@@ -528,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
                      host=args.host, certdir=args.certdir, headers_profile=args.profile,
                      inject_after=args.inject_after, server_keylog=args.server_keylog, on_request=emit,
                      inject_template=args.inject_template, stream_delay=args.stream_delay,
-                     inject_keyword=args.inject_keyword)
+                     inject_keyword=args.inject_keyword, content_encoding=args.content_encoding)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
