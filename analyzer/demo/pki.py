@@ -8,6 +8,7 @@ Nothing here is meant for production: keys are EC P-256, files are written 0600.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
 import json
 import os
@@ -138,8 +139,22 @@ def make_pki(directory: str | os.PathLike, names: tuple[str, ...] | list[str] = 
 
 
 def ensure_pki(directory: str | os.PathLike, names: tuple[str, ...] | list[str] = ()) -> PkiPaths:
-    """Reuse the CA and leaf in `directory` when they exist and cover `names`; otherwise make new ones."""
+    """Reuse the CA and leaf in `directory` when they exist and cover `names`; otherwise make new ones.
+
+    Serialised with a lock file, so routers started in parallel processes never pair a leaf with
+    another process's CA."""
     d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
+    fd = os.open(d / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return _ensure_locked(d, names)
+    finally:
+        os.close(fd)
+
+
+def _ensure_locked(d: Path, names: tuple[str, ...] | list[str]) -> PkiPaths:
     paths = PkiPaths(ca=d / "ca.pem", cert=d / "cert.pem", key=d / "key.pem", ca_key=d / "ca-key.pem")
     wanted = set(DEFAULT_NAMES) | set(names)
     try:

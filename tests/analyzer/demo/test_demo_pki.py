@@ -48,3 +48,18 @@ def test_tls12_ceiling_and_alpn(zoo):  # noqa: F811
         with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             assert tls.version() == "TLSv1.2"
             assert tls.selected_alpn_protocol() == "http/1.1"
+
+
+def test_parallel_processes_share_one_ca(tmp_path):
+    """Routers started at once in separate processes on one certdir end up with a matching CA + leaf."""
+    import subprocess
+    import sys
+
+    code = "import sys; from analyzer.demo.pki import ensure_pki; ensure_pki(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "pki")]) for _ in range(4)]
+    assert [p.wait(60) for p in procs] == [0] * 4
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "pki" / "ca.pem"))
+    ctx.load_cert_chain(str(tmp_path / "pki" / "cert.pem"), str(tmp_path / "pki" / "key.pem"))
+    cert = x509.load_pem_x509_certificate((tmp_path / "pki" / "cert.pem").read_bytes())
+    ca = x509.load_pem_x509_certificate((tmp_path / "pki" / "ca.pem").read_bytes())
+    cert.verify_directly_issued_by(ca)
