@@ -78,17 +78,15 @@ def _assert_decoded(store: Path, api: str, router) -> None:  # noqa: ANN001
     assert sec and all(s["destination"].startswith("127.0.0.1") for s in sec)
     # nothing ran the injected command: the payload host saw no request
     assert not any(str(e.get("path", "")).endswith("/x.sh") for e in router.log)
-    _assert_ac1(store)
+    _assert_ac1(store, pid)
 
 
-def _assert_ac1(store: Path) -> None:
-    """AC-1 from the analyzer's rules when `routerwatch analyze` exists in this checkout."""
+def _assert_ac1(store: Path, pid: int) -> None:
+    """`routerwatch analyze` turns the proxy-decoded exchange into the AC-1 finding, with the agent's pid."""
     r = run_cli("analyze", "--store", str(store))
-    if "invalid choice" in r.stderr:
-        return  # the analyzer has not landed: the decoded injected tool call above is the evidence
     assert r.returncode == 0, r.stderr
-    f = _q(store, "SELECT rule_id, attack_class FROM findings")
-    assert any(x["attack_class"] == "AC-1" for x in f), f
+    f = _q(store, "SELECT rule_id, attack_class, pid FROM findings")
+    assert {"rule_id": "ac1-download-exec", "attack_class": "AC-1", "pid": pid} in f, f
 
 
 def test_claude_code_through_proxy(tmp_path: Path, inject_router) -> None:  # noqa: ANN001
