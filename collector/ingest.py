@@ -33,6 +33,7 @@ from collector.config import host_id as resolve_host_id
 
 PROGRESS_MIN_BYTES = 32 << 20
 DEFAULT_BATCH_ROWS = 50_000
+PARALLEL_TSHARK_PACKETS = 200_000
 _warned_no_decrypt = False
 
 
@@ -100,6 +101,30 @@ class _Hasher(threading.Thread):
         self.digest = h.hexdigest()
 
 
+class _StoreOpener(threading.Thread):
+    """Open (create, migrate) the store in a thread; DuckDB releases the GIL while it works."""
+
+    def __init__(self, spec: str | None):
+        super().__init__(name="routerwatch-store-open", daemon=True)
+        self.spec = spec
+        self.store = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from collector.store import Store
+
+        try:
+            self.store = Store.open(self.spec)
+        except BaseException as exc:  # re-raised in the caller's thread
+            self.error = exc
+
+    def get(self):
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.store
+
+
 def _progress(total: int):
     if total < PROGRESS_MIN_BYTES:
         return None
@@ -125,11 +150,18 @@ def ingest(
     run_id = uuid.uuid4().hex
     hasher = _Hasher(capture)
     hasher.start()
+    opener = _StoreOpener(store)  # catalog attach + migrations overlap the record walk
+    opener.start()
     size = capture.stat().st_size
     bar = _progress(size)
     with MappedFile(capture) as mf:
         try:
             rec = read_records(capture, mf, bar)
+        except BaseException:
+            st = opener.store if opener.join() is None else None
+            if st is not None:
+                st.close()
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -140,9 +172,9 @@ def ingest(
             res.truncated = True
             res.errors.append(rec.error or "truncated")
 
-        from collector.store import BatchWriter, Store
+        from collector.store import BatchWriter
 
-        st = Store.open(store)
+        st = opener.get()
         try:
             if _already_ingested(st, sha, host):
                 res.status = "duplicate"
@@ -169,45 +201,62 @@ def _already_ingested(st, sha: str, host: str) -> bool:
 def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: str, run_id: str) -> dict:
     """Header walk, flow assignment, tshark dissection (overlapped) and DuckDB aggregation."""
     buf = mf.buf
-    fast = all(lt in headers.FAST_LINKTYPES for lt in set(rec.linktypes))
-    if fast:
-        hd = headers.walk(buf, rec)
-    else:
-        from collector.capture.fallback import tshark_headers
+    # tshark processes start now: their start-up overlaps the header walk; large captures use two
+    # (one per core), each dissecting the packets of every other flow
+    workers = 2 if (os.cpu_count() or 1) >= 2 and len(rec) >= PARALLEL_TSHARK_PACKETS else 1
+    args = tshark.base_args() + ["-r", "-", "-Y", dissect.DISPLAY_FILTER] + tshark.fields_args(dissect.FIELDS)
+    jobs = [tshark.TsharkJob(args) for _ in range(workers)]
+    try:
+        fast = all(lt in headers.FAST_LINKTYPES for lt in set(rec.linktypes))
+        if fast:
+            hd = headers.walk(buf, rec)
+        else:
+            from collector.capture.fallback import tshark_headers
 
-        hd = tshark_headers(Path(res.file), rec)
+            hd = tshark_headers(Path(res.file), rec)
+        fa = flows.assign(hd)
+        end = rec.data_off + rec.caplen
+        sel = flows.select_for_dissection(hd, fa, buf, end)
+        res.dissected_packets = int(len(sel))
+        parts = [sel[fa.fid[sel] % workers == k] for k in range(workers)]
+        for job, part in zip(jobs, parts, strict=True):
+            if len(part):
+                job.feed(tshark.small_pcapng(mf.mm, rec, part))
+            else:
+                job.cancel()
+
+        agg = flows.aggregate(hd, fa, rec.ts_ns)
+        ep = flows.endpoints(fa)
+        cids = flows.community_ids(fa)
+        ts0 = agg.column("ts0").to_numpy()
+        uids = flows.flow_uids(host, sha, fa, ts0)
+        uid_arr = np.asarray(uids, dtype=object)
+
+        dns_msgs: list[tuple[int, dissect.DnsMessage]] = []  # (record index, message)
+        hellos: list[tuple[int, dissect.Hello]] = []
+        for job, part in zip(jobs, parts, strict=True):
+            if not len(part):
+                continue
+            d, h = dissect.parse(job.result())
+            dns_msgs += [(int(part[m.frame - 1]), m) for m in d]  # tshark frame N is part[N-1]
+            hellos += [(int(part[x.frame - 1]), x) for x in h]
+    except BaseException:
+        for job in jobs:
+            job.cancel()
+        raise
     res_walk = "numpy" if fast else "tshark"
-    fa = flows.assign(hd)
-    end = rec.data_off + rec.caplen
-    sel = flows.select_for_dissection(hd, fa, buf, end)
-    res.dissected_packets = int(len(sel))
-    job = None
-    if len(sel):
-        data = tshark.small_pcapng(mf.mm, rec, sel)
-        args = tshark.base_args() + ["-r", "-", "-Y", dissect.DISPLAY_FILTER] + tshark.fields_args(dissect.FIELDS)
-        job = tshark.TsharkJob(args, data)
-        del data
-
-    agg = flows.aggregate(hd, fa, rec.ts_ns)
-    ep = flows.endpoints(fa)
-    cids = flows.community_ids(fa)
-    ts0 = agg.column("ts0").to_numpy()
-    uids = flows.flow_uids(host, sha, fa, ts0)
-    uid_arr = np.asarray(uids, dtype=object)
-
-    dns_msgs, hellos = dissect.parse(job.result()) if job is not None else ([], [])
-    frame_rec = sel  # tshark frame N is sel[N-1]
-
-    def rec_of(frame: int) -> int:
-        return int(frame_rec[frame - 1])
 
     # TLS: first ClientHello and first ServerHello of each flow
     ch: dict[int, dissect.Hello] = {}
     sh: dict[int, dissect.Hello] = {}
-    for h in hellos:
-        fid = int(fa.fid[rec_of(h.frame)])
+    first_frame: dict[int, int] = {}
+    hellos.sort(key=lambda x: x[0])  # file order, so "first" is the first seen
+    for r, h in hellos:
+        fid = int(fa.fid[r])
         if fid < 0:
             continue
+        if h.client and fid not in ch:
+            first_frame[fid] = r
         (ch if h.client else sh).setdefault(fid, h)
     tls_rows = []
     sni = np.full(fa.count, None, dtype=object)
@@ -217,7 +266,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         sni[fid] = h.sni
         tls_rows.append(
             {
-                "ts": int(rec.ts_ns[rec_of(h.frame)]) // 1000,
+                "ts": int(rec.ts_ns[first_frame[fid]]) // 1000,
                 "host_id": host,
                 "flow_uid": uids[fid],
                 "version": dissect.version_name(s.version if s and s.version else h.version),
@@ -230,8 +279,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
             }
         )
     dns_rows = []
-    for m in dns_msgs:
-        r = rec_of(m.frame)
+    for r, m in dns_msgs:
         fid = int(fa.fid[r])
         dns_rows.append(
             {

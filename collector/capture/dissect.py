@@ -7,6 +7,7 @@ walked in order, so glue records in Additional never count as answers).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from collector.capture.ja4 import ja4
@@ -56,18 +57,10 @@ class Hello:
     supported_versions: list[int] = field(default_factory=list)
     sig_algs: list[int] = field(default_factory=list)
     legacy_version: int = 0
+    fp_key: tuple[str, ...] = ()  # the raw ClientHello fields (cache key: few distinct per host)
 
     def ja4(self, proto: str) -> str:
-        return ja4(
-            proto=proto,
-            version=self.legacy_version,
-            ciphers=self.ciphers,
-            extensions=self.extensions,
-            supported_versions=self.supported_versions,
-            has_sni=self.sni is not None,
-            alpn_first=self.alpn[0] if self.alpn else None,
-            sig_algs=self.sig_algs,
-        )
+        return _ja4_cached(self.fp_key, proto, self.sni is not None)
 
 
 def _ints(s: str, base: int = 10) -> list[int]:
@@ -167,35 +160,53 @@ def _dns(frame: int, f: list[str]) -> list[DnsMessage]:
     return out
 
 
+_CH = [_I[k] for k in ("tls.handshake.version", "tls.handshake.ciphersuite", "tls.handshake.extension.type",
+                       "tls.handshake.extensions.supported_version", "tls.handshake.extensions_alpn_str",
+                       "tls.handshake.sig_hash_alg", "tls.handshake.sig_hash_alg_len")]
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_hello(key: tuple[str, ...]) -> tuple:
+    """ClientHello fields other than SNI, parsed once per distinct client configuration."""
+    version_s, ciphers_s, ext_s, sv_s, alpn_s, algs_s, lens_s = key
+    legacy = (_ints(version_s, 0) or [0])[0]
+    extensions = _ints(ext_s)
+    supported = _ints(sv_s, 0)
+    # tshark reports signature_algorithms, _cert and delegated_credentials lists in one field:
+    # take the chunk that belongs to extension 13, by extension order and each list's length
+    algs = _ints(algs_s, 0)
+    chunks = iter([x // 2 for x in _ints(lens_s)])
+    sig_algs: list[int] = []
+    pos = 0
+    for ext in extensions:
+        if ext in SIG_LISTS:
+            ln = next(chunks, None)
+            if ln is None:
+                break
+            if ext == 13:
+                sig_algs = algs[pos : pos + ln]
+                break
+            pos += ln
+    sv = [v for v in supported if (v & 0x0F0F) != 0x0A0A]
+    return legacy, _ints(ciphers_s, 0), extensions, supported, _strs(alpn_s), sig_algs, max(sv) if sv else legacy
+
+
+@functools.lru_cache(maxsize=4096)
+def _ja4_cached(key: tuple[str, ...], proto: str, has_sni: bool) -> str:
+    legacy, ciphers, extensions, supported, alpn, sig_algs, _ = _client_hello(key)
+    return ja4(proto=proto, version=legacy, ciphers=ciphers, extensions=extensions, supported_versions=supported,
+               has_sni=has_sni, alpn_first=alpn[0] if alpn else None, sig_algs=sig_algs)
+
+
 def _hellos(frame: int, f: list[str]) -> list[Hello]:
     types = _ints(f[_I["tls.handshake.type"]])
     out: list[Hello] = []
     if 1 in types:
-        h = Hello(frame=frame, client=True)
-        h.legacy_version = (_ints(f[_I["tls.handshake.version"]], 0) or [0])[0]
-        h.ciphers = _ints(f[_I["tls.handshake.ciphersuite"]], 0)
-        h.extensions = _ints(f[_I["tls.handshake.extension.type"]])
-        h.supported_versions = _ints(f[_I["tls.handshake.extensions.supported_version"]], 0)
         names = _strs(f[_I["tls.handshake.extensions_server_name"]])
-        h.sni = names[0] if names else None
-        h.alpn = _strs(f[_I["tls.handshake.extensions_alpn_str"]])
-        # tshark reports signature_algorithms, _cert and delegated_credentials lists in one field:
-        # take the chunk that belongs to extension 13, by extension order and each list's length
-        algs = _ints(f[_I["tls.handshake.sig_hash_alg"]], 0)
-        lens = [x // 2 for x in _ints(f[_I["tls.handshake.sig_hash_alg_len"]])]
-        pos = 0
-        chunks = iter(lens)
-        for ext in h.extensions:
-            if ext in SIG_LISTS:
-                ln = next(chunks, None)
-                if ln is None:
-                    break
-                if ext == 13:
-                    h.sig_algs = algs[pos : pos + ln]
-                    break
-                pos += ln
-        sv = [v for v in h.supported_versions if (v & 0x0F0F) != 0x0A0A]
-        h.version = max(sv) if sv else h.legacy_version
+        key = tuple(f[i] for i in _CH)
+        h = Hello(frame=frame, client=True, sni=names[0] if names else None, fp_key=key)
+        (h.legacy_version, h.ciphers, h.extensions, h.supported_versions, h.alpn, h.sig_algs,
+         h.version) = _client_hello(key)
         out.append(h)
     if 2 in types:
         h = Hello(frame=frame, client=False)

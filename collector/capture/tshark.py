@@ -84,31 +84,45 @@ def small_pcapng(mm, rec: Records, idx: np.ndarray) -> bytes:
 
 
 class TsharkJob:
-    """tshark reading a capture from stdin in a background thread (so numpy/DuckDB work overlaps)."""
+    """A tshark process started early (its dissector registration then overlaps our own work) that
+    reads a capture from stdin once `feed()` hands it one; output is collected in a thread."""
 
-    def __init__(self, args: list[str], data: bytes):
+    def __init__(self, args: list[str]):
         self.args = args
-        self._data = data
         self.stdout = ""
         self.stderr = ""
         self.returncode: int | None = None
-        self._thread = threading.Thread(target=self._run, name="routerwatch-tshark", daemon=True)
+        self._thread: threading.Thread | None = None
+        try:
+            self._proc: subprocess.Popen | None = subprocess.Popen(
+                args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        except OSError as exc:
+            self._proc, self.returncode, self.stderr = None, 127, str(exc)
+
+    def feed(self, data: bytes) -> None:
+        self._thread = threading.Thread(target=self._run, args=(data,), name="routerwatch-tshark", daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        try:
-            p = subprocess.run(self.args, input=self._data, capture_output=True)
-        except OSError as exc:
-            self.returncode, self.stderr = 127, str(exc)
+    def _run(self, data: bytes) -> None:
+        if self._proc is None:
             return
-        self._data = b""
-        self.returncode = p.returncode
-        self.stdout = p.stdout.decode("utf-8", "replace")
-        self.stderr = p.stderr.decode("utf-8", "replace")
+        out, err = self._proc.communicate(data)
+        self.returncode = self._proc.returncode
+        self.stdout = out.decode("utf-8", "replace")
+        self.stderr = err.decode("utf-8", "replace")
 
     def result(self) -> str:
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         if self.returncode not in (0, None) and not self.stdout:
-            first = next((ln for ln in self.stderr.splitlines() if ln.strip()), f"exit status {self.returncode}")
+            first = next((ln for ln in self.stderr.splitlines() if ln.strip() and "Running as user" not in ln),
+                         f"exit status {self.returncode}")
             raise TsharkError(f"tshark failed: {first}")
         return self.stdout
+
+    def cancel(self) -> None:
+        """Stop a process that will get no input (nothing needed dissecting)."""
+        if self._proc is not None and self._thread is None:
+            self._proc.kill()
+            self._proc.communicate()
