@@ -132,3 +132,35 @@ def test_codex_through_proxy(tmp_path: Path, inject_router) -> None:  # noqa: AN
     assert any(e.get("type") == "turn.completed" for e in events), p.stdout[-2000:]
     assert not any(e.get("item", {}).get("type") == "command_execution" for e in events)
     _assert_decoded(store, "openai.responses", inject_router)
+
+
+@pytest.mark.parametrize("name", ["claude", "codex"])
+def test_key_log_mode_sees_nothing_of_bun_and_rustls_agents(tmp_path: Path, inject_router, name: str) -> None:  # noqa: ANN001
+    """Why proxy mode exists (the coverage matrix's 'key log: no' cells): Claude Code (Bun, BoringSSL)
+    and Codex (rustls) ignore SSLKEYLOGFILE and NODE_OPTIONS=--tls-keylog, so wrap's key log stays empty."""
+    exe = _agent(name)
+    env = _clean_env(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    if name == "claude":
+        env.update(ANTHROPIC_BASE_URL=inject_router.url, NODE_EXTRA_CA_CERTS=str(inject_router.ca_path),
+                   ANTHROPIC_API_KEY="sk-ant-api03-" + "e2eTestKey0" * 8 + "-AAAA",
+                   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_AUTOUPDATER="1")
+        args = ["-p", "hello", "--tools", "", "--permission-prompts", "none", "--max-turns", "1"]
+    else:
+        home = tmp_path / "codex-home"
+        home.mkdir()
+        (home / "config.toml").write_text(
+            f'model_provider = "zoo"\nmodel = "gpt-5-codex"\n[model_providers.zoo]\nname = "Zoo"\n'
+            f'base_url = "{inject_router.url}/v1"\nenv_key = "ZOO_API_KEY"\nwire_api = "responses"\n')
+        env.update(CODEX_HOME=str(home), ZOO_API_KEY="sk-zoo-" + "e2eTestKey0" * 3,
+                   SSL_CERT_FILE=str(inject_router.ca_path))
+        args = ["exec", "--skip-git-repo-check", "--ephemeral", "-s", "read-only", "--disable", "shell_tool",
+                "--disable", "unified_exec", "hello"]
+    kd = tmp_path / "keys"
+    p = subprocess.run([str(BIN / "routerwatch"), "wrap", "--keylog-dir", str(kd), "--keep-keys", "--", str(exe), *args],
+                       cwd=work, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert inject_router.llm_calls >= 1  # it did talk TLS to the router...
+    (keylog,) = kd.glob("wrap-*.keylog")
+    assert keylog.stat().st_size == 0  # ...and wrote no TLS secrets
