@@ -27,7 +27,7 @@ from analyzer.catalog import Catalog
 from analyzer.enrich.exchanges import Classifier
 from analyzer.enrich.pipeline import classify_flows, enrich_exchanges, enrich_tool_calls
 from analyzer.rules import Rule
-from collector.store.schema import TABLES, arrow_schema
+from collector.store.schema import TABLES
 from collector.store.writer import to_arrow
 
 SOURCES = ("flows", "processes", "dns", "tls", "http", "llm_exchanges", "tool_calls", "secrets_seen", "canaries")
@@ -284,9 +284,8 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
             t = mark(f"rule:{rule.id}", t)
         insert(con, "findings", findings)
         if new_rows["llm_exchanges"]:
-            cols, seq, head = ledger.append(con, now, ex_routers)
-            insert(con, "ledger", pa.table({k: pa.array(v, type=arrow_schema("ledger").field(k).type)
-                                            for k, v in cols.items()}))
+            entries, seq, head = ledger.append(con, now, ex_routers)
+            insert(con, "ledger", entries)
         else:
             seq, head = ledger.head(con)
         t = mark("ledger", t)

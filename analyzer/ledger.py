@@ -14,17 +14,21 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 GENESIS = "0" * 64
 
 
-def entry_hash(prev: str, seq: int, exchange_id: str | None, host_id: str | None, exchange_ts: Any,
+TS_SQL = "strftime({col}, '%Y-%m-%dT%H:%M:%S.%f')"  # the timestamp as hashed: fixed width, microseconds
+
+
+def entry_hash(prev: str, seq: int, exchange_id: str | None, host_id: str | None, exchange_ts: str | None,
                router: str | None, request_digest: str | None, response_digest: str | None) -> str:
-    ts = exchange_ts.isoformat() if isinstance(exchange_ts, (dt.datetime, dt.date)) else exchange_ts
-    payload = json.dumps([prev, int(seq), exchange_id, host_id, ts, router, request_digest, response_digest],
+    """`exchange_ts` is the text of TS_SQL (so Python and SQL agree on its form)."""
+    payload = json.dumps([prev, int(seq), exchange_id, host_id, exchange_ts, router, request_digest, response_digest],
                          separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -34,29 +38,35 @@ def head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
     return (int(row[0]), row[1]) if row else (0, GENESIS)
 
 
-def append(con: duckdb.DuckDBPyConnection, now: dt.datetime, routers: dict[str, str | None]) -> tuple[dict[str, list], int, str]:
-    """Ledger columns for the exchanges in `new_llm_exchanges` (ordered by time, then id);
+def append(con: duckdb.DuckDBPyConnection, now: dt.datetime, routers: dict[str, str | None]) -> tuple[pa.Table, int, str]:
+    """Ledger rows (an Arrow table) for the exchanges in `new_llm_exchanges`, ordered by time then id;
     `routers` maps exchange ids to the router the classifier named."""
-    seq, prev = head(con)
+    seq0, prev = head(con)
     t = con.execute(
-        "SELECT exchange_id, host_id, ts, router, host, request_digest, response_digest FROM new_llm_exchanges "
-        "ORDER BY ts, exchange_id"
+        f"SELECT exchange_id, host_id, ts AS exchange_ts, {TS_SQL.format(col='ts')} AS ts_text, router, host, "
+        "request_digest, response_digest FROM new_llm_exchanges ORDER BY ts, exchange_id"
     ).to_arrow_table()
-    cols: dict[str, list] = {k: [] for k in ("seq", "ts", "host_id", "exchange_id", "exchange_ts", "router",
-                                              "request_digest", "response_digest", "prev_hash", "hash")}
-    exs, hosts, tss = t["exchange_id"].to_pylist(), t["host_id"].to_pylist(), t["ts"].to_pylist()
+    exs, hosts, tss = t["exchange_id"].to_pylist(), t["host_id"].to_pylist(), t["ts_text"].to_pylist()
     own, host = t["router"].to_pylist(), t["host"].to_pylist()
     rqs, rss = t["request_digest"].to_pylist(), t["response_digest"].to_pylist()
-    for i, ex in enumerate(exs):
-        seq += 1
-        router = routers.get(ex) or own[i] or host[i]
-        h = entry_hash(prev, seq, ex, hosts[i], tss[i], router, rqs[i], rss[i])
-        for k, v in (("seq", seq), ("ts", now), ("host_id", hosts[i]), ("exchange_id", ex), ("exchange_ts", tss[i]),
-                     ("router", router), ("request_digest", rqs[i]), ("response_digest", rss[i]),
-                     ("prev_hash", prev), ("hash", h)):
-            cols[k].append(v)
+    n = len(exs)
+    router_col: list[str | None] = [None] * n
+    prevs: list[str] = [""] * n
+    hashes: list[str] = [""] * n
+    for i in range(n):
+        router = routers.get(exs[i]) or own[i] or host[i]
+        h = entry_hash(prev, seq0 + i + 1, exs[i], hosts[i], tss[i], router, rqs[i], rss[i])
+        router_col[i], prevs[i], hashes[i] = router, prev, h
         prev = h
-    return cols, seq, prev
+    out = pa.table({
+        "seq": pa.array(np.arange(seq0 + 1, seq0 + n + 1, dtype=np.int64)),
+        "ts": pa.array(np.full(n, np.datetime64(now, "us"))),
+        "host_id": t["host_id"], "exchange_id": t["exchange_id"], "exchange_ts": t["exchange_ts"],
+        "router": pa.array(router_col, pa.string()), "request_digest": t["request_digest"],
+        "response_digest": t["response_digest"], "prev_hash": pa.array(prevs, pa.string()),
+        "hash": pa.array(hashes, pa.string()),
+    })
+    return out, seq0 + n, prev
 
 
 @dataclass
@@ -80,8 +90,8 @@ def verify(con: duckdb.DuckDBPyConnection, expected_head: str | None = None, max
             v.problems.append(msg)
 
     rows = con.execute(
-        "SELECT seq, exchange_id, host_id, exchange_ts, router, request_digest, response_digest, prev_hash, hash "
-        "FROM ledger ORDER BY rowid"
+        f"SELECT seq, exchange_id, host_id, {TS_SQL.format(col='exchange_ts')}, router, request_digest, response_digest, "
+        "prev_hash, hash FROM ledger ORDER BY rowid"
     ).fetchall()
     prev = GENESIS
     expected_seq = 1

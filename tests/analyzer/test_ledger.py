@@ -38,9 +38,9 @@ def store(store_dir):
 def test_chain_is_valid_and_grows(store, store_dir):
     v = verify(store.con)
     assert v.ok and v.entries == 6 and v.head_seq == 6
-    first = store.con.execute("SELECT prev_hash, hash, exchange_id, exchange_ts FROM ledger WHERE seq = 1").fetchone()
+    first = store.con.execute("SELECT prev_hash, hash, exchange_id FROM ledger WHERE seq = 1").fetchone()
     assert first[0] == GENESIS
-    assert first[1] == entry_hash(GENESIS, 1, "X0", "h1", first[3], "openai", "rq0", "rs0")
+    assert first[1] == entry_hash(GENESIS, 1, "X0", "h1", "2026-03-01T12:00:00.000000", "openai", "rq0", "rs0")
     store.close()
     s2 = seed_and_analyze(store_dir, n=3, start=6)
     v2 = verify(s2.con, expected_head=v.head_hash)  # the old head is still in the chain
