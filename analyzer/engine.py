@@ -143,6 +143,24 @@ def rule_sources(rule: Rule) -> set[str]:
     return {m for m in re.findall(r"\bnew_([a-z_]+)\b", rule.sql) if m in SOURCES}
 
 
+def exchange_context(con: duckdb.DuckDBPyConnection, new_rows: dict[str, int]) -> None:
+    """`run_llm_exchanges` / `run_exchange_classes`: the rows of the exchanges this run's new rows refer
+    to, read from the lake once instead of once per rule."""
+    ids = ["SELECT exchange_id FROM new_llm_exchanges", "SELECT exchange_id FROM new_tool_calls",
+           "SELECT exchange_id FROM new_secrets_seen"]
+    if new_rows.get("canaries"):
+        ids.append("SELECT exchange_id FROM secrets_seen WHERE fingerprint IN (SELECT fingerprint FROM new_canaries)")
+    if not any(new_rows.get(t) for t in ("llm_exchanges", "tool_calls", "secrets_seen", "canaries")):
+        for t in ("llm_exchanges", "exchange_classes"):
+            body = ", ".join(f'"{c}" {ty}' for c, ty in TABLES[t])
+            con.execute(f"CREATE OR REPLACE TEMP TABLE run_{t} ({body})")
+        return
+    con.execute("CREATE OR REPLACE TEMP TABLE _rw_ids AS SELECT DISTINCT exchange_id FROM (" + " UNION ALL ".join(ids) + ")")
+    for t in ("llm_exchanges", "exchange_classes"):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE run_{t} AS SELECT * FROM {t} "
+                    "WHERE exchange_id IN (SELECT exchange_id FROM _rw_ids)")
+
+
 def sync_routers(con: duckdb.DuckDBPyConnection, catalog: Catalog, now: dt.datetime) -> None:
     """Keep the catalog rows of `routers` equal to the loaded catalog (replaced when it changes)."""
     have = con.execute(
@@ -267,6 +285,8 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
         if new_rows["flows"] or new_sus:
             classify_flows(con, classifier, ins, now, new_sus)
         t = mark("classify_flows", t)
+        exchange_context(con, new_rows)
+        t = mark("exchange_context", t)
         findings: list[dict] = []
         suppressed = 0
         for rule in rules:

@@ -19,8 +19,8 @@ SELECT coalesce(t.ts, e.ts) AS ts, coalesce(t.host_id, e.host_id) AS host_id, e.
 FROM new_tool_calls t
 JOIN tool_call_indicators i
   ON i.exchange_id = t.exchange_id AND i.idx = t.idx AND i.direction = coalesce(t.direction, 'response')
-LEFT JOIN llm_exchanges e ON e.exchange_id = t.exchange_id
-LEFT JOIN exchange_classes ec ON ec.exchange_id = t.exchange_id
+LEFT JOIN run_llm_exchanges e ON e.exchange_id = t.exchange_id
+LEFT JOIN run_exchange_classes ec ON ec.exchange_id = t.exchange_id
 WHERE coalesce(t.direction, 'response') = 'response'
   AND i.kind IN ('credential_read', 'env_dump')
 GROUP BY t.ts, e.ts, t.host_id, e.host_id, e.pid, e.flow_uid, t.exchange_id, t.idx, t.name, ec.router, ec.class, e.host

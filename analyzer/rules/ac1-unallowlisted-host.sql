@@ -18,7 +18,7 @@ SELECT min(coalesce(h.ts, e.ts)) AS ts, coalesce(h.host_id, e.host_id) AS host_i
        format('tool call of exchange {} from {} names {}', h.exchange_id, coalesce(ec.router, e.host), h.host) AS summary
 FROM new_tool_calls t
 JOIN tool_call_hosts h ON t.exchange_id = h.exchange_id AND t.idx = h.idx
-LEFT JOIN llm_exchanges e ON e.exchange_id = h.exchange_id
-LEFT JOIN exchange_classes ec ON ec.exchange_id = h.exchange_id
+LEFT JOIN run_llm_exchanges e ON e.exchange_id = h.exchange_id
+LEFT JOIN run_exchange_classes ec ON ec.exchange_id = h.exchange_id
 WHERE h.direction = 'response' AND NOT h.allowlisted
 GROUP BY h.host_id, e.host_id, e.pid, e.flow_uid, h.exchange_id, ec.router, e.host, h.host

@@ -20,7 +20,7 @@ SELECT coalesce(p.ts, e.ts) AS ts, coalesce(p.host_id, e.host_id) AS host_id, e.
               p.exchange_id, coalesce(ec.router, e.host)) AS summary
 FROM package_installs p
 JOIN new_tool_calls t ON t.exchange_id = p.exchange_id AND t.idx = p.idx
-LEFT JOIN llm_exchanges e ON e.exchange_id = p.exchange_id
-LEFT JOIN exchange_classes ec ON ec.exchange_id = p.exchange_id
+LEFT JOIN run_llm_exchanges e ON e.exchange_id = p.exchange_id
+LEFT JOIN run_exchange_classes ec ON ec.exchange_id = p.exchange_id
 WHERE p.direction = 'response' AND NOT p.popular AND p.nearest IS NOT NULL
   AND p.distance <= rw_setting('typosquat_max_distance')

@@ -25,8 +25,8 @@ SELECT s.ts, coalesce(s.host_id, e.host_id) AS host_id, coalesce(s.pid, e.pid) A
        format('{} …{} sent to {} ({})', s.kind, s.last4, coalesce(ec.router, ec.dest, s.destination),
               coalesce(ec.class, 'unclassified')) AS summary
 FROM new_secrets_seen s
-LEFT JOIN llm_exchanges e ON e.exchange_id = s.exchange_id
-LEFT JOIN exchange_classes ec ON ec.exchange_id = s.exchange_id
+LEFT JOIN run_llm_exchanges e ON e.exchange_id = s.exchange_id
+LEFT JOIN run_exchange_classes ec ON ec.exchange_id = s.exchange_id
 WHERE s.direction = 'request'
   AND s.kind <> 'canary'
   AND s.kind NOT IN (SELECT kind FROM cat_router_key_kinds)

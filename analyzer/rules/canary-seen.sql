@@ -27,5 +27,5 @@ SELECT s.ts, coalesce(s.host_id, e.host_id) AS host_id, coalesce(s.pid, e.pid) A
        format('canary {} ({} …{}) seen in {} to {}', s.canary_id, s.canary_kind, s.last4, s.direction,
               coalesce(ec.router, ec.dest, s.destination)) AS summary
 FROM hits s
-LEFT JOIN llm_exchanges e ON e.exchange_id = s.exchange_id
-LEFT JOIN exchange_classes ec ON ec.exchange_id = s.exchange_id
+LEFT JOIN run_llm_exchanges e ON e.exchange_id = s.exchange_id
+LEFT JOIN run_exchange_classes ec ON ec.exchange_id = s.exchange_id

@@ -53,14 +53,13 @@ WITH RECURSIVE resp AS (
     FROM cand c
     JOIN resp_r r ON r.host_id IS NOT DISTINCT FROM c.host_id
                AND c.ts_start >= r.t0 AND c.ts_start <= r.t0 + to_seconds(rw_setting('egress_window_s'))
-    LEFT JOIN named n ON n.exchange_id = r.exchange_id AND (n.host = c.dest OR n.host = c.dst_ip)
+    LEFT JOIN named n ON n.exchange_id = r.exchange_id AND n.host = c.dest
+    LEFT JOIN tree d ON d.host_id IS NOT DISTINCT FROM c.host_id AND d.root = r.pid AND d.pid = c.pid
     WHERE c.flow_uid IS DISTINCT FROM r.flow_uid
       AND NOT (c.dest = r.router_dest AND c.dst_port IS NOT DISTINCT FROM r.router_port)
       AND (c.first_seen OR n.host IS NOT NULL)
       AND (c.flow_uid IN (SELECT k FROM new_flow_ids) OR r.exchange_id IN (SELECT k FROM new_resp))
-      AND (r.pid IS NULL OR c.pid IS NULL
-           OR (c.pid <> r.pid AND EXISTS (SELECT 1 FROM tree t WHERE t.host_id IS NOT DISTINCT FROM c.host_id
-                                          AND t.root = r.pid AND t.pid = c.pid)))
+      AND (r.pid IS NULL OR c.pid IS NULL OR (c.pid <> r.pid AND d.pid IS NOT NULL))
     QUALIFY row_number() OVER (PARTITION BY c.flow_uid ORDER BY named_by_tool_call DESC, r.t0 DESC) = 1
 )
 SELECT p.ts_start AS ts, p.host_id, p.pid, p.flow_uid, p.exchange_id, p.router,

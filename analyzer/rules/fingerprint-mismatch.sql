@@ -21,6 +21,6 @@ SELECT e.ts, e.host_id, e.pid, e.flow_uid, e.exchange_id, coalesce(ec.router, ec
               CASE WHEN ec.class = 'provider' THEN 'official ' || ec.provider || ' endpoint'
                    ELSE 'imitates ' || ec.brand END, array_to_string(ec.software, ', ')) AS summary
 FROM new_llm_exchanges e
-JOIN exchange_classes ec USING (exchange_id)
+JOIN run_exchange_classes ec USING (exchange_id)
 WHERE len(coalesce(ec.software, [])) > 0
   AND (ec.class = 'provider' OR (ec.brand IS NOT NULL AND ec.class <> 'router'))

@@ -19,7 +19,7 @@ SELECT e.ts, e.host_id, e.pid, e.flow_uid, e.exchange_id, ec.router,
        format('{} requested {}, got {}{}', coalesce(ec.router, ec.dest), e.model_requested,
               coalesce(e.model_returned, sa.detail), CASE WHEN e.streamed THEN ' (streamed)' ELSE '' END) AS summary
 FROM new_llm_exchanges e
-JOIN exchange_classes ec USING (exchange_id)
+JOIN run_exchange_classes ec USING (exchange_id)
 LEFT JOIN stream_anomalies sa ON sa.exchange_id = e.exchange_id AND sa.kind = 'model_changed'
 WHERE ec.family_requested IS NOT NULL
   AND ((ec.family_returned IS NOT NULL AND ec.family_returned <> ec.family_requested) OR sa.exchange_id IS NOT NULL)

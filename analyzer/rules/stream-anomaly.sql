@@ -18,6 +18,6 @@ SELECT e.ts, e.host_id, e.pid, e.flow_uid, e.exchange_id, ec.router,
               string_agg(DISTINCT sa.kind || ' ' || sa.detail, '; ')) AS summary
 FROM new_llm_exchanges e
 JOIN stream_anomalies sa USING (exchange_id)
-LEFT JOIN exchange_classes ec USING (exchange_id)
+LEFT JOIN run_exchange_classes ec USING (exchange_id)
 WHERE sa.kind <> 'model_changed'
 GROUP BY e.ts, e.host_id, e.pid, e.flow_uid, e.exchange_id, ec.router, ec.dest, e.host, e.api

@@ -17,11 +17,10 @@ WITH agents AS (
     WHERE lower(coalesce(comm, regexp_extract(exe, '[^/]+$'))) IN (SELECT name FROM cat_agents)
 ), cand AS (
     SELECT f.*, fc.dest, fc.class
-    FROM new_flows f
-    JOIN flow_classes fc ON fc.flow_uid = f.flow_uid AND fc.host_id IS NOT DISTINCT FROM f.host_id
+    FROM (SELECT flow_uid, host_id, dest, class FROM flow_classes WHERE first_seen AND class = 'other') fc
+    JOIN new_flows f ON fc.flow_uid = f.flow_uid AND fc.host_id IS NOT DISTINCT FROM f.host_id
     JOIN agents a ON a.host_id IS NOT DISTINCT FROM f.host_id AND a.pid = f.pid
-    WHERE fc.first_seen AND fc.class = 'other'
-      AND NOT (coalesce(f.dst_port, 0) IN (53, 5353) AND coalesce(f.proto, 'udp') = 'udp')
+    WHERE NOT (coalesce(f.dst_port, 0) IN (53, 5353) AND coalesce(f.proto, 'udp') = 'udp')
 ), allowed AS (
     SELECT dest, dst_port, rw_allowed(dest, dst_port) AS ok FROM (SELECT DISTINCT dest, dst_port FROM cand)
 )
