@@ -78,6 +78,15 @@ def check_inputs(capture: Path, keylog: Path | None) -> str:
             raise IngestError(f"key log {keylog}: no such file")
         if not os.access(keylog, os.R_OK):
             raise IngestError(f"key log {keylog}: permission denied")
+        try:
+            from collector.tls.keylog import KeyLogError, read_keylog
+        except ImportError:
+            pass  # no decryption in this build: _decrypt() warns
+        else:
+            try:
+                read_keylog(keylog)  # garbage is a one-line error before the store is touched
+            except KeyLogError as exc:
+                raise IngestError(str(exc)) from None
     try:
         tshark.tshark_path()
     except tshark.TsharkMissing as exc:
@@ -126,7 +135,7 @@ class _StoreOpener(threading.Thread):
 
 
 def _progress(total: int):
-    if total < PROGRESS_MIN_BYTES:
+    if total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
@@ -384,7 +393,16 @@ def _decrypt(capture: Path, keylog: Path | None, rec: Records, tables: dict, res
     result = decode_capture(
         capture, keylog, flows=ft, host_id=host, secret_key=st.secret_key(), run_id=run_id
     )
-    tables["extra"] = dict(getattr(result, "tables", {}) or {})
+    from collector.store.schema import TABLES
+
+    extra = dict(getattr(result, "tables", {}) or {})
+    for name in [n for n in extra if n not in TABLES]:
+        res.warnings.append(f"decryption produced an unknown table {name!r}: not stored")
+        del extra[name]
+    tables["extra"] = extra
+    res.errors.extend(getattr(result, "errors", []) or [])
+    res.warnings.extend(getattr(result, "errors", []) or [])
+    res.warnings.extend(getattr(result, "warnings", []) or [])
     uids = set(getattr(result, "decrypted_flow_uids", set()) or set())
     for row in tables["tls"]:
         row["decrypted"] = row["flow_uid"] in uids
