@@ -95,3 +95,14 @@ def test_capture_probe_and_stats(tmp_path):
         pass
     assert cap.stats.get("captured", 0) >= 1
     assert cap.path.stat().st_size > 24
+
+
+@needs_capture
+def test_server_side_keylog_decrypts_a_client_that_writes_none(zoo, tmp_path):  # noqa: F811
+    """For agents that ignore SSLKEYLOGFILE (Bun, rustls), the router itself can write the key log."""
+    router = zoo("honest", server_keylog=tmp_path / "server.keys", tls_version="1.2")
+    with capture_loopback(tmp_path / "cap.pcap", ports=[router.port]) as cap:
+        r = run_curl(router.url + "/v1/models", ca=router.ca_path, keylog=None, http="2")
+    assert r.status == 200
+    assert [(q["method"], q["path"]) for q in decrypted_requests(cap.path, tmp_path / "server.keys", (router.port,))] == [
+        ("GET", "/v1/models")]
