@@ -170,3 +170,18 @@ def test_tshark_missing_says_how_to_install(small_pcap: Path, tmp_path: Path, st
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_capture_without_flows(tmp_path: Path, store_dir: Path) -> None:
+    """A header-only pcap and one with only ARP: recorded runs with no flows, not errors."""
+    from scapy.layers.l2 import ARP, Ether
+
+    hdr = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    arp = bytes(Ether() / ARP())
+    (tmp_path / "empty.pcap").write_bytes(hdr)
+    (tmp_path / "arp.pcap").write_bytes(hdr + struct.pack("<IIII", 1, 0, len(arp), len(arp)) + arp)
+    for name in ("empty.pcap", "arp.pcap"):
+        p = run_cli("ingest", "--store", str(store_dir), str(tmp_path / name))
+        assert p.returncode == 0, p.stderr
+    assert sql(store_dir, "SELECT packets, flows, status FROM ingest_runs ORDER BY packets") == [
+        {"packets": 0, "flows": 0, "status": "ok"}, {"packets": 1, "flows": 0, "status": "ok"}]
