@@ -17,7 +17,8 @@ create it 0644) and `wrap-<id>.json`, a sidecar with the agent's pid, process st
 and (at exit) its exit status, so the live collector can tie the keys to the agent's flows.
 Deletion: the collector deletes a key log after it has decrypted the run's flows when the sidecar
 says `"delete_after_use": true`; it marks a run it has taken over by creating `wrap-<id>.claimed`.
-When the agent exits and no collector has claimed the run, nobody will ever use the keys, so
+When the agent exits and no collector has claimed the run (wrap waits up to 2 s for a claim after a
+run that wrote keys), nobody will ever use the keys, so
 wrap deletes them itself. `--keep-keys` keeps them (for an offline `routerwatch ingest --keylog`).
 """
 
@@ -41,6 +42,7 @@ HOOK_DIR = Path(__file__).resolve().parent / "wrap_hooks"
 # Signals the wrapper passes on to the agent. SIGINT/SIGQUIT typed at a terminal already reach the
 # agent (same process group): only those sent with kill() are forwarded, so a Ctrl-C counts once.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+CLAIM_WAIT = 2.0  # seconds wrap waits, after a run that wrote keys, for a live collector's claim
 _SI_USER = 0
 _SI_QUEUE = -1
 _SI_TKILL = -6
@@ -69,9 +71,22 @@ class KeylogRun:
             json.dump(self.meta, f, indent=1, sort_keys=True)
         os.replace(tmp, self.sidecar)
 
-    def finish(self) -> bool:
-        """At the agent's exit: delete the keys unless kept or claimed by a collector. True if deleted."""
-        if self.keep or self.claim_marker.exists():
+    def finish(self, claim_wait: float = CLAIM_WAIT) -> bool:
+        """At the agent's exit: delete the keys unless kept or claimed by a collector. True if deleted.
+        A collector rescans the directory every half second, so a short run that wrote keys waits
+        up to `claim_wait` seconds for the claim before concluding nobody will use them."""
+        if self.keep:
+            return False
+        try:
+            wrote = self.keylog.stat().st_size > 0
+        except OSError:
+            wrote = False
+        deadline = time.monotonic() + (claim_wait if wrote else 0)
+        while not self.claim_marker.exists():
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if self.claim_marker.exists():
             return False
         for p in (self.keylog, self.sidecar):
             try:
@@ -197,7 +212,7 @@ def run_keylog(cmd: Sequence[str], *, keylog_dir: Path | None = None, keep_keys:
         code = spawn_and_wait(cmd, agent_env, started)
     except BaseException:
         run.write_sidecar(status="failed", end_time=time.time())
-        run.finish()
+        run.finish(claim_wait=0)
         raise
     run.write_sidecar(status="exited", exit_code=code, end_time=time.time())
     run.finish()
