@@ -240,8 +240,11 @@ def detect(text: str, extra_values: Iterable[str] = ()) -> list[SecretMatch]:
     if len(text) < _MIN_LEN:
         return _non_overlapping(found)
     present = {t for t in _CS_TRIGGERS if t in text}
-    lowered = text.lower()
-    present.update(t for t in _CI_TRIGGERS if t in lowered)
+    # every case-insensitive trigger contains "key" or "secret": lower-case the text only if one may occur
+    lowered = text
+    if "ey" in text or "EY" in text or "ecret" in text or "ECRET" in text:
+        lowered = text.lower()
+        present.update(t for t in _CI_TRIGGERS if t in lowered)
     for d in _DETECTORS if present else ():
         if present.isdisjoint(d.triggers):
             continue
@@ -315,6 +318,13 @@ def redact(
     return "".join(out), pairs
 
 
+# headers whose values are syntactically constrained (numbers, dates, tokens of a fixed grammar)
+STRUCTURAL_HEADERS = frozenset({
+    "content-length", "date", "transfer-encoding", "connection", "content-encoding", "accept-encoding",
+    "cache-control", "keep-alive", "vary", "age", "expires", "last-modified", "etag", "accept-ranges",
+})  # fmt: skip
+
+
 def redact_header(
     name: str, value: str, fp: Fingerprinter, extra_values: Iterable[str] = ()
 ) -> tuple[str, list[tuple[SecretMatch, str]]]:
@@ -323,6 +333,8 @@ def redact_header(
     lname = name.lower()
     header_kind = CREDENTIAL_HEADERS.get(lname)
     if header_kind is None:
+        if lname in STRUCTURAL_HEADERS and not extra_values:
+            return value, []
         return redact(value, fp, extra_values)
     scheme = ""
     token = value

@@ -8,7 +8,7 @@ redacted) and gives a first guess of the software in `llm_exchanges.router`.
 from __future__ import annotations
 
 import re
-from fnmatch import fnmatchcase, translate
+from fnmatch import translate
 
 # kept (lower-case globs): router software, provider identity, proxies and CDNs on the way
 KEEP = (
@@ -44,8 +44,13 @@ def router_headers(headers: list[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+_SOFTWARE_RX = [(name, re.compile("|".join(f"(?:{translate(g)})" for g in globs))) for name, globs in SOFTWARE]
+
+
 def router_software(kept: dict[str, str]) -> str | None:
-    for name, globs in SOFTWARE:
-        if any(fnmatchcase(k, g) for k in kept for g in globs):
+    if not kept:
+        return None
+    for name, rx in _SOFTWARE_RX:
+        if any(rx.match(k) for k in kept):
             return name
     return None

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from collector.capture.community_id import community_id
-from collector.llm.pipeline import TABLE_NAMES, DecodeContext, DecodedRows, decode_exchanges
+from collector.llm.pipeline import TABLE_NAMES, ConnMeta, DecodeContext, DecodedRows, decode_exchanges
 from collector.protocols.connection import Exchange
 from collector.protocols.encoding import DEFAULT_KEEP
 from collector.secrets import Fingerprinter
@@ -33,6 +33,65 @@ from collector.tls.streams import StreamAssembler, StreamMeta
 from collector.tls.tshark_decrypt import TsharkDecrypt
 
 TIME_SLACK_S = 2.0  # a stream's first packet may precede the flow's recorded start by clock rounding
+BATCH = 256  # exchanges handed to the decode worker at once
+WORKER_AFTER = 512  # a capture with fewer exchanges is decoded in-process (a worker costs ~0.5 s to start)
+
+Batch = list[tuple[ConnMeta, bool, int, list[Exchange]]]  # (connection, tls?, first seq, exchanges)
+
+
+def decode_batch(ctx_tls: DecodeContext, ctx_clear: DecodeContext, batch: Batch) -> DecodedRows:
+    """LLM decoding + redaction of a batch of exchanges (runs in the decode worker for big captures)."""
+    out = DecodedRows()
+    for conn, tls, seq, exchanges in batch:
+        out.extend(decode_exchanges(exchanges, ctx_tls if tls else ctx_clear, conn, start_seq=seq))
+    return out
+
+
+class _Decoder:
+    """Decodes exchanges in-process, or, once a capture proves big, in one worker process so that
+    tshark, stream parsing and LLM decoding + secret scanning use both cores (results keep their order)."""
+
+    def __init__(self, ctx_tls: DecodeContext, ctx_clear: DecodeContext, workers: bool):
+        self.ctxs = (ctx_tls, ctx_clear)
+        self.workers = workers
+        self.batch: Batch = []
+        self.batch_n = 0
+        self.total = 0
+        self.local: list[DecodedRows] = []  # decoded here before the worker started
+        self.worker = None
+
+    def add(self, conn: ConnMeta, tls: bool, seq: int, exchanges: list[Exchange]) -> None:
+        self.batch.append((conn, tls, seq, exchanges))
+        self.batch_n += len(exchanges)
+        self.total += len(exchanges)
+        if self.batch_n >= BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self.batch, self.batch_n = self.batch, [], 0
+        if not batch:
+            return
+        if self.worker is None and self.workers and self.total >= WORKER_AFTER:
+            from collector.tls.worker import DecodeWorker
+
+            self.worker = DecodeWorker()
+        if self.worker is not None:
+            self.worker.submit((*self.ctxs, batch))
+        else:
+            self.local.append(decode_batch(*self.ctxs, batch))
+
+    def result(self) -> DecodedRows:
+        self._flush()
+        rows = DecodedRows()
+        for d in self.local:
+            rows.extend(d)
+        if self.worker is not None:
+            try:
+                for d in self.worker.results():
+                    rows.extend(d)
+            finally:
+                self.worker.close()
+        return rows
 
 
 @dataclass
@@ -103,6 +162,7 @@ def decode_capture(
     body_cap: int = 256 * 1024,
     parse_cap: int = DEFAULT_KEEP,
     canaries: tuple[str, ...] = (),
+    workers: bool = True,
 ) -> CaptureDecodeResult:
     """Decrypt a capture with a key log (and/or its embedded secrets) and decode every HTTP exchange.
 
@@ -119,7 +179,7 @@ def decode_capture(
     ctx_clear = DecodeContext(host_id, ctx_tls.fingerprinter, "cleartext", body_cap=body_cap,
                               parse_cap=parse_cap, canaries=canaries)
     result = CaptureDecodeResult()
-    rows = DecodedRows()
+    decoder = _Decoder(ctx_tls, ctx_clear, workers)
     unlinked: set[int] = set()
 
     def link(meta: StreamMeta) -> None:
@@ -138,13 +198,15 @@ def decode_capture(
 
     def sink(meta: StreamMeta, exchanges: list[Exchange]) -> None:
         link(meta)
-        rows.extend(decode_exchanges(exchanges, ctx_tls if meta.tls else ctx_clear, meta, start_seq=meta.exchanges))
+        conn = ConnMeta(meta.flow_uid, meta.dst_ip, meta.dst_port, meta.server_name, meta.pid, meta.community_id)
+        decoder.add(conn, meta.tls, meta.exchanges, exchanges)
 
     asm = StreamAssembler(sink, keep=parse_cap, orientation=index.originator)
     job = TsharkDecrypt(capture, Path(keylog_path) if keylog_path is not None else None)
     for seg in job:
         asm.add(seg)
     asm.finish()
+    rows = decoder.result()
     t_end = time.monotonic()
 
     tls_streams = [m for m in asm.finished if m.tls]

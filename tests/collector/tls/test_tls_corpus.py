@@ -99,3 +99,15 @@ def test_truncated_capture_and_no_keys(corpus):
     assert all(x["source"] == "cleartext" for x in r.tables["http"])
     r = decode_capture(corpus / "mixed-windows-dns-tls-http.pcapng", None, host_id="h", secret_key=KEY, run_id="r")
     assert r.stats["undecrypted_flows"] == 6 and r.decrypted_flow_uids == set()
+
+
+def test_decode_worker_gives_the_same_rows(corpus, monkeypatch):
+    """Big captures decode in a worker process; rows (and their order) equal the in-process result."""
+    import collector.tls.pipeline as pl
+
+    name, keys = "http2-tls13-youtube-chrome.pcapng", "http2-tls13-youtube-chrome.keys"
+    local = decode_capture(corpus / name, corpus / keys, host_id="h", secret_key=KEY, run_id="r", workers=False)
+    monkeypatch.setattr(pl, "WORKER_AFTER", 3)
+    monkeypatch.setattr(pl, "BATCH", 2)
+    remote = decode_capture(corpus / name, corpus / keys, host_id="h", secret_key=KEY, run_id="r")
+    assert remote.tables == local.tables and len(remote.tables["http"]) == 15

@@ -1,0 +1,96 @@
+"""The decode worker: a child process that turns batches of exchanges into rows, so that on a big
+capture tshark, stream parsing and LLM decoding + secret scanning run on separate cores.
+
+A plain child (`python -m collector.tls.worker`) speaking length-prefixed pickles over its own
+stdin/stdout, rather than multiprocessing: `spawn` re-imports the caller's __main__ and `fork` is
+unsafe in a process that has threads. Results come back in submission order.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+
+_LEN = struct.Struct("<Q")
+
+
+def _read(stream) -> bytes | None:
+    head = stream.read(_LEN.size)
+    if len(head) < _LEN.size:
+        return None
+    n = _LEN.unpack(head)[0]
+    data = stream.read(n)
+    if len(data) < n:
+        return None
+    return data
+
+
+def _write(stream, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LEN.pack(len(data)) + data)
+    stream.flush()
+
+
+class DecodeWorker:
+    """Parent side: `submit(args)` sends a batch; `results()` waits for all, in order."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "collector.tls.worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE)
+        self.sent = 0
+        self.got: list = []
+        self.error: str | None = None
+        self._reader = threading.Thread(target=self._read_all, name="routerwatch-decode-reader", daemon=True)
+        self._reader.start()
+
+    def _read_all(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            data = _read(self.proc.stdout)
+            if data is None:
+                return
+            kind, value = pickle.loads(data)
+            if kind == "error":
+                self.error = value
+            self.got.append(value)
+
+    def submit(self, args: tuple) -> None:
+        assert self.proc.stdin is not None
+        _write(self.proc.stdin, args)
+        self.sent += 1
+
+    def results(self) -> list:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self._reader.join()
+        self.proc.wait()
+        if self.error or len(self.got) != self.sent:
+            raise RuntimeError(f"decode worker failed: {self.error or f'exit status {self.proc.returncode}'}")
+        return self.got
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def main() -> int:
+    from collector.tls.pipeline import decode_batch
+
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        data = _read(inp)
+        if data is None:
+            return 0
+        try:
+            _write(out, ("ok", decode_batch(*pickle.loads(data))))
+        except Exception as e:  # reported to the parent without the data (it may hold secrets)
+            _write(out, ("error", f"{type(e).__name__} in the decode worker"))
+            return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
