@@ -240,7 +240,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from analyzer.demo.run import main
 
-    return main(args.store, args.workdir, not args.no_dashboard, args.mode)
+    return main(args.store, args.workdir, not args.no_dashboard, args.mode, args.capture)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -329,4 +329,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     dm.add_argument("--workdir", metavar="DIR", help="where the capture and certificates go (default: a temp dir)")
     dm.add_argument("--mode", action="append", metavar="MODE", help="only these zoo modes (repeatable)")
     dm.add_argument("--no-dashboard", action="store_true", help="stop after printing the findings")
+    dm.add_argument("--capture", choices=["auto", "live", "tcpdump"], default="tcpdump",
+                    help="tcpdump + ingest (default), the live collector (root, eBPF), or auto (live when possible)")
     dm.set_defaults(func=cmd_demo)

@@ -117,6 +117,56 @@ def _stop_capture(proc: subprocess.Popen, pcap: Path) -> None:
         proc.wait()
 
 
+def _start_live(store: Path, workdir: Path, keylog: Path, ports: list[int]) -> subprocess.Popen:
+    """`routerwatch collect` on loopback (root): eBPF flows/processes with pids, libssl plaintext, a
+    capture ring decrypted with the agents' key log. Returns once it reports its mode."""
+    exe = shutil.which("routerwatch") or str(Path(sys.executable).parent / "routerwatch")
+    filt = " or ".join(f"tcp port {p}" for p in sorted(set(ports)))
+    proc = subprocess.Popen(
+        [exe, "collect", "--store", str(store), "--iface", "lo", "--capture-filter", filt, "--keylog", str(keylog),
+         "--capture-dir", str(workdir / "capture"), "--interval", "2", "--max-delay", "1",
+         "--host-id", "demo-agent-host"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 120
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line.strip())
+        if "mode=" in line:
+            import threading
+
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep draining
+            return proc
+    proc.kill()
+    proc.wait()
+    raise RuntimeError("the live collector did not start: " + " | ".join(lines[-3:]))
+
+
+def _stop_live(proc: subprocess.Popen, settle: float = 6.0) -> None:
+    time.sleep(settle)  # let the collector decrypt and flush the last connections
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def live_available() -> bool:
+    """Root and bcc importable: the live collector can run."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        import bcc  # noqa: F401
+    except Exception:  # bcc missing or broken: capture-only
+        return False
+    return True
+
+
 def run_agent(mode: str, router: dict[str, Any], ca: Path, keylog: Path, env_extra: dict[str, str]) -> dict[str, Any]:
     """Run the scripted SDK agent against one router as its own process (key log on)."""
     from analyzer.demo.agent import parse_output, spawn
@@ -136,8 +186,10 @@ def run_agent(mode: str, router: dict[str, Any], ca: Path, keylog: Path, env_ext
     return {"returncode": proc.returncode, "summary": summary, "turns": turns, "stderr": err[-2000:]}
 
 
-def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None, log=print) -> DemoResult:
-    """Zoo -> agents under capture -> ingest -> analyze. Returns what happened (the store keeps it)."""
+def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None, log=print,
+             capture: str = "tcpdump") -> DemoResult:
+    """Zoo -> agents under capture -> ingest -> analyze. Returns what happened (the store keeps it).
+    `capture`: 'tcpdump' (capture, then ingest with the key log) or 'live' (the live collector)."""
     from analyzer.canary import create
     from analyzer.catalog import load_catalog
     from analyzer.demo.zoo import MODES, start_zoo, stop_zoo
@@ -170,9 +222,18 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
         res.canary_id = canary.canary_id
         ports = [r["port"] for r in routers.values()]
         ports += [int(r["payload_url"].rsplit(":", 1)[1]) for r in routers.values() if r["payload_url"]]
-        cap = _start_capture(pcap, ports)
-        if cap is None:
-            raise RuntimeError("tcpdump is not installed (apt-get install tcpdump): the demo needs a capture")
+        if capture == "live":
+            from analyzer.demo.agent import new_keylog
+
+            new_keylog(keylog)
+            log("starting the live collector (eBPF + capture ring, decrypting with the agents' key log) ...")
+            live = _start_live(store, workdir, keylog, ports)
+            cap = None
+        else:
+            live = None
+            cap = _start_capture(pcap, ports)
+            if cap is None:
+                raise RuntimeError("tcpdump is not installed (apt-get install tcpdump): the demo needs a capture")
         try:
             for m in modes:
                 extra: dict[str, str] = {}
@@ -183,13 +244,18 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
                 log(f"  agent ({PLAN.get(m, {}).get('api', 'openai')}) -> {m} router at {routers[m]['url']}")
                 res.agents[m] = run_agent(m, routers[m], zoo[m].ca_path, keylog, extra)
         finally:
-            _stop_capture(cap, pcap)
+            if live is not None:
+                log("stopping the live collector ...")
+                _stop_live(live)
+            else:
+                _stop_capture(cap, pcap)
     finally:
         stop_zoo(zoo)
-    log(f"ingesting the capture ({pcap.stat().st_size:,} bytes) with the agents' key log ...")
-    ing = ingest(str(pcap), store=str(store), keylog=str(keylog), host_id="demo-agent-host")
-    for w in getattr(ing, "warnings", []) or []:
-        res.notes.append(str(w))
+    if capture != "live":
+        log(f"ingesting the capture ({pcap.stat().st_size:,} bytes) with the agents' key log ...")
+        ing = ingest(str(pcap), store=str(store), keylog=str(keylog), host_id="demo-agent-host")
+        for w in getattr(ing, "warnings", []) or []:
+            res.notes.append(str(w))
     log("analyzing ...")
     with Store.open(str(store)) as st:
         run = analyze(st.con, load_catalog(st.location.root), load_rules())
@@ -211,10 +277,13 @@ def print_summary(res: DemoResult, out=sys.stdout) -> None:
         print(f"  {'':<15} {name:<22} {len(fs):>2} finding(s): " + ", ".join(sorted({f['rule_id'] for f in fs})), file=out)
 
 
-def main(store: str | None, workdir: str | None, dashboard: bool, modes: list[str] | None) -> int:
+def main(store: str | None, workdir: str | None, dashboard: bool, modes: list[str] | None,
+         capture: str = "auto") -> int:
     wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="routerwatch-demo-"))
     st = Path(store) if store else wd / "store"
-    res = run_demo(st, wd, modes=tuple(modes) if modes else None,
+    if capture == "auto":
+        capture = "live" if live_available() else "tcpdump"
+    res = run_demo(st, wd, modes=tuple(modes) if modes else None, capture=capture,
                    log=lambda m: print(m, file=sys.stderr))
     print_summary(res)
     print(f"\nexplore: routerwatch findings --store {st}\n"
