@@ -145,10 +145,8 @@ class StreamAssembler:
             o = self.orientation(seg.src, seg.sport, seg.dst, seg.dport)
             if o is not None:
                 st.client = (seg.src, seg.sport) if o else (seg.dst, seg.dport)
-        if st.client is None and not seg.data:
-            return
-        if st.client is None and seg.data:
-            return  # decided later (pending) unless ports make it obvious
+        if st.client is None:
+            return  # decided later: payload waits in `pending` until a handshake or the close tells
         self._set_endpoints(st)
         self._drain(st)
 
