@@ -121,6 +121,7 @@ def _clean(name: str, text: str) -> str:
 def packets(paths: list[Path], flow: pd.Series, limit: int = 200, timeout: float = 60) -> list[dict]:
     """The flow's packets (at most `limit`), each with its protocol tree as {layer: [lines]}."""
     import asyncio
+    import gc
 
     import pyshark
 
@@ -146,5 +147,7 @@ def packets(paths: list[Path], flow: pd.Series, limit: int = 200, timeout: float
                     return out
         finally:
             cap.close()
+            del cap
+            gc.collect()  # let tshark's subprocess transport go while its loop is still open
             loop.close()
     return out

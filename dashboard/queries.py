@@ -27,6 +27,23 @@ PROVIDER_SUFFIXES = (
     "openai.com", "anthropic.com", "googleapis.com", "openai.azure.com", "amazonaws.com",
     "mistral.ai", "deepseek.com", "x.ai", "groq.com", "cohere.com", "cohere.ai", "together.xyz",
 )
+# A returned model "differs" when it is not the requested one once a vendor prefix ("openai/") and a
+# version/date suffix ("-2024-08-06", "-20250219", "-latest") are removed: gpt-4o -> gpt-4o-mini differs.
+_MODEL_RE = r"^[a-z0-9_.-]+/|(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest)$"
+
+
+def model_key(model: str | None) -> str:
+    import re
+
+    return re.sub(_MODEL_RE, "", str(model or "").lower())
+
+
+def _model_sql(col: str) -> str:
+    return f"regexp_replace(lower({col}), '{_MODEL_RE}', '', 'g')"
+
+
+MODEL_DIFFERS = (f"(model_returned IS NOT NULL AND model_requested IS NOT NULL AND "
+                 f"{_model_sql('model_returned')} <> {_model_sql('model_requested')})")
 _RETRYABLE = (duckdb.IOException, duckdb.InternalException, duckdb.ConnectionException,
               duckdb.TransactionException)
 
@@ -284,8 +301,7 @@ def routers_summary(r: Reader, w: Window) -> pd.DataFrame:
         "sum(output_tokens) AS output_tokens, "
         "list_sort(list(DISTINCT model_requested) FILTER (WHERE model_requested IS NOT NULL)) AS models_requested, "
         "list_sort(list(DISTINCT model_returned) FILTER (WHERE model_returned IS NOT NULL)) AS models_returned, "
-        "count(*) FILTER (WHERE model_returned IS NOT NULL AND model_requested IS NOT NULL "
-        "AND NOT starts_with(model_returned, model_requested)) AS model_mismatches, "
+        f"count(*) FILTER (WHERE {MODEL_DIFFERS}) AS model_mismatches, "
         "sum(tool_call_count) AS tool_calls, "
         "list_sort(list(DISTINCT router_headers) FILTER (WHERE router_headers IS NOT NULL AND router_headers <> '{}')) "
         "AS fingerprint_headers FROM e GROUP BY host), "
@@ -440,7 +456,7 @@ def exchanges(r: Reader, w: Window, f: ExchangeFilter, limit: int = 500) -> pd.D
     if f.only_tool_calls:
         conds.append("tool_call_count > 0")
     if f.only_mismatch:
-        conds.append("model_returned IS NOT NULL AND NOT starts_with(model_returned, model_requested)")
+        conds.append(MODEL_DIFFERS)
     if f.status is not None:
         conds.append("status = ?")
         params.append(f.status)

@@ -143,4 +143,5 @@ def highlight(text: str) -> str:
         out.append(f'<mark style="{style}">{html.escape(text[start:end])}</mark>')
         pos = end
     out.append(html.escape(text[pos:]))
-    return "<pre style='white-space:pre-wrap;font-size:0.85em'>" + "".join(out) + "</pre>"
+    return ('<div style="white-space:pre-wrap;font-family:monospace;font-size:0.8em;line-height:1.35">'
+            + "".join(out) + "</div>")

@@ -33,7 +33,7 @@ def detail(exchange_id: str) -> None:
     c = st.columns(5)
     c[0].metric("Endpoint", str(e["host"]))
     c[1].metric("Model requested", str(e["model_requested"]))
-    mism = e["model_returned"] is not None and not str(e["model_returned"]).startswith(str(e["model_requested"]))
+    mism = e["model_returned"] is not None and q.model_key(e["model_returned"]) != q.model_key(e["model_requested"])
     c[2].metric("Model returned", str(e["model_returned"]), delta="differs" if mism else None, delta_color="inverse")
     c[3].metric("Status", str(e["status"]))
     c[4].metric("Tool calls", str(e["tool_call_count"]))

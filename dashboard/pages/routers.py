@@ -56,7 +56,7 @@ def body() -> None:
         models = ui.cached(q.router_models, w, endpoint)
         st.dataframe(models.style.apply(
             lambda r: ["color:#c62828;font-weight:bold" if r["model_returned"] is not None
-                       and not str(r["model_returned"]).startswith(str(r["model_requested"])) else "" for _ in r],
+                       and q.model_key(r["model_returned"]) != q.model_key(r["model_requested"]) else "" for _ in r],
             axis=1), hide_index=True)
     st.markdown("**Fingerprint headers**")
     st.code("\n".join(row["fingerprint_headers"]) if len(row["fingerprint_headers"]) else "(none)", language="json")

@@ -105,8 +105,8 @@ def test_exchange_filters(dash_env):
     at.selectbox(key="ex_endpoint").set_value(SCENARIO.router_host).run()
     at.checkbox(key="ex_mism").check().run()
     rows = frames(at)[0]
-    n = dash_env.scalar("SELECT count(*) FROM llm_exchanges WHERE host = ? AND model_returned <> model_requested "
-                        "AND NOT starts_with(model_returned, model_requested)", [SCENARIO.router_host])
+    n = dash_env.scalar("SELECT count(*) FROM llm_exchanges WHERE host = ? AND model_returned <> model_requested",
+                        [SCENARIO.router_host])  # the seeded substitutions are all real model changes
     assert len(rows) == min(n, 500) and set(rows["endpoint"]) == {SCENARIO.router_host}
 
 

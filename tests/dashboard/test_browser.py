@@ -1,0 +1,207 @@
+"""A real server in real headless Chromium: every page, its content, screenshots; live refresh while a
+writer appends; the token gate. Screenshots go to test-output/ (git-ignored)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dashboard.sample_data import SCENARIO
+from tests.conftest import BIN, REPO
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+OUT = REPO / "test-output"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, store: Path, state: Path, *extra: str, env: dict | None = None):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        e = dict(os.environ, ROUTERWATCH_DASHBOARD_STATE=str(state), **(env or {}))
+        self.proc = subprocess.Popen([str(BIN / "routerwatch"), "dashboard", "--store", str(store), "--port",
+                                      str(self.port), *extra], env=e, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.3)
+        self.stop()
+        raise AssertionError(f"dashboard did not come up: {self.proc.stdout.read() if self.proc.stdout else ''}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # forwarded to streamlit by the CLI
+        return self.proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (deploy/deps.sh --test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(seeded_store, tmp_path_factory):
+    srv = Server(seeded_store.path, tmp_path_factory.mktemp("state"))
+    yield srv
+    assert srv.stop() == 0  # SIGTERM stops the dashboard cleanly
+
+
+def _settle(page) -> None:
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.wait_for_timeout(800)
+
+
+def _visit(page, url: str, title: str) -> None:
+    page.goto(url)
+    page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+    _settle(page)
+
+
+PAGES = [
+    ("", "Overview", [f"{SCENARIO.lost_events} lost events", "Top destinations", "Collector health"]),
+    (f"routers?endpoint={SCENARIO.router_host}", "Routers and providers",
+     ["Suspected routers", SCENARIO.router_host, "Models requested vs returned"]),
+    (f"destinations?pid={SCENARIO.agent_pid}", "Destinations", ["Agent egress timeline", "Process tree"]),
+    (f"exchanges?exchange={SCENARIO.exchange_id}", "LLM exchanges",
+     ["gpt-4o-mini", SCENARIO.injected_command, SCENARIO.secret_fingerprint]),
+    ("findings?finding=FSCN-AC1", "Findings", ["Download-and-execute in a tool call", "Acknowledge"]),
+    (f"flows?flow={SCENARIO.evil_flow}", "Flows", ["/usr/bin/curl", "No packets to show"]),
+    ("sql", "SQL", ["Saved queries", "Flows per hour"]),
+]
+
+
+def test_every_page(server, browser):
+    OUT.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1440, "height": 1800})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    for path, title, texts in PAGES:
+        _visit(page, f"{server.url}/{path}", title)
+        for t in texts:
+            page.get_by_text(t, exact=False).first.wait_for(state="attached", timeout=30_000)  # grid cells are hidden DOM
+        assert page.locator('[data-testid="stException"]').count() == 0, path
+        name = path.split("?")[0] or "overview"
+        page.screenshot(path=str(OUT / f"dashboard-{name}.png"))
+    # the injected command is highlighted, the secret shows only as a placeholder
+    _visit(page, f"{server.url}/exchanges?exchange={SCENARIO.exchange_id}", "LLM exchanges")
+    assert page.locator("mark", has_text="| bash").count() >= 1
+    assert "AKIA" not in page.content()
+    # the SQL console runs a query and refuses a write
+    _visit(page, f"{server.url}/sql", "SQL")
+    box = page.get_by_label("Query")
+    box.fill("SELECT count(*) AS n FROM llm_exchanges")
+    box.press("Control+Enter")
+    page.get_by_role("button", name="Run").click()
+    _settle(page)
+    page.get_by_text("1 rows").first.wait_for(state="attached", timeout=30_000)
+    box.fill("DELETE FROM flows")
+    box.press("Control+Enter")
+    page.get_by_role("button", name="Run").click()
+    page.get_by_text("read-only", exact=False).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(OUT / "dashboard-sql-refused.png"))
+    assert not errors, errors
+
+
+WRITER = r"""
+import datetime as dt, sys, time
+import pyarrow as pa
+from collector.store import BatchWriter, Store
+store = Store.open(sys.argv[1])
+n = 0
+deadline = time.monotonic() + float(sys.argv[2])
+with BatchWriter(store) as w:
+    while time.monotonic() < deadline:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        w.add("flows", pa.table({"flow_uid": [f"LIVE{n + i}" for i in range(200)], "host_id": ["live-host"] * 200,
+                                 "ts_start": [now] * 200, "ts_end": [now] * 200, "proto": ["tcp"] * 200,
+                                 "dst_ip": ["192.0.2.9"] * 200, "dst_port": [443] * 200, "server_name": ["live.example"] * 200,
+                                 "bytes_out": [100] * 200, "bytes_in": [200] * 200}))
+        w.flush()
+        n += 200
+        time.sleep(0.5)
+print(n)
+"""
+
+
+def test_live_refresh_while_writing(seeded_store, browser, tmp_path):
+    """A writer appends while the page refreshes itself: counts grow, no lock or other error."""
+    from collector.store import Store
+    from dashboard.sample_data import seed
+
+    store = tmp_path / "store"
+    with Store.open(str(store)) as s:
+        seed(s, flows=5_000, exchanges=500)
+    srv = Server(store, tmp_path / "state")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(store), "25"], stdout=subprocess.PIPE, text=True)
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        _visit(page, srv.url, "Overview")
+        page.get_by_text("Live", exact=True).click()
+        metric = page.locator('[data-testid="stMetric"]', has_text="Flows").first
+        seen: list[int] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(set(seen)) < 4:
+            txt = metric.inner_text()
+            m = re.search(r"([\d,]+)\s*$", txt.strip())
+            if m:
+                seen.append(int(m.group(1).replace(",", "")))
+            page.wait_for_timeout(1000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        body = page.inner_text("body").lower()
+        assert "lock" not in body and "conflict" not in body
+        page.screenshot(path=str(OUT / "dashboard-live.png"))
+    finally:
+        writer.wait(timeout=60)
+        assert srv.stop() == 0
+    distinct = sorted(set(seen))
+    assert len(distinct) >= 3, seen  # the page refreshed itself with new rows at least twice
+    assert seen == sorted(seen), seen  # never went backwards
+    assert writer.returncode == 0
+
+
+def test_token_login(seeded_store, browser, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret-token-for-the-browser-test\n")
+    srv = Server(seeded_store.path, tmp_path / "state", "--token-file", str(token))
+    try:
+        page = browser.new_page()
+        page.goto(srv.url)
+        page.get_by_label("Access token").wait_for(timeout=60_000)
+        assert page.locator('[data-testid="stMetric"]').count() == 0
+        page.get_by_label("Access token").fill("s3cret-token-for-the-browser-test")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("heading", name="Overview").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(OUT / "dashboard-after-login.png"))
+    finally:
+        assert srv.stop() == 0

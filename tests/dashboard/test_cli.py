@@ -1,0 +1,101 @@
+"""`routerwatch dashboard` / `routerwatch up` through the real console script."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from dashboard import cli
+from tests.conftest import BIN, run_cli
+
+
+def _args(**kw) -> argparse.Namespace:
+    base = dict(store=None, host="127.0.0.1", port=8501, token_file=None, oidc_secrets=None, state_dir=None,
+                capture_dir=None)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_refuses_exposed_bind_without_auth(seeded_store):
+    out = run_cli("dashboard", "--store", str(seeded_store.path), "--host", "0.0.0.0", "--port", "1",
+                  env={"ROUTERWATCH_DASHBOARD_TOKEN": ""})
+    assert out.returncode == 2 and "refusing to serve" in out.stderr and "without authentication" in out.stderr
+
+
+def test_auth_modes(tmp_path, monkeypatch):
+    monkeypatch.delenv("ROUTERWATCH_DASHBOARD_TOKEN", raising=False)
+    assert cli.auth_env(_args())["ROUTERWATCH_DASHBOARD_AUTH"] == "none"
+    for host in ("::1", "127.0.0.2", "localhost"):
+        assert cli.auth_env(_args(host=host))["ROUTERWATCH_DASHBOARD_AUTH"] == "none"
+    tok = tmp_path / "tok"
+    tok.write_text("short\n")
+    with pytest.raises(cli.UserError, match="at least 16"):
+        cli.auth_env(_args(host="0.0.0.0", token_file=str(tok)))
+    tok.write_text("a-long-enough-token-value\n")
+    env = cli.auth_env(_args(host="0.0.0.0", token_file=str(tok)))
+    assert env == {"ROUTERWATCH_DASHBOARD_AUTH": "token", "ROUTERWATCH_DASHBOARD_TOKEN": "a-long-enough-token-value"}
+    monkeypatch.setenv("ROUTERWATCH_DASHBOARD_TOKEN", "from-the-environment-123")
+    assert cli.auth_env(_args(host="10.1.2.3"))["ROUTERWATCH_DASHBOARD_AUTH"] == "token"
+    monkeypatch.delenv("ROUTERWATCH_DASHBOARD_TOKEN")
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[auth]\nredirect_uri = "https://rw.example/oauth2callback"\ncookie_secret = "x"\n')
+    assert cli.auth_env(_args(host="0.0.0.0", oidc_secrets=str(secrets))) == {"ROUTERWATCH_DASHBOARD_AUTH": "oidc"}
+    cmd, env = cli.dashboard_command(_args(host="0.0.0.0", oidc_secrets=str(secrets)))
+    assert cmd[cmd.index("--secrets.files") + 1] == str(secrets) and "ROUTERWATCH_DASHBOARD_TOKEN" not in env
+    # telemetry off and no dev server features, whatever the mode
+    assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
+    assert cmd[cmd.index("--server.address") + 1] == "0.0.0.0"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def test_dashboard_binds_loopback_and_stops_on_sigterm(seeded_store, tmp_path):
+    port = _port()
+    proc = subprocess.Popen([str(BIN / "routerwatch"), "dashboard", "--store", str(seeded_store.path), "--port",
+                             str(port), "--state-dir", str(tmp_path / "st")], stderr=subprocess.PIPE, text=True)
+    try:
+        assert _healthy(f"http://127.0.0.1:{port}", proc)
+        listening = subprocess.run(["ss", "-Htln", f"sport = :{port}"], capture_output=True, text=True).stdout
+        local = [line.split()[3] for line in listening.splitlines() if line.strip()]
+        assert local == [f"127.0.0.1:{port}"], listening
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_up(seeded_store, tmp_path):
+    port = _port()
+    if not cli.collect_available():
+        out = run_cli("up", "--store", str(seeded_store.path), "--port", str(port))
+        assert out.returncode == 2 and "routerwatch collect" in out.stderr
+        return
+    # a collector that cannot start (bad argument) takes the dashboard down with it, and `up` says so
+    proc = subprocess.Popen([str(BIN / "routerwatch"), "up", "--store", str(tmp_path / "s"), "--port", str(port),
+                             "--state-dir", str(tmp_path / "st"), "--", "--no-such-flag"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    _out, err = proc.communicate(timeout=90)
+    assert proc.returncode != 0 and "collector exited" in err
+    with socket.socket() as s:  # the dashboard is gone too
+        assert s.connect_ex(("127.0.0.1", port)) != 0
