@@ -225,7 +225,8 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
             hd = tshark_headers(Path(res.file), rec)
         fa = flows.assign(hd)
         end = rec.data_off + rec.caplen
-        sel = flows.select_for_dissection(hd, fa, buf, end)
+        selection = flows.select_for_dissection(hd, fa, buf, end)
+        sel = selection.records
         res.dissected_packets = int(len(sel))
         parts = [sel[fa.fid[sel] % workers == k] for k in range(workers)]
         for job, part in zip(jobs, parts, strict=True):
@@ -257,7 +258,10 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
 
     # TLS: first ClientHello and first ServerHello of each flow
     ch: dict[int, dissect.Hello] = {}
-    sh: dict[int, dissect.Hello] = {}
+    sh: dict[int, dissect.Hello] = {
+        fid: dissect.Hello(frame=0, client=False, version=v, cipher=c, alpn=[a] if a else [])
+        for fid, (v, c, a) in selection.server_hellos.items()
+    }
     first_frame: dict[int, int] = {}
     hellos.sort(key=lambda x: x[0])  # file order, so "first" is the first seen
     for r, h in hellos:

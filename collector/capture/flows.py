@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from collector.capture import tlspeek
 from collector.capture.headers import TCP, UDP, Headers
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
@@ -141,17 +142,26 @@ def assign(h: Headers) -> FlowAssignment:
     )
 
 
-def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: np.ndarray) -> np.ndarray:
+@dataclass
+class Selection:
+    """What tshark must dissect, and the ServerHellos already read here (flow id -> fields)."""
+
+    records: np.ndarray  # sorted record indices for tshark
+    server_hellos: dict[int, tuple[int, int, str | None]]  # fid -> (version, cipher, selected ALPN)
+
+
+def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: np.ndarray) -> Selection:
     """Record indices tshark must see:
     - DNS over UDP: every response, and the queries no response answered (a response repeats its
       question, so one row per transaction suffices, as in Zeek's dns.log); fragments included;
     - DNS over TCP: every packet (messages span segments);
-    - other TCP flows: the first server payload packet (ServerHello) and the first client payload
-      packet (ClientHello), plus the next two when its TLS record does not fit the segment;
+    - other TCP flows: the first client payload packet (ClientHello), plus the next two when its
+      TLS record does not fit the segment; the first server payload packet only when its
+      ServerHello cannot be read here (tlspeek: not whole in that segment);
     - other UDP flows: the first 2 client long-header packets (QUIC Initial)."""
     rec = np.nonzero(fa.fid >= 0)[0]
     if not len(rec):
-        return rec
+        return Selection(rec, {})
     f = fa.fid[rec]
     dns_flow = (fa.a_port == 53) | (fa.b_port == 53)
     # (flow, record) order so per-flow ranks are cumulative counts
@@ -186,9 +196,17 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: 
     sel = dns_flow[f] & tcp
     udp_dns = np.nonzero(dns_flow[f] & udp)[0]
     sel[udp_dns] = _dns_wanted(h, rec[udp_dns], buf, end)
-    sel |= tcp & payload & ((orig & (r_o < need_o)) | (~orig & (r_r < 1)))
+    sel |= tcp & payload & orig & (r_o < need_o)
+    first_resp = np.nonzero(tcp & payload & ~orig & (r_r == 0) & ~dns_flow[f] & (first_byte == 0x16))[0]
+    sh = tlspeek.peek(buf, po[first_resp], plen[first_resp], end[rec[first_resp]])
+    sel[first_resp[~sh.ok]] = True
+    hellos = {
+        int(fid): (int(v), int(c), sh.alpn[i])
+        for i, (fid, v, c) in enumerate(zip(f[first_resp].tolist(), sh.version.tolist(), sh.cipher.tolist(), strict=True))
+        if sh.ok[i]
+    }
     sel |= udp & payload & orig & (r_o < 2) & (((first_byte & 0x80) != 0) | (po < 0))
-    return np.sort(rec[sel])
+    return Selection(np.sort(rec[sel]), hellos)
 
 
 def _dns_wanted(h: Headers, rec: np.ndarray, buf: np.ndarray, end: np.ndarray) -> np.ndarray:

@@ -90,3 +90,29 @@ def test_ja4_matches_foxio_reference(ingested) -> None:
     yt = _rows(store, "SELECT t.ja4 FROM tls t JOIN flows f USING (flow_uid) WHERE f.host_id = ?",
                ["http2-tls13-youtube-chrome.pcapng"])
     assert yt == [("t13d1516h2_8daaf6152771_e5627efa2ab1",)]
+
+
+def test_server_hello_fields_match_tshark(ingested) -> None:
+    """The ServerHellos read with numpy (tlspeek) agree with tshark's dissection of the same packets."""
+    import subprocess
+
+    store, _ = ingested
+    for name in CAPTURES:
+        out = subprocess.run(
+            ["tshark", "-n", "-r", str(CORPUS / name), "-Y", "tls.handshake.type == 2 && tcp", "-T", "fields",
+             "-E", "occurrence=f", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tls.handshake.ciphersuite",
+             "-e", "tls.handshake.extensions.supported_version", "-e", "tls.handshake.version",
+             "-e", "tls.handshake.extensions_alpn_str"],
+            capture_output=True, text=True,
+        ).stdout
+        want = {}
+        for line in out.splitlines():
+            sport, dport, cipher, sv, legacy, alpn = (line.split("\t") + [""] * 6)[:6]
+            v = int(sv or legacy, 16)
+            want.setdefault((int(sport), int(dport)), (f"0x{int(cipher, 16):04x}", {0x0304: "TLS 1.3", 0x0303: "TLS 1.2"}.get(v, hex(v)), alpn or None))
+        got = {
+            (r[0], r[1]): (r[2], r[3], r[4])
+            for r in _rows(store, "SELECT f.dst_port, f.src_port, t.cipher, t.version, t.alpn_selected FROM tls t "
+                                  "JOIN flows f USING (flow_uid) WHERE f.host_id = ? AND f.proto = 'tcp'", [name])
+        }
+        assert got == want, name
