@@ -157,14 +157,10 @@ def keylog_env(base: Mapping[str, str], keylog: Path) -> dict[str, str]:
 
 def process_start_time(pid: int) -> float | None:
     """The process's start time in seconds since the epoch (with pid, the key of `processes`)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        ticks = int(stat.rsplit(")", 1)[1].split()[19])
-        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                     if line.startswith("btime "))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    return round(btime + ticks / os.sysconf("SC_CLK_TCK"), 2)  # as collector.processes computes it
+    from collector.processes import read_proc
+
+    info = read_proc(pid)
+    return info.start_time if info else None
 
 
 def spawn_and_wait(cmd: Sequence[str], env: Mapping[str, str], on_start: Callable[[int], None] | None = None) -> int:

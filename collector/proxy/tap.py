@@ -12,13 +12,13 @@ permessage-deflate when negotiated) and summarises them.
 from __future__ import annotations
 
 import json
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import h11
 
+from collector.protocols.encoding import decode_all
 from collector.protocols.messages import Chunk, HttpRequest, HttpResponse
 
 MAX_BODY = 16 * 1024 * 1024  # bytes kept per message; the rest is counted and marked truncated
@@ -57,30 +57,13 @@ class Exchange:
 
 
 def decode_body(body: bytes, headers: list[tuple[str, str]]) -> bytes:
-    """Remove Content-Encoding (gzip, deflate, br, zstd); undecodable bodies stay as they are."""
-    encs = [e.strip().lower() for k, v in headers if k.lower() == "content-encoding" for e in v.split(",")]
-    for enc in reversed([e for e in encs if e and e != "identity"]):
-        try:
-            if enc in ("gzip", "x-gzip"):
-                body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
-            elif enc == "deflate":
-                try:
-                    body = zlib.decompress(body)
-                except zlib.error:
-                    body = zlib.decompress(body, -zlib.MAX_WBITS)
-            elif enc == "br":
-                import brotli
-
-                body = brotli.decompress(body)
-            elif enc == "zstd":
-                import zstandard
-
-                body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
-            else:
-                return body
-        except Exception:
-            return body
-    return body
+    """Remove Content-Encoding with the shared decoder (collector.protocols.encoding); a body that
+    does not decode stays as it arrived."""
+    ce = ", ".join(v for k, v in headers if k.lower() == "content-encoding")
+    if not ce or not body:
+        return body
+    out, err = decode_all(body, ce)
+    return body if err else out
 
 
 def _hdrs(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from collector.proxy.ca import CertificateAuthority
+from collector.store import Store
 from collector.wrap import keylog_env, proxy_env, redact_argv
 from tests.collector.proxy.tls_router import Router
 from tests.conftest import BIN, run_cli
@@ -190,13 +191,14 @@ def test_wrap_proxy_python_agent_into_store(tmp_path: Path, router, router_ca) -
     assert model == "gpt-4o"
 
     def q(sql: str) -> list[dict]:
-        out = run_cli("sql", "--store", str(store), "--format", "json", sql)
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout)
+        with Store.open(str(store), read_only=True) as st:
+            cur = st.sql(sql)
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     (http,) = q("SELECT * FROM http")
     assert http["path"] == "/v1/chat/completions" and http["status"] == 200 and http["source"] == "proxy"
-    assert "sk-proj" not in json.dumps(http)
+    assert "sk-proj" not in json.dumps(http, default=str)
     flows = q("SELECT * FROM flows ORDER BY history")
     assert [f["history"] for f in flows] == ["proxy-agent", "proxy-upstream"]
     assert all(f["pid"] == int(pid) and f["community_id"].startswith("1:") for f in flows)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.store import Store
 from tests.conftest import BIN, REPO, run_cli
 
 AGENTS = Path(os.environ.get("ROUTERWATCH_AGENTS_DIR", REPO / ".cache" / "agents")) / "node_modules" / ".bin"
@@ -48,9 +49,10 @@ def _clean_env(tmp_path: Path) -> dict[str, str]:
 
 
 def _q(store: Path, sql: str) -> list[dict]:
-    r = run_cli("sql", "--store", str(store), "--format", "json", sql)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    with Store.open(str(store), read_only=True) as st:
+        cur = st.sql(sql)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
 
 def _assert_decoded(store: Path, api: str, router) -> None:  # noqa: ANN001

@@ -182,6 +182,7 @@ def test_plain_http_absolute_form(proxy_ca) -> None:  # noqa: ANN001
         c.request("GET", f"http://127.0.0.1:{srv.server_address[1]}/v1/models?x=1")
         r = c.getresponse()
         assert r.read() == b"path=/v1/models?x=1 conn=close"
+        c.close()
         wait_for(lambda: rec.exchanges)
     finally:
         proxy.stop()
