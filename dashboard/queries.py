@@ -100,7 +100,15 @@ class Reader:
     def store(self) -> Store:
         with self._lock:
             if self._store is None:
-                self._store = Store.open(self.spec, read_only=True)
+                store = Store.open(self.spec, read_only=True)
+                # The lake is attached read-only; this also closes the rest: no file reads/writes
+                # (read_csv, COPY TO, ATTACH) from the SQL console, and no setting can undo that.
+                # (A fleet store's data path is remote; there the SQL console's statement check is the guard.)
+                if store.location.root is not None:
+                    store.con.execute("SET allowed_directories = [?]", [store.location.data_path])
+                    store.con.execute("SET enable_external_access = false")
+                    store.con.execute("SET lock_configuration = true")
+                self._store = store
             return self._store
 
     def reconnect(self) -> None:
@@ -578,21 +586,26 @@ def flow_count(r: Reader, w: Window, f: FlowFilter) -> int:
 
 
 def flows_export(r: Reader, w: Window, f: FlowFilter, fmt: str, limit: int = 1_000_000) -> bytes:
-    """The filtered flows as CSV or Parquet bytes (DuckDB writes the file; capped at `limit` rows)."""
-    import tempfile
-    from pathlib import Path
+    """The filtered flows as CSV or Parquet bytes (capped at `limit` rows), built in memory from Arrow."""
+    import io
+
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
 
     where, params = _flow_where(w, f)
-    with tempfile.TemporaryDirectory(prefix="routerwatch-export-") as tmp:
-        path = Path(tmp) / f"flows.{fmt}"
-        opts = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet"
-        cur = r.cursor()
-        try:
-            cur.execute(f"COPY (SELECT * FROM flows WHERE {where} ORDER BY ts_start LIMIT {int(limit)}) "
-                        f"TO '{path}' ({opts})", params)
-        finally:
-            cur.close()
-        return path.read_bytes()
+    cur = r.cursor()
+    try:
+        table = cur.execute(f"SELECT * FROM flows WHERE {where} ORDER BY ts_start LIMIT {int(limit)}", params).arrow()
+    finally:
+        cur.close()
+    if hasattr(table, "read_all"):  # a RecordBatchReader in newer duckdb
+        table = table.read_all()
+    buf = io.BytesIO()
+    if fmt == "csv":
+        pa_csv.write_csv(table, buf)
+    else:
+        pq.write_table(table, buf)
+    return buf.getvalue()
 
 
 def flow_detail(r: Reader, flow_uid: str) -> dict[str, pd.DataFrame]:
@@ -617,5 +630,17 @@ def flow_detail(r: Reader, flow_uid: str) -> dict[str, pd.DataFrame]:
 
 
 # -- SQL console -----------------------------------------------------------------------------------------
+EXAMPLE_QUERIES = {  # the SQL console's built-in saved queries
+    "Exchanges per endpoint and model": "SELECT host, model_requested, model_returned, count(*) AS n\n"
+    "FROM llm_exchanges GROUP BY ALL ORDER BY n DESC LIMIT 50",
+    "Secrets by destination (fingerprints)": "SELECT destination, kind, fingerprint, last4, count(*) AS seen\n"
+    "FROM secrets_seen GROUP BY ALL ORDER BY seen DESC LIMIT 50",
+    "Findings by class and severity": "SELECT attack_class, severity, count(*) AS n FROM findings GROUP BY ALL ORDER BY n DESC",
+    "Flows per hour": "SELECT date_trunc('hour', ts_start) AS hour, count(*) AS flows\nFROM flows GROUP BY 1 ORDER BY 1",
+    "Collector losses": "SELECT ts, host_id, lost, capture_drops FROM collector_stats\n"
+    "WHERE lost > 0 OR capture_drops > 0 ORDER BY ts DESC",
+}
+
+
 def table_list(r: Reader) -> list[str]:
     return sorted(r.columns())

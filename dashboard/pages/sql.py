@@ -7,21 +7,13 @@ import plotly.express as px
 import streamlit as st
 
 from analyzer.sql import QueryError, run_query
+from dashboard import queries as q
 from dashboard import ui
 
 st.title("SQL")
 
 ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
-EXAMPLES = {
-    "Exchanges per endpoint and model": "SELECT host, model_requested, model_returned, count(*) AS n\n"
-    "FROM llm_exchanges GROUP BY ALL ORDER BY n DESC LIMIT 50",
-    "Secrets by destination (fingerprints)": "SELECT destination, kind, fingerprint, last4, count(*) AS seen\n"
-    "FROM secrets_seen GROUP BY ALL ORDER BY seen DESC LIMIT 50",
-    "Findings by class and severity": "SELECT attack_class, severity, count(*) AS n FROM findings GROUP BY ALL ORDER BY n DESC",
-    "Flows per hour": "SELECT date_trunc('hour', ts_start) AS hour, count(*) AS flows\nFROM flows GROUP BY 1 ORDER BY 1",
-    "Collector losses": "SELECT ts, host_id, lost, capture_drops FROM collector_stats\n"
-    "WHERE lost > 0 OR capture_drops > 0 ORDER BY ts DESC",
-}
+EXAMPLES = q.EXAMPLE_QUERIES
 MAX_ROWS = 10_000
 
 
@@ -56,8 +48,6 @@ with left:
         if st.button(name, key=f"saved_{name}", width="stretch"):
             st.session_state["sql_text"] = saved[name]
     st.markdown("**Tables**")
-    from dashboard import queries as q
-
     st.caption(", ".join(ui.cached(q.table_list)))
 with right:
     sql = st.text_area("Query", key="sql_text", height=160, placeholder="SELECT * FROM flows LIMIT 20")

@@ -147,11 +147,14 @@ def test_sql_console(dash_env, tmp_path):
     assert int(frames(at)[0]["n"][0]) == dash_env.seeded.counts["flows"]
     target = tmp_path / "out.csv"
     for stmt in ("DELETE FROM flows", f"COPY flows TO '{target}'", "CREATE TABLE t AS SELECT 1",
-                 "ATTACH ':memory:' AS x"):
+                 "ATTACH ':memory:' AS x", "SET enable_external_access = true", "INSTALL httpfs"):
         at.text_area(key="sql_text").input(stmt).run()
         [b for b in at.button if b.label == "Run"][0].click().run()
         assert any("read-only" in e.value for e in at.error), stmt
     assert not target.exists()
+    at.text_area(key="sql_text").input("SELECT * FROM read_text('/etc/hostname')").run()
+    [b for b in at.button if b.label == "Run"][0].click().run()
+    assert any("disabled" in e.value for e in at.error)  # no file access from the console
     at.text_area(key="sql_text").input("SELECT * FROM no_such_table").run()
     [b for b in at.button if b.label == "Run"][0].click().run()
     assert any("no_such_table" in e.value for e in at.error)

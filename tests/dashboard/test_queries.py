@@ -84,5 +84,17 @@ def test_packets_of_an_ingested_capture(store_dir, corpus):
     assert not gone.paths and gone.note
 
 
-def test_scenario_facts():
-    assert SCENARIO.router_host != SCENARIO.evil_host
+def test_export_csv_and_parquet(store_dir):
+    import io
+
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    with Store.open(str(store_dir)) as s:
+        seed(s, flows=2_000, exchanges=100)
+    r = q.Reader(str(store_dir))
+    f = q.FlowFilter(destination="evil-cdn")
+    csv = pa_csv.read_csv(io.BytesIO(q.flows_export(r, q.Window(), f, "csv")))
+    assert csv.num_rows == 1 and csv["flow_uid"][0].as_py() == SCENARIO.evil_flow
+    pqt = pq.read_table(io.BytesIO(q.flows_export(r, q.Window(), q.FlowFilter(), "parquet")))
+    assert pqt.num_rows == q.flow_count(r, q.Window(), q.FlowFilter()) == 2_002
