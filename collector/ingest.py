@@ -37,6 +37,24 @@ PARALLEL_TSHARK_PACKETS = 200_000
 _warned_no_decrypt = False
 
 
+class _Stages:
+    """Wall and CPU time per stage, printed to stderr when $ROUTERWATCH_INGEST_TIMING is set."""
+
+    def __init__(self) -> None:
+        self.on = bool(os.environ.get("ROUTERWATCH_INGEST_TIMING"))
+        self._t, self._c = time.monotonic(), time.process_time()
+
+    def mark(self, name: str) -> None:
+        if not self.on:
+            return
+        t, c = time.monotonic(), time.process_time()
+        print(f"  {name:<22} wall {t - self._t:6.2f} s   cpu {c - self._c:6.2f} s", file=sys.stderr)
+        self._t, self._c = t, c
+
+
+STAGES = _Stages()
+
+
 class IngestError(Exception):
     """The capture cannot be ingested (missing, unreadable, not a capture, tshark missing)."""
 
@@ -166,6 +184,7 @@ def ingest(
     with MappedFile(capture) as mf:
         try:
             rec = read_records(capture, mf, bar)
+            STAGES.mark('record walk')
         except BaseException:
             st = opener.store if opener.join() is None else None
             if st is not None:
@@ -184,6 +203,7 @@ def ingest(
         from collector.store import BatchWriter
 
         st = opener.get()
+        STAGES.mark('hash + store open')
         try:
             if _already_ingested(st, sha, host):
                 res.status = "duplicate"
@@ -194,6 +214,7 @@ def ingest(
             tables = _process(mf, rec, res, host, sha, run_id)
             decrypt_stats = _decrypt(capture, keylog, rec, tables, res, host, run_id, st)
             _write(st, tables, res, host, rec, keylog, decrypt_stats, batch_rows, t0)
+            STAGES.mark('commit')
         finally:
             st.close()
     return res
@@ -219,11 +240,13 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         fast = all(lt in headers.FAST_LINKTYPES for lt in set(rec.linktypes))
         if fast:
             hd = headers.walk(buf, rec)
+            STAGES.mark('header walk')
         else:
             from collector.capture.fallback import tshark_headers
 
             hd = tshark_headers(Path(res.file), rec)
         fa = flows.assign(hd)
+        STAGES.mark('flow assignment')
         end = rec.data_off + rec.caplen
         selection = flows.select_for_dissection(hd, fa, buf, end)
         sel = selection.records
@@ -234,14 +257,17 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
                 job.feed(tshark.small_pcapng(mf.mm, rec, part))
             else:
                 job.cancel()
+        STAGES.mark("select + small pcapng")
 
         agg = flows.aggregate(hd, fa, rec.ts_ns)
+        STAGES.mark('flow reductions')
         ep = flows.endpoints(fa)
         cids = flows.community_ids(fa)
         ts0 = agg.column("ts0").to_numpy()
         uids = flows.flow_uids(host, sha, fa, ts0)
         uid_arr = np.asarray(uids, dtype=object)
 
+        STAGES.mark("ids, endpoints")
         dns_msgs: list[tuple[int, dissect.DnsMessage]] = []  # (record index, message)
         hellos: list[tuple[int, dissect.Hello]] = []
         for job, part in zip(jobs, parts, strict=True):
@@ -250,6 +276,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
             d, h = dissect.parse(job.result())
             dns_msgs += [(int(part[m.frame - 1]), m) for m in d]  # tshark frame N is part[N-1]
             hellos += [(int(part[x.frame - 1]), x) for x in h]
+        STAGES.mark("tshark wait + parse")
     except BaseException:
         for job in jobs:
             job.cancel()
@@ -338,6 +365,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
     dns_tbl = pa.Table.from_pylist(dns_rows, schema=_dns_schema())
     con = duckdb.connect(":memory:")
     flow_tbl = _server_names(con, flow_tbl, dns_tbl)
+    STAGES.mark('tables + DNS names')
     con.close()
     res.flows = fa.count
     return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_rows, "walk": res_walk}

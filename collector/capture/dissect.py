@@ -247,4 +247,4 @@ def parse(text: str) -> tuple[list[DnsMessage], list[Hello]]:
 def version_name(v: int | None) -> str | None:
     if v is None:
         return None
-    return TLS_VERSIONS.get(v, f"0x{v:04x}")
+    return TLS_VERSIONS.get(v) or f"0x{v:04x}"
