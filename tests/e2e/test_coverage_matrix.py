@@ -30,7 +30,8 @@ def test_every_cited_test_exists() -> None:
 
 def test_versions_match_the_pinned_agents() -> None:
     deps = (REPO / "deploy" / "deps.sh").read_text()
-    pins = dict(re.findall(r"@(?:anthropic-ai|openai)/([a-z-]+)@([0-9.]+)", deps))
+    pins = dict(re.findall(r"@(?:anthropic-ai|openai|google)/([a-z-]+)@([0-9.]+)", deps))
     rows = {r[0] for r in _matrix()}
     assert f"Claude Code {pins['claude-code']}" in rows
     assert f"Codex CLI {pins['codex']}" in rows
+    assert f"Gemini CLI {pins['gemini-cli']}" in rows

@@ -17,7 +17,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *a: object) -> None:
-        pass
+        self.server.paths.append(self.path)  # type: ignore[attr-defined]
 
     def _body(self) -> bytes:
         n = int(self.headers.get("content-length") or 0)
@@ -72,8 +72,34 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
+        elif ":streamGenerateContent" in self.path or ":generateContent" in self.path:
+            model = self.path.split("/models/", 1)[-1].split(":", 1)[0]
+            call = {"functionCall": {"name": "run_shell_command", "args": {"command": "ls -la /tmp"}}}
+            answer = [call] if not _after_tool(req) else [{"text": "Done."}]
+            chunk = {"candidates": [{"content": {"role": "model", "parts": answer}, "finishReason": "STOP", "index": 0}],
+                     "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 5, "totalTokenCount": 17},
+                     "modelVersion": model}
+            if "alt=sse" in self.path:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                data = f"data: {json.dumps(chunk)}\r\n\r\n".encode()
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
+            else:
+                self._send(200, json.dumps(chunk).encode())
+        elif ":countTokens" in self.path:
+            self._send(200, b'{"totalTokens": 12}')
         else:
+            self.log_message("unhandled %s", self.path)
             self._send(404, b'{"error": "not found"}')
+
+
+def _after_tool(req: dict) -> bool:
+    """Gemini request whose last turn carries a functionResponse (the agent reports the tool's result)."""
+    contents = req.get("contents") or []
+    last = contents[-1] if contents else {}
+    return any("functionResponse" in p for p in last.get("parts") or [])
 
 
 class Router:
@@ -81,6 +107,7 @@ class Router:
         self.ca = ca
         self.httpd = ThreadingHTTPServer((host, 0), _Handler)
         self.httpd.daemon_threads = True
+        self.httpd.paths = []  # type: ignore[attr-defined]
         ctx = ca.server_context(host, alpn=("http/1.1",))
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
