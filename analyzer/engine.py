@@ -30,7 +30,14 @@ from analyzer.rules import Rule
 from collector.store.schema import TABLES
 from collector.store.writer import to_arrow
 
-SOURCES = ("flows", "processes", "dns", "tls", "http", "llm_exchanges", "tool_calls", "secrets_seen", "canaries")
+# Tables the analyzer writes; every other declared table is a source with a watermark.
+ANALYZER_TABLES = frozenset({
+    "findings", "routers", "flow_classes", "exchange_classes", "tool_call_indicators", "tool_call_hosts",
+    "package_installs", "stream_anomalies", "ledger", "analyzer_runs",
+})
+SOURCES = tuple(t for t in TABLES if t not in ANALYZER_TABLES)
+# new_<table> copies the engine's own enrichment reads; rules may read any other source's new rows too
+ALWAYS_COPIED = frozenset({"flows", "llm_exchanges", "tool_calls", "secrets_seen", "canaries"})
 SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 _STD = ("ts", "host_id", "dedup", "pid", "flow_uid", "exchange_id", "router", "evidence", "summary", "severity")
 
@@ -75,22 +82,34 @@ def last_watermarks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def current_watermarks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    out = {}
-    for t in SOURCES:
-        v = con.execute(f"SELECT max(rowid) FROM {t}").fetchone()[0]
-        out[t] = -1 if v is None else int(v)
-    return out
+    """The highest row id of every source table, in one statement."""
+    row = con.execute("SELECT " + ", ".join(f"(SELECT max(rowid) FROM {t})" for t in SOURCES)).fetchone()
+    return {t: -1 if v is None else int(v) for t, v in zip(SOURCES, row, strict=True)}
 
 
-def prepare_context(con: duckdb.DuckDBPyConnection, catalog: Catalog, lo: dict[str, int], hi: dict[str, int]) -> dict[str, int]:
+def prepare_context(con: duckdb.DuckDBPyConnection, catalog: Catalog, lo: dict[str, int], hi: dict[str, int],
+                    wanted: set[str] | None = None) -> dict[str, int]:
     """The temp tables rules may use (`new_<table>`: rows since the watermark; the catalog as
-    `cat_*`) and macros (`rw_allowed`, ...). Returns the number of new rows per table."""
+    `cat_*`) and macros (`rw_allowed`, ...). Returns the number of new rows per table (for tables no
+    rule reads as `new_<table>`, the row-id span: enough to know whether anything changed)."""
     counts: dict[str, int] = {}
+    copy = ALWAYS_COPIED | (wanted or set())
+    # a previous run in this connection may have made the other kind of object (duckdb_views() is
+    # cheap; information_schema would enumerate the lake)
+    views = {r[0] for r in con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE database_name = 'temp' AND view_name LIKE 'new\\_%' ESCAPE '\\'"
+    ).fetchall()}
     for t in SOURCES:
+        if f"new_{t}" in views:
+            con.execute(f"DROP VIEW temp.new_{t}")
         a, b = lo.get(t, -1), hi[t]
-        if b > a:  # one scan of the lake per table; rules then read the copy
+        if b > a and t in copy:  # one scan of the lake per table; rules then read the copy
             con.execute(f"CREATE OR REPLACE TEMP TABLE new_{t} AS SELECT * FROM {t} WHERE rowid > {int(a)} AND rowid <= {int(b)}")
             counts[t] = con.execute(f"SELECT count(*) FROM new_{t}").fetchone()[0]
+        elif b > a:
+            con.execute(f"DROP TABLE IF EXISTS temp.new_{t}")
+            con.execute(f"CREATE TEMP VIEW new_{t} AS SELECT * FROM {t} WHERE rowid > {int(a)} AND rowid <= {int(b)}")
+            counts[t] = b - a
         else:
             body = ", ".join(f'"{c}" {ty}' for c, ty in TABLES[t])
             con.execute(f"CREATE OR REPLACE TEMP TABLE new_{t} ({body})")
@@ -138,9 +157,16 @@ def prepare_context(con: duckdb.DuckDBPyConnection, catalog: Catalog, lo: dict[s
     return counts
 
 
+def rule_new_tables(rule: Rule) -> set[str]:
+    """The source tables a rule reads as `new_<table>`."""
+    return {m for m in re.findall(r"\bnew_([a-z0-9_]+)\b", rule.sql) if m in SOURCES}
+
+
 def rule_sources(rule: Rule) -> set[str]:
-    """The `new_<table>` inputs a rule reads: with none of them new, the rule cannot find anything new."""
-    return {m for m in re.findall(r"\bnew_([a-z_]+)\b", rule.sql) if m in SOURCES}
+    """Every source table a rule reads (as `new_<table>` or whole): when none of them has new rows,
+    the rule cannot find anything new, so it is skipped."""
+    words = set(re.findall(r"\b[a-z0-9_]+\b", rule.sql))
+    return {t for t in SOURCES if t in words} | rule_new_tables(rule)
 
 
 def exchange_context(con: duckdb.DuckDBPyConnection, new_rows: dict[str, int]) -> None:
@@ -267,7 +293,8 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
     try:
         lo = {} if full else last_watermarks(con)
         hi = current_watermarks(con)
-        new_rows = prepare_context(con, catalog, lo, hi)
+        wanted = set().union(*(rule_new_tables(r) for r in rules)) if rules else set()
+        new_rows = prepare_context(con, catalog, lo, hi, wanted)
         t = mark("prepare", t0)
         sync_routers(con, catalog, now)
 
@@ -283,7 +310,7 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
             observe_routers(con, now)
         t = mark("enrich_exchanges", t)
         if new_rows["flows"] or new_sus:
-            classify_flows(con, classifier, ins, now, new_sus)
+            classify_flows(con, classifier, ins, now, new_sus, first_run=lo.get("flows", -1) < 0)
         t = mark("classify_flows", t)
         exchange_context(con, new_rows)
         t = mark("exchange_context", t)

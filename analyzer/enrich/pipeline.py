@@ -125,7 +125,7 @@ def enrich_exchanges(
 
 def classify_flows(
     con: duckdb.DuckDBPyConnection, classifier: Classifier, insert: Insert, now: dt.datetime,
-    new_suspected: set[tuple[str, int | None]],
+    new_suspected: set[tuple[str, int | None]], first_run: bool = False,
 ) -> int:
     """Append a flow_classes row for every new flow (class per distinct destination, first-seen
     per host and destination); flows already classified 'other' whose destination turned out to
@@ -133,9 +133,9 @@ def classify_flows(
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _rw_nf AS
-        SELECT host_id, flow_uid, ts_start, lower(coalesce(nullif(server_name, ''), dst_ip)) AS dest,
-               dst_ip, dst_port
-        FROM new_flows
+        SELECT host_id, flow_uid, ts_start, dest, dst_ip, dst_port,
+               coalesce(dest, '') || '|' || coalesce(dst_ip, '') || '|' || coalesce(dst_port, -1) AS k
+        FROM (SELECT *, lower(coalesce(nullif(server_name, ''), dst_ip)) AS dest FROM new_flows)
         """
     )
     dests = con.execute("SELECT DISTINCT dest, dst_ip, dst_port FROM _rw_nf").fetchall()
@@ -153,8 +153,10 @@ def classify_flows(
         dc["dst_port"].append(port)
         dc["class"].append(cls)
         dc["router"].append(router)
+    dc["k"] = [f"{d or ''}|{ip or ''}|{-1 if p is None else p}" for d, ip, p in zip(dc["dest"], dc["dst_ip"], dc["dst_port"], strict=True)]
     con.register("_rw_dc", pa.table(dc, schema=pa.schema([
         ("dest", pa.string()), ("dst_ip", pa.string()), ("dst_port", pa.int32()), ("class", pa.string()), ("router", pa.string()),
+        ("k", pa.string()),
     ])))
     try:
         # first flow per (host, destination, port) that no earlier run has seen: a GROUP BY, not a window sort
@@ -174,15 +176,15 @@ def classify_flows(
             """
             INSERT INTO flow_classes BY NAME
             SELECT nf.ts_start AS ts, nf.host_id, nf.flow_uid, nf.dest, nf.dst_port, dc.class, dc.router,
-                   nf.flow_uid IN (SELECT flow_uid FROM _rw_first) AS first_seen
+                   fi.flow_uid IS NOT NULL AS first_seen
             FROM _rw_nf nf
-            JOIN _rw_dc dc ON coalesce(dc.dest, '') = coalesce(nf.dest, '') AND coalesce(dc.dst_ip, '') = coalesce(nf.dst_ip, '')
-                          AND coalesce(dc.dst_port, -1) = coalesce(nf.dst_port, -1)
+            JOIN _rw_dc dc ON dc.k = nf.k
+            LEFT JOIN _rw_first fi ON fi.flow_uid = nf.flow_uid
             """
         ).fetchone()[0]
     finally:
         con.unregister("_rw_dc")
-    for dest, port in new_suspected:
+    for dest, port in ([] if first_run else new_suspected):  # older flows to a newly suspected router
         label = router_label(dest, port)
         con.execute(
             "UPDATE flow_classes SET class = 'suspected_router', router = ? "
