@@ -80,6 +80,11 @@ class _Decoder:
         else:
             self.local.append(decode_batch(*self.ctxs, batch))
 
+    def close(self) -> None:
+        """Stop the worker (also after an error)."""
+        if self.worker is not None:
+            self.worker.close()
+
     def result(self) -> DecodedRows:
         self._flush()
         rows = DecodedRows()
@@ -203,10 +208,13 @@ def decode_capture(
 
     asm = StreamAssembler(sink, keep=parse_cap, orientation=index.originator)
     job = TsharkDecrypt(capture, Path(keylog_path) if keylog_path is not None else None)
-    for seg in job:
-        asm.add(seg)
-    asm.finish()
-    rows = decoder.result()
+    try:
+        for seg in job:
+            asm.add(seg)
+        asm.finish()
+        rows = decoder.result()
+    finally:
+        decoder.close()
     t_end = time.monotonic()
 
     tls_streams = [m for m in asm.finished if m.tls]
