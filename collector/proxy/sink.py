@@ -137,8 +137,9 @@ class StoreSink(ProxySink):
     """Decode and write everything the proxy sees; `healthy` turns False when writes keep failing."""
 
     def __init__(self, writer, decoder: Callable[..., dict[str, list[dict]]], *,  # noqa: ANN001 - BatchWriter
-                 host_id: str, root_pid: int | None = None, threaded: bool = True):
+                 host_id: str, root_pid: int | None = None, threaded: bool = True, processes=None):  # noqa: ANN001
         self.writer = writer
+        self.processes = processes  # collector.processes.ProcessTable: `processes` rows for agent pids
         self.host_id = host_id
         self.owners = SocketOwners(root_pid)
         self._decoder = decoder
@@ -204,6 +205,17 @@ class StoreSink(ProxySink):
 
     def _on_open(self, conn: ProxiedConnection) -> None:
         self._attribute(conn)
+
+    def _on_proc(self, info) -> None:  # noqa: ANN001 - collector.processes.ProcInfo read by the proxy
+        """A process the proxy attributed a connection to: its `processes` row (+ its ancestors),
+        command line redacted, so flows and exchanges join to it without the live collector."""
+        if self.processes is None:
+            return
+        self.processes.seen(info.pid, ppid=info.ppid, start=info.start_time, uid=info.uid, comm=info.comm,
+                            exe=info.exe, argv=(info.cmdline or "").encode(), is_exec=True)
+        rows, secrets = self.processes.take_rows()
+        self.writer.add("processes", rows)
+        self.writer.add("secrets_seen", secrets)
 
     def _on_exchange(self, conn: ProxiedConnection, ex: Exchange) -> None:
         self._attribute(conn)
@@ -322,6 +334,7 @@ class ProcessSink(ProxySink):
             self._proc.kill()
             raise RuntimeError(err)
         self.dropped = 0
+        self._procs_sent: set[int] = set()
 
     @property
     def healthy(self) -> bool:  # type: ignore[override]
@@ -339,6 +352,14 @@ class ProcessSink(ProxySink):
 
     def attribute(self, conn: ProxiedConnection) -> None:
         attribute(conn, self.owners)
+        pid = conn.pid
+        if pid is not None and pid not in self._procs_sent:
+            from collector.processes import read_proc
+
+            self._procs_sent.add(pid)
+            info = read_proc(pid)  # now, while it surely runs; the child may see it only after it exited
+            if info is not None:
+                self._put(("proc", info))
 
     def connection_opened(self, conn: ProxiedConnection) -> None:
         pass  # recorded when it closes (with its byte counts)
@@ -366,6 +387,7 @@ def _child_main(q, store_spec: str, host_id: str, errors, ready, report) -> None
     """The recording process: open the store, decode and write until told to stop (or orphaned)."""
     import os
 
+    from collector.processes import ProcessTable
     from collector.proxy.decode import ExchangeDecoder
     from collector.secrets import Fingerprinter
     from collector.store import Store
@@ -379,7 +401,9 @@ def _child_main(q, store_spec: str, host_id: str, errors, ready, report) -> None
         return
     with st:
         writer = BatchWriter(st, max_delay=1.0, background=True)
-        sink = StoreSink(writer, ExchangeDecoder(Fingerprinter(st.secret_key())), host_id=host_id, threaded=False)
+        fp = Fingerprinter(st.secret_key())
+        sink = StoreSink(writer, ExchangeDecoder(fp), host_id=host_id, threaded=False,
+                         processes=ProcessTable(host_id, fp))
         ready.set()
         while True:
             try:

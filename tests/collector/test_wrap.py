@@ -203,7 +203,10 @@ def test_wrap_proxy_python_agent_into_store(tmp_path: Path, router, router_ca) -
     assert [f["history"] for f in flows] == ["proxy-agent", "proxy-upstream"]
     assert all(f["pid"] == int(pid) and f["community_id"].startswith("1:") for f in flows)
     assert flows[1]["dst_port"] == router.port and flows[1]["flow_uid"] == http["flow_uid"]
-    (sec,) = q("SELECT * FROM secrets_seen")
+    procs = q(f"SELECT * FROM processes WHERE pid = {int(pid)}")
+    assert procs and "python" in procs[0]["exe"] and procs[0]["start_time"] == flows[0]["process_start"]
+    assert q(f"SELECT count(*) AS n FROM processes WHERE pid = {procs[0]['ppid']}")[0]["n"] == 1  # its parent too
+    (sec,) = q("SELECT * FROM secrets_seen WHERE direction = 'request'")
     assert sec["last4"] == "6789" and sec["direction"] == "request"
     assert "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789" not in "".join(
         p.read_bytes().decode("latin-1") for p in store.rglob("*") if p.is_file() and p.name != "secret.key")
