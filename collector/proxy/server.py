@@ -154,6 +154,13 @@ class InterceptingProxy:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
+        self._stopping = False
+
+        def on_error(lp: asyncio.AbstractEventLoop, ctx: dict) -> None:
+            if not self._stopping:  # connections torn down by stop() are expected to complain
+                lp.default_exception_handler(ctx)
+
+        loop.set_exception_handler(on_error)
         try:
             self._server = loop.run_until_complete(
                 asyncio.start_server(self._handle, self.host, self.port, limit=HEAD_LIMIT, backlog=512))
@@ -182,6 +189,7 @@ class InterceptingProxy:
 
         async def _shutdown() -> None:
             assert self._server is not None
+            self._stopping = True
             self._server.close()
             deadline = time.monotonic() + grace
             while self.active and time.monotonic() < deadline:
