@@ -81,10 +81,25 @@ def last_watermarks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return json.loads(row[0]) if row and row[0] else {}
 
 
-def current_watermarks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """The highest row id of every source table, in one statement."""
-    row = con.execute("SELECT " + ", ".join(f"(SELECT max(rowid) FROM {t})" for t in SOURCES)).fetchone()
-    return {t: -1 if v is None else int(v) for t, v in zip(SOURCES, row, strict=True)}
+def current_watermarks(con: duckdb.DuckDBPyConnection, tables: set[str] | None = None,
+                       previous: dict[str, int] | None = None) -> dict[str, int]:
+    """The highest row id of each source table in `tables` (default: all), in one statement; the other
+    sources keep their previous watermark (nothing reads them, so nothing of theirs is analysed)."""
+    names = [t for t in SOURCES if tables is None or t in tables]
+    out = {t: (previous or {}).get(t, -1) for t in SOURCES}
+    if names:
+        row = con.execute("SELECT " + ", ".join(f"(SELECT max(rowid) FROM {t})" for t in names)).fetchone()
+        out.update({t: -1 if v is None else int(v) for t, v in zip(names, row, strict=True)})
+    return out
+
+
+def relevant_sources(rules: list[Rule]) -> set[str]:
+    """Source tables the enrichment or any rule reads."""
+    out = set(ALWAYS_COPIED) | {"processes", "dns"}
+    for r in rules:
+        words = set(re.findall(r"\b[a-z0-9_]+\b", r.sql))
+        out |= {t for t in SOURCES if t in words or f"new_{t}" in words}
+    return out
 
 
 def prepare_context(con: duckdb.DuckDBPyConnection, catalog: Catalog, lo: dict[str, int], hi: dict[str, int],
@@ -163,10 +178,13 @@ def rule_new_tables(rule: Rule) -> set[str]:
 
 
 def rule_sources(rule: Rule) -> set[str]:
-    """Every source table a rule reads (as `new_<table>` or whole): when none of them has new rows,
-    the rule cannot find anything new, so it is skipped."""
+    """The tables whose new rows can make a rule find something: the `new_<table>` it reads, or, for
+    a rule that reads no `new_*`, every source table it names. None of them new: the rule is skipped."""
+    new = rule_new_tables(rule)
+    if new:  # the author named the new rows that drive the rule
+        return new
     words = set(re.findall(r"\b[a-z0-9_]+\b", rule.sql))
-    return {t for t in SOURCES if t in words} | rule_new_tables(rule)
+    return {t for t in SOURCES if t in words}
 
 
 def exchange_context(con: duckdb.DuckDBPyConnection, new_rows: dict[str, int]) -> None:
@@ -292,7 +310,7 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
     con.execute("BEGIN")
     try:
         lo = {} if full else last_watermarks(con)
-        hi = current_watermarks(con)
+        hi = current_watermarks(con, relevant_sources(rules), lo)
         wanted = set().union(*(rule_new_tables(r) for r in rules)) if rules else set()
         new_rows = prepare_context(con, catalog, lo, hi, wanted)
         t = mark("prepare", t0)

@@ -74,7 +74,8 @@ def enrich_exchanges(
     suspicious: dict[tuple[str, int], int],
 ) -> tuple[set[tuple[str, int | None]], dict[str, str | None]]:
     """Classify new exchanges, recognise router software, normalise model families, check streams.
-    Returns the (dest, port) pairs newly seen as suspected routers, and each exchange's router."""
+    The destination is the Host header (the flow's SNI/IP when that is missing and the flow arrived in
+    the same run). Returns the (dest, port) pairs newly seen as suspected routers, and each exchange's router."""
     rows = con.execute(
         """
         SELECT e.ts, e.host_id, e.exchange_id, e.flow_uid, e.api, e.host, e.path, e.model_requested,
@@ -82,7 +83,7 @@ def enrich_exchanges(
         FROM new_llm_exchanges e
         LEFT JOIN (SELECT flow_uid, any_value(server_name) AS server_name, any_value(dst_ip) AS dst_ip,
                           any_value(dst_port) AS dst_port
-                   FROM flows WHERE flow_uid IN (SELECT flow_uid FROM new_llm_exchanges) GROUP BY flow_uid) f
+                   FROM new_flows WHERE flow_uid IN (SELECT flow_uid FROM new_llm_exchanges) GROUP BY flow_uid) f
           USING (flow_uid)
         """
     ).fetchall()

@@ -12,10 +12,18 @@
 --   Within `egress_window_s` after a response carrying a tool call, a descendant of the agent process
 --   (without process data: any process on the same host) connects to a destination this host never
 --   used before, or to a host the tool call named. This is what an executed injected payload does.
-WITH RECURSIVE resp AS (
+WITH RECURSIVE new_flow_ids AS (
+    SELECT flow_uid AS k FROM new_flows
+), new_resp AS (
+    SELECT exchange_id AS k FROM new_llm_exchanges UNION SELECT exchange_id FROM new_tool_calls
+), bounds AS (  -- incremental: new flows pair with responses shortly before them, new responses with later flows
+    SELECT (SELECT min(ts_start) FROM new_flows) - to_seconds(rw_setting('egress_window_s')) AS resp_lo,
+           (SELECT min(ts) FROM run_llm_exchanges WHERE exchange_id IN (SELECT k FROM new_resp)) AS flow_lo
+), resp AS (  -- responses that carried a tool call and can pair with a new flow, or are new themselves
     SELECT e.exchange_id, e.host_id, e.pid, e.ts AS t0, e.flow_uid, ec.router, ec.dest AS router_dest,
            ec.dst_port AS router_port
-    FROM llm_exchanges e
+    FROM (SELECT * FROM llm_exchanges
+          WHERE exchange_id IN (SELECT k FROM new_resp) OR ts >= (SELECT resp_lo FROM bounds)) e
     JOIN exchange_classes ec USING (exchange_id)
     WHERE e.exchange_id IN (SELECT exchange_id FROM tool_calls WHERE coalesce(direction, 'response') = 'response')
 ), named AS (
@@ -26,15 +34,6 @@ WITH RECURSIVE resp AS (
     SELECT p.host_id, t.root, p.pid
     FROM (SELECT DISTINCT host_id, pid, ppid FROM processes) p
     JOIN tree t ON p.host_id IS NOT DISTINCT FROM t.host_id AND p.ppid = t.pid AND p.pid <> t.pid
-), new_flow_ids AS (
-    SELECT flow_uid AS k FROM new_flows
-), new_resp AS (
-    SELECT exchange_id AS k FROM new_llm_exchanges UNION SELECT exchange_id FROM new_tool_calls
-), bounds AS (  -- incremental: new flows pair with responses shortly before them, new responses with later flows
-    SELECT (SELECT min(ts_start) FROM new_flows) - to_seconds(rw_setting('egress_window_s')) AS resp_lo,
-           (SELECT min(t0) FROM resp WHERE exchange_id IN (SELECT k FROM new_resp)) AS flow_lo
-), resp_r AS (
-    SELECT * FROM resp WHERE exchange_id IN (SELECT k FROM new_resp) OR t0 >= (SELECT resp_lo FROM bounds)
 ), cand0 AS (
     SELECT f.flow_uid, f.host_id, f.pid, f.ts_start, f.dst_ip, f.dst_port, f.proto, fc.dest, fc.first_seen, fc.class
     FROM (SELECT * FROM flow_classes
@@ -51,7 +50,7 @@ WITH RECURSIVE resp AS (
     SELECT c.*, r.exchange_id, r.pid AS agent_pid, r.router, r.t0,
            (n.host IS NOT NULL) AS named_by_tool_call
     FROM cand c
-    JOIN resp_r r ON r.host_id IS NOT DISTINCT FROM c.host_id
+    JOIN resp r ON r.host_id IS NOT DISTINCT FROM c.host_id
                AND c.ts_start >= r.t0 AND c.ts_start <= r.t0 + to_seconds(rw_setting('egress_window_s'))
     LEFT JOIN named n ON n.exchange_id = r.exchange_id AND n.host = c.dest
     LEFT JOIN tree d ON d.host_id IS NOT DISTINCT FROM c.host_id AND d.root = r.pid AND d.pid = c.pid

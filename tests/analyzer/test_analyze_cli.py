@@ -207,3 +207,22 @@ def test_broken_user_rule_is_a_clear_error(store_dir):
 def test_read_commands_on_a_missing_store(tmp_path, args):
     p = run_cli(*args, "--store", str(tmp_path / "none"))
     assert p.returncode == 2 and "no store" in p.stderr
+
+
+def test_watermark_survives_compaction(store_dir):
+    """Row ids (the watermark) are stable across `store compact`: only later rows are analysed again."""
+    from analyzer.catalog import load_catalog
+    from analyzer.engine import analyze
+    from analyzer.rules import load_rules
+    from collector.store.maintenance import compact
+
+    seed(store_dir)
+    with Store.open(str(store_dir)) as store:
+        first = analyze(store.con, load_catalog(None), load_rules())
+        assert first.new_rows["llm_exchanges"] == 6
+        compact(store)
+        with BatchWriter(store) as w:
+            w.add("llm_exchanges", [{"ts": t(200), "exchange_id": "LATE", "host_id": "agent-1", "api": "openai.chat",
+                                     "host": "api.openai.com"}])
+        again = analyze(store.con, load_catalog(None), load_rules())
+        assert again.new_rows["llm_exchanges"] == 1 and again.ledger_seq == 7
