@@ -45,6 +45,8 @@ class SocketOwners:
 
     def __init__(self, root_pid: int | None):
         self.root_pid = root_pid
+        self._last: int | None = None  # most connections come from the process that made the previous one
+        self._tree: tuple[float, list[int]] = (0.0, [])
 
     @staticmethod
     def _hex(ip: str) -> tuple[str, str]:
@@ -71,9 +73,12 @@ class SocketOwners:
         f = line.split()
         return f[9] if len(f) > 9 else None
 
-    def _descendants(self) -> list[int]:
+    def _descendants(self, max_age: float = 1.0) -> list[int]:
         if self.root_pid is None:
             return []
+        t, tree = self._tree
+        if tree and tree[0] == self.root_pid and time.monotonic() - t < max_age:
+            return tree
         children: dict[int, list[int]] = {}
         for d in Path("/proc").iterdir():
             if not d.name.isdigit():
@@ -89,19 +94,27 @@ class SocketOwners:
             p = todo.pop()
             out.append(p)
             todo.extend(children.get(p, []))
+        self._tree = (time.monotonic(), out)
         return out
+
+    @staticmethod
+    def _holds(pid: int, target: str) -> bool:
+        try:
+            return any(_readlink(fd) == target for fd in Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            return False
 
     def owner(self, client_ip: str, client_port: int, proxy_ip: str, proxy_port: int) -> int | None:
         inode = self._inode(client_ip, client_port, proxy_ip, proxy_port)
         if inode and inode != "0":
             target = f"socket:[{inode}]"
-            for pid in self._descendants():
-                try:
-                    fds = Path(f"/proc/{pid}/fd").iterdir()
-                    if any(_readlink(fd) == target for fd in fds):
+            if self._last is not None and self._holds(self._last, target):
+                return self._last
+            for fresh in (False, True):  # the cached tree first; a new child process needs a rescan
+                for pid in self._descendants(max_age=0.0 if fresh else 1.0):
+                    if pid != self._last and self._holds(pid, target):
+                        self._last = pid
                         return pid
-                except OSError:
-                    continue
         return self.root_pid
 
 
