@@ -124,7 +124,7 @@ class Probes:
             self._records.setdefault(buf[0], []).append(buf)
 
         self._callback = on_record  # keep a reference: bcc holds only a C pointer
-        self.bpf["events"].open_ring_buffer(on_record)
+        self.bpf[b"events"].open_ring_buffer(on_record)
 
     def _attach_ssl(self, lib: str) -> int:
         from bcc import BPF
@@ -150,7 +150,7 @@ class Probes:
 
     def counters(self) -> dict[str, int]:
         """Kernel-side counters (summed over CPUs): events seen and events lost."""
-        table = self.bpf["counters"]
+        table = self.bpf[b"counters"]
         out: dict[str, int] = {}
         for idx, name in COUNTERS.items():
             vals = table[ctypes.c_int(idx)]

@@ -1,0 +1,122 @@
+"""The compiled probes against the running kernel: records decode to what /proc and the socket say
+(pid, ppid, start time, comm, addresses, ports, byte counts, argv), which proves the BTF offsets
+and the numpy layouts right."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from collector.capture.community_id import community_id
+from collector.ebpf import events as ev
+from collector.processes import read_proc
+from tests.collector.live.conftest import needs_ebpf
+
+
+@pytest.fixture(scope="module")
+def probes():
+    if os.geteuid() != 0:
+        pytest.skip("eBPF needs root (CI runs as root)")
+    from collector.ebpf.loader import ProbeOptions, Probes
+
+    p = Probes(ProbeOptions(ssl=False))
+    yield p
+    p.close()
+
+
+def drain_until(probes, pred, timeout=5.0) -> dict[int, list[bytes]]:
+    got: dict[int, list[bytes]] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for k, v in probes.drain().items():
+            got.setdefault(k, []).extend(v)
+        if pred(got):
+            return got
+        time.sleep(0.05)
+    return got
+
+
+@needs_ebpf
+def test_conn_record_matches_the_socket_and_proc(probes):
+    probes.drain()
+    srv = socket.socket(socket.AF_INET6)
+    srv.bind(("::1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    c = socket.create_connection(("::1", port))
+    a, _ = srv.accept()
+    c.sendall(b"x" * 1234)
+    assert len(a.recv(1234, socket.MSG_WAITALL)) == 1234
+    a.sendall(b"y" * 77)
+    c.recv(77, socket.MSG_WAITALL)
+    cport = c.getsockname()[1]
+    c.close()
+    a.close()
+    srv.close()
+
+    def mine(got):
+        arr = ev.stack(got.get(ev.T_CONN, []), ev.CONN)
+        return arr[(arr["dport"] == port) | (arr["sport"] == port)]
+
+    got = drain_until(probes, lambda g: len(mine(g)) >= 2)
+    recs = mine(got)
+    assert len(recs) == 2
+    out = recs[recs["outbound"] == 1][0]
+    me = read_proc(os.getpid())
+    clock = ev.Clock.now()
+    assert out["tgid"] == os.getpid() and out["ppid"] == os.getppid() and out["uid"] == os.getuid()
+    assert float(clock.process_start(out["start_ns"])) == pytest.approx(me.start_time, abs=0.011)
+    assert out["comm"].split(b"\0")[0].decode() == me.comm[:15]
+    assert out["family"] == 6 and out["sport"] == cport and out["established"] == 1
+    assert (out["app_sent"], out["app_recv"]) == (1234, 77)
+    inb = recs[recs["outbound"] == 0][0]
+    assert (inb["app_sent"], inb["app_recv"], inb["owned"]) == (77, 1234, 1)
+    # addresses and the vectorised Community ID
+    src = ev.format_addrs(recs["saddr"][:1], np.array([6]))[0]
+    assert src == "::1"
+    cid = ev.community_ids(6, recs["saddr"][:1], recs["sport"][:1], recs["daddr"][:1], recs["dport"][:1],
+                           np.array([6]))[0]
+    assert cid == community_id("tcp", "::1", int(recs["sport"][0]), "::1", int(recs["dport"][0]))
+    ts = clock.epoch_us(np.array([out["ts_first"], out["ts_end"]]))
+    assert abs(ts[1] / 1e6 - time.time()) < 30 and ts[0] <= ts[1]
+
+
+@needs_ebpf
+def test_exec_record_carries_filename_argv_and_parent(probes):
+    probes.drain()
+    p = subprocess.run(["/bin/sh", "-c", "exit 0", "marker-arg-ü"], check=True)
+    assert p.returncode == 0
+
+    def mine(got):
+        arr = ev.stack(got.get(ev.T_EXEC, []), ev.EXEC)
+        return [r for r in arr if b"marker-arg" in bytes(r["args"])]
+
+    recs = mine(drain_until(probes, lambda g: bool(mine(g))))
+    assert recs
+    r = recs[0]
+    assert r["filename"].split(b"\0")[0] == b"/bin/sh"
+    argv = bytes(r["args"])[: int(r["args_len"])].rstrip(b"\0").split(b"\0")
+    assert argv == [b"/bin/sh", b"-c", b"exit 0", "marker-arg-ü".encode()]
+    assert r["ppid"] == os.getpid()
+
+
+@needs_ebpf
+def test_getaddrinfo_becomes_a_dns_record(probes):
+    probes.drain()
+    socket.getaddrinfo("localhost", 80)
+
+    def mine(got):
+        arr = ev.stack(got.get(ev.T_DNS, []), ev.DNS)
+        return arr[(arr["tgid"] == os.getpid()) & (arr["name"] == b"localhost")]
+
+    recs = mine(drain_until(probes, lambda g: len(mine(g)) > 0))
+    assert len(recs) >= 1 and recs[0]["ret"] == 0 and recs[0]["naddrs"] >= 1
+    addrs = {ipaddress.ip_address(bytes(a["addr"])[: 4 if a["family"] == 4 else 16])
+             for a in recs[0]["addrs"][: recs[0]["naddrs"]]}
+    assert ipaddress.ip_address("127.0.0.1") in addrs or ipaddress.ip_address("::1") in addrs
