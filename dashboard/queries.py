@@ -42,7 +42,7 @@ def _model_sql(col: str) -> str:
     return f"regexp_replace(lower({col}), '{_MODEL_RE}', '', 'g')"
 
 
-MODEL_DIFFERS = (f"(model_returned IS NOT NULL AND model_requested IS NOT NULL AND "
+MODEL_DIFFERS = (f"(model_returned <> model_requested AND "  # cheap test first: regexps run on the rest only
                  f"{_model_sql('model_returned')} <> {_model_sql('model_requested')})")
 _RETRYABLE = (duckdb.IOException, duckdb.InternalException, duckdb.ConnectionException,
               duckdb.TransactionException)
@@ -317,7 +317,9 @@ def routers_summary(r: Reader, w: Window) -> pd.DataFrame:
         f"FROM {ROLLUP} WHERE {fw} AND destination IN (SELECT endpoint FROM agg) GROUP BY 1), "
         f"fx AS (SELECT coalesce(f.router, e2.host) AS endpoint, count(*) AS findings, "
         "count(*) FILTER (WHERE f.severity IN ('high', 'critical')) AS serious FROM findings f "
-        f"LEFT JOIN llm_exchanges e2 USING (exchange_id) WHERE {w.where('f.ts', 'f.host_id')[0]} GROUP BY 1) "
+        "LEFT JOIN (SELECT exchange_id, host FROM llm_exchanges WHERE exchange_id IN "
+        "(SELECT exchange_id FROM findings WHERE router IS NULL)) e2 USING (exchange_id) "
+        f"WHERE {w.where('f.ts', 'f.host_id')[0]} GROUP BY 1) "
         f"SELECT c.class, coalesce(c.router, agg.endpoint) AS name, agg.*, vol.bytes_out, vol.bytes_in, "
         "coalesce(fx.findings, 0) AS findings, coalesce(fx.serious, 0) AS serious_findings "
         f"FROM agg LEFT JOIN ({dest_classes(r)}) c ON c.name = agg.endpoint "
@@ -352,7 +354,8 @@ def router_findings(r: Reader, w: Window, endpoint: str) -> pd.DataFrame:
     fw, fp = w.where("f.ts", "f.host_id")
     return r.df(
         "SELECT f.ts, f.severity, f.attack_class, f.title, f.host_id, f.finding_id, f.exchange_id FROM findings f "
-        f"LEFT JOIN llm_exchanges e USING (exchange_id) WHERE (f.router = ? OR e.host = ?) AND {fw} "
+        "LEFT JOIN (SELECT exchange_id, host FROM llm_exchanges WHERE exchange_id IN (SELECT exchange_id FROM findings)) e "
+        f"USING (exchange_id) WHERE (f.router = ? OR e.host = ?) AND {fw} "
         "ORDER BY f.ts DESC LIMIT 200",
         [endpoint, endpoint] + fp,
     )
@@ -549,7 +552,7 @@ def _flow_where(w: Window, f: FlowFilter) -> tuple[str, list]:
     fw, fp = w.where("ts_start")
     conds, params = [fw], list(fp)
     if f.destination:
-        conds.append("(server_name ILIKE ? OR dst_ip = ?)")
+        conds.append("(coalesce(server_name, dst_ip) ILIKE ? OR dst_ip = ?)")  # as the rollup's destination
         params += [f"%{f.destination}%", f.destination]
     if f.dst_port is not None:
         conds.append("dst_port = ?")
@@ -570,17 +573,43 @@ FLOW_COLUMNS = ("ts_start, ts_end, host_id, pid, proto, src_ip, src_port, dst_ip
                 "bytes_out, bytes_in, packets_out, packets_in, tcp_state, source, flow_uid, community_id")
 
 
+def _rollup_where(w: Window, f: FlowFilter) -> tuple[str, list] | None:
+    """The same filter over the per-minute rollup, when the rollup can answer it exactly."""
+    if f.pid is not None or f.proto or f.min_bytes:
+        return None
+    where, params = w.where("minute")
+    if f.destination:
+        where += " AND (destination ILIKE ? OR dst_ip = ?)"
+        params += [f"%{f.destination}%", f.destination]
+    if f.dst_port is not None:
+        where += " AND dst_port = ?"
+        params.append(f.dst_port)
+    return where, params
+
+
 def flows(r: Reader, w: Window, f: FlowFilter, limit: int = 1000) -> pd.DataFrame:
     where, params = _flow_where(w, f)
-    # top-N in two steps: find the cut-off time on one column, then read whole rows past it only
-    cut = r.scalar(f"SELECT ts_start FROM flows WHERE {where} ORDER BY ts_start DESC LIMIT 1 OFFSET {int(limit) - 1}",
-                   params)
+    # top-N in two steps: find the cut-off time (from the rollup when it can answer the filter, else on
+    # the ts_start column), then read whole rows past it only
+    rw = _rollup_where(w, f)
+    if rw is not None:
+        r.rollup()
+        cut = r.scalar(f"SELECT minute FROM (SELECT minute, sum(sum(flows)) OVER (ORDER BY minute DESC) AS n "
+                       f"FROM {ROLLUP} WHERE {rw[0]} GROUP BY minute) WHERE n >= ? ORDER BY minute DESC LIMIT 1",
+                       rw[1] + [int(limit)])
+    else:
+        cut = r.scalar(f"SELECT ts_start FROM flows WHERE {where} ORDER BY ts_start DESC LIMIT 1 "
+                       f"OFFSET {int(limit) - 1}", params)
     if cut is not None and pd.notna(cut):
         where, params = where + " AND ts_start >= ?", params + [cut.to_pydatetime()]
     return r.df(f"SELECT {FLOW_COLUMNS} FROM flows WHERE {where} ORDER BY ts_start DESC LIMIT {int(limit)}", params)
 
 
 def flow_count(r: Reader, w: Window, f: FlowFilter) -> int:
+    rw = _rollup_where(w, f)
+    if rw is not None:
+        r.rollup()
+        return int(r.scalar(f"SELECT coalesce(sum(flows), 0) FROM {ROLLUP} WHERE {rw[0]}", rw[1]) or 0)
     where, params = _flow_where(w, f)
     return int(r.scalar(f"SELECT count(*) FROM flows WHERE {where}", params) or 0)
 

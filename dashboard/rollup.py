@@ -5,7 +5,7 @@ is a full scan (~0.3-1 s on two cores). The dashboard is a long-running reader, 
 aggregates in its private in-memory DuckDB (never in the store) and extends them from the rows
 DuckLake reports as inserted since the last snapshot it saw (`ducklake_table_insertions`):
 
-- `flow_rollup`: (minute, host, destination, port) -> flows, bytes, last start
+- `flow_rollup`: (minute, host, destination, ip, port) -> flows, bytes, last start
 - `dest_first`: (host, destination) -> first seen, the pid and port of that first flow, flows
 
 If anything looks off (snapshots expired, compaction rewrote files, row counts disagree) the
@@ -23,7 +23,7 @@ ROLLUP = "memory.main.flow_rollup"
 FIRST = "memory.main.dest_first"
 
 _AGG = ("date_trunc('minute', ts_start) AS minute, host_id, coalesce(server_name, dst_ip) AS destination, "
-        "dst_port, count(*) AS flows, sum(bytes_out) AS bytes_out, sum(bytes_in) AS bytes_in, "
+        "dst_ip, dst_port, count(*) AS flows, sum(bytes_out) AS bytes_out, sum(bytes_in) AS bytes_in, "
         "max(ts_start) AS last_start")
 _FIRST = ("host_id, coalesce(server_name, dst_ip) AS destination, min(ts_start) AS first_seen, "
           "arg_min(pid, ts_start) AS pid, arg_min(dst_port, ts_start) AS dst_port, count(*) AS flows")

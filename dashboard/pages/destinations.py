@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
@@ -43,8 +45,10 @@ def body() -> None:
     choice = st.selectbox("Agent process", range(len(agents)), index=pick, format_func=lambda i: labels[i],
                           key="agent_pick")
     a = agents.iloc[choice]
-    tl = ui.cached(q.agent_timeline, str(a.host_id), int(a.pid), a.first_exchange.to_pydatetime(),
-                   a.last_exchange.to_pydatetime())
+    last = a.last_exchange.to_pydatetime()
+    first = max(a.first_exchange.to_pydatetime(), last - dt.timedelta(hours=1))
+    st.caption(f"Its last hour of LLM activity: {first:%Y-%m-%d %H:%M:%S} – {last:%H:%M:%S} UTC, ±5 minutes.")
+    tl = ui.cached(q.agent_timeline, str(a.host_id), int(a.pid), first, last)
     tree, flows, ex = tl["tree"], tl["flows"], tl["exchanges"]
     left, right = st.columns([1, 2])
     with left:
