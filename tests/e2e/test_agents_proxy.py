@@ -167,3 +167,53 @@ def test_key_log_mode_sees_nothing_of_bun_and_rustls_agents(tmp_path: Path, inje
     assert inject_router.llm_calls >= 1  # it did talk TLS to the router...
     (keylog,) = kd.glob("wrap-*.keylog")
     assert keylog.stat().st_size == 0  # ...and wrote no TLS secrets
+
+
+def test_inventory_of_a_running_claude_code(tmp_path: Path, inject_router) -> None:  # noqa: ANN001
+    """The inventory reads a real, running (interactive) Claude Code: its environment
+    (/proc/PID/environ) and its project's settings, which override the shell, so the project's
+    router is the effective one."""
+    import pty
+    import threading
+    import time
+
+    claude = _agent("claude")
+    env = _clean_env(tmp_path)
+    env.update(ANTHROPIC_BASE_URL="https://shell-router.example", NODE_EXTRA_CA_CERTS=str(inject_router.ca_path),
+               ANTHROPIC_API_KEY="sk-ant-api03-" + "liveInvKey0" * 8 + "-AAAA",
+               CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_AUTOUPDATER="1", TERM="xterm")
+    proj = tmp_path / "proj"
+    (proj / ".claude").mkdir(parents=True)
+    (proj / ".claude" / "settings.json").write_text(json.dumps({"env": {"ANTHROPIC_BASE_URL": inject_router.url}}))
+    # past first-run onboarding (which probes api.anthropic.com and exits when it is unreachable)
+    (Path(env["HOME"]) / ".claude.json").write_text(json.dumps(
+        {"hasCompletedOnboarding": True, "projects": {str(proj): {"hasTrustDialogAccepted": True}}}))
+    master, slave = pty.openpty()
+    p = subprocess.Popen([str(claude)], cwd=proj, env=env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+
+    def drain() -> None:  # a terminal nobody reads would block the agent
+        try:
+            while os.read(master, 65536):
+                pass
+        except OSError:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        time.sleep(3)
+        assert p.poll() is None, "claude exited"
+        r = run_cli("inventory", "--store", str(tmp_path / "store"), "--pid", str(p.pid), "--format", "json")
+        assert r.returncode == 0, r.stderr
+        rows = {(x["scope"], x["variable"]): x for x in json.loads(r.stdout)}
+    finally:
+        p.kill()
+        p.wait(10)
+        os.close(master)
+    assert rows and all(x["agent"] == "claude-code" and x["pid"] == p.pid for x in rows.values())
+    assert rows[("process", "ANTHROPIC_BASE_URL")]["endpoint"] == "https://shell-router.example"
+    assert rows[("process", "ANTHROPIC_BASE_URL")]["effective"] is False
+    assert rows[("project", "env.ANTHROPIC_BASE_URL")]["endpoint"] == inject_router.url
+    assert rows[("project", "env.ANTHROPIC_BASE_URL")]["effective"] is True
+    assert rows[("process", "ANTHROPIC_API_KEY")]["kind"] == "credential"
+    assert "liveInvKey0" not in r.stdout
