@@ -127,6 +127,8 @@ def _readlink(p: Path) -> str | None:
 
 def attribute(conn: ProxiedConnection, owners: SocketOwners) -> None:
     """Set conn.pid (and process_start) once: the owner of the agent's socket, else the wrapped root."""
+    if conn.pid is not None:
+        return
     if conn.extra.get("attributed") or conn.client is None:
         if conn.pid is None and owners.root_pid is not None:
             conn.pid = owners.root_pid

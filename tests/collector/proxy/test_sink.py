@@ -1,0 +1,70 @@
+"""The proxy's recorder on a real store: a connection's two flows with Community IDs, a WebSocket
+Responses session recorded as an http row with its frame summary and decoded as an LLM exchange."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from collector.capture.community_id import community_id
+from collector.protocols.messages import HttpRequest, HttpResponse
+from collector.proxy.decode import ExchangeDecoder
+from collector.proxy.server import Endpoint, ProxiedConnection
+from collector.proxy.sink import StoreSink
+from collector.proxy.tap import Exchange, WebSocketSummary
+from collector.secrets import Fingerprinter
+from collector.store import Store
+from collector.store.writer import BatchWriter
+
+
+def _conn() -> ProxiedConnection:
+    now = time.time()
+    return ProxiedConnection(conn_id="c1", client=Endpoint("127.0.0.1", 40000), listen=Endpoint("127.0.0.1", 8888),
+                             target_host="api.router.example", target_port=443, scheme="https", ts_start=now,
+                             upstream_local=Endpoint("127.0.0.1", 40001), upstream_peer=Endpoint("127.0.0.5", 443),
+                             ts_end=now + 1, bytes_out=100, bytes_in=200, tls_version="TLSv1.3",
+                             cipher="TLS_AES_128_GCM_SHA256", alpn="http/1.1", pid=4242, process_start=1.5)
+
+
+def _ws_exchange() -> Exchange:
+    t = time.time()
+    req = HttpRequest("GET", "api.router.example", "/v1/responses", [("upgrade", "websocket"),
+                      ("authorization", "Bearer sk-proj-" + "Zz9Yy8Xx7W" * 5)], b"", t)
+    resp = HttpResponse(101, [("upgrade", "websocket"), ("sec-websocket-extensions", "permessage-deflate")], b"", t, t)
+    ws = WebSocketSummary(extensions="permessage-deflate", messages_out=1, messages_in=2, bytes_out=80, bytes_in=300)
+    ws.text_out.append((t, json.dumps({"type": "response.create", "model": "gpt-5-codex", "input": "hi"})))
+    item = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "shell", "arguments": "{\"command\": [\"ls\"]}"}
+    ws.text_in += [
+        (t + 0.1, json.dumps({"type": "response.output_item.done", "output_index": 0, "item": item})),
+        (t + 0.2, json.dumps({"type": "response.completed", "response": {"id": "r1", "model": "gpt-5-codex",
+                                                                          "output": [item], "usage": {"input_tokens": 3, "output_tokens": 4}}})),
+    ]
+    return Exchange(req, resp, ws)
+
+
+def test_flows_tls_and_websocket_rows(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "store")) as st:
+        w = BatchWriter(st)
+        sink = StoreSink(w, ExchangeDecoder(Fingerprinter(st.secret_key())), host_id="h1", threaded=False)
+        conn = _conn()
+        sink.handle(("exchange", conn, _ws_exchange()))
+        sink.handle(("closed", conn))
+        sink.close()
+        w.close()
+        q = lambda sql: st.sql(sql).fetchall()  # noqa: E731
+        flows = q("SELECT history, community_id, pid, process_start, dst_ip, flow_uid FROM flows ORDER BY history")
+        assert [f[0] for f in flows] == ["proxy-agent", "proxy-upstream"]
+        assert flows[0][1] == community_id("tcp", "127.0.0.1", 40000, "127.0.0.1", 8888)
+        assert flows[1][1] == community_id("tcp", "127.0.0.1", 40001, "127.0.0.5", 443)
+        assert all(f[2] == 4242 and f[3] == 1.5 for f in flows)
+        (tls,) = q("SELECT version, sni, decrypted, flow_uid FROM tls")
+        assert tls[:3] == ("TLS 1.3", "api.router.example", True) and tls[3] == flows[1][5]
+        (http,) = q("SELECT status, response_headers, flow_uid, request_headers FROM http")
+        assert http[0] == 101 and http[2] == flows[1][5] and "sk-proj-" not in http[3]
+        summary = dict(json.loads(http[1]))["x-routerwatch-websocket"]
+        assert json.loads(summary)["messages_in"] == 2
+        (llm,) = q("SELECT api, model_requested, tool_call_count, pid FROM llm_exchanges")
+        assert llm == ("openai.responses", "gpt-5-codex", 1, 4242)
+        (call,) = q("SELECT name, arguments FROM tool_calls WHERE direction = 'response'")
+        assert call[0] == "shell" and json.loads(call[1]) == {"command": ["ls"]}
