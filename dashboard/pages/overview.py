@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -36,9 +37,16 @@ def body() -> None:
         if ts.empty:
             st.info("No flows, exchanges or findings in this window.")
         else:
+            order = {"series": ["flows", "exchanges", "findings"]}
             fig = px.bar(ts, x="bucket", y="n", color="series", facet_row="series", height=330,
-                         labels={"bucket": "", "n": ""})
+                         labels={"bucket": "", "n": ""}, category_orders=order,
+                         color_discrete_sequence=["#1565c0", "#6a1b9a", "#c62828"])
+            width_ms = pd.Timedelta(w.bucket()).total_seconds() * 1000 * 0.9
+            fig.update_traces(width=width_ms)  # one bar per bucket even where a series has few points
             fig.update_yaxes(matches=None)
+            lo = w.start if w.start is not None else ts["bucket"].min()
+            hi = w.end if w.end is not None else ts["bucket"].max() + pd.Timedelta(w.bucket())
+            fig.update_xaxes(range=[lo, hi])
             fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
             fig.update_layout(showlegend=False, margin=dict(l=0, r=0, t=10, b=0))
             st.plotly_chart(fig, key="ov_ts")
@@ -50,6 +58,7 @@ def body() -> None:
         else:
             fig = px.bar(top.iloc[::-1], x="flows", y="destination", color="class", orientation="h", height=330,
                          color_discrete_map=ui.CLASS_COLORS, labels={"destination": ""})
+            fig.update_yaxes(categoryorder="total ascending")
             fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), legend=dict(orientation="h", y=-0.15))
             st.plotly_chart(fig, key="ov_top")
 
