@@ -283,6 +283,23 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         raise
     res_walk = "numpy" if fast else "tshark"
 
+    tls_rows, sni = _tls_rows(hellos, selection, fa, rec, uids, host)
+    dns_rows = _dns_rows(dns_msgs, fa, rec, uids, host)
+    res.dns, res.tls = len(dns_rows), len(tls_rows)
+
+    flow_tbl = _flow_table(fa, agg, ep, cids, uid_arr, sni, host, run_id)
+    dns_tbl = pa.Table.from_pylist(dns_rows, schema=_dns_schema())
+    con = duckdb.connect(":memory:")
+    flow_tbl = _server_names(con, flow_tbl, dns_tbl)
+    STAGES.mark('tables + DNS names')
+    con.close()
+    res.flows = fa.count
+    return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_rows, "walk": res_walk}
+
+
+def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment, rec: Records,
+              uids: list[str], host: str) -> tuple[list[dict], np.ndarray]:
+    """One tls row per flow with a ClientHello (its first), joined with the flow's ServerHello."""
     # TLS: first ClientHello and first ServerHello of each flow
     ch: dict[int, dissect.Hello] = {}
     sh: dict[int, dissect.Hello] = {
@@ -318,6 +335,11 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
                 "alpn_selected": s.alpn[0] if s and s.alpn else None,
             }
         )
+    return tls_rows, sni
+
+
+def _dns_rows(dns_msgs: list, fa: flows.FlowAssignment, rec: Records, uids: list[str], host: str) -> list[dict]:
+    """One dns row per dissected message, linked to its flow."""
     dns_rows = []
     for r, m in dns_msgs:
         fid = int(fa.fid[r])
@@ -335,14 +357,18 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
                 "source": "pcap",
             }
         )
-    res.dns, res.tls = len(dns_rows), len(tls_rows)
+    return dns_rows
 
-    flow_tbl = pa.table(
+
+def _flow_table(fa: flows.FlowAssignment, agg: pa.Table, ep: dict, cids: list[str], uid_arr: np.ndarray,
+                sni: np.ndarray, host: str, run_id: str) -> pa.Table:
+    """The flows rows (before DNS naming) as one Arrow table."""
+    return pa.table(
         {
             "flow_uid": pa.array(uid_arr, pa.string()),
             "community_id": pa.array(cids, pa.string()),
             "host_id": pa.array([host] * fa.count, pa.string()),
-            "ts_start": pa.array(ts0 // 1000, pa.timestamp("us")),
+            "ts_start": pa.array(agg.column("ts0").to_numpy() // 1000, pa.timestamp("us")),
             "ts_end": pa.array(agg.column("ts1").to_numpy() // 1000, pa.timestamp("us")),
             "proto": pa.array(ep["proto"]),
             "src_ip": pa.array(ep["src_ip"], pa.string()),
@@ -362,13 +388,6 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
             "ip_bytes_in": agg.column("ip_bytes_in"),
         }
     )
-    dns_tbl = pa.Table.from_pylist(dns_rows, schema=_dns_schema())
-    con = duckdb.connect(":memory:")
-    flow_tbl = _server_names(con, flow_tbl, dns_tbl)
-    STAGES.mark('tables + DNS names')
-    con.close()
-    res.flows = fa.count
-    return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_rows, "walk": res_walk}
 
 
 def _dns_schema() -> pa.Schema:
