@@ -184,11 +184,11 @@ def ingest(
     with MappedFile(capture) as mf:
         try:
             rec = read_records(capture, mf, bar)
-            STAGES.mark('record walk')
+            STAGES.mark("record walk")
         except BaseException:
-            st = opener.store if opener.join() is None else None
-            if st is not None:
-                st.close()
+            opener.join()
+            if opener.store is not None:
+                opener.store.close()
             raise
         finally:
             if bar is not None:
@@ -203,7 +203,7 @@ def ingest(
         from collector.store import BatchWriter
 
         st = opener.get()
-        STAGES.mark('hash + store open')
+        STAGES.mark("hash + store open")
         try:
             if _already_ingested(st, sha, host):
                 res.status = "duplicate"
@@ -214,7 +214,7 @@ def ingest(
             tables = _process(mf, rec, res, host, sha, run_id)
             decrypt_stats = _decrypt(capture, keylog, rec, tables, res, host, run_id, st)
             _write(st, tables, res, host, rec, keylog, decrypt_stats, batch_rows, t0)
-            STAGES.mark('commit')
+            STAGES.mark("commit")
         finally:
             st.close()
     return res
@@ -240,13 +240,13 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         fast = all(lt in headers.FAST_LINKTYPES for lt in set(rec.linktypes))
         if fast:
             hd = headers.walk(buf, rec)
-            STAGES.mark('header walk')
+            STAGES.mark("header walk")
         else:
             from collector.capture.fallback import tshark_headers
 
             hd = tshark_headers(Path(res.file), rec)
         fa = flows.assign(hd)
-        STAGES.mark('flow assignment')
+        STAGES.mark("flow assignment")
         end = rec.data_off + rec.caplen
         selection = flows.select_for_dissection(hd, fa, buf, end)
         sel = selection.records
@@ -260,7 +260,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         STAGES.mark("select + small pcapng")
 
         agg = flows.aggregate(hd, fa, rec.ts_ns)
-        STAGES.mark('flow reductions')
+        STAGES.mark("flow reductions")
         ep = flows.endpoints(fa)
         cids = flows.community_ids(fa)
         ts0 = agg.column("ts0").to_numpy()
@@ -291,7 +291,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
     dns_tbl = pa.Table.from_pylist(dns_rows, schema=_dns_schema())
     con = duckdb.connect(":memory:")
     flow_tbl = _server_names(con, flow_tbl, dns_tbl)
-    STAGES.mark('tables + DNS names')
+    STAGES.mark("tables + DNS names")
     con.close()
     res.flows = fa.count
     return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_rows, "walk": res_walk}
