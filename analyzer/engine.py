@@ -86,10 +86,11 @@ def current_watermarks(con: duckdb.DuckDBPyConnection, tables: set[str] | None =
     """The highest row id of each source table in `tables` (default: all), in one statement; the other
     sources keep their previous watermark (nothing reads them, so nothing of theirs is analysed)."""
     names = [t for t in SOURCES if tables is None or t in tables]
-    out = {t: (previous or {}).get(t, -1) for t in SOURCES}
+    out = {t: int((previous or {}).get(t, -1)) for t in SOURCES}
     if names:
-        row = con.execute("SELECT " + ", ".join(f"(SELECT max(rowid) FROM {t})" for t in names)).fetchone()
-        out.update({t: -1 if v is None else int(v) for t, v in zip(names, row, strict=True)})
+        # `rowid > previous` lets DuckLake skip the files a previous run already covered
+        row = con.execute("SELECT " + ", ".join(f"(SELECT max(rowid) FROM {t} WHERE rowid > {out[t]})" for t in names)).fetchone()
+        out.update({t: int(v) for t, v in zip(names, row, strict=True) if v is not None})
     return out
 
 
@@ -334,19 +335,31 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
         t = mark("exchange_context", t)
         findings: list[dict] = []
         suppressed = 0
+        candidates: list[tuple[Rule, list[dict]]] = []
         for rule in rules:
             srcs = rule_sources(rule)
             if srcs and not any(new_rows[s] for s in srcs):
                 continue
             rows = run_rule(con, rule)
             if rows:
-                existing = dict(con.execute(
-                    "SELECT dedup_key, max(ts) FROM findings WHERE rule_id = ? GROUP BY dedup_key", [rule.id]
-                ).fetchall())
-                f, s = to_findings(rule, rows, existing, run_id)
-                findings += f
-                suppressed += s
+                candidates.append((rule, rows))
             t = mark(f"rule:{rule.id}", t)
+        # one look-up of the dedup keys already raised, for every rule's candidates at once
+        keys = sorted({f"{rule.id}:{r['dedup']}" for rule, rows in candidates for r in rows})
+        existing: dict[str, dt.datetime] = {}
+        if keys:
+            con.register("__rw_keys", pa.table({"dedup_key": pa.array(keys, pa.string())}))
+            try:
+                existing = dict(con.execute(
+                    "SELECT f.dedup_key, max(f.ts) FROM findings f JOIN __rw_keys k USING (dedup_key) GROUP BY 1"
+                ).fetchall())
+            finally:
+                con.unregister("__rw_keys")
+        for rule, rows in candidates:
+            f, s = to_findings(rule, rows, existing, run_id)
+            findings += f
+            suppressed += s
+        t = mark("dedup", t)
         insert(con, "findings", findings)
         if new_rows["llm_exchanges"]:
             entries, seq, head = ledger.append(con, now, ex_routers)
