@@ -17,6 +17,7 @@ ICONS = {
 
 st.set_page_config(page_title="routerwatch", page_icon=":material/policy:", layout="wide")
 user = auth.require()
+st.session_state["rw_user"] = user  # the author of acknowledgements and notes
 st.session_state["rw_oidc"] = auth.mode() == "oidc"
 pages = [
     st.Page(str(HERE / path), title=title, icon=ICONS[title], default=title == "Overview")

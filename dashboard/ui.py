@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import duckdb
 import pandas as pd
 import streamlit as st
 
@@ -62,6 +63,10 @@ def cached(fn: Callable, *args: Any) -> Any:
         return _run(store_spec(), fn.__name__, tick(), args)
     except StoreError as exc:
         st.error(str(exc))
+        st.stop()
+    except duckdb.CatalogException as exc:  # a store written by an older version, never migrated since
+        st.warning(f"This store lacks a table or column this page needs ({str(exc).splitlines()[0]}). Any "
+                   "writer migrates it on open, e.g. `routerwatch store compact`.")
         st.stop()
 
 

@@ -184,6 +184,8 @@ def test_live_refresh_while_writing(seeded_store, browser, tmp_path):
     finally:
         writer.wait(timeout=60)
         assert srv.stop() == 0
+    log = srv.proc.stdout.read() if srv.proc.stdout else ""
+    assert "Traceback" not in log and "lock" not in log.lower(), log[-2000:]
     distinct = sorted(set(seen))
     assert len(distinct) >= 3, seen  # the page refreshed itself with new rows at least twice
     assert seen == sorted(seen), seen  # never went backwards

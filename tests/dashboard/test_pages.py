@@ -184,3 +184,15 @@ def test_token_gate(dash_env, monkeypatch):
     at.text_input[0].input("correct-horse-battery-staple")
     at.button[0].click().run()
     assert metrics(at)["Hosts"] == "3"
+
+
+def test_store_missing_a_table(tmp_path, monkeypatch):
+    """A store from an older version (a table missing, never migrated since): a clear note, no crash."""
+    from collector.store import Store
+
+    with Store.open(str(tmp_path / "old")) as s:
+        s.sql("DROP TABLE collector_stats")
+    monkeypatch.setenv("ROUTERWATCH_STORE", str(tmp_path / "old"))
+    monkeypatch.setenv("ROUTERWATCH_DASHBOARD_STATE", str(tmp_path / "state"))
+    at = open_page()
+    assert any("lacks a table" in w.value for w in at.warning)
