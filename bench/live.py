@@ -1,8 +1,10 @@
 """Live collector cost and capacity, measured against the same workload without it in the same run.
 
-1. Connect-heavy workload (loopback connect + server close, tests/collector/live/load.py): connections/s
-   without the collector and with it, alternated (off, on, off, on) so machine noise hits both; the
-   ratio is the slowdown.
+1. Connect-heavy workload (loopback connect + server reset, tests/collector/live/load.py): connections/s
+   without the collector and with it, alternated (order swapped every round) so machine noise hits
+   both; the ratio is the slowdown. Also the workload's own CPU per connection and the kernel's
+   count of nanoseconds spent in the probes per connection (kernel.bpf_stats_enabled), which do not
+   depend on how busy the shared machine is.
 2. Sustained events/s: P processes making refused loopback connects (one per-connection record each)
    for S seconds with the collector running; events drained per second and events lost, from the
    kernel's own counters (collector_stats.detail).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -26,6 +29,33 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LOAD = REPO / "tests/collector/live/load.py"
 BIN = Path(sys.executable).parent
+C_REFUSED = r"""
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    double secs = atof(argv[1]);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET; a.sin_port = htons(1); a.sin_addr.s_addr = htonl(0x7f000001);
+    struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
+    long n = 0;
+    for (;;) {
+        for (int i = 0; i < 1000; i++) {
+            int s = socket(AF_INET, SOCK_STREAM, 0);
+            connect(s, (struct sockaddr *)&a, sizeof a);
+            close(s);
+        }
+        n += 1000;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 >= secs) break;
+    }
+    printf("%ld\n", n);
+    return 0;
+}
+"""
 REFUSED = """
 import socket, sys, time
 end = time.time() + float(sys.argv[1]); n = 0
@@ -82,6 +112,36 @@ def storm(port: int, n: int) -> tuple[float, float]:
     return n / float(out), cpu / n * 1e6
 
 
+def bpf_run_ns(pid: int) -> int:
+    """Nanoseconds the kernel spent in `pid`'s BPF programs so far (kernel.bpf_stats_enabled=1)."""
+    total = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-prog":
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        for line in info.splitlines():
+            if line.startswith("run_time_ns:"):
+                total += int(line.split()[1])
+    return total
+
+
+class BpfStats:
+    """Switch on the kernel's per-program run-time accounting for the duration (off again after)."""
+
+    PATH = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+    def __enter__(self) -> BpfStats:
+        self.old = self.PATH.read_text().strip()
+        self.PATH.write_text("1")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.PATH.write_text(self.old)
+
+
 def cpu_seconds(pid: int) -> float:
     f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
@@ -90,17 +150,19 @@ def cpu_seconds(pid: int) -> float:
 def connect_ratio(n: int, rounds: int, tmp: Path) -> dict:
     server = subprocess.Popen([sys.executable, str(LOAD), "serve"], stdout=subprocess.PIPE, text=True)
     port = int(server.stdout.readline())
-    off, on, off_cpu, on_cpu = [], [], [], []
+    off, on, off_cpu, on_cpu, bpf_ns = [], [], [], [], []
     try:
         storm(port, 2000)  # warm-up
         for r in range(rounds):  # alternate (and swap the order every round): noise hits both sides
             for with_collector in ((False, True) if r % 2 == 0 else (True, False)):
                 c = start_collector(tmp / f"store-ratio-{r}") if with_collector else None
                 time.sleep(1)
+                ns0 = bpf_run_ns(c.pid) if c is not None else 0
                 rate, cpu = storm(port, n)
                 (on if with_collector else off).append(rate)
                 (on_cpu if with_collector else off_cpu).append(cpu)
                 if c is not None:
+                    bpf_ns.append((bpf_run_ns(c.pid) - ns0) / n)
                     stop(c)
     finally:
         server.kill()
@@ -111,8 +173,21 @@ def connect_ratio(n: int, rounds: int, tmp: Path) -> dict:
             "ratio_with_over_without": round(m_on / m_off, 3), "slowdown_pct": round(100 * (1 - m_on / m_off), 1),
             "workload_cpu_us_per_connect_without": round(statistics.median(off_cpu), 1),
             "workload_cpu_us_per_connect_with": round(statistics.median(on_cpu), 1),
+            # both sockets of each connection (client and accepted), every probe, as the kernel counts it
+            "bpf_ns_per_connection": round(statistics.median(bpf_ns)),
             "runs_without": [round(x) for x in off], "runs_with": [round(x) for x in on],
             "loadavg": os.getloadavg()[0]}
+
+
+def generator(tmp: Path) -> list[str]:
+    """The refused-connect loop: compiled C when a compiler is here (Python tops out near 25k/s per core)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc and not os.environ.get("BENCH_PY_GENERATOR"):
+        src, exe = tmp / "refuse.c", tmp / "refuse"
+        src.write_text(C_REFUSED)
+        if subprocess.run([cc, "-O2", "-o", str(exe), str(src)], capture_output=True).returncode == 0:
+            return [str(exe)]
+    return [sys.executable, "-c", REFUSED]
 
 
 def sustained_events(seconds: float, procs: int, tmp: Path) -> dict:
@@ -124,8 +199,8 @@ def sustained_events(seconds: float, procs: int, tmp: Path) -> dict:
         before = json.loads(s.sql("SELECT detail FROM collector_stats ORDER BY ts DESC LIMIT 1").fetchone()[0])
     cpu0 = cpu_seconds(c.pid)
     t0 = time.monotonic()
-    gens = [subprocess.Popen([sys.executable, "-c", REFUSED, str(seconds)], stdout=subprocess.PIPE, text=True)
-            for _ in range(procs)]
+    gen = generator(tmp)
+    gens = [subprocess.Popen([*gen, str(seconds)], stdout=subprocess.PIPE, text=True) for _ in range(procs)]
     made = sum(int(g.communicate()[0]) for g in gens)
     wall = time.monotonic() - t0
     time.sleep(1.5)  # one more drain + stats row
@@ -137,7 +212,7 @@ def sustained_events(seconds: float, procs: int, tmp: Path) -> dict:
     seen = after["kernel_conn_seen"] - before.get("kernel_conn_seen", 0)
     recorded = after["conn_recorded"] - before.get("conn_recorded", 0)
     lost = after["lost"] - before.get("lost", 0)
-    return {"generator_procs": procs, "seconds": round(wall, 1), "connections_made": made,
+    return {"generator": Path(gen[0]).name, "generator_procs": procs, "seconds": round(wall, 1), "connections_made": made,
             "events_seen_by_kernel": seen, "events_recorded": recorded, "events_lost": lost,
             "refused_flows_in_store": flows, "events_per_s": round(recorded / wall),
             "collector_cpu_s": round(cpu, 2),
@@ -151,13 +226,18 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--only", choices=["connect", "sustained"], help="run one phase")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/live.py needs root (eBPF)")
     with tempfile.TemporaryDirectory(prefix="rw-bench-live-") as d:
         tmp = Path(d)
-        res = {"connect_workload": connect_ratio(a.connections, a.rounds, tmp),
-               "sustained": sustained_events(a.seconds, a.procs, tmp)}
+        res = {}
+        if a.only in (None, "connect"):
+            with BpfStats():
+                res["connect_workload"] = connect_ratio(a.connections, a.rounds, tmp)
+        if a.only in (None, "sustained"):
+            res["sustained"] = sustained_events(a.seconds, a.procs, tmp)
     print(json.dumps(res, indent=2))
     return 0
 
