@@ -102,8 +102,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         new = ", ".join(f"{n:,} {t}" for t, n in res.new_rows.items() if n) or "nothing new"
         print(f"analyzed {new} in {res.duration_s:.2f} s: {len(res.findings)} new finding(s)"
               + (f", {res.suppressed} suppressed as duplicates" if res.suppressed else ""), file=out)
-        for f in sorted(res.findings, key=lambda f: (str(f["ts"]), f["rule_id"])):
+        shown = sorted(res.findings, key=lambda f: (str(f["ts"]), f["rule_id"]))
+        for f in shown[:50]:
             print(f"  [{f['severity']}] {f['rule_id']}: {f['summary'] or f['title']}", file=out)
+        if len(shown) > 50:
+            from collections import Counter
+
+            rest = Counter(f["rule_id"] for f in shown[50:])
+            print(f"  ... and {len(shown) - 50} more: " + ", ".join(f"{r} {n}" for r, n in rest.most_common())
+                  + " (`routerwatch findings` lists them)", file=out)
         print(f"ledger: {res.ledger_seq} entries, head {res.ledger_head}", file=out)
     return 0
 
@@ -248,7 +255,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sql",
         help="run read-only SQL over the store (interactive without QUERY)",
         description="Run read-only SQL over the store. Tables: flows, processes, dns, tls, http, "
-        "llm_exchanges, tool_calls, secrets_seen, findings, collector_stats, ingest_runs, ... "
+        "llm_exchanges, tool_calls, secrets_seen, findings, routers, flow_classes, exchange_classes, "
+        "tool_call_indicators, package_installs, ledger, collector_stats, ingest_runs, ... "
         "(see README). Without QUERY, an interactive prompt with history; QUERY '-' reads stdin.",
     )
     add_store_arg(p)
@@ -329,6 +337,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     dm.add_argument("--workdir", metavar="DIR", help="where the capture and certificates go (default: a temp dir)")
     dm.add_argument("--mode", action="append", metavar="MODE", help="only these zoo modes (repeatable)")
     dm.add_argument("--no-dashboard", action="store_true", help="stop after printing the findings")
-    dm.add_argument("--capture", choices=["auto", "live", "tcpdump"], default="tcpdump",
-                    help="tcpdump + ingest (default), the live collector (root, eBPF), or auto (live when possible)")
+    dm.add_argument("--capture", choices=["auto", "live", "tcpdump"], default="auto",
+                    help="auto (default): the live collector when root with eBPF, else tcpdump + ingest")
     dm.set_defaults(func=cmd_demo)

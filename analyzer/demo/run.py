@@ -222,15 +222,18 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
         res.canary_id = canary.canary_id
         ports = [r["port"] for r in routers.values()]
         ports += [int(r["payload_url"].rsplit(":", 1)[1]) for r in routers.values() if r["payload_url"]]
+        live = cap = None
         if capture == "live":
             from analyzer.demo.agent import new_keylog
 
             new_keylog(keylog)
             log("starting the live collector (eBPF + capture ring, decrypting with the agents' key log) ...")
-            live = _start_live(store, workdir, keylog, ports)
-            cap = None
-        else:
-            live = None
+            try:
+                live = _start_live(store, workdir, keylog, ports)
+            except RuntimeError as exc:
+                log(f"  {exc}; falling back to tcpdump + ingest")
+                capture = "tcpdump"
+        if capture != "live":
             cap = _start_capture(pcap, ports)
             if cap is None:
                 raise RuntimeError("tcpdump is not installed (apt-get install tcpdump): the demo needs a capture")
@@ -251,7 +254,7 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
                 _stop_capture(cap, pcap)
     finally:
         stop_zoo(zoo)
-    if capture != "live":
+    if live is None:
         log(f"ingesting the capture ({pcap.stat().st_size:,} bytes) with the agents' key log ...")
         ing = ingest(str(pcap), store=str(store), keylog=str(keylog), host_id="demo-agent-host")
         for w in getattr(ing, "warnings", []) or []:

@@ -41,6 +41,7 @@ SELECT h.ts, h.host_id, h.pid, h.flow_uid, h.after_exchange AS exchange_id, NULL
               CASE WHEN h.pid IS NOT NULL THEN 'agent pid ' || h.pid ELSE 'after exchange ' || h.after_exchange END) AS summary
 FROM hits h
 WHERE NOT rw_allowlisted(h.name)
+  AND NOT regexp_matches(h.name, '^[0-9.]+$|:')  -- resolver calls for IP literals are not DNS lookups
   AND h.name NOT IN (SELECT dest FROM exchange_classes WHERE dest IS NOT NULL)
   AND ((h.pid IS NOT NULL AND EXISTS (SELECT 1 FROM agents a WHERE a.host_id IS NOT DISTINCT FROM h.host_id AND a.pid = h.pid))
        OR (h.pid IS NULL AND h.after_exchange IS NOT NULL))
