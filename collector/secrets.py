@@ -227,8 +227,9 @@ def _matches(d: _Detector, text: str, hay: str):
             yield mt
 
 
-def detect(text: str, extra_values: Iterable[str] = ()) -> list[SecretMatch]:
-    """Every credential in `text`, non-overlapping, in order. `extra_values` are raw canaries (kind 'canary')."""
+def detect(text: str, extra_values: Iterable[str] = (), *, mnemonics: bool = True) -> list[SecretMatch]:
+    """Every credential in `text`, non-overlapping, in order. `extra_values` are raw canaries (kind 'canary');
+    `mnemonics=False` skips the seed-phrase scan (for text whose prose is scanned elsewhere)."""
     found: list[SecretMatch] = []
     for v in extra_values:
         if not v:
@@ -261,7 +262,7 @@ def detect(text: str, extra_values: Iterable[str] = ()) -> list[SecretMatch]:
                     if _looks_like_aws_secret(near.group()):
                         found.append(SecretMatch("aws_secret_access_key", near.start(), near.end(), near.group()))
                         break
-    if len(text) >= 47:
+    if mnemonics and len(text) >= 47:
         found.extend(_mnemonics(text))
     return _non_overlapping(found)
 
@@ -298,11 +299,11 @@ def placeholder(kind: str, fingerprint: str) -> str:
 
 
 def redact(
-    text: str, fp: Fingerprinter, extra_values: Iterable[str] = ()
+    text: str, fp: Fingerprinter, extra_values: Iterable[str] = (), *, mnemonics: bool = True
 ) -> tuple[str, list[tuple[SecretMatch, str]]]:
     """`text` with every secret replaced by `[REDACTED:<kind>:<fingerprint[:12]>]`, and the matches
     with their fingerprints (the caller turns them into secrets_seen rows and drops the values)."""
-    matches = detect(text, extra_values)
+    matches = detect(text, extra_values, mnemonics=mnemonics)
     if not matches:
         return text, []
     out: list[str] = []
@@ -359,9 +360,19 @@ def redact_headers(
     headers: Iterable[tuple[str, str]], fp: Fingerprinter, extra_values: Iterable[str] = ()
 ) -> tuple[list[tuple[str, str]], list[tuple[str, SecretMatch, str]]]:
     """Headers with credentials redacted, plus (header name, match, fingerprint) for each secret."""
+    headers = list(headers)
     out: list[tuple[str, str]] = []
     found: list[tuple[str, SecretMatch, str]] = []
+    # one scan over all ordinary values first: most header sets hold no secret, and then each value
+    # need not be scanned alone (credential headers are always replaced, whatever they hold)
+    clean = False
+    if not extra_values:
+        ordinary = [v for n, v in headers if n.lower() not in CREDENTIAL_HEADERS]
+        clean = not ordinary or not detect("\n".join(ordinary))
     for name, value in headers:
+        if clean and name.lower() not in CREDENTIAL_HEADERS:
+            out.append((name, value))
+            continue
         red, pairs = redact_header(name, value, fp, extra_values)
         out.append((name, red))
         found.extend((name.lower(), m, f) for m, f in pairs)

@@ -143,8 +143,8 @@ class _Scanner:
         self.seen.add(key)
         self.rows.append(secrets.secret_row(m, f, direction=direction, location=location, **self.base))
 
-    def text(self, text: str, direction: str, location: str) -> str:
-        red, pairs = secrets.redact(text, self.ctx.fingerprinter, self.ctx.canaries)
+    def text(self, text: str, direction: str, location: str, *, mnemonics: bool = True) -> str:
+        red, pairs = secrets.redact(text, self.ctx.fingerprinter, self.ctx.canaries, mnemonics=mnemonics)
         for m, f in pairs:
             self._add(m, f, direction, location)
         return red
@@ -246,7 +246,8 @@ def decode_http(
             # from redacted pieces: a secret split across events is whole (and redacted) only there
             text = sc.text(res.text, "response", "body") if res.text else ""
             resp_red = json.dumps({"text": text, "tool_calls": resp_args}, ensure_ascii=False)
-            sc.text(_body_text(resp.body), "response", "body")  # secrets whole in the raw stream, too
+            # secrets whole in the raw stream, too (its prose was scanned for seed phrases as assembled text)
+            sc.text(_body_text(resp.body), "response", "body", mnemonics=False)
         elif resp.body:
             resp_red = sc.text(_body_text(resp.body), "response", "body")
     kept = router_headers(resp.headers) if resp is not None else {}

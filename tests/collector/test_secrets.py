@@ -132,3 +132,11 @@ def test_repr_never_shows_value():
 def test_json_escaped_newlines_before_tokens():
     text = json.dumps({"content": "keys:\n" + "\n".join(PLANTED.values())})
     assert {m.kind for m in detect(text)} == set(PLANTED)
+
+
+def test_every_kind_in_ordinary_headers(fp):
+    for kind, value in PLANTED.items():
+        headers = [("User-Agent", "curl/8"), ("X-Deploy-Note", f"use {value}"), ("Accept", "*/*")]
+        red, found = redact_headers(headers, fp)
+        assert [(n, m.kind) for n, m, _ in found] == [("x-deploy-note", kind)], kind
+        assert value not in json.dumps(red) and red[0] == headers[0]
