@@ -63,6 +63,22 @@ class _Gather:
     def u32(self, idx: np.ndarray) -> np.ndarray:
         return (self.u16(idx) << 16) | self.u16(idx + 2)
 
+    def rows(self, idx: np.ndarray, width: int) -> np.ndarray:
+        """`width` bytes from each index as one (n, width) gather (a row copy each, cache-friendly).
+        Only rows with `has(idx, width)` hold real bytes; the others are clipped junk."""
+        if len(self.buf) < width:
+            return np.zeros((len(idx), width), np.uint8)
+        win = np.lib.stride_tricks.sliding_window_view(self.buf, width)
+        return win[np.minimum(idx, len(self.buf) - width)]
+
+
+def _be(m: np.ndarray, col: int, n: int) -> np.ndarray:
+    """Big-endian unsigned integer of `n` bytes at column `col` of a row matrix."""
+    out = m[:, col].astype(np.int64)
+    for k in range(1, n):
+        out = (out << 8) | m[:, col + k]
+    return out
+
 
 def link_layer(buf: np.ndarray, rec: Records) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(l3 offset, ethertype-like protocol, handled) per packet."""
@@ -140,22 +156,23 @@ def walk(buf: np.ndarray, rec: Records) -> Headers:
     v4 &= (g.u8(l3) >> 4) == 4
     if v4.any():
         a = l3[v4]
-        ihl = (g.u8(a) & 0xF) * 4
-        tot = g.u16(a + 2)
+        m = g.rows(a, 20)
+        ihl = (m[:, 0].astype(np.int64) & 0xF) * 4
+        tot = _be(m, 2, 2)
         # TSO/offloaded captures carry total length 0: fall back to the frame length
         frame_rest = (rec.data_off[v4] + rec.origlen[v4]) - a
         tot = np.where(tot == 0, frame_rest, tot)
-        fo = g.u16(a + 6)
+        fo = _be(m, 6, 2)
         ver[v4] = 4
-        proto[v4] = g.u8(a + 9)
-        src_lo[v4] = (g.u32(a + 12) | 0xFFFF00000000).astype(np.uint64)
-        dst_lo[v4] = (g.u32(a + 16) | 0xFFFF00000000).astype(np.uint64)
+        proto[v4] = m[:, 9]
+        src_lo[v4] = (_be(m, 12, 4) | 0xFFFF00000000).astype(np.uint64)
+        dst_lo[v4] = (_be(m, 16, 4) | 0xFFFF00000000).astype(np.uint64)
         l4[v4] = a + ihl
         l4len[v4] = tot - ihl
         iplen[v4] = tot
         frag_off[v4] = fo & 0x1FFF
         mf[v4] = (fo & 0x2000) != 0
-        ipid[v4] = g.u16(a + 4)
+        ipid[v4] = _be(m, 4, 2)
         ok_ip[v4] = ihl >= 20
 
     v6 = (et == 0x86DD) & g.has(l3, 40)
@@ -209,20 +226,22 @@ def walk(buf: np.ndarray, rec: Records) -> Headers:
     t = ok_ip & ~frag_later & (proto == TCP) & g.has(l4, 14)
     if t.any():
         a = l4[t]
-        sport[t] = g.u16(a)
-        dport[t] = g.u16(a + 2)
-        seq[t] = g.u32(a + 4)
-        doff = (g.u8(a + 12) >> 4) * 4
-        flags[t] = g.u8(a + 13)
+        m = g.rows(a, 14)
+        sport[t] = _be(m, 0, 2)
+        dport[t] = _be(m, 2, 2)
+        seq[t] = _be(m, 4, 4)
+        doff = (m[:, 12].astype(np.int64) >> 4) * 4
+        flags[t] = m[:, 13]
         plen[t] = np.maximum(l4len[t] - doff, 0)
         poff[t] = a + doff
         ok[t] = True
     u = ok_ip & ~frag_later & (proto == UDP) & g.has(l4, 8)
     if u.any():
         a = l4[u]
-        sport[u] = g.u16(a)
-        dport[u] = g.u16(a + 2)
-        ulen = g.u16(a + 4)
+        m = g.rows(a, 8)
+        sport[u] = _be(m, 0, 2)
+        dport[u] = _be(m, 2, 2)
+        ulen = _be(m, 4, 2)
         plen[u] = np.maximum(np.where(ulen >= 8, ulen, l4len[u]) - 8, 0)
         poff[u] = a + 8
         ok[u] = True

@@ -6,7 +6,7 @@ import struct
 
 import numpy as np
 
-from collector.capture.records import MAX_CAPLEN, PCAP_MAGICS, MappedFile, Records, gather_u32
+from collector.capture.records import MAX_CAPLEN, PCAP_MAGICS, MappedFile, Records, gather_words
 
 PROGRESS_EVERY = 1 << 16
 
@@ -48,10 +48,8 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
     hdr = np.asarray(offs, dtype=np.int64)
     buf = mapped.buf
     big = endian == ">"
-    sec = gather_u32(buf, hdr, big).astype(np.int64)
-    frac = gather_u32(buf, hdr + 4, big).astype(np.int64)
-    cap = gather_u32(buf, hdr + 8, big).astype(np.int64)
-    orig = gather_u32(buf, hdr + 12, big).astype(np.int64)
+    w = gather_words(buf, hdr, 4, big)
+    sec, frac, cap, orig = w[:, 0], w[:, 1], w[:, 2], w[:, 3]
     ts = sec * 1_000_000_000 + (frac if nano else frac * 1000)
     return Records(
         fmt="pcap",

@@ -10,7 +10,7 @@ import struct
 
 import numpy as np
 
-from collector.capture.records import MAX_CAPLEN, MappedFile, Records, gather_u32
+from collector.capture.records import MAX_CAPLEN, MappedFile, Records, gather_words
 
 SHB, IDB, PB_OLD, SPB, EPB, DSB = 0x0A0D0D0A, 1, 2, 3, 6, 0x0A
 BOM = 0x1A2B3C4D
@@ -111,17 +111,14 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
         sl = slice(first, bounds[k + 1])
         b = blocks[sl]
         big = end == ">"
-        raw_if = gather_u32(buf, b + 8, big).astype(np.int64)
+        w = gather_words(buf, b, 7, big)  # type, length, interface, ts high, ts low, caplen, origlen
+        raw_if = w[:, 2]
         # the obsolete Packet Block stores a 16-bit interface id; EPB a 32-bit one
-        is_old = gather_u32(buf, b, big) == PB_OLD
+        is_old = w[:, 0] == PB_OLD
         if is_old.any():
             raw_if = np.where(is_old, raw_if >> 16 if big else raw_if & 0xFFFF, raw_if)
         iface[sl] = raw_if + base
-        ts_hi[sl] = gather_u32(buf, b + 12, big).astype(np.int64)
-        ts_lo[sl] = gather_u32(buf, b + 16, big).astype(np.int64)
-        cap[sl] = gather_u32(buf, b + 20, big).astype(np.int64)
-        orig[sl] = gather_u32(buf, b + 24, big).astype(np.int64)
-        blen_arr[sl] = gather_u32(buf, b + 4, big).astype(np.int64)
+        ts_hi[sl], ts_lo[sl], cap[sl], orig[sl], blen_arr[sl] = w[:, 3], w[:, 4], w[:, 5], w[:, 6], w[:, 1]
     data_off = blocks + 28
     bad_if = iface >= len(ifaces)
     if bad_if.any():

@@ -102,9 +102,12 @@ def read_records(path: Path, mapped: MappedFile, progress=None) -> Records:
     return read_pcapng(mapped, progress)
 
 
-def gather_u32(buf: np.ndarray, idx: np.ndarray, big: bool) -> np.ndarray:
-    """Four bytes at each index as uint64 (indices must be in range)."""
-    b = [buf[idx + k].astype(np.uint64) for k in range(4)]
-    if big:
-        return (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
-    return (b[3] << 24) | (b[2] << 16) | (b[1] << 8) | b[0]
+def gather_words(buf: np.ndarray, idx: np.ndarray, words: int, big: bool) -> np.ndarray:
+    """`words` consecutive 32-bit integers at each index, as an (n, words) int64 array: one row
+    copy per record (cache-friendly) instead of a gather per byte."""
+    width = 4 * words
+    if not len(idx):
+        return np.zeros((0, words), np.int64)
+    win = np.lib.stride_tricks.sliding_window_view(buf, width)
+    rows = np.ascontiguousarray(win[idx])
+    return rows.view(">u4" if big else "<u4").astype(np.int64)
