@@ -344,10 +344,21 @@ class ProcessSink(ProxySink):
                                  name="routerwatch-proxy-sink", daemon=True)
         self._proc.start()
         send.close()
-        if not self._ready.wait(start_timeout):
-            err = recv.recv() if recv.poll(1) else "the recording process did not start"
-            self._proc.kill()
-            raise RuntimeError(err)
+        deadline = time.monotonic() + start_timeout
+        while not self._ready.wait(0.05):
+            err = None
+            if recv.poll():
+                try:
+                    err = recv.recv()
+                except EOFError:
+                    err = None
+            if err is None and not self._proc.is_alive():
+                err = f"the recording process exited ({self._proc.exitcode})"
+            if err is None and time.monotonic() > deadline:
+                err = "the recording process did not start"
+            if err is not None:
+                self._proc.kill()
+                raise RuntimeError(err)
         self.dropped = 0
         self._procs_sent: set[int] = set()
 

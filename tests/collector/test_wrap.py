@@ -210,3 +210,14 @@ def test_wrap_proxy_python_agent_into_store(tmp_path: Path, router, router_ca) -
     assert sec["last4"] == "6789" and sec["direction"] == "request"
     assert "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789" not in "".join(
         p.read_bytes().decode("latin-1") for p in store.rglob("*") if p.is_file() and p.name != "secret.key")
+
+
+def test_wrap_proxy_exit_code_and_unusable_store(tmp_path: Path) -> None:
+    env = {"ROUTERWATCH_PROXY_CA_DIR": str(tmp_path / "pca")}
+    r = run_cli("wrap", "--proxy", "--store", str(tmp_path / "store"), "--", sys.executable, "-c", "import sys; sys.exit(3)",
+                env=env)
+    assert r.returncode == 3, r.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    r = run_cli("wrap", "--proxy", "--store", str(blocker / "store"), "--", "true", env=env)
+    assert r.returncode == 2 and "store" in r.stderr  # fails closed: the agent never starts unrecorded
