@@ -254,3 +254,50 @@ def test_proxy_adds_no_bytes(router, router_ca, proxy_ca) -> None:  # noqa: ANN0
     finally:
         proxy.stop()
     assert rec.exchanges[0][1].response.body == b"x" * 1_000_000
+
+
+def test_chains_to_the_agents_own_upstream_proxy(router, router_ca, proxy_ca) -> None:  # noqa: ANN001
+    """An agent that already used a proxy (corporate egress) keeps using it: the intercepting proxy
+    CONNECTs through it, still verifying the router's certificate end to end."""
+    import asyncio
+
+    seen: list[bytes] = []
+    ready = threading.Event()
+    port: list[int] = []
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        head = await r.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n", 1)[0])
+        host, _, p = head.split()[1].decode().rpartition(":")
+        ur, uw = await asyncio.open_connection(host, int(p))
+        w.write(b"HTTP/1.1 200 OK\r\n\r\n")
+
+        async def pipe(a: asyncio.StreamReader, b: asyncio.StreamWriter) -> None:
+            while data := await a.read(65536):
+                b.write(data)
+                await b.drain()
+            b.close()
+
+        await asyncio.gather(pipe(r, uw), pipe(ur, w), return_exceptions=True)
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        srv = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", 0))
+        port.append(srv.sockets[0].getsockname()[1])
+        ready.set()
+        loop.run_forever()
+
+    threading.Thread(target=run, daemon=True).start()
+    ready.wait(10)
+    rec = Recorder()
+    proxy = InterceptingProxy(proxy_ca, rec, upstream_ssl=upstream_context([router_ca.cert_path]),
+                              upstream_proxy=f"http://127.0.0.1:{port[0]}").start()
+    try:
+        c = _through(proxy, proxy_ca, router.port)
+        c.request("POST", "/v1/chat/completions", body="{}", headers={"content-type": "application/json"})
+        assert c.getresponse().status == 200
+        c.close()
+        wait_for(lambda: rec.exchanges)
+    finally:
+        proxy.stop()
+    assert seen == [f"CONNECT 127.0.0.1:{router.port} HTTP/1.1".encode()]
