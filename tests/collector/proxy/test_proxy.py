@@ -301,3 +301,28 @@ def test_chains_to_the_agents_own_upstream_proxy(router, router_ca, proxy_ca) ->
     finally:
         proxy.stop()
     assert seen == [f"CONNECT 127.0.0.1:{router.port} HTTP/1.1".encode()]
+
+
+def test_ipv6_loopback_router(router_ca, proxy_ca) -> None:  # noqa: ANN001
+    """An agent configured for https://[::1]:PORT: CONNECT [::1]:PORT, a leaf with an IP SAN, flows in IPv6."""
+    from tests.collector.proxy.tls_router import Router
+
+    try:
+        r6 = Router(router_ca, host="::1")
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    rec = Recorder()
+    proxy = InterceptingProxy(proxy_ca, rec, upstream_ssl=upstream_context([router_ca.cert_path])).start()
+    try:
+        c = http.client.HTTPSConnection("127.0.0.1", proxy.port, timeout=10,
+                                        context=ssl.create_default_context(cafile=str(proxy_ca.cert_path)))
+        c.set_tunnel("::1", r6.port)
+        c.request("GET", "/")
+        assert c.getresponse().status == 200
+        c.close()
+        wait_for(lambda: rec.closed)
+    finally:
+        proxy.stop()
+        r6.stop()
+    conn = rec.closed[0]
+    assert conn.target_host == "::1" and conn.upstream_peer.ip == "::1" and conn.exchanges == 1

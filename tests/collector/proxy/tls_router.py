@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -105,13 +106,19 @@ def _after_tool(req: dict) -> bool:
 class Router:
     def __init__(self, ca: CertificateAuthority, host: str = "127.0.0.1"):
         self.ca = ca
-        self.httpd = ThreadingHTTPServer((host, 0), _Handler)
+        server_cls = ThreadingHTTPServer
+        if ":" in host:
+            class _V6(ThreadingHTTPServer):
+                address_family = socket.AF_INET6
+
+            server_cls = _V6
+        self.httpd = server_cls((host, 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.paths = []  # type: ignore[attr-defined]
         ctx = ca.server_context(host, alpn=("http/1.1",))
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.url = f"https://{host}:{self.port}"
+        self.url = f"https://[{host}]:{self.port}" if ":" in host else f"https://{host}:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
