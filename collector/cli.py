@@ -112,6 +112,8 @@ def cmd_wrap(args: argparse.Namespace) -> int:
         code, run = wrap.run_keylog(cmd, keylog_dir=args.keylog_dir, keep_keys=args.keep_keys)
     except FileNotFoundError as exc:
         raise UserError(f"command not found: {exc.args[0] if exc.args else cmd[0]}") from None
+    except PermissionError as exc:
+        raise UserError(f"cannot run {cmd[0]}: {exc.strerror}") from None
     if args.keep_keys:
         print(f"routerwatch: key log kept: {run.keylog}", file=sys.stderr)
     return code
