@@ -1,4 +1,8 @@
-"""routerwatch dashboard entry point: `routerwatch dashboard` runs `streamlit run` on this file."""
+"""routerwatch dashboard entry point: `routerwatch dashboard` runs `streamlit run` on this file.
+
+Pages live in views/, not pages/: Streamlit auto-discovers a `pages/` folder beside the entry point and,
+for a deep link such as /flows, runs that file directly, skipping this script (and so the auth gate).
+"""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ def dashboard_command(args: argparse.Namespace) -> tuple[list[str], dict[str, st
         "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--global.developmentMode", "false",
         "--server.enableXsrfProtection", "true", "--client.toolbarMode", "viewer",
         "--client.showErrorDetails", "false" if env[auth.MODE_ENV] != "none" else "true",
-        "--theme.base", "light",
+        "--theme.base", "light", "--runner.magicEnabled", "false",
     ]
     if args.oidc_secrets:
         cmd += ["--secrets.files", str(Path(args.oidc_secrets).absolute())]

@@ -24,9 +24,9 @@ WINDOWS: dict[str, float | None] = {
 SEVERITY_COLORS = {"critical": "#b71c1c", "high": "#e65100", "medium": "#f9a825", "low": "#1565c0"}
 CLASS_COLORS = {"provider": "#2e7d32", "router": "#1565c0", "suspected_router": "#c62828", "other": "#9e9e9e"}
 PAGES = {  # page file -> title (app.py builds the navigation from this)
-    "pages/overview.py": "Overview", "pages/routers.py": "Routers", "pages/destinations.py": "Destinations",
-    "pages/exchanges.py": "Exchanges", "pages/findings.py": "Findings", "pages/flows.py": "Flows",
-    "pages/sql.py": "SQL",
+    "views/overview.py": "Overview", "views/routers.py": "Routers", "views/destinations.py": "Destinations",
+    "views/exchanges.py": "Exchanges", "views/findings.py": "Findings", "views/flows.py": "Flows",
+    "views/sql.py": "SQL",
 }
 
 
@@ -106,9 +106,23 @@ def sidebar(user: str | None) -> None:
 
 
 def live(body: Callable[[], None]) -> None:
-    """Run `body` as a fragment that re-runs on its own while Live is on."""
-    every = float(st.session_state.get("rw_interval", 5)) if st.session_state.get("rw_live") else None
-    st.fragment(run_every=every)(body)()
+    """Run the page `body`; while Live is on, a timer re-runs the whole app every N seconds.
+
+    The timer is a tiny `st.fragment(run_every=N)` that asks for a full rerun: pages are not run inside
+    fragments themselves, because a widget event inside a fragment re-runs only that fragment, and with
+    `st.navigation` the sidebar (navigation, filters) is then lost.
+    """
+    body()
+    if not st.session_state.get("rw_live"):
+        return
+    every = float(st.session_state.get("rw_interval", 5))
+    st.session_state["rw_last_full_run"] = time.monotonic()
+
+    def _tick() -> None:
+        if time.monotonic() - st.session_state.get("rw_last_full_run", 0.0) >= every * 0.8:
+            st.rerun(scope="app")
+
+    st.fragment(run_every=every)(_tick)()
 
 
 def link(page: str, label: str, **params: Any) -> None:

@@ -86,6 +86,8 @@ def _visit(page, url: str, title: str) -> None:
     page.goto(url)
     page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
     _settle(page)
+    # the app's own navigation and filters, also on a deep link (not Streamlit's pages/ auto-navigation)
+    assert page.locator('[data-testid="stSidebar"]').get_by_text("Time window").count() == 1, url
 
 
 PAGES = [
@@ -198,6 +200,12 @@ def test_token_login(seeded_store, browser, tmp_path):
     srv = Server(seeded_store.path, tmp_path / "state", "--token-file", str(token))
     try:
         page = browser.new_page()
+        for deep in ("/flows", "/sql", "/exchanges?exchange=" + SCENARIO.exchange_id):  # no way around the gate
+            page.goto(srv.url + deep)
+            page.get_by_label("Access token").wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+            assert page.locator('[data-testid="stDataFrame"]').count() == 0
+            assert SCENARIO.exchange_id not in page.inner_text("body").replace("exchange=", "")
         page.goto(srv.url)
         page.get_by_label("Access token").wait_for(timeout=60_000)
         assert page.locator('[data-testid="stMetric"]').count() == 0
@@ -205,5 +213,32 @@ def test_token_login(seeded_store, browser, tmp_path):
         page.get_by_role("button", name="Sign in").click()
         page.get_by_role("heading", name="Overview").first.wait_for(timeout=60_000)
         page.screenshot(path=str(OUT / "dashboard-after-login.png"))
+    finally:
+        assert srv.stop() == 0
+
+
+def test_packet_drilldown(browser, corpus, tmp_path):
+    """A flow whose capture is retained (an ingested file still on disk): its packets and protocol tree."""
+    import datetime as dt
+
+    from collector.store import BatchWriter, Store
+
+    pcap = corpus / "http-cut-short.pcap"
+    t0 = dt.datetime(2019, 8, 31, 12, 44, 0)
+    with Store.open(str(tmp_path / "store")) as s, BatchWriter(s) as w:
+        w.add("ingest_runs", [{"run_id": "R1", "file": str(pcap), "host_id": "h", "ts": t0}])
+        w.add("flows", [{"flow_uid": "FPCAP", "host_id": "h", "proto": "tcp", "src_ip": "1.8.31.101", "src_port": 49160,
+                         "dst_ip": "194.32.78.251", "dst_port": 80, "ts_start": t0, "ts_end": t0, "capture_id": "R1"}])
+    srv = Server(tmp_path / "store", tmp_path / "state")
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1600})
+        _visit(page, f"{srv.url}/flows?flow=FPCAP", "Flows")
+        page.get_by_text("retained in:", exact=False).first.wait_for(timeout=30_000)
+        page.get_by_text("Dissect packets (pyshark)").click()
+        page.get_by_text("packets (at most 200)", exact=False).first.wait_for(timeout=120_000)
+        page.get_by_text("#1 ", exact=False).first.click()
+        page.get_by_text("Source Port: 49160", exact=False).first.wait_for(timeout=30_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.screenshot(path=str(OUT / "dashboard-packets.png"))
     finally:
         assert srv.stop() == 0

@@ -61,7 +61,7 @@ def test_overview(dash_env):
 
 
 def test_routers(dash_env):
-    at = open_page("pages/routers.py")
+    at = open_page("views/routers.py")
     assert SCENARIO.router_host in " ".join(e.value for e in at.error)  # suspected routers stand out
     table = frames(at)[0]
     assert table.iloc[0]["endpoint"] == SCENARIO.router_host and table.iloc[0]["class"] == "suspected_router"
@@ -75,7 +75,7 @@ def test_routers(dash_env):
 
 
 def test_destinations_and_timeline(dash_env):
-    at = open_page("pages/destinations.py", everything=False, params={"pid": str(SCENARIO.agent_pid)})
+    at = open_page("views/destinations.py", everything=False, params={"pid": str(SCENARIO.agent_pid)})
     dest = frames(at)[0]
     evil = dest[dest["destination"] == SCENARIO.evil_host].iloc[0]
     assert evil["class"] == "other" and int(evil["pid"]) == SCENARIO.curl_pid and evil["parent_exe"] == "/bin/sh"
@@ -87,7 +87,7 @@ def test_destinations_and_timeline(dash_env):
 
 
 def test_exchange_detail(dash_env):
-    at = open_page("pages/exchanges.py", params={"exchange": SCENARIO.exchange_id})
+    at = open_page("views/exchanges.py", params={"exchange": SCENARIO.exchange_id})
     assert metrics(at)["Model returned"] == "gpt-4o-mini"
     html = "\n".join(m.value for m in at.markdown)
     # the injected command is highlighted; the secret appears only as a placeholder / fingerprint
@@ -101,7 +101,7 @@ def test_exchange_detail(dash_env):
 
 
 def test_exchange_filters(dash_env):
-    at = open_page("pages/exchanges.py")
+    at = open_page("views/exchanges.py")
     at.selectbox(key="ex_endpoint").set_value(SCENARIO.router_host).run()
     at.checkbox(key="ex_mism").check().run()
     rows = frames(at)[0]
@@ -111,7 +111,7 @@ def test_exchange_filters(dash_env):
 
 
 def test_findings_triage(dash_env, tmp_path):
-    at = open_page("pages/findings.py", params={"finding": "FSCN-AC1"})
+    at = open_page("views/findings.py", params={"finding": "FSCN-AC1"})
     m = metrics(at)
     for sev in ("critical", "high", "medium", "low"):
         n = dash_env.scalar("SELECT count(*) FROM findings WHERE severity = ?", [sev])
@@ -129,7 +129,7 @@ def test_findings_triage(dash_env, tmp_path):
 
 
 def test_flows_explorer(dash_env):
-    at = open_page("pages/flows.py")
+    at = open_page("views/flows.py")
     assert f"**{dash_env.seeded.counts['flows']:,}** flows match" in all_text(at)
     at.text_input(key="fl_dest").input("evil-cdn").run()
     assert "**1** flows match" in all_text(at)
@@ -140,7 +140,7 @@ def test_flows_explorer(dash_env):
 
 
 def test_sql_console(dash_env, tmp_path):
-    at = open_page("pages/sql.py")
+    at = open_page("views/sql.py")
     at.text_area(key="sql_text").input("SELECT count(*) AS n FROM flows").run()
     [b for b in at.button if b.label == "Run"][0].click().run()
     assert not at.error
@@ -160,8 +160,8 @@ def test_sql_console(dash_env, tmp_path):
     assert any("no_such_table" in e.value for e in at.error)
 
 
-@pytest.mark.parametrize("page", ["pages/overview.py", "pages/routers.py", "pages/destinations.py",
-                                  "pages/exchanges.py", "pages/findings.py", "pages/flows.py", "pages/sql.py"])
+@pytest.mark.parametrize("page", ["views/overview.py", "views/routers.py", "views/destinations.py",
+                                  "views/exchanges.py", "views/findings.py", "views/flows.py", "views/sql.py"])
 def test_empty_store(page, tmp_path, monkeypatch):
     """A store with no rows yet (a collector just started) renders every page without errors."""
     from collector.store import Store

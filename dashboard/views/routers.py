@@ -67,7 +67,7 @@ def body() -> None:
     else:
         st.dataframe(fx, hide_index=True)
         for fid in fx["finding_id"].head(5):
-            ui.link("pages/findings.py", f"Finding {fid}", finding=fid)
+            ui.link("views/findings.py", f"Finding {fid}", finding=fid)
 
 
 ui.live(body)

@@ -37,19 +37,25 @@ def flow_detail(uid: str) -> None:
         else:
             st.dataframe(d["process"], hide_index=True)
             pid = int(d["process"].iloc[0]["pid"])
-            ui.link("pages/destinations.py", f"Process {pid} timeline", pid=pid)
+            ui.link("views/destinations.py", f"Process {pid} timeline", pid=pid)
         st.markdown("**TLS**")
-        st.dataframe(d["tls"], hide_index=True) if not d["tls"].empty else st.caption("no TLS record")
+        if d["tls"].empty:
+            st.caption("no TLS record")
+        else:
+            st.dataframe(d["tls"], hide_index=True)
     with right:
         st.markdown("**DNS that named it**")
-        st.dataframe(d["dns"], hide_index=True) if not d["dns"].empty else st.caption("no DNS record")
+        if d["dns"].empty:
+            st.caption("no DNS record")
+        else:
+            st.dataframe(d["dns"], hide_index=True)
         st.markdown("**LLM exchanges on this flow**")
         if d["exchanges"].empty:
             st.caption("none")
         else:
             st.dataframe(d["exchanges"], hide_index=True)
             for x in d["exchanges"]["exchange_id"].head(5):
-                ui.link("pages/exchanges.py", f"Exchange {x}", exchange=x)
+                ui.link("views/exchanges.py", f"Exchange {x}", exchange=x)
     st.markdown("**Packets**")
     found = capture.capture_paths(ui.reader(), f)
     if not found.paths:

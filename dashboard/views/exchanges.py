@@ -40,12 +40,12 @@ def detail(exchange_id: str) -> None:
     links = st.columns(4)
     with links[0]:
         if e["flow_uid"] is not None:
-            ui.link("pages/flows.py", f"Flow {e['flow_uid']}", flow=e["flow_uid"])
+            ui.link("views/flows.py", f"Flow {e['flow_uid']}", flow=e["flow_uid"])
     with links[1]:
         if pd.notna(e["pid"]):
-            ui.link("pages/destinations.py", f"Process {int(e['pid'])} on {e['host_id']}", pid=int(e["pid"]))
+            ui.link("views/destinations.py", f"Process {int(e['pid'])} on {e['host_id']}", pid=int(e["pid"]))
     with links[2]:
-        ui.link("pages/routers.py", f"Router {e['host']}", endpoint=e["host"])
+        ui.link("views/routers.py", f"Router {e['host']}", endpoint=e["host"])
     proc = d["process"]
     if not proc.empty:
         st.caption(f"process: {proc.iloc[0]['exe']} — {proc.iloc[0]['cmdline']}")

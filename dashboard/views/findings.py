@@ -67,16 +67,16 @@ def body() -> None:
     links = st.columns(4)
     with links[0]:
         if f["exchange_id"]:
-            ui.link("pages/exchanges.py", f"Exchange {f['exchange_id']}", exchange=f["exchange_id"])
+            ui.link("views/exchanges.py", f"Exchange {f['exchange_id']}", exchange=f["exchange_id"])
     with links[1]:
         if f["flow_uid"]:
-            ui.link("pages/flows.py", f"Flow {f['flow_uid']}", flow=f["flow_uid"])
+            ui.link("views/flows.py", f"Flow {f['flow_uid']}", flow=f["flow_uid"])
     with links[2]:
         if f["router"]:
-            ui.link("pages/routers.py", f"Router {f['router']}", endpoint=f["router"])
+            ui.link("views/routers.py", f"Router {f['router']}", endpoint=f["router"])
     with links[3]:
         if f["pid"] is not None:
-            ui.link("pages/destinations.py", f"Process {f['pid']}", pid=f["pid"])
+            ui.link("views/destinations.py", f"Process {f['pid']}", pid=f["pid"])
     try:
         st.json(json.loads(f["evidence"]) if f["evidence"] else {}, expanded=True)
     except ValueError:
