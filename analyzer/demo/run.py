@@ -233,10 +233,11 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
             except RuntimeError as exc:
                 log(f"  {exc}; falling back to tcpdump + ingest")
                 capture = "tcpdump"
-        if capture != "live":
-            cap = _start_capture(pcap, ports)
-            if cap is None:
-                raise RuntimeError("tcpdump is not installed (apt-get install tcpdump): the demo needs a capture")
+        # tcpdump runs in live mode too, as a safety net: if the live collector decodes no exchange, the
+        # capture is ingested instead
+        cap = _start_capture(pcap, ports)
+        if cap is None and live is None:
+            raise RuntimeError("tcpdump is not installed (apt-get install tcpdump): the demo needs a capture")
         try:
             for m in modes:
                 extra: dict[str, str] = {}
@@ -250,10 +251,18 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
             if live is not None:
                 log("stopping the live collector ...")
                 _stop_live(live)
-            else:
+            if cap is not None:
                 _stop_capture(cap, pcap)
     finally:
         stop_zoo(zoo)
+    if live is not None:
+        with Store.open(str(store), read_only=True) as st:
+            decoded = st.con.execute("SELECT count(*) FROM llm_exchanges").fetchone()[0]
+        res.notes.append(f"live collector decoded {decoded} exchange(s)")
+        if decoded == 0 and cap is not None:
+            log("  the live collector decoded no exchange; using the tcpdump capture instead")
+            res.notes.append("fell back to the tcpdump capture")
+            live = None
     if live is None:
         log(f"ingesting the capture ({pcap.stat().st_size:,} bytes) with the agents' key log ...")
         ing = ingest(str(pcap), store=str(store), keylog=str(keylog), host_id="demo-agent-host")

@@ -27,7 +27,7 @@ WITH RECURSIVE new_flow_ids AS (
     JOIN exchange_classes ec USING (exchange_id)
     WHERE e.exchange_id IN (SELECT exchange_id FROM tool_calls WHERE coalesce(direction, 'response') = 'response')
 ), named AS (
-    SELECT DISTINCT exchange_id, host FROM tool_call_hosts WHERE direction = 'response'
+    SELECT DISTINCT exchange_id, host, port FROM tool_call_hosts WHERE direction = 'response'
 ), tree(host_id, root, pid) AS (
     SELECT DISTINCT host_id, pid, pid FROM resp WHERE pid IS NOT NULL
     UNION
@@ -53,12 +53,14 @@ WITH RECURSIVE new_flow_ids AS (
     JOIN resp r ON r.host_id IS NOT DISTINCT FROM c.host_id
                AND c.ts_start >= r.t0 AND c.ts_start <= r.t0 + to_seconds(rw_setting('egress_window_s'))
     LEFT JOIN named n ON n.exchange_id = r.exchange_id AND n.host = c.dest
+                     AND (n.port IS NULL OR n.port IS NOT DISTINCT FROM c.dst_port)
     LEFT JOIN tree d ON d.host_id IS NOT DISTINCT FROM c.host_id AND d.root = r.pid AND d.pid = c.pid
     WHERE c.flow_uid IS DISTINCT FROM r.flow_uid
       AND NOT (c.dest = r.router_dest AND c.dst_port IS NOT DISTINCT FROM r.router_port)
       AND (c.first_seen OR n.host IS NOT NULL)
       AND (c.flow_uid IN (SELECT k FROM new_flow_ids) OR r.exchange_id IN (SELECT k FROM new_resp))
-      AND (r.pid IS NULL OR c.pid IS NULL OR (c.pid <> r.pid AND d.pid IS NOT NULL))
+      -- with the agent's pid known, only its descendants count; without process data, the same host
+      AND (r.pid IS NULL OR (c.pid <> r.pid AND d.pid IS NOT NULL))
     QUALIFY row_number() OVER (PARTITION BY c.flow_uid ORDER BY named_by_tool_call DESC, r.t0 DESC) = 1
 )
 SELECT p.ts_start AS ts, p.host_id, p.pid, p.flow_uid, p.exchange_id, p.router,
@@ -69,7 +71,7 @@ SELECT p.ts_start AS ts, p.host_id, p.pid, p.flow_uid, p.exchange_id, p.router,
                    'named_by_tool_call', p.named_by_tool_call, 'agent_pid', p.agent_pid,
                    'process', (SELECT any_value(exe || ' ' || coalesce(cmdline, '')) FROM processes pr
                                WHERE pr.host_id IS NOT DISTINCT FROM p.host_id AND pr.pid = p.pid),
-                   'attribution', CASE WHEN p.pid IS NULL OR p.agent_pid IS NULL THEN 'same host' ELSE 'descendant' END) AS evidence,
+                   'attribution', CASE WHEN p.agent_pid IS NULL THEN 'same host' ELSE 'descendant' END) AS evidence,
        format('{}s after a tool call from {}, {} connected to {}:{}{}', round(epoch(p.ts_start) - epoch(p.t0), 1),
               p.router, coalesce('pid ' || p.pid, 'this host'), p.dest, p.dst_port,
               CASE WHEN p.named_by_tool_call THEN ' (named by the tool call)' ELSE ' (never seen before)' END) AS summary

@@ -122,3 +122,32 @@ def test_analyze_again_adds_nothing(demo):
     with Store.open(str(res.store)) as st:
         again = analyze(st.con, load_catalog(st.location.root), load_rules())
     assert again.findings == []
+
+
+@pytest.fixture(scope="module")
+def live_demo(tmp_path_factory):
+    from analyzer.demo.run import live_available
+
+    if not live_available():
+        pytest.skip("the live collector needs root and bcc (CI has both)")
+    wd = tmp_path_factory.mktemp("live")
+    res = run_demo(wd / "store", wd, modes=("honest", "inject", "conditional", "secret-keeping"),
+                   capture="live", log=lambda m: None)
+    with Store.open(str(wd / "store"), read_only=True) as st:
+        cur = st.con.execute("SELECT * FROM findings")
+        cols = [d[0] for d in cur.description]
+        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    return res, rows
+
+
+def test_live_collector_demo(live_demo):
+    """The demo under the live collector (with tcpdump as its safety net) still finds every attack;
+    when the live collector decoded the exchanges, findings carry the agent's pid too."""
+    res, rows = live_demo
+    assert of(rows, "honest", res) == []
+    inject = of(rows, "inject", res)
+    assert "ac1-download-exec" in rules(inject)
+    assert "ac1b-conditional-injection" in rules(of(rows, "conditional", res))
+    assert "canary-seen" in rules(of(rows, "secret-keeping", res))
+    if "fell back to the tcpdump capture" not in res.notes:
+        assert all(f["pid"] for f in inject), inject
