@@ -300,39 +300,39 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
 def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment, rec: Records,
               uids: list[str], host: str) -> tuple[list[dict], np.ndarray]:
     """One tls row per flow with a ClientHello (its first), joined with the flow's ServerHello."""
-    # TLS: first ClientHello and first ServerHello of each flow
     ch: dict[int, dissect.Hello] = {}
-    sh: dict[int, dissect.Hello] = {
-        fid: dissect.Hello(frame=0, client=False, version=v, cipher=c, alpn=[a] if a else [])
-        for fid, (v, c, a) in selection.server_hellos.items()
-    }
+    # ServerHello per flow as (version, cipher, selected ALPN): read with numpy, else from tshark
+    sh: dict[int, tuple[int | None, int | None, str | None]] = dict(selection.server_hellos)
     first_frame: dict[int, int] = {}
     hellos.sort(key=lambda x: x[0])  # file order, so "first" is the first seen
     for r, h in hellos:
         fid = int(fa.fid[r])
         if fid < 0:
             continue
-        if h.client and fid not in ch:
-            first_frame[fid] = r
-        (ch if h.client else sh).setdefault(fid, h)
+        if h.client:
+            if fid not in ch:
+                ch[fid], first_frame[fid] = h, r
+        elif fid not in sh:
+            sh[fid] = (h.version, h.cipher, h.alpn[0] if h.alpn else None)
     tls_rows = []
     sni = np.full(fa.count, None, dtype=object)
+    no_server = (None, None, None)
     for fid, h in ch.items():
         proto = "q" if fa.proto[fid] == headers.UDP else "t"
-        s = sh.get(fid)
+        version, cipher, alpn_selected = sh.get(fid, no_server)
         sni[fid] = h.sni
         tls_rows.append(
             {
                 "ts": int(rec.ts_ns[first_frame[fid]]) // 1000,
                 "host_id": host,
                 "flow_uid": uids[fid],
-                "version": dissect.version_name(s.version if s and s.version else h.version),
+                "version": dissect.version_name(version or h.version),
                 "sni": h.sni,
                 "alpn": ",".join(h.alpn) if h.alpn else None,
                 "ja4": h.ja4(proto),
                 "decrypted": False,
-                "cipher": f"0x{s.cipher:04x}" if s and s.cipher is not None else None,
-                "alpn_selected": s.alpn[0] if s and s.alpn else None,
+                "cipher": f"0x{cipher:04x}" if cipher is not None else None,
+                "alpn_selected": alpn_selected,
             }
         )
     return tls_rows, sni
