@@ -2,11 +2,12 @@
 
 Who does what, so no Python object touches every packet:
 - a Python loop only finds record offsets (pcap.py / pcapng.py); numpy gathers every header field
-  (headers.py) and assigns flows (flows.py);
+  (headers.py), assigns flows and reduces each flow's packets to its counters and history
+  (flows.py), and reads ServerHellos (tlspeek.py);
 - tshark dissects a small pcapng holding only the packets that need a real dissector (DNS, the
   first payload packets of TCP flows for TLS hellos, QUIC Initials), in a background thread;
-- DuckDB aggregates the flows and joins DNS names to flows; results are written in Arrow batches
-  that commit separately, so readers see a long ingest grow.
+- DuckDB joins DNS names to flows; results are written in Arrow batches that commit separately,
+  so readers see a long ingest grow.
 Re-ingesting the same bytes adds nothing: capture identity is the content's sha256.
 """
 
@@ -229,7 +230,7 @@ def _already_ingested(st, sha: str, host: str) -> bool:
 
 
 def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: str, run_id: str) -> dict:
-    """Header walk, flow assignment, tshark dissection (overlapped) and DuckDB aggregation."""
+    """Header walk, flow assignment and reductions, tshark dissection (overlapped), table building."""
     buf = mf.buf
     # tshark processes start now: their start-up overlaps the header walk; large captures use two
     # (one per core), each dissecting the packets of every other flow
