@@ -3,7 +3,7 @@
 pyshark (tshark underneath) is slow for bulk work but gives the full protocol tree, which is what a
 person looking at one flow wants. Where the packets are:
 - an ingested capture: `flows.capture_id` = `ingest_runs.run_id`, whose `file` is still on disk;
-- the live collector's capture ring (`seg-<epoch>.pcap` segments under the capture directory,
+- the live collector's capture ring (its segments under the capture directory,
   `$ROUTERWATCH_CAPTURE_DIR` or the collector's default), the segments overlapping the flow.
 Nothing retained means a clear note, not an error. Shown field values pass through the collector's
 secret detectors (a plaintext HTTP flow can carry a key): matches are replaced by their kind.
@@ -72,20 +72,12 @@ def _ring_dir() -> Path | None:
 
 
 def _covering(directory: Path, start: float, end: float) -> list[Path]:
-    """Segments `seg-<epoch>.pcap` whose span may overlap [start, end] (the collector's naming)."""
-    segs = []
-    for p in directory.glob("seg-*.pcap"):
-        try:
-            segs.append((float(p.stem[4:]), p))
-        except ValueError:
-            continue
-    segs.sort()
-    out = []
-    for i, (s, p) in enumerate(segs):
-        e = segs[i + 1][0] if i + 1 < len(segs) else float("inf")
-        if s <= end and e >= start:
-            out.append(p)
-    return out
+    """The collector's own rule for which ring segments may hold a time range."""
+    try:
+        from collector.live.capture import CaptureRing
+    except ImportError:
+        return []
+    return CaptureRing(directory).covering(start, end)
 
 
 def display_filter(flow: pd.Series) -> str:

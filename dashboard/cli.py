@@ -157,6 +157,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     cmd, env = dashboard_command(args)  # validates auth before anything starts
     store = env["ROUTERWATCH_STORE"]
     extra = args.collect_args[1:] if args.collect_args[:1] == ["--"] else args.collect_args
+    if args.capture_dir and "--capture-dir" not in extra:  # the ring the Flows page drills into
+        extra = ["--capture-dir", str(Path(args.capture_dir).absolute()), *extra]
     collect = [sys.executable, "-m", "collector.cli", "collect", "--store", store, *extra]
     print(f"routerwatch up: collector -> {store}; dashboard http://{args.host}:{args.port}/ "
           f"(auth {env[auth.MODE_ENV]})", file=sys.stderr, flush=True)

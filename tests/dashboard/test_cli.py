@@ -99,3 +99,27 @@ def test_up(seeded_store, tmp_path):
     assert proc.returncode != 0 and "collector exited" in err
     with socket.socket() as s:  # the dashboard is gone too
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_up_runs_both_and_sigterm_stops_both(tmp_path):
+    if not cli.collect_available():
+        pytest.skip("this build has no `routerwatch collect`")
+    port, store = _port(), tmp_path / "store"
+    proc = subprocess.Popen([str(BIN / "routerwatch"), "up", "--store", str(store), "--port", str(port),
+                             "--state-dir", str(tmp_path / "st"), "--", "--no-ebpf", "--no-capture", "--interval", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert _healthy(f"http://127.0.0.1:{port}", proc, timeout=90)
+        deadline = time.monotonic() + 60
+        stats = 0
+        while time.monotonic() < deadline and not stats:  # the collector writes the store the dashboard reads
+            out = run_cli("sql", "--store", str(store), "--format", "csv", "SELECT count(*) FROM collector_stats")
+            stats = int(out.stdout.splitlines()[-1]) if out.returncode == 0 else 0
+            time.sleep(1)
+        assert stats > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-2000:]
+    children = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert not children  # nothing of the session is left running
