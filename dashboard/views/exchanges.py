@@ -30,13 +30,13 @@ def detail(exchange_id: str) -> None:
         return
     e = ex.iloc[0]
     st.subheader(f"Exchange {exchange_id}")
-    c = st.columns(5)
-    c[0].metric("Endpoint", str(e["host"]))
-    c[1].metric("Model requested", str(e["model_requested"]))
+    st.markdown(f"**{e['host']}** · `{e['api']}` · {e['path']} · {e['ts']} · host {e['host_id']}")
+    c = st.columns(4)
+    c[0].metric("Model requested", str(e["model_requested"]))
     mism = e["model_returned"] is not None and q.model_key(e["model_returned"]) != q.model_key(e["model_requested"])
-    c[2].metric("Model returned", str(e["model_returned"]), delta="differs" if mism else None, delta_color="inverse")
-    c[3].metric("Status", str(e["status"]))
-    c[4].metric("Tool calls", str(e["tool_call_count"]))
+    c[1].metric("Model returned", str(e["model_returned"]), delta="differs" if mism else None, delta_color="inverse")
+    c[2].metric("Status", str(e["status"]))
+    c[3].metric("Tool calls", str(e["tool_call_count"]))
     links = st.columns(4)
     with links[0]:
         if e["flow_uid"] is not None:
