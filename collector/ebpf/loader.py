@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import shutil
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ class Probes:
                 self.bpf.attach_uretprobe(name=libc.encode(), sym=b"getaddrinfo", fn_name=b"gai_return")
                 self.attached.append(f"getaddrinfo@{libc}")
         if self.options.ssl:
-            libs = [p for p in [find_library("ssl"), *self.options.ssl_libraries] if p]
+            libs = [p for p in [find_library("ssl"), *self.options.ssl_libraries, *bundled_ssl()] if p]
             for lib in libs:
                 n = self._attach_ssl(lib)
                 if n:
@@ -159,6 +160,18 @@ class Probes:
 
     def close(self) -> None:
         self.bpf.cleanup()
+
+
+def bundled_ssl() -> list[str]:
+    """Runtimes that link OpenSSL statically and export SSL_* (Node): probed when installed."""
+    out = []
+    for name in ("node", "nodejs"):
+        exe = shutil.which(name)
+        if exe:
+            real = str(Path(exe).resolve())
+            if real not in out:
+                out.append(real)
+    return out
 
 
 def libraries(paths: Iterable[str]) -> list[str]:

@@ -192,9 +192,21 @@ struct ssl_call {
     u8 pad[3];
 };
 BPF_HASH(ssl_calls, u64, struct ssl_call, 16384);
-BPF_TABLE("lru_hash", u64, u64, ssl_socks, 65536);   // SSL* -> sk (LRU: SSL objects are freed unseen)
+BPF_TABLE("lru_hash", u64, u64, ssl_socks, 65536);
+// SSL* whose last call hit no socket on this thread (memory-BIO stacks such as Node's TLSWrap:
+// the ciphertext is written to the socket right after SSL_write returns): tid -> SSL*
+BPF_TABLE("lru_hash", u64, u64, ssl_unbound, 16384);   // SSL* -> sk (LRU: SSL objects are freed unseen)
 
 static __always_inline void on_io(u64 sk, u64 n, int out) {
+    u64 tid0 = bpf_get_current_pid_tgid();
+    if (out) {
+        u64 *ub = ssl_unbound.lookup(&tid0);
+        if (ub) {
+            u64 ssl = *ub;
+            ssl_socks.update(&ssl, &sk);
+            ssl_unbound.delete(&tid0);
+        }
+    }
     struct sock_state *s = socks.lookup(&sk);
     if (s) {
         if (!s->owned) {
@@ -469,6 +481,11 @@ static __always_inline int ssl_return(struct pt_regs *ctx) {
         total = rc;
     }
     if (total == 0) return 0;
+    if (!c.sk) {
+        u64 *known = ssl_socks.lookup(&c.ssl);
+        if (known) c.sk = *known;
+        else if (c.dir == 0) ssl_unbound.update(&tid, &c.ssl);
+    }
     u32 zero = 0;
     struct ssl_scratch_t *scratch = ssl_scratch.lookup(&zero);
     if (!scratch) return 0;

@@ -38,3 +38,34 @@ def test_agent_without_keylog_is_decoded_from_uprobes(live, zoo, stream, alpn): 
     assert flow_uid and flow_pid == run.pid and dport == router.port  # linked to its flow and process
     assert proc_row and "python" in proc_row[0][0]
     assert stats["plaintext_decode_errors"] == 0
+
+
+def test_node_fetch_without_keylog_is_decoded_from_uprobes_on_the_node_binary(live, zoo):  # noqa: F811
+    """Node links OpenSSL statically and writes through a memory BIO: the probes on the `node` binary
+    still tie its plaintext to the connection (the socket write that follows SSL_write)."""
+    import shutil
+
+    if not shutil.which("node"):
+        pytest.skip("node is not installed (deploy/deps.sh --test installs it)")
+    from tests.support.clients import run_node_fetch
+
+    router = zoo("honest", alpn=("http/1.1",))
+    c = live("--no-capture", "--interval", "1", "--max-delay", "1")
+    assert "@" in c.banner and "node" in c.banner, c.banner
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello from node"}]}
+    r = run_node_fetch(f"{router.url}/v1/chat/completions", ca=router.ca_path, method="POST", json_body=body,
+                       headers={"authorization": "Bearer sk-test-node-000000000000000000000000"})
+    assert r.status == 200, r
+    assert c.stop() == 0, c.output()
+    with Store.open(str(c.store), read_only=True) as s:
+        rows = s.sql("SELECT e.api, e.model_requested, f.dst_port, p.exe FROM llm_exchanges e "
+                     "JOIN flows f ON f.flow_uid = e.flow_uid "
+                     "JOIN processes p ON p.pid = f.pid AND p.start_time = f.process_start "
+                     "WHERE e.source = 'uprobe' AND f.dst_port = ?", [router.port]).fetchall()
+        secrets = s.sql("SELECT count(*) FROM secrets_seen WHERE last4 = '0000'").fetchone()[0]
+        detail = s.sql("SELECT detail FROM collector_stats ORDER BY ts DESC LIMIT 1").fetchone()[0]
+        uprobe = s.sql("SELECT flow_uid, pid, api FROM llm_exchanges WHERE source = 'uprobe'").fetchall()
+    assert rows, (c.output(), detail, uprobe)
+    api, model, _port, exe = rows[0]
+    assert api == "openai.chat" and model == "gpt-4o-mini" and "node" in exe
+    assert secrets >= 1  # the bearer key became a fingerprint, never stored in clear
