@@ -30,16 +30,18 @@ MAX_BATCH = 200
 
 class LiveDecryptor:
     def __init__(self, ring: CaptureRing, watcher: KeylogWatcher, processes: ProcessTable, host_id: str,
-                 secret_key: bytes, already_decoded: Callable[[str], bool] = lambda uid: False):
+                 secret_key: bytes, already_decoded: Callable[[str], bool] = lambda uid: False,
+                 max_queue: int = 20_000):
         self.ring = ring
         self.watcher = watcher
         self.processes = processes
         self.host_id = host_id
         self.secret_key = secret_key
         self.already_decoded = already_decoded
+        self.max_queue = max_queue
         self.queue: deque[tuple[float, dict, KeylogRun]] = deque()
         self.counts = {"keylog_flows_queued": 0, "keylog_batches": 0, "keylog_flows_decrypted": 0,
-                       "keylog_decrypt_errors": 0, "keylog_flows_skipped_uprobe": 0}
+                       "keylog_decrypt_errors": 0, "keylog_flows_skipped_uprobe": 0, "keylog_flows_dropped": 0}
         self.tmp = Path(tempfile.mkdtemp(prefix="rw-decrypt-"))
 
     def closed(self, flows: pa.Table) -> None:
@@ -63,6 +65,9 @@ class LiveDecryptor:
                     owner[key] = next((runs[p.pid] for p in chain if p.pid in runs), None)
                 run = owner[key]
             for r in [run] if run else glob:
+                if len(self.queue) >= self.max_queue:  # bounded memory: a backlog is counted, never silent
+                    self.counts["keylog_flows_dropped"] += 1
+                    continue
                 r.pending += 1
                 self.queue.append((time.monotonic(), f, r))
                 self.counts["keylog_flows_queued"] += 1
