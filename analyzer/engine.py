@@ -219,7 +219,7 @@ def sync_routers(con: duckdb.DuckDBPyConnection, catalog: Catalog, now: dt.datet
     insert(con, "routers", rows)
 
 
-def observe_routers(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> None:
+def observe_routers(con: duckdb.DuckDBPyConnection) -> None:
     """Suspected routers seen for the first time become `routers` rows (source 'observed')."""
     con.execute(
         """
@@ -233,7 +233,6 @@ def observe_routers(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> None:
         GROUP BY ec.router
         """
     )
-    del now
 
 
 def run_rule(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[dict]:
@@ -326,10 +325,10 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
         new_sus, ex_routers = (enrich_exchanges(con, catalog, classifier, ins, suspicious)
                                if new_rows["llm_exchanges"] else (set(), {}))
         if new_rows["llm_exchanges"]:
-            observe_routers(con, now)
+            observe_routers(con)
         t = mark("enrich_exchanges", t)
         if new_rows["flows"] or new_sus:
-            classify_flows(con, classifier, ins, now, new_sus, first_run=lo.get("flows", -1) < 0)
+            classify_flows(con, classifier, new_sus, first_run=lo.get("flows", -1) < 0)
         t = mark("classify_flows", t)
         exchange_context(con, new_rows)
         t = mark("exchange_context", t)

@@ -7,7 +7,6 @@ row per distinct destination); flows are classified by a join in DuckDB.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 
 import duckdb
@@ -125,7 +124,7 @@ def enrich_exchanges(
 
 
 def classify_flows(
-    con: duckdb.DuckDBPyConnection, classifier: Classifier, insert: Insert, now: dt.datetime,
+    con: duckdb.DuckDBPyConnection, classifier: Classifier,
     new_suspected: set[tuple[str, int | None]], first_run: bool = False,
 ) -> int:
     """Append a flow_classes row for every new flow (class per distinct destination, first-seen
@@ -192,5 +191,4 @@ def classify_flows(
             "WHERE class = 'other' AND dest = ? AND (dst_port IS NOT DISTINCT FROM ? OR ? IS NULL)",
             [label, dest, port, port],
         )
-    del now
     return int(n or 0)
