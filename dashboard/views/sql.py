@@ -60,12 +60,14 @@ with right:
     if run and sql.strip():
         why = refuse_writes(sql)
         if why:
+            st.session_state.pop("sql_result", None)
             st.error(why, icon=":material/block:")
         else:
             cur = ui.reader().cursor()
             try:
                 cols, rows = run_query(_ReadOnly(cur), sql)
             except QueryError as exc:
+                st.session_state.pop("sql_result", None)
                 st.error(str(exc))
             else:
                 st.session_state["sql_result"] = (cols, rows[:MAX_ROWS], len(rows))

@@ -130,7 +130,8 @@ def test_every_page(server, browser):
     box.fill("DELETE FROM flows")
     box.press("Control+Enter")
     page.get_by_role("button", name="Run").click()
-    page.get_by_text("read-only", exact=False).first.wait_for(timeout=30_000)
+    page.get_by_text("statements are refused", exact=False).first.wait_for(timeout=30_000)
+    _settle(page)
     page.screenshot(path=str(OUT / "dashboard-sql-refused.png"))
     assert not errors, errors
 
