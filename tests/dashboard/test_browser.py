@@ -119,6 +119,10 @@ def test_every_page(server, browser):
     _visit(page, f"{server.url}/exchanges?exchange={SCENARIO.exchange_id}", "LLM exchanges")
     assert page.locator("mark", has_text="| bash").count() >= 1
     assert "AKIA" not in page.content()
+    # evidence links carry their ids to the target page
+    page.get_by_role("link", name=f"Flow {SCENARIO.router_flow}").click()
+    page.get_by_role("heading", name=f"Flow {SCENARIO.router_flow}").wait_for(timeout=60_000)
+    assert "/flows" in page.url
     # the SQL console runs a query and refuses a write
     _visit(page, f"{server.url}/sql", "SQL")
     box = page.get_by_label("Query")
