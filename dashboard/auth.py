@@ -15,8 +15,6 @@ import hmac
 import os
 import time
 
-import streamlit as st
-
 MODE_ENV = "ROUTERWATCH_DASHBOARD_AUTH"  # 'none' | 'token' | 'oidc'
 TOKEN_ENV = "ROUTERWATCH_DASHBOARD_TOKEN"
 ALLOWED_ENV = "ROUTERWATCH_DASHBOARD_ALLOWED_EMAILS"
@@ -35,6 +33,8 @@ def token_ok(given: str, expected: str) -> bool:
 
 def require() -> str | None:
     """Stop the script unless the visitor is authenticated; returns who they are (None when open)."""
+    import streamlit as st  # imported here so the CLI starts without loading Streamlit
+
     m = mode()
     if m == "token":
         expected = os.environ.get(TOKEN_ENV, "")

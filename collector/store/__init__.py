@@ -6,8 +6,26 @@ Public surface:
 - `compact()` for maintenance, `export_duckdb()` / `export_parquet()` for single-file copies
 """
 
-from collector.store.connection import Store
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from collector.store.errors import StoreError
-from collector.store.writer import BatchWriter
+
+if TYPE_CHECKING:
+    from collector.store.connection import Store
+    from collector.store.writer import BatchWriter
 
 __all__ = ["Store", "StoreError", "BatchWriter"]
+
+
+def __getattr__(name: str):  # lazy: `routerwatch --help` must not load duckdb and pyarrow
+    if name == "Store":
+        from collector.store.connection import Store
+
+        return Store
+    if name == "BatchWriter":
+        from collector.store.writer import BatchWriter
+
+        return BatchWriter
+    raise AttributeError(name)
