@@ -361,6 +361,8 @@ class ProcessSink(ProxySink):
                 raise RuntimeError(err)
         self.dropped = 0
         self._procs_sent: set[int] = set()
+        self._lock = threading.Lock()
+        self._held: dict[str, list[tuple]] = {}  # observations of connections still being attributed
 
     @property
     def healthy(self) -> bool:  # type: ignore[override]
@@ -377,30 +379,52 @@ class ProcessSink(ProxySink):
         self._q.put(("root", pid))
 
     def attribute(self, conn: ProxiedConnection) -> None:
-        attribute(conn, self.owners)
-        pid = conn.pid
-        if pid is not None and pid not in self._procs_sent:
-            from collector.processes import read_proc
+        """Runs in a worker thread while upstream connects; the connection's observations wait for it,
+        so the recorder never sees a half-attributed connection (nor looks up a process that exited)."""
+        try:
+            attribute(conn, self.owners)
+            pid = conn.pid
+            if pid is not None and pid not in self._procs_sent:
+                from collector.processes import read_proc
 
-            self._procs_sent.add(pid)
-            info = read_proc(pid)  # now, while it surely runs; the child may see it only after it exited
-            if info is not None:
-                self._put(("proc", info))
+                self._procs_sent.add(pid)
+                info = read_proc(pid)  # now, while it surely runs; the child may see it only after it exited
+                if info is not None:
+                    self._put(("proc", info))
+        finally:
+            with self._lock:
+                held = self._held.pop(conn.conn_id, [])
+            for item in held:
+                self._put(item)
 
     def connection_opened(self, conn: ProxiedConnection) -> None:
-        pass  # recorded when it closes (with its byte counts)
+        with self._lock:
+            self._held[conn.conn_id] = []  # until attribute() is done
+
+    def _put_for(self, conn: ProxiedConnection, item: tuple) -> None:
+        with self._lock:
+            held = self._held.get(conn.conn_id)
+            if held is not None:
+                held.append(item)
+                return
+        self._put(item)
 
     def exchange(self, conn: ProxiedConnection, ex: Exchange) -> None:
-        self._put(("exchange", conn, ex))
+        self._put_for(conn, ("exchange", conn, ex))
 
     def connection_closed(self, conn: ProxiedConnection) -> None:
-        self._put(("closed", conn))
+        self._put_for(conn, ("closed", conn))
 
     def event(self, conn: ProxiedConnection | None, kind: str, detail: str) -> None:
         self._put(("event", conn, kind, detail, time.time()))
 
     def close(self, timeout: float = 600.0) -> None:
         """Let the child write everything queued, then wait for it (it flushes before exiting)."""
+        with self._lock:
+            held, self._held = self._held, {}
+        for items in held.values():
+            for item in items:
+                self._put(item)
         if self.dropped:
             self._put(("event", None, "sink-loss", json.dumps({"dropped_in_proxy": self.dropped}), time.time()))
         self._q.put(None)
