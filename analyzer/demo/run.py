@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,50 +72,6 @@ def _fake_openai_key() -> str:
     alpha = string.ascii_letters + string.digits
     return "sk-proj-" + "".join(secrets.choice(alpha) for _ in range(40)) + "T3BlbkFJ" + "".join(
         secrets.choice(alpha) for _ in range(40))
-
-
-def _start_capture(pcap: Path, ports: list[int]) -> subprocess.Popen | None:
-    tool = shutil.which("tcpdump")
-    if tool is None:
-        return None
-    filt = " or ".join(f"tcp port {p}" for p in sorted(set(ports)))
-    proc = subprocess.Popen(
-        [tool, "-i", "lo", "-U", "--immediate-mode", "-s", "0", "-n", "-Z", "root", "-B", "65536", "-w", str(pcap), filt],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 15
-    assert proc.stderr is not None
-    os.set_blocking(proc.stderr.fileno(), False)
-    buf = ""
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            buf += proc.stderr.read() or ""
-        except (BlockingIOError, TypeError):
-            pass
-        if "listening on" in buf and pcap.exists():
-            return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"tcpdump did not start: {buf.strip()[-300:]}")
-
-
-def _stop_capture(proc: subprocess.Popen, pcap: Path) -> None:
-    # let the last segments reach the file: wait until it stops growing
-    size, since = -1, time.monotonic()
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        s = pcap.stat().st_size if pcap.exists() else 0
-        if s != size:
-            size, since = s, time.monotonic()
-        elif time.monotonic() - since > 0.5:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _start_live(store: Path, workdir: Path, keylog: Path, ports: list[int]) -> subprocess.Popen:
@@ -192,6 +149,7 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
     `capture`: 'tcpdump' (capture, then ingest with the key log) or 'live' (the live collector)."""
     from analyzer.canary import create
     from analyzer.catalog import load_catalog
+    from analyzer.demo.capture import capture_loopback, capture_tool
     from analyzer.demo.zoo import MODES, start_zoo, stop_zoo
     from analyzer.engine import analyze, insert
     from analyzer.rules import load_rules
@@ -222,23 +180,25 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
         res.canary_id = canary.canary_id
         ports = [r["port"] for r in routers.values()]
         ports += [int(r["payload_url"].rsplit(":", 1)[1]) for r in routers.values() if r["payload_url"]]
-        live = cap = None
-        if capture == "live":
-            from analyzer.demo.agent import new_keylog
+        live = None
+        with ExitStack() as stack:
+            if capture == "live":
+                from analyzer.demo.agent import new_keylog
 
-            new_keylog(keylog)
-            log("starting the live collector (eBPF + capture ring, decrypting with the agents' key log) ...")
-            try:
-                live = _start_live(store, workdir, keylog, ports)
-            except RuntimeError as exc:
-                log(f"  {exc}; falling back to tcpdump + ingest")
-                capture = "tcpdump"
-        # tcpdump runs in live mode too, as a safety net: if the live collector decodes no exchange, the
-        # capture is ingested instead
-        cap = _start_capture(pcap, ports)
-        if cap is None and live is None:
-            raise RuntimeError("tcpdump is not installed (apt-get install tcpdump): the demo needs a capture")
-        try:
+                new_keylog(keylog)
+                log("starting the live collector (eBPF + capture ring, decrypting with the agents' key log) ...")
+                try:
+                    live = _start_live(store, workdir, keylog, ports)
+                    stack.callback(_stop_live, live)
+                except RuntimeError as exc:
+                    log(f"  {exc}; falling back to tcpdump + ingest")
+            # tcpdump runs in live mode too, as a safety net: if the live collector decodes no exchange,
+            # the capture is ingested instead
+            have_capture = capture_tool() is not None
+            if have_capture:
+                stack.enter_context(capture_loopback(pcap, ports, settle=0.5))
+            elif live is None:
+                raise RuntimeError("tcpdump is not installed (apt-get install tcpdump): the demo needs a capture")
             for m in modes:
                 extra: dict[str, str] = {}
                 if m == "secret-keeping":
@@ -247,19 +207,15 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
                     extra["ROUTERWATCH_DEMO_PROMPT_SECRET"] = canary.text
                 log(f"  agent ({PLAN.get(m, {}).get('api', 'openai')}) -> {m} router at {routers[m]['url']}")
                 res.agents[m] = run_agent(m, routers[m], zoo[m].ca_path, keylog, extra)
-        finally:
             if live is not None:
                 log("stopping the live collector ...")
-                _stop_live(live)
-            if cap is not None:
-                _stop_capture(cap, pcap)
     finally:
         stop_zoo(zoo)
     if live is not None:
         with Store.open(str(store), read_only=True) as st:
             decoded = st.con.execute("SELECT count(*) FROM llm_exchanges").fetchone()[0]
         res.notes.append(f"live collector decoded {decoded} exchange(s)")
-        if decoded == 0 and cap is not None:
+        if decoded == 0 and have_capture:
             log("  the live collector decoded no exchange; using the tcpdump capture instead")
             res.notes.append("fell back to the tcpdump capture")
             live = None
