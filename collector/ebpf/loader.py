@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import shutil
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -76,6 +75,7 @@ class ProbeOptions:
     ssl: bool = True  # libssl plaintext uprobes
     dns: bool = True  # getaddrinfo uprobe
     ssl_libraries: list[str] = field(default_factory=list)  # extra binaries exporting SSL_* (e.g. node)
+    discover_ssl: bool = True  # also probe binaries found defining SSL_* (collector.ebpf.targets)
     ringbuf_pages: int = 4096  # 16 MiB
     ssl_max_chunks: int = 16  # 64 KiB of plaintext per SSL call, the rest counted as truncated
 
@@ -112,7 +112,15 @@ class Probes:
                 self.bpf.attach_uretprobe(name=libc.encode(), sym=b"getaddrinfo", fn_name=b"gai_return")
                 self.attached.append(f"getaddrinfo@{libc}")
         if self.options.ssl:
-            libs = [p for p in [find_library("ssl"), *self.options.ssl_libraries, *bundled_ssl()] if p]
+            from collector.ebpf.targets import ssl_binaries
+
+            # libssl, configured binaries, and those found defining SSL_* themselves (node, static
+            # Pythons); each real file once: two uprobes on one address would duplicate every record
+            found = [t.path for t in ssl_binaries()] if self.options.discover_ssl else []
+            libs: list[str] = []
+            for p in [find_library("ssl"), *self.options.ssl_libraries, *found]:
+                if p and os.path.realpath(p) not in libs:
+                    libs.append(os.path.realpath(p))
             for lib in libs:
                 n = self._attach_ssl(lib)
                 if n:
@@ -160,18 +168,6 @@ class Probes:
 
     def close(self) -> None:
         self.bpf.cleanup()
-
-
-def bundled_ssl() -> list[str]:
-    """Runtimes that link OpenSSL statically and export SSL_* (Node): probed when installed."""
-    out = []
-    for name in ("node", "nodejs"):
-        exe = shutil.which(name)
-        if exe:
-            real = str(Path(exe).resolve())
-            if real not in out:
-                out.append(real)
-    return out
 
 
 def libraries(paths: Iterable[str]) -> list[str]:
