@@ -7,15 +7,12 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, REPO, run_cli
-
-sys.path.insert(0, str(REPO / "bench"))
-from gen_capture import generate  # noqa: E402
+from bench.gen_capture import generate
+from tests.conftest import BIN, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import BIN, REPO
-
-sys.path.insert(0, str(REPO / "bench"))
-from gen_capture import generate  # noqa: E402
+from bench.gen_capture import generate
+from tests.conftest import BIN
 
 COUNT = "SELECT (SELECT count(*) FROM flows) + (SELECT count(*) FROM dns) + (SELECT count(*) FROM tls) AS n"
 

@@ -1,0 +1,1 @@
+"""Benchmarks: one script per benchmark, each against a peer in the same run (run as `python bench/X.py`)."""
