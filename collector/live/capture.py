@@ -4,6 +4,11 @@ dumpcap (Wireshark's capture engine, installed with tshark) is used rather than 
 never changes uid or chowns its files: it works with only CAP_NET_RAW + CAP_NET_ADMIN, as the
 collector's systemd unit grants, and reports kernel drops when it stops.
 
+Drops are also read live, every stats interval: the collector duplicates dumpcap's AF_PACKET socket
+(`pidfd_getfd`, needs CAP_SYS_PTRACE, which the unit grants) and reads `PACKET_STATISTICS`. The
+kernel resets those counters on each read, so dumpcap's own report at exit then holds only the
+remainder: the two are summed, and every drop is counted once.
+
 Segments rotate on time, so one connection may span several: decryption of a closed connection
 concatenates every segment overlapping its lifetime (a connection cut at a rotation boundary
 cannot be decrypted from one segment alone). Key logs are never written here.
@@ -11,10 +16,13 @@ cannot be decrypted from one segment alone). Key logs are never written here.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +30,46 @@ from pathlib import Path
 DEFAULT_FILTER = "tcp or (udp port 53)"
 _DROPS = re.compile(r"received/dropped on interface '[^']*': (\d+)/(\d+)")
 _SEG = re.compile(r"seg_\d+_(\d{14})\.pcap$")
+_SYS_PIDFD_GETFD = 438  # same number on every architecture (unified syscall table)
+_SOL_PACKET, _PACKET_STATISTICS = 263, 6
+
+
+def _pidfd_getfd(pid: int, target_fd: int) -> int:
+    """A duplicate of another process's descriptor (Linux >= 5.6; Python 3.11 has no wrapper)."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.syscall(_SYS_PIDFD_GETFD, pidfd, target_fd, 0)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        return fd
+    finally:
+        os.close(pidfd)
+
+
+def packet_sockets(pid: int) -> list[socket.socket]:
+    """Duplicates of every AF_PACKET socket `pid` holds (dumpcap: one per interface it captures on)."""
+    out = []
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for entry in fd_dir.iterdir():
+        try:
+            if not os.readlink(entry).startswith("socket:"):
+                continue
+            fd = _pidfd_getfd(pid, int(entry.name))
+        except (OSError, ValueError):
+            continue
+        sock = socket.socket(fileno=fd)
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN) == socket.AF_PACKET:
+            out.append(sock)
+        else:
+            sock.close()
+    return out
+
+
+def take_packet_drops(sock: socket.socket) -> int:
+    """Drops since the last read of PACKET_STATISTICS on this socket (the kernel resets on read)."""
+    raw = sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 12)  # tpacket_stats(_v3): packets, drops[, freeze]
+    return struct.unpack_from("II", raw)[1]
 
 
 def default_capture_dir() -> Path:
@@ -42,6 +90,8 @@ class CaptureRing:
         self._err = None
         self.drops = 0
         self.deleted = 0
+        self.live_drops = True  # False when dumpcap's socket cannot be read (no CAP_SYS_PTRACE): drops at exit only
+        self._socks: list[socket.socket] = []
         self._next_gc = 0.0
 
     def start(self) -> None:
@@ -63,6 +113,20 @@ class CaptureRing:
                 err = self._err.read().strip()
                 raise RuntimeError(f"dumpcap exited: {err.splitlines()[-1] if err else self.proc.returncode}")
             time.sleep(0.05)
+        try:
+            self._socks = packet_sockets(self.proc.pid)
+        except OSError:
+            self._socks = []
+        self.live_drops = bool(self._socks)
+
+    def poll_drops(self) -> int:
+        """Add the kernel's drops since the last call to `drops`; returns the running total."""
+        for sock in self._socks:
+            try:
+                self.drops += take_packet_drops(sock)
+            except OSError:
+                pass
+        return self.drops
 
     def segments(self) -> list[tuple[float, Path]]:
         """(start epoch, path) for every retained segment, oldest first (dumpcap names them in local time)."""
@@ -110,11 +174,17 @@ class CaptureRing:
         return []
 
     def counters(self) -> dict[str, int]:
+        if self.proc is not None and self.proc.poll() is None:
+            self.poll_drops()
         return {"capture_drops": self.drops, "capture_segments_deleted": self.deleted}
 
     def close(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        self.poll_drops()
+        for sock in self._socks:
+            sock.close()
+        self._socks = []
         self.proc.send_signal(signal.SIGINT)  # dumpcap finishes the segment and prints its drop counts
         try:
             self.proc.wait(timeout=10)
@@ -123,5 +193,5 @@ class CaptureRing:
             self.proc.wait()
         self._err.seek(0)
         for m in _DROPS.finditer(self._err.read()):
-            self.drops += int(m.group(2))
+            self.drops += int(m.group(2))  # only what the live reads had not taken yet
         self._err.close()
