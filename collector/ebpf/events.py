@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-T_CONN, T_EXEC, T_EXIT, T_DNS, T_SSL = 1, 2, 3, 4, 5
+T_CONN, T_EXEC, T_EXIT, T_DNS, T_SSL, T_DNSQ = 1, 2, 3, 4, 5, 6
 
 _TASK = [
     ("tgid", "<u4"), ("ppid", "<u4"), ("uid", "<u4"), ("_tpad", "<u4"),
@@ -41,7 +41,12 @@ SSL_HEADER = np.dtype([
     ("type", "<u4"), ("len", "<u4"), ("ssl", "<u8"), ("sk", "<u8"), ("ts", "<u8"), ("tgid", "<u4"),
     ("total", "<u4"), ("offset", "<u4"), ("dir", "u1"), ("truncated", "u1"), ("_pad", "V2"),
 ])
+DNSQ = np.dtype([
+    ("type", "<u4"), ("len", "<u4"), *_TASK, ("ts", "<u8"), ("family", "<u2"), ("dport", "<u2"), ("_pad", "<u4"),
+    ("daddr", "V16"), ("data", "V512"),
+])
 assert CONN.itemsize == 176 and EXEC.itemsize == 640 and DNS.itemsize == 416 and SSL_HEADER.itemsize == 48
+assert DNSQ.itemsize == 600
 
 
 def stack(records: list[bytes], dtype: np.dtype) -> np.ndarray:

@@ -35,6 +35,8 @@ COUNTERS = {
     9: "dns_seen",
     10: "exit_lost",
     11: "conn_unconnected",
+    12: "dnsq_seen",
+    13: "dnsq_lost",
 }
 SSL_FUNCS = [
     ("SSL_write", "ssl_write_enter"),

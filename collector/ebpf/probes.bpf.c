@@ -11,6 +11,8 @@
 //   T_EXIT  sched:sched_process_exit of a thread-group leader
 //   T_DNS   libc getaddrinfo uprobe/uretprobe: name and resolved addresses per pid
 //   T_SSL   libssl SSL_write/SSL_read(_ex) plaintext, chunked, with the socket it went through
+//   T_DNSQ  a DNS query as sent (sendto/sendmsg/sendmmsg to port 53, or on a socket connected to
+//           port 53): the first DNSQ_LEN bytes of the user buffer, read from user memory only
 // Every reserve failure is counted in `counters` so a missed event is visible, never silent.
 #include <uapi/linux/ptrace.h>
 
@@ -24,6 +26,7 @@
 #define T_EXIT 3
 #define T_DNS 4
 #define T_SSL 5
+#define T_DNSQ 6
 
 #define C_CONN_SEEN 0      // tcp_destroy_sock of a tracked or untracked socket
 #define C_CONN_LOST 1      // ring buffer full: conn record dropped
@@ -37,7 +40,9 @@
 #define C_DNS_SEEN 9
 #define C_EXIT_LOST 10
 #define C_CONN_UNCONNECTED 11  // listeners / never-connected sockets, not emitted
-#define N_COUNTERS 12
+#define C_DNSQ_SEEN 12
+#define C_DNSQ_LOST 13
+#define N_COUNTERS 14
 
 #ifndef RINGBUF_PAGES
 #define RINGBUF_PAGES 4096
@@ -519,3 +524,125 @@ int ssl_write_ex_enter(struct pt_regs *ctx) { return ssl_enter(ctx, 0, 1); }
 int ssl_read_enter(struct pt_regs *ctx) { return ssl_enter(ctx, 1, 0); }
 int ssl_read_ex_enter(struct pt_regs *ctx) { return ssl_enter(ctx, 1, 1); }
 int ssl_return_probe(struct pt_regs *ctx) { return ssl_return(ctx); }
+
+// -- DNS queries at the send calls (resolvers of their own: dig, Go, raw sockets) -------------------
+// Only syscall arguments and user memory are read (the sockaddr, msghdr and payload the process
+// passed in), never kernel structs. A socket connect()ed to port 53 is remembered per (tgid, fd)
+// until close(), so send()/sendmsg() without an address are attributed too.
+#define DNSQ_LEN 512
+#define DNSQ_MMSG 4          // messages looked at per sendmmsg (glibc sends A + AAAA as 2)
+struct dns_dest {
+    u16 family;
+    u16 port;
+    u8 addr[16];
+};
+BPF_HASH(dns_fds, u64, struct dns_dest, 16384);
+
+struct dnsq_event {
+    u32 type;
+    u32 len;
+    struct task_info task;
+    u64 ts;
+    u16 family;
+    u16 dport;
+    u32 pad;
+    u8 daddr[16];
+    u8 data[DNSQ_LEN];
+};
+
+static __always_inline int read_dns_dest(const void *uaddr, struct dns_dest *d) {
+    u16 fam = 0, port = 0;
+    if (!uaddr || bpf_probe_read_user(&fam, 2, uaddr)) return 0;
+    if (fam != RW_AF_INET && fam != RW_AF_INET6) return 0;
+    bpf_probe_read_user(&port, 2, uaddr + 2);
+    port = __builtin_bswap16(port);
+    if (port != 53) return 0;
+    d->port = port;
+    if (fam == RW_AF_INET) {
+        d->family = 4;
+        bpf_probe_read_user(d->addr, 4, uaddr + 4);
+    } else {
+        d->family = 6;
+        bpf_probe_read_user(d->addr, 16, uaddr + 8);
+    }
+    return 1;
+}
+
+static __always_inline u64 fd_key(u64 fd) {
+    return (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (fd & 0xffffffff);
+}
+
+// destination of a send: the address passed in, else the port-53 peer the fd was connected to
+static __always_inline int send_dest(u64 fd, const void *uaddr, struct dns_dest *d) {
+    if (uaddr) return read_dns_dest(uaddr, d);
+    u64 key = fd_key(fd);
+    struct dns_dest *c = dns_fds.lookup(&key);
+    if (!c) return 0;
+    *d = *c;
+    return 1;
+}
+
+static __always_inline void emit_dnsq(const struct dns_dest *d, const void *buf, u64 len) {
+    count(C_DNSQ_SEEN);
+    struct dnsq_event *e = events.ringbuf_reserve(sizeof(struct dnsq_event));
+    if (!e) { count(C_DNSQ_LOST); return; }
+    __builtin_memset(e, 0, sizeof(*e));
+    e->type = T_DNSQ;
+    e->ts = bpf_ktime_get_ns();
+    read_task(&e->task);
+    e->family = d->family;
+    e->dport = d->port;
+    __builtin_memcpy(e->daddr, d->addr, 16);
+    u32 n = len > DNSQ_LEN ? DNSQ_LEN : (u32)len;
+    if (n > 0 && n <= DNSQ_LEN && bpf_probe_read_user(e->data, n, buf) == 0) e->len = n;
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
+    struct dns_dest d = {};
+    u64 key = fd_key(args->fd);
+    if (read_dns_dest(args->uservaddr, &d)) dns_fds.update(&key, &d);
+    else dns_fds.delete(&key);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_close) {
+    u64 key = fd_key(args->fd);
+    dns_fds.delete(&key);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_sendto) {
+    struct dns_dest d = {};
+    if (send_dest(args->fd, args->addr, &d)) emit_dnsq(&d, args->buff, args->len);
+    return 0;
+}
+
+// struct user_msghdr (LP64): msg_name @0, msg_iov @16, msg_iovlen @24; struct iovec: base @0, len @8
+static __always_inline void dnsq_msghdr(u64 fd, const void *msg) {
+    u64 name = 0, iov = 0, iovlen = 0, base = 0, len = 0;
+    if (bpf_probe_read_user(&name, 8, msg)) return;
+    struct dns_dest d = {};
+    if (!send_dest(fd, (const void *)name, &d)) return;
+    bpf_probe_read_user(&iov, 8, msg + 16);
+    bpf_probe_read_user(&iovlen, 8, msg + 24);
+    if (iov && iovlen) {
+        bpf_probe_read_user(&base, 8, (void *)iov);
+        bpf_probe_read_user(&len, 8, (void *)(iov + 8));
+    }
+    emit_dnsq(&d, (const void *)base, len);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
+    dnsq_msghdr(args->fd, args->msg);
+    return 0;
+}
+
+// struct mmsghdr: a user_msghdr (56 bytes) + msg_len, 64 bytes each
+TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg) {
+    for (int i = 0; i < DNSQ_MMSG; i++) {
+        if (i >= args->vlen) break;
+        dnsq_msghdr(args->fd, (const void *)args->mmsg + 64 * i);
+    }
+    return 0;
+}

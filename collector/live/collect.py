@@ -171,7 +171,7 @@ class Collector:
             recs = self.probes.drain()
             self.stats.add("events", sum(len(v) for v in recs.values()))
             self.stats.add("exec_records", self.rows.execs(recs.get(ev.T_EXEC, [])))
-            dns = self.rows.dns(recs.get(ev.T_DNS, []))
+            dns = self.rows.dns(recs.get(ev.T_DNS, [])) + self.rows.dns_queries(recs.get(ev.T_DNSQ, []))
             if dns:
                 self.writer.add("dns", dns)
                 self.stats.add("dns", len(dns))

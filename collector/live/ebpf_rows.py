@@ -1,5 +1,5 @@
 """Probe records -> store rows: TCP sockets become `flows`, exec/connect/DNS records `processes`,
-getaddrinfo results `dns`. Vectorised over each drained batch; Python runs per distinct process or
+getaddrinfo results and queries sent to port 53 `dns`. Vectorised over each drained batch; Python runs per distinct process or
 address, not per event."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
+from collector.capture.dissect import QTYPES
 from collector.ebpf import events as ev
 from collector.processes import ProcessTable
 
@@ -156,3 +157,49 @@ class RowBuilder:
         if len(self.names) > 100_000:
             self.names.clear()
         return rows
+
+    def dns_queries(self, records: list[bytes]) -> list[dict]:
+        """Queries as sent to port 53 (a process's own resolver) -> `dns` rows with is_response false."""
+        a = ev.stack(records, ev.DNSQ)
+        rows = []
+        starts = self.clock.process_start(a["start_ns"]) if len(a) else []
+        ts = self.clock.epoch_us(a["ts"]) if len(a) else []
+        for i in range(len(a)):
+            r = a[i]
+            q = parse_dns_query(bytes(r["data"])[: int(r["len"])])
+            if q is None:  # not a DNS query (or truncated before the question)
+                continue
+            pid = int(r["tgid"])
+            self.processes.seen(pid, ppid=int(r["ppid"]), start=float(starts[i]), uid=int(r["uid"]),
+                                cgroup_id=int(r["cgroup_id"]), comm=ev.comm_text([r["comm"]])[0],
+                                ts=float(ts[i]) / 1e6)
+            name, qtype, trans_id = q
+            rows.append({
+                "ts": datetime.fromtimestamp(int(ts[i]) / 1e6, UTC).replace(tzinfo=None),
+                "host_id": self.host_id, "query": name, "qtype": QTYPES.get(qtype, str(qtype)), "rcode": None,
+                "answers": None, "trans_id": trans_id, "is_response": False, "pid": pid, "source": "ebpf-udp53",
+            })
+        return rows
+
+
+def parse_dns_query(data: bytes) -> tuple[str, int, int] | None:
+    """(name, qtype, id) of the first question of a DNS query message; TCP's 2-byte length prefix
+    is recognised. None for anything that is not a well-formed query."""
+    for off in (0, 2):
+        if off == 2 and (len(data) < 2 or int.from_bytes(data[:2], "big") != len(data) - 2):
+            continue
+        msg = data[off:]
+        if len(msg) < 17 or msg[2] & 0x80 or int.from_bytes(msg[4:6], "big") == 0:
+            continue  # too short, a response, or no question
+        labels, pos = [], 12
+        while pos < len(msg) and msg[pos] != 0:
+            n = msg[pos]
+            if n > 63 or pos + 1 + n > len(msg):
+                labels = None
+                break
+            labels.append(msg[pos + 1 : pos + 1 + n].decode("ascii", "replace"))
+            pos += 1 + n
+        if labels is None or pos + 5 > len(msg):
+            continue
+        return ".".join(labels) or ".", int.from_bytes(msg[pos + 1 : pos + 3], "big"), int.from_bytes(msg[:2], "big")
+    return None

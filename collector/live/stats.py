@@ -23,7 +23,7 @@ def rss_bytes() -> int:
 class Stats:
     """Cumulative counters of the collector process plus the kernel's, turned into rows."""
 
-    LOST_KEYS = ("conn_lost", "exec_lost", "exit_lost", "ssl_lost", "dns_lost")
+    LOST_KEYS = ("conn_lost", "exec_lost", "exit_lost", "ssl_lost", "dns_lost", "dnsq_lost")
 
     def __init__(self, host_id: str, mode: str):
         self.host_id = host_id
