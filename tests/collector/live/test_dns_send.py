@@ -1,5 +1,5 @@
 """DNS queries from processes with their own resolver (raw UDP/53, no getaddrinfo) get `dns` rows
-with the sending pid, from the send-call tracepoints (sendto, connected send, sendmsg).
+with the sending pid, from the send-call tracepoints (sendto, connected send, sendmsg, sendmmsg).
 
 The responder is a real UDP DNS server on 127.0.0.1:53 started here; the client is a separate
 Python process, so its pid is the one the kernel saw.
@@ -30,6 +30,21 @@ a.sendto(query("sendto.rw-test.example", 1, 101), srv); a.recv(512)
 b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b.settimeout(5); b.connect(srv)
 b.send(query("connected.rw-test.example", 28, 102)); b.recv(512)
 b.sendmsg([query("sendmsg.rw-test.example", 16, 103)]); b.recv(512)
+# sendmmsg (glibc's resolver sends A + AAAA this way); Python has no wrapper, so through libc
+import ctypes
+class IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+class MsgHdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(IoVec)),
+                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+class MMsgHdr(ctypes.Structure):
+    _fields_ = [("hdr", MsgHdr), ("len", ctypes.c_uint)]
+bufs = [ctypes.create_string_buffer(query("mmsg.rw-test.example", t, tid)) for t, tid in ((1, 104), (28, 105))]
+iovs = [IoVec(ctypes.cast(x, ctypes.c_void_p), len(x.raw) - 1) for x in bufs]
+msgs = (MMsgHdr * 2)(*[MMsgHdr(MsgHdr(None, 0, ctypes.pointer(v), 1, None, 0, 0), 0) for v in iovs])
+assert ctypes.CDLL(None, use_errno=True).sendmmsg(b.fileno(), msgs, 2, 0) == 2
+b.recv(512); b.recv(512)
 print(os.getpid(), flush=True)
 '''
 
@@ -84,6 +99,8 @@ def test_own_resolver_queries_are_attributed(live):
         ("sendto.rw-test.example", "A", 101, False, pid),
         ("connected.rw-test.example", "AAAA", 102, False, pid),
         ("sendmsg.rw-test.example", "TXT", 103, False, pid),
+        ("mmsg.rw-test.example", "A", 104, False, pid),
+        ("mmsg.rw-test.example", "AAAA", 105, False, pid),
     ], rows
     assert exe and "python" in exe[0][0], exe
     assert lost == 0
