@@ -3,9 +3,9 @@
 Who does what, so no Python object touches every packet:
 - a Python loop only finds record offsets (pcap.py / pcapng.py); numpy gathers every header field
   (headers.py), assigns flows and reduces each flow's packets to its counters and history
-  (flows.py), and reads ServerHellos (tlspeek.py);
-- tshark dissects a small pcapng holding only the packets that need a real dissector (DNS, the
-  first payload packets of TCP flows for TLS hellos, QUIC Initials), in a background thread;
+  (flows.py), and reads ServerHellos and ClientHellos that fit their first segment (tlspeek.py);
+- tshark dissects a small pcapng holding only the packets that need a real dissector (DNS, TLS
+  hellos that span segments, QUIC Initials), in a background thread;
 - DuckDB joins DNS names to flows; results are written in Arrow batches that commit separately,
   so readers see a long ingest grow.
 Re-ingesting the same bytes adds nothing: capture identity is the content's sha256.
@@ -305,6 +305,8 @@ def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment
     # ServerHello per flow as (version, cipher, selected ALPN): read with numpy, else from tshark
     sh: dict[int, tuple[int | None, int | None, str | None]] = dict(selection.server_hellos)
     first_frame: dict[int, int] = {}
+    for fid, (r, h) in selection.client_hellos.items():  # parsed by tlspeek; tshark did not see these
+        ch[fid], first_frame[fid] = h, r
     hellos.sort(key=lambda x: x[0])  # file order, so "first" is the first seen
     for r, h in hellos:
         fid = int(fa.fid[r])

@@ -57,10 +57,15 @@ class Hello:
     supported_versions: list[int] = field(default_factory=list)
     sig_algs: list[int] = field(default_factory=list)
     legacy_version: int = 0
-    fp_key: tuple[str, ...] = ()  # the raw ClientHello fields (cache key: few distinct per host)
+    fp_key: tuple[str, ...] = ()  # tshark's raw ClientHello fields (cache key: few distinct per host)
 
     def ja4(self, proto: str) -> str:
-        return _ja4_cached(self.fp_key, proto, self.sni is not None)
+        if self.fp_key:
+            return _ja4_cached(self.fp_key, proto, self.sni is not None)
+        # parsed by tlspeek: the lists themselves are the cache key
+        return _ja4_lists(proto, self.legacy_version, tuple(self.ciphers), tuple(self.extensions),
+                          tuple(self.supported_versions), self.alpn[0] if self.alpn else None,
+                          tuple(self.sig_algs), self.sni is not None)
 
 
 def _ints(s: str, base: int = 10) -> list[int]:
@@ -196,6 +201,13 @@ def _ja4_cached(key: tuple[str, ...], proto: str, has_sni: bool) -> str:
     legacy, ciphers, extensions, supported, alpn, sig_algs, _ = _client_hello(key)
     return ja4(proto=proto, version=legacy, ciphers=ciphers, extensions=extensions, supported_versions=supported,
                has_sni=has_sni, alpn_first=alpn[0] if alpn else None, sig_algs=sig_algs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ja4_lists(proto: str, legacy: int, ciphers: tuple, extensions: tuple, supported: tuple, alpn_first: str | None,
+               sig_algs: tuple, has_sni: bool) -> str:
+    return ja4(proto=proto, version=legacy, ciphers=list(ciphers), extensions=list(extensions),
+               supported_versions=list(supported), has_sni=has_sni, alpn_first=alpn_first, sig_algs=list(sig_algs))
 
 
 def _hellos(frame: int, f: list[str]) -> list[Hello]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
 from collector.capture import tlspeek
+from collector.capture.dissect import Hello
 from collector.capture.headers import TCP, UDP, Headers
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
@@ -144,10 +145,11 @@ def assign(h: Headers) -> FlowAssignment:
 
 @dataclass
 class Selection:
-    """What tshark must dissect, and the ServerHellos already read here (flow id -> fields)."""
+    """What tshark must dissect, and the hellos already read here (flow id -> fields)."""
 
     records: np.ndarray  # sorted record indices for tshark
     server_hellos: dict[int, tuple[int, int, str | None]]  # fid -> (version, cipher, selected ALPN)
+    client_hellos: dict[int, tuple[int, Hello]] = field(default_factory=dict)  # fid -> (record, hello)
 
 
 def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: np.ndarray) -> Selection:
@@ -155,8 +157,8 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: 
     - DNS over UDP: every response, and the queries no response answered (a response repeats its
       question, so one row per transaction suffices, as in Zeek's dns.log); fragments included;
     - DNS over TCP: every packet (messages span segments);
-    - other TCP flows: the first client payload packet (ClientHello), plus the next two when its
-      TLS record does not fit the segment; the first server payload packet only when its
+    - other TCP flows: the first client payload packet (ClientHello) unless tlspeek parsed the
+      hello from it, plus the next two when its TLS record does not fit the segment; the first server payload packet only when its
       ServerHello cannot be read here (tlspeek: not whole in that segment);
     - other UDP flows: the first 2 client long-header packets (QUIC Initial)."""
     rec = np.nonzero(fa.fid >= 0)[0]
@@ -192,7 +194,17 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: 
     first_split = np.zeros(len(starts), bool)
     m0 = payload & orig & (r_o == 0)
     first_split[grp[m0]] = split[m0]
-    need_o = np.where(first_split[grp], 3, 1)
+    # ClientHellos whole in the first client segment are parsed here (per flow, few thousand)
+    ch_at = np.nonzero(m0 & tcp & ~dns_flow[f] & (first_byte == 0x16) & ~split & (po >= 0))[0]
+    limit = np.minimum(end[rec[ch_at]], po[ch_at] + plen[ch_at])
+    client_hellos: dict[int, tuple[int, Hello]] = {}
+    parsed = np.zeros(len(starts), bool)
+    for i, a, z in zip(ch_at.tolist(), po[ch_at].tolist(), limit.tolist(), strict=True):
+        ch = tlspeek.client_hello(buf[a:z].tobytes())
+        if ch is not None:
+            client_hellos[int(f[i])] = (int(rec[i]), ch)
+            parsed[grp[i]] = True
+    need_o = np.where(first_split[grp], 3, np.where(parsed[grp], 0, 1))
     sel = dns_flow[f] & tcp
     udp_dns = np.nonzero(dns_flow[f] & udp)[0]
     sel[udp_dns] = _dns_wanted(h, rec[udp_dns], buf, end)
@@ -206,7 +218,7 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: 
         if sh.ok[i]
     }
     sel |= udp & payload & orig & (r_o < 2) & (((first_byte & 0x80) != 0) | (po < 0))
-    return Selection(np.sort(rec[sel]), hellos)
+    return Selection(np.sort(rec[sel]), hellos, client_hellos)
 
 
 def _dns_wanted(h: Headers, rec: np.ndarray, buf: np.ndarray, end: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
-"""ServerHello fields read with numpy (negotiated version, cipher, selected ALPN).
+"""ServerHello fields read with numpy (negotiated version, cipher, selected ALPN), and ClientHellos
+parsed in Python from their first segment (SNI, ALPN, and the JA4 inputs).
 
 A ServerHello is a short fixed layout followed by a few extensions, so it is read vectorised for
-all flows at once; only the selected ALPN string is decoded per flow. A ServerHello that is not
+all flows at once; only the selected ALPN string is decoded per flow. A hello that is not
 entirely inside its first segment (or anything unexpected) is left to tshark, which reassembles.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from collector.capture.dissect import Hello
 
 MAX_EXTENSIONS = 24
 
@@ -62,3 +65,60 @@ def peek(buf: np.ndarray, payload_off: np.ndarray, plen: np.ndarray, end: np.nda
         n = int(buf[o + 2])
         alpn[i] = bytes(buf[o + 3 : o + 3 + n]).decode("utf-8", "replace")
     return ServerHellos(ok=ok, version=version, cipher=cipher, alpn=alpn)
+
+
+def _u16s(b: bytes) -> list[int]:
+    return [(b[i] << 8) | b[i + 1] for i in range(0, len(b) - 1, 2)]
+
+
+def client_hello(b: bytes) -> Hello | None:
+    """The ClientHello fields tshark would report (all lists in wire order, GREASE kept), parsed from
+    one TLS record that holds the whole hello; None when it does not (tshark then reassembles)."""
+    n = len(b)
+    if n < 47 or b[0] != 0x16 or b[5] != 1:
+        return None
+    rec_end = 5 + ((b[3] << 8) | b[4])
+    hs_end = 9 + ((b[6] << 16) | (b[7] << 8) | b[8])
+    if hs_end > rec_end or hs_end > n:
+        return None
+    legacy = (b[9] << 8) | b[10]
+    c = 44 + b[43]  # after version(2) + random(32) + session id
+    if c + 2 > hs_end:
+        return None
+    c_end = c + 2 + ((b[c] << 8) | b[c + 1])
+    if c_end + 1 > hs_end:
+        return None
+    ciphers = _u16s(b[c + 2 : c_end])
+    e = c_end + 1 + b[c_end]  # after compression methods
+    h = Hello(frame=0, client=True, legacy_version=legacy, ciphers=ciphers)
+    if e + 2 <= hs_end:
+        ext_end = e + 2 + ((b[e] << 8) | b[e + 1])
+        if ext_end > hs_end:
+            return None
+        e += 2
+        exts = h.extensions
+        while e + 4 <= ext_end:
+            t = (b[e] << 8) | b[e + 1]
+            d = e + 4
+            e = d + ((b[e + 2] << 8) | b[e + 3])
+            if e > ext_end:
+                return None
+            exts.append(t)
+            if t == 0 and e - d >= 5 and b[d + 2] == 0:  # server_name: first host_name entry
+                h.sni = b[d + 5 : d + 5 + ((b[d + 3] << 8) | b[d + 4])].decode("utf-8", "replace")
+            elif t == 16 and e - d >= 2:  # ALPN protocol_name_list
+                a = d + 2
+                while a < e:
+                    ln = b[a]
+                    if ln:
+                        h.alpn.append(b[a + 1 : a + 1 + ln].decode("utf-8", "replace"))
+                    a += 1 + ln
+            elif t == 43 and e - d >= 1:
+                h.supported_versions = _u16s(b[d + 1 : d + 1 + b[d]])
+            elif t == 13 and e - d >= 2:
+                h.sig_algs = _u16s(b[d + 2 : d + 2 + ((b[d] << 8) | b[d + 1])])
+        if e != ext_end:
+            return None
+    sv = [v for v in h.supported_versions if (v & 0x0F0F) != 0x0A0A]
+    h.version = max(sv) if sv else legacy
+    return h
