@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from collector.processes import boot_time
+
 T_CONN, T_EXEC, T_EXIT, T_DNS, T_SSL, T_DNSQ = 1, 2, 3, 4, 5, 6
 
 _TASK = [
@@ -76,14 +78,6 @@ class Clock:
         """A process's start as /proc reports it: btime + clock ticks (USER_HZ=100) since boot."""
         ticks = np.asarray(start_boottime_ns, dtype=np.int64) // 10_000_000
         return np.round(self.boot_epoch + ticks / 100.0, 2)
-
-
-def boot_time() -> float:
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    raise RuntimeError("no btime in /proc/stat")
 
 
 def format_addrs(raw: np.ndarray, family: np.ndarray) -> np.ndarray:
