@@ -8,6 +8,7 @@ entirely inside its first segment (or anything unexpected) is left to tshark, wh
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +69,8 @@ def peek(buf: np.ndarray, payload_off: np.ndarray, plen: np.ndarray, end: np.nda
 
 
 def _u16s(b: bytes) -> list[int]:
-    return [(b[i] << 8) | b[i + 1] for i in range(0, len(b) - 1, 2)]
+    """Big-endian 16-bit list (a trailing odd byte ignored)."""
+    return list(struct.unpack(f">{len(b) // 2}H", b[: len(b) & ~1]))
 
 
 def client_hello(b: bytes) -> Hello | None:
