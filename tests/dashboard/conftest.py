@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,19 @@ def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> SeededStore:
     with Store.open(str(path)) as s:
         info = seed(s, flows=20_000, exchanges=2_000, hosts=3, end=end)
     return SeededStore(path, info)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_host_capture_ring(tmp_path_factory: pytest.TempPathFactory):
+    """Isolate the pages from this host's real live-capture ring (/var/lib/routerwatch-capture exists
+    wherever the collector ran as root): an empty ring directory, inherited by dashboard servers."""
+    old = os.environ.get("ROUTERWATCH_CAPTURE_DIR")
+    os.environ["ROUTERWATCH_CAPTURE_DIR"] = str(tmp_path_factory.mktemp("empty-capture-ring"))
+    yield
+    if old is None:
+        os.environ.pop("ROUTERWATCH_CAPTURE_DIR", None)
+    else:
+        os.environ["ROUTERWATCH_CAPTURE_DIR"] = old
 
 
 @pytest.fixture
