@@ -17,10 +17,10 @@ from collector.llm.result import (
     as_list,
     as_str,
     fix_surrogates,
+    json_events,
     loads,
-    new_stream_summary,
     note,
-    stamp,
+    start_stream,
 )
 from collector.protocols.sse import SseEvent
 
@@ -76,20 +76,10 @@ def decode_messages(req: Any, resp_body: bytes | None, events: list[SseEvent] | 
 
 
 def _stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> None:
-    res.streamed = True
-    s = new_stream_summary()
-    res.stream = s
+    s = start_stream(res)
     blocks: dict[int, dict] = {}
     text: list[str] = []
-    for ev in events:
-        stamp(s, ev, t0)
-        if s["done"]:
-            s["after_done"] += 1
-            continue
-        e = loads(ev.data)
-        if not isinstance(e, dict):
-            s["invalid_json"] += 1
-            continue
+    for ev, e in json_events(s, events, t0, done_marker=False):
         typ = as_str(e.get("type")) or ev.event
         s["types"][typ] = s["types"].get(typ, 0) + 1
         if typ == "message_start":

@@ -18,10 +18,10 @@ from collector.llm.result import (
     as_list,
     as_str,
     fix_surrogates,
+    json_events,
     loads,
-    new_stream_summary,
     note,
-    stamp,
+    start_stream,
 )
 from collector.protocols.sse import SseEvent
 
@@ -87,24 +87,11 @@ def _chat_usage(res: LlmResult, usage: Any) -> None:
 
 
 def _chat_stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> None:
-    res.streamed = True
-    s = new_stream_summary()
-    res.stream = s
+    s = start_stream(res)
     calls: dict[tuple[int, int], dict] = {}
     text: list[str] = []
     finish: list[str] = []
-    for ev in events:
-        stamp(s, ev, t0)
-        if s["done"]:
-            s["after_done"] += 1
-            continue
-        if ev.data.strip() == "[DONE]":
-            s["done"] = True
-            continue
-        chunk = loads(ev.data)
-        if not isinstance(chunk, dict):
-            s["invalid_json"] += 1
-            continue
+    for _ev, chunk in json_events(s, events, t0):
         typ = as_str(chunk.get("object")) or "?"
         s["types"][typ] = s["types"].get(typ, 0) + 1
         model = as_str(chunk.get("model"))
@@ -213,23 +200,10 @@ def decode_responses(
 
 
 def _responses_stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> None:
-    res.streamed = True
-    s = new_stream_summary()
-    res.stream = s
+    s = start_stream(res)
     items: dict[int, dict] = {}
     text: list[str] = []
-    for ev in events:
-        stamp(s, ev, t0)
-        if s["done"]:
-            s["after_done"] += 1
-            continue
-        if ev.data.strip() == "[DONE]":
-            s["done"] = True
-            continue
-        e = loads(ev.data)
-        if not isinstance(e, dict):
-            s["invalid_json"] += 1
-            continue
+    for ev, e in json_events(s, events, t0):
         typ = as_str(e.get("type")) or ev.event
         s["types"][typ] = s["types"].get(typ, 0) + 1
         resp = e.get("response")

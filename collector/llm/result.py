@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,34 @@ def stamp(summary: dict[str, Any], ev: Any, t0: float | None) -> None:
         summary["last_ms"] = ms
     if not ev.complete:
         summary["incomplete_last_event"] = True
+
+
+def start_stream(res: LlmResult) -> dict[str, Any]:
+    """Mark `res` streamed and attach a fresh stream summary."""
+    res.streamed = True
+    res.stream = new_stream_summary()
+    return res.stream
+
+
+def json_events(
+    summary: dict[str, Any], events: Iterable[Any], t0: float | None, *, done_marker: bool = True
+) -> Iterator[tuple[Any, dict]]:
+    """The part every stream decoder shares: stamp each event, count events after the terminal one
+    (a decoder sets summary['done']), honour `data: [DONE]`, count and skip invalid JSON.
+    Yields (event, parsed object) for the decoder's own logic."""
+    for ev in events:
+        stamp(summary, ev, t0)
+        if summary["done"]:
+            summary["after_done"] += 1
+            continue
+        if done_marker and ev.data.strip() == "[DONE]":
+            summary["done"] = True
+            continue
+        obj = loads(ev.data)
+        if not isinstance(obj, dict):
+            summary["invalid_json"] += 1
+            continue
+        yield ev, obj
 
 
 def note(summary: dict[str, Any], key: str, value: Any) -> None:
