@@ -32,6 +32,8 @@ _DROPS = re.compile(r"received/dropped on interface '[^']*': (\d+)/(\d+)")
 _SEG = re.compile(r"seg_\d+_(\d{14})\.pcap$")
 _SYS_PIDFD_GETFD = 438  # same number on every architecture (unified syscall table)
 _SOL_PACKET, _PACKET_STATISTICS = 263, 6
+PID_FILE = ".dumpcap.pid"  # the writing dumpcap's pid: readers (the dashboard) know the newest segment is open
+SETTLE_S = 1.0  # slack after a stopped segment's last write (packet timestamps precede the write)
 
 
 def _pidfd_getfd(pid: int, target_fd: int) -> int:
@@ -106,6 +108,7 @@ class CaptureRing:
         self._err = open(self.dir / ".dumpcap.log", "w+")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._err, text=True,
                                      start_new_session=True)  # a terminal's Ctrl-C goes to the collector only
+        (self.dir / PID_FILE).write_text(str(self.proc.pid))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not self.segments():
             if self.proc.poll() is not None:
@@ -137,12 +140,35 @@ class CaptureRing:
                 out.append((time.mktime(time.strptime(m.group(1), "%Y%m%d%H%M%S")), p))
         return sorted(out)
 
+    def writer_alive(self) -> bool:
+        """Is a dumpcap still writing this ring (ours, or, for a reader like the dashboard, the one
+        named in the pid file whose command line writes into this directory)?"""
+        if self.proc is not None:
+            return self.proc.poll() is None
+        try:
+            pid = int((self.dir / PID_FILE).read_text().strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return False
+        target = str(self.dir / "seg.pcap").encode()
+        return any(a.endswith(b"dumpcap") for a in argv) and target in argv
+
     def covering(self, ts_start: float, ts_end: float) -> list[Path]:
-        """Segments that may hold packets between ts_start and ts_end."""
+        """Segments that may hold packets between ts_start and ts_end. A segment ends where the next
+        one starts; the newest is open-ended while dumpcap writes it, else it ends at its last write."""
         segs = self.segments()
         out = []
+        alive = self.writer_alive() if segs else False
         for i, (start, p) in enumerate(segs):
-            end = segs[i + 1][0] if i + 1 < len(segs) else float("inf")
+            if i + 1 < len(segs):
+                end = segs[i + 1][0]
+            elif alive:
+                end = float("inf")
+            else:
+                try:
+                    end = p.stat().st_mtime + SETTLE_S
+                except OSError:
+                    continue
             if start <= ts_end and end >= ts_start:
                 out.append(p)
         return out
@@ -195,3 +221,4 @@ class CaptureRing:
         for m in _DROPS.finditer(self._err.read()):
             self.drops += int(m.group(2))  # only what the live reads had not taken yet
         self._err.close()
+        (self.dir / PID_FILE).unlink(missing_ok=True)
