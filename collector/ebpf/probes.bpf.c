@@ -111,8 +111,8 @@ struct sock_state {
     u16 sport;
     u16 dport;
     u16 family;
-    u8 rst;              // bit 0: RST received (tcp:tcp_receive_reset; tcp_send_reset's format carries an
-                         // enum older headers lack, so RSTs sent are not tracked)
+    u8 rst;              // bit 0: RST received (tcp:tcp_receive_reset), bit 1: RST sent (tcp:tcp_send_reset),
+                         // bit 2: the first reset of the socket was the one it sent
     u8 pad2;
     u8 saddr[16];
     u8 daddr[16];
@@ -245,6 +245,20 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset) {
     u64 sk = (u64)args->skaddr;
     struct sock_state *s = socks.lookup(&sk);
     if (s) s->rst |= 1;
+    return 0;
+}
+
+// tcp:tcp_send_reset, attached by the loader with a raw context: its format carries an enum
+// (sk_rst_reason) that older kernel headers lack, so bcc cannot build TRACEPOINT_PROBE args for it;
+// the one field read (skaddr) is at the offset the tracefs format gives (-D OFF_TP_SEND_RESET_SKADDR).
+// A reset sent for no socket (a SYN to a closed port) has skaddr 0 and is ignored.
+int on_tcp_send_reset(void *ctx) {
+#ifdef OFF_TP_SEND_RESET_SKADDR
+    u64 sk = *(u64 *)((char *)ctx + OFF_TP_SEND_RESET_SKADDR);
+    if (!sk) return 0;
+    struct sock_state *s = socks.lookup(&sk);
+    if (s) s->rst |= (s->rst & 1) ? 2 : 6;
+#endif
     return 0;
 }
 

@@ -60,9 +60,8 @@ class RowBuilder:
         pid = pa.array(a["tgid"].astype(np.int32), mask=~owned)
         pstart = pa.array(self.clock.process_start(a["start_ns"]), mask=~owned)
         ts_first = np.where(a["ts_first"] > 0, a["ts_first"], a["ts_end"])
-        # Zeek-style conn_state from what the kernel saw (RST flags from tcp_receive/send_reset)
-        est, rst_in = a["established"] == 1, (a["rst"] & 1) > 0
-        state = np.select([est & rst_in, est, rst_in], ["RSTR", "SF", "REJ"], default="S0")
+        state, history = conn_state(outbound, a["established"] == 1, a["rst"], np.where(outbound, sent, recv) > 0,
+                                    np.where(outbound, recv, sent) > 0)
         names = self.names
         server = [names.get(d) for d in dst.tolist()] if names else None
         table = pa.table({
@@ -85,6 +84,7 @@ class RowBuilder:
             "process_start": pstart,
             "source": _const("ebpf", n),
             "tcp_state": pa.array(state),
+            "history": pa.array(history),
             "direction": pa.DictionaryArray.from_arrays(outbound.astype(np.int8), ["inbound", "outbound"]),
         })
         self._processes_of(a[owned])
@@ -180,6 +180,33 @@ class RowBuilder:
                 "answers": None, "trans_id": trans_id, "is_response": False, "pid": pid, "source": "ebpf-udp53",
             })
         return rows
+
+
+def conn_state(outbound: np.ndarray, established: np.ndarray, rst: np.ndarray, data_orig: np.ndarray,
+               data_resp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zeek-style conn_state and history from what the kernel saw of one socket (vectorised).
+
+    `rst`: bit 0 reset received, bit 1 reset sent, bit 2 the sent one came first (probes.bpf.c). A
+    socket's own resets are the originator's on an outbound socket and the responder's on an accepted
+    one, so both ends of a loopback connection get the same state. History holds only the letters
+    these events support, in this order: S (SYN), h (SYN-ACK: established), D/d (payload from the
+    originator/responder), R/r (originator/responder reset, in the order they happened).
+    """
+    recv, sent, sent_first = (rst & 1) > 0, (rst & 2) > 0, (rst & 4) > 0
+    orig_rst = np.where(outbound, sent, recv)
+    resp_rst = np.where(outbound, recv, sent)
+    orig_first = np.where(outbound, sent_first, recv & ~sent_first)
+    any_rst = orig_rst | resp_rst
+    state = np.select(
+        [established & any_rst & orig_first, established & any_rst, established, resp_rst, orig_rst],
+        ["RSTO", "RSTR", "SF", "REJ", "RSTOS0"], default="S0")
+    h = np.full(len(rst), "S", dtype="U8")
+    h = np.char.add(h, np.where(established, "h", ""))
+    h = np.char.add(h, np.where(data_orig, "D", ""))
+    h = np.char.add(h, np.where(data_resp, "d", ""))
+    resets = np.select([orig_rst & resp_rst & orig_first, orig_rst & resp_rst, orig_rst, resp_rst],
+                       ["Rr", "rR", "R", "r"], default="")
+    return state, np.char.add(h, resets)
 
 
 def parse_dns_query(data: bytes) -> tuple[str, int, int] | None:

@@ -120,3 +120,47 @@ def test_getaddrinfo_becomes_a_dns_record(probes):
     addrs = {ipaddress.ip_address(bytes(a["addr"])[: 4 if a["family"] == 4 else 16])
              for a in recs[0]["addrs"][: recs[0]["naddrs"]]}
     assert ipaddress.ip_address("127.0.0.1") in addrs or ipaddress.ip_address("::1") in addrs
+
+
+@needs_ebpf
+@pytest.mark.parametrize("aborter", ["responder", "originator"])
+def test_resets_sent_and_received_give_one_zeek_state_to_both_ends(probes, aborter):
+    """A real loopback connection closed with SO_LINGER 0 (an abortive close sends RST): the aborting
+    socket's record says it sent the reset (tcp:tcp_send_reset, attached by tracefs offset), the
+    peer's that it received one, and both rows get the same conn_state (RSTR / RSTO) and history."""
+    import struct
+
+    from collector.live.ebpf_rows import conn_state
+
+    probes.drain()
+    assert "tcp:tcp_send_reset" in probes.attached
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    c = socket.create_connection(("127.0.0.1", port))
+    a, _ = srv.accept()
+    c.sendall(b"hello")
+    a.recv(5)
+    abort, other = (a, c) if aborter == "responder" else (c, a)
+    abort.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    abort.close()
+    with pytest.raises(ConnectionResetError):
+        other.recv(1)
+    other.close()
+    srv.close()
+
+    def mine(got):
+        arr = ev.stack(got.get(ev.T_CONN, []), ev.CONN)
+        return arr[(arr["dport"] == port) | (arr["sport"] == port)]
+
+    recs = mine(drain_until(probes, lambda g: len(mine(g)) >= 2))
+    assert len(recs) == 2
+    out, inb = recs[recs["outbound"] == 1][0], recs[recs["outbound"] == 0][0]
+    sender, receiver = (inb, out) if aborter == "responder" else (out, inb)
+    assert sender["rst"] & 2 and sender["rst"] & 4 and not sender["rst"] & 1
+    assert receiver["rst"] & 1 and not receiver["rst"] & 2
+    state, history = conn_state(recs["outbound"] == 1, recs["established"] == 1, recs["rst"],
+                                np.array([True, True]), np.array([False, False]))
+    want = ("RSTR", "ShDr") if aborter == "responder" else ("RSTO", "ShDR")
+    assert list(zip(state.tolist(), history.tolist(), strict=True)) == [want, want]
