@@ -52,7 +52,7 @@ class CertificateAuthority:
         self.cert_path = self.directory / CA_CERT
         self.key_path = self.directory / CA_KEY
         self._lock = threading.Lock()
-        self._contexts: OrderedDict[str, ssl.SSLContext] = OrderedDict()
+        self._contexts: OrderedDict[tuple[str, tuple[str, ...]], ssl.SSLContext] = OrderedDict()
         self._cache_size = cache_size
         self.cert, self.key = self._load_or_create()
         self.cert_pem = self.cert.public_bytes(serialization.Encoding.PEM)
@@ -125,12 +125,13 @@ class CertificateAuthority:
         return cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem + _pem_key(key)
 
     def server_context(self, host: str, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext:
-        """A server-side SSLContext presenting a leaf for `host` (cached, LRU)."""
+        """A server-side SSLContext presenting a leaf for `host` and offering `alpn` (cached, LRU)."""
         host = host.lower()
+        key = (host, tuple(alpn))
         with self._lock:
-            ctx = self._contexts.get(host)
+            ctx = self._contexts.get(key)
             if ctx is not None:
-                self._contexts.move_to_end(host)
+                self._contexts.move_to_end(key)
                 return ctx
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -142,7 +143,7 @@ class CertificateAuthority:
         finally:
             os.close(fd)
         with self._lock:
-            self._contexts[host] = ctx
+            self._contexts[key] = ctx
             while len(self._contexts) > self._cache_size:
                 self._contexts.popitem(last=False)
         return ctx

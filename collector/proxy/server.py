@@ -6,8 +6,16 @@ exactly the bytes the other sent (no re-framing, no header normalisation), added
 read and one write per chunk, and WebSocket or any other upgrade just keeps flowing. Parsing
 happens beside the relay (collector.proxy.tap) and records go to a sink on another thread.
 
-Both TLS legs offer only HTTP/1.1 in ALPN: every agent in the coverage matrix speaks it, and it
-keeps the tap one protocol. Failure policy (`fail_open`):
+HTTP/2: the proxy never translates between protocols, it makes both legs negotiate the same one,
+so the relay stays a byte relay (flow control and stream concurrency end to end between agent and
+router) and the tap picks the parser (h11, or the passive HTTP/2 frame parser). The upstream
+connection is made first (its certificate is checked before the agent gets `200`), offering `h2`
+and `http/1.1`; the agent is then offered `h2` only when the upstream selected it. An agent that
+picks `http/1.1` although the router speaks h2 gets a fresh upstream connection offering only
+`http/1.1` (the unused one is closed), and the other way round; the proxy remembers per
+host:port what the last agent picked, so a host's agents normally get the right upstream on the first
+try. An h2-only agent (gRPC) against an HTTP/1.1-only router fails the handshake, as it would
+without the proxy. Failure policy (`fail_open`):
 
 * upstream certificate invalid, or upstream unreachable: always 502 to the agent, whatever the
   policy (never weaker than the agent's own TLS);
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import os
 import secrets
@@ -33,7 +42,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from collector.proxy.ca import CertificateAuthority
-from collector.proxy.tap import Exchange, Http1Tap
+from collector.proxy.tap import Exchange, H2Tap, Http1Tap
 
 READ_SIZE = 256 * 1024
 HEAD_LIMIT = 64 * 1024
@@ -89,15 +98,23 @@ class ProxySink:
     def event(self, conn: ProxiedConnection | None, kind: str, detail: str) -> None: ...
 
 
-def upstream_context(extra_ca_files: Iterable[str | os.PathLike] = ()) -> ssl.SSLContext:
+H2, H1 = "h2", "http/1.1"
+
+
+def upstream_context(extra_ca_files: Iterable[str | os.PathLike] = (),
+                     alpn: tuple[str, ...] = (H2, H1)) -> ssl.SSLContext:
     """Verification for the proxy's own TLS connections: the system store plus every CA the agent
-    was configured to trust, hostname checked, TLS 1.2+. Never weaker than the agent."""
+    was configured to trust, hostname checked, TLS 1.2+. Never weaker than the agent. The CA files
+    are remembered on the context so the proxy can make its HTTP/1.1-only twin."""
+    files = [str(f) for f in extra_ca_files if f]
     ctx = ssl.create_default_context()
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    for f in extra_ca_files:
-        if f and Path(f).is_file():
-            ctx.load_verify_locations(cafile=str(f))
-    ctx.set_alpn_protocols(["http/1.1"])
+    for f in files:
+        if Path(f).is_file():
+            ctx.load_verify_locations(cafile=f)
+    ctx.set_alpn_protocols(list(alpn))
+    ctx.routerwatch_ca_files = files  # type: ignore[attr-defined]
+    ctx.routerwatch_alpn = tuple(alpn)  # type: ignore[attr-defined]
     return ctx
 
 
@@ -122,15 +139,28 @@ class InterceptingProxy:
 
     def __init__(self, ca: CertificateAuthority, sink: ProxySink, *, upstream_ssl: ssl.SSLContext | None = None,
                  fail_open: bool = False, upstream_proxy: str | None = None, host: str = "127.0.0.1",
-                 port: int = 0):
+                 port: int = 0, http2: bool = True):
         self.ca = ca
         self.sink = sink
         self.upstream_ssl = upstream_ssl or upstream_context()
+        # HTTP/2 needs the context offering h2 + http/1.1 (upstream_context's) and its http/1.1-only twin
+        files = getattr(self.upstream_ssl, "routerwatch_ca_files", None)
+        if files is not None:
+            self.upstream_ssl_h1 = upstream_context(files, alpn=(H1,))
+        else:  # a context made elsewhere: HTTP/1.1 only
+            self.upstream_ssl.set_alpn_protocols([H1])
+            self.upstream_ssl_h1 = self.upstream_ssl
+        self.http2 = http2 and files is not None and H2 in getattr(self.upstream_ssl, "routerwatch_alpn", ())
+        if not self.http2:
+            self.upstream_ssl = self.upstream_ssl_h1
+        self.upstream_h2: dict[str, bool] = {}  # host:port -> the router selected h2 when offered it
+        self.agent_proto: dict[str, str] = {}  # host:port -> what the last agent there picked
         self.fail_open = fail_open
         self.upstream_proxy = urlsplit(upstream_proxy) if upstream_proxy else None
         self.host, self.port = host, port
         self.passthrough: set[str] = set()
         self.active = 0
+        self._tasks: set[asyncio.Task] = set()  # strong references: a pending handler is never collected
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
@@ -209,6 +239,9 @@ class InterceptingProxy:
     # -- one agent connection ----------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.active += 1
+        me = asyncio.current_task()
+        if me is not None:
+            self._tasks.add(me)
         conn: ProxiedConnection | None = None
         up_writer: asyncio.StreamWriter | None = None
         try:
@@ -243,9 +276,11 @@ class InterceptingProxy:
             # who is connecting: looked up now, while the agent's socket surely exists
             asyncio.get_running_loop().run_in_executor(None, self.sink.attribute, conn)
             tunnel = scheme == "https" and host.lower() in self.passthrough
+            key = f"{host.lower()}:{port}"
+            first_ctx = self._first_context(key) if scheme == "https" and not tunnel else None
             try:
                 up_reader, up_writer = await asyncio.wait_for(
-                    self._open_upstream(host, port, tls=scheme == "https" and not tunnel), CONNECT_TIMEOUT)
+                    self._open_upstream(host, port, tls=first_ctx is not None, ctx=first_ctx), CONNECT_TIMEOUT)
             except (TimeoutError, OSError, ssl.SSLError, ConnectionError, ValueError) as exc:
                 reason = _reason(exc)
                 conn.error = f"upstream: {reason}"
@@ -255,12 +290,12 @@ class InterceptingProxy:
                 else:
                     await self._reply(writer, 502, f"upstream {host}:{port}: {reason}")
                 return
-            conn.upstream_local = _ep(up_writer.get_extra_info("sockname"))
-            conn.upstream_peer = _ep(up_writer.get_extra_info("peername"))
-            sslobj = up_writer.get_extra_info("ssl_object")
-            if sslobj is not None:
-                conn.tls_version, conn.alpn = sslobj.version(), sslobj.selected_alpn_protocol()
-                conn.cipher = (sslobj.cipher() or (None,))[0]
+            self._upstream_info(conn, up_writer, first_ctx)
+            if first_ctx is not None and self.http2:
+                if conn.alpn == H2:
+                    self.upstream_h2[key] = True
+                elif first_ctx is self.upstream_ssl:
+                    self.upstream_h2[key] = False
             if scheme == "https":
                 writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
                 await writer.drain()
@@ -268,8 +303,9 @@ class InterceptingProxy:
                     conn.scheme = "tunnel"
                     await self._relay(reader, writer, up_reader, up_writer, conn, None)
                     return
+                offer = (H2, H1) if self.http2 and self.upstream_h2.get(key) else (H1,)
                 try:
-                    await writer.start_tls(self.ca.server_context(host))
+                    await writer.start_tls(self.ca.server_context(host, alpn=offer))
                 except (ssl.SSLError, OSError, ConnectionError) as exc:
                     reason = _reason(exc)
                     conn.error = f"agent rejected the proxy certificate: {reason}"
@@ -278,7 +314,33 @@ class InterceptingProxy:
                         self.passthrough.add(host.lower())
                         self.sink.event(conn, "passthrough", f"{host} is tunnelled without inspection from now on")
                     return
-                tap = Http1Tap(f"{host}:{port}" if port != 443 else host, lambda ex: self._emit(conn, ex))
+                agent_ssl = writer.get_extra_info("ssl_object")
+                agent_proto = H2 if agent_ssl is not None and agent_ssl.selected_alpn_protocol() == H2 else H1
+                conn.extra["agent_alpn"] = agent_proto
+                self.agent_proto[key] = agent_proto
+                if agent_proto != (conn.alpn if conn.alpn == H2 else H1):
+                    # both legs must speak one protocol: a fresh upstream connection offering the agent's
+                    up_writer.close()
+                    ctx = self.upstream_ssl if agent_proto == H2 else self.upstream_ssl_h1
+                    try:
+                        up_reader, up_writer = await asyncio.wait_for(
+                            self._open_upstream(host, port, tls=True, ctx=ctx), CONNECT_TIMEOUT)
+                    except (TimeoutError, OSError, ssl.SSLError, ConnectionError, ValueError) as exc:
+                        reason = _reason(exc)
+                        conn.error = f"upstream: {reason}"
+                        self.sink.event(conn, "upstream-failed", reason)
+                        if agent_proto == H1:
+                            await self._reply(writer, 502, f"routerwatch proxy: upstream {host}:{port}: {reason}")
+                        return
+                    self._upstream_info(conn, up_writer, ctx)
+                    conn.extra["upstream_reconnect"] = True
+                    if (conn.alpn == H2) != (agent_proto == H2):
+                        conn.error = f"the router selected {conn.alpn or 'no ALPN'}, the agent {agent_proto}"
+                        self.sink.event(conn, "alpn-mismatch", conn.error)
+                        return
+                authority = f"{host}:{port}" if port != 443 else host
+                emit = functools.partial(self._emit, conn)
+                tap = H2Tap(authority, emit) if agent_proto == H2 else Http1Tap(authority, emit)
                 await self._relay(reader, writer, up_reader, up_writer, conn, tap)
             else:
                 # plain HTTP: origin-form request line and one exchange per connection, so a keep-alive
@@ -294,6 +356,7 @@ class InterceptingProxy:
                 conn.error = conn.error or f"proxy: {_reason(exc)}"
         finally:
             self.active -= 1
+            self._tasks.discard(me)  # type: ignore[arg-type]
             for w in (writer, up_writer):
                 if w is not None:
                     w.close()
@@ -301,13 +364,31 @@ class InterceptingProxy:
                 conn.ts_end = time.time()
                 self.sink.connection_closed(conn)
 
+    def _first_context(self, key: str) -> ssl.SSLContext:
+        """The upstream offer for a new connection: h2 + http/1.1, unless this router is known to
+        speak h2 while the last agent here picked http/1.1 (then http/1.1 only: no second handshake)."""
+        if self.http2 and self.upstream_h2.get(key) and self.agent_proto.get(key) == H1:
+            return self.upstream_ssl_h1
+        return self.upstream_ssl
+
+    @staticmethod
+    def _upstream_info(conn: ProxiedConnection, up_writer: asyncio.StreamWriter, ctx: ssl.SSLContext | None) -> None:
+        if ctx is not None:
+            conn.extra["upstream_offer"] = ",".join(getattr(ctx, "routerwatch_alpn", (H1,)))
+        conn.upstream_local = _ep(up_writer.get_extra_info("sockname"))
+        conn.upstream_peer = _ep(up_writer.get_extra_info("peername"))
+        sslobj = up_writer.get_extra_info("ssl_object")
+        if sslobj is not None:
+            conn.tls_version, conn.alpn = sslobj.version(), sslobj.selected_alpn_protocol()
+            conn.cipher = (sslobj.cipher() or (None,))[0]
+
     def _emit(self, conn: ProxiedConnection, ex: Exchange) -> None:
         conn.exchanges += 1
         self.sink.exchange(conn, ex)
 
-    async def _open_upstream(self, host: str, port: int, tls: bool
+    async def _open_upstream(self, host: str, port: int, tls: bool, ctx: ssl.SSLContext | None = None
                              ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        ctx = self.upstream_ssl if tls else None
+        ctx = (ctx or self.upstream_ssl) if tls else None
         if self.upstream_proxy is None:
             return await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host if tls else None,
                                                  limit=READ_SIZE)
@@ -327,7 +408,7 @@ class InterceptingProxy:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter,
-                     conn: ProxiedConnection, tap: Http1Tap | None, first: bytes = b"") -> None:
+                     conn: ProxiedConnection, tap: Http1Tap | H2Tap | None, first: bytes = b"") -> None:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, outbound: bool) -> None:
             feed = None if tap is None else (tap.client_data if outbound else tap.server_data)
             pending = first if outbound else b""

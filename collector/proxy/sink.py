@@ -287,7 +287,7 @@ class StoreSink(ProxySink):
                 self.writer.add("tls", [{
                     "ts": _ts(conn.ts_start), "host_id": h, "flow_uid": flow_uid(h, conn.conn_id, "upstream"),
                     "version": conn.tls_version.replace("TLSv", "TLS "), "sni": conn.target_host,
-                    "alpn": "http/1.1", "alpn_selected": conn.alpn, "cipher": conn.cipher,
+                    "alpn": conn.extra.get("upstream_offer", "http/1.1"), "alpn_selected": conn.alpn, "cipher": conn.cipher,
                     "decrypted": conn.scheme == "https",
                 }])
         self.writer.add("flows", rows)

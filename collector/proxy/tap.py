@@ -1,4 +1,4 @@
-"""Watch an HTTP/1.1 byte relay and cut it into exchanges, without touching the bytes relayed.
+"""Watch an HTTP/1.1 or HTTP/2 byte relay and cut it into exchanges, without touching the bytes relayed.
 
 The proxy forwards every byte as soon as it arrives and only then shows it to a tap, so parsing
 never adds latency or changes what the agent and the router see. Parsing uses h11 (sans-IO,
@@ -7,6 +7,10 @@ server role parses requests, one in the client role parses responses, and each i
 other saw so both follow the same request/response cycles (keep-alive, HEAD, 1xx, Upgrade).
 After a `101 Switching Protocols` the tap reads WebSocket frames instead (wsproto, with
 permessage-deflate when negotiated) and summarises them.
+
+HTTP/2 (both legs negotiated h2) goes to `H2Tap`, the same passive frame/HPACK parser the key-log
+and uprobe paths use (collector.protocols.http2.H2Parser): concurrent streams become separate
+exchanges as each one ends, flow control stays end to end between agent and router.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 import h11
 
 from collector.protocols.encoding import decode_all
+from collector.protocols.http2 import H2Parser
 from collector.protocols.messages import Chunk, HttpRequest, HttpResponse
 
 MAX_BODY = 16 * 1024 * 1024  # bytes kept per message; the rest is counted and marked truncated
@@ -238,6 +243,38 @@ class Http1Tap:
             self._finish(p, ts, truncated=False, ws=self._ws.summary)
         while self._waiting:
             self._finish(self._waiting.popleft(), ts, truncated=True)
+
+
+class H2Tap:
+    """Both directions of one HTTP/2 connection (the same interface as Http1Tap): every stream that
+    ends (or is reset, or is open when the connection ends) is emitted as an Exchange."""
+
+    def __init__(self, authority: str, emit: Callable[[Exchange], None]):
+        self.authority = authority
+        self.emit = emit
+        self._parser = H2Parser(keep=MAX_BODY)
+        self.exchanges = 0
+
+    @property
+    def error(self) -> str | None:
+        return self._parser.error
+
+    def _out(self, done: list) -> None:
+        for req, resp in done:
+            if not req.authority:
+                req.authority = self.authority
+            self.exchanges += 1
+            self.emit(Exchange(req, resp))
+
+    def client_data(self, data: bytes, ts: float) -> None:
+        self._out(self._parser.feed_client(data, ts))
+
+    def server_data(self, data: bytes, ts: float) -> None:
+        self._out(self._parser.feed_server(data, ts))
+
+    def close(self, ts: float) -> None:
+        self._parser.last_ts = max(self._parser.last_ts, ts)
+        self._out(self._parser.close(truncated=True))
 
 
 class _WebSocketTap:
