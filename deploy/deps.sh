@@ -87,4 +87,9 @@ if [ $with_test = 1 ]; then
       || { log "npm install of the agent CLIs failed"; exit 1; }
   fi
 fi
+# A Python with _ssl built in and OpenSSL static (python-build-standalone layout) for the uprobe
+# tests (tests/e2e/test_static_ssl_python.py): built from Debian's sources in seconds, once.
+if [ $with_test = 1 ]; then
+  bash "$here/deploy/static_ssl_python.sh" "$here/.cache/static-ssl-python"
+fi
 log "ok: $("$VENV/bin/routerwatch" --version)"
