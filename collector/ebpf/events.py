@@ -43,19 +43,27 @@ SSL_HEADER = np.dtype([
     ("type", "<u4"), ("len", "<u4"), ("ssl", "<u8"), ("sk", "<u8"), ("ts", "<u8"), ("tgid", "<u4"),
     ("total", "<u4"), ("offset", "<u4"), ("dir", "u1"), ("truncated", "u1"), ("_pad", "V2"),
 ])
+DNSQ_LEN = 512  # probes.bpf.c DNSQ_LEN
 DNSQ = np.dtype([
     ("type", "<u4"), ("len", "<u4"), *_TASK, ("ts", "<u8"), ("family", "<u2"), ("dport", "<u2"), ("_pad", "<u4"),
     ("daddr", "V16"), ("data", "V512"),
 ])
+DNSQ_ID = np.dtype({"names": ["id"], "formats": [">u2"], "offsets": [DNSQ.fields["data"][1]],
+                    "itemsize": DNSQ.itemsize})  # the DNS transaction id at the start of the payload
 assert CONN.itemsize == 176 and EXEC.itemsize == 640 and DNS.itemsize == 416 and SSL_HEADER.itemsize == 48
 assert DNSQ.itemsize == 600
 
 
 def stack(records: list[bytes], dtype: np.dtype) -> np.ndarray:
-    """Fixed-size records -> one structured array (a single copy)."""
+    """Records -> one structured array (a single copy). Records the probes cut short (T_DNSQ carries
+    only the query's bytes) are zero-padded to the full layout."""
     if not records:
         return np.zeros(0, dtype=dtype)
-    return np.frombuffer(b"".join(records), dtype=dtype)
+    size = dtype.itemsize
+    joined = b"".join(records)
+    if len(joined) != size * len(records):
+        joined = b"".join(r if len(r) == size else r.ljust(size, b"\0") for r in records)
+    return np.frombuffer(joined, dtype=dtype)
 
 
 @dataclass

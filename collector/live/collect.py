@@ -171,10 +171,15 @@ class Collector:
             recs = self.probes.drain()
             self.stats.add("events", sum(len(v) for v in recs.values()))
             self.stats.add("exec_records", self.rows.execs(recs.get(ev.T_EXEC, [])))
-            dns = self.rows.dns(recs.get(ev.T_DNS, [])) + self.rows.dns_queries(recs.get(ev.T_DNSQ, []))
+            dns = self.rows.dns(recs.get(ev.T_DNS, []))
             if dns:
                 self.writer.add("dns", dns)
                 self.stats.add("dns", len(dns))
+            if recs.get(ev.T_DNSQ):
+                queries = self.rows.dns_queries(recs[ev.T_DNSQ])
+                if queries.num_rows:
+                    self.writer.add("dns", queries)
+                    self.stats.add("dns", queries.num_rows)
             if self.plaintext is not None and recs.get(ev.T_SSL):
                 self.plaintext.add(recs[ev.T_SSL])
             conns = recs.get(ev.T_CONN, [])

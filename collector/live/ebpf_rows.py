@@ -30,6 +30,7 @@ class RowBuilder:
         self.processes = processes
         self.clock = clock
         self.names: dict[str, str] = {}  # resolved address -> name (latest getaddrinfo)
+        self._dnsq_cache: dict[bytes, tuple] = {}  # DNS query bytes after the id -> (name, qtype) or ()
 
     # -- flows ---------------------------------------------------------------------------------
     def flows(self, records: list[bytes]) -> tuple[pa.Table, np.ndarray]:
@@ -90,14 +91,15 @@ class RowBuilder:
         self._processes_of(a[owned])
         return table, a
 
-    def _processes_of(self, a: np.ndarray) -> None:
+    def _processes_of(self, a: np.ndarray, ts_field: str = "ts_end") -> None:
+        """Each distinct (tgid, start) of a batch into the process table once (records carry a task_info)."""
         if len(a) == 0:
             return
         key = np.empty((len(a), 2), dtype=np.uint64)
         key[:, 0], key[:, 1] = a["tgid"], a["start_ns"]
         _, idx = np.unique(key.view(np.dtype((np.void, 16))).ravel(), return_index=True)
         starts = self.clock.process_start(a["start_ns"][idx])
-        ts = self.clock.epoch_us(a["ts_end"][idx]) / 1e6
+        ts = self.clock.epoch_us(a[ts_field][idx]) / 1e6
         comms = ev.comm_text(a["comm"][idx])
         for j, i in enumerate(idx):
             r = a[i]
@@ -158,28 +160,53 @@ class RowBuilder:
             self.names.clear()
         return rows
 
-    def dns_queries(self, records: list[bytes]) -> list[dict]:
-        """Queries as sent to port 53 (a process's own resolver) -> `dns` rows with is_response false."""
+    def dns_queries(self, records: list[bytes]) -> pa.Table:
+        """Queries as sent to port 53 (a process's own resolver) -> `dns` rows with is_response false.
+
+        Per row, Python does one bytes slice and one dict lookup: the question is parsed once per
+        distinct message with the transaction id left out (cached across batches, so a resolver
+        asking the same names again costs no parsing), ids and timestamps come from numpy, and
+        processes go to the process table once per distinct (pid, start)."""
         a = ev.stack(records, ev.DNSQ)
-        rows = []
-        starts = self.clock.process_start(a["start_ns"]) if len(a) else []
-        ts = self.clock.epoch_us(a["ts"]) if len(a) else []
-        for i in range(len(a)):
-            r = a[i]
-            q = parse_dns_query(bytes(r["data"])[: int(r["len"])])
-            if q is None:  # not a DNS query (or truncated before the question)
+        n = len(a)
+        if n == 0:
+            return pa.table({})
+        base = ev.DNSQ.fields["data"][1]
+        cache = self._dnsq_cache
+        if len(cache) > 65536:
+            cache.clear()
+        names: list[str | None] = [None] * n
+        qtypes: list[str | None] = [None] * n
+        trans = a.view(ev.DNSQ_ID)["id"].astype(np.int32)
+        for i, (r, ln) in enumerate(zip(records, a["len"].tolist(), strict=True)):
+            key = r[base + 2 : base + ln]
+            hit = cache.get(key)
+            if hit is None:
+                q = _parse_query(r[base : base + ln])
+                hit = cache[key] = (q[0], QTYPES.get(q[1], str(q[1]))) if q is not None and q[3] == 0 else ()
+            if hit:
+                names[i], qtypes[i] = hit
                 continue
-            pid = int(r["tgid"])
-            self.processes.seen(pid, ppid=int(r["ppid"]), start=float(starts[i]), uid=int(r["uid"]),
-                                cgroup_id=int(r["cgroup_id"]), comm=ev.comm_text([r["comm"]])[0],
-                                ts=float(ts[i]) / 1e6)
-            name, qtype, trans_id = q
-            rows.append({
-                "ts": datetime.fromtimestamp(int(ts[i]) / 1e6, UTC).replace(tzinfo=None),
-                "host_id": self.host_id, "query": name, "qtype": QTYPES.get(qtype, str(qtype)), "rcode": None,
-                "answers": None, "trans_id": trans_id, "is_response": False, "pid": pid, "source": "ebpf-udp53",
-            })
-        return rows
+            q = _parse_query(r[base : base + ln])  # TCP-framed, or not DNS: the id is elsewhere
+            if q is not None:
+                names[i], qtypes[i], trans[i] = q[0], QTYPES.get(q[1], str(q[1])), q[2]
+        name_col = np.array(names, dtype=object)
+        keep = np.flatnonzero(name_col != None)  # noqa: E711 (elementwise on an object array)
+        if len(keep) == 0:
+            return pa.table({})
+        a = a[keep]
+        self._processes_of(a, "ts")
+        m = len(keep)
+        return pa.table({
+            "ts": pa.array(self.clock.epoch_us(a["ts"]), pa.timestamp("us")),
+            "host_id": _const(self.host_id, m),
+            "query": pa.array(name_col[keep].tolist(), pa.string()),
+            "qtype": pa.array(np.array(qtypes, dtype=object)[keep].tolist(), pa.string()),
+            "trans_id": trans[keep],
+            "is_response": np.zeros(m, dtype=bool),
+            "pid": a["tgid"].astype(np.int32),
+            "source": _const("ebpf-udp53", m),
+        })
 
 
 def conn_state(outbound: np.ndarray, established: np.ndarray, rst: np.ndarray, data_orig: np.ndarray,
@@ -212,7 +239,13 @@ def conn_state(outbound: np.ndarray, established: np.ndarray, rst: np.ndarray, d
 def parse_dns_query(data: bytes) -> tuple[str, int, int] | None:
     """(name, qtype, id) of the first question of a DNS query message; TCP's 2-byte length prefix
     is recognised. None for anything that is not a well-formed query."""
-    for off in (0, 2):
+    q = _parse_query(data)
+    return q[:3] if q is not None else None
+
+
+def _parse_query(data: bytes) -> tuple[str, int, int, int] | None:
+    """parse_dns_query plus the offset the message starts at (0, or 2 behind a TCP length prefix)."""
+    for off in (2, 0):  # a length prefix that matches is TCP framing (else offset 0 may misparse it)
         if off == 2 and (len(data) < 2 or int.from_bytes(data[:2], "big") != len(data) - 2):
             continue
         msg = data[off:]
@@ -228,5 +261,6 @@ def parse_dns_query(data: bytes) -> tuple[str, int, int] | None:
             pos += 1 + n
         if labels is None or pos + 5 > len(msg):
             continue
-        return ".".join(labels) or ".", int.from_bytes(msg[pos + 1 : pos + 3], "big"), int.from_bytes(msg[:2], "big")
+        return (".".join(labels) or ".", int.from_bytes(msg[pos + 1 : pos + 3], "big"), int.from_bytes(msg[:2], "big"),
+                off)
     return None

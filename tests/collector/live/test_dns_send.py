@@ -7,6 +7,7 @@ Python process, so its pid is the one the kernel saw.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -104,3 +105,37 @@ def test_own_resolver_queries_are_attributed(live):
     ], rows
     assert exe and "python" in exe[0][0], exe
     assert lost == 0
+
+
+def test_dns_queries_batch_parses_each_question_once_and_keeps_every_id():
+    """RowBuilder.dns_queries on records as the probe emits them (cut after the query's bytes):
+    repeated questions with different ids, a TCP-framed query, and a non-DNS payload to port 53."""
+    import numpy as np
+
+    from collector.ebpf import events as ev
+    from collector.live.ebpf_rows import RowBuilder
+    from collector.processes import ProcessTable
+    from collector.secrets import Fingerprinter
+
+    def query(name, qtype, tid):
+        q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+        return tid.to_bytes(2, "big") + b"\x01\x00\x00\x01" + bytes(6) + q + qtype.to_bytes(2, "big") + b"\x00\x01"
+
+    payloads = [query("a.example", 1, 7), query("a.example", 1, 8), query("b.example", 28, 7)]
+    tcp = query("tcp.example", 1, 9)
+    payloads += [len(tcp).to_bytes(2, "big") + tcp, b"GET / HTTP/1.1\r\n\r\n", query("a.example", 1, 10)]
+    records = []
+    for i, data in enumerate(payloads):
+        r = np.zeros(1, ev.DNSQ)
+        r["type"], r["len"], r["tgid"], r["ts"], r["start_ns"] = ev.T_DNSQ, len(data), os.getpid(), 10**9 + i, 1
+        raw = r.tobytes()
+        base = ev.DNSQ.fields["data"][1]
+        records.append(raw[:base] + data)  # the probe outputs only the query's bytes
+    clock = ev.Clock.now()
+    rb = RowBuilder("h", ProcessTable("h", Fingerprinter(b"k" * 32), btime=clock.boot_epoch), clock)
+    for _ in range(2):  # the second batch hits the parse cache
+        rows = rb.dns_queries(records).select(["query", "qtype", "trans_id", "pid", "source"]).to_pylist()
+        assert [(r["query"], r["qtype"], r["trans_id"]) for r in rows] == [
+            ("a.example", "A", 7), ("a.example", "A", 8), ("b.example", "AAAA", 7), ("tcp.example", "A", 9),
+            ("a.example", "A", 10)]
+        assert {r["pid"] for r in rows} == {os.getpid()} and {r["source"] for r in rows} == {"ebpf-udp53"}
