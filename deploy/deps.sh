@@ -74,12 +74,12 @@ fi
 # that git ignores (they ship native binaries through npm; nothing is downloaded at test time).
 if [ $with_test = 1 ]; then
   AGENTS_DIR=${ROUTERWATCH_AGENTS_DIR:-$here/.cache/agents}
-  agent_pkgs=(@anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0 @google/gemini-cli@0.61.0)
+  agent_pkgs=(@anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0 @google/gemini-cli@0.61.0 opencode-ai@1.18.33)
   if ! command -v npm >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm >/dev/null
   fi
   if [ ! -x "$AGENTS_DIR/node_modules/.bin/claude" ] || [ ! -x "$AGENTS_DIR/node_modules/.bin/codex" ] \
-     || [ ! -x "$AGENTS_DIR/node_modules/.bin/gemini" ] \
+     || [ ! -x "$AGENTS_DIR/node_modules/.bin/gemini" ] || [ ! -x "$AGENTS_DIR/node_modules/.bin/opencode" ] \
      || ! grep -q '"version": "2.1.332"' "$AGENTS_DIR/node_modules/@anthropic-ai/claude-code/package.json" 2>/dev/null; then
     log "npm install ${agent_pkgs[*]} -> $AGENTS_DIR"
     mkdir -p "$AGENTS_DIR"

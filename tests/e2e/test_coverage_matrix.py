@@ -35,3 +35,5 @@ def test_versions_match_the_pinned_agents() -> None:
     assert f"Claude Code {pins['claude-code']}" in rows
     assert f"Codex CLI {pins['codex']}" in rows
     assert f"Gemini CLI {pins['gemini-cli']}" in rows
+    opencode = re.search(r"\bopencode-ai@([0-9.]+)", deps)
+    assert opencode and f"opencode {opencode.group(1)}" in rows
