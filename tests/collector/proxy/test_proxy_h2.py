@@ -191,3 +191,29 @@ def test_curl_http2_through_the_proxy(zoo, proxy_ca, tmp_path: Path) -> None:  #
     assert version == b"2"
     ex = rec.exchanges[0][1]
     assert ex.request.body == body.encode() and ex.response.body == out
+
+
+def test_h2_flow_control_large_bodies(zoo, proxy_ca) -> None:  # noqa: ANN001, F811
+    """Request bodies far above HTTP/2's initial 64 KiB windows, on concurrent streams: they only get
+    through if WINDOW_UPDATEs pass end to end, and arrive byte-exact."""
+    router = zoo("honest")
+    rec = Recorder()
+    proxy = _proxy(router, proxy_ca, rec)
+    bodies = [json.dumps({**CHAT, "messages": [{"role": "user", "content": ch * 600_000}]}).encode() for ch in "ab"]
+
+    async def run() -> list[int]:
+        async with _client(proxy, proxy_ca, limits=httpx2.Limits(max_connections=1)) as c:
+            async def one(body: bytes) -> int:
+                r = await c.post(f"{router.url}/v1/chat/completions", content=body,
+                                 headers={**HDRS, "content-type": "application/json"})
+                assert r.http_version == "HTTP/2"
+                return r.status_code
+            return await asyncio.gather(*(one(b) for b in bodies))
+
+    try:
+        assert asyncio.run(run()) == [200, 200]
+        wait_for(lambda: len(rec.exchanges) == 2, timeout=20)
+    finally:
+        proxy.stop()
+    assert sorted(ex.request.body for _, ex in rec.exchanges) == sorted(bodies)
+    assert len({ex.request.stream_id for _, ex in rec.exchanges}) == 2
