@@ -1,15 +1,18 @@
 """Live collector cost and capacity, measured against the same workload without it in the same run.
 
-1. Connect-heavy workload (loopback connect + server reset, tests/collector/live/load.py): connections/s
-   without the collector and with it, alternated (order swapped every round) so machine noise hits
-   both; the ratio is the slowdown. Also the workload's own CPU per connection and the kernel's
-   count of nanoseconds spent in the probes per connection (kernel.bpf_stats_enabled), which do not
-   depend on how busy the shared machine is.
-2. Sustained events/s: P processes making refused loopback connects (one per-connection record each)
-   for S seconds with the collector running; events drained per second and events lost, from the
-   kernel's own counters (collector_stats.detail).
+1. Connect-heavy workload (compiled loopback connect + server reset, C_CONN below): connections/s
+   without the collector and with it, in alternated pairs (order swapped every pair), the workload
+   pinned to CPU 0 and the collector to CPU 1; the ratio per pair, median and spread. Also the
+   workload's own CPU per connection (client + server) and the kernel's count of nanoseconds spent in
+   the probes per connection (kernel.bpf_stats_enabled), which do not depend on how busy the machine is.
+2. Sustained connection records: P processes making refused loopback connects (one per-connection
+   record each) for S seconds with the collector running; records drained per second and lost, from
+   the kernel's own counters (collector_stats.detail).
+3. Sustained DNS-query records: compiled generators sendto() small DNS queries to 127.0.0.x:53 at
+   fixed rates (--dns-rates); generated vs kernel-seen vs lost vs `dns` rows stored.
 
-    sudo .venv/bin/python bench/live.py [--connections 20000] [--seconds 10] [--procs 2]
+    sudo .venv/bin/python bench/live.py [--connections 20000] [--rounds 10] [--seconds 10] [--procs 2]
+                                        [--dns-rates 50000,60000,80000] [--only connect|sustained|dns]
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LOAD = REPO / "tests/collector/live/load.py"
 BIN = Path(sys.executable).parent
 C_REFUSED = r"""
 #include <arpa/inet.h>
@@ -53,6 +55,50 @@ int main(int argc, char **argv) {
         if ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 >= secs) break;
     }
     printf("%ld\n", n);
+    return 0;
+}
+"""
+C_CONN = r"""
+// connect-heavy loopback workload: `conn serve` prints its port, accepts and resets each connection
+// (SO_LINGER 0: no TIME_WAIT piles up across rounds); `conn storm PORT N` makes N connections, each
+// waiting for the server's close, and prints the seconds they took
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+int main(int argc, char **argv) {
+    struct sockaddr_in a = {0};
+    socklen_t al = sizeof a;
+    a.sin_family = AF_INET; a.sin_addr.s_addr = htonl(0x7f000001);
+    if (argv[1][1] == 'e') {  // serve
+        int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        struct linger lg = {1, 0};
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 4096)) { perror("listen"); return 1; }
+        getsockname(s, (struct sockaddr *)&a, &al);
+        printf("%d\n", ntohs(a.sin_port)); fflush(stdout);
+        for (;;) {
+            int c = accept(s, 0, 0);
+            if (c < 0) continue;
+            setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            close(c);
+        }
+    }
+    a.sin_port = htons(atoi(argv[2]));
+    long n = atol(argv[3]);
+    char b;
+    double t0 = now();
+    for (long i = 0; i < n; i++) {
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(c, (struct sockaddr *)&a, sizeof a) == 0 || errno == ECONNRESET) (void)!recv(c, &b, 1, 0);
+        else { perror("connect"); return 1; }
+        close(c);
+    }
+    printf("%.6f\n", now() - t0);
     return 0;
 }
 """
@@ -108,10 +154,15 @@ print(n)
 """
 
 
-def start_collector(store: Path, *extra: str) -> subprocess.Popen:
+def pinned(cpus: set[int] | None):
+    """preexec_fn pinning a child to `cpus` (None: no pinning)."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
+def start_collector(store: Path, *extra: str, cpus: set[int] | None = None) -> subprocess.Popen:
     log = open(store.parent / f"collect-{time.time_ns()}.log", "w+")
     p = subprocess.Popen([str(BIN / "routerwatch"), "collect", "--store", str(store), "--no-capture", "-q",
-                          "--interval", "1", *extra], stdout=log, stderr=log)
+                          "--interval", "1", *extra], stdout=log, stderr=log, preexec_fn=pinned(cpus))
     p.log = log  # type: ignore[attr-defined]
     # ready when the first collector_stats row is committed (probes attached, loop running)
     from collector.store import Store
@@ -136,21 +187,15 @@ def stop(p: subprocess.Popen) -> None:
     p.wait(timeout=120)
 
 
-def run_child(cmd: list[str]) -> tuple[str, float]:
+def run_child(cmd: list[str], cpus: set[int] | None = None) -> tuple[str, float]:
     """stdout and CPU seconds (user + sys) of one child process."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=pinned(cpus))
     out = p.stdout.read()
     _pid, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise SystemExit(f"{cmd} failed")
     return out, ru.ru_utime + ru.ru_stime
-
-
-def storm(port: int, n: int) -> tuple[float, float]:
-    """(connections/s wall, CPU microseconds per connection of the workload process)."""
-    out, cpu = run_child([sys.executable, str(LOAD), "storm", str(port), str(n)])
-    return n / float(out), cpu / n * 1e6
 
 
 def bpf_run_ns(pid: int) -> int:
@@ -188,35 +233,71 @@ def cpu_seconds(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def spread(xs: list[float], nd: int = 3) -> dict:
+    """median, quartiles and range of a sample (the ratio's noise, reported next to it)."""
+    q = statistics.quantiles(xs, n=4) if len(xs) >= 2 else [xs[0]] * 3
+    return {"median": round(statistics.median(xs), nd), "q1": round(q[0], nd), "q3": round(q[2], nd),
+            "min": round(min(xs), nd), "max": round(max(xs), nd)}
+
+
 def connect_ratio(n: int, rounds: int, tmp: Path) -> dict:
-    server = subprocess.Popen([sys.executable, str(LOAD), "serve"], stdout=subprocess.PIPE, text=True)
-    port = int(server.stdout.readline())
-    off, on, off_cpu, on_cpu, bpf_ns = [], [], [], [], []
+    """Connections/s of the compiled connect+reset workload without and with the collector, in
+    alternated pairs (the order swapped every pair). The workload (client and server) is pinned to
+    CPU 0 and the collector to CPU 1, so the probes' cost lands on the workload's CPU (they run in its
+    context) while the collector's own draining does not compete with it: the setting in which
+    "per-connection events only go to userspace". Ratio per adjacent pair; median and spread."""
+    conn = compile_c(tmp, "conn", C_CONN)
+    if conn is None:
+        raise SystemExit("the connect workload needs a C compiler (cc)")
+    ncpu = len(os.sched_getaffinity(0))
+    work_cpus, coll_cpus = ({0}, {1}) if ncpu >= 2 else (None, None)
+    server = subprocess.Popen([conn, "serve"], stdout=subprocess.PIPE, text=True, preexec_fn=pinned(work_cpus))
+    port = server.stdout.readline().strip()
+    pairs: list[tuple[float, float]] = []
+    cpu_off, cpu_on, bpf_ns = [], [], []
+
+    def round_(with_collector: bool) -> float:
+        c = start_collector(tmp / f"store-ratio-{time.time_ns()}", "--no-ssl", cpus=coll_cpus) \
+            if with_collector else None
+        try:
+            time.sleep(0.5)
+            ns0 = bpf_run_ns(c.pid) if c is not None else 0
+            srv0 = cpu_seconds(server.pid)
+            out, cpu = run_child([conn, "storm", port, str(n)], work_cpus)
+            # workload CPU per connection: the client and the server (both ends of each connection)
+            per = (cpu + cpu_seconds(server.pid) - srv0) / n * 1e6
+            (cpu_on if c is not None else cpu_off).append(per)
+            if c is not None:
+                bpf_ns.append((bpf_run_ns(c.pid) - ns0) / n)
+            return n / float(out)
+        finally:
+            if c is not None:
+                stop(c)
+
     try:
-        storm(port, 2000)  # warm-up
-        for r in range(rounds):  # alternate (and swap the order every round): noise hits both sides
-            for with_collector in ((False, True) if r % 2 == 0 else (True, False)):
-                c = start_collector(tmp / f"store-ratio-{r}") if with_collector else None
-                time.sleep(1)
-                ns0 = bpf_run_ns(c.pid) if c is not None else 0
-                rate, cpu = storm(port, n)
-                (on if with_collector else off).append(rate)
-                (on_cpu if with_collector else off_cpu).append(cpu)
-                if c is not None:
-                    bpf_ns.append((bpf_run_ns(c.pid) - ns0) / n)
-                    stop(c)
+        run_child([conn, "storm", port, "2000"], work_cpus)  # warm-up
+        for r in range(rounds):
+            if r % 2 == 0:
+                off = round_(False)
+                on = round_(True)
+            else:
+                on = round_(True)
+                off = round_(False)
+            pairs.append((off, on))
     finally:
         server.kill()
         server.wait()
-    m_off, m_on = statistics.median(off), statistics.median(on)
-    return {"connections_per_round": n, "rounds": rounds,
-            "connects_per_s_without": round(m_off), "connects_per_s_with": round(m_on),
-            "ratio_with_over_without": round(m_on / m_off, 3), "slowdown_pct": round(100 * (1 - m_on / m_off), 1),
-            "workload_cpu_us_per_connect_without": round(statistics.median(off_cpu), 1),
-            "workload_cpu_us_per_connect_with": round(statistics.median(on_cpu), 1),
+    ratios = [on / off for off, on in pairs]
+    return {"connections_per_round": n, "rounds": rounds, "pinned": ncpu >= 2,
+            "connects_per_s_without": spread([p[0] for p in pairs], 0),
+            "connects_per_s_with": spread([p[1] for p in pairs], 0),
+            "ratio_with_over_without": spread(ratios),
+            "slowdown_pct_median": round(100 * (1 - statistics.median(ratios)), 1),
+            "workload_cpu_us_per_connect_without": spread(cpu_off, 2),
+            "workload_cpu_us_per_connect_with": spread(cpu_on, 2),
             # both sockets of each connection (client and accepted), every probe, as the kernel counts it
-            "bpf_ns_per_connection": round(statistics.median(bpf_ns)),
-            "runs_without": [round(x) for x in off], "runs_with": [round(x) for x in on],
+            "bpf_ns_per_connection": spread(bpf_ns, 0),
+            "pairs": [[round(a), round(b)] for a, b in pairs],
             "loadavg": os.getloadavg()[0]}
 
 
@@ -312,8 +393,8 @@ def sustained_events(seconds: float, procs: int, tmp: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--connections", type=int, default=15000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--dns-rates", default="50000,60000,80000", help="queries/s for the DNS phase, comma-separated")

@@ -166,7 +166,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         if (!s) return 0;
     }
     s->last_state = ns;
-    if (args->dport) {
+    // the tuple is fixed once connected: copy it when first seen and at each connect (SYN_SENT), not
+    // on every transition (six per loopback connection)
+    if (args->dport && (!s->dport || ns == TCP_SYN_SENT)) {
         s->sport = args->sport;
         s->dport = args->dport;
         s->family = args->family;
@@ -293,11 +295,13 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock) {
         __builtin_memcpy(e->daddr, args->daddr, 4);
     }
     void *ksk = (void *)sk;
-    u64 retrans = 0;
-    bpf_probe_read_kernel(&e->k_sent, 8, ksk + OFF_TCP_BYTES_SENT);
-    bpf_probe_read_kernel(&retrans, 8, ksk + OFF_TCP_BYTES_RETRANS);
-    e->k_sent -= retrans;
-    bpf_probe_read_kernel(&e->k_recv, 8, ksk + OFF_TCP_BYTES_RECEIVED);
+    if (!s || !s->ts_first) {  // the kernel's byte counts matter only for sockets not tracked from the start
+        u64 retrans = 0;
+        bpf_probe_read_kernel(&e->k_sent, 8, ksk + OFF_TCP_BYTES_SENT);
+        bpf_probe_read_kernel(&retrans, 8, ksk + OFF_TCP_BYTES_RETRANS);
+        e->k_sent -= retrans;
+        bpf_probe_read_kernel(&e->k_recv, 8, ksk + OFF_TCP_BYTES_RECEIVED);
+    }
     bpf_probe_read_kernel(&e->segs_out, 4, ksk + OFF_TCP_SEGS_OUT);
     bpf_probe_read_kernel(&e->segs_in, 4, ksk + OFF_TCP_SEGS_IN);
     if (s) {
@@ -565,11 +569,10 @@ struct dnsq_event {
 };
 
 static __always_inline int read_dns_dest(const void *uaddr, struct dns_dest *d) {
-    u16 fam = 0, port = 0;
-    if (!uaddr || bpf_probe_read_user(&fam, 2, uaddr)) return 0;
+    u32 head = 0;  // sa_family and the port (network order) in one read
+    if (!uaddr || bpf_probe_read_user(&head, 4, uaddr)) return 0;
+    u16 fam = head & 0xffff, port = __builtin_bswap16(head >> 16);
     if (fam != RW_AF_INET && fam != RW_AF_INET6) return 0;
-    bpf_probe_read_user(&port, 2, uaddr + 2);
-    port = __builtin_bswap16(port);
     if (port != 53) return 0;
     d->port = port;
     if (fam == RW_AF_INET) {
@@ -623,17 +626,19 @@ static __always_inline void emit_dnsq(const struct dns_dest *d, const void *buf,
     if (events.ringbuf_output(e, size, BPF_RB_NO_WAKEUP) != 0) count(C_DNSQ_LOST);
 }
 
+// a lookup (lock-free) before each delete: almost no fd is a DNS socket, and a delete takes the
+// bucket lock even when the key is absent
 TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
     struct dns_dest d = {};
     u64 key = fd_key(args->fd);
     if (read_dns_dest(args->uservaddr, &d)) dns_fds.update(&key, &d);
-    else dns_fds.delete(&key);
+    else if (dns_fds.lookup(&key)) dns_fds.delete(&key);
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_close) {
     u64 key = fd_key(args->fd);
-    dns_fds.delete(&key);
+    if (dns_fds.lookup(&key)) dns_fds.delete(&key);
     return 0;
 }
 
