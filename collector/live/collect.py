@@ -14,6 +14,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 from collector.config import host_id as resolve_host_id
 from collector.ebpf import events as ev
 from collector.live.ebpf_rows import RowBuilder
@@ -185,22 +187,18 @@ class Collector:
             conns = recs.get(ev.T_CONN, [])
             if conns:
                 flows, arr = self.rows.flows(conns)
-                self.writer.add("flows", flows)
                 self.stats.add("conn_recorded", len(conns))
                 self.stats.add("flows", flows.num_rows)
                 if self.plaintext is not None:
                     self.plaintext.closed(arr, flows)
-                if self.decryptor is not None:
-                    self.decryptor.closed(flows)
+                self._write_flows(flows)
         for src in self.sources:
             for table, rows in src.poll(final=final):
-                self.writer.add(table, rows)
-                if table == "flows" and self.decryptor is not None and rows:
-                    from collector.store.writer import to_arrow
-
-                    self.decryptor.closed(to_arrow("flows", rows) if isinstance(rows, list) else rows)
                 if table == "flows":
                     self.stats.add("flows", len(rows) if isinstance(rows, list) else rows.num_rows)
+                    self._write_flows(rows)
+                else:
+                    self.writer.add(table, rows)
         if self.plaintext is not None:
             for table, rows in self.plaintext.poll(final=final):
                 self.writer.add(table, rows)
@@ -211,6 +209,22 @@ class Collector:
             self.stats.add("processes", len(procs))
         if secrets:
             self.writer.add("secrets_seen", secrets)
+
+    def _write_flows(self, rows) -> None:
+        """Closed connections -> the writer, except those the decryptor claims: it writes each of
+        those once decrypted, as one `ebpf+pcap` row with what the capture adds (one connection, one flow)."""
+        if self.decryptor is None:
+            self.writer.add("flows", rows)
+            return
+        from collector.store.writer import to_arrow
+
+        table = to_arrow("flows", rows) if isinstance(rows, list) else rows
+        claimed = self.decryptor.closed(table)
+        if claimed:
+            import pyarrow.compute as pc
+
+            table = table.filter(pc.invert(pc.is_in(table.column("flow_uid"), pa.array(list(claimed), pa.string()))))
+        self.writer.add("flows", table)
 
     def write_stats(self) -> None:
         kernel = None

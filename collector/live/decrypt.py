@@ -5,6 +5,12 @@ Per batch of closed connections: the capture segments covering their lifetime ar
 tcpdump read filter, and handed with the run's key log to collector.tls.pipeline.decode_capture.
 Connections whose plaintext already came through the libssl uprobes are skipped (one exchange,
 one row set).
+
+One connection, one flow: the decryptor claims the flow rows of the connections it queues (the
+collector writes every other flow at once) and writes each one after its decryption, as a single
+`ebpf+pcap` row when the capture held the connection (the eBPF row's pid, exact byte counts,
+state and direction, plus the capture's SNI as server_name and the segment as capture_id), or
+unchanged (`ebpf`) when it did not. The link is the Community ID plus time, as in ingest.
 """
 
 from __future__ import annotations
@@ -16,15 +22,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 
+from collector.capture.community_id import community_id
 from collector.live.capture import CaptureRing
 from collector.live.keylog_watch import KeylogRun, KeylogWatcher
 from collector.processes import ProcessTable
+from collector.tls.streams import StreamMeta
 
 SETTLE_S = 2.0  # packets of a just-closed connection may still be in dumpcap's buffer
+LINK_SLACK_S = 2.0  # a capture stream is an eBPF flow's when its first packet is within the flow's lifetime +- this
+
+
+def _epoch(ts: datetime) -> float:
+    """A flow's naive-UTC timestamp -> epoch seconds (whatever the host's time zone)."""
+    return ts.replace(tzinfo=UTC).timestamp()
 MAX_BATCH = 200
 
 
@@ -39,20 +54,22 @@ class LiveDecryptor:
         self.secret_key = secret_key
         self.already_decoded = already_decoded
         self.max_queue = max_queue
-        self.queue: deque[tuple[float, dict, KeylogRun]] = deque()
+        self.queue: deque[tuple[float, dict, KeylogRun, bool]] = deque()  # (queued at, flow row, run, owns the row)
         self.counts = {"keylog_flows_queued": 0, "keylog_batches": 0, "keylog_flows_decrypted": 0,
-                       "keylog_decrypt_errors": 0, "keylog_flows_skipped_uprobe": 0, "keylog_flows_dropped": 0}
+                       "keylog_decrypt_errors": 0, "keylog_flows_skipped_uprobe": 0, "keylog_flows_dropped": 0,
+                       "flows_ebpf_pcap": 0}
         self.tmp = Path(tempfile.mkdtemp(prefix="rw-decrypt-"))
 
-    def closed(self, flows: pa.Table) -> None:
-        """Queue the outbound flows of wrapped agents (or every outbound flow for --keylog files)."""
+    def closed(self, flows: pa.Table) -> set[str]:
+        """Queue the outbound flows of wrapped agents (or every outbound flow for --keylog files).
+        Returns the flow_uids claimed: their rows are written by this decryptor, after decryption."""
         self.watcher.scan()
         runs = self.watcher.by_pid()
         glob = self.watcher.global_runs()
+        claimed: set[str] = set()
         if (not runs and not glob) or flows.num_rows == 0:
-            return
-        cols = flows.select(["flow_uid", "community_id", "ts_start", "ts_end", "src_ip", "src_port", "dst_ip",
-                             "dst_port", "pid", "process_start", "direction", "bytes_out"]).to_pylist()
+            return claimed
+        cols = flows.to_pylist()
         owner: dict[tuple, KeylogRun | None] = {}
         for f in cols:
             if f["direction"] != "outbound" or not f["bytes_out"]:
@@ -69,8 +86,11 @@ class LiveDecryptor:
                     self.counts["keylog_flows_dropped"] += 1
                     continue
                 r.pending += 1
-                self.queue.append((time.monotonic(), f, r))
+                # the first run queued for a flow writes its row; others (several --keylog files) only decrypt
+                self.queue.append((time.monotonic(), f, r, f["flow_uid"] not in claimed))
+                claimed.add(f["flow_uid"])
                 self.counts["keylog_flows_queued"] += 1
+        return claimed
 
     def poll(self, final: bool = False):
         out: dict[str, list] = {}
@@ -78,27 +98,46 @@ class LiveDecryptor:
         while self.queue and (final or now - self.queue[0][0] >= SETTLE_S):
             batch: dict[str, list[dict]] = {}
             runs: dict[str, KeylogRun] = {}
+            owned: list[dict] = []  # flow rows this decryptor writes (claimed in closed())
             while self.queue and len(batch) < MAX_BATCH and (final or now - self.queue[0][0] >= SETTLE_S):
-                _t, f, run = self.queue.popleft()
+                _t, f, run, owns = self.queue.popleft()
                 run.pending -= 1
+                if owns:
+                    owned.append(f)
                 if self.already_decoded(f["flow_uid"]):
                     self.counts["keylog_flows_skipped_uprobe"] += 1
                     continue
                 batch.setdefault(run.run_id, []).append(f)
                 runs[run.run_id] = run
-            for rid, flows in batch.items():
-                for table, rows in self._decrypt(runs[rid], flows):
-                    out.setdefault(table, []).extend(rows)
+            seen: dict[str, tuple[StreamMeta, str]] = {}
+            try:
+                for rid, flows in batch.items():
+                    for table, rows in self._decrypt(runs[rid], flows, seen):
+                        out.setdefault(table, []).extend(rows)
+            finally:  # every claimed row is written, merged or not, whatever decryption did
+                out.setdefault("flows", []).extend(self._merged(f, seen.get(f["flow_uid"])) for f in owned)
         self.watcher.scan()
         self.watcher.cleanup()
         return list(out.items())
 
-    def _decrypt(self, run: KeylogRun, flows: list[dict]) -> list[tuple[str, list[dict]]]:
+    def _merged(self, f: dict, hit: tuple[StreamMeta, str] | None) -> dict:
+        """The eBPF flow row, completed from the capture when the capture held the connection."""
+        if hit is None:
+            return f
+        meta, segment = hit
+        self.counts["flows_ebpf_pcap"] += 1
+        return {**f, "source": "ebpf+pcap", "server_name": meta.server_name or f.get("server_name"),
+                "capture_id": segment}
+
+    def _decrypt(self, run: KeylogRun, flows: list[dict],
+                 seen: dict[str, tuple[StreamMeta, str]] | None = None) -> list[tuple[str, list[dict]]]:
+        """Decrypt `flows` from the ring; `seen` gets flow_uid -> (capture stream, segment name) for
+        each of them the capture held."""
         from collector.tls.pipeline import decode_capture
 
         self.counts["keylog_batches"] += 1
-        t0 = min(f["ts_start"] for f in flows).timestamp() - 2
-        t1 = max(f["ts_end"] for f in flows).timestamp() + 2
+        t0 = min(_epoch(f["ts_start"]) for f in flows) - 2
+        t1 = max(_epoch(f["ts_end"]) for f in flows) + 2
         segs = self.ring.covering(t0, t1)
         if not segs:
             self.counts["keylog_decrypt_errors"] += 1
@@ -128,6 +167,18 @@ class LiveDecryptor:
                 p.unlink(missing_ok=True)
         wanted = {f["flow_uid"] for f in flows}
         self.counts["keylog_flows_decrypted"] += len(res.decrypted_flow_uids & wanted)
+        if seen is not None:  # the capture's streams of these flows: same Community ID, within their lifetime
+            by_cid: dict[str, list[dict]] = {}
+            for f in flows:
+                by_cid.setdefault(f["community_id"], []).append(f)
+            for m in res.streams:
+                try:
+                    cid = community_id("tcp", m.src_ip, m.src_port, m.dst_ip, m.dst_port)
+                except ValueError:
+                    continue
+                for f in by_cid.get(cid, ()):
+                    if _epoch(f["ts_start"]) - LINK_SLACK_S <= m.ts_first <= _epoch(f["ts_end"]) + LINK_SLACK_S:
+                        seen[f["flow_uid"]] = (m, segs[0].name)
         pids = {f["flow_uid"]: f["pid"] for f in flows}
         for r in res.tables.get("llm_exchanges", []):  # the capture was cut to these flows: all rows are theirs
             if r.get("pid") is None:

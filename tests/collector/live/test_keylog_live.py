@@ -1,5 +1,6 @@
 """An agent run through `routerwatch wrap` is decrypted live from the capture ring and its key log,
-linked to its flow and process, and its key log is deleted after use."""
+linked to its flow and process, and its key log is deleted after use; its connection, seen by eBPF
+and by the capture, is one `ebpf+pcap` flow."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import subprocess
 import time
+from urllib.parse import urlparse
 
 import pytest
 
@@ -44,8 +46,25 @@ def test_wrapped_agent_is_decrypted_live_and_keys_deleted(live, zoo, tmp_path): 
             LEFT JOIN processes p ON p.pid = f.pid AND p.start_time = f.process_start
             WHERE e.source = 'keylog'""").fetchall()
         detail = json.loads(s.sql("SELECT detail FROM collector_stats ORDER BY ts DESC LIMIT 1").fetchone()[0])
+        # one connection seen by eBPF and by the capture is one flow: a single ebpf+pcap row for the
+        # agent's end (the router's accepted socket on this host keeps its own 'ebpf' row, same Community ID)
+        merged = s.sql("""
+            SELECT f.flow_uid, f.source, f.capture_id, f.server_name, f.pid, f.bytes_out, f.tcp_state,
+                   (SELECT count(*) FROM flows o WHERE o.community_id = f.community_id AND o.direction = 'outbound'),
+                   (SELECT count(*) FROM flows o WHERE o.flow_uid = f.flow_uid),
+                   (SELECT list(o.source) FROM flows o WHERE o.community_id = f.community_id
+                    AND o.direction = 'inbound')
+            FROM flows f JOIN llm_exchanges e ON e.flow_uid = f.flow_uid WHERE e.source = 'keylog'""").fetchall()
     assert rows, (detail, c.output())
     api, source, epid, fpid, dport, ppid, exe = rows[0]
     assert api == "openai.chat" and dport == router.port
     assert epid == fpid and ppid is not None and "python" in exe  # the agent, a child of the wrapper
     assert detail["keylog_flows_decrypted"] >= 1 and detail["keylog_decrypt_errors"] == 0
+    _uid, fsource, capture_id, server_name, pid, bytes_out, state, outbound_rows, uid_rows, inbound = merged[0]
+    assert (fsource, outbound_rows, uid_rows, pid) == ("ebpf+pcap", 1, 1, fpid), merged
+    assert capture_id.startswith("seg_") and bytes_out > 0 and state == "SF", merged
+    host = urlparse(router.url).hostname
+    if not host.replace(".", "").isdigit():  # a name: the capture's SNI
+        assert server_name == host, merged
+    assert inbound == ["ebpf"], merged
+    assert detail["flows_ebpf_pcap"] >= 1
