@@ -158,51 +158,82 @@ _PUNCT = str.maketrans({c: " " for c in "\"'.,;:()[]{}<>`=|"})
 _CS_TRIGGERS = tuple(sorted({t for d in _DETECTORS if not d.lower for t in d.triggers}))
 _CI_TRIGGERS = tuple(sorted({t for d in _DETECTORS if d.lower for t in d.triggers}))
 _MIN_LEN = 15  # no detector matches fewer characters
-_SEP = r"(?:\s|\\n|\\t|\\r)+"
 _RUN12 = re.compile(b"\x01{12,}")
+_TOKEN = re.compile(r"\S+")
+_WS_SEP = re.compile(r"(?:\s|\\n|\\t|\\r)+")
 
 
 @lru_cache(maxsize=1)
-def _bip39():
+def _bip39() -> dict[str, int]:
+    """The English BIP-39 wordlist: word -> index."""
     from mnemonic import Mnemonic
 
-    m = Mnemonic("english")
-    return m, frozenset(m.wordlist)
+    return {w: i for i, w in enumerate(Mnemonic("english").wordlist)}
 
 
 def _looks_like_aws_secret(s: str) -> bool:
     return any(c.islower() for c in s) and any(c.isupper() for c in s) and any(c.isdigit() or c in "/+" for c in s)
 
 
+def _checksum_ok(bits: int, n: int) -> bool:
+    """BIP-39 checksum of `n` words given as their 11-bit indices packed into `bits` (what
+    Mnemonic.check computes, without its per-word list.index)."""
+    cs = n // 3
+    entropy = (bits >> cs).to_bytes((n * 11 - cs) // 8, "big")
+    return hashlib.sha256(entropy).digest()[0] >> (8 - cs) == bits & ((1 << cs) - 1)
+
+
 def _mnemonics(text: str) -> list[SecretMatch]:
-    """BIP-39 phrases: runs of 12-24 wordlist words with a valid checksum (prose almost never has one).
-    Tokenising with str.split and a set test keeps this at tens of ns per word."""
-    m, words_set = _bip39()
-    flat = text.replace("\\n", " ").replace("\\t", " ").replace("\\r", " ") if "\\" in text else text
-    toks = flat.translate(_PUNCT).split()
-    flags = bytes(map(words_set.__contains__, toks))
+    """BIP-39 phrases: runs of 12-24 wordlist words, separated by whitespace only, with a valid
+    checksum (prose almost never has one). Linear: str.split + one dict lookup per token marks
+    wordlist words and a regex over the marks finds runs of >= 12 (most texts stop here); only then
+    are token offsets computed, runs cut where punctuation separates words, and each window checked
+    on its packed 11-bit indices (a shift, a mask and one SHA-256 of <= 32 bytes)."""
+    index = _bip39()
+    # JSON escapes become two spaces and punctuation one, so offsets in `flat` are offsets in `text`
+    flat = text.replace("\\n", "  ").replace("\\t", "  ").replace("\\r", "  ") if "\\" in text else text
+    flat = flat.translate(_PUNCT)
+    toks = flat.split()
+    flags = bytes(map(index.__contains__, toks))
+    runs = list(_RUN12.finditer(flags))
+    if not runs:
+        return []
+    spans = [m.span() for m in _TOKEN.finditer(flat)]
+    if len(spans) != len(toks):  # str.split and re's \S disagree on some whitespace: use re's tokens
+        toks = [flat[a:b] for a, b in spans]
+        runs = list(_RUN12.finditer(bytes(map(index.__contains__, toks))))
     out: list[SecretMatch] = []
-    search_from = 0
-    for run in _RUN12.finditer(flags):
-        words = toks[run.start() : run.end()]
-        i = 0
-        while i + 12 <= len(words):
-            hit = 0
-            for n in _MNEMONIC_LENGTHS:
-                if i + n <= len(words) and m.check(" ".join(words[i : i + n])):
-                    hit = n
-                    break
-            if not hit:
-                i += 1
+    for run in runs:
+        start = run.start()
+        for k in range(run.start() + 1, run.end() + 1):
+            if k < run.end() and _WS_SEP.fullmatch(text, spans[k - 1][1], spans[k][0]):
                 continue
-            rx = re.compile(_SEP.join(re.escape(w) for w in words[i : i + hit]))
-            found = rx.search(text, search_from)
-            if not found:
-                i += 1
-                continue
-            out.append(SecretMatch("bip39_mnemonic", found.start(), found.end(), found.group()))
-            search_from = found.end()
-            i += hit
+            if k - start >= 12:  # [start, k): wordlist words with only whitespace between
+                out.extend(_phrases(text, toks, spans, start, k, index))
+            start = k
+    return out
+
+
+def _phrases(text: str, toks: list[str], spans: list[tuple[int, int]], lo: int, hi: int,
+             index: dict[str, int]) -> list[SecretMatch]:
+    total = hi - lo
+    packed = 0
+    for w in toks[lo:hi]:
+        packed = (packed << 11) | index[w]
+    out = []
+    i = 0
+    while i + 12 <= total:
+        hit = 0
+        for n in _MNEMONIC_LENGTHS:
+            if i + n <= total and _checksum_ok((packed >> (11 * (total - i - n))) & ((1 << (11 * n)) - 1), n):
+                hit = n
+                break
+        if not hit:
+            i += 1
+            continue
+        s, e = spans[lo + i][0], spans[lo + i + hit - 1][1]
+        out.append(SecretMatch("bip39_mnemonic", s, e, text[s:e]))
+        i += hit
     return out
 
 

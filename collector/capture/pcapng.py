@@ -46,6 +46,7 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
     spb: list[tuple[int, int]] = []  # (block offset, global iface) — rare
     append = epb.append
     dsb_blocks = dsb_lines = 0
+    dsb_text: list[bytes] = []
     error = None
     off = 0
     last = 0
@@ -89,6 +90,7 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
             dsb_blocks += 1
             if stype == TLS_KEYLOG:
                 data = bytes(mm[off + 16 : off + 16 + slen])
+                dsb_text.append(data)
                 dsb_lines += sum(1 for line in data.splitlines() if line.strip() and not line.startswith(b"#"))
         off += blen
     else:
@@ -155,6 +157,7 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
         error=error,
         dsb_blocks=dsb_blocks,
         dsb_secrets=dsb_lines,
+        dsb_keylog=dsb_text,
     )
 
 

@@ -41,6 +41,7 @@ class Records:
     error: str | None = None
     dsb_blocks: int = 0  # pcapng Decryption Secrets Blocks
     dsb_secrets: int = 0  # key-log lines inside them
+    dsb_keylog: list[bytes] = field(default_factory=list)  # their TLS key-log text (secrets: memory only)
     stats: dict = field(default_factory=dict)
 
     def __len__(self) -> int:

@@ -135,6 +135,7 @@ class _Scanner:
         self.base = base
         self.rows: list[dict] = []
         self.seen: set[tuple[str, str, str, str]] = set()
+        self.header_secrets = 0  # secrets found by the last headers() call
 
     def _add(self, m: secrets.SecretMatch, f: str, direction: str, location: str) -> None:
         key = (m.kind, f, direction, location)
@@ -151,6 +152,7 @@ class _Scanner:
 
     def headers(self, headers: list[tuple[str, str]], direction: str) -> list[list[str]]:
         red, found = secrets.redact_headers(headers, self.ctx.fingerprinter, self.ctx.canaries)
+        self.header_secrets = len(found)
         for name, m, f in found:
             self._add(m, f, direction, f"header:{name}")
         return [[k, v] for k, v in red]
@@ -195,6 +197,7 @@ def decode_http(
     req_text = _body_text(req.body) if req.body else ""
     req_red = sc.text(req_text, "request", "body") if req_text else ""
     resp_headers = sc.headers(resp.headers, "response") if resp is not None else None
+    resp_headers_clean = resp is not None and sc.header_secrets == 0 and not ctx.canaries
     req_sha = req.body_sha256 or hashlib.sha256(req.body).hexdigest()
     resp_sha = None
     if resp is not None:
@@ -205,6 +208,7 @@ def decode_http(
             out.errors.append(e)
 
     t_resp = resp.ts if resp is not None else None
+    ts_resp = _dt(t_resp)
     t_end = (resp.ts_end if resp is not None and resp.ts_end is not None else t_resp)
     out.tables["http"].append({
         "ts": ts, "host_id": ctx.host_id, "flow_uid": flow_uid, "exchange_id": xid, "method": req.method,
@@ -213,7 +217,7 @@ def decode_http(
         "response_headers": json.dumps(resp_headers, ensure_ascii=False) if resp_headers is not None else None,
         "request_body_bytes": req.body_size if req.body_size is not None else len(req.body),
         "response_body_bytes": (resp.body_size if resp.body_size is not None else len(resp.body)) if resp else None,
-        "request_digest": req_sha, "response_digest": resp_sha, "ts_response": _dt(t_resp),
+        "request_digest": req_sha, "response_digest": resp_sha, "ts_response": ts_resp,
         "duration_ms": round((t_end - req.ts) * 1000, 3) if t_end is not None else None,
         "stream_id": req.stream_id, "truncated": truncated, "source": ctx.source,
     })  # fmt: skip
@@ -234,7 +238,7 @@ def decode_http(
     for t in res.tool_calls:
         args = sc.text(t.arguments, t.direction, "tool_call")
         tool_rows.append({
-            "ts": _dt(t_resp if t.direction == "response" else req.ts), "host_id": ctx.host_id, "exchange_id": xid,
+            "ts": ts_resp if t.direction == "response" else ts, "host_id": ctx.host_id, "exchange_id": xid,
             "idx": t.idx, "call_id": t.call_id, "name": t.name, "arguments": args, "direction": t.direction,
         })  # fmt: skip
         if t.direction == "response":
@@ -251,7 +255,9 @@ def decode_http(
         elif resp.body:
             resp_red = sc.text(_body_text(resp.body), "response", "body")
     kept = router_headers(resp.headers) if resp is not None else {}
-    kept_red = {k: secrets.redact_header(k, v, ctx.fingerprinter)[0] for k, v in kept.items()}
+    # values already found clean in the response-header scan are not scanned again
+    kept_red = {k: v if resp_headers_clean and k not in secrets.CREDENTIAL_HEADERS
+                else secrets.redact_header(k, v, ctx.fingerprinter)[0] for k, v in kept.items()}
     req_body_store, req_cut = _cap(req_red, ctx.body_cap)
     resp_body_store, resp_cut = _cap(resp_red, ctx.body_cap) if resp_red is not None else (None, False)
     stream = res.stream

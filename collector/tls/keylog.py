@@ -81,3 +81,33 @@ def read_keylog(path: str | os.PathLike) -> KeyLogInfo:
             )
         raise KeyLogError(f"key log {p} is empty")
     return info
+
+
+Secrets = dict[tuple[str, bytes], bytes]  # (label, client random) -> secret
+
+
+def parse_secrets(text: bytes | str, into: Secrets) -> None:
+    """Add the well-formed key lines of a key log (a file or a pcapng Decryption Secrets Block) to
+    `into`; malformed lines are skipped (read_keylog reports them)."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 3 or parts[0] not in LABELS or parts[0] == "RSA":
+            if len(parts) == 3 and parts[0] == "RSA":
+                into[("RSA", b"")] = b""  # RSA pre-master secrets: only tshark uses them
+            continue
+        try:
+            into[(parts[0], bytes.fromhex(parts[1]))] = bytes.fromhex(parts[2])
+        except ValueError:
+            continue
+
+
+def load_secrets(path: str | os.PathLike | None, embedded: list[bytes] = ()) -> Secrets:
+    """Secrets of a key log (already validated by read_keylog) plus embedded key-log text."""
+    out: Secrets = {}
+    for text in embedded:
+        parse_secrets(text, out)
+    if path is not None:
+        parse_secrets(Path(path).read_bytes(), out)
+    return out

@@ -29,12 +29,15 @@ from collector.protocols.connection import Exchange
 from collector.protocols.encoding import DEFAULT_KEEP
 from collector.secrets import Fingerprinter
 from collector.tls.keylog import KeyLogInfo, read_keylog
+from collector.tls.native_decrypt import NativeDecrypt, NativeUnsure
 from collector.tls.streams import StreamAssembler, StreamMeta
 from collector.tls.tshark_decrypt import TsharkDecrypt
 
 TIME_SLACK_S = 2.0  # a stream's first packet may precede the flow's recorded start by clock rounding
 BATCH = 256  # exchanges handed to the decode worker at once
 WORKER_AFTER = 512  # a capture with fewer exchanges is decoded in-process (a worker costs ~0.5 s to start)
+EAGER_BYTES = 8 << 20  # a capture file this big starts the worker at once (it starts while we decrypt)
+IN_FLIGHT = 2  # batches queued at the worker before the main process decodes one itself
 
 Batch = list[tuple[ConnMeta, bool, int, list[Exchange]]]  # (connection, tls?, first seq, exchanges)
 
@@ -48,17 +51,26 @@ def decode_batch(ctx_tls: DecodeContext, ctx_clear: DecodeContext, batch: Batch)
 
 
 class _Decoder:
-    """Decodes exchanges in-process, or, once a capture proves big, in one worker process so that
-    tshark, stream parsing and LLM decoding + secret scanning use both cores (results keep their order)."""
+    """Decodes exchanges in-process and, once a capture proves big (or its file size says it will be),
+    in one worker process too: a batch goes to the worker unless it already has IN_FLIGHT batches
+    queued, else it is decoded here, so decryption + HTTP parsing (here) and LLM decoding + secret
+    scanning (both) keep both cores busy whichever side is slower. Results keep their order."""
 
-    def __init__(self, ctx_tls: DecodeContext, ctx_clear: DecodeContext, workers: bool):
+    def __init__(self, ctx_tls: DecodeContext, ctx_clear: DecodeContext, workers: bool, eager: bool = False):
         self.ctxs = (ctx_tls, ctx_clear)
         self.workers = workers
         self.batch: Batch = []
         self.batch_n = 0
         self.total = 0
-        self.local: list[DecodedRows] = []  # decoded here before the worker started
+        self.parts: list[DecodedRows | None] = []  # None: the worker's next result
         self.worker = None
+        if workers and eager:
+            self._start()
+
+    def _start(self) -> None:
+        from collector.tls.worker import DecodeWorker
+
+        self.worker = DecodeWorker()
 
     def add(self, conn: ConnMeta, tls: bool, seq: int, exchanges: list[Exchange]) -> None:
         self.batch.append((conn, tls, seq, exchanges))
@@ -72,13 +84,12 @@ class _Decoder:
         if not batch:
             return
         if self.worker is None and self.workers and self.total >= WORKER_AFTER:
-            from collector.tls.worker import DecodeWorker
-
-            self.worker = DecodeWorker()
-        if self.worker is not None:
+            self._start()
+        if self.worker is not None and self.worker.in_flight() < IN_FLIGHT:
             self.worker.submit((*self.ctxs, batch))
+            self.parts.append(None)
         else:
-            self.local.append(decode_batch(*self.ctxs, batch))
+            self.parts.append(decode_batch(*self.ctxs, batch))
 
     def close(self) -> None:
         """Stop the worker (also after an error)."""
@@ -87,15 +98,10 @@ class _Decoder:
 
     def result(self) -> DecodedRows:
         self._flush()
+        remote = iter(self.worker.results()) if self.worker is not None else iter(())
         rows = DecodedRows()
-        for d in self.local:
-            rows.extend(d)
-        if self.worker is not None:
-            try:
-                for d in self.worker.results():
-                    rows.extend(d)
-            finally:
-                self.worker.close()
+        for d in self.parts:
+            rows.extend(d if d is not None else next(remote))
         return rows
 
 
@@ -168,12 +174,15 @@ def decode_capture(
     parse_cap: int = DEFAULT_KEEP,
     canaries: tuple[str, ...] = (),
     workers: bool = True,
+    decryptor: str = "auto",
 ) -> CaptureDecodeResult:
     """Decrypt a capture with a key log (and/or its embedded secrets) and decode every HTTP exchange.
 
     Raises KeyLogError for a key log that is missing or not a key log, TsharkError/TsharkMissing
     when tshark cannot run. A key log that matches no TLS session in the capture is reported in
     `errors` and `stats['keylog_error']` (tshark exits 0 then; the caller decides how loud to be).
+    `decryptor`: 'auto' (native, tshark when the native path is unsure), 'native' (raises
+    NativeUnsure instead of falling back) or 'tshark'; `stats['decryptor']` says which one ran.
     """
     t0 = time.monotonic()
     capture = Path(capture_path)
@@ -184,7 +193,6 @@ def decode_capture(
     ctx_clear = DecodeContext(host_id, ctx_tls.fingerprinter, "cleartext", body_cap=body_cap,
                               parse_cap=parse_cap, canaries=canaries)
     result = CaptureDecodeResult()
-    decoder = _Decoder(ctx_tls, ctx_clear, workers)
     unlinked: set[int] = set()
 
     def link(meta: StreamMeta) -> None:
@@ -201,20 +209,42 @@ def decode_capture(
         else:
             unlinked.add(meta.stream)
 
-    def sink(meta: StreamMeta, exchanges: list[Exchange]) -> None:
-        link(meta)
-        conn = ConnMeta(meta.flow_uid, meta.dst_ip, meta.dst_port, meta.server_name, meta.pid, meta.community_id)
-        decoder.add(conn, meta.tls, meta.exchanges, exchanges)
+    def run(job: NativeDecrypt | TsharkDecrypt) -> tuple[StreamAssembler, DecodedRows]:
+        decoder = _Decoder(ctx_tls, ctx_clear, workers, eager=size >= EAGER_BYTES)
+        unlinked.clear()
 
-    asm = StreamAssembler(sink, keep=parse_cap, orientation=index.originator)
-    job = TsharkDecrypt(capture, Path(keylog_path) if keylog_path is not None else None)
+        def sink(meta: StreamMeta, exchanges: list[Exchange]) -> None:
+            link(meta)
+            conn = ConnMeta(meta.flow_uid, meta.dst_ip, meta.dst_port, meta.server_name, meta.pid, meta.community_id)
+            decoder.add(conn, meta.tls, meta.exchanges, exchanges)
+
+        asm = StreamAssembler(sink, keep=parse_cap, orientation=index.originator)
+        try:
+            for seg in job:
+                asm.add(seg)
+            asm.finish()
+            return asm, decoder.result()
+        finally:
+            decoder.close()
+
+    keylog_file = Path(keylog_path) if keylog_path is not None else None
     try:
-        for seg in job:
-            asm.add(seg)
-        asm.finish()
-        rows = decoder.result()
-    finally:
-        decoder.close()
+        size = capture.stat().st_size
+    except OSError:
+        size = 0
+    fallback: str | None = None
+    job: NativeDecrypt | TsharkDecrypt
+    if decryptor in ("auto", "native"):
+        job = NativeDecrypt(capture, keylog_file)
+        try:
+            asm, rows = run(job)
+        except NativeUnsure as e:
+            if decryptor == "native":
+                raise
+            fallback = str(e)
+    if decryptor == "tshark" or fallback is not None:
+        job = TsharkDecrypt(capture, keylog_file)
+        asm, rows = run(job)
     t_end = time.monotonic()
 
     tls_streams = [m for m in asm.finished if m.tls]
@@ -230,7 +260,10 @@ def decode_capture(
     result.tables = rows.tables
     result.streams = asm.finished
     result.stats = {
-        "tshark_rows": job.rows,
+        "decryptor": "native" if isinstance(job, NativeDecrypt) else "tshark",
+        "native_fallback": fallback,  # why the native decryptor handed this capture to tshark
+        "segments": job.rows,
+        "tshark_rows": job.rows if isinstance(job, TsharkDecrypt) else None,
         "tcp_streams": len(asm.finished),
         "tls_streams": len(tls_streams),
         "tls_streams_with_app_data": len(with_app),

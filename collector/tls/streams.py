@@ -88,6 +88,9 @@ class StreamAssembler:
         if m.closed:
             return
         m.ts_last = seg.ts
+        if seg.retrans or seg.gaps:
+            m.retransmissions += seg.retrans
+            m.gaps += seg.gaps
         if st.client is None:
             self._orient(st, seg)
         if st.client is not None and seg.nxtseq:

@@ -47,6 +47,10 @@ class Segment:
     sni: str | None
     alpn: str | None
     data: bytes  # decrypted (or cleartext) payload completed in this segment
+    # the native decryptor reassembles TCP itself (seq/nxtseq 0) and reports a connection's counts
+    # on its first segment
+    retrans: int = 0
+    gaps: int = 0
 
 
 def tshark_args(capture: Path, keylog: Path | None) -> list[str]:

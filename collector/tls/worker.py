@@ -62,6 +62,10 @@ class DecodeWorker:
         _write(self.proc.stdin, args)
         self.sent += 1
 
+    def in_flight(self) -> int:
+        """Batches sent whose result has not come back yet."""
+        return self.sent - len(self.got)
+
     def results(self) -> list:
         assert self.proc.stdin is not None
         self.proc.stdin.close()

@@ -93,12 +93,21 @@ def test_wrong_key_log_fails_loudly(corpus, tmp_path):
         read_keylog(empty)
 
 
-def test_truncated_capture_and_no_keys(corpus):
+def test_truncated_capture_and_no_keys(corpus, tmp_path):
+    # the corpus file ends with an RST after complete responses (only a last partial record is cut)
     r = decode_capture(corpus / "http-cut-short.pcap", None, host_id="h", secret_key=KEY, run_id="r")
-    assert len(r.tables["http"]) == 8 and r.tables["http"][-1]["truncated"]
+    assert r.stats["decryptor"] == "native"
+    assert [(x["status"], x["truncated"]) for x in r.tables["http"]] == [(200, False)] * 8
     assert all(x["source"] == "cleartext" for x in r.tables["http"])
+    cut = tmp_path / "cut.pcap"  # cut in the middle of the fifth response body
+    cut.write_bytes((corpus / "http-cut-short.pcap").read_bytes()[:1_500_000])
+    r = decode_capture(cut, None, host_id="h", secret_key=KEY, run_id="r")
+    assert [(x["path"], x["truncated"]) for x in r.tables["http"]][-2:] == [("/msvcp140.dll", False), ("/nss3.dll", True)]
+    assert r.tables["http"][-1]["response_body_bytes"] == 486724 and r.tables["http"][-1]["status"] == 200
+    # 7 TLS flows carry data without keys (tshark's path counted 6: it reports no content type for
+    # TLS 1.3 records it cannot decrypt, so a TLS 1.3 flow without keys looked data-less there)
     r = decode_capture(corpus / "mixed-windows-dns-tls-http.pcapng", None, host_id="h", secret_key=KEY, run_id="r")
-    assert r.stats["undecrypted_flows"] == 6 and r.decrypted_flow_uids == set()
+    assert r.stats["undecrypted_flows"] == 7 and r.decrypted_flow_uids == set()
 
 
 def test_decode_worker_gives_the_same_rows(corpus, monkeypatch):

@@ -1,0 +1,180 @@
+"""The native decryptor (collector/tls/native_decrypt.py + records.py) against tshark: byte-identical
+decrypted streams on every corpus capture it handles and on real TLS 1.2 / 1.3 captures made on
+loopback with openssl (every AEAD suite, a KeyUpdate in both directions); a CBC suite falls back to
+tshark; a wrong key log still fails loudly."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from analyzer.demo.pki import ensure_pki
+from collector.tls.native_decrypt import NativeDecrypt, NativeUnsure
+from collector.tls.pipeline import decode_capture
+from collector.tls.tshark_decrypt import TsharkDecrypt
+from tests.support.capture import capture_loopback, capture_tool
+
+KEY = b"n" * 32
+BODY = ("{\"text\": \"Prüfe die Daten — 数据 🚀 " + "x" * 40_000 + "\"}").encode()  # spans several records
+TLS12 = ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305"]
+TLS13 = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
+
+
+def decrypted_streams(job) -> dict[tuple, bytes]:
+    """Decrypted TLS application bytes per direction (src, sport, dst, dport), retransmitted
+    segments dropped the way StreamAssembler drops them (tshark's `tcp.nxtseq` not advancing)."""
+    out: dict[tuple, bytes] = {}
+    nxt: dict[tuple, int] = {}
+    for seg in job:
+        d = (seg.src, seg.sport, seg.dst, seg.dport)
+        if seg.nxtseq:
+            if seg.nxtseq <= nxt.get((seg.stream, *d), -1):
+                continue
+            nxt[(seg.stream, *d)] = seg.nxtseq
+        if seg.data and seg.record_types:
+            out[d] = out.get(d, b"") + seg.data
+    return out
+
+
+def _keys(corpus: Path, name: str) -> Path | None:
+    k = corpus / (name.rsplit(".", 1)[0] + ".keys")
+    return k if k.exists() else None
+
+
+def test_corpus_streams_identical_to_tshark(corpus):
+    native_ran = []
+    for cap in sorted(p for p in corpus.iterdir() if p.suffix in (".pcap", ".pcapng")):
+        keys = _keys(corpus, cap.name)
+        try:
+            native = decrypted_streams(NativeDecrypt(cap, keys))
+        except NativeUnsure:
+            continue
+        assert native == decrypted_streams(TsharkDecrypt(cap, keys)), cap.name
+        if native:
+            native_ran.append(cap.name)
+    assert {"http2-tls13-youtube-chrome.pcapng", "http2-quic-tls13-cloudflare-ipv6.pcapng",
+            "https-tls12-tcp-split-records.pcap", "tls12-tls13-http10-scapy-nss.pcap"} <= set(native_ran)
+
+
+def test_corpus_fallbacks_are_recorded(corpus):
+    r = decode_capture(corpus / "https-tls12-39-ciphers.pcapng", corpus / "https-tls12-39-ciphers.keys",
+                       host_id="h", secret_key=KEY, run_id="r")
+    assert r.stats["decryptor"] == "tshark" and "cipher suite" in r.stats["native_fallback"]
+    assert len(r.tables["http"]) == 39
+    r = decode_capture(corpus / "http-nflog.pcap", None, host_id="h", secret_key=KEY, run_id="r")
+    assert r.stats["decryptor"] == "tshark" and "link type" in r.stats["native_fallback"]
+    r = decode_capture(corpus / "http2-tls13-youtube-chrome.pcapng", None, host_id="h", secret_key=KEY, run_id="r")
+    assert r.stats["decryptor"] == "native" and r.stats["native_fallback"] is None  # keys from the pcapng DSB
+    assert len(r.tables["http"]) == 15
+
+
+# -- real TLS on loopback ------------------------------------------------------------------------
+needs_tools = pytest.mark.skipif(capture_tool() is None or not shutil.which("tshark") or not shutil.which("openssl"),
+                                 reason="needs tcpdump/dumpcap, tshark and openssl (CI has them)")
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    """`openssl s_server -HTTP` serving one file (a whole HTTP/1.0 response) from `root`."""
+
+    def __init__(self, pki, root: Path, args: list[str]):
+        self.port = _port()
+        self.proc = subprocess.Popen(
+            ["openssl", "s_server", "-accept", f"127.0.0.1:{self.port}", "-cert", str(pki.cert), "-key", str(pki.key),
+             "-HTTP", "-quiet", *args], cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("openssl s_server did not start")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def _client(port: int, pki, keylog: Path, args: list[str], path: str, key_update: bool = False) -> bytes:
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki.ca), "-keylogfile", str(keylog),
+           *args]
+    req = f"GET /{path} HTTP/1.0\r\n\r\n".encode()
+    if not key_update:
+        r = subprocess.run([*cmd, "-quiet", "-ign_eof"], input=req, capture_output=True, timeout=20)
+        return r.stdout
+    # interactive mode: a line "K" makes s_client send a KeyUpdate asking the server to update too
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdin is not None
+    time.sleep(0.5)
+    p.stdin.write(b"K\n")
+    p.stdin.flush()
+    time.sleep(0.3)
+    p.stdin.write(req)
+    p.stdin.flush()
+    time.sleep(1.0)
+    return p.communicate(timeout=20)[0]
+
+
+def _capture(tmp_path: Path, name: str, runs: list[tuple[list[str], list[str], bool]]) -> tuple[Path, Path]:
+    """One capture of several connections: (server args, client args, key update) each."""
+    pki = ensure_pki(tmp_path / "pki")
+    root = tmp_path / "www"
+    root.mkdir(exist_ok=True)
+    (root / "r.json").write_bytes(b"HTTP/1.0 200 ok\r\nContent-Type: application/json\r\n\r\n" + BODY)
+    keylog = tmp_path / f"{name}.keys"
+    for attempt in range(3):
+        keylog.unlink(missing_ok=True)
+        servers = [_Server(pki, root, s) for s, _, _ in runs]
+        try:
+            with capture_loopback(tmp_path / f"{name}.pcap", ports=[s.port for s in servers]) as cap:
+                for srv, (_, cargs, ku) in zip(servers, runs, strict=True):
+                    assert BODY in _client(srv.port, pki, keylog, cargs, "r.json", ku)
+        finally:
+            for s in servers:
+                s.stop()
+        if cap.stats.get("dropped", 0) == 0 or attempt == 2:
+            return cap.path, keylog
+    raise AssertionError("unreachable")
+
+
+@needs_tools
+def test_generated_tls12_and_tls13_identical_to_tshark(tmp_path):
+    runs = [(["-tls1_2", "-cipher", c], ["-tls1_2", "-cipher", c], False) for c in TLS12]
+    runs += [(["-tls1_3", "-ciphersuites", c], ["-tls1_3", "-ciphersuites", c], False) for c in TLS13]
+    runs.append((["-tls1_3", "-ciphersuites", TLS13[2]], ["-tls1_3", "-ciphersuites", TLS13[2]], True))
+    pcap, keys = _capture(tmp_path, "aead", runs)
+    native = decrypted_streams(NativeDecrypt(pcap, keys))
+    assert native == decrypted_streams(TsharkDecrypt(pcap, keys))
+    assert sum(BODY in v for v in native.values()) == len(runs)
+    r = decode_capture(pcap, keys, host_id="h", secret_key=KEY, run_id="r")
+    assert r.stats["decryptor"] == "native" and r.errors == []
+    assert r.stats["decrypted_flows"] == len(runs) and r.stats["undecrypted_flows"] == 0
+    assert [(x["path"], x["status"], x["response_body_bytes"]) for x in r.tables["http"]] == [("/r.json", 200, len(BODY))] * len(runs)
+    # a wrong key log (another capture's) decrypts nothing and says so
+    wrong = tmp_path / "wrong.keys"
+    wrong.write_text("".join(f"{ln.split()[0]} {ln.split()[1]} {'00' * 32}\n" for ln in keys.read_text().splitlines()))
+    r = decode_capture(pcap, wrong, host_id="h", secret_key=KEY, run_id="r")
+    assert r.stats["decryptor"] == "native" and r.tables["http"] == [] and r.stats["decrypted_flows"] == 0
+    assert r.errors and "decrypted none" in r.errors[0] and r.stats["undecrypted_flows"] == len(runs)
+
+
+@needs_tools
+def test_cbc_suite_falls_back_to_tshark(tmp_path):
+    cbc = "ECDHE-ECDSA-AES128-SHA256"
+    pcap, keys = _capture(tmp_path, "cbc", [(["-tls1_2", "-cipher", cbc], ["-tls1_2", "-cipher", cbc], False)])
+    with pytest.raises(NativeUnsure, match="cipher suite 0xc023"):
+        list(NativeDecrypt(pcap, keys))
+    r = decode_capture(pcap, keys, host_id="h", secret_key=KEY, run_id="r")
+    assert r.stats["decryptor"] == "tshark" and "0xc023" in r.stats["native_fallback"]
+    assert [(x["path"], x["response_body_bytes"]) for x in r.tables["http"]] == [("/r.json", len(BODY))]
