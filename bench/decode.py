@@ -6,8 +6,9 @@ decrypt-only pass over the same capture.
 For HTTP/1.1 and for HTTP/2 it (1) runs a TLS 1.3 server and a fast client on loopback that write a
 key log, captured with tcpdump: chat-completions requests with an Authorization key, answered half
 by an SSE stream with a tool call and half by JSON; (2) times `tshark` with exactly the decrypt-only
-arguments routerwatch uses (output discarded); (3) times `decode_capture` (tshark + streams + HTTP +
-SSE + LLM + secrets + rows). Targets: >= 1,500 exchanges/s and total <= 1.5x tshark's time.
+arguments routerwatch's fallback uses (output discarded) and the native decryptor alone; (3) times
+`decode_capture` (native decryption + streams + HTTP + SSE + LLM + secrets + rows). Targets: >= 1,500
+exchanges/s and total <= 1.5x tshark's decrypt-only time.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analyzer.demo.pki import ensure_pki  # noqa: E402
 from collector.protocols.http1 import Http1Parser  # noqa: E402
+from collector.tls.native_decrypt import NativeDecrypt  # noqa: E402
 from collector.tls.pipeline import decode_capture  # noqa: E402
 from collector.tls.tshark_decrypt import tshark_args  # noqa: E402
 
@@ -254,10 +256,19 @@ def time_tshark(pcap: Path, keylog: Path) -> tuple[float, float]:
     return time.perf_counter() - t, _children_cpu() - c
 
 
+def time_native(pcap: Path, keylog: Path) -> float:
+    """Wall time of the native decryptor alone (capture read, TCP reassembly, TLS records -> Segments)."""
+    t = time.perf_counter()
+    for _ in NativeDecrypt(pcap, keylog):
+        pass
+    return time.perf_counter() - t
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--exchanges", type=int, default=10_000)
     ap.add_argument("--keep", help="keep captures and key logs in this directory")
+    ap.add_argument("--reuse", action="store_true", help="with --keep: reuse captures already there")
     ap.add_argument("--proto", choices=["h1", "h2", "both"], default="both")
     ap.add_argument("--per-conn", type=int, help="exchanges per TLS connection (default: h1 5, h2 20)")
     args = ap.parse_args()
@@ -269,10 +280,13 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for proto in (["h1", "h2"] if args.proto == "both" else [args.proto]):
-        pcap, keylog = generate(work, proto, args.exchanges)
+        pcap, keylog = work / f"{proto}.pcap", work / f"{proto}.keys"
+        if not (args.reuse and pcap.exists() and keylog.exists()):
+            pcap, keylog = generate(work, proto, args.exchanges)
         packets = int(subprocess.run(["capinfos", "-c", "-M", str(pcap)], capture_output=True, text=True)
                       .stdout.split()[-1]) if shutil.which("capinfos") else -1
         t_tshark, c_tshark = time_tshark(pcap, keylog)
+        t_native = time_native(pcap, keylog)
         c_child, c_self = _children_cpu(), time.process_time()
         t = time.perf_counter()
         r = decode_capture(pcap, keylog, host_id="bench", secret_key=b"b" * 32, run_id="bench")
@@ -281,15 +295,17 @@ def main() -> int:
         s = r.stats
         ok = (s["exchanges"] == args.exchanges and s["llm_exchanges"] == args.exchanges
               and s["tool_calls"] == args.exchanges and s["capture_gaps"] == 0)
-        rows.append((proto, packets, s["exchanges"], s["tool_calls"], s["capture_gaps"], t_tshark, t_total, c_tshark,
-                     c_ts, c_py, ok))
-    print(f"{'proto':6} {'packets':>8} {'exch':>6} {'tools':>6} {'gaps':>5} {'tshark s':>9} {'total s':>8} "
-          f"{'exch/s':>7} {'ratio':>6} | {'cpu: tshark':>11} {'ours: children':>14} {'main':>6} {'ok':>3}")
-    for proto, packets, n, tools, gaps, tt, tot, ct, cts, cpy, ok in rows:
-        print(f"{proto:6} {packets:>8} {n:>6} {tools:>6} {gaps:>5} {tt:>9.2f} {tot:>8.2f} {n / tot:>7.0f} "
-              f"{tot / tt:>6.2f} | {ct:>11.2f} {cts:>14.2f} {cpy:>6.2f} {'yes' if ok else 'NO':>3}")
-    print("wall: tshark decrypt-only pass vs decode_capture (tshark, stream parsing and the decode worker in parallel);")
-    print("cpu: seconds of CPU used by tshark alone, and by decode_capture's children (tshark + decode worker) and main")
+        ok = ok and s["decryptor"] == "native"
+        rows.append((proto, packets, s["exchanges"], s["tool_calls"], s["capture_gaps"], t_tshark, t_native, t_total,
+                     c_tshark, c_ts, c_py, ok))
+    print(f"{'proto':6} {'packets':>8} {'exch':>6} {'tools':>6} {'gaps':>5} {'tshark s':>9} {'native s':>9} "
+          f"{'total s':>8} {'exch/s':>7} {'ratio':>6} | {'cpu: tshark':>11} {'ours: worker':>12} {'main':>6} {'ok':>3}")
+    for proto, packets, n, tools, gaps, tt, tn, tot, ct, cts, cpy, ok in rows:
+        print(f"{proto:6} {packets:>8} {n:>6} {tools:>6} {gaps:>5} {tt:>9.2f} {tn:>9.2f} {tot:>8.2f} {n / tot:>7.0f} "
+              f"{tot / tt:>6.2f} | {ct:>11.2f} {cts:>12.2f} {cpy:>6.2f} {'yes' if ok else 'NO':>3}")
+    print("wall: tshark's decrypt-only pass, the native decryptor's decrypt-only pass, and decode_capture (native")
+    print("decryption + stream parsing here, LLM decoding + secrets shared with the decode worker);")
+    print("cpu: seconds of CPU used by tshark alone, and by decode_capture's decode worker and main process")
     print(f"targets: >= 1500 exchanges/s, ratio (total / tshark decrypt-only) <= 1.5; load average {os.getloadavg()[0]:.1f}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

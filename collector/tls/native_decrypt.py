@@ -12,7 +12,10 @@ Whenever this path cannot be sure it gives the same bytes as tshark, it raises N
 pipeline decodes the whole capture with tshark instead: link types the fast walk does not cover, IP
 fragments of TCP, SSLv3-TLS 1.1, cipher suites other than AES-GCM/ChaCha20-Poly1305, compression,
 HelloRetryRequest, 0-RTT, RSA pre-master keys, TCP Fast Open, a hole or snaplen cut inside a TLS
-stream, renegotiation, a record that fails after others of its direction decrypted.
+stream, renegotiation, a record that fails after others of its direction decrypted, a connection
+of more than 64 MiB (held whole in memory here, while tshark's output is streamed). These checks
+come before any Segment of the capture where they can (link types, fragments, connection sizes);
+otherwise the pipeline discards what it decoded and starts over with tshark.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from collector.tls.tshark_decrypt import Segment
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 MAX_RECORD = (1 << 14) + 2048
+MAX_FLOW_BYTES = 64 << 20  # a connection's payload is reassembled in memory: bigger ones go to tshark
 
 
 class NativeUnsure(Exception):
@@ -195,6 +199,10 @@ class NativeDecrypt:
             if ((h.frag_later | h.frag_first) & (h.proto == TCP)).any():
                 raise NativeUnsure("fragmented IP packets carrying TCP")
             fa = assign(h)
+            tcp = (fa.fid >= 0) & (h.proto == TCP)
+            per_flow = np.bincount(fa.fid[tcp], weights=h.plen[tcp], minlength=fa.count) if tcp.any() else np.zeros(1)
+            if per_flow.max() > MAX_FLOW_BYTES:  # a connection is held whole here; tshark streams it
+                raise NativeUnsure(f"a connection carries more than {MAX_FLOW_BYTES >> 20} MiB")
             yield from self._flows(mf, rec, h, fa, secrets)
 
     def _flows(self, mf: MappedFile, rec, h, fa, secrets: Secrets) -> Iterator[Segment]:

@@ -65,6 +65,25 @@ def test_mnemonic_checksum_and_json_newlines():
     assert detect("legal winner thank year wave sausage worth useful legal winner thank winner") == []
 
 
+def test_mnemonic_scan_is_linear_and_exact():
+    """Prose made of BIP-39 words is scanned in one pass (no per-window wordlist search); a phrase is
+    found at its exact span; words separated by punctuation are not a phrase."""
+    import random
+    import time
+
+    m = Mnemonic("english")
+    phrase = m.generate(128)  # 12 words
+    rnd = random.Random(7)
+    prose = " ".join(rnd.choice(m.wordlist) for _ in range(5000))
+    text = f"{prose[:20000]}. Here: {phrase}, ok"
+    t = time.process_time()
+    found = detect(text)
+    assert time.process_time() - t < 0.5
+    mine = [x for x in found if x.value == phrase]
+    assert len(mine) == 1 and text[mine[0].start : mine[0].end] == phrase
+    assert all(x.value != phrase.replace(" ", ", ", 5) for x in detect(phrase.replace(" ", ", ", 5)))
+
+
 def test_no_false_positives_on_ordinary_llm_traffic():
     body = json.dumps(
         {

@@ -73,6 +73,15 @@ def test_corpus_fallbacks_are_recorded(corpus):
     assert len(r.tables["http"]) == 15
 
 
+def test_big_connection_goes_to_tshark(corpus, monkeypatch):
+    """A connection is reassembled whole in memory natively; past MAX_FLOW_BYTES tshark (streamed) does it."""
+    import collector.tls.native_decrypt as nd
+
+    monkeypatch.setattr(nd, "MAX_FLOW_BYTES", 100_000)
+    r = decode_capture(corpus / "http2-tls13-youtube-chrome.pcapng", None, host_id="h", secret_key=KEY, run_id="r")
+    assert r.stats["decryptor"] == "tshark" and "MiB" in r.stats["native_fallback"] and len(r.tables["http"]) == 15
+
+
 # -- real TLS on loopback ------------------------------------------------------------------------
 needs_tools = pytest.mark.skipif(capture_tool() is None or not shutil.which("tshark") or not shutil.which("openssl"),
                                  reason="needs tcpdump/dumpcap, tshark and openssl (CI has them)")
