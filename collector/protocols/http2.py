@@ -2,8 +2,9 @@
 
 The h2 library's connection state machine plays one side of a connection, so a passive observer
 of both sides cannot use it. Frames are read here (9-byte headers, padding, CONTINUATION) and
-header blocks decompressed with the `hpack` library, one decoder per direction, so HPACK state
-stays in step exactly as each endpoint's did. Bodies are byte-exact (DATA payloads, padding
+header blocks decompressed with collector.protocols.hpack_decode (the `hpack` library's tables
+and Huffman code), one decoder per direction, so HPACK state stays in step exactly as each
+endpoint's did. Bodies are byte-exact (DATA payloads, padding
 removed), decoded and capped by encoding.Body. Malformed frames or HPACK errors stop the parse
 of that direction and mark open exchanges truncated with `error`; nothing raises.
 """
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import hpack
 from hpack.exceptions import HPACKError
 
 from collector.protocols.encoding import DEFAULT_KEEP, Body
+from collector.protocols.hpack_decode import HpackDecoder
 from collector.protocols.messages import HttpRequest, HttpResponse
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -28,7 +29,7 @@ _END_STREAM, _END_HEADERS, _PADDED, _PRIO = 0x1, 0x4, 0x8, 0x20
 class _Side:
     """One direction's frame reader and HPACK state."""
 
-    decoder: hpack.Decoder
+    decoder: HpackDecoder
     buf: bytearray = field(default_factory=bytearray)
     need_preface: bool = False
     dead: bool = False
@@ -53,10 +54,9 @@ class _Stream:
         self.pushed = False
 
 
-def _decoder() -> hpack.Decoder:
-    d = hpack.Decoder(max_header_list_size=MAX_HEADER_BLOCK)
-    d.max_allowed_table_size = 1 << 24  # the peer's SETTINGS bound it; a passive observer stays lenient
-    return d
+def _decoder() -> HpackDecoder:
+    # the peer's SETTINGS bound the table size; a passive observer stays lenient (16 MiB)
+    return HpackDecoder(max_header_list_size=MAX_HEADER_BLOCK, max_allowed_table_size=1 << 24)
 
 
 def _hval(headers: list[tuple[str, str]], name: str) -> str | None:
@@ -222,7 +222,7 @@ class H2Parser:
         block, sid, flags, promised = bytes(side.block or b""), side.block_stream, side.block_flags, side.block_promised
         side.block = None
         try:
-            raw = side.decoder.decode(block, raw=True)
+            raw = side.decoder.decode(block)
         except (HPACKError, ValueError, IndexError, UnicodeDecodeError) as e:
             self._die(side, f"HPACK error: {type(e).__name__}")
             return
