@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import mmap
 import os
 import subprocess
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.ebpf.btf import probe_offsets
+from collector.ebpf.ringbuf import RingReader
 
 SOURCE = Path(__file__).with_name("probes.bpf.c")
 TRACEFS = Path("/sys/kernel/tracing")
@@ -155,15 +157,9 @@ class Probes:
                 n = self._attach_ssl(lib)
                 if n:
                     self.attached.append(f"ssl({n})@{lib}")
-        self._records: dict[int, list[bytes]] = {}
-        self._count = 0
-
-        def on_record(_ctx: object, data: int, size: int) -> None:
-            buf = ctypes.string_at(data, size)
-            self._records.setdefault(buf[0], []).append(buf)
-
-        self._callback = on_record  # keep a reference: bcc holds only a C pointer
-        self.bpf[b"events"].open_ring_buffer(on_record)
+        # read from the ring buffer's mapping directly (collector.ebpf.ringbuf), not through bcc's
+        # per-record ctypes callback
+        self._ring = RingReader(self.bpf[b"events"].map_fd, self.options.ringbuf_pages * mmap.PAGESIZE)
 
     def _attach_ssl(self, lib: str) -> int:
         from bcc import BPF
@@ -183,8 +179,8 @@ class Probes:
 
     def drain(self) -> dict[int, list[bytes]]:
         """Everything the kernel submitted so far, as raw records keyed by record type."""
-        self.bpf.ring_buffer_consume()
-        out, self._records = self._records, {}
+        out: dict[int, list[bytes]] = {}
+        self._ring.consume(out)
         return out
 
     def counters(self) -> dict[str, int]:
@@ -197,6 +193,7 @@ class Probes:
         return out
 
     def close(self) -> None:
+        self._ring.close()
         self.bpf.cleanup()
 
 
