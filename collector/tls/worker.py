@@ -9,6 +9,7 @@ unsafe in a process that has threads. Results come back in submission order.
 from __future__ import annotations
 
 import pickle
+import queue
 import struct
 import subprocess
 import sys
@@ -45,6 +46,21 @@ class DecodeWorker:
         self.error: str | None = None
         self._reader = threading.Thread(target=self._read_all, name="routerwatch-decode-reader", daemon=True)
         self._reader.start()
+        # batches are written by a thread: a write blocks while the worker is busy with the previous
+        # batch (a pipe holds 64 KiB), and the caller must keep decrypting and parsing meanwhile
+        self._outbox: queue.Queue[bytes | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write_all, name="routerwatch-decode-writer", daemon=True)
+        self._writer.start()
+
+    def _write_all(self) -> None:
+        assert self.proc.stdin is not None
+        try:
+            while (data := self._outbox.get()) is not None:
+                self.proc.stdin.write(data)
+                self.proc.stdin.flush()
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):  # the worker died; results() reports it
+            pass
 
     def _read_all(self) -> None:
         assert self.proc.stdout is not None
@@ -58,8 +74,8 @@ class DecodeWorker:
             self.got.append(value)
 
     def submit(self, args: tuple) -> None:
-        assert self.proc.stdin is not None
-        _write(self.proc.stdin, args)
+        data = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        self._outbox.put(_LEN.pack(len(data)) + data)
         self.sent += 1
 
     def in_flight(self) -> int:
@@ -67,8 +83,8 @@ class DecodeWorker:
         return self.sent - len(self.got)
 
     def results(self) -> list:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
+        self._outbox.put(None)
+        self._writer.join()
         self._reader.join()
         self.proc.wait()
         if self.error or len(self.got) != self.sent:
@@ -79,6 +95,7 @@ class DecodeWorker:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._outbox.put(None)
 
 
 def main() -> int:
