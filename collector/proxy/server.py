@@ -4,7 +4,7 @@ real server verified as strictly as the agent would, bytes relayed as they arriv
 Why a byte relay with a tap rather than a parse-and-rebuild proxy: the agent and the router see
 exactly the bytes the other sent (no re-framing, no header normalisation), added latency is one
 read and one write per chunk, and WebSocket or any other upgrade just keeps flowing. Parsing
-happens beside the relay (collector.proxy.tap) and records go to a sink on another thread.
+happens beside the relay (collector.proxy.tap) and records go to a sink (a recording child process).
 
 HTTP/2: the proxy never translates between protocols, it makes both legs negotiate the same one,
 so the relay stays a byte relay (flow control and stream concurrency end to end between agent and
@@ -14,8 +14,9 @@ and `http/1.1`; the agent is then offered `h2` only when the upstream selected i
 picks `http/1.1` although the router speaks h2 gets a fresh upstream connection offering only
 `http/1.1` (the unused one is closed), and the other way round; the proxy remembers per
 host:port what the last agent picked, so a host's agents normally get the right upstream on the first
-try. An h2-only agent (gRPC) against an HTTP/1.1-only router fails the handshake, as it would
-without the proxy. Failure policy (`fail_open`):
+try. An h2-only agent (gRPC) against an HTTP/1.1-only router is not offered h2 and gives up, as it
+would without the proxy; an h2 agent whose second upstream connection fails is disconnected (an
+HTTP/1.1 agent gets a 502). Failure policy (`fail_open`):
 
 * upstream certificate invalid, or upstream unreachable: always 502 to the agent, whatever the
   policy (never weaker than the agent's own TLS);
@@ -274,7 +275,7 @@ class InterceptingProxy:
                 return
             self.sink.connection_opened(conn)
             # who is connecting: looked up now, while the agent's socket surely exists
-            asyncio.get_running_loop().run_in_executor(None, self.sink.attribute, conn)
+            attributing = asyncio.get_running_loop().run_in_executor(None, self.sink.attribute, conn)
             tunnel = scheme == "https" and host.lower() in self.passthrough
             key = f"{host.lower()}:{port}"
             first_ctx = self._first_context(key) if scheme == "https" and not tunnel else None
@@ -291,6 +292,10 @@ class InterceptingProxy:
                     await self._reply(writer, 502, f"upstream {host}:{port}: {reason}")
                 return
             self._upstream_info(conn, up_writer, first_ctx)
+            # the agent waits for this connection, so its process still exists while it is looked up
+            # (a short-lived agent could otherwise exit before a busy worker thread got to it)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(attributing), 5)
             if first_ctx is not None and self.http2:
                 if conn.alpn == H2:
                     self.upstream_h2[key] = True
