@@ -46,6 +46,14 @@ def test_discovery_finds_ssl_in_the_python_executable() -> None:
     assert t.kind == "python" and {"SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex"} <= set(t.symbols)
     out = subprocess.run(["ldd", py], capture_output=True, text=True).stdout
     assert "libssl" not in out and "libpython" not in out
+    # the default discovery (no paths given) finds it behind a running process
+    proc = subprocess.Popen([py, "-c", "import ssl, time; time.sleep(60)"])
+    try:
+        found = {x.path: x for x in ssl_binaries()}
+    finally:
+        proc.kill()
+        proc.wait()
+    assert os.path.realpath(py) in found and found[os.path.realpath(py)].kind == "python"
 
 
 @pytest.mark.ebpf
