@@ -157,6 +157,7 @@ _MNEMONIC_LENGTHS = (24, 21, 18, 15, 12)
 _PUNCT = str.maketrans({c: " " for c in "\"'.,;:()[]{}<>`=|"})
 _CS_TRIGGERS = tuple(sorted({t for d in _DETECTORS if not d.lower for t in d.triggers}))
 _CI_TRIGGERS = tuple(sorted({t for d in _DETECTORS if d.lower for t in d.triggers}))
+_ANY_CS_TRIGGER = re.compile("|".join(re.escape(t) for t in _CS_TRIGGERS))
 _MIN_LEN = 15  # no detector matches fewer characters
 _RUN12 = re.compile(b"\x01{12,}")
 _TOKEN = re.compile(r"\S+")
@@ -271,7 +272,8 @@ def detect(text: str, extra_values: Iterable[str] = (), *, mnemonics: bool = Tru
             start = text.find(v, start + len(v))
     if len(text) < _MIN_LEN:
         return _non_overlapping(found)
-    present = {t for t in _CS_TRIGGERS if t in text}
+    # one regex pass says whether any trigger occurs (most texts: none); only then test each one
+    present = {t for t in _CS_TRIGGERS if t in text} if _ANY_CS_TRIGGER.search(text) else set()
     # every case-insensitive trigger contains "key" or "secret": lower-case the text only if one may occur
     lowered = text
     if "ey" in text or "EY" in text or "ecret" in text or "ECRET" in text:
