@@ -38,9 +38,12 @@ msgs = [goose.ProviderMessage(role=goose.MessageRole.USER, content=[goose.Messag
 async def main():
     for _ in range(2):  # the zoo injects from the second model call on
         done = await provider.complete(goose.ProviderModelConfig(model_name="gpt-4o"), "You are goose.", msgs, [shell])
-    print(json.dumps({"pid": os.getpid(), "message": json.loads(done.message_json)}))
+    print(json.dumps({"pid": os.getpid(), "message": json.loads(done.message_json)}), flush=True)
 
 asyncio.run(main())
+# goose-sdk 0.1.0a13's Rust runtime threads sometimes abort the interpreter's teardown (glibc "FATAL:
+# exception not rethrown", SIGABRT) after all work is done: leave without finalizing
+os._exit(0)
 """
 
 
