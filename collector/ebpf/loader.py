@@ -99,7 +99,7 @@ class ProbeOptions:
     dns: bool = True  # getaddrinfo uprobe
     ssl_libraries: list[str] = field(default_factory=list)  # extra binaries exporting SSL_* (e.g. node)
     discover_ssl: bool = True  # also probe binaries found defining SSL_* (collector.ebpf.targets)
-    ringbuf_pages: int = 4096  # 16 MiB
+    ringbuf_pages: int = 16384  # 64 MiB: ~350k connection records, seconds of slack if the drain stalls
     ssl_max_chunks: int = 16  # 64 KiB of plaintext per SSL call, the rest counted as truncated
 
 

@@ -44,7 +44,7 @@ class CollectOptions:
     capture_filter: str | None = None
     keylogs: list[str] = field(default_factory=list)  # key-log files applying to every outbound flow
     keylog_dir: str | None = None  # where `routerwatch wrap` runs live (default collector.config.keylog_dir())
-    max_rows: int = 100_000  # writer flushes at this many pending rows (bounds memory)
+    max_rows: int = 250_000  # writer flushes at this many pending rows (bounds memory; > 2 s of 100k/s)
     quiet: bool = False
 
 
