@@ -170,12 +170,57 @@ def test_generated_tls12_and_tls13_identical_to_tshark(tmp_path):
     assert r.stats["decryptor"] == "native" and r.errors == []
     assert r.stats["decrypted_flows"] == len(runs) and r.stats["undecrypted_flows"] == 0
     assert [(x["path"], x["status"], x["response_body_bytes"]) for x in r.tables["http"]] == [("/r.json", 200, len(BODY))] * len(runs)
+    # the same packets reordered and repeated (out-of-order delivery, retransmissions): same bytes
+    mangled = _reorder(pcap, tmp_path / "mangled.pcap")
+    assert decrypted_streams(NativeDecrypt(mangled, keys)) == native
+    r2 = decode_capture(mangled, keys, host_id="h", secret_key=KEY, run_id="r")
+    assert r2.stats["decryptor"] == "native" and r2.stats["retransmissions_dropped"] >= 3
+    assert r2.stats["capture_gaps"] == 0 and r2.tables["http"] and len(r2.tables["http"]) == len(r.tables["http"])
     # a wrong key log (another capture's) decrypts nothing and says so
     wrong = tmp_path / "wrong.keys"
     wrong.write_text("".join(f"{ln.split()[0]} {ln.split()[1]} {'00' * 32}\n" for ln in keys.read_text().splitlines()))
     r = decode_capture(pcap, wrong, host_id="h", secret_key=KEY, run_id="r")
     assert r.stats["decryptor"] == "native" and r.tables["http"] == [] and r.stats["decrypted_flows"] == 0
     assert r.errors and "decrypted none" in r.errors[0] and r.stats["undecrypted_flows"] == len(runs)
+
+
+def _reorder(src: Path, dst: Path) -> Path:
+    """A classic pcap of `src` (Ethernet/IPv4 on lo) where every TCP segment with more than 3,000
+    payload bytes is cut into 1,000-byte segments sent out of order (the second after the third)
+    and the second repeated (a retransmission)."""
+    import struct
+
+    from collector.capture.records import MappedFile, read_records
+
+    with MappedFile(src) as mf:
+        rec = read_records(src, mf)
+        pkts = [(int(t), bytes(mf.mm[o : o + c])) for t, o, c in
+                zip(rec.ts_ns.tolist(), rec.data_off.tolist(), rec.caplen.tolist(), strict=True)]
+        assert rec.linktypes == [1]
+    out = []
+    for ts, p in pkts:
+        ihl = (p[14] & 0xF) * 4
+        tcp = 14 + ihl
+        head = tcp + (p[tcp + 12] >> 4) * 4
+        payload = p[head:]
+        if p[12:14] != b"\x08\x00" or p[23] != 6 or len(payload) <= 3000:
+            out.append((ts, p))
+            continue
+        seq = struct.unpack_from("!I", p, tcp + 4)[0]
+        pieces = []
+        for k in range(0, len(payload), 1000):
+            q = bytearray(p[:head]) + payload[k : k + 1000]
+            struct.pack_into("!H", q, 16, len(q) - 14)
+            struct.pack_into("!I", q, tcp + 4, (seq + k) & 0xFFFFFFFF)
+            pieces.append(bytes(q))
+        pieces[1], pieces[2] = pieces[2], pieces[1]
+        pieces.insert(3, pieces[2])
+        out += [(ts, q) for q in pieces]
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1))
+        for ts, data in out:
+            f.write(struct.pack("<IIII", ts // 10**9, ts % 10**9, len(data), len(data)) + data)
+    return dst
 
 
 @needs_tools
