@@ -215,18 +215,16 @@ class NativeDecrypt:
         ends = np.append(fa.starts[1:], len(fa.order)).tolist()
         starts = fa.starts.tolist()
         order = fa.order
-        ts = (rec.ts_ns / 1e9).tolist()
-        flags = h.flags.tolist()
-        seq = h.seq.tolist()
-        plen = h.plen.tolist()
-        poff = h.payload_off.tolist()
-        cap_end = (rec.data_off + rec.caplen).tolist()
-        is_orig = fa.is_orig.tolist()
-        self._pk = (ts, flags, seq, plen, poff, cap_end, mf.mm)
+        # per-packet columns stay numpy; each connection gathers its own rows as short lists
+        cols = np.stack([h.flags.astype(np.int64), h.seq.astype(np.int64), h.plen, h.payload_off,
+                         rec.data_off + rec.caplen, fa.is_orig.astype(np.int64)], axis=1)
+        ts_all = rec.ts_ns / 1e9
         for f in tcp_flows[np.argsort(fa.first_rec[tcp_flows], kind="stable")].tolist():
-            pkts = order[starts[f] : ends[f]].tolist()
+            pk = order[starts[f] : ends[f]]
+            flags, seq, plen, poff, cap_end, is_orig = cols[pk].T.tolist()
+            self._pk = (ts_all[pk].tolist(), flags, seq, plen, poff, cap_end, mf.mm)
             o = (src_ip[f], sport[f], dst_ip[f], dport[f])
-            segs = self._flow(f, pkts, is_orig, o, secrets)
+            segs = self._flow(f, list(range(len(flags))), is_orig, o, secrets)
             self.rows += len(segs)
             yield from segs
 
@@ -297,7 +295,7 @@ class NativeDecrypt:
                 retrans += 1
         return out, retrans, gaps, cut
 
-    def _flow(self, f: int, pkts: list[int], is_orig: list[bool], o: tuple[str, int, str, int],
+    def _flow(self, f: int, pkts: list[int], is_orig: list[int], o: tuple[str, int, str, int],
               secrets: Secrets) -> list[Segment]:
         ts, flags, *_ = self._pk
         a_pk = [i for i in pkts if is_orig[i]]
