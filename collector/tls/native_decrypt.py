@@ -126,7 +126,7 @@ class _Direction:
     """One direction's record keys: TLS 1.3 handshake key then application key (the switch is found
     by which key's tag verifies), or the TLS 1.2 key after ChangeCipherSpec."""
 
-    __slots__ = ("keys", "cur", "opened", "tls13", "encrypted", "hs", "finished")
+    __slots__ = ("keys", "cur", "opened", "tls13", "encrypted", "hs", "finished", "alpn")
 
     def __init__(self, keys: list[RecordKey | None], tls13: bool):
         self.keys = keys
@@ -136,6 +136,7 @@ class _Direction:
         self.encrypted = tls13  # TLS 1.3: every type-23 record; TLS 1.2: after ChangeCipherSpec
         self.hs = b""  # TLS 1.3 decrypted handshake bytes (KeyUpdate)
         self.finished = False  # TLS 1.2: the encrypted Finished was seen
+        self.alpn: str | None = None  # TLS 1.3: the server's choice, from EncryptedExtensions
 
     def open(self, header: bytes, frag: bytes) -> bytes | None:
         for j in range(self.cur, len(self.keys)):
@@ -152,15 +153,18 @@ class _Direction:
         return None
 
     def handshake13(self, data: bytes) -> None:
-        """Post-handshake messages under the application key: KeyUpdate switches to the next secret."""
+        """Decrypted handshake messages: the ALPN of EncryptedExtensions; under the application key,
+        KeyUpdate switches to the next secret."""
         app = self.cur == len(self.keys) - 1 and self.cur > 0
         self.hs += data
         while len(self.hs) >= 4:
             ln = (self.hs[1] << 16) | (self.hs[2] << 8) | self.hs[3]
             if len(self.hs) < 4 + ln:
                 return
-            t, self.hs = self.hs[0], self.hs[4 + ln :]
-            if t == 24 and app:
+            t, body, self.hs = self.hs[0], self.hs[4 : 4 + ln], self.hs[4 + ln :]
+            if t == 8 and self.alpn is None:
+                self.alpn = _ee_alpn(body)
+            elif t == 24 and app:
                 key = self.keys[self.cur]
                 assert key is not None
                 self.keys[self.cur] = key.updated()
@@ -398,7 +402,10 @@ class NativeDecrypt:
                     ck, sk = tls12_keys(master, info, rnd, s_rnd) if master else (None, None)
                     c_keys, s_keys = [ck], [sk]
         self._direction(c_buf, c_pieces, c_ends, _Direction(c_keys or [], tls13), at)
-        self._direction(s_buf, s_pieces, s_ends, _Direction(s_keys or [], tls13), at)
+        server = _Direction(s_keys or [], tls13)
+        self._direction(s_buf, s_pieces, s_ends, server, at)
+        if server.alpn and sh is not None:  # tshark reports it with the ServerHello's segment too
+            at(_pkt(s_pieces, s_ends, sh_end))[4] = server.alpn
 
     def _direction(self, buf: bytes, pieces, ends: list[int], d: _Direction, at) -> None:
         for end, ct, header, frag in _records(buf):
@@ -433,6 +440,17 @@ class NativeDecrypt:
             e[0].append(str(ct))
             if ct == 23 and pt:
                 e[5].append(pt)
+
+
+def _ee_alpn(body: bytes) -> str | None:
+    """The protocol selected in a TLS 1.3 EncryptedExtensions message body."""
+    p, end = 2, min(len(body), 2 + ((body[0] << 8) | body[1]) if len(body) >= 2 else 0)
+    while p + 4 <= end:
+        t, ln = (body[p] << 8) | body[p + 1], (body[p + 2] << 8) | body[p + 3]
+        if t == 16 and ln >= 3 and p + 4 + 3 + body[p + 6] <= end:
+            return body[p + 7 : p + 7 + body[p + 6]].decode("utf-8", "replace")
+        p += 4 + ln
+    return None
 
 
 def _cum(pieces: list[tuple[int, bytes]]) -> list[int]:

@@ -71,6 +71,7 @@ def test_corpus_fallbacks_are_recorded(corpus):
     r = decode_capture(corpus / "http2-tls13-youtube-chrome.pcapng", None, host_id="h", secret_key=KEY, run_id="r")
     assert r.stats["decryptor"] == "native" and r.stats["native_fallback"] is None  # keys from the pcapng DSB
     assert len(r.tables["http"]) == 15
+    assert [m.alpn for m in r.streams if m.tls] == ["h2"]  # TLS 1.3: from the decrypted EncryptedExtensions
 
 
 def test_big_connection_goes_to_tshark(corpus, monkeypatch):
