@@ -14,7 +14,7 @@ with_test=0
 log() { echo "deps: $*" >&2; }
 
 apt_pkgs=(tshark tcpdump bpfcc-tools python3-bpfcc libpcap0.8 iproute2 util-linux curl ca-certificates python3-venv)
-[ $with_test = 1 ] && apt_pkgs+=(chromium nodejs)
+[ $with_test = 1 ] && apt_pkgs+=(chromium nodejs golang-go)  # golang-go: builds the Go TLS uprobe test agent
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,7 +13,7 @@ import ctypes.util
 import mmap
 import os
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +101,8 @@ class ProbeOptions:
     discover_ssl: bool = True  # also probe binaries found defining SSL_* (collector.ebpf.targets)
     ringbuf_pages: int = 16384  # 64 MiB: ~350k connection records, seconds of slack if the drain stalls
     ssl_max_chunks: int = 16  # 64 KiB of plaintext per SSL call, the rest counted as truncated
+    go_tls: bool = True  # Go crypto/tls uprobes on Go binaries (running, exec'd, or in ssl_libraries)
+    log: Callable[[str], None] | None = None  # attach/refusal messages (Go binaries found later)
 
 
 class Probes:
@@ -144,11 +146,12 @@ class Probes:
                 self.bpf.attach_uretprobe(name=libc.encode(), sym=b"getaddrinfo", fn_name=b"gai_return")
                 self.attached.append(f"getaddrinfo@{libc}")
         if self.options.ssl:
-            from collector.ebpf.targets import ssl_binaries
+            from collector.ebpf.targets import candidate_paths, ssl_binaries
 
             # libssl, configured binaries, and those found defining SSL_* themselves (node, static
             # Pythons); each real file once: two uprobes on one address would duplicate every record
-            found = [t.path for t in ssl_binaries()] if self.options.discover_ssl else []
+            candidates = candidate_paths() if self.options.discover_ssl else []
+            found = [t.path for t in ssl_binaries(candidates)]
             libs: list[str] = []
             for p in [find_library("ssl"), *self.options.ssl_libraries, *found]:
                 if p and os.path.realpath(p) not in libs:
@@ -157,6 +160,15 @@ class Probes:
                 n = self._attach_ssl(lib)
                 if n:
                     self.attached.append(f"ssl({n})@{lib}")
+        self.go = None
+        if self.options.ssl and self.options.go_tls:
+            from collector.ebpf.go_tls import GoAttacher
+
+            # Go binaries among running processes and --ssl-lib paths now; exec'd ones in drain()
+            self.go = GoAttacher(self.bpf, self.options.log)
+            for p in [*self.options.ssl_libraries, *candidates]:
+                if self.go.add(p) == "attached":
+                    self.attached.append(f"go-tls({self.go.attached[-1].probes})@{os.path.realpath(p)}")
         # read from the ring buffer's mapping directly (collector.ebpf.ringbuf), not through bcc's
         # per-record ctypes callback
         self._ring = RingReader(self.bpf[b"events"].map_fd, self.options.ringbuf_pages * mmap.PAGESIZE)
@@ -181,7 +193,13 @@ class Probes:
         """Everything the kernel submitted so far, as raw records keyed by record type."""
         out: dict[int, list[bytes]] = {}
         self._ring.consume(out)
+        if self.go is not None and out.get(2):  # T_EXEC: a Go agent started after the collector
+            self.go.execs(out[2])
         return out
+
+    def attach_counters(self) -> dict[str, int]:
+        """Userspace attach counters (Go binaries probed, uprobes, refusals)."""
+        return dict(self.go.counts) if self.go is not None else {}
 
     def counters(self) -> dict[str, int]:
         """Kernel-side counters (summed over CPUs): events seen and events lost."""

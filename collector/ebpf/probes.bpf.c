@@ -10,7 +10,8 @@
 //   T_EXEC  sched:sched_process_exec: pid, ppid, start time, filename, argv (short-lived processes)
 //   T_EXIT  sched:sched_process_exit of a thread-group leader
 //   T_DNS   libc getaddrinfo uprobe/uretprobe: name and resolved addresses per pid
-//   T_SSL   libssl SSL_write/SSL_read(_ex) plaintext, chunked, with the socket it went through
+//   T_SSL   libssl SSL_write/SSL_read(_ex) and Go crypto/tls (*Conn).Write/Read plaintext, chunked,
+//           with the socket it went through
 //   T_DNSQ  a DNS query as sent (sendto/sendmsg/sendmmsg to port 53, or on a socket connected to
 //           port 53): the first DNSQ_LEN bytes of the user buffer, read from user memory only
 // Every reserve failure is counted in `counters` so a missed event is visible, never silent.
@@ -493,6 +494,35 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, u8 dir, u8 ex) {
     return 0;
 }
 
+// one plaintext call -> T_SSL records of at most SSL_CHUNK bytes (libssl and Go crypto/tls alike)
+static __always_inline void ssl_emit(u64 ssl, u64 sk, u64 buf, u64 total, u8 dir, u64 tid) {
+    u32 zero = 0;
+    struct ssl_scratch_t *scratch = ssl_scratch.lookup(&zero);
+    if (!scratch) return;
+    struct ssl_event *e = &scratch->e;
+    count(C_SSL_SEEN);
+    e->type = T_SSL;
+    e->ssl = ssl;
+    e->sk = sk;
+    e->ts = bpf_ktime_get_ns();
+    e->tgid = tid >> 32;
+    e->total = total;
+    e->dir = dir;
+    e->truncated = total > (u64)SSL_MAX_CHUNKS * SSL_CHUNK;
+    if (e->truncated) count(C_SSL_TRUNC);
+    for (int i = 0; i < SSL_MAX_CHUNKS; i++) {
+        u64 off = (u64)i * SSL_CHUNK;
+        if (off >= total) break;
+        u64 n = total - off;
+        if (n > SSL_CHUNK) n = SSL_CHUNK;
+        e->offset = off;
+        e->len = n;
+        if (bpf_probe_read_user(e->data, n & 0x1fff, (void *)(buf + off)) != 0) break;
+        u64 size = (offsetof(struct ssl_event, data) + n) & 0x1fff;
+        if (events.ringbuf_output(e, size, BPF_RB_NO_WAKEUP) != 0) { count(C_SSL_LOST); break; }
+    }
+}
+
 static __always_inline int ssl_return(struct pt_regs *ctx) {
     u64 tid = bpf_get_current_pid_tgid();
     struct ssl_call *cp = ssl_calls.lookup(&tid);
@@ -514,31 +544,7 @@ static __always_inline int ssl_return(struct pt_regs *ctx) {
         if (known) c.sk = *known;
         else if (c.dir == 0) ssl_unbound.update(&tid, &c.ssl);
     }
-    u32 zero = 0;
-    struct ssl_scratch_t *scratch = ssl_scratch.lookup(&zero);
-    if (!scratch) return 0;
-    struct ssl_event *e = &scratch->e;
-    count(C_SSL_SEEN);
-    e->type = T_SSL;
-    e->ssl = c.ssl;
-    e->sk = c.sk;
-    e->ts = bpf_ktime_get_ns();
-    e->tgid = tid >> 32;
-    e->total = total;
-    e->dir = c.dir;
-    e->truncated = total > (u64)SSL_MAX_CHUNKS * SSL_CHUNK;
-    if (e->truncated) count(C_SSL_TRUNC);
-    for (int i = 0; i < SSL_MAX_CHUNKS; i++) {
-        u64 off = (u64)i * SSL_CHUNK;
-        if (off >= total) break;
-        u64 n = total - off;
-        if (n > SSL_CHUNK) n = SSL_CHUNK;
-        e->offset = off;
-        e->len = n;
-        if (bpf_probe_read_user(e->data, n & 0x1fff, (void *)(c.buf + off)) != 0) break;
-        u64 size = (offsetof(struct ssl_event, data) + n) & 0x1fff;
-        if (events.ringbuf_output(e, size, BPF_RB_NO_WAKEUP) != 0) { count(C_SSL_LOST); break; }
-    }
+    ssl_emit(c.ssl, c.sk, c.buf, total, c.dir, tid);
     return 0;
 }
 
@@ -547,6 +553,65 @@ int ssl_write_ex_enter(struct pt_regs *ctx) { return ssl_enter(ctx, 0, 1); }
 int ssl_read_enter(struct pt_regs *ctx) { return ssl_enter(ctx, 1, 0); }
 int ssl_read_ex_enter(struct pt_regs *ctx) { return ssl_enter(ctx, 1, 1); }
 int ssl_return_probe(struct pt_regs *ctx) { return ssl_return(ctx); }
+
+// -- Go crypto/tls plaintext (amd64 register ABI, Go >= 1.17) ------------------------------------
+// Uprobes on crypto/tls.(*Conn).Write and Read entries and on every RET instruction inside them
+// (collector/ebpf/go_tls.py finds those by disassembly). No uretprobes: Go copies goroutine stacks
+// when they grow, and a return address hijacked by a uretprobe breaks the program. Entry: RAX =
+// *Conn, RBX = buf, RCX = len; at a RET: RAX = n. A call is keyed by (tgid, goroutine) since R14
+// holds g and a goroutine blocked in Read may resume on another thread. The conn is tied to the
+// socket its thread writes next after Write's entry (ssl_unbound, as for memory-BIO libssl stacks),
+// under a key mixed with the tgid: Go heaps start at the same address in every process.
+struct go_key {
+    u64 g;
+    u64 tgid;
+};
+struct go_call {
+    u64 conn;
+    u64 buf;
+    u64 len;
+    u64 dir;
+};
+BPF_TABLE("lru_hash", struct go_key, struct go_call, go_calls, 16384);  // LRU: a panic skips the RET
+
+static __always_inline u64 go_conn_key(u64 conn, u64 tgid) { return conn ^ (tgid * 0x9E3779B97F4A7C15ULL); }
+
+static __always_inline int go_enter(struct pt_regs *ctx, u8 dir) {
+    u64 tid = bpf_get_current_pid_tgid();
+    struct go_key k = {ctx->r14, tid >> 32};
+    struct go_call c = {ctx->ax, ctx->bx, ctx->cx, dir};
+    go_calls.update(&k, &c);
+    if (dir == 0) {
+        u64 key = go_conn_key(c.conn, tid >> 32);
+        ssl_unbound.update(&tid, &key);
+    }
+    return 0;
+}
+
+int go_tls_write_enter(struct pt_regs *ctx) { return go_enter(ctx, 0); }
+int go_tls_read_enter(struct pt_regs *ctx) { return go_enter(ctx, 1); }
+
+int go_tls_return(struct pt_regs *ctx) {
+    u64 tid = bpf_get_current_pid_tgid();
+    struct go_key k = {ctx->r14, tid >> 32};
+    struct go_call *cp = go_calls.lookup(&k);
+    if (!cp) return 0;
+    struct go_call c = *cp;
+    go_calls.delete(&k);
+    u64 key = go_conn_key(c.conn, tid >> 32);
+    if (c.dir == 0) {  // a Write that made no socket I/O must not tie a later, unrelated write
+        u64 *ub = ssl_unbound.lookup(&tid);
+        if (ub && *ub == key) ssl_unbound.delete(&tid);
+    }
+    s64 n = (s64)ctx->ax;
+    if (n <= 0) return 0;
+    if ((u64)n > c.len) n = c.len;
+    u64 sk = 0;
+    u64 *known = ssl_socks.lookup(&key);
+    if (known) sk = *known;
+    ssl_emit(c.conn, sk, c.buf, n, c.dir, tid);
+    return 0;
+}
 
 // -- DNS queries at the send calls (resolvers of their own: dig, Go, raw sockets) -------------------
 // Only syscall arguments and user memory are read (the sockaddr, msghdr and payload the process

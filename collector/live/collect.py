@@ -78,7 +78,7 @@ class Collector:
             from collector.ebpf.loader import ProbeError, ProbeOptions, Probes
 
             try:
-                self.probes = Probes(ProbeOptions(ssl=self.o.ssl, ssl_libraries=self.o.ssl_libraries))
+                self.probes = Probes(ProbeOptions(ssl=self.o.ssl, ssl_libraries=self.o.ssl_libraries, log=self._log))
                 self.mode = "ebpf"
             except ProbeError as exc:
                 self.reason = str(exc)
@@ -239,6 +239,9 @@ class Collector:
                 self.stats.set(k, v)
         if self.plaintext is not None:
             for k, v in self.plaintext.counters().items():
+                self.stats.set(k, v)
+        if self.probes is not None:
+            for k, v in self.probes.attach_counters().items():  # Go binaries probed / refused
                 self.stats.set(k, v)
         for src in self.sources:
             for k, v in getattr(src, "counters", lambda: {})().items():

@@ -1,6 +1,7 @@
-"""libssl uprobe plaintext -> per-connection byte streams -> the HTTP/LLM decoders.
+"""libssl and Go crypto/tls uprobe plaintext -> per-connection byte streams -> the HTTP/LLM decoders.
 
-SSL_write/SSL_read chunks arrive keyed by SSL* and the socket their call went through; when that
+SSL_write/SSL_read (and Go `(*tls.Conn).Write`/`Read`) chunks arrive keyed by process and SSL*
+(or *tls.Conn) and the socket their call went through; when that
 socket's TCP record arrives (tcp_destroy_sock) the connection is complete and becomes one
 `ConnectionBytes` for `collector.llm.pipeline.decode_connection`. Memory is bounded per connection
 and in total; what is cut is marked truncated and counted.
@@ -47,8 +48,9 @@ class PlaintextAssembler:
         self.max_queue = max_queue
         self.inbound = inbound
         self.decoded_flows: set[str] = set()  # flows whose plaintext came from uprobes (key-log path skips them)
-        self._streams: dict[int, _Stream] = {}
-        self._by_sk: dict[int, set[int]] = {}
+        # keyed by (tgid, SSL* or Go *tls.Conn): Go heaps start at the same address in every process
+        self._streams: dict[tuple[int, int], _Stream] = {}
+        self._by_sk: dict[int, set[tuple[int, int]]] = {}
         self._total = 0
         self.queue: deque[tuple[ConnectionBytes, dict]] = deque()
         self.counts = {"ssl_chunks": 0, "ssl_bytes_dropped": 0, "plaintext_connections": 0,
@@ -60,12 +62,13 @@ class PlaintextAssembler:
         now = time.monotonic()
         for r in records:
             _t, n, ssl, sk, ts, tgid, total, off, direction, trunc = _HDR.unpack_from(r)
-            s = self._streams.get(ssl)
+            key = (tgid, ssl)
+            s = self._streams.get(key)
             if s is None or (sk and s.sk and sk != s.sk):
-                s = self._streams[ssl] = _Stream(tgid)
+                s = self._streams[key] = _Stream(tgid)
             if sk and not s.sk:
                 s.sk = sk
-                self._by_sk.setdefault(sk, set()).add(ssl)
+                self._by_sk.setdefault(sk, set()).add(key)
             s.last = now
             s.truncated |= bool(trunc)
             self.counts["ssl_chunks"] += 1
@@ -86,10 +89,17 @@ class PlaintextAssembler:
             return
         cols = flows.select(["flow_uid", "community_id", "src_ip", "src_port", "dst_ip", "dst_port", "server_name",
                              "pid", "process_start", "direction"]).to_pylist()
+        ends = conns["ts_end"].tolist()
         for i in hits:
             sk = int(conns["sk"][i])
-            for ssl in self._by_sk.pop(sk, ()):
-                s = self._streams.pop(ssl, None)
+            keys = self._by_sk.pop(sk, set())
+            # the kernel reuses a freed socket's address at once: plaintext that started after this
+            # socket was destroyed belongs to a later socket at the same address (same drain batch)
+            later = {k for k in keys if (s := self._streams.get(k)) is not None and s.chunks and s.chunks[0][0] > ends[i]}
+            if later:
+                self._by_sk[sk] = later
+            for key in keys - later:
+                s = self._streams.pop(key, None)
                 if s is not None:
                     self._emit(s, cols[i])
 
@@ -124,11 +134,11 @@ class PlaintextAssembler:
     def poll(self, final: bool = False, budget_s: float = 0.5):
         """Decode queued connections (time-boxed unless final); yields (table, rows)."""
         now = time.monotonic()
-        for ssl, s in list(self._streams.items()):
+        for key, s in list(self._streams.items()):
             if final or now - s.last > self.idle_s:  # no socket record will come (collector started late, ...)
-                self._streams.pop(ssl, None)
+                self._streams.pop(key, None)
                 if s.sk:
-                    self._by_sk.get(s.sk, set()).discard(ssl)
+                    self._by_sk.get(s.sk, set()).discard(key)
                 if s.chunks:
                     self._emit(s, None)
         out: dict[str, list] = {}
