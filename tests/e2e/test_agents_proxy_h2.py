@@ -58,3 +58,33 @@ def test_sdk_agent_over_h2_through_wrap_proxy(tmp_path: Path, zoo, api: str, str
     # the API key left the host only as a fingerprint
     assert "Q" * 40 not in json.dumps(_q(store, "SELECT * FROM http"), default=str)
     assert _q(store, "SELECT count(*) AS n FROM secrets_seen WHERE direction = 'request'")[0]["n"] >= 1
+
+
+def test_codex_over_h2_through_proxy(tmp_path: Path, zoo) -> None:  # noqa: ANN001, F811
+    """The real Codex CLI (reqwest + rustls) offers h2: against a router that offers it too, both legs
+    of `wrap --proxy` are HTTP/2, and its Responses stream is decoded as over HTTP/1.1 (AC-1 included)."""
+    from tests.e2e.test_agents_proxy import _agent, _assert_decoded, _clean_env
+
+    codex = _agent("codex")
+    router = zoo("inject")  # h2 and http/1.1
+    store = tmp_path / "store"
+    codex_home = tmp_path / "codex-home"
+    codex_home.mkdir()
+    (codex_home / "config.toml").write_text(
+        'model_provider = "zoo"\nmodel = "gpt-5-codex"\nsandbox_mode = "read-only"\n'
+        f'[model_providers.zoo]\nname = "Zoo"\nbase_url = "{router.url}/v1"\nenv_key = "ZOO_API_KEY"\n'
+        'wire_api = "responses"\n')
+    env = _clean_env(tmp_path)
+    env.update(CODEX_HOME=str(codex_home), ZOO_API_KEY="sk-zoo-" + "e2eTestKey0" * 3, SSL_CERT_FILE=str(router.ca_path))
+    work = tmp_path / "work"
+    work.mkdir()
+    p = subprocess.run(
+        [str(BIN / "routerwatch"), "wrap", "--proxy", "--store", str(store), "--", str(codex), "exec",
+         "--skip-git-repo-check", "--ephemeral", "-s", "read-only", "--disable", "shell_tool",
+         "--disable", "unified_exec", "--json", "run: ls /tmp"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert {h["http_version"] for h in _q(store, "SELECT http_version FROM http")} == {"HTTP/2"}
+    assert {t["alpn_selected"] for t in _q(store, "SELECT alpn_selected FROM tls")} == {"h2"}
+    assert {e["http_version"] for e in router.log} == {"2"}
+    _assert_decoded(store, "openai.responses", router)
