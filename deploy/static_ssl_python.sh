@@ -21,11 +21,8 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "apt-get install ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-fi
 codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+update=$([ ${#missing[@]} -gt 0 ] && echo 1 || echo 0)
 if ! apt-cache showsrc python3.11 2>/dev/null | grep -q '^Package: python3.11'; then
   log "enabling Debian source packages (deb-src) for apt-get source"
   cat > /etc/apt/sources.list.d/routerwatch-deb-src.sources <<EOF
@@ -35,7 +32,14 @@ Suites: $codename
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
+  update=1
+fi
+if [ "$update" = 1 ]; then
   apt-get update -q >/dev/null
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 t0=$(date +%s)
