@@ -12,9 +12,9 @@ are invisible there. Two common cases export the symbols, so the same probes wor
 reading their ELF symbol tables; pass them to `routerwatch collect --ssl-lib`. A binary that only
 *imports* `SSL_*` from libssl is skipped: the libssl probes already cover it.
 
-Go's crypto/tls (`crypto/tls.(*Conn).Write`/`Read`) is reported by `go_tls_symbols()` when a Go
-binary keeps its symbol table. Attaching to it needs probes that read Go's register ABI, which
-the collector does not have yet: best effort, reported only. Stripped Bun (Claude Code, opencode)
+Go's crypto/tls (`crypto/tls.(*Conn).Write`/`Read`) has Go-ABI probes of its own:
+`collector.ebpf.go_tls` finds the functions (symbol table, or `.gopclntab` when stripped) among the
+same candidate paths, `--ssl-lib` paths and exec'd files. Stripped Bun (Claude Code, opencode)
 and rustls (Codex, Goose) binaries have no usable symbols: proxy mode covers them.
 """
 

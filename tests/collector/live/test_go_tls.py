@@ -4,7 +4,7 @@ One collector (one BPF compile) sees a real Go client (tests/fixtures/goclient) 
 router zoo: HTTP/1.1 and HTTP/2 (ALPN), streamed and not, a symtab build and a stripped build
 (functions found through .gopclntab), both exec'd after the collector started (found from their exec
 records). A binary claiming Go 1.16 (stack ABI) is refused, logged and counted. Running processes'
-executables are found by `candidate_paths` (tests/collector/ebpf/test_go_tls.py)."""
+executables are found by `candidate_paths` (tests/collector/ebpf/test_go_binaries.py)."""
 
 from __future__ import annotations
 
