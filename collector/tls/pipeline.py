@@ -3,11 +3,12 @@
     result = decode_capture(capture, keylog, flows=flows_table, host_id=h, secret_key=key, run_id=r)
     result.tables            # {'http': [...], 'llm_exchanges': [...], 'tool_calls': [...], 'secrets_seen': [...]}
     result.decrypted_flow_uids
-    result.stats             # decrypted_records, undecrypted_flows, retransmissions, exchanges, ...
-    result.errors            # e.g. a key log that decrypted nothing (tshark still exits 0 then)
+    result.stats             # decryptor, decrypted_records, undecrypted_flows, retransmissions, exchanges, ...
+    result.errors            # e.g. a key log that decrypted nothing
 
-tshark decrypts (collector.tls.tshark_decrypt), Python rebuilds streams and parses HTTP while tshark
-runs (collector.tls.streams), and collector.llm.pipeline turns exchanges into redacted rows. Each
+collector.tls.native_decrypt decrypts (tshark, collector.tls.tshark_decrypt, when the native path is
+unsure of a capture), collector.tls.streams rebuilds connections and parses HTTP, and
+collector.llm.pipeline turns exchanges into redacted rows, shared with a worker process. Each
 exchange links to its flow by Community ID within the flow's time bound (ports are reused).
 Cleartext HTTP in the same capture is decoded too (source 'cleartext').
 """

@@ -1,11 +1,12 @@
-"""Per-connection byte streams rebuilt from tshark's decrypted segments, fed to the HTTP parsers.
+"""Per-connection byte streams rebuilt from decrypted segments (native or tshark's), fed to the HTTP parsers.
 
-Each TCP stream (tshark's `tcp.stream`, which already separates reused ports) gets a client side
-(the SYN sender, else the ClientHello sender, else the flows table's originator, else the higher
-port), a retransmission filter (a segment whose `tcp.nxtseq` does not advance its direction is a
-repeat and its payload is dropped) and a ConnectionParser. A connection is parsed as its bytes
-arrive and finished at FIN/RST from both sides (or the end of the capture, then marked truncated),
-so memory holds open connections only.
+Each TCP stream (tshark's `tcp.stream` or the native decryptor's connection, both of which separate
+reused ports) gets a client side (the SYN sender, else the ClientHello sender, else the flows
+table's originator, else the higher port), a retransmission filter (a segment whose `tcp.nxtseq`
+does not advance its direction is a repeat and its payload is dropped; native segments arrive
+reassembled, seq 0, with their connection's counts) and a ConnectionParser. A connection is parsed
+as its bytes arrive and finished at FIN/RST from both sides (or the end of the capture, then marked
+truncated), so memory holds open connections only.
 """
 
 from __future__ import annotations
