@@ -177,6 +177,12 @@ def test_generated_tls12_and_tls13_identical_to_tshark(tmp_path):
     r2 = decode_capture(mangled, keys, host_id="h", secret_key=KEY, run_id="r")
     assert r2.stats["decryptor"] == "native" and r2.stats["retransmissions_dropped"] >= 3
     assert r2.stats["capture_gaps"] == 0 and r2.tables["http"] and len(r2.tables["http"]) == len(r.tables["http"])
+    # port reuse: every connection rewritten onto the first one's ports is still its own connection
+    reused = _rewrite_ports(pcap, tmp_path / "reused.pcap")
+    assert decrypted_streams(NativeDecrypt(reused, keys)) == decrypted_streams(TsharkDecrypt(reused, keys))
+    r3 = decode_capture(reused, keys, host_id="h", secret_key=KEY, run_id="r")
+    assert r3.stats["decryptor"] == "native" and r3.stats["tcp_streams"] == len(runs)
+    assert r3.stats["decrypted_flows"] == len(runs) and len(r3.tables["http"]) == len(runs)
     # a wrong key log (another capture's) decrypts nothing and says so
     wrong = tmp_path / "wrong.keys"
     wrong.write_text("".join(f"{ln.split()[0]} {ln.split()[1]} {'00' * 32}\n" for ln in keys.read_text().splitlines()))
@@ -191,15 +197,8 @@ def _reorder(src: Path, dst: Path) -> Path:
     and the second repeated (a retransmission)."""
     import struct
 
-    from collector.capture.records import MappedFile, read_records
-
-    with MappedFile(src) as mf:
-        rec = read_records(src, mf)
-        pkts = [(int(t), bytes(mf.mm[o : o + c])) for t, o, c in
-                zip(rec.ts_ns.tolist(), rec.data_off.tolist(), rec.caplen.tolist(), strict=True)]
-        assert rec.linktypes == [1]
     out = []
-    for ts, p in pkts:
+    for ts, p in _packets(src):
         ihl = (p[14] & 0xF) * 4
         tcp = 14 + ihl
         head = tcp + (p[tcp + 12] >> 4) * 4
@@ -217,11 +216,50 @@ def _reorder(src: Path, dst: Path) -> Path:
         pieces[1], pieces[2] = pieces[2], pieces[1]
         pieces.insert(3, pieces[2])
         out += [(ts, q) for q in pieces]
+    return _write_pcap(dst, out)
+
+
+def _packets(src: Path) -> list[tuple[int, bytes]]:
+    from collector.capture.records import MappedFile, read_records
+
+    with MappedFile(src) as mf:
+        rec = read_records(src, mf)
+        assert rec.linktypes == [1]  # Ethernet on lo
+        return [(int(t), bytes(mf.mm[o : o + c])) for t, o, c in
+                zip(rec.ts_ns.tolist(), rec.data_off.tolist(), rec.caplen.tolist(), strict=True)]
+
+
+def _write_pcap(dst: Path, pkts: list[tuple[int, bytes]]) -> Path:
+    import struct
+
     with open(dst, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1))
-        for ts, data in out:
+        for ts, data in pkts:
             f.write(struct.pack("<IIII", ts // 10**9, ts % 10**9, len(data), len(data)) + data)
     return dst
+
+
+def _rewrite_ports(src: Path, dst: Path) -> Path:
+    """Every TCP connection of `src` moved onto the ports of its first connection (checksums are not
+    checked by either decryptor), so the connections differ only by their SYN's sequence number."""
+    import struct
+
+    pkts = _packets(src)
+
+    def ports(p: bytes) -> tuple[int, int, int]:
+        tcp = 14 + (p[14] & 0xF) * 4
+        return (*struct.unpack_from("!HH", p, tcp), tcp)
+
+    syns = [ports(p)[:2] for _, p in pkts if p[14 + (p[14] & 0xF) * 4 + 13] & 0x12 == 0x02]
+    servers = {d for _, d in syns}
+    client, server = syns[0]
+    out = []
+    for ts, p in pkts:
+        sp, dp, tcp = ports(p)
+        q = bytearray(p)
+        struct.pack_into("!HH", q, tcp, *((client, server) if dp in servers else (server, client)))
+        out.append((ts, bytes(q)))
+    return _write_pcap(dst, out)
 
 
 @needs_tools
