@@ -60,7 +60,9 @@ def _exec_and_attach(c, binary: Path, url: str, env: dict, wait: Path, **kw) -> 
 
 
 def test_go_client_plaintext_from_uprobes(live, zoo, goclients, tmp_path):  # noqa: F811
-    router = zoo("inject", alpn=("h2", "http/1.1"))
+    # paced SSE events: the client's Read calls block in the netpoller between events, so goroutines
+    # park and resume (possibly on another thread) inside the probed calls
+    router = zoo("inject", alpn=("h2", "http/1.1"), stream_delay=0.02)
     env = goclient_env(router.ca_path)
     old = _old_go(goclients["symtab"], tmp_path / "goclient-go116")
     c = live("--no-capture", "--interval", "1", "--max-delay", "1", "--ssl-lib", str(old))
@@ -80,7 +82,7 @@ def test_go_client_plaintext_from_uprobes(live, zoo, goclients, tmp_path):  # no
 
     with Store.open(str(c.store), read_only=True) as s:
         rows = s.sql("SELECT e.exchange_id, e.pid, e.api, e.model_requested, e.streamed, e.flow_uid, f.pid, "
-                     "f.dst_port, h.http_version FROM llm_exchanges e LEFT JOIN flows f ON f.flow_uid = e.flow_uid "
+                     "f.dst_port, h.http_version, e.stream_events FROM llm_exchanges e LEFT JOIN flows f ON f.flow_uid = e.flow_uid "
                      "LEFT JOIN http h ON h.exchange_id = e.exchange_id WHERE e.source = 'uprobe'").fetchall()
         calls = dict(s.sql("SELECT exchange_id, arguments FROM tool_calls WHERE direction = 'response'").fetchall())
         secrets = s.sql("SELECT count(*) FROM secrets_seen WHERE last4 = ?", [API_KEY[-4:]]).fetchone()[0]
@@ -97,9 +99,13 @@ def test_go_client_plaintext_from_uprobes(live, zoo, goclients, tmp_path):  # no
         assert len(mine) == len(lines), (lines, mine, detail, c.output())  # every call, on its one flow
         flows = {m[5] for m in mine}
         assert len(flows) == 1 and None not in flows, mine
-        for line, (eid, _pid, api, model, streamed, _uid, flow_pid, dport, hv) in zip(lines, sorted(mine), strict=True):
+        for line, (eid, _pid, api, model, streamed, _uid, flow_pid, dport, hv, events) in zip(lines, sorted(mine),
+                                                                                             strict=True):
             assert api == "openai.chat" and model == "gpt-4o" and bool(streamed) == line["stream"]
             assert ("2" in hv) == (line["proto"] == "HTTP/2.0"), (hv, line)
+            if line["stream"]:  # every SSE event the client read was seen, none cut
+                summary = json.loads(events)
+                assert summary["types"]["chat.completion.chunk"] == line["events"] and summary["done"], (summary, line)
             assert flow_pid == pid and dport == router.port  # linked to its flow and process
             assert json.loads(calls[eid])["command"] == json.loads(line["arguments"])["command"]
     assert secrets >= 1  # the bearer key became a fingerprint
