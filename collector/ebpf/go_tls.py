@@ -140,6 +140,17 @@ def go_tls_targets(paths: list[str]) -> tuple[list[GoTlsTarget], dict[str, str]]
     return targets, refused
 
 
+def _raise_nofile() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+        except (ValueError, OSError):
+            pass
+
+
 class GoAttacher:
     """Attaches the Go TLS probes of a loaded BPF program (probes.bpf.c `go_tls_*`) to Go binaries,
     each real file once: at start (running processes' executables, `--ssl-lib` paths) and whenever a
@@ -156,6 +167,7 @@ class GoAttacher:
         self.max_binaries = max_binaries
         for fn in self.FUNCS:  # a verifier rejection is a bug: surface it at start
             bpf.load_func(fn.encode(), BPF.KPROBE)  # type: ignore[attr-defined]
+        _raise_nofile()  # each uprobe is a perf-event fd (~17 per binary): a 1024 soft limit is too low
         self._seen: dict[tuple[int, int, int], str] = {}  # (dev, ino, mtime_ns) -> status
         self.attached: list[GoTlsTarget] = []
         self.counts = {"go_tls_binaries": 0, "go_tls_uprobes": 0, "go_tls_refused": 0, "go_tls_attach_errors": 0}
