@@ -114,10 +114,14 @@ class LiveDecryptor:
                 for rid, flows in batch.items():
                     for table, rows in self._decrypt(runs[rid], flows, seen):
                         out.setdefault(table, []).extend(rows)
-            finally:  # every claimed row is written, merged or not, whatever decryption did
-                out.setdefault("flows", []).extend(self._merged(f, seen.get(f["flow_uid"])) for f in owned)
-        self.watcher.scan()
-        self.watcher.cleanup()
+            except Exception:  # counted; the claimed flow rows below are written all the same
+                self.counts["keylog_decrypt_errors"] += 1
+            out.setdefault("flows", []).extend(self._merged(f, seen.get(f["flow_uid"])) for f in owned)
+        try:
+            self.watcher.scan()
+            self.watcher.cleanup()
+        except OSError:
+            self.counts["keylog_decrypt_errors"] += 1
         return list(out.items())
 
     def _merged(self, f: dict, hit: tuple[StreamMeta, str] | None) -> dict:
