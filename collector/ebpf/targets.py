@@ -82,10 +82,11 @@ def _kind(path: str) -> str:
 
 
 def candidate_paths(include_processes: bool = True) -> list[str]:
-    """node on PATH, this Python (+ its libpython), uv-managed Pythons, and the executables of
-    running processes; each real file once."""
+    """node (and Go agent CLIs such as crush) on PATH, this Python (+ its libpython), uv-managed
+    Pythons, and the executables of running processes; each real file once. Agent CLIs are probed
+    ahead so that a one-shot run's first request is seen (exec-time discovery comes a drain later)."""
     out: list[str] = []
-    for name in ("node", "nodejs"):
+    for name in ("node", "nodejs", "crush"):
         p = shutil.which(name)
         if p:
             out.append(p)

@@ -78,3 +78,17 @@ def test_running_go_process_is_a_candidate(goclients, tmp_path: Path) -> None:  
     finally:
         p.kill()
         p.wait()
+
+
+def test_go_agent_cli_on_path_is_probed_ahead(goclients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A one-shot `crush run …` makes its request before an exec-time attach could happen: agent CLIs
+    on PATH are candidates from the start (here the test client installed under that name)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    crush = bindir / "crush"
+    crush.write_bytes(goclients["stripped"].read_bytes())
+    crush.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    paths = candidate_paths(include_processes=False)
+    assert str(crush) in paths
+    assert [t.path for t in go_tls_targets(paths)[0]] == [str(crush)]
