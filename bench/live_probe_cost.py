@@ -1,24 +1,31 @@
-"""Which probes fire per loopback connection, and what each costs (the kernel's BPF run-time stats).
+"""Which probes fire per loopback connection, what each costs, and what they cost the workload.
 
-Loads the collector's probes (no SSL uprobes), runs the compiled connect+reset workload of
-bench/live.py (C_CONN) pinned to CPU 0, and prints per BPF program: calls per connection, ns per
-call, ns per connection. Nobody drains the ring here, so keep --n below ~80k (the ring holds ~90k
-connection records). Probes are system-wide: other processes' activity is counted too.
+Loads the collector's probes (no SSL uprobes) in this process, runs the compiled connect+reset
+workload of bench/live.py (C_CONN) pinned to CPU 0, and prints per BPF program: calls per
+connection, ns per call, ns per connection (the kernel's BPF run-time stats). Probes are
+system-wide: other processes' activity is counted too.
 
-    sudo .venv/bin/python -m bench.live_probe_cost [--n 20000]
+With --pairs K it then measures the workload with the probes detached and attached, alternated K
+times (order swapped every pair), the program loaded once (no 5 s compile per round, so many pairs
+fit in a minute) and the ring drained between rounds: connections/s and workload CPU per connection
+(client + server), ratio per pair, median and spread. This isolates the probes' cost to the
+workload, tracepoint dispatch included, from the collector process's own CPU use (on the other CPU).
+
+    sudo .venv/bin/python -m bench.live_probe_cost [--n 20000] [--pairs 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.live import C_CONN, BpfStats, compile_c, pinned
-from collector.ebpf.loader import ProbeOptions, Probes
+from bench.live import C_CONN, BpfStats, compile_c, cpu_seconds, pinned, run_child, spread
+from collector.ebpf.loader import RAW_TRACEPOINTS, ProbeOptions, Probes
 
 
 def snapshot(probes: Probes) -> dict[str, tuple[int, int]]:
@@ -30,10 +37,56 @@ def snapshot(probes: Probes) -> dict[str, tuple[int, int]]:
     return out
 
 
+def tracepoint_functions(probes: Probes) -> dict[bytes, bytes]:
+    """Every attached tracepoint -> its BPF function (bcc's TRACEPOINT_PROBE naming, or the loader's raw ones)."""
+    raw = {f"{c}:{e}".encode(): fn.encode() for c, e, _f, _m, fn in RAW_TRACEPOINTS}
+    return {tp: raw.get(tp, b"tracepoint__" + tp.replace(b":", b"__")) for tp in list(probes.bpf.tracepoint_fds)}
+
+
+def attached_ratio(probes: Probes, conn: str, port: str, server_pid: int, n: int, pairs: int,
+                   cpus: set[int] | None) -> dict:
+    tps = tracepoint_functions(probes)
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, list[float]] = {False: [], True: []}
+    pair_ratios: list[float] = []
+
+    def one(on: bool) -> float:
+        for tp, fn in tps.items():
+            if on and tp not in probes.bpf.tracepoint_fds:
+                probes.bpf.attach_tracepoint(tp=tp, fn_name=fn)
+            elif not on and tp in probes.bpf.tracepoint_fds:
+                probes.bpf.detach_tracepoint(tp)
+        srv0 = cpu_seconds(server_pid)
+        out, c = run_child([conn, "storm", port, str(n)], cpus)
+        cpu[on].append((c + cpu_seconds(server_pid) - srv0) / n * 1e6)
+        probes.drain()
+        rate = n / float(out)
+        rates[on].append(rate)
+        return rate
+
+    for i in range(pairs):
+        if i % 2 == 0:
+            off = one(False)
+            on = one(True)
+        else:
+            on = one(True)
+            off = one(False)
+        pair_ratios.append(on / off)
+    return {"connections_per_round": n, "pairs": pairs,
+            "connects_per_s_detached": spread(rates[False], 0), "connects_per_s_attached": spread(rates[True], 0),
+            "ratio_attached_over_detached": spread(pair_ratios),
+            "workload_cpu_us_per_connect_detached": spread(cpu[False], 2),
+            "workload_cpu_us_per_connect_attached": spread(cpu[True], 2),
+            "loadavg": os.getloadavg()[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20_000)
-    n = ap.parse_args().n
+    ap.add_argument("--pairs", type=int, default=0, help="also measure K detached/attached pairs")
+    opts = ap.parse_args()
+    n = opts.n
+    ratio = None
     cpus = {0} if len(os.sched_getaffinity(0)) >= 2 else None
     with tempfile.TemporaryDirectory() as d:
         conn = compile_c(Path(d), "conn", C_CONN)
@@ -50,6 +103,9 @@ def main() -> None:
                 subprocess.run([conn, "storm", port, str(n)], check=True, capture_output=True,
                                preexec_fn=pinned(cpus))
                 b = snapshot(probes)
+            probes.drain()
+            if opts.pairs:
+                ratio = attached_ratio(probes, conn, port, server.pid, n, opts.pairs, cpus)
         finally:
             probes.close()
             server.kill()
@@ -61,6 +117,8 @@ def main() -> None:
             total += ns
             print(f"{k:48s} calls/conn {cnt / n:5.2f}  ns/call {ns / cnt:6.0f}  ns/conn {ns / n:6.0f}")
     print(f"all probes: {total / n:.0f} ns per connection (both sockets)")
+    if ratio is not None:
+        print(json.dumps(ratio, indent=1))
 
 
 if __name__ == "__main__":
