@@ -62,6 +62,7 @@
 
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
 #define TCP_LISTEN 10
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
@@ -104,7 +105,7 @@ struct sock_state {
     u8 outbound;         // 1: this host connected (SYN_SENT seen in the connecting process)
     u8 established;
     u8 owned;            // task filled (connect or first send/recv in process context)
-    u8 last_state;       // last of SYN_SENT / ESTABLISHED seen (the closing transitions are not followed)
+    u8 last_state;       // last of SYN_SENT / ESTABLISHED / CLOSE seen (other closing states are not followed)
     u64 app_sent;        // bytes the application handed to sendmsg/write (sock:sock_send_length)
     u64 app_recv;        // bytes the application read (sock:sock_recv_length, MSG_PEEK excluded)
     // the 4-tuple as last seen in a state change: a refused connect is disconnected (ports and
@@ -152,13 +153,16 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
     u64 sk = (u64)args->skaddr;
     int ns = args->newstate;
     if (ns == TCP_LISTEN) { socks.delete(&sk); return 0; }
-    // Only connect (SYN_SENT) and ESTABLISHED carry what a flow needs (owner, tuple, success); the
-    // closing transitions (up to four more per socket) return here without a map lookup. An accepted
-    // socket is created by the kernel at the handshake's last ACK and established at once: its entry
-    // is made at ESTABLISHED. A socket first seen closing (opened before the collector) gets no
-    // entry, so its record carries the kernel's own byte counts, not a partial application count.
-    if (ns != TCP_SYN_SENT && ns != TCP_ESTABLISHED) return 0;
+    // Only connect (SYN_SENT), ESTABLISHED and CLOSE carry what a flow needs (owner, tuple, success);
+    // the other closing transitions (up to three more per socket) return here without a map lookup.
+    // An accepted socket is created by the kernel at the handshake's last ACK and established at
+    // once: its entry is made at ESTABLISHED. CLOSE only completes an entry's tuple: connect() sets
+    // SYN_SENT before it picks the local port, and a refused connect never reaches ESTABLISHED and
+    // is disconnected (ports cleared) before it is destroyed. A socket first seen closing (opened
+    // before the collector) gets no entry, so its record carries the kernel's own byte counts.
+    if (ns != TCP_SYN_SENT && ns != TCP_ESTABLISHED && ns != TCP_CLOSE) return 0;
     struct sock_state *s = socks.lookup(&sk);
+    if (!s && ns == TCP_CLOSE) return 0;
     if (!s) {
         struct sock_state z = {};
         z.ts_first = bpf_ktime_get_ns();
@@ -173,8 +177,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         if (!s) return 0;
     }
     s->last_state = ns;
-    // the tuple is fixed once connected: copy it when first seen and at each connect (SYN_SENT)
-    if (args->dport && (!s->dport || ns == TCP_SYN_SENT)) {
+    // the tuple is fixed once connected: copy it at each connect (SYN_SENT) and until the local port is known
+    if (args->dport && (!s->sport || ns == TCP_SYN_SENT)) {
         s->sport = args->sport;
         s->dport = args->dport;
         s->family = args->family;

@@ -185,3 +185,33 @@ def test_ring_reader_keeps_every_record_across_wraps(probes):
     sink.close()
     tx.close()
     assert probes.counters()["dnsq_lost"] == lost0
+
+
+@needs_ebpf
+def test_refused_connect_keeps_its_local_port(probes):
+    """connect() enters SYN_SENT before it picks the local port, and a refused socket is disconnected
+    before it is destroyed: the record must still carry the client's port (and so the right
+    Community ID), blocking and non-blocking alike."""
+    probes.drain()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
+    port = closed.getsockname()[1]
+    blocking = socket.socket()
+    assert blocking.connect_ex(("127.0.0.1", port)) != 0
+    ports = {blocking.getsockname()[1]}
+    blocking.close()
+    nb = socket.socket()
+    nb.setblocking(False)
+    nb.connect_ex(("127.0.0.1", port))
+    ports.add(nb.getsockname()[1])
+    time.sleep(0.2)
+    nb.close()
+    closed.close()
+
+    def mine(got):
+        arr = ev.stack(got.get(ev.T_CONN, []), ev.CONN)
+        return arr[arr["dport"] == port]
+
+    recs = mine(drain_until(probes, lambda g: len(mine(g)) >= 2))
+    assert {int(r["sport"]) for r in recs} == ports
+    assert all(r["rst"] & 1 and r["outbound"] == 1 and r["established"] == 0 for r in recs)
