@@ -91,46 +91,64 @@ def _chat_stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> No
     calls: dict[tuple[int, int], dict] = {}
     text: list[str] = []
     finish: list[str] = []
-    for _ev, chunk in json_events(s, events, t0):
-        typ = as_str(chunk.get("object")) or "?"
-        s["types"][typ] = s["types"].get(typ, 0) + 1
-        model = as_str(chunk.get("model"))
-        if model:
+    types, models, ids = s["types"], s["models"], s["ids"]
+    for _ev, chunk in json_events(s, events, t0):  # once per streamed event: note() and as_*() inlined
+        typ = chunk.get("object")
+        typ = typ if isinstance(typ, str) and typ else "?"
+        types[typ] = types.get(typ, 0) + 1
+        model = chunk.get("model")
+        if isinstance(model, str) and model:
             res.model_returned = res.model_returned or model
-            note(s, "models", model)
-        note(s, "ids", as_str(chunk.get("id")))
-        if chunk.get("usage"):
-            _chat_usage(res, chunk.get("usage"))
+            if model not in models and len(models) < 16:
+                models.append(model)
+        cid = chunk.get("id")
+        if isinstance(cid, str) and cid not in ids and len(ids) < 16:
+            ids.append(cid)
+        usage = chunk.get("usage")
+        if usage:
+            _chat_usage(res, usage)
         if isinstance(chunk.get("error"), dict):
             s["anomalies"].append("error_event")
-        for ch in as_list(chunk.get("choices")):
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            continue
+        for ch in choices:
             if not isinstance(ch, dict):
                 continue
             ci = as_int(ch.get("index")) or 0
-            fr = as_str(ch.get("finish_reason"))
-            if fr:
+            fr = ch.get("finish_reason")
+            if isinstance(fr, str) and fr:
                 finish.append(fr)
             delta = ch.get("delta")
             if not isinstance(delta, dict):
                 continue
-            if isinstance(delta.get("content"), str) and len(text) < 100_000:
-                text.append(delta["content"])
-            for tc in as_list(delta.get("tool_calls")):
+            content = delta.get("content")
+            if isinstance(content, str) and len(text) < 100_000:
+                text.append(content)
+            tcs = delta.get("tool_calls")
+            if not isinstance(tcs, list):
+                continue
+            for tc in tcs:
                 if not isinstance(tc, dict):
                     continue
                 ti = as_int(tc.get("index"))
                 if ti is None:
                     ti = len([k for k in calls if k[0] == ci])
                 # string fields accumulate by concatenation, as the SDKs' stream accumulators do
-                c = calls.setdefault((ci, ti), {"id": None, "name": None, "args": []})
-                if as_str(tc.get("id")):
-                    c["id"] = (c["id"] or "") + tc["id"]
+                c = calls.get((ci, ti))
+                if c is None:
+                    c = calls[(ci, ti)] = {"id": None, "name": None, "args": []}
+                tid = tc.get("id")
+                if isinstance(tid, str) and tid:
+                    c["id"] = (c["id"] or "") + tid
                 fn = tc.get("function")
                 if isinstance(fn, dict):
-                    if as_str(fn.get("name")):
-                        c["name"] = (c["name"] or "") + fn["name"]
-                    if isinstance(fn.get("arguments"), str):
-                        c["args"].append(fn["arguments"])
+                    name = fn.get("name")
+                    if isinstance(name, str) and name:
+                        c["name"] = (c["name"] or "") + name
+                    args = fn.get("arguments")
+                    if isinstance(args, str):
+                        c["args"].append(args)
     s["finish_reasons"] = finish[:16]
     if not s["done"]:
         res.truncated = True

@@ -26,6 +26,8 @@ from collector.protocols.messages import ConnectionBytes, HttpRequest, HttpRespo
 from collector.protocols.sse import parse_sse
 
 TABLE_NAMES = ("http", "llm_exchanges", "tool_calls", "secrets_seen")
+CACHE_ENTRIES = 4096  # redacted header values and paths remembered per DecodeContext
+_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False) without a new encoder per call
 
 
 @dataclass
@@ -37,6 +39,26 @@ class DecodeContext:
     pid: int | None = None
     parse_cap: int = DEFAULT_KEEP  # decoded bytes kept per body for parsing (digests cover everything)
     canaries: tuple[str, ...] = ()  # raw canary values, when the caller holds them (kind 'canary')
+    # (lower-case header name | None for a path, value) -> redaction result: agents repeat the same
+    # headers and paths on every request; memory only, never pickled to the decode worker
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "cache": {}}
+
+    def redact_cached(self, name: str | None, value: str) -> tuple[str, list[tuple[secrets.SecretMatch, str]]]:
+        """secrets.redact_header (name) or secrets.redact (a path, name None) of a value, remembered."""
+        key = (name, value)
+        hit = self.cache.get(key)
+        if hit is None:
+            if len(self.cache) >= CACHE_ENTRIES:
+                self.cache.clear()
+            if name is None:
+                hit = secrets.redact(value, self.fingerprinter, self.canaries)
+            else:
+                hit = secrets.redact_header(name, value, self.fingerprinter, self.canaries)
+            self.cache[key] = hit
+        return hit
 
 
 @dataclass
@@ -151,11 +173,19 @@ class _Scanner:
         return red
 
     def headers(self, headers: list[tuple[str, str]], direction: str) -> list[list[str]]:
-        red, found = secrets.redact_headers(headers, self.ctx.fingerprinter, self.ctx.canaries)
-        self.header_secrets = len(found)
-        for name, m, f in found:
-            self._add(m, f, direction, f"header:{name}")
-        return [[k, v] for k, v in red]
+        """secrets.redact_headers, value by value through the context's cache (same result: a set of
+        values with no secret is unchanged either way; otherwise it redacts each value alone)."""
+        out = []
+        n = 0
+        for name, value in headers:
+            lname = name.lower()
+            red, pairs = self.ctx.redact_cached(lname, value)
+            out.append([name, red])
+            for m, f in pairs:
+                n += 1
+                self._add(m, f, direction, f"header:{lname}")
+        self.header_secrets = n
+        return out
 
 
 def _body_text(b: bytes) -> str:
@@ -192,7 +222,9 @@ def decode_http(
             "destination": host}
     sc = _Scanner(ctx, base)
 
-    path = sc.text(req.path, "request", "path")
+    path, found = ctx.redact_cached(None, req.path)
+    for m, f in found:
+        sc._add(m, f, "request", "path")
     req_headers = sc.headers(req.headers, "request")
     req_text = _body_text(req.body) if req.body else ""
     req_red = sc.text(req_text, "request", "body") if req_text else ""
@@ -213,8 +245,8 @@ def decode_http(
     out.tables["http"].append({
         "ts": ts, "host_id": ctx.host_id, "flow_uid": flow_uid, "exchange_id": xid, "method": req.method,
         "host": host, "path": path, "status": resp.status if resp is not None else None,
-        "http_version": req.http_version, "request_headers": json.dumps(req_headers, ensure_ascii=False),
-        "response_headers": json.dumps(resp_headers, ensure_ascii=False) if resp_headers is not None else None,
+        "http_version": req.http_version, "request_headers": _json(req_headers),
+        "response_headers": _json(resp_headers) if resp_headers is not None else None,
         "request_body_bytes": req.body_size if req.body_size is not None else len(req.body),
         "response_body_bytes": (resp.body_size if resp.body_size is not None else len(resp.body)) if resp else None,
         "request_digest": req_sha, "response_digest": resp_sha, "ts_response": ts_resp,
@@ -249,7 +281,7 @@ def decode_http(
             # the stored body of a stream is the message the client assembled (text + tool calls), built
             # from redacted pieces: a secret split across events is whole (and redacted) only there
             text = sc.text(res.text, "response", "body") if res.text else ""
-            resp_red = json.dumps({"text": text, "tool_calls": resp_args}, ensure_ascii=False)
+            resp_red = _json({"text": text, "tool_calls": resp_args})
             # secrets whole in the raw stream, too (its prose was scanned for seed phrases as assembled text)
             sc.text(_body_text(resp.body), "response", "body", mnemonics=False)
         elif resp.body:
@@ -276,10 +308,10 @@ def decode_http(
         "streamed": res.streamed, "status": resp.status if resp is not None else None,
         "router": router_software(kept), "tool_call_count": sum(1 for t in res.tool_calls if t.direction == "response"),
         "input_tokens": res.input_tokens, "output_tokens": res.output_tokens, "latency_ms": latency,
-        "router_headers": json.dumps(kept_red, ensure_ascii=False), "request_digest": req_sha,
+        "router_headers": _json(kept_red), "request_digest": req_sha,
         "response_digest": resp_sha, "request_body": req_body_store, "response_body": resp_body_store,
         "truncated": bool(res.truncated or truncated),
-        "stream_events": json.dumps(stream, ensure_ascii=False) if stream is not None else None,
+        "stream_events": _json(stream) if stream is not None else None,
         "source": ctx.source,
     })  # fmt: skip
     out.tables["tool_calls"].extend(tool_rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,18 +33,38 @@ class LlmResult:
     truncated: bool = False  # the response ended before its final event
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
 def loads(data: bytes | str) -> Any:
-    """json.loads that returns None on invalid input (LLM bodies are untrusted)."""
+    """json.loads that returns None on invalid input (LLM bodies are untrusted). A body that starts
+    with `{` / `[` (in bytes: UTF-8 by json's own detection) goes straight to the decoder, skipping
+    json.loads's encoding detection and whitespace passes; whatever that does not take whole goes
+    to json.loads itself, so the result is always json.loads's."""
+    if data[:1] in _OPEN and (isinstance(data, str) or data[1:2] != b"\0"):
+        try:
+            s = data.decode("utf-8", "surrogatepass") if isinstance(data, bytes) else data
+            obj, end = _raw_decode(s)
+            if end == len(s):
+                return obj
+        except (ValueError, RecursionError):
+            pass
     try:
         return json.loads(data)
     except (ValueError, RecursionError):
         return None
 
 
+_OPEN = (b"{", b"[", "{", "[")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def fix_surrogates(s: str) -> str:
     """Join UTF-16 surrogate halves that arrived in separate JSON fragments (an emoji's `\\ud83d` in one
     delta and `\\ude80` in the next), so concatenated arguments equal what the client decoded."""
-    if any("\ud800" <= c <= "\udfff" for c in s):
+    if _SURROGATE.search(s):
         return s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return s
 
@@ -101,15 +122,23 @@ def json_events(
     """The part every stream decoder shares: stamp each event, count events after the terminal one
     (a decoder sets summary['done']), honour `data: [DONE]`, count and skip invalid JSON.
     Yields (event, parsed object) for the decoder's own logic."""
-    for ev in events:
-        stamp(summary, ev, t0)
+    for ev in events:  # stamp() inlined: this loop runs once per streamed event
+        summary["events"] += 1
+        if ev.ts is not None and t0 is not None:
+            ms = round((ev.ts - t0) * 1000, 3)
+            if summary["first_ms"] is None:
+                summary["first_ms"] = ms
+            summary["last_ms"] = ms
+        if not ev.complete:
+            summary["incomplete_last_event"] = True
         if summary["done"]:
             summary["after_done"] += 1
             continue
-        if done_marker and ev.data.strip() == "[DONE]":
+        data = ev.data
+        if done_marker and data[:1] != "{" and data.strip() == "[DONE]":
             summary["done"] = True
             continue
-        obj = loads(ev.data)
+        obj = loads(data)
         if not isinstance(obj, dict):
             summary["invalid_json"] += 1
             continue

@@ -16,13 +16,35 @@ from collector.protocols.messages import Chunk
 _LINE = re.compile(rb"\r\n|\r|\n")
 
 
-@dataclass
+@dataclass(slots=True)
 class SseEvent:
     event: str  # 'message' when absent
     data: str
     id: str | None
     ts: float | None  # arrival of the event's last byte
     complete: bool = True
+
+
+def _lines(body: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """(offset, line) of every terminated line, and the unterminated rest. Without CR (what servers
+    send) one bytes.split; else the CRLF | CR | LF regex."""
+    out: list[tuple[int, bytes]] = []
+    pos = 0
+    if b"\r" not in body:
+        parts = body.split(b"\n")
+        rest = parts.pop()
+        for line in parts:
+            out.append((pos, line))
+            pos += len(line) + 1
+        return out, rest
+    n = len(body)
+    while pos < n:
+        m = _LINE.search(body, pos)
+        if m is None:
+            return out, body[pos:]
+        out.append((pos, body[pos : m.start()]))
+        pos = m.end()
+    return out, b""
 
 
 def parse_sse(body: bytes, chunks: list[Chunk] | None = None) -> list[SseEvent]:
@@ -35,59 +57,46 @@ def parse_sse(body: bytes, chunks: list[Chunk] | None = None) -> list[SseEvent]:
             off += len(c.data)
             ends.append(off)
             times.append(c.ts)
-
-    def ts_at(offset: int) -> float | None:
-        if not ends:
-            return None
-        i = bisect.bisect_left(ends, offset)
-        return times[min(i, len(times) - 1)]
-
+    last = len(times) - 1
     events: list[SseEvent] = []
     data_lines: list[bytes] = []
-    state = {"event": b"", "id": None, "fields": False}
-
-    def field(line: bytes) -> None:
-        if line[:1] == b":":
-            return  # comment / keep-alive
-        name, sep, value = line.partition(b":")
-        if sep and value[:1] == b" ":
-            value = value[1:]
-        state["fields"] = True
-        if name == b"data":
-            data_lines.append(value)
-        elif name == b"event":
-            state["event"] = value
-        elif name == b"id":
-            state["id"] = value
-
-    def dispatch(at: int, complete: bool) -> None:
-        if state["fields"]:
-            ev_id = state["id"]
-            events.append(
-                SseEvent(
-                    (state["event"] or b"message").decode("utf-8", "replace"),
-                    b"\n".join(data_lines).decode("utf-8", "replace"),
-                    ev_id.decode("utf-8", "replace") if ev_id is not None else None,
-                    ts_at(at),
-                    complete,
-                )
-            )
-        data_lines.clear()
-        state["event"] = b""
-        state["fields"] = False
-
-    pos = 0
-    n = len(body)
-    while pos < n:
-        m = _LINE.search(body, pos)
-        if m is None:  # last line without its terminator: the stream was cut
-            field(body[pos:])
-            break
-        line = body[pos : m.start()]
-        pos = m.end()
+    event = b""
+    ev_id: bytes | None = None
+    fields = False
+    lines, rest = _lines(body)
+    if rest:
+        lines.append((-1, rest))  # a last line without its terminator: the stream was cut
+    for at, line in lines:
         if line:
-            field(line)
+            if line[:1] == b":":
+                continue  # comment / keep-alive
+            name, sep, value = line.partition(b":")
+            if sep and value[:1] == b" ":
+                value = value[1:]
+            fields = True
+            if name == b"data":
+                data_lines.append(value)
+            elif name == b"event":
+                event = value
+            elif name == b"id":
+                ev_id = value
+            continue
+        if fields:  # a blank line dispatches the event
+            data = data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines)
+            events.append(SseEvent(
+                event.decode("utf-8", "replace") if event else "message", data.decode("utf-8", "replace"),
+                ev_id.decode("utf-8", "replace") if ev_id is not None else None,
+                (times[min(bisect.bisect_left(ends, at), last)] if ends else None)))
+            data_lines.clear()
+            event = b""
+            fields = False
         else:
-            dispatch(m.start(), True)
-    dispatch(n, False)
+            data_lines.clear()
+            event = b""
+    if fields:
+        data = data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines)
+        events.append(SseEvent(
+            event.decode("utf-8", "replace") if event else "message", data.decode("utf-8", "replace"),
+            ev_id.decode("utf-8", "replace") if ev_id is not None else None,
+            (times[min(bisect.bisect_left(ends, len(body)), last)] if ends else None), False))
     return events

@@ -181,33 +181,60 @@ class NativeDecrypt:
         self.returncode: int | None = None
         self.records_decrypted = 0
         self.records_undecrypted = 0
+        # (k, n): decrypt only connections k, k+n, k+2n, ... of the capture's order (decode_capture
+        # splits a big capture between two processes after prepare()); rank: connection -> position
+        self.share = (0, 1)
+        self.rank: dict[int, int] = {}
+        self._mf: MappedFile | None = None
+        self._ready: tuple | None = None
 
     def stderr_text(self) -> str:
         return ""
 
+    def prepare(self) -> None:
+        """Read the capture and make the up-front checks (raises NativeUnsure), before any connection
+        is decrypted: a caller that shares the connections between processes forks after this."""
+        if self._mf is not None:
+            return
+        mf = MappedFile(self.capture)
+        try:
+            self._ready = self._check(mf)
+        except BaseException:
+            mf.close()
+            raise
+        self._mf = mf
+
     def __iter__(self) -> Iterator[Segment]:
-        with MappedFile(self.capture) as mf:
-            try:
-                rec = read_records(self.capture, mf)
-            except NotACapture as e:
-                raise NativeUnsure(str(e)) from None
-            if len(rec) == 0:
-                return
-            odd = set(rec.linktypes) - FAST_LINKTYPES
-            if odd:
-                raise NativeUnsure(f"link type {sorted(odd)[0]} is not walked natively")
-            secrets = load_secrets(self.keylog, rec.dsb_keylog)
-            if ("RSA", b"") in secrets:
-                raise NativeUnsure("RSA pre-master keys in the key log")
-            h = walk(mf.buf, rec)
-            if ((h.frag_later | h.frag_first) & (h.proto == TCP)).any():
-                raise NativeUnsure("fragmented IP packets carrying TCP")
-            fa = assign(h)
-            tcp = (fa.fid >= 0) & (h.proto == TCP)
-            per_flow = np.bincount(fa.fid[tcp], weights=h.plen[tcp], minlength=fa.count) if tcp.any() else np.zeros(1)
-            if per_flow.max() > MAX_FLOW_BYTES:  # a connection is held whole here; tshark streams it
-                raise NativeUnsure(f"a connection carries more than {MAX_FLOW_BYTES >> 20} MiB")
-            yield from self._flows(mf, rec, h, fa, secrets)
+        self.prepare()
+        assert self._mf is not None
+        try:
+            if self._ready is not None:
+                yield from self._flows(self._mf, *self._ready)
+        finally:
+            self._mf.close()
+
+    def _check(self, mf: MappedFile) -> tuple | None:
+        try:
+            rec = read_records(self.capture, mf)
+        except NotACapture as e:
+            raise NativeUnsure(str(e)) from None
+        if len(rec) == 0:
+            return None
+        odd = set(rec.linktypes) - FAST_LINKTYPES
+        if odd:
+            raise NativeUnsure(f"link type {sorted(odd)[0]} is not walked natively")
+        secrets = load_secrets(self.keylog, rec.dsb_keylog)
+        if ("RSA", b"") in secrets:
+            raise NativeUnsure("RSA pre-master keys in the key log")
+        h = walk(mf.buf, rec)
+        if ((h.frag_later | h.frag_first) & (h.proto == TCP)).any():
+            raise NativeUnsure("fragmented IP packets carrying TCP")
+        fa = assign(h)
+        tcp = (fa.fid >= 0) & (h.proto == TCP)
+        per_flow = np.bincount(fa.fid[tcp], weights=h.plen[tcp], minlength=fa.count) if tcp.any() else np.zeros(1)
+        if per_flow.max() > MAX_FLOW_BYTES:  # a connection is held whole here; tshark streams it
+            raise NativeUnsure(f"a connection carries more than {MAX_FLOW_BYTES >> 20} MiB")
+        return rec, h, fa, secrets
 
     def _flows(self, mf: MappedFile, rec, h, fa, secrets: Secrets) -> Iterator[Segment]:
         tcp_flows = np.nonzero(fa.proto == TCP)[0]
@@ -223,7 +250,10 @@ class NativeDecrypt:
         cols = np.stack([h.flags.astype(np.int64), h.seq.astype(np.int64), h.plen, h.payload_off,
                          rec.data_off + rec.caplen, fa.is_orig.astype(np.int64)], axis=1)
         ts_all = rec.ts_ns / 1e9
-        for f in tcp_flows[np.argsort(fa.first_rec[tcp_flows], kind="stable")].tolist():
+        ordered = tcp_flows[np.argsort(fa.first_rec[tcp_flows], kind="stable")].tolist()
+        self.rank = {f: k for k, f in enumerate(ordered)}
+        k0, n = self.share
+        for f in ordered[k0::n]:
             pk = order[starts[f] : ends[f]]
             flags, seq, plen, poff, cap_end, is_orig = cols[pk].T.tolist()
             self._pk = (ts_all[pk].tolist(), flags, seq, plen, poff, cap_end, mf.mm)

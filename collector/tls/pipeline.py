@@ -15,7 +15,11 @@ Cleartext HTTP in the same capture is decoded too (source 'cleartext').
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
+import signal
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -104,6 +108,85 @@ class _Decoder:
         for d in self.parts:
             rows.extend(d if d is not None else next(remote))
         return rows
+
+
+@dataclass
+class _Share:
+    """One process's part of a capture split by connection (see _split)."""
+
+    parts: list[tuple[tuple[int, int], DecodedRows]]  # ((connection rank, first seq), rows)
+    finished: list[StreamMeta]
+    unlinked: set[int]
+    segments: int
+
+
+def _can_fork() -> bool:
+    """fork() is safe here only while this process runs no other Python thread (the live collector
+    calls decode_capture from a thread; the ingest CLI from its only one)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+class _Merged:
+    """What run() returns, rebuilt from the two shares (the StreamAssembler's `finished` is all the
+    rest of decode_capture reads)."""
+
+    def __init__(self, finished: list[StreamMeta]):
+        self.finished = finished
+
+
+def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, DecodedRows]:
+    """Decrypt, parse and decode a big capture in two processes: after the capture is read and checked
+    (job.prepare(), in this process, so NativeUnsure comes before the fork) a forked child takes every
+    other connection and sends back its rows, pickled once; nothing is pickled per exchange and no
+    interpreter starts. Rows are merged in capture order (connection, then exchange). NativeUnsure in
+    the child is raised here too, so the caller falls back to tshark as without the split."""
+    job.prepare()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller's code
+        status = 1
+        try:
+            os.close(r)
+            job.share = (1, 2)
+            try:
+                payload: tuple = ("ok", run_share(job))
+            except NativeUnsure as e:
+                payload = ("unsure", str(e))
+            except BaseException as e:  # reported without the data (it may hold secrets)
+                payload = ("error", f"{type(e).__name__} in the decode child")
+            with os.fdopen(w, "wb") as f:
+                pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(w)
+    done = False
+    try:
+        job.share = (0, 2)
+        mine = run_share(job)
+        with os.fdopen(r, "rb") as f:
+            r = -1
+            kind, theirs = pickle.load(f)
+        done = True
+    finally:
+        if r >= 0:
+            os.close(r)
+        if not done:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    if kind == "unsure":
+        raise NativeUnsure(theirs)
+    if kind != "ok":
+        raise RuntimeError(theirs)
+    rows = DecodedRows()
+    for _key, part in sorted(mine.parts + theirs.parts, key=lambda kp: kp[0]):
+        rows.extend(part)
+    unlinked.clear()
+    unlinked.update(mine.unlinked | theirs.unlinked)
+    job.rows = mine.segments + theirs.segments
+    finished = sorted(mine.finished + theirs.finished, key=lambda m: job.rank.get(m.stream, -1))
+    return _Merged(finished), rows
 
 
 @dataclass
@@ -228,6 +311,23 @@ def decode_capture(
         finally:
             decoder.close()
 
+    def run_share(job: NativeDecrypt) -> _Share:
+        """This process's share of a split capture, decoded here, keyed for merging in capture order."""
+        unlinked.clear()
+        parts: list[tuple[tuple[int, int], DecodedRows]] = []
+
+        def sink(meta: StreamMeta, exchanges: list[Exchange]) -> None:
+            link(meta)
+            conn = ConnMeta(meta.flow_uid, meta.dst_ip, meta.dst_port, meta.server_name, meta.pid, meta.community_id)
+            rows = decode_exchanges(exchanges, ctx_tls if meta.tls else ctx_clear, conn, start_seq=meta.exchanges)
+            parts.append(((job.rank.get(meta.stream, -1), meta.exchanges), rows))
+
+        asm = StreamAssembler(sink, keep=parse_cap, orientation=index.originator)
+        for seg in job:
+            asm.add(seg)
+        asm.finish()
+        return _Share(parts, asm.finished, set(unlinked), job.rows)
+
     keylog_file = Path(keylog_path) if keylog_path is not None else None
     try:
         size = capture.stat().st_size
@@ -238,7 +338,10 @@ def decode_capture(
     if decryptor in ("auto", "native"):
         job = NativeDecrypt(capture, keylog_file)
         try:
-            asm, rows = run(job)
+            if workers and size >= EAGER_BYTES and _can_fork():
+                asm, rows = _split(job, run_share, unlinked)
+            else:
+                asm, rows = run(job)
         except NativeUnsure as e:
             if decryptor == "native":
                 raise

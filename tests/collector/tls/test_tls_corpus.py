@@ -120,3 +120,43 @@ def test_decode_worker_gives_the_same_rows(corpus, monkeypatch):
     monkeypatch.setattr(pl, "BATCH", 2)
     remote = decode_capture(corpus / name, corpus / keys, host_id="h", secret_key=KEY, run_id="r")
     assert remote.tables == local.tables and len(remote.tables["http"]) == 15
+
+
+def test_split_capture_gives_the_same_rows(corpus, monkeypatch):
+    """A big capture is split by connection between this process and a forked child: rows (and their
+    order), stats and streams equal the one-process result; NativeUnsure in either still means tshark."""
+    import os
+
+    import collector.tls.pipeline as pl
+
+    forks = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    cases = [("http2-tls13-youtube-chrome.pcapng", "http2-tls13-youtube-chrome.keys"),
+             ("tls12-tls13-http10-scapy-nss.pcap", "tls12-tls13-http10-scapy-nss.keys"),
+             ("mixed-windows-dns-tls-http.pcapng", None), ("http-cut-short.pcap", None),
+             ("https-tls12-39-ciphers.pcapng", "https-tls12-39-ciphers.keys")]
+    for name, keys in cases:
+        args = (corpus / name, corpus / keys if keys else None)
+        monkeypatch.setattr(pl, "EAGER_BYTES", 8 << 20)
+        local = decode_capture(*args, host_id="h", secret_key=KEY, run_id="r", workers=False)
+        monkeypatch.setattr(pl, "EAGER_BYTES", 0)
+        monkeypatch.setattr(os, "fork", fork)
+        n = len(forks)
+        split = decode_capture(*args, host_id="h", secret_key=KEY, run_id="r")
+        monkeypatch.setattr(os, "fork", real_fork)
+        assert len(forks) == n + 1, name
+        assert split.tables == local.tables, name
+        drop = {"seconds"}
+        assert {k: v for k, v in split.stats.items() if k not in drop} == \
+            {k: v for k, v in local.stats.items() if k not in drop}, name
+        assert split.decrypted_flow_uids == local.decrypted_flow_uids
+        assert sorted(split.streams, key=lambda m: m.stream) == sorted(local.streams, key=lambda m: m.stream)
+    assert split.stats["decryptor"] == "tshark" and "cipher suite" in split.stats["native_fallback"]
+    assert len(split.tables["http"]) == 39
