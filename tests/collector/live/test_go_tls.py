@@ -109,5 +109,6 @@ def test_go_client_plaintext_from_uprobes(live, zoo, goclients, tmp_path):  # no
             assert flow_pid == pid and dport == router.port  # linked to its flow and process
             assert json.loads(calls[eid])["command"] == json.loads(line["arguments"])["command"]
     assert secrets >= 1  # the bearer key became a fingerprint
-    assert detail["go_tls_binaries"] == 2 and detail["go_tls_refused"] == 1, detail
+    # >= : the collector is host-wide, other Go programs exec'd meanwhile (e.g. the go tool) are probed too
+    assert detail["go_tls_binaries"] >= 2 and detail["go_tls_refused"] >= 1, (detail, c.output())
     assert detail["plaintext_decode_errors"] == 0, detail
