@@ -190,7 +190,7 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--no-ebpf", action="store_true", help="skip eBPF (capture + /proc/net polling only)")
     c.add_argument("--no-ssl", action="store_true", help="no libssl plaintext uprobes")
     c.add_argument("--ssl-lib", action="append", metavar="PATH",
-                   help="another binary exporting SSL_* to probe (e.g. node); repeatable")
+                   help="another binary exporting SSL_* (e.g. node) or a Go binary (crypto/tls) to probe; repeatable")
     c.add_argument("--no-capture", action="store_true", help="no packet capture ring")
     c.add_argument("--capture-dir", metavar="DIR", help="capture segments (default /var/lib/routerwatch-capture)")
     c.add_argument("--iface", default="any", help="capture interface (default any)")
