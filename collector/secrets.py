@@ -190,6 +190,8 @@ def _mnemonics(text: str) -> list[SecretMatch]:
     wordlist words and a regex over the marks finds runs of >= 12 (most texts stop here); only then
     are token offsets computed, runs cut where punctuation separates words, and each window checked
     on its packed 11-bit indices (a shift, a mask and one SHA-256 of <= 32 bytes)."""
+    if not _maybe_run12(text):
+        return []
     index = _bip39()
     # JSON escapes become two spaces and punctuation one, so offsets in `flat` are offsets in `text`
     flat = text.replace("\\n", "  ").replace("\\t", "  ").replace("\\r", "  ") if "\\" in text else text
@@ -213,6 +215,27 @@ def _mnemonics(text: str) -> list[SecretMatch]:
                 out.extend(_phrases(text, toks, spans, start, k, index))
             start = k
     return out
+
+
+@lru_cache(maxsize=1)
+def _bip39_bytes() -> dict[bytes, int]:
+    return {w.encode(): i for w, i in _bip39().items()}
+
+
+# bytes.translate: punctuation, the ASCII whitespace str.split knows and bytes.split does not
+# (\x1c-\x1f), and every non-ASCII byte become spaces
+_PUNCT_B = bytes(32 if c >= 0x80 or c in b"\"'.,;:()[]{}<>`=|\x1c\x1d\x1e\x1f" else c for c in range(256))
+
+
+def _maybe_run12(text: str) -> bool:
+    """False when `text` cannot hold 12 wordlist words in a row (most texts): the same tokenising as
+    _mnemonics on UTF-8 bytes, where translate and split stay fast for non-ASCII text. Its separators
+    are a superset of str.split's + _PUNCT (wordlist words are ASCII a-z), so every run _mnemonics
+    would find is a run here too."""
+    b = text.encode("utf-8", "surrogatepass")
+    if b"\\" in b:
+        b = b.replace(b"\\n", b"  ").replace(b"\\t", b"  ").replace(b"\\r", b"  ")
+    return _RUN12.search(bytes(map(_bip39_bytes().__contains__, b.translate(_PUNCT_B).split()))) is not None
 
 
 def _phrases(text: str, toks: list[str], spans: list[tuple[int, int]], lo: int, hi: int,

@@ -126,6 +126,40 @@ def _can_fork() -> bool:
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
+def _pack(parts: list[tuple[tuple[int, int], DecodedRows]]) -> tuple:
+    """A share's rows as columns per table (all its parts together) plus each part's key and row counts:
+    pickles in a third of the time of the dicts. Tables whose rows do not share one key order (never,
+    today) travel as dicts."""
+    tables: dict[str, tuple | list] = {}
+    for t in TABLE_NAMES:
+        rs = [r for _, rows in parts for r in rows.tables.get(t, ())]
+        keys = tuple(rs[0]) if rs else ()
+        tables[t] = (keys, [[r[k] for r in rs] for k in keys]) if all(tuple(r) == keys for r in rs) else rs
+    index = [(key, [len(rows.tables.get(t, ())) for t in TABLE_NAMES], rows.errors, rows.exchanges)
+             for key, rows in parts]
+    return tables, index
+
+
+def _unpack(packed: tuple) -> list[tuple[tuple[int, int], DecodedRows]]:
+    tables, index = packed
+    flat = {}
+    for t, v in tables.items():
+        if isinstance(v, tuple):
+            keys, cols = v
+            flat[t] = [dict(zip(keys, vals, strict=True)) for vals in zip(*cols, strict=True)]
+        else:
+            flat[t] = v
+    pos = dict.fromkeys(TABLE_NAMES, 0)
+    parts = []
+    for key, counts, errors, exchanges in index:
+        rows = DecodedRows(errors=errors, exchanges=exchanges)
+        for t, n in zip(TABLE_NAMES, counts, strict=True):
+            rows.tables[t] = flat[t][pos[t] : pos[t] + n]
+            pos[t] += n
+        parts.append((key, rows))
+    return parts
+
+
 class _Merged:
     """What run() returns, rebuilt from the two shares (the StreamAssembler's `finished` is all the
     rest of decode_capture reads)."""
@@ -149,7 +183,9 @@ def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, 
             os.close(r)
             job.share = (1, 2)
             try:
-                payload: tuple = ("ok", run_share(job))
+                share = run_share(job)
+                share.parts = _pack(share.parts)  # type: ignore[assignment]
+                payload: tuple = ("ok", share)
             except NativeUnsure as e:
                 payload = ("unsure", str(e))
             except BaseException as e:  # reported without the data (it may hold secrets)
@@ -179,6 +215,7 @@ def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, 
         raise NativeUnsure(theirs)
     if kind != "ok":
         raise RuntimeError(theirs)
+    theirs.parts = _unpack(theirs.parts)
     rows = DecodedRows()
     for _key, part in sorted(mine.parts + theirs.parts, key=lambda kp: kp[0]):
         rows.extend(part)
