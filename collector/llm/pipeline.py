@@ -208,11 +208,14 @@ def decode_http(
     conn: Any = None,
     *,
     seq: int = 0,
+    out: DecodedRows | None = None,
 ) -> DecodedRows:
     """Rows for one request/response pair. `conn` carries flow_uid / dst / server_name (ConnMeta,
-    ConnectionBytes or anything with those attributes); `seq` numbers exchanges within a connection."""
-    out = DecodedRows()
-    out.exchanges = 1
+    ConnectionBytes or anything with those attributes); `seq` numbers exchanges within a connection;
+    rows are appended to `out` when given (and it is returned)."""
+    if out is None:
+        out = DecodedRows()
+    out.exchanges += 1
     flow_uid = getattr(conn, "flow_uid", None)
     pid = getattr(conn, "pid", None) or ctx.pid
     host = req.authority or getattr(conn, "server_name", None) or None
@@ -325,7 +328,7 @@ def decode_exchanges(
 ) -> DecodedRows:
     out = DecodedRows()
     for i, (req, resp) in enumerate(exchanges):
-        out.extend(decode_http(req, resp, ctx, conn, seq=start_seq + i))
+        decode_http(req, resp, ctx, conn, seq=start_seq + i, out=out)
     return out
 
 

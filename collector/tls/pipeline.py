@@ -371,12 +371,14 @@ def decode_capture(
     except OSError:
         size = 0
     fallback: str | None = None
+    split = False
     job: NativeDecrypt | TsharkDecrypt
     if decryptor in ("auto", "native"):
         job = NativeDecrypt(capture, keylog_file)
         try:
             if workers and size >= EAGER_BYTES and _can_fork():
                 asm, rows = _split(job, run_share, unlinked)
+                split = True
             else:
                 asm, rows = run(job)
         except NativeUnsure as e:
@@ -403,6 +405,7 @@ def decode_capture(
     result.stats = {
         "decryptor": "native" if isinstance(job, NativeDecrypt) else "tshark",
         "native_fallback": fallback,  # why the native decryptor handed this capture to tshark
+        "split": split and fallback is None,  # decrypted + decoded by this process and a forked child
         "segments": job.rows,
         "tshark_rows": job.rows if isinstance(job, TsharkDecrypt) else None,
         "tcp_streams": len(asm.finished),
