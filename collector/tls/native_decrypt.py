@@ -20,6 +20,7 @@ otherwise the pipeline discards what it decoded and starts over with tshark.
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 MAX_RECORD = (1 << 14) + 2048
 MAX_FLOW_BYTES = 64 << 20  # a connection's payload is reassembled in memory: bigger ones go to tshark
+QUEUE_CHUNKS = 8192  # at most this many chunks of connections in a split capture's queue (32 KiB: one pipe buffer)
 
 
 class NativeUnsure(Exception):
@@ -181,10 +183,12 @@ class NativeDecrypt:
         self.returncode: int | None = None
         self.records_decrypted = 0
         self.records_undecrypted = 0
-        # (k, n): decrypt only connections k, k+n, k+2n, ... of the capture's order (decode_capture
-        # splits a big capture between two processes after prepare()); rank: connection -> position
-        self.share = (0, 1)
+        # queue: a pipe of 4-byte chunk numbers shared by the processes of a split capture (decode_capture
+        # forks after prepare()): each takes the next chunk of connections when it is ready for one;
+        # rank: connection -> position in the capture's connection order
+        self.queue: int | None = None
         self.rank: dict[int, int] = {}
+        self.current = -1  # rank of the connection being decrypted (which one a NativeUnsure is about)
         self._mf: MappedFile | None = None
         self._ready: tuple | None = None
 
@@ -212,6 +216,20 @@ class NativeDecrypt:
                 yield from self._flows(self._mf, *self._ready)
         finally:
             self._mf.close()
+
+    def queue_chunks(self) -> tuple[int, int]:
+        """(chunks, connections per chunk) for a queue: at most QUEUE_CHUNKS 4-byte numbers, so the
+        whole queue fits in a pipe's buffer and is written before the fork. After prepare()."""
+        n = int((self._ready[2].proto == TCP).sum()) if self._ready is not None else 0
+        per = max(1, -(-n // QUEUE_CHUNKS))
+        return -(-n // per), per
+
+    def _take(self, ordered: list[int]) -> Iterator[int]:
+        _chunks, per = self.queue_chunks()
+        assert self.queue is not None
+        while len(b := os.read(self.queue, 4)) == 4:  # a 4-byte read of a pipe is atomic between readers
+            k = int.from_bytes(b, "little")
+            yield from ordered[k * per : (k + 1) * per]
 
     def _check(self, mf: MappedFile) -> tuple | None:
         try:
@@ -252,8 +270,8 @@ class NativeDecrypt:
         ts_all = rec.ts_ns / 1e9
         ordered = tcp_flows[np.argsort(fa.first_rec[tcp_flows], kind="stable")].tolist()
         self.rank = {f: k for k, f in enumerate(ordered)}
-        k0, n = self.share
-        for f in ordered[k0::n]:
+        for f in ordered if self.queue is None else self._take(ordered):
+            self.current = self.rank[f]
             pk = order[starts[f] : ends[f]]
             flags, seq, plen, poff, cap_end, is_orig = cols[pk].T.tolist()
             self._pk = (ts_all[pk].tolist(), flags, seq, plen, poff, cap_end, mf.mm)

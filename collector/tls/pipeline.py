@@ -168,26 +168,41 @@ class _Merged:
         self.finished = finished
 
 
+def _drain(fd: int) -> None:
+    """Empty a split capture's queue: the other process stops after its current chunk."""
+    while os.read(fd, 1 << 16):
+        pass
+
+
 def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, DecodedRows]:
     """Decrypt, parse and decode a big capture in two processes: after the capture is read and checked
-    (job.prepare(), in this process, so NativeUnsure comes before the fork) a forked child takes every
-    other connection and sends back its rows, pickled once; nothing is pickled per exchange and no
-    interpreter starts. Rows are merged in capture order (connection, then exchange). NativeUnsure in
-    the child is raised here too, so the caller falls back to tshark as without the split."""
+    (job.prepare(), in this process, so NativeUnsure comes before the fork) this process and a forked
+    child take chunks of connections from a shared queue (a pipe, so whichever is free takes the next:
+    no fixed split to balance) and the child sends back its rows, pickled once; nothing is pickled per
+    exchange and no interpreter starts. Rows are merged in capture order (connection, then exchange).
+    NativeUnsure in either process is raised here, naming the capture's first such connection, so the
+    caller falls back to tshark exactly as without the split."""
     job.prepare()
+    chunks, _per = job.queue_chunks()
+    q_read, q_write = os.pipe()
+    try:
+        os.write(q_write, b"".join(k.to_bytes(4, "little") for k in range(chunks)))  # fits the pipe buffer
+    finally:
+        os.close(q_write)
+    job.queue = q_read
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
         status = 1
         try:
             os.close(r)
-            job.share = (1, 2)
             try:
                 share = run_share(job)
                 share.parts = _pack(share.parts)  # type: ignore[assignment]
                 payload: tuple = ("ok", share)
-            except NativeUnsure as e:
-                payload = ("unsure", str(e))
+            except NativeUnsure as e:  # the parent finds out which connection is the capture's first
+                payload = ("unsure", (job.current, str(e)))
+                _drain(q_read)
             except BaseException as e:  # reported without the data (it may hold secrets)
                 payload = ("error", f"{type(e).__name__} in the decode child")
             with os.fdopen(w, "wb") as f:
@@ -197,14 +212,22 @@ def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, 
             os._exit(status)
     os.close(w)
     done = False
+    unsure: list[tuple[int, str]] = []
     try:
-        job.share = (0, 2)
-        mine = run_share(job)
+        try:
+            mine = run_share(job)
+        except NativeUnsure as e:
+            # the message must name the capture's first such connection, as without the split: the
+            # child has taken every chunk before this one; empty the queue so it stops after its own
+            unsure.append((job.current, str(e)))
+            _drain(q_read)
         with os.fdopen(r, "rb") as f:
             r = -1
             kind, theirs = pickle.load(f)
         done = True
     finally:
+        os.close(q_read)
+        job.queue = None
         if r >= 0:
             os.close(r)
         if not done:
@@ -212,7 +235,9 @@ def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, 
                 os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     if kind == "unsure":
-        raise NativeUnsure(theirs)
+        unsure.append(theirs)
+    if unsure:
+        raise NativeUnsure(min(unsure)[1])
     if kind != "ok":
         raise RuntimeError(theirs)
     theirs.parts = _unpack(theirs.parts)
