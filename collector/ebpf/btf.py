@@ -130,6 +130,15 @@ FIELDS = [
     ("OFF_TCP_BYTES_RETRANS", "tcp_sock", "bytes_retrans"),
     ("OFF_TCP_SEGS_IN", "tcp_sock", "segs_in"),
     ("OFF_TCP_SEGS_OUT", "tcp_sock", "segs_out"),
+    # the socket's tuple and protocol, for the raw inet_sock_set_state tracepoint
+    ("OFF_SK_DADDR", "sock", "__sk_common.skc_daddr"),
+    ("OFF_SK_RCV_SADDR", "sock", "__sk_common.skc_rcv_saddr"),
+    ("OFF_SK_DPORT", "sock", "__sk_common.skc_dport"),
+    ("OFF_INET_SPORT", "inet_sock", "inet_sport"),
+    ("OFF_SK_FAMILY", "sock", "__sk_common.skc_family"),
+    ("OFF_SK_V6_DADDR", "sock", "__sk_common.skc_v6_daddr"),
+    ("OFF_SK_V6_RCV_SADDR", "sock", "__sk_common.skc_v6_rcv_saddr"),
+    ("OFF_SK_PROTOCOL", "sock", "sk_protocol"),
 ]
 
 

@@ -148,11 +148,12 @@ struct conn_event {
     u8 daddr[16];
 };
 
-TRACEPOINT_PROBE(sock, inet_sock_set_state) {
-    if (args->protocol != RW_IPPROTO_TCP) return 0;
-    u64 sk = (u64)args->skaddr;
-    int ns = args->newstate;
-    if (ns == TCP_LISTEN) { socks.delete(&sk); return 0; }
+// A raw tracepoint: the program gets inet_sock_set_state's arguments (sk, oldstate, newstate)
+// without the kernel first filling the perf record of every field (six transitions per loopback
+// connection, most of them returning at once); the few sock fields needed are read at their BTF
+// offsets (OFF_SK_*), like everything else read from kernel structs.
+RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
+    int ns = (int)ctx->args[2];
     // Only connect (SYN_SENT), ESTABLISHED and CLOSE carry what a flow needs (owner, tuple, success);
     // the other closing transitions (up to three more per socket) return here without a map lookup.
     // An accepted socket is created by the kernel at the handshake's last ACK and established at
@@ -160,7 +161,13 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
     // SYN_SENT before it picks the local port, and a refused connect never reaches ESTABLISHED and
     // is disconnected (ports cleared) before it is destroyed. A socket first seen closing (opened
     // before the collector) gets no entry, so its record carries the kernel's own byte counts.
-    if (ns != TCP_SYN_SENT && ns != TCP_ESTABLISHED && ns != TCP_CLOSE) return 0;
+    if (ns != TCP_SYN_SENT && ns != TCP_ESTABLISHED && ns != TCP_CLOSE && ns != TCP_LISTEN) return 0;
+    void *skp = (void *)ctx->args[0];
+    u16 proto = 0;
+    bpf_probe_read_kernel(&proto, sizeof(proto), skp + OFF_SK_PROTOCOL);
+    if (proto != RW_IPPROTO_TCP) return 0;
+    u64 sk = (u64)skp;
+    if (ns == TCP_LISTEN) { socks.delete(&sk); return 0; }
     struct sock_state *s = socks.lookup(&sk);
     if (!s && ns == TCP_CLOSE) return 0;
     if (!s) {
@@ -177,17 +184,23 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         if (!s) return 0;
     }
     s->last_state = ns;
-    // the tuple is fixed once connected: copy it at each connect (SYN_SENT) and until the local port is known
-    if (args->dport && (!s->sport || ns == TCP_SYN_SENT)) {
-        s->sport = args->sport;
-        s->dport = args->dport;
-        s->family = args->family;
-        if (args->family == RW_AF_INET6) {
-            __builtin_memcpy(s->saddr, args->saddr_v6, 16);
-            __builtin_memcpy(s->daddr, args->daddr_v6, 16);
-        } else {
-            __builtin_memcpy(s->saddr, args->saddr, 4);
-            __builtin_memcpy(s->daddr, args->daddr, 4);
+    // the tuple is fixed once connected: read it at each connect (SYN_SENT) and until the local port is known
+    if (!s->sport || ns == TCP_SYN_SENT) {
+        u16 dport = 0, num = 0, fam = 0;
+        bpf_probe_read_kernel(&dport, sizeof(dport), skp + OFF_SK_DPORT);
+        if (dport) {
+            bpf_probe_read_kernel(&num, sizeof(num), skp + OFF_INET_SPORT);  // what the tracepoint reports
+            bpf_probe_read_kernel(&fam, sizeof(fam), skp + OFF_SK_FAMILY);
+            s->sport = __builtin_bswap16(num);
+            s->dport = __builtin_bswap16(dport);
+            s->family = fam;
+            if (fam == RW_AF_INET6) {
+                bpf_probe_read_kernel(s->saddr, 16, skp + OFF_SK_V6_RCV_SADDR);
+                bpf_probe_read_kernel(s->daddr, 16, skp + OFF_SK_V6_DADDR);
+            } else {
+                bpf_probe_read_kernel(s->saddr, 4, skp + OFF_SK_RCV_SADDR);
+                bpf_probe_read_kernel(s->daddr, 4, skp + OFF_SK_DADDR);
+            }
         }
     }
     if (ns == TCP_ESTABLISHED && !s->established) {
