@@ -22,8 +22,10 @@ import signal
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,6 +45,7 @@ BATCH = 256  # exchanges handed to the decode worker at once
 WORKER_AFTER = 512  # a capture with fewer exchanges is decoded in-process (a worker costs ~0.5 s to start)
 EAGER_BYTES = 8 << 20  # a capture file this big starts the worker at once (it starts while we decrypt)
 IN_FLIGHT = 2  # batches queued at the worker before the main process decodes one itself
+SEND_EXCHANGES = 512  # a split capture's child sends its rows every this many exchanges
 
 Batch = list[tuple[ConnMeta, bool, int, list[Exchange]]]  # (connection, tls?, first seq, exchanges)
 
@@ -196,21 +199,43 @@ def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, 
         status = 1
         try:
             os.close(r)
+            out = os.fdopen(w, "wb")
+
+            def send(parts: list) -> None:
+                pickle.dump(("part", _pack(parts)), out, protocol=pickle.HIGHEST_PROTOCOL)
+                out.flush()
+
             try:
-                share = run_share(job)
-                share.parts = _pack(share.parts)  # type: ignore[assignment]
-                payload: tuple = ("ok", share)
+                payload: tuple = ("ok", run_share(job, send))
             except NativeUnsure as e:  # the parent finds out which connection is the capture's first
                 payload = ("unsure", (job.current, str(e)))
                 _drain(q_read)
             except BaseException as e:  # reported without the data (it may hold secrets)
                 payload = ("error", f"{type(e).__name__} in the decode child")
-            with os.fdopen(w, "wb") as f:
-                pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.close()
             status = 0
         finally:
             os._exit(status)
     os.close(w)
+    # the child's rows are read (and unpickled) by a thread while this process decodes its own share
+    received: list[tuple[tuple[int, int], DecodedRows]] = []
+    final: list[tuple[str, Any]] = []
+
+    def reader() -> None:
+        try:
+            with os.fdopen(r, "rb") as f:
+                while True:
+                    kind, value = pickle.load(f)
+                    if kind != "part":
+                        final.append((kind, value))
+                        return
+                    received.extend(_unpack(value))
+        except BaseException as e:  # EOF: the child died (or was killed below)
+            final.append(("error", f"{type(e).__name__} reading the decode child"))
+
+    thread = threading.Thread(target=reader, name="routerwatch-split-reader", daemon=True)
+    thread.start()
     done = False
     unsure: list[tuple[int, str]] = []
     try:
@@ -221,26 +246,24 @@ def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, 
             # child has taken every chunk before this one; empty the queue so it stops after its own
             unsure.append((job.current, str(e)))
             _drain(q_read)
-        with os.fdopen(r, "rb") as f:
-            r = -1
-            kind, theirs = pickle.load(f)
+        thread.join()
         done = True
     finally:
         os.close(q_read)
         job.queue = None
-        if r >= 0:
-            os.close(r)
         if not done:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+            thread.join()
         os.waitpid(pid, 0)
+    kind, theirs = final[0] if final else ("error", "no result from the decode child")
     if kind == "unsure":
         unsure.append(theirs)
     if unsure:
         raise NativeUnsure(min(unsure)[1])
     if kind != "ok":
         raise RuntimeError(theirs)
-    theirs.parts = _unpack(theirs.parts)
+    theirs.parts = received
     rows = DecodedRows()
     for _key, part in sorted(mine.parts + theirs.parts, key=lambda kp: kp[0]):
         rows.extend(part)
@@ -373,21 +396,32 @@ def decode_capture(
         finally:
             decoder.close()
 
-    def run_share(job: NativeDecrypt) -> _Share:
-        """This process's share of a split capture, decoded here, keyed for merging in capture order."""
+    def run_share(job: NativeDecrypt, send: Callable[[list], None] | None = None) -> _Share:
+        """This process's share of a split capture, decoded here, keyed for merging in capture order;
+        with `send`, rows go out every SEND_EXCHANGES exchanges instead (the child's, while it works)."""
         unlinked.clear()
         parts: list[tuple[tuple[int, int], DecodedRows]] = []
+        pending = 0
 
         def sink(meta: StreamMeta, exchanges: list[Exchange]) -> None:
+            nonlocal pending
             link(meta)
             conn = ConnMeta(meta.flow_uid, meta.dst_ip, meta.dst_port, meta.server_name, meta.pid, meta.community_id)
             rows = decode_exchanges(exchanges, ctx_tls if meta.tls else ctx_clear, conn, start_seq=meta.exchanges)
             parts.append(((job.rank.get(meta.stream, -1), meta.exchanges), rows))
+            pending += len(exchanges)
+            if send is not None and pending >= SEND_EXCHANGES:
+                send(parts[:])
+                parts.clear()
+                pending = 0
 
         asm = StreamAssembler(sink, keep=parse_cap, orientation=index.originator)
         for seg in job:
             asm.add(seg)
         asm.finish()
+        if send is not None and parts:
+            send(parts[:])
+            parts.clear()
         return _Share(parts, asm.finished, set(unlinked), job.rows)
 
     keylog_file = Path(keylog_path) if keylog_path is not None else None
