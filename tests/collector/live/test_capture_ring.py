@@ -42,6 +42,9 @@ def test_running_writer_keeps_the_newest_segment_open(tmp_path):
     fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "dumpcap", "-w",
                              str(tmp_path / "seg.pcap")])
     try:
+        deadline = time.monotonic() + 10  # until the child has exec'd (its command line is the parent's before)
+        while b"dumpcap" not in Path(f"/proc/{fake.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         (tmp_path / ".dumpcap.pid").write_text(str(fake.pid))
         assert CaptureRing(tmp_path).covering(t0 + 600, t0 + 610) == [b]
     finally:
