@@ -159,3 +159,13 @@ def test_every_kind_in_ordinary_headers(fp):
         red, found = redact_headers(headers, fp)
         assert [(n, m.kind) for n, m, _ in found] == [("x-deploy-note", kind)], kind
         assert value not in json.dumps(red) and red[0] == headers[0]
+
+
+def test_mnemonic_found_across_any_whitespace_and_non_ascii_text():
+    """The BIP-39 scan's quick test (UTF-8 bytes) must not miss a phrase str.split would find: words
+    separated by Unicode whitespace or JSON escapes, next to non-ASCII prose."""
+    for sep in (" ", "\u3000", "\x85", "\xa0", "\x1c", "\u2003", "\t", "\\n", " \\r\\n "):
+        text = f"Prüfe 数据 🚀 seed: {MNEMONIC.replace(' ', sep)} — ✓"
+        found = detect(text)
+        assert [m.kind for m in found] == ["bip39_mnemonic"], repr(sep)
+        assert found[0].value.replace(sep, " ") == MNEMONIC

@@ -157,3 +157,40 @@ def test_gemini_streamed_function_call_and_key_in_path(ctx):
     assert json.loads(rows.tables["tool_calls"][0]["arguments"]) == json.loads(ARGS)
     assert gkey not in json.dumps(rows.tables, default=str) and "[REDACTED:google_api_key:" in x["path"]
     assert [(s["kind"], s["location"]) for s in rows.tables["secrets_seen"]] == [("google_api_key", "path")]
+
+
+def test_loads_is_json_loads():
+    """llm.result.loads hands `{`/`[` input straight to the C scanner: results (or None) must be
+    json.loads's own, including bytes json.loads reads as UTF-16/32 and values with trailing data."""
+    from collector.llm.result import loads
+
+    def ref(d):
+        try:
+            return json.loads(d)
+        except (ValueError, RecursionError):
+            return None
+
+    cases = ['{"a": [1, 2.5, "ü🚀"]}', '{"a":1} ', ' {"a":1}', '{"a":1}x', '{"a":1}{"b":2}', "[1,]", "[NaN]",
+             '"\\ud83d"', '{"a":"\\ud83d"}', "[" * 50_000, "{}", "[]", "{", "\ufeff{}", '{"a":1,"a":2}', "[1e400]"]
+    for c in cases:
+        for d in (c, c.encode("utf-8", "surrogatepass"), c.encode("utf-16-le", "surrogatepass"),
+                  c.encode("utf-16", "surrogatepass"), c.encode("utf-32", "surrogatepass")):
+            assert repr(loads(d)) == repr(ref(d)), d[:40]
+
+
+def test_header_and_path_cache_gives_the_same_rows(ctx):
+    """Header values and paths are redacted once per DecodeContext (agents repeat them): the rows of
+    an exchange seen twice, and with a cold cache, are identical; the cache never travels in a pickle."""
+    import pickle
+
+    conn = _h1(f"/v1/chat/completions?key={KEY}", {"model": "m", "messages": []},
+               b'{"model":"m","choices":[]}', headers=[("X-Note", f"use {KEY}"), ("Server", "litellm")])
+    first = decode_connection(conn, ctx)
+    again = decode_connection(conn, ctx)
+    cold = decode_connection(conn, DecodeContext("host-1", Fingerprinter(b"s" * 32), "keylog"))
+    assert first.tables == again.tables == cold.tables
+    kinds = sorted((r["location"], r["kind"]) for r in first.tables["secrets_seen"])
+    assert ("header:authorization", "openai_api_key") in kinds and ("header:x-note", "openai_api_key") in kinds
+    assert ("path", "openai_api_key") in kinds
+    assert KEY not in json.dumps(first.tables, default=str)
+    assert ctx.cache and pickle.loads(pickle.dumps(ctx)).cache == {}
