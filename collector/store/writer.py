@@ -35,20 +35,33 @@ class BatchWriter:
     """Collects rows per table and commits them together.
 
     `max_delay` bounds how far the store lags (the collector passes <= 5 s); `max_rows` bounds memory.
-    With `background=True` a thread flushes every `max_delay` seconds.
+    With `background=True` a thread flushes every `max_delay` seconds, and as soon as `max_rows` are
+    pending.
+
+    `add()` never waits for a commit: a flush swaps the pending batch out under a short lock and
+    commits it outside that lock, so the caller (the collector's drain loop, which must keep up with
+    the kernel's ring buffer) goes on adding rows while DuckDB writes. Flushes are serialised by a
+    second lock, so batches reach the store in the order they were added, each as one transaction.
+    The one exception is memory: past `hard_rows` pending rows (4 x `max_rows` by default, i.e. the
+    store has fallen a whole commit behind several times over) `add()` waits for the commit in progress
+    rather than grow without bound.
     """
 
-    def __init__(self, store: Store, *, max_delay: float = 2.0, max_rows: int = 250_000, background: bool = False):
+    def __init__(self, store: Store, *, max_delay: float = 2.0, max_rows: int = 250_000, background: bool = False,
+                 hard_rows: int | None = None):
         if store.read_only:
             raise ValueError("BatchWriter needs a writable store")
         self.store = store
         self.max_delay = max_delay
         self.max_rows = max_rows
+        self.hard_rows = hard_rows if hard_rows is not None else 4 * max_rows
         self._pending: dict[str, list[pa.Table]] = {}
         self._rows = 0
         self._first_add: float | None = None
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # guards _pending/_rows/_first_add only; never held across a commit
+        self._commit_lock = threading.Lock()  # one flush at a time: batches commit in order
         self._stop = threading.Event()
+        self._due = threading.Event()  # max_rows reached: the background thread flushes now
         self.rows_written: dict[str, int] = {}
         self.flushes = 0
         self._thread: threading.Thread | None = None
@@ -67,27 +80,38 @@ class BatchWriter:
             self._rows += batch.num_rows
             if self._first_add is None:
                 self._first_add = time.monotonic()
-            due = self._rows >= self.max_rows
-        if due:
-            self.flush()
+            rows = self._rows
+        if rows < self.max_rows:
+            return
+        if self._thread is not None and rows < self.hard_rows:
+            self._due.set()  # the writer thread commits it; this caller goes on
+        else:
+            self.flush()  # no writer thread (the caller commits), or memory bound reached
 
     def pending_rows(self) -> int:
         return self._rows
 
     def flush(self) -> int:
-        """Commit everything pending in one transaction; returns rows written."""
-        with self._lock:
-            if not self._pending:
-                return 0
-            pending, self._pending = self._pending, {}
-            count, self._rows, self._first_add = self._rows, 0, None
+        """Commit everything pending in one transaction; returns rows written.
+
+        On a failed commit the batch goes back to the front of the pending rows (ahead of rows added
+        meanwhile) and the exception propagates: nothing is dropped silently.
+        """
+        with self._commit_lock:
+            with self._lock:
+                if not self._pending:
+                    return 0
+                pending, self._pending = self._pending, {}
+                count, self._rows = self._rows, 0
+                first, self._first_add = self._first_add, None
             try:
                 retrying(lambda: self._commit(pending))
             except Exception:
-                # put the batch back so a later flush (or the caller) can retry; nothing is dropped silently
-                for t, tables in pending.items():
-                    self._pending.setdefault(t, [])[:0] = tables
-                self._rows += count
+                with self._lock:
+                    for t, tables in pending.items():
+                        self._pending.setdefault(t, [])[:0] = tables
+                    self._rows += count
+                    self._first_add = first
                 raise
             for t, tables in pending.items():
                 self.rows_written[t] = self.rows_written.get(t, 0) + sum(x.num_rows for x in tables)
@@ -115,9 +139,14 @@ class BatchWriter:
             raise
 
     def _run(self) -> None:
-        while not self._stop.wait(min(0.5, self.max_delay)):
+        tick = min(0.5, self.max_delay)
+        while not self._stop.is_set():
+            due = self._due.wait(tick)
+            if self._stop.is_set():
+                break
+            self._due.clear()
             first = self._first_add
-            if first is not None and time.monotonic() - first >= self.max_delay:
+            if due or (first is not None and time.monotonic() - first >= self.max_delay):
                 try:
                     self.flush()
                 except Exception:  # retried on the next tick; the batch stays pending
@@ -125,6 +154,7 @@ class BatchWriter:
 
     def close(self) -> None:
         self._stop.set()
+        self._due.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.flush()

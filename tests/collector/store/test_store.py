@@ -9,6 +9,8 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import duckdb
 import pytest
@@ -62,6 +64,58 @@ def test_batch_writer_commits_all_tables_together(store_dir):
             assert store.sql("SELECT count(*) FROM flows").fetchone()[0] == 0
         assert store.sql("SELECT count(*), sum(bytes_in) FROM flows").fetchone() == (1000, 999000)
         assert store.sql("SELECT answers FROM dns").fetchone()[0] == ["1.2.3.4"]
+
+
+class _HeldCommit(BatchWriter):
+    """A real BatchWriter whose commits wait for `release` first (a commit that takes as long as the test wants)."""
+
+    def __init__(self, *a, **kw):
+        self.in_commit = threading.Event()
+        self.release = threading.Event()
+        self.fail_next = False
+        super().__init__(*a, **kw)
+
+    def _commit(self, pending):
+        self.in_commit.set()
+        assert self.release.wait(30)
+        if self.fail_next:
+            self.fail_next = False
+            raise StoreError("simulated commit failure")
+        super()._commit(pending)
+
+
+def test_batch_writer_add_never_waits_for_a_commit(store_dir):
+    """add() goes on while a commit is in progress (max_rows reached included); order and one transaction per flush kept."""
+    with Store.open(str(store_dir)) as store:
+        w = _HeldCommit(store, max_rows=500, max_delay=60, background=True)
+        w.add("flows", _flows(500))  # max_rows: the writer thread starts committing these
+        assert w.in_commit.wait(10)
+        t0 = time.monotonic()
+        for k in range(6):  # 3x max_rows while the commit is held (under hard_rows), each add also "due"
+            w.add("flows", _flows(250, start=500 + 250 * k))
+        assert time.monotonic() - t0 < 2.0
+        assert w.pending_rows() == 1500
+        assert store.sql("SELECT count(*) FROM flows").fetchone()[0] == 0  # the first commit is still open
+        w.release.set()
+        w.close()
+        assert w.flushes >= 2 and w.rows_written["flows"] == 2000
+        assert store.sql("SELECT count(*), count(DISTINCT flow_uid) FROM flows").fetchone() == (2000, 2000)
+
+
+def test_batch_writer_failed_commit_keeps_rows_in_order(store_dir):
+    """A failed commit puts its batch back ahead of rows added meanwhile; the next flush writes all of them."""
+    with Store.open(str(store_dir)) as store:
+        w = _HeldCommit(store, max_rows=10**9, max_delay=60)
+        w.release.set()
+        w.fail_next = True
+        w.add("flows", _flows(100))
+        with pytest.raises(StoreError):
+            w.flush()
+        assert w.pending_rows() == 100
+        w.add("flows", _flows(50, start=100))
+        assert w._pending["flows"][0].column("flow_uid")[0].as_py() == "F0"
+        assert w.flush() == 150
+        assert store.sql("SELECT count(*) FROM flows").fetchone()[0] == 150
 
 
 def test_read_only_refuses_writes_and_missing_store(store_dir, tmp_path):
