@@ -16,6 +16,7 @@ each, with the load average before it): on a shared machine CPU seconds are the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -238,7 +239,13 @@ def generate(workdir: Path, proto: str, exchanges: int) -> tuple[Path, Path]:
         time.sleep(1.0)
     os.kill(dump.pid, signal.SIGINT)
     err = dump.communicate(timeout=30)[1]
+    with contextlib.suppress(OSError):
+        lsock.shutdown(socket.SHUT_RDWR)  # wakes the accept thread
     lsock.close()
+    # decode_capture splits a big capture with a forked child only in a process without other threads
+    deadline = time.monotonic() + 10
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     if sum(results) != exchanges:
         raise SystemExit(f"client completed {sum(results)} of {exchanges} exchanges")
     print(f"  generated {exchanges} exchanges over {proto}: {err.strip().splitlines()[-3:]}")
