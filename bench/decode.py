@@ -320,7 +320,8 @@ def main() -> int:
     print("wall (s): tshark's decrypt-only pass, the native decryptor's decrypt-only pass, decode_capture end to end;")
     print("exch/s and ratio (decode_capture / tshark wall) are the targets: >= 1500 exchanges/s, ratio <= 1.5")
     print("cpu (s): tshark alone; decode_capture's own process and its child (mode 'split': a forked child")
-    print("decrypting and decoding every other connection; 'worker': the decode worker); ratio = ours / tshark's;")
+    print("taking chunks of connections from a queue shared with this process; 'worker': the decode worker);")
+    print("ratio = ours / tshark's;")
     print("load: 1-minute load average before the run (other jobs on the machine inflate wall times)")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
