@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -39,6 +40,8 @@ class Server:
         self.proc = subprocess.Popen([str(BIN / "routerwatch"), "dashboard", "--store", str(store), "--port",
                                       str(self.port), *extra], env=e, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
+        self.out: list[str] = []  # drained continuously: a full pipe would block the server mid-test
+        threading.Thread(target=lambda: self.out.extend(self.proc.stdout), daemon=True).start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -50,12 +53,16 @@ class Server:
                     break
                 time.sleep(0.3)
         self.stop()
-        raise AssertionError(f"dashboard did not come up: {self.proc.stdout.read() if self.proc.stdout else ''}")
+        raise AssertionError(f"dashboard did not come up: {''.join(self.out)[-4000:]}")
 
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)  # forwarded to streamlit by the CLI
-        return self.proc.wait(timeout=20)
+        rc = self.proc.wait(timeout=30)
+        if rc != 0:  # say why in the failure
+            time.sleep(0.5)
+            print("dashboard output:\n" + "".join(self.out)[-4000:])
+        return rc
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +198,8 @@ def test_live_refresh_while_writing(seeded_store, browser, tmp_path):
     finally:
         writer.wait(timeout=60)
         assert srv.stop() == 0
-    log = srv.proc.stdout.read() if srv.proc.stdout else ""
+    time.sleep(0.5)  # the drain thread reads the last lines
+    log = "".join(srv.out)
     assert "Traceback" not in log and "lock" not in log.lower(), log[-2000:]
     distinct = sorted(set(seen))
     assert len(distinct) >= 3, seen  # the page refreshed itself with new rows at least twice
