@@ -343,8 +343,8 @@ def canonical(kind: str, value: str) -> str:
         body = value.replace("\\n", "\n").replace("\\r", "")
         body = re.sub(r"-----(BEGIN|END)[A-Z ]*-----", "", body)
         return re.sub(r"[^A-Za-z0-9+/=]", "", body)
-    if kind == "bip39_mnemonic":
-        return " ".join(value.split()).lower()
+    if kind == "bip39_mnemonic":  # words separated by JSON escapes (\\n, \\t, \\r) inside a body
+        return " ".join(re.sub(r"\\[ntr]", " ", value).split()).lower()
     if kind == "eth_private_key":
         return value.lower().removeprefix("0x")
     return value

@@ -63,6 +63,10 @@ def test_mnemonic_checksum_and_json_newlines():
     assert [x.kind for x in detect(json.dumps({"seed": phrase.replace(" ", "\n")}))] == ["bip39_mnemonic"]
     # twelve wordlist words with a bad checksum are prose, not a seed
     assert detect("legal winner thank year wave sausage worth useful legal winner thank winner") == []
+    # the same phrase fingerprints alike raw, in JSON with \n / \t escapes, and in upper case
+    seen = [detect(json.dumps({"seed": phrase.replace(" ", sep)}))[0] for sep in (" ", "\n", "\t", " \r\n")]
+    seen.append(detect(phrase.upper().lower())[0])
+    assert {x.canonical for x in seen} == {phrase}
 
 
 def test_mnemonic_scan_is_linear_and_exact():
