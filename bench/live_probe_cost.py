@@ -11,7 +11,7 @@ fit in a minute) and the ring drained between rounds: connections/s and workload
 (client + server), ratio per pair, median and spread. This isolates the probes' cost to the
 workload, tracepoint dispatch included, from the collector process's own CPU use (on the other CPU).
 
-    sudo .venv/bin/python -m bench.live_probe_cost [--n 20000] [--pairs 20]
+    sudo .venv/bin/python -m bench.live_probe_cost [--n 20000] [--pairs 20] [--leave-out syscalls:]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from bench.live import C_CONN, BpfStats, compile_c, cpu_seconds, pinned, run_child, spread
-from collector.ebpf.loader import RAW_TRACEPOINTS, ProbeOptions, Probes
+from collector.ebpf.loader import ProbeOptions, Probes
 
 
 def snapshot(probes: Probes) -> dict[str, tuple[int, int]]:
@@ -37,25 +37,37 @@ def snapshot(probes: Probes) -> dict[str, tuple[int, int]]:
     return out
 
 
-def tracepoint_functions(probes: Probes) -> dict[bytes, bytes]:
-    """Every attached tracepoint -> its BPF function (bcc's TRACEPOINT_PROBE naming, or the loader's raw ones)."""
-    raw = {f"{c}:{e}".encode(): fn.encode() for c, e, _f, _m, fn in RAW_TRACEPOINTS}
-    return {tp: raw.get(tp, b"tracepoint__" + tp.replace(b":", b"__")) for tp in list(probes.bpf.tracepoint_fds)}
+def tracepoint_functions(probes: Probes) -> dict[tuple[bool, bytes], bytes]:
+    """Every attached tracepoint -> its BPF function, keyed by (raw?, name): classic ones (bcc's
+    TRACEPOINT_PROBE naming) and raw ones (RAW_TRACEPOINT_PROBE), so detaching really detaches every
+    probe the workload hits."""
+    out = {(False, tp): b"tracepoint__" + tp.replace(b":", b"__") for tp in list(probes.bpf.tracepoint_fds)}
+    out.update({(True, tp): b"raw_tracepoint__" + tp for tp in list(probes.bpf.raw_tracepoint_fds)})
+    return out
+
+
+def set_attached(probes: Probes, tps: dict[tuple[bool, bytes], bytes], on: bool) -> None:
+    bpf = probes.bpf
+    for (is_raw, tp), fn in tps.items():
+        fds = bpf.raw_tracepoint_fds if is_raw else bpf.tracepoint_fds
+        if on and tp not in fds:
+            (bpf.attach_raw_tracepoint if is_raw else bpf.attach_tracepoint)(tp=tp, fn_name=fn)
+        elif not on and tp in fds:
+            (bpf.detach_raw_tracepoint if is_raw else bpf.detach_tracepoint)(tp)
 
 
 def attached_ratio(probes: Probes, conn: str, port: str, server_pid: int, n: int, pairs: int,
-                   cpus: set[int] | None) -> dict:
+                   cpus: set[int] | None, leave_out: tuple[str, ...] = ()) -> dict:
     tps = tracepoint_functions(probes)
+    out = {k: fn for k, fn in tps.items() if any(k[1].decode().startswith(p) for p in leave_out)}
+    set_attached(probes, out, False)  # left out of both phases: the cost of the rest
+    tps = {k: fn for k, fn in tps.items() if k not in out}
     rates: dict[bool, list[float]] = {False: [], True: []}
     cpu: dict[bool, list[float]] = {False: [], True: []}
     pair_ratios: list[float] = []
 
     def one(on: bool) -> float:
-        for tp, fn in tps.items():
-            if on and tp not in probes.bpf.tracepoint_fds:
-                probes.bpf.attach_tracepoint(tp=tp, fn_name=fn)
-            elif not on and tp in probes.bpf.tracepoint_fds:
-                probes.bpf.detach_tracepoint(tp)
+        set_attached(probes, tps, on)
         srv0 = cpu_seconds(server_pid)
         out, c = run_child([conn, "storm", port, str(n)], cpus)
         cpu[on].append((c + cpu_seconds(server_pid) - srv0) / n * 1e6)
@@ -77,13 +89,15 @@ def attached_ratio(probes: Probes, conn: str, port: str, server_pid: int, n: int
             "ratio_attached_over_detached": spread(pair_ratios),
             "workload_cpu_us_per_connect_detached": spread(cpu[False], 2),
             "workload_cpu_us_per_connect_attached": spread(cpu[True], 2),
-            "loadavg": os.getloadavg()[0]}
+            "left_out": sorted(k[1].decode() for k in out), "loadavg": os.getloadavg()[0]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--pairs", type=int, default=0, help="also measure K detached/attached pairs")
+    ap.add_argument("--leave-out", default="", help="tracepoints left detached in both phases, by name prefix, "
+                    "comma-separated (e.g. syscalls: for the cost of everything but the DNS send-call probes)")
     opts = ap.parse_args()
     n = opts.n
     ratio = None
@@ -105,7 +119,8 @@ def main() -> None:
                 b = snapshot(probes)
             probes.drain()
             if opts.pairs:
-                ratio = attached_ratio(probes, conn, port, server.pid, n, opts.pairs, cpus)
+                ratio = attached_ratio(probes, conn, port, server.pid, n, opts.pairs, cpus,
+                                       tuple(p for p in opts.leave_out.split(",") if p))
         finally:
             probes.close()
             server.kill()

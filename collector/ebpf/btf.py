@@ -139,6 +139,9 @@ FIELDS = [
     ("OFF_SK_V6_DADDR", "sock", "__sk_common.skc_v6_daddr"),
     ("OFF_SK_V6_RCV_SADDR", "sock", "__sk_common.skc_v6_rcv_saddr"),
     ("OFF_SK_PROTOCOL", "sock", "sk_protocol"),
+    # tcp_destroy_sock as a raw tracepoint: the address the classic tracepoint reports, and the cookie
+    ("OFF_INET_SADDR", "inet_sock", "inet_saddr"),
+    ("OFF_SK_COOKIE", "sock", "__sk_common.skc_cookie"),
 ]
 
 

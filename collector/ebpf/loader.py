@@ -48,25 +48,6 @@ SSL_FUNCS = [
 ]
 
 
-# Tracepoints attached with a raw context (bcc cannot build their args struct from the fallback
-# headers): (category, event, field, -D macro). Offsets come from the running kernel's tracefs format.
-RAW_TRACEPOINTS = [("tcp", "tcp_send_reset", "skaddr", "OFF_TP_SEND_RESET_SKADDR", "on_tcp_send_reset")]
-
-
-def tracepoint_field_offset(category: str, event: str, field_name: str) -> int | None:
-    """Byte offset of a field in a tracepoint's record, from /sys/kernel/tracing/events/*/*/format."""
-    try:
-        text = (TRACEFS / "events" / category / event / "format").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        parts = dict(p.strip().split(":", 1) for p in line.strip().split(";") if ":" in p)
-        decl = parts.get("field", "").strip()
-        if decl and decl.split()[-1].split("[")[0] == field_name and "offset" in parts:
-            return int(parts["offset"])
-    return None
-
-
 class ProbeError(Exception):
     """eBPF is unavailable here (not root, no bcc, no BTF, or the program failed to load)."""
 
@@ -118,12 +99,6 @@ class Probes:
             raise ProbeError(f"bcc is not importable ({exc}); run deploy/deps.sh") from None
         ensure_tracefs()
         cflags = [f"-D{k}={v}" for k, v in probe_offsets().items()]
-        raw_tps = []
-        for cat, event, fld, macro, fn in RAW_TRACEPOINTS:
-            off = tracepoint_field_offset(cat, event, fld)
-            if off is not None:
-                cflags.append(f"-D{macro}={off}")
-                raw_tps.append((f"{cat}:{event}", fn))
         cflags += [
             f"-DRINGBUF_PAGES={self.options.ringbuf_pages}",
             f"-DSSL_MAX_CHUNKS={self.options.ssl_max_chunks}",
@@ -136,9 +111,6 @@ class Probes:
         except Exception as exc:
             raise ProbeError(f"the BPF program failed to load: {exc}") from None
         self.attached: list[str] = ["tracepoints"]
-        for tp, fn in raw_tps:
-            self.bpf.attach_tracepoint(tp=tp.encode(), fn_name=fn.encode())
-            self.attached.append(tp)
         if self.options.dns:
             libc = find_library("c")
             if libc:

@@ -148,6 +148,29 @@ struct conn_event {
     u8 daddr[16];
 };
 
+// The socket fields a flow needs, read in two probe reads instead of one per field: the span of
+// struct sock_common holding the addresses, destination port, family and cookie, and the span of
+// struct inet_sock holding the source address and port. Both spans come from the BTF offsets.
+#define RW_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define RW_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define SKC_LO RW_MIN(RW_MIN(RW_MIN(OFF_SK_DADDR, OFF_SK_RCV_SADDR), RW_MIN(OFF_SK_DPORT, OFF_SK_FAMILY)), \
+                      RW_MIN(RW_MIN(OFF_SK_V6_DADDR, OFF_SK_V6_RCV_SADDR), OFF_SK_COOKIE))
+#define SKC_HI RW_MAX(RW_MAX(RW_MAX(OFF_SK_DADDR + 4, OFF_SK_RCV_SADDR + 4), RW_MAX(OFF_SK_DPORT + 2, OFF_SK_FAMILY + 2)), \
+                      RW_MAX(RW_MAX(OFF_SK_V6_DADDR + 16, OFF_SK_V6_RCV_SADDR + 16), OFF_SK_COOKIE + 8))
+#define SKC_SPAN (SKC_HI - SKC_LO)
+#define INET_LO RW_MIN(OFF_INET_SADDR, OFF_INET_SPORT)
+#define INET_SPAN (RW_MAX(OFF_INET_SADDR + 4, OFF_INET_SPORT + 2) - INET_LO)
+_Static_assert(SKC_SPAN <= 192, "sock_common tuple fields unexpectedly far apart");
+_Static_assert(INET_SPAN <= 16, "inet_sock source address and port unexpectedly far apart");
+#define SKC(b, off) ((b) + (off) - SKC_LO)
+#define INET(b, off) ((b) + (off) - INET_LO)
+
+static __always_inline u16 get16(const u8 *p) {
+    u16 v;
+    __builtin_memcpy(&v, p, 2);
+    return v;
+}
+
 // A raw tracepoint: the program gets inet_sock_set_state's arguments (sk, oldstate, newstate)
 // without the kernel first filling the perf record of every field (six transitions per loopback
 // connection, most of them returning at once); the few sock fields needed are read at their BTF
@@ -186,20 +209,22 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
     s->last_state = ns;
     // the tuple is fixed once connected: read it at each connect (SYN_SENT) and until the local port is known
     if (!s->sport || ns == TCP_SYN_SENT) {
-        u16 dport = 0, num = 0, fam = 0;
-        bpf_probe_read_kernel(&dport, sizeof(dport), skp + OFF_SK_DPORT);
+        u8 skc[SKC_SPAN];
+        bpf_probe_read_kernel(skc, sizeof(skc), skp + SKC_LO);
+        u16 dport = get16(SKC(skc, OFF_SK_DPORT));
         if (dport) {
-            bpf_probe_read_kernel(&num, sizeof(num), skp + OFF_INET_SPORT);  // what the tracepoint reports
-            bpf_probe_read_kernel(&fam, sizeof(fam), skp + OFF_SK_FAMILY);
-            s->sport = __builtin_bswap16(num);
+            u8 inet[INET_SPAN];
+            bpf_probe_read_kernel(inet, sizeof(inet), skp + INET_LO);
+            u16 fam = get16(SKC(skc, OFF_SK_FAMILY));
+            s->sport = __builtin_bswap16(get16(INET(inet, OFF_INET_SPORT)));  // what the tracepoint reports
             s->dport = __builtin_bswap16(dport);
             s->family = fam;
             if (fam == RW_AF_INET6) {
-                bpf_probe_read_kernel(s->saddr, 16, skp + OFF_SK_V6_RCV_SADDR);
-                bpf_probe_read_kernel(s->daddr, 16, skp + OFF_SK_V6_DADDR);
+                __builtin_memcpy(s->saddr, SKC(skc, OFF_SK_V6_RCV_SADDR), 16);
+                __builtin_memcpy(s->daddr, SKC(skc, OFF_SK_V6_DADDR), 16);
             } else {
-                bpf_probe_read_kernel(s->saddr, 4, skp + OFF_SK_RCV_SADDR);
-                bpf_probe_read_kernel(s->daddr, 4, skp + OFF_SK_DADDR);
+                __builtin_memcpy(s->saddr, SKC(skc, OFF_SK_RCV_SADDR), 4);
+                __builtin_memcpy(s->daddr, SKC(skc, OFF_SK_DADDR), 4);
             }
         }
     }
@@ -266,32 +291,39 @@ TRACEPOINT_PROBE(sock, sock_recv_length) {
     return 0;
 }
 
-TRACEPOINT_PROBE(tcp, tcp_receive_reset) {
-    u64 sk = (u64)args->skaddr;
+// The socket tracepoints below are raw tracepoints too (arguments only, no perf record filled per
+// hit): tcp_receive_reset(sk), tcp_send_reset(sk, skb, reason), tcp_destroy_sock(sk).
+RAW_TRACEPOINT_PROBE(tcp_receive_reset) {
+    u64 sk = ctx->args[0];
     struct sock_state *s = socks.lookup(&sk);
     if (s) s->rst |= 1;
     return 0;
 }
 
-// tcp:tcp_send_reset, attached by the loader with a raw context: its format carries an enum
-// (sk_rst_reason) that older kernel headers lack, so bcc cannot build TRACEPOINT_PROBE args for it;
-// the one field read (skaddr) is at the offset the tracefs format gives (-D OFF_TP_SEND_RESET_SKADDR).
-// A reset sent for no socket (a SYN to a closed port) has skaddr 0 and is ignored.
-int on_tcp_send_reset(void *ctx) {
-#ifdef OFF_TP_SEND_RESET_SKADDR
-    u64 sk = *(u64 *)((char *)ctx + OFF_TP_SEND_RESET_SKADDR);
+// A reset sent for no socket (a SYN to a closed port) has sk NULL and is ignored.
+RAW_TRACEPOINT_PROBE(tcp_send_reset) {
+    u64 sk = ctx->args[0];
     if (!sk) return 0;
     struct sock_state *s = socks.lookup(&sk);
     if (s) s->rst |= (s->rst & 1) ? 2 : 6;
-#endif
     return 0;
 }
 
-TRACEPOINT_PROBE(tcp, tcp_destroy_sock) {
-    u64 sk = (u64)args->skaddr;
+// The record's tuple is what the classic tracepoint reports (inet_sport, skc_dport, inet_saddr,
+// skc_daddr, or the v6 rcv_saddr/daddr), read at BTF offsets. The classic tracepoint also calls
+// sock_gen_cookie(); a raw tracepoint cannot, so the cookie is the socket's own when something
+// already generated it (SO_COOKIE, sock_diag, BPF), else an id unique per boot made here: bit 63
+// set (the kernel's cookie counter never gets there), the destroy time in ns, and the CPU (two
+// destroys on one CPU are more than a nanosecond apart).
+RAW_TRACEPOINT_PROBE(tcp_destroy_sock) {
+    void *ksk = (void *)ctx->args[0];
+    u64 sk = (u64)ksk;
     count(C_CONN_SEEN);
     struct sock_state *s = socks.lookup(&sk);
-    if (args->dport == 0 && !(s && s->dport)) {  // a listener or a never-connected socket
+    u8 skc[SKC_SPAN];
+    bpf_probe_read_kernel(skc, sizeof(skc), ksk + SKC_LO);
+    u16 dport_be = get16(SKC(skc, OFF_SK_DPORT));
+    if (dport_be == 0 && !(s && s->dport)) {  // a listener or a never-connected socket
         count(C_CONN_UNCONNECTED);
         if (s) socks.delete(&sk);
         return 0;
@@ -303,21 +335,26 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock) {
         return 0;
     }
     __builtin_memset(e, 0, sizeof(*e));
+    u8 inet[INET_SPAN];
+    bpf_probe_read_kernel(inet, sizeof(inet), ksk + INET_LO);
+    u16 fam = get16(SKC(skc, OFF_SK_FAMILY));
+    u64 cookie;
+    __builtin_memcpy(&cookie, SKC(skc, OFF_SK_COOKIE), 8);
     e->type = T_CONN;
-    e->family = args->family == RW_AF_INET6 ? 6 : 4;
+    e->family = fam == RW_AF_INET6 ? 6 : 4;
     e->sk = sk;
-    e->cookie = args->sock_cookie;
     e->ts_end = bpf_ktime_get_ns();
-    e->sport = args->sport;
-    e->dport = args->dport;
-    if (args->family == RW_AF_INET6) {
-        __builtin_memcpy(e->saddr, args->saddr_v6, 16);
-        __builtin_memcpy(e->daddr, args->daddr_v6, 16);
+    e->cookie = cookie ? cookie
+                       : (1ULL << 63) | ((e->ts_end & ((1ULL << 55) - 1)) << 8) | (bpf_get_smp_processor_id() & 0xff);
+    e->sport = __builtin_bswap16(get16(INET(inet, OFF_INET_SPORT)));
+    e->dport = __builtin_bswap16(dport_be);
+    if (fam == RW_AF_INET6) {
+        __builtin_memcpy(e->saddr, SKC(skc, OFF_SK_V6_RCV_SADDR), 16);
+        __builtin_memcpy(e->daddr, SKC(skc, OFF_SK_V6_DADDR), 16);
     } else {
-        __builtin_memcpy(e->saddr, args->saddr, 4);
-        __builtin_memcpy(e->daddr, args->daddr, 4);
+        __builtin_memcpy(e->saddr, INET(inet, OFF_INET_SADDR), 4);
+        __builtin_memcpy(e->daddr, SKC(skc, OFF_SK_DADDR), 4);
     }
-    void *ksk = (void *)sk;
     if (!s || !s->ts_first) {  // the kernel's byte counts matter only for sockets not tracked from the start
         u64 retrans = 0;
         bpf_probe_read_kernel(&e->k_sent, 8, ksk + OFF_TCP_BYTES_SENT);
@@ -338,7 +375,7 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock) {
         e->rst = s->rst;
         e->app_sent = s->app_sent;
         e->app_recv = s->app_recv;
-        if (args->dport == 0) {  // disconnected (refused/reset connect): the tuple it had
+        if (dport_be == 0) {  // disconnected (refused/reset connect): the tuple it had
             e->family = s->family == RW_AF_INET6 ? 6 : 4;
             e->sport = s->sport;
             e->dport = s->dport;

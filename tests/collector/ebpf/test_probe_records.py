@@ -88,6 +88,39 @@ def test_conn_record_matches_the_socket_and_proc(probes):
 
 
 @needs_ebpf
+def test_conn_record_ipv4_tuple_and_cookie(probes):
+    """tcp_destroy_sock is a raw tracepoint: the IPv4 tuple comes from BTF offsets, and the cookie is
+    the kernel's socket cookie when one exists (the client read SO_COOKIE), else an id of our own
+    (bit 63 set), distinct per socket."""
+    probes.drain()
+    srv = socket.socket()
+    srv.bind(("127.0.0.3", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    c = socket.create_connection(("127.0.0.3", port), source_address=("127.0.0.2", 0))
+    a, _ = srv.accept()
+    kernel_cookie = int.from_bytes(c.getsockopt(socket.SOL_SOCKET, 57, 8), "little")  # SO_COOKIE
+    cport = c.getsockname()[1]
+    c.close()
+    a.close()
+    srv.close()
+
+    def mine(got):
+        arr = ev.stack(got.get(ev.T_CONN, []), ev.CONN)
+        return arr[(arr["dport"] == port) | (arr["sport"] == port)]
+
+    recs = mine(drain_until(probes, lambda g: len(mine(g)) >= 2))
+    assert len(recs) == 2
+    out, inb = recs[recs["outbound"] == 1][0], recs[recs["outbound"] == 0][0]
+    assert (out["family"], out["sport"], out["dport"]) == (4, cport, port)
+    assert (inb["family"], inb["sport"], inb["dport"]) == (4, port, cport)
+    assert bytes(out["saddr"])[:4] == bytes(inb["daddr"])[:4] == bytes([127, 0, 0, 2])
+    assert bytes(out["daddr"])[:4] == bytes([127, 0, 0, 3])
+    assert kernel_cookie and int(out["cookie"]) == kernel_cookie
+    assert int(inb["cookie"]) >> 63 == 1 and int(inb["cookie"]) != kernel_cookie
+
+
+@needs_ebpf
 def test_exec_record_carries_filename_argv_and_parent(probes):
     probes.drain()
     p = subprocess.run(["/bin/sh", "-c", "exit 0", "marker-arg-ü"], check=True)
@@ -126,14 +159,14 @@ def test_getaddrinfo_becomes_a_dns_record(probes):
 @pytest.mark.parametrize("aborter", ["responder", "originator"])
 def test_resets_sent_and_received_give_one_zeek_state_to_both_ends(probes, aborter):
     """A real loopback connection closed with SO_LINGER 0 (an abortive close sends RST): the aborting
-    socket's record says it sent the reset (tcp:tcp_send_reset, attached by tracefs offset), the
-    peer's that it received one, and both rows get the same conn_state (RSTR / RSTO) and history."""
+    socket's record says it sent the reset (tcp:tcp_send_reset, a raw tracepoint), the
+    peer's that it received one (tcp:tcp_receive_reset), and both rows get the same conn_state (RSTR / RSTO) and history."""
     import struct
 
     from collector.live.ebpf_rows import conn_state
 
     probes.drain()
-    assert "tcp:tcp_send_reset" in probes.attached
+    assert {b"tcp_send_reset", b"tcp_receive_reset", b"tcp_destroy_sock"} <= set(probes.bpf.raw_tracepoint_fds)
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen()
