@@ -113,7 +113,7 @@ class Collector:
                 watcher = KeylogWatcher(self.o.keylog_dir, self.o.keylogs)
                 decoded = self.plaintext.decoded_flows if self.plaintext is not None else set()
                 self.decryptor = LiveDecryptor(ring, watcher, self.processes, self.host_id, self.store.secret_key(),
-                                               already_decoded=decoded.__contains__)
+                                               already_decoded=decoded.__contains__, log=self._log)
                 self.decryptor.start(self.writer.add)
         self.stats = Stats(self.host_id, self.mode)
         if self.probes is not None:

@@ -41,12 +41,22 @@ def _epoch(ts: datetime) -> float:
     """A flow's naive-UTC timestamp -> epoch seconds (whatever the host's time zone)."""
     return ts.replace(tzinfo=UTC).timestamp()
 MAX_BATCH = 200
+# what mergecap / tcpdump say when a file ends inside a packet: the segment dumpcap is still writing
+# ends that way whenever the host is busy; both have written every whole packet before it by then
+_CUT_SHORT = ("cut short in the middle of a packet", "truncated dump file")
+
+
+def _run_cut_ok(cmd: list[str]) -> None:
+    """Run a capture tool; a non-zero exit is an error unless it only reports a file cut mid-packet."""
+    p = subprocess.run(cmd, capture_output=True, timeout=120)
+    if p.returncode != 0 and not any(m.encode() in p.stderr for m in _CUT_SHORT):
+        raise subprocess.CalledProcessError(p.returncode, cmd, p.stdout, p.stderr)
 
 
 class LiveDecryptor:
     def __init__(self, ring: CaptureRing, watcher: KeylogWatcher, processes: ProcessTable, host_id: str,
                  secret_key: bytes, already_decoded: Callable[[str], bool] = lambda uid: False,
-                 max_queue: int = 20_000):
+                 max_queue: int = 20_000, log: Callable[[str], None] = lambda msg: None):
         self.ring = ring
         self.watcher = watcher
         self.processes = processes
@@ -54,6 +64,7 @@ class LiveDecryptor:
         self.secret_key = secret_key
         self.already_decoded = already_decoded
         self.max_queue = max_queue
+        self.log = log
         self.queue: deque[tuple[float, dict, KeylogRun, bool]] = deque()  # (queued at, flow row, run, owns the row)
         self.counts = {"keylog_flows_queued": 0, "keylog_batches": 0, "keylog_flows_decrypted": 0,
                        "keylog_decrypt_errors": 0, "keylog_flows_skipped_uprobe": 0, "keylog_flows_dropped": 0,
@@ -114,15 +125,24 @@ class LiveDecryptor:
                 for rid, flows in batch.items():
                     for table, rows in self._decrypt(runs[rid], flows, seen):
                         out.setdefault(table, []).extend(rows)
-            except Exception:  # counted; the claimed flow rows below are written all the same
-                self.counts["keylog_decrypt_errors"] += 1
+            except Exception as e:  # counted; the claimed flow rows below are written all the same
+                self._error("batch", e)
             out.setdefault("flows", []).extend(self._merged(f, seen.get(f["flow_uid"])) for f in owned)
         try:
             self.watcher.scan()
             self.watcher.cleanup()
-        except OSError:
-            self.counts["keylog_decrypt_errors"] += 1
+        except OSError as e:
+            self._error("key-log scan", e)
         return list(out.items())
+
+    def _error(self, what: str, exc: BaseException | None = None) -> None:
+        """Count a failed decryption step and say why (the first 5, then every 100th): a counter alone
+        does not tell an operator what to fix. Messages name files, tools and flows, never key material."""
+        self.counts["keylog_decrypt_errors"] += 1
+        n = self.counts["keylog_decrypt_errors"]
+        if n <= 5 or n % 100 == 0:
+            why = f": {type(exc).__name__}: {str(exc)[:300]}" if exc is not None else ""
+            self.log(f"live decryption failed ({n} so far): {what}{why}")
 
     def _merged(self, f: dict, hit: tuple[StreamMeta, str] | None) -> dict:
         """The eBPF flow row, completed from the capture when the capture held the connection."""
@@ -144,7 +164,7 @@ class LiveDecryptor:
         t1 = max(_epoch(f["ts_end"]) for f in flows) + 2
         segs = self.ring.covering(t0, t1)
         if not segs:
-            self.counts["keylog_decrypt_errors"] += 1
+            self._error(f"no capture segment covers {len(flows)} flow(s) closed between {t0:.0f} and {t1:.0f}")
             return []
         merged = self.tmp / "merged.pcap"
         cut = self.tmp / "flows.pcap"
@@ -152,19 +172,20 @@ class LiveDecryptor:
             if len(segs) == 1:
                 src = segs[0]
             else:
-                subprocess.run(["mergecap", "-a", "-F", "pcap", "-w", str(merged), *map(str, segs)], check=True,
-                               capture_output=True, timeout=120)
+                _run_cut_ok(["mergecap", "-a", "-F", "pcap", "-w", str(merged), *map(str, segs)])
                 src = merged
             expr = " or ".join(
                 f"(host {f['src_ip']} and host {f['dst_ip']} and port {f['src_port']} and port {f['dst_port']})"
                 for f in flows)
-            subprocess.run([shutil.which("tcpdump") or "tcpdump", "-r", str(src), "-w", str(cut), f"tcp and ({expr})"],
-                           check=True, capture_output=True, timeout=120)
+            _run_cut_ok([shutil.which("tcpdump") or "tcpdump", "-r", str(src), "-w", str(cut), f"tcp and ({expr})"])
             table = pa.Table.from_pylist(flows)
             res = decode_capture(cut, run.keylog, flows=table, host_id=self.host_id, secret_key=self.secret_key,
                                  run_id=f"live-{run.run_id}")
-        except Exception:
-            self.counts["keylog_decrypt_errors"] += 1
+        except Exception as e:
+            if isinstance(e, subprocess.CalledProcessError) and e.stderr:
+                e = RuntimeError(f"{Path(e.cmd[0]).name} exited {e.returncode}: "
+                                 f"{e.stderr.decode(errors='replace').strip()[-300:]}")
+            self._error(f"{len(flows)} flow(s) of run {run.run_id}", e)
             return []
         finally:
             for p in (merged, cut):
@@ -204,8 +225,8 @@ class LiveDecryptor:
         try:
             for table, rows in self.poll(final=final):
                 self._sink(table, rows)
-        except Exception:
-            self.counts["keylog_decrypt_errors"] += 1
+        except Exception as e:
+            self._error("writing decrypted rows", e)
 
     def backlog(self) -> int:
         return len(self.queue)
