@@ -279,15 +279,25 @@ static __always_inline void on_io(u64 sk, u64 n, int out) {
     }
 }
 
-TRACEPOINT_PROBE(sock, sock_send_length) {
-    if (args->protocol != RW_IPPROTO_TCP || args->ret <= 0) return 0;
-    on_io((u64)args->sk, args->ret, 1);
+// Raw tracepoints (sk, ret, flags): these fire for every send and receive on any socket of the
+// host, so no perf record is filled per call; the protocol is read at its BTF offset.
+static __always_inline int tcp_sock_io(void *skp) {
+    u16 proto = 0;
+    bpf_probe_read_kernel(&proto, sizeof(proto), skp + OFF_SK_PROTOCOL);
+    return proto == RW_IPPROTO_TCP;
+}
+
+RAW_TRACEPOINT_PROBE(sock_send_length) {
+    int ret = (int)ctx->args[1];
+    if (ret <= 0 || !tcp_sock_io((void *)ctx->args[0])) return 0;
+    on_io(ctx->args[0], ret, 1);
     return 0;
 }
 
-TRACEPOINT_PROBE(sock, sock_recv_length) {
-    if (args->protocol != RW_IPPROTO_TCP || args->ret <= 0 || (args->flags & 2)) return 0;
-    on_io((u64)args->sk, args->ret, 0);
+RAW_TRACEPOINT_PROBE(sock_recv_length) {
+    int ret = (int)ctx->args[1];
+    if (ret <= 0 || ((int)ctx->args[2] & 2) || !tcp_sock_io((void *)ctx->args[0])) return 0;  // MSG_PEEK
+    on_io(ctx->args[0], ret, 0);
     return 0;
 }
 
