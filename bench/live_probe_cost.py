@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=0, help="also measure K detached/attached pairs")
     ap.add_argument("--leave-out", default="", help="tracepoints left detached in both phases, by name prefix, "
                     "comma-separated (e.g. syscalls: for the cost of everything but the DNS send-call probes)")
+    ap.add_argument("--no-dns-send", action="store_true",
+                    help="load the program as `collect --no-dns-send` does (no syscall tracepoints compiled in)")
     opts = ap.parse_args()
     n = opts.n
     ratio = None
@@ -108,7 +110,7 @@ def main() -> None:
             raise SystemExit("needs a C compiler (cc)")
         server = subprocess.Popen([conn, "serve"], stdout=subprocess.PIPE, text=True, preexec_fn=pinned(cpus))
         port = server.stdout.readline().strip()
-        probes = Probes(ProbeOptions(ssl=False))
+        probes = Probes(ProbeOptions(ssl=False, dns_send=not opts.no_dns_send))
         try:
             with BpfStats():
                 subprocess.run([conn, "storm", port, "2000"], check=True, capture_output=True,

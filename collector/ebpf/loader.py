@@ -78,6 +78,7 @@ def find_library(name: str) -> str | None:
 class ProbeOptions:
     ssl: bool = True  # libssl plaintext uprobes
     dns: bool = True  # getaddrinfo uprobe
+    dns_send: bool = True  # syscall tracepoints reading DNS queries of processes with their own resolver
     ssl_libraries: list[str] = field(default_factory=list)  # extra binaries exporting SSL_* (e.g. node)
     discover_ssl: bool = True  # also probe binaries found defining SSL_* (collector.ebpf.targets)
     ringbuf_pages: int = 16384  # 64 MiB: ~350k connection records, seconds of slack if the drain stalls
@@ -106,11 +107,13 @@ class Probes:
             "-Wno-pointer-sign",
             "-Wno-compare-distinct-pointer-types",
         ]
+        if not self.options.dns_send:
+            cflags.append("-DRW_NO_DNS_SEND=1")
         try:
             self.bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
         except Exception as exc:
             raise ProbeError(f"the BPF program failed to load: {exc}") from None
-        self.attached: list[str] = ["tracepoints"]
+        self.attached: list[str] = ["tracepoints" if self.options.dns_send else "tracepoints (no DNS send-call probes)"]
         if self.options.dns:
             libc = find_library("c")
             if libc:

@@ -760,6 +760,8 @@ static __always_inline void emit_dnsq(const struct dns_dest *d, const void *buf,
     if (events.ringbuf_output(e, size, BPF_RB_NO_WAKEUP) != 0) count(C_DNSQ_LOST);
 }
 
+#ifndef RW_NO_DNS_SEND  // --no-dns-send: any syscalls:* tracepoint sends every syscall on the host through
+                        // the kernel's tracing entry path; without these, DNS names come from getaddrinfo only
 // a lookup (lock-free) before each delete: almost no fd is a DNS socket, and a delete takes the
 // bucket lock even when the key is absent
 TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
@@ -810,3 +812,4 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg) {
     }
     return 0;
 }
+#endif  // RW_NO_DNS_SEND

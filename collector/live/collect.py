@@ -36,6 +36,7 @@ class CollectOptions:
     max_delay: float = 2.0  # store lag bound (<= 5 s)
     ebpf: bool = True
     ssl: bool = True  # libssl plaintext uprobes
+    dns_send: bool = True  # syscall tracepoints for DNS queries of processes with their own resolver
     ssl_libraries: list[str] = field(default_factory=list)
     capture: bool = True  # packet capture ring + key-log decryption
     capture_dir: str | None = None
@@ -78,7 +79,8 @@ class Collector:
             from collector.ebpf.loader import ProbeError, ProbeOptions, Probes
 
             try:
-                self.probes = Probes(ProbeOptions(ssl=self.o.ssl, ssl_libraries=self.o.ssl_libraries, log=self._log))
+                self.probes = Probes(ProbeOptions(ssl=self.o.ssl, ssl_libraries=self.o.ssl_libraries, dns_send=self.o.dns_send,
+                                                 log=self._log))
                 self.mode = "ebpf"
             except ProbeError as exc:
                 self.reason = str(exc)

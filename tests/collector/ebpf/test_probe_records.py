@@ -248,3 +248,34 @@ def test_refused_connect_keeps_its_local_port(probes):
     recs = mine(drain_until(probes, lambda g: len(mine(g)) >= 2))
     assert {int(r["sport"]) for r in recs} == ports
     assert all(r["rst"] & 1 and r["outbound"] == 1 and r["established"] == 0 for r in recs)
+
+
+@needs_ebpf
+def test_no_dns_send_compiles_out_the_syscall_probes(probes):
+    """`collect --no-dns-send`: no syscalls:* tracepoint is attached (any one of them sends every syscall
+    on the host through the tracing entry path), a UDP query to port 53 gives no query record, and
+    connection records still come."""
+    from collector.ebpf.loader import ProbeOptions, Probes
+
+    assert any(k.startswith(b"syscalls:") for k in probes.bpf.tracepoint_fds)  # the default has them
+    p = Probes(ProbeOptions(ssl=False, dns=False, dns_send=False))
+    try:
+        assert not any(k.startswith(b"syscalls:") for k in p.bpf.tracepoint_fds)
+        assert "no DNS send-call probes" in p.attached[0]
+        p.drain()
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.sendto(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01",
+                 ("127.0.0.1", 53))
+        u.close()
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        c = socket.create_connection(srv.getsockname())
+        a, _ = srv.accept()
+        c.close()
+        a.close()
+        srv.close()
+        got = drain_until(p, lambda g: ev.T_CONN in g)
+        assert ev.T_CONN in got and ev.T_DNSQ not in got
+    finally:
+        p.close()
