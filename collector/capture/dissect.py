@@ -58,6 +58,7 @@ class Hello:
     sig_algs: list[int] = field(default_factory=list)
     legacy_version: int = 0
     fp_key: tuple[str, ...] = ()  # tshark's raw ClientHello fields (cache key: few distinct per host)
+    random: bytes = b""  # ClientHello random (tlspeek; the key log's lookup key)
 
     def ja4(self, proto: str) -> str:
         if self.fp_key:

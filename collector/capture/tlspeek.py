@@ -83,8 +83,17 @@ def client_hello(b: bytes) -> Hello | None:
     hs_end = 9 + ((b[6] << 16) | (b[7] << 8) | b[8])
     if hs_end > rec_end or hs_end > n:
         return None
-    legacy = (b[9] << 8) | b[10]
-    c = 44 + b[43]  # after version(2) + random(32) + session id
+    return client_hello_body(b[9:hs_end])
+
+
+def client_hello_body(b: bytes) -> Hello | None:
+    """A ClientHello handshake body (after its 4-byte handshake header, however many records carried
+    it: the native decryptor reassembles them) -> Hello; None when a length field does not fit."""
+    hs_end = len(b)
+    if hs_end < 38:
+        return None
+    legacy = (b[0] << 8) | b[1]
+    c = 35 + b[34]  # after version(2) + random(32) + session id
     if c + 2 > hs_end:
         return None
     c_end = c + 2 + ((b[c] << 8) | b[c + 1])
@@ -92,7 +101,7 @@ def client_hello(b: bytes) -> Hello | None:
         return None
     ciphers = _u16s(b[c + 2 : c_end])
     e = c_end + 1 + b[c_end]  # after compression methods
-    h = Hello(frame=0, client=True, legacy_version=legacy, ciphers=ciphers)
+    h = Hello(frame=0, client=True, legacy_version=legacy, ciphers=ciphers, random=b[2:34])
     if e + 2 <= hs_end:
         ext_end = e + 2 + ((b[e] << 8) | b[e + 1])
         if ext_end > hs_end:

@@ -30,6 +30,7 @@ import numpy as np
 from collector.capture.flows import assign, endpoints
 from collector.capture.headers import FAST_LINKTYPES, TCP, walk
 from collector.capture.records import MappedFile, NotACapture, read_records
+from collector.capture.tlspeek import client_hello_body
 from collector.tls.keylog import Secrets, load_secrets
 from collector.tls.records import TLS12, TLS13, RecordKey, suite_info, tls12_keys, tls13_key
 from collector.tls.tshark_decrypt import Segment
@@ -79,26 +80,6 @@ def _first_handshake(buf: bytes, want: int) -> tuple[bytes | None, int]:
             if len(hs) >= 4 + ln:
                 return (hs[4 : 4 + ln] if hs[0] == want else None), end
     return None, 0
-
-
-def _client_hello(body: bytes) -> tuple[bytes, str | None, set[int]]:
-    """(random, SNI, extension types) of a ClientHello body."""
-    rnd = body[2:34]
-    p = 35 + body[34]
-    p += 2 + ((body[p] << 8) | body[p + 1])
-    p += 1 + body[p]
-    sni, exts = None, set()
-    if p + 2 <= len(body):
-        end = min(len(body), p + 2 + ((body[p] << 8) | body[p + 1]))
-        p += 2
-        while p + 4 <= end:
-            t, ln = (body[p] << 8) | body[p + 1], (body[p + 2] << 8) | body[p + 3]
-            d = body[p + 4 : p + 4 + ln]
-            exts.add(t)
-            if t == 0 and len(d) >= 5 and d[2] == 0:
-                sni = d[5 : 5 + ((d[3] << 8) | d[4])].decode("utf-8", "replace")
-            p += 4 + ln
-    return rnd, sni, exts
 
 
 def _server_hello(body: bytes) -> tuple[bytes, int, int, int, str | None]:
@@ -417,7 +398,10 @@ class NativeDecrypt:
         c_keys = s_keys = None
         tls13 = False
         if ch is not None:
-            rnd, sni, exts = _client_hello(ch)
+            hello = client_hello_body(ch)
+            if hello is None:
+                raise NativeUnsure("a ClientHello whose lengths do not add up")
+            rnd, sni, exts = hello.random, hello.sni, hello.extensions
             e = at(_pkt(c_pieces, c_ends, ch_end))
             e[1].append("1")
             e[2], e[3] = rnd.hex(), sni
