@@ -177,14 +177,75 @@ def _drain(fd: int) -> None:
         pass
 
 
+def _anon_file() -> int:
+    """A file in memory only (rows are redacted, but they need not touch a disk either)."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("routerwatch-split", getattr(os, "MFD_CLOEXEC", 0))
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        return os.dup(f.fileno())
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _ChildRows:
+    """The parent's side of a split child's results. The child appends pickled messages to an
+    anonymous in-memory file and then writes the message's end offset to a pipe; the parent picks
+    them up between its own connections (poll) and at the end (wait). A file, not a pipe, carries
+    the rows because a pipe fills: the child then sleeps until the parent reads, and a reader thread
+    in the parent gets the GIL only every switch interval (5 ms), which left the child idle for a
+    third of its time. Nothing here blocks the child."""
+
+    def __init__(self, data: int, notify: int):
+        self.data, self.notify = data, notify
+        self.pos = 0
+        self.buf = b""
+        self.received: list[tuple[tuple[int, int], DecodedRows]] = []
+        self.final: tuple[str, Any] | None = None
+
+    def _take(self, raw: bytes) -> None:
+        self.buf += raw
+        n = len(self.buf) // 8 * 8
+        ends, self.buf = self.buf[:n], self.buf[n:]
+        for i in range(0, n, 8):
+            end = int.from_bytes(ends[i : i + 8], "little")
+            kind, value = pickle.loads(os.pread(self.data, end - self.pos, self.pos))
+            self.pos = end
+            if kind == "part":
+                self.received.extend(_unpack(value))
+            else:
+                self.final = (kind, value)
+
+    def poll(self) -> None:
+        """Take what the child has finished so far, without waiting."""
+        if self.final is None:
+            with contextlib.suppress(BlockingIOError):
+                self._take(os.read(self.notify, 1 << 16))
+
+    def wait(self) -> tuple[str, Any]:
+        """Everything up to the child's final message (an error if it died first)."""
+        os.set_blocking(self.notify, True)
+        while self.final is None:
+            raw = os.read(self.notify, 1 << 16)
+            if not raw:  # EOF: the child died (or was killed)
+                return ("error", "the decode child exited without a result")
+            self._take(raw)
+        return self.final
+
+
 def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, DecodedRows]:
     """Decrypt, parse and decode a big capture in two processes: after the capture is read and checked
     (job.prepare(), in this process, so NativeUnsure comes before the fork) this process and a forked
     child take chunks of connections from a shared queue (a pipe, so whichever is free takes the next:
-    no fixed split to balance) and the child sends back its rows, pickled once; nothing is pickled per
-    exchange and no interpreter starts. Rows are merged in capture order (connection, then exchange).
-    NativeUnsure in either process is raised here, naming the capture's first such connection, so the
-    caller falls back to tshark exactly as without the split."""
+    no fixed split to balance) and the child hands back its rows as columns (see _ChildRows); nothing
+    is pickled per exchange and no interpreter starts. Rows are merged in capture order (connection,
+    then exchange). NativeUnsure in either process is raised here, naming the capture's first such
+    connection, so the caller falls back to tshark exactly as without the split."""
     job.prepare()
     chunks, _per = job.queue_chunks()
     q_read, q_write = os.pipe()
@@ -193,60 +254,43 @@ def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, 
     finally:
         os.close(q_write)
     job.queue = q_read
-    r, w = os.pipe()
+    data = _anon_file()
+    n_read, n_write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
         status = 1
         try:
-            os.close(r)
-            out = os.fdopen(w, "wb")
+            os.close(n_read)
 
-            def send(parts: list) -> None:
-                pickle.dump(("part", _pack(parts)), out, protocol=pickle.HIGHEST_PROTOCOL)
-                out.flush()
+            def emit(kind: str, value: Any) -> None:
+                _write_all(data, pickle.dumps((kind, value), protocol=pickle.HIGHEST_PROTOCOL))
+                _write_all(n_write, os.lseek(data, 0, os.SEEK_CUR).to_bytes(8, "little"))
 
             try:
-                payload: tuple = ("ok", run_share(job, send))
+                kind, value = "ok", run_share(job, lambda parts: emit("part", _pack(parts)))
             except NativeUnsure as e:  # the parent finds out which connection is the capture's first
-                payload = ("unsure", (job.current, str(e)))
+                kind, value = "unsure", (job.current, str(e))
                 _drain(q_read)
             except BaseException as e:  # reported without the data (it may hold secrets)
-                payload = ("error", f"{type(e).__name__} in the decode child")
-            pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
-            out.close()
+                kind, value = "error", f"{type(e).__name__} in the decode child"
+            emit(kind, value)
             status = 0
         finally:
             os._exit(status)
-    os.close(w)
-    # the child's rows are read (and unpickled) by a thread while this process decodes its own share
-    received: list[tuple[tuple[int, int], DecodedRows]] = []
-    final: list[tuple[str, Any]] = []
-
-    def reader() -> None:
-        try:
-            with os.fdopen(r, "rb") as f:
-                while True:
-                    kind, value = pickle.load(f)
-                    if kind != "part":
-                        final.append((kind, value))
-                        return
-                    received.extend(_unpack(value))
-        except BaseException as e:  # EOF: the child died (or was killed below)
-            final.append(("error", f"{type(e).__name__} reading the decode child"))
-
-    thread = threading.Thread(target=reader, name="routerwatch-split-reader", daemon=True)
-    thread.start()
+    os.close(n_write)
+    os.set_blocking(n_read, False)
+    child = _ChildRows(data, n_read)
     done = False
     unsure: list[tuple[int, str]] = []
     try:
         try:
-            mine = run_share(job)
+            mine = run_share(job, poll=child.poll)
         except NativeUnsure as e:
             # the message must name the capture's first such connection, as without the split: the
             # child has taken every chunk before this one; empty the queue so it stops after its own
             unsure.append((job.current, str(e)))
             _drain(q_read)
-        thread.join()
+        kind, theirs = child.wait()
         done = True
     finally:
         os.close(q_read)
@@ -254,16 +298,16 @@ def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, 
         if not done:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            thread.join()
         os.waitpid(pid, 0)
-    kind, theirs = final[0] if final else ("error", "no result from the decode child")
+        os.close(n_read)
+        os.close(data)
     if kind == "unsure":
         unsure.append(theirs)
     if unsure:
         raise NativeUnsure(min(unsure)[1])
     if kind != "ok":
         raise RuntimeError(theirs)
-    theirs.parts = received
+    theirs.parts = child.received
     rows = DecodedRows()
     for _key, part in sorted(mine.parts + theirs.parts, key=lambda kp: kp[0]):
         rows.extend(part)
@@ -396,9 +440,11 @@ def decode_capture(
         finally:
             decoder.close()
 
-    def run_share(job: NativeDecrypt, send: Callable[[list], None] | None = None) -> _Share:
+    def run_share(job: NativeDecrypt, send: Callable[[list], None] | None = None,
+                  poll: Callable[[], None] | None = None) -> _Share:
         """This process's share of a split capture, decoded here, keyed for merging in capture order;
-        with `send`, rows go out every SEND_EXCHANGES exchanges instead (the child's, while it works)."""
+        with `send`, rows go out every SEND_EXCHANGES exchanges instead (the child's, while it works);
+        `poll` runs after each connection's exchanges (the parent taking the child's rows meanwhile)."""
         unlinked.clear()
         parts: list[tuple[tuple[int, int], DecodedRows]] = []
         pending = 0
@@ -414,6 +460,8 @@ def decode_capture(
                 send(parts[:])
                 parts.clear()
                 pending = 0
+            if poll is not None:
+                poll()
 
         asm = StreamAssembler(sink, keep=parse_cap, orientation=index.originator)
         for seg in job:
