@@ -227,12 +227,23 @@ def _bip39_bytes() -> dict[bytes, int]:
 _PUNCT_B = bytes(32 if c >= 0x80 or c in b"\"'.,;:()[]{}<>`=|\x1c\x1d\x1e\x1f" else c for c in range(256))
 
 
+# bytes.translate: what a seed phrase can be made of (wordlist letters a-z; whitespace, including the
+# separators str.isspace knows in ASCII and every non-ASCII byte; `\` of a JSON escape) -> "a", the rest "X"
+_PHRASE_B = bytes(0x61 if 0x61 <= c <= 0x7A or c in b"\\ \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f" or c >= 0x80 else 0x58
+                  for c in range(256))
+_SHORTEST_PHRASE = b"a" * 47  # 12 words of >= 3 letters and 11 separators
+
+
 def _maybe_run12(text: str) -> bool:
-    """False when `text` cannot hold 12 wordlist words in a row (most texts): the same tokenising as
-    _mnemonics on UTF-8 bytes, where translate and split stay fast for non-ASCII text. Its separators
-    are a superset of str.split's + _PUNCT (wordlist words are ASCII a-z), so every run _mnemonics
-    would find is a run here too."""
+    """False when `text` cannot hold 12 wordlist words in a row (most texts). First: a phrase is >= 47
+    characters of only a-z, whitespace and JSON escapes, so its UTF-8 bytes translate to 47 "a"s in a
+    row (one translate and one substring search: ~8x cheaper than tokenising; JSON of code, commands
+    and short prose stops here). Then the same tokenising as _mnemonics on UTF-8 bytes, where translate
+    and split stay fast for non-ASCII text. Its separators are a superset of str.split's + _PUNCT
+    (wordlist words are ASCII a-z), so every run _mnemonics would find is a run here too."""
     b = text.encode("utf-8", "surrogatepass")
+    if _SHORTEST_PHRASE not in b.translate(_PHRASE_B):
+        return False
     if b"\\" in b:
         b = b.replace(b"\\n", b"  ").replace(b"\\t", b"  ").replace(b"\\r", b"  ")
     return _RUN12.search(bytes(map(_bip39_bytes().__contains__, b.translate(_PUNCT_B).split()))) is not None

@@ -173,3 +173,40 @@ def test_mnemonic_found_across_any_whitespace_and_non_ascii_text():
         found = detect(text)
         assert [m.kind for m in found] == ["bip39_mnemonic"], repr(sep)
         assert found[0].value.replace(sep, " ") == MNEMONIC
+
+
+def test_seed_phrase_quick_test_never_hides_a_run():
+    """_maybe_run12's first check (47 characters of a-z, whitespace and escapes in a row) must pass
+    every text the tokenising check would pass: generated texts of wordlist words (the shortest ones
+    too), any whitespace or JSON escape between them, punctuation, digits and non-ASCII around."""
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    import collector.secrets as s
+
+    words = Mnemonic("english").wordlist
+    short = [w for w in words if len(w) == 3]
+    seps = st.sampled_from([" ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0",
+                            "\u2003", "\u3000", "\\n", "\\t", " \\r\\n "])
+    noise = st.sampled_from([",", ".", "0", "X", "é", "数据", "🚀", "{\"k\": \"", "\"}", "-", "_", ""])
+    piece = st.one_of(st.sampled_from(short), st.sampled_from(words), seps, noise)
+
+    def tokenising(text: str) -> bool:  # the check after the quick one, on its own
+        b = text.encode("utf-8", "surrogatepass")
+        if b"\\" in b:
+            b = b.replace(b"\\n", b"  ").replace(b"\\t", b"  ").replace(b"\\r", b"  ")
+        flags = bytes(map(s._bip39_bytes().__contains__, b.translate(s._PUNCT_B).split()))
+        return re.search(b"\x01{12,}", flags) is not None
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.lists(piece, min_size=10, max_size=80), st.lists(st.sampled_from(short), min_size=12, max_size=12),
+           seps)
+    def check(pieces, twelve, sep):
+        for text in ("".join(pieces), "".join(pieces) + sep.join(twelve)):
+            if tokenising(text):
+                assert s._maybe_run12(text), repr(text)
+
+    check()
+    assert s._maybe_run12(" ".join(short[:12])) and not s._maybe_run12('{"command": "ls -la /tmp/0"}')
