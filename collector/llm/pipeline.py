@@ -10,7 +10,6 @@ of the raw decoded bodies; stored bodies are redacted, then capped at `body_cap`
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from typing import Any
 
 from collector import secrets
 from collector.llm import anthropic, gemini, openai
-from collector.llm.result import LlmResult, loads
+from collector.llm.result import LlmResult, dumps, loads
 from collector.llm.router_headers import router_headers, router_software
 from collector.protocols.connection import parse_connection
 from collector.protocols.encoding import DEFAULT_KEEP
@@ -27,7 +26,6 @@ from collector.protocols.sse import parse_sse
 
 TABLE_NAMES = ("http", "llm_exchanges", "tool_calls", "secrets_seen")
 CACHE_ENTRIES = 4096  # redacted header values and paths remembered per DecodeContext
-_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False) without a new encoder per call
 
 
 @dataclass
@@ -248,8 +246,8 @@ def decode_http(
     out.tables["http"].append({
         "ts": ts, "host_id": ctx.host_id, "flow_uid": flow_uid, "exchange_id": xid, "method": req.method,
         "host": host, "path": path, "status": resp.status if resp is not None else None,
-        "http_version": req.http_version, "request_headers": _json(req_headers),
-        "response_headers": _json(resp_headers) if resp_headers is not None else None,
+        "http_version": req.http_version, "request_headers": dumps(req_headers),
+        "response_headers": dumps(resp_headers) if resp_headers is not None else None,
         "request_body_bytes": req.body_size if req.body_size is not None else len(req.body),
         "response_body_bytes": (resp.body_size if resp.body_size is not None else len(resp.body)) if resp else None,
         "request_digest": req_sha, "response_digest": resp_sha, "ts_response": ts_resp,
@@ -284,7 +282,7 @@ def decode_http(
             # the stored body of a stream is the message the client assembled (text + tool calls), built
             # from redacted pieces: a secret split across events is whole (and redacted) only there
             text = sc.text(res.text, "response", "body") if res.text else ""
-            resp_red = _json({"text": text, "tool_calls": resp_args})
+            resp_red = dumps({"text": text, "tool_calls": resp_args})
             # secrets whole in the raw stream, too (its prose was scanned for seed phrases as assembled text)
             sc.text(_body_text(resp.body), "response", "body", mnemonics=False)
         elif resp.body:
@@ -311,10 +309,10 @@ def decode_http(
         "streamed": res.streamed, "status": resp.status if resp is not None else None,
         "router": router_software(kept), "tool_call_count": sum(1 for t in res.tool_calls if t.direction == "response"),
         "input_tokens": res.input_tokens, "output_tokens": res.output_tokens, "latency_ms": latency,
-        "router_headers": _json(kept_red), "request_digest": req_sha,
+        "router_headers": dumps(kept_red), "request_digest": req_sha,
         "response_digest": resp_sha, "request_body": req_body_store, "response_body": resp_body_store,
         "truncated": bool(res.truncated or truncated),
-        "stream_events": _json(stream) if stream is not None else None,
+        "stream_events": dumps(stream) if stream is not None else None,
         "source": ctx.source,
     })  # fmt: skip
     out.tables["tool_calls"].extend(tool_rows)
