@@ -171,11 +171,53 @@ def test_loads_is_json_loads():
             return None
 
     cases = ['{"a": [1, 2.5, "ü🚀"]}', '{"a":1} ', ' {"a":1}', '{"a":1}x', '{"a":1}{"b":2}', "[1,]", "[NaN]",
-             '"\\ud83d"', '{"a":"\\ud83d"}', "[" * 50_000, "{}", "[]", "{", "\ufeff{}", '{"a":1,"a":2}', "[1e400]"]
+             '"\\ud83d"', '{"a":"\\ud83d"}', "[" * 50_000, "{}", "[]", "{", "\ufeff{}", '{"a":1,"a":2}', "[1e400]",
+             '{"n": 123456789012345678901234567890}', "[-0, -0.0, 1E5, 1e-400]", '"\x01"', "[" * 900 + "]" * 900]
     for c in cases:
         for d in (c, c.encode("utf-8", "surrogatepass"), c.encode("utf-16-le", "surrogatepass"),
                   c.encode("utf-16", "surrogatepass"), c.encode("utf-32", "surrogatepass")):
             assert repr(loads(d)) == repr(ref(d)), d[:40]
+
+
+def test_loads_and_dumps_agree_with_json_on_generated_values():
+    """msgspec decodes and encodes first: generated JSON (any Unicode, surrogate halves, big ints,
+    floats, deep nesting) decodes to json.loads's value, and dumps() is compact JSON of the same value."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from collector.llm.result import dumps, loads
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
+                        st.floats(allow_nan=False, allow_infinity=False), st.text())
+    values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                           st.dictionaries(st.text(), inner, max_size=4)),
+                          max_leaves=20)
+
+    @settings(max_examples=1500, deadline=None)
+    @given(values, st.booleans())
+    def check(v, ascii_only):
+        text = json.dumps(v, ensure_ascii=ascii_only)
+        for d in (text, text.encode("utf-8", "surrogatepass")):
+            assert repr(loads(d)) == repr(json.loads(d))
+        out = dumps(v)
+        assert json.loads(out) == v
+        # floats: the same value, an exponent may be spelled 1e-7 rather than 1e-07
+        assert out == json.dumps(v, ensure_ascii=False, separators=(",", ":")) or \
+            any(isinstance(x, float) for x in _leaves(v))
+
+    check()
+    assert dumps({"a": "\ud83d", "b": [1, "é"]}) == '{"a":"\ud83d","b":[1,"é"]}'
+
+
+def _leaves(v):
+    if isinstance(v, dict):
+        for x in v.values():
+            yield from _leaves(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from _leaves(x)
+    else:
+        yield v
 
 
 def test_header_and_path_cache_gives_the_same_rows(ctx):
