@@ -187,6 +187,21 @@ def _anon_file() -> int:
         return os.dup(f.fileno())
 
 
+_PUNCH_HOLE_KEEP_SIZE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+
+
+def _release(fd: int, end: int) -> None:
+    """Give back the memory of an anonymous file's first `end` bytes (already read). Best effort: where
+    fallocate cannot punch holes the file just keeps them until it is closed."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.fallocate(fd, _PUNCH_HOLE_KEEP_SIZE, ctypes.c_int64(0), ctypes.c_int64(end))
+    except (OSError, AttributeError):
+        pass
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -199,7 +214,8 @@ class _ChildRows:
     them up between its own connections (poll) and at the end (wait). A file, not a pipe, carries
     the rows because a pipe fills: the child then sleeps until the parent reads, and a reader thread
     in the parent gets the GIL only every switch interval (5 ms), which left the child idle for a
-    third of its time. Nothing here blocks the child."""
+    third of its time. Nothing here blocks the child; what the parent has read is punched out of
+    the file, so it holds only rows not yet taken."""
 
     def __init__(self, data: int, notify: int):
         self.data, self.notify = data, notify
@@ -220,6 +236,8 @@ class _ChildRows:
                 self.received.extend(_unpack(value))
             else:
                 self.final = (kind, value)
+        if n:
+            _release(self.data, self.pos)  # rows read are rows in this process: the file need not keep them
 
     def poll(self) -> None:
         """Take what the child has finished so far, without waiting."""

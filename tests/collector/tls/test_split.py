@@ -87,3 +87,16 @@ def test_unsure_in_the_child_names_the_first_connection():
 
     with pytest.raises(pl.NativeUnsure, match=r"connection \d+"):
         pl._split(FakeJob(50), run, set())
+
+
+def test_rows_read_are_released_from_the_anonymous_file():
+    """The child's file keeps only what this process has not read yet (holes punched behind it)."""
+    fd = pl._anon_file()
+    try:
+        pl._write_all(fd, b"x" * (4 << 20))
+        before = os.fstat(fd).st_blocks
+        pl._release(fd, 4 << 20)
+        after = os.fstat(fd).st_blocks
+        assert os.fstat(fd).st_size == 4 << 20 and before >= (4 << 20) // 512 and after < before // 8
+    finally:
+        os.close(fd)
