@@ -16,6 +16,8 @@ Cleartext HTTP in the same capture is decoded too (source 'cleartext').
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import pickle
 import signal
@@ -190,16 +192,20 @@ def _anon_file() -> int:
 _PUNCH_HOLE_KEEP_SIZE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 
 
+@functools.cache
+def _fallocate() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+
+
 def _release(fd: int, end: int) -> None:
     """Give back the memory of an anonymous file's first `end` bytes (already read). Best effort: where
     fallocate cannot punch holes the file just keeps them until it is closed."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.fallocate(fd, _PUNCH_HOLE_KEEP_SIZE, ctypes.c_int64(0), ctypes.c_int64(end))
-    except (OSError, AttributeError):
-        pass
+    fallocate = _fallocate()
+    if fallocate is not None:
+        fallocate(fd, _PUNCH_HOLE_KEEP_SIZE, ctypes.c_int64(0), ctypes.c_int64(end))
 
 
 def _write_all(fd: int, data: bytes) -> None:
