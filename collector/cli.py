@@ -83,7 +83,23 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.capture}: {res.packets:,} packets -> {res.flows:,} flows, {res.dns:,} DNS messages, "
           f"{res.tls:,} TLS handshakes in {res.duration_s:.1f} s ({res.status})")
+    line = decrypt_summary(res.decrypt)
+    if line:
+        print(f"  {line}")
     return 0
+
+
+def decrypt_summary(stats: dict | None) -> str | None:
+    """One line on what decryption found (None without keys or without the pipeline)."""
+    if not stats or stats.get("unavailable"):
+        return None
+    with_data = stats.get("tls_streams_with_app_data", 0)
+    how = stats.get("decryptor", "?")
+    if stats.get("native_fallback"):
+        how += f"; the native decryptor declined: {stats['native_fallback']}"
+    return (f"decrypted {stats.get('decrypted_flows', 0):,} of {with_data:,} TLS connections carrying data ({how}): "
+            f"{stats.get('exchanges', 0):,} HTTP exchanges, {stats.get('llm_exchanges', 0):,} LLM exchanges, "
+            f"{stats.get('tool_calls', 0):,} tool calls, {stats.get('secrets_seen', 0):,} secrets fingerprinted")
 
 
 def _register_ingest(sub: argparse._SubParsersAction) -> None:

@@ -76,6 +76,7 @@ class IngestResult:
     dissected_packets: int = 0
     decrypted_flows: int = 0
     warnings: list[str] = field(default_factory=list)
+    decrypt: dict | None = None  # the decryption pipeline's stats (decode_capture), when there were keys
 
 
 def check_inputs(capture: Path, keylog: Path | None) -> str:
@@ -213,7 +214,7 @@ def ingest(
                     w.add("ingest_runs", [_run_row(res, host, rec, keylog, None)])
                 return res
             tables = _process(mf, rec, res, host, sha, run_id)
-            decrypt_stats = _decrypt(capture, keylog, rec, tables, res, host, run_id, st)
+            decrypt_stats = res.decrypt = _decrypt(capture, keylog, rec, tables, res, host, run_id, st)
             _write(st, tables, res, host, rec, keylog, decrypt_stats, batch_rows, t0)
             STAGES.mark("commit")
         finally:

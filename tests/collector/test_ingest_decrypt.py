@@ -28,6 +28,7 @@ def test_keylog_decrypts_and_links_to_flows(corpus: Path, store_dir: Path) -> No
     rows = sql(store_dir, "SELECT h.method, h.path, f.dst_port FROM http h JOIN flows f USING (flow_uid) ORDER BY h.ts")
     assert rows == [{"method": "GET", "path": "/pki/srv_key.pem", "dst_port": 443}] * 2
     assert sql(store_dir, "SELECT keylog, decrypted_flows FROM ingest_runs") == [{"keylog": True, "decrypted_flows": 2}]
+    assert "  decrypted 2 of 2 TLS connections carrying data (native): 2 HTTP exchanges, 0 LLM exchanges" in p.stdout
 
 
 def test_embedded_secrets_decrypt_without_keylog(corpus: Path, store_dir: Path) -> None:
