@@ -157,7 +157,15 @@ _MNEMONIC_LENGTHS = (24, 21, 18, 15, 12)
 _PUNCT = str.maketrans({c: " " for c in "\"'.,;:()[]{}<>`=|"})
 _CS_TRIGGERS = tuple(sorted({t for d in _DETECTORS if not d.lower for t in d.triggers}))
 _CI_TRIGGERS = tuple(sorted({t for d in _DETECTORS if d.lower for t in d.triggers}))
-_ANY_CS_TRIGGER = re.compile("|".join(re.escape(t) for t in _CS_TRIGGERS))
+# Which texts need the per-trigger checks at all: a regex over pieces of the triggers that begin with
+# characters rare in LLM JSON and prose ("yJ" of "eyJ", "k-" of "sk-", "Y-" of "KEY-----"...), not the
+# triggers themselves, whose first letters (e, s, g, h) are common: sre tries its alternation only at
+# a position whose character may start one, so this runs ~2.4x faster over the same texts. A trigger
+# none of these pieces matches is added whole, so a detector added later is never skipped.
+_QUICK_PIECES = ("0x", "xox", "yJ", "k-", "Y-", "gh[pousr]_", "github_pat_", r"\.slack\.", "AIza",
+                 f"(?:{_AWS_PREFIX})")
+_QUICK_UNCOVERED = tuple(t for t in _CS_TRIGGERS if not re.search("|".join(_QUICK_PIECES), t))
+_ANY_CS_TRIGGER = re.compile("|".join(_QUICK_PIECES + tuple(re.escape(t) for t in _QUICK_UNCOVERED)))
 _MIN_LEN = 15  # no detector matches fewer characters
 _RUN12 = re.compile(b"\x01{12,}")
 _TOKEN = re.compile(r"\S+")

@@ -210,3 +210,15 @@ def test_seed_phrase_quick_test_never_hides_a_run():
 
     check()
     assert s._maybe_run12(" ".join(short[:12])) and not s._maybe_run12('{"command": "ls -la /tmp/0"}')
+
+
+def test_quick_trigger_regex_covers_every_trigger():
+    """detect() runs the per-trigger checks only on texts the quick regex matches: it must match every
+    case-sensitive trigger (its pieces are chosen by hand; one they miss is added whole, and that
+    should be a deliberate choice, so the list is expected to cover all)."""
+    import collector.secrets as s
+
+    assert s._QUICK_UNCOVERED == ()
+    assert all(s._ANY_CS_TRIGGER.search(t) for t in s._CS_TRIGGERS)
+    for kind, value in PLANTED.items():
+        assert [m.kind for m in detect(f"prefix {value} suffix")] == [kind], kind
