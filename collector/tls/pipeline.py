@@ -125,6 +125,10 @@ class _Share:
     segments: int
 
 
+class SplitChildFailed(RuntimeError):
+    """The forked child of a split capture died or raised (its message names no data)."""
+
+
 def _can_fork() -> bool:
     """fork() is safe here only while this process runs no other Python thread (the live collector
     calls decode_capture from a thread; the ingest CLI from its only one)."""
@@ -330,7 +334,7 @@ def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, 
     if unsure:
         raise NativeUnsure(min(unsure)[1])
     if kind != "ok":
-        raise RuntimeError(theirs)
+        raise SplitChildFailed(theirs)
     theirs.parts = child.received
     rows = DecodedRows()
     for _key, part in sorted(mine.parts + theirs.parts, key=lambda kp: kp[0]):
@@ -508,8 +512,13 @@ def decode_capture(
         job = NativeDecrypt(capture, keylog_file)
         try:
             if workers and size >= EAGER_BYTES and _can_fork():
-                asm, rows = _split(job, run_share, unlinked)
-                split = True
+                try:
+                    asm, rows = _split(job, run_share, unlinked)
+                    split = True
+                except SplitChildFailed as e:  # killed (OOM?) or crashed: nothing is lost, only time
+                    result.warnings.append(f"{e}: the capture was decoded again in one process")
+                    job = NativeDecrypt(capture, keylog_file)
+                    asm, rows = run(job)
             else:
                 asm, rows = run(job)
         except NativeUnsure as e:

@@ -178,3 +178,11 @@ def test_split_capture_gives_the_same_rows(corpus, monkeypatch):
         assert sorted(split.streams, key=lambda m: m.stream) == sorted(local.streams, key=lambda m: m.stream)
     assert split.stats["decryptor"] == "tshark" and "cipher suite" in split.stats["native_fallback"]
     assert len(split.tables["http"]) == 39
+
+    # a child that dies (OOM-killed, crashed) costs time, not rows: the capture is decoded again here
+    args = (corpus / cases[0][0], corpus / cases[0][1])
+    local = decode_capture(*args, host_id="h", secret_key=KEY, run_id="r", workers=False)
+    monkeypatch.setattr(pl, "_write_all", lambda fd, data: os._exit(9))  # only the child writes
+    again = decode_capture(*args, host_id="h", secret_key=KEY, run_id="r")
+    assert again.tables == local.tables and not again.stats["split"]
+    assert "the decode child exited without a result: the capture was decoded again in one process" in again.warnings
