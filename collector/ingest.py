@@ -214,7 +214,7 @@ def ingest(
                     w.add("ingest_runs", [_run_row(res, host, rec, keylog, None)])
                 return res
             tables = _process(mf, rec, res, host, sha, run_id)
-            decrypt_stats = res.decrypt = _decrypt(capture, keylog, rec, tables, res, host, run_id, st)
+            decrypt_stats = res.decrypt = _decrypt(capture, keylog, mf, rec, tables, res, host, run_id, st)
             _write(st, tables, res, host, rec, keylog, decrypt_stats, batch_rows, t0)
             STAGES.mark("commit")
         finally:
@@ -296,7 +296,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
     STAGES.mark("tables + DNS names")
     con.close()
     res.flows = fa.count
-    return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_rows, "walk": res_walk}
+    return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_rows, "walk": res_walk, "read": (hd, fa) if fast else None}
 
 
 def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment, rec: Records,
@@ -428,7 +428,7 @@ def _server_names(con: duckdb.DuckDBPyConnection, flow_tbl: pa.Table, dns_tbl: p
     return out
 
 
-def _decrypt(capture: Path, keylog: Path | None, rec: Records, tables: dict, res: IngestResult,
+def _decrypt(capture: Path, keylog: Path | None, mf: MappedFile, rec: Records, tables: dict, res: IngestResult,
              host: str, run_id: str, st) -> dict | None:
     """Hand this run's flows to the decryption pipeline when there are keys (a key log or DSBs)."""
     global _warned_no_decrypt
@@ -445,8 +445,12 @@ def _decrypt(capture: Path, keylog: Path | None, rec: Records, tables: dict, res
     ft = tables["flows"].select(
         ["flow_uid", "community_id", "ts_start", "ts_end", "proto", "src_ip", "src_port", "dst_ip", "dst_port", "server_name"]
     )
+    from collector.tls.native_decrypt import Walked
+
+    read = tables.get("read")  # this run's header walk + flow assignment: the decryptor reuses them
+    walked = Walked(mf, rec, *read) if read is not None else None
     result = decode_capture(
-        capture, keylog, flows=ft, host_id=host, secret_key=st.secret_key(), run_id=run_id
+        capture, keylog, flows=ft, host_id=host, secret_key=st.secret_key(), run_id=run_id, walked=walked
     )
     from collector.store.schema import TABLES
 

@@ -23,13 +23,14 @@ from __future__ import annotations
 import os
 from bisect import bisect_left
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from collector.capture.flows import assign, endpoints
-from collector.capture.headers import FAST_LINKTYPES, TCP, walk
-from collector.capture.records import MappedFile, NotACapture, read_records
+from collector.capture.flows import FlowAssignment, assign, endpoints
+from collector.capture.headers import FAST_LINKTYPES, TCP, Headers, walk
+from collector.capture.records import MappedFile, NotACapture, Records, read_records
 from collector.capture.tlspeek import client_hello_body
 from collector.tls.keylog import Secrets, load_secrets
 from collector.tls.records import TLS12, TLS13, RecordKey, suite_info, tls12_keys, tls13_key
@@ -153,13 +154,26 @@ class _Direction:
                 self.keys[self.cur] = key.updated()
 
 
+@dataclass
+class Walked:
+    """A capture already read by the caller with the same readers (ingest: record walk, numpy header
+    walk, flow assignment), handed over so the native decryptor does not read it again. The caller
+    keeps `mf` open until decryption is done and closes it."""
+
+    mf: MappedFile
+    rec: Records
+    headers: Headers
+    flows: FlowAssignment
+
+
 class NativeDecrypt:
     """Iterate the Segments of a capture decrypted here; raises NativeUnsure (before or while
     iterating) when tshark must do it. Same surface as TsharkDecrypt (`rows`, `returncode`)."""
 
-    def __init__(self, capture: Path, keylog: Path | None):
+    def __init__(self, capture: Path, keylog: Path | None, walked: Walked | None = None):
         self.capture = capture
         self.keylog = keylog
+        self.walked = walked  # the caller's read of this capture (ingest's): not read a second time
         self.rows = 0
         self.returncode: int | None = None
         self.records_decrypted = 0
@@ -181,6 +195,10 @@ class NativeDecrypt:
         is decrypted: a caller that shares the connections between processes forks after this."""
         if self._mf is not None:
             return
+        if self.walked is not None:
+            self._ready = self._check(self.walked.mf, self.walked)
+            self._mf = self.walked.mf
+            return
         mf = MappedFile(self.capture)
         try:
             self._ready = self._check(mf)
@@ -196,7 +214,8 @@ class NativeDecrypt:
             if self._ready is not None:
                 yield from self._flows(self._mf, *self._ready)
         finally:
-            self._mf.close()
+            if self.walked is None:  # the caller's mapping is the caller's to close
+                self._mf.close()
 
     def queue_chunks(self) -> tuple[int, int]:
         """(chunks, connections per chunk) for a queue: at most QUEUE_CHUNKS 4-byte numbers, so the
@@ -212,11 +231,14 @@ class NativeDecrypt:
             k = int.from_bytes(b, "little")
             yield from ordered[k * per : (k + 1) * per]
 
-    def _check(self, mf: MappedFile) -> tuple | None:
-        try:
-            rec = read_records(self.capture, mf)
-        except NotACapture as e:
-            raise NativeUnsure(str(e)) from None
+    def _check(self, mf: MappedFile, walked: Walked | None = None) -> tuple | None:
+        if walked is not None:
+            rec = walked.rec
+        else:
+            try:
+                rec = read_records(self.capture, mf)
+            except NotACapture as e:
+                raise NativeUnsure(str(e)) from None
         if len(rec) == 0:
             return None
         odd = set(rec.linktypes) - FAST_LINKTYPES
@@ -225,10 +247,10 @@ class NativeDecrypt:
         secrets = load_secrets(self.keylog, rec.dsb_keylog)
         if ("RSA", b"") in secrets:
             raise NativeUnsure("RSA pre-master keys in the key log")
-        h = walk(mf.buf, rec)
+        h = walked.headers if walked is not None else walk(mf.buf, rec)
         if ((h.frag_later | h.frag_first) & (h.proto == TCP)).any():
             raise NativeUnsure("fragmented IP packets carrying TCP")
-        fa = assign(h)
+        fa = walked.flows if walked is not None else assign(h)
         tcp = (fa.fid >= 0) & (h.proto == TCP)
         per_flow = np.bincount(fa.fid[tcp], weights=h.plen[tcp], minlength=fa.count) if tcp.any() else np.zeros(1)
         if per_flow.max() > MAX_FLOW_BYTES:  # a connection is held whole here; tshark streams it

@@ -38,7 +38,7 @@ from collector.protocols.connection import Exchange
 from collector.protocols.encoding import DEFAULT_KEEP
 from collector.secrets import Fingerprinter
 from collector.tls.keylog import KeyLogInfo, read_keylog
-from collector.tls.native_decrypt import NativeDecrypt, NativeUnsure
+from collector.tls.native_decrypt import NativeDecrypt, NativeUnsure, Walked
 from collector.tls.streams import StreamAssembler, StreamMeta
 from collector.tls.tshark_decrypt import TsharkDecrypt
 
@@ -416,6 +416,7 @@ def decode_capture(
     canaries: tuple[str, ...] = (),
     workers: bool = True,
     decryptor: str = "auto",
+    walked: Walked | None = None,
 ) -> CaptureDecodeResult:
     """Decrypt a capture with a key log (and/or its embedded secrets) and decode every HTTP exchange.
 
@@ -424,6 +425,7 @@ def decode_capture(
     `errors` and `stats['keylog_error']` (tshark exits 0 then; the caller decides how loud to be).
     `decryptor`: 'auto' (native, tshark when the native path is unsure), 'native' (raises
     NativeUnsure instead of falling back) or 'tshark'; `stats['decryptor']` says which one ran.
+    `walked`: the caller's read of this capture (ingest's), so the native decryptor need not read it again.
     """
     t0 = time.monotonic()
     capture = Path(capture_path)
@@ -509,7 +511,7 @@ def decode_capture(
     split = False
     job: NativeDecrypt | TsharkDecrypt
     if decryptor in ("auto", "native"):
-        job = NativeDecrypt(capture, keylog_file)
+        job = NativeDecrypt(capture, keylog_file, walked)
         try:
             if workers and size >= EAGER_BYTES and _can_fork():
                 try:
@@ -517,7 +519,7 @@ def decode_capture(
                     split = True
                 except SplitChildFailed as e:  # killed (OOM?) or crashed: nothing is lost, only time
                     result.warnings.append(f"{e}: the capture was decoded again in one process")
-                    job = NativeDecrypt(capture, keylog_file)
+                    job = NativeDecrypt(capture, keylog_file, walked)
                     asm, rows = run(job)
             else:
                 asm, rows = run(job)

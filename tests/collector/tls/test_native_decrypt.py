@@ -61,6 +61,27 @@ def test_corpus_streams_identical_to_tshark(corpus):
             "https-tls12-tcp-split-records.pcap", "tls12-tls13-http10-scapy-nss.pcap"} <= set(native_ran)
 
 
+def test_a_capture_the_caller_read_decrypts_the_same(corpus):
+    """ingest hands its own read of the capture (records, header walk, flow assignment) to the
+    decryptor: the rows are the same as from the decryptor's own read, and the mapping stays open."""
+    from collector.capture.flows import assign
+    from collector.capture.headers import walk
+    from collector.capture.records import MappedFile, read_records
+    from collector.tls.native_decrypt import Walked
+
+    for name in ("http2-tls13-youtube-chrome.pcapng", "tls12-tls13-http10-scapy-nss.pcap",
+                 "https-tls12-39-ciphers.pcapng"):
+        cap = corpus / name
+        own = decode_capture(cap, _keys(corpus, name), host_id="h", secret_key=KEY, run_id="r", workers=False)
+        with MappedFile(cap) as mf:
+            rec = read_records(cap, mf)
+            h = walk(mf.buf, rec)
+            given = decode_capture(cap, _keys(corpus, name), host_id="h", secret_key=KEY, run_id="r",
+                                   workers=False, walked=Walked(mf, rec, h, assign(h)))
+            assert len(mf.buf) == cap.stat().st_size  # not closed by the decryptor
+        assert given.tables == own.tables and given.stats == {**own.stats, "seconds": given.stats["seconds"]}, name
+
+
 def test_corpus_fallbacks_are_recorded(corpus):
     r = decode_capture(corpus / "https-tls12-39-ciphers.pcapng", corpus / "https-tls12-39-ciphers.keys",
                        host_id="h", secret_key=KEY, run_id="r")
