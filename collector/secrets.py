@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -167,6 +168,7 @@ _QUICK_PIECES = ("0x", "xox", "yJ", "k-", "Y-", "gh[pousr]_", "github_pat_", r"\
 _QUICK_UNCOVERED = tuple(t for t in _CS_TRIGGERS if not re.search("|".join(_QUICK_PIECES), t))
 _ANY_CS_TRIGGER = re.compile("|".join(_QUICK_PIECES + tuple(re.escape(t) for t in _QUICK_UNCOVERED)))
 _MIN_LEN = 15  # no detector matches fewer characters
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _RUN12 = re.compile(b"\x01{12,}")
 _TOKEN = re.compile(r"\S+")
 _WS_SEP = re.compile(r"(?:\s|\\n|\\t|\\r)+")
@@ -316,10 +318,12 @@ def detect(text: str, extra_values: Iterable[str] = (), *, mnemonics: bool = Tru
         return _non_overlapping(found)
     # one regex pass says whether any trigger occurs (most texts: none); only then test each one
     present = {t for t in _CS_TRIGGERS if t in text} if _ANY_CS_TRIGGER.search(text) else set()
-    # every case-insensitive trigger contains "key" or "secret": lower-case the text only if one may occur
-    lowered = text
-    if "ey" in text or "EY" in text or "ecret" in text or "ECRET" in text:
-        lowered = text.lower()
+    # case-insensitive triggers are found in a lower-cased copy whose offsets must be the text's: a few
+    # letters lower-case to two characters ('İ'), and then only ASCII letters are folded
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        lowered = text.translate(_ASCII_LOWER)
+    if "key" in lowered or "secret" in lowered:  # every case-insensitive trigger contains one of them
         present.update(t for t in _CI_TRIGGERS if t in lowered)
     for d in _DETECTORS if present else ():
         if present.isdisjoint(d.triggers):

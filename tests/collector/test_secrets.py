@@ -222,3 +222,17 @@ def test_quick_trigger_regex_covers_every_trigger():
     assert all(s._ANY_CS_TRIGGER.search(t) for t in s._CS_TRIGGERS)
     for kind, value in PLANTED.items():
         assert [m.kind for m in detect(f"prefix {value} suffix")] == [kind], kind
+
+
+def test_case_insensitive_detectors_any_case_and_after_two_character_lowercase_letters():
+    """The assignment-style detectors (aws_secret_access_key = ..., private key: ...) are case-insensitive:
+    any mix of cases is found, and so is a secret after letters that lower-case to two characters
+    ('İ'), which once shifted the offsets of the lower-cased copy the triggers are looked up in."""
+    eth = PLANTED["eth_private_key"][2:]
+    for prefix in ("", "İİİ ", "Ἀ İ "):
+        for name in ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", "AWS_SeCrEt_AcCeSs_KeY"):
+            found = detect(f"{prefix}{name} = {AWS_SECRET}")
+            assert [(m.kind, m.value) for m in found] == [("aws_secret_access_key", AWS_SECRET)], (prefix, name)
+        for name in ("private key", "PrivateKeY", "WALLET_KEY"):
+            found = detect(f"{prefix}x {name}: {eth}")
+            assert [(m.kind, m.value) for m in found] == [("eth_private_key", eth)], (prefix, name)
