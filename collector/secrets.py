@@ -154,8 +154,11 @@ _DETECTORS: tuple[_Detector, ...] = (
 _AWS_SECRET_NEAR = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 _MNEMONIC_LENGTHS = (24, 21, 18, 15, 12)
 # punctuation becomes a space (a 1:1 ASCII table keeps str.translate on its fast path); a run that
-# then spans punctuation is rejected when its words are looked up in the text with only whitespace between
-_PUNCT = str.maketrans({c: " " for c in "\"'.,;:()[]{}<>`=|"})
+# then spans punctuation is rejected when its words are looked up in the text with only whitespace
+# between. ASCII capitals become small letters: a phrase typed as a sentence ("Legal winner ...") or in
+# capitals is still a phrase (its fingerprint is over the lower-case form either way)
+_PUNCT = str.maketrans({**{c: " " for c in "\"'.,;:()[]{}<>`=|"},
+                        **dict(zip(string.ascii_uppercase, string.ascii_lowercase, strict=True))})
 _CS_TRIGGERS = tuple(sorted({t for d in _DETECTORS if not d.lower for t in d.triggers}))
 _CI_TRIGGERS = tuple(sorted({t for d in _DETECTORS if d.lower for t in d.triggers}))
 # Which texts need the per-trigger checks at all: a regex over pieces of the triggers that begin with
@@ -233,20 +236,22 @@ def _bip39_bytes() -> dict[bytes, int]:
 
 
 # bytes.translate: punctuation, the ASCII whitespace str.split knows and bytes.split does not
-# (\x1c-\x1f), and every non-ASCII byte become spaces
-_PUNCT_B = bytes(32 if c >= 0x80 or c in b"\"'.,;:()[]{}<>`=|\x1c\x1d\x1e\x1f" else c for c in range(256))
+# (\x1c-\x1f), and every non-ASCII byte become spaces; capitals small letters (as _PUNCT)
+_PUNCT_B = bytes(32 if c >= 0x80 or c in b"\"'.,;:()[]{}<>`=|\x1c\x1d\x1e\x1f" else c + 32 if 0x41 <= c <= 0x5A else c
+                 for c in range(256))
 
 
-# bytes.translate: what a seed phrase can be made of (wordlist letters a-z; whitespace, including the
-# separators str.isspace knows in ASCII and every non-ASCII byte; `\` of a JSON escape) -> "a", the rest "X"
-_PHRASE_B = bytes(0x61 if 0x61 <= c <= 0x7A or c in b"\\ \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f" or c >= 0x80 else 0x58
-                  for c in range(256))
+# bytes.translate: what a seed phrase can be made of (wordlist letters a-z in either case; whitespace,
+# including the separators str.isspace knows in ASCII and every non-ASCII byte; `\` of a JSON escape)
+# -> "a", the rest "X"
+_PHRASE_B = bytes(0x61 if 0x61 <= c <= 0x7A or 0x41 <= c <= 0x5A or c in b"\\ \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
+                  or c >= 0x80 else 0x58 for c in range(256))
 _SHORTEST_PHRASE = b"a" * 47  # 12 words of >= 3 letters and 11 separators
 
 
 def _maybe_run12(text: str) -> bool:
     """False when `text` cannot hold 12 wordlist words in a row (most texts). First: a phrase is >= 47
-    characters of only a-z, whitespace and JSON escapes, so its UTF-8 bytes translate to 47 "a"s in a
+    characters of only letters, whitespace and JSON escapes, so its UTF-8 bytes translate to 47 "a"s in a
     row (one translate and one substring search: ~8x cheaper than tokenising; JSON of code, commands
     and short prose stops here). Then the same tokenising as _mnemonics on UTF-8 bytes, where translate
     and split stay fast for non-ASCII text. Its separators are a superset of str.split's + _PUNCT

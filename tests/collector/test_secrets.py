@@ -165,6 +165,15 @@ def test_every_kind_in_ordinary_headers(fp):
         assert value not in json.dumps(red) and red[0] == headers[0]
 
 
+def test_mnemonic_in_sentence_case_or_capitals_is_found_and_fingerprints_alike(fp):
+    """A phrase typed at the start of a sentence, in title case or in capitals is the same secret."""
+    forms = [MNEMONIC, "Seed: " + MNEMONIC.capitalize() + ".", MNEMONIC.upper(), MNEMONIC.title()]
+    found = [detect(t) for t in forms]
+    assert [[m.kind for m in f] for f in found] == [["bip39_mnemonic"]] * 4
+    assert {fp.fingerprint(f[0].canonical) for f in found} == {fp.fingerprint(MNEMONIC)}
+    assert found[1][0].value == MNEMONIC.capitalize()
+
+
 def test_mnemonic_found_across_any_whitespace_and_non_ascii_text():
     """The BIP-39 scan's quick test (UTF-8 bytes) must not miss a phrase str.split would find: words
     separated by Unicode whitespace or JSON escapes, next to non-ASCII prose."""
@@ -191,7 +200,8 @@ def test_seed_phrase_quick_test_never_hides_a_run():
     seps = st.sampled_from([" ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0",
                             "\u2003", "\u3000", "\\n", "\\t", " \\r\\n "])
     noise = st.sampled_from([",", ".", "0", "X", "é", "数据", "🚀", "{\"k\": \"", "\"}", "-", "_", ""])
-    piece = st.one_of(st.sampled_from(short), st.sampled_from(words), seps, noise)
+    piece = st.one_of(st.sampled_from(short), st.sampled_from(words), st.sampled_from(words).map(str.upper),
+                      st.sampled_from(words).map(str.capitalize), seps, noise)
 
     def tokenising(text: str) -> bool:  # the check after the quick one, on its own
         b = text.encode("utf-8", "surrogatepass")
