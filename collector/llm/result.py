@@ -35,7 +35,6 @@ class LlmResult:
     truncated: bool = False  # the response ended before its final event
 
 
-_raw_decode = json.JSONDecoder().raw_decode
 _fast_decode = msgspec.json.Decoder().decode
 _fast_encode = msgspec.json.Encoder().encode
 _slow_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -51,14 +50,6 @@ def loads(data: bytes | str) -> Any:
         return _fast_decode(data)
     except (msgspec.MsgspecError, ValueError, RecursionError):
         pass
-    if data[:1] in _OPEN and (isinstance(data, str) or data[1:2] != b"\0"):
-        try:
-            s = data.decode("utf-8", "surrogatepass") if isinstance(data, bytes) else data
-            obj, end = _raw_decode(s)
-            if end == len(s):
-                return obj
-        except (ValueError, RecursionError):
-            pass
     try:
         return json.loads(data)
     except (ValueError, RecursionError):
@@ -72,9 +63,6 @@ def dumps(value: Any) -> str:
         return _fast_encode(value).decode()
     except (msgspec.MsgspecError, TypeError, ValueError):
         return _slow_encode(value)
-
-
-_OPEN = (b"{", b"[", "{", "[")
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

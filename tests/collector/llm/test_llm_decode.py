@@ -160,8 +160,8 @@ def test_gemini_streamed_function_call_and_key_in_path(ctx):
 
 
 def test_loads_is_json_loads():
-    """llm.result.loads hands `{`/`[` input straight to the C scanner: results (or None) must be
-    json.loads's own, including bytes json.loads reads as UTF-16/32 and values with trailing data."""
+    """llm.result.loads tries msgspec first: results (or None) must be json.loads's own, including
+    bytes json.loads reads as UTF-16/32 and values with trailing data."""
     from collector.llm.result import loads
 
     def ref(d):
