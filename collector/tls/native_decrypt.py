@@ -154,6 +154,12 @@ class _Direction:
                 self.keys[self.cur] = key.updated()
 
 
+def _walkable(rec: Records) -> None:
+    odd = set(rec.linktypes) - FAST_LINKTYPES
+    if odd:
+        raise NativeUnsure(f"link type {sorted(odd)[0]} is not walked natively")
+
+
 @dataclass
 class Walked:
     """A capture already read by the caller with the same readers (ingest: record walk, numpy header
@@ -196,12 +202,12 @@ class NativeDecrypt:
         if self._mf is not None:
             return
         if self.walked is not None:
-            self._ready = self._check(self.walked.mf, self.walked)
+            self._ready = self._check(self.walked)
             self._mf = self.walked.mf
             return
         mf = MappedFile(self.capture)
         try:
-            self._ready = self._check(mf)
+            self._ready = self._check(self._read(mf))
         except BaseException:
             mf.close()
             raise
@@ -231,26 +237,28 @@ class NativeDecrypt:
             k = int.from_bytes(b, "little")
             yield from ordered[k * per : (k + 1) * per]
 
-    def _check(self, mf: MappedFile, walked: Walked | None = None) -> tuple | None:
-        if walked is not None:
-            rec = walked.rec
-        else:
-            try:
-                rec = read_records(self.capture, mf)
-            except NotACapture as e:
-                raise NativeUnsure(str(e)) from None
+    def _read(self, mf: MappedFile) -> Walked | None:
+        """The capture read with ingest's readers, when no caller handed its own read over."""
+        try:
+            rec = read_records(self.capture, mf)
+        except NotACapture as e:
+            raise NativeUnsure(str(e)) from None
         if len(rec) == 0:
             return None
-        odd = set(rec.linktypes) - FAST_LINKTYPES
-        if odd:
-            raise NativeUnsure(f"link type {sorted(odd)[0]} is not walked natively")
+        _walkable(rec)
+        h = walk(mf.buf, rec)
+        return Walked(mf, rec, h, assign(h))
+
+    def _check(self, w: Walked | None) -> tuple | None:
+        if w is None or len(w.rec) == 0:
+            return None
+        rec, h, fa = w.rec, w.headers, w.flows
+        _walkable(rec)
         secrets = load_secrets(self.keylog, rec.dsb_keylog)
         if ("RSA", b"") in secrets:
             raise NativeUnsure("RSA pre-master keys in the key log")
-        h = walked.headers if walked is not None else walk(mf.buf, rec)
         if ((h.frag_later | h.frag_first) & (h.proto == TCP)).any():
             raise NativeUnsure("fragmented IP packets carrying TCP")
-        fa = walked.flows if walked is not None else assign(h)
         tcp = (fa.fid >= 0) & (h.proto == TCP)
         per_flow = np.bincount(fa.fid[tcp], weights=h.plen[tcp], minlength=fa.count) if tcp.any() else np.zeros(1)
         if per_flow.max() > MAX_FLOW_BYTES:  # a connection is held whole here; tshark streams it
