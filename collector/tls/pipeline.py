@@ -185,12 +185,7 @@ def _drain(fd: int) -> None:
 
 def _anon_file() -> int:
     """A file in memory only (rows are redacted, but they need not touch a disk either)."""
-    if hasattr(os, "memfd_create"):
-        return os.memfd_create("routerwatch-split", getattr(os, "MFD_CLOEXEC", 0))
-    import tempfile
-
-    with tempfile.TemporaryFile() as f:
-        return os.dup(f.fileno())
+    return os.memfd_create("routerwatch-split", os.MFD_CLOEXEC)
 
 
 _PUNCH_HOLE_KEEP_SIZE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
