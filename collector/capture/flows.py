@@ -9,7 +9,6 @@ of the first packet. TCP state and history letters follow Zeek's conn.log.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import socket
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from collector.capture import tlspeek
+from collector.capture import community_id, tlspeek
 from collector.capture.dissect import Hello
 from collector.capture.headers import TCP, UDP, Headers
 
@@ -343,34 +342,10 @@ def _format_ips(ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[str]:
 
 
 def community_ids(fa: FlowAssignment, seed: int = 0) -> list[str]:
-    """Community ID v1 for every flow: the hashed bytes are built with numpy, hashed in one loop.
-
-    Same result as `community_id.community_id()` (the canonical a/b order is (address, port))."""
-    n = fa.count
-    out: list[str] = [""] * n
-    for v, width in ((4, 4), (6, 16)):
-        sel = np.nonzero(fa.ver == v)[0]
-        if not len(sel):
-            continue
-        rows = np.zeros((len(sel), 2 + 2 * width + 2 + 4), np.uint8)
-        rows[:, 0], rows[:, 1] = seed >> 8, seed & 0xFF
-
-        for col, hi, lo in ((2, fa.a_hi, fa.a_lo), (2 + width, fa.b_hi, fa.b_lo)):
-            if width == 4:
-                rows[:, col : col + 4] = (lo[sel] & np.uint64(0xFFFFFFFF)).astype(">u4").view(np.uint8).reshape(-1, 4)
-            else:
-                rows[:, col : col + 8] = hi[sel].astype(">u8").view(np.uint8).reshape(-1, 8)
-                rows[:, col + 8 : col + 16] = lo[sel].astype(">u8").view(np.uint8).reshape(-1, 8)
-        p = 2 + 2 * width
-        rows[:, p] = fa.proto[sel]
-        rows[:, p + 2 : p + 4] = fa.a_port[sel].astype(">u2").view(np.uint8).reshape(-1, 2)
-        rows[:, p + 4 : p + 6] = fa.b_port[sel].astype(">u2").view(np.uint8).reshape(-1, 2)
-        blob = rows.tobytes()
-        w = rows.shape[1]
-        sha1, b64 = hashlib.sha1, base64.b64encode
-        for j, i in enumerate(sel.tolist()):
-            out[i] = "1:" + b64(sha1(blob[j * w : (j + 1) * w]).digest()).decode()
-    return out
+    """Community ID v1 for every flow (collector.capture.community_id does the hashing)."""
+    v6 = fa.ver == 6
+    return community_id.community_ids(fa.proto, community_id.addresses_16(fa.a_hi, fa.a_lo, v6), fa.a_port,
+                                      community_id.addresses_16(fa.b_hi, fa.b_lo, v6), fa.b_port, v6, seed)
 
 
 def flow_uids(host_id: str, capture_sha: str, fa: FlowAssignment, ts0: np.ndarray) -> list[str]:

@@ -6,7 +6,6 @@ against the compiled program through real events.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import ipaddress
 import time
@@ -102,42 +101,10 @@ def format_addrs(raw: np.ndarray, family: np.ndarray) -> np.ndarray:
     return out
 
 
-def community_ids(proto: int, src_raw: np.ndarray, sport: np.ndarray, dst_raw: np.ndarray, dport: np.ndarray,
-                  family: np.ndarray) -> list[str]:
-    """Community ID v1 for many flows: the hashed tuples are laid out with numpy, only sha1 runs per row."""
-    n = len(sport)
-    out: list[str] = [""] * n
-    if n == 0:
-        return out
-    src = np.frombuffer(src_raw.tobytes(), dtype="u1").reshape(n, 16)
-    dst = np.frombuffer(dst_raw.tobytes(), dtype="u1").reshape(n, 16)
-    sp = sport.astype(">u2").view("u1").reshape(n, 2)
-    dp = dport.astype(">u2").view("u1").reshape(n, 2)
-    b64 = base64.b64encode
-    sha1 = hashlib.sha1
-    for fam, width in ((4, 4), (6, 16)):
-        sel = np.flatnonzero(family == fam)
-        if len(sel) == 0:
-            continue
-        a_key = np.concatenate([src[sel, :width], sp[sel]], axis=1)
-        b_key = np.concatenate([dst[sel, :width], dp[sel]], axis=1)
-        # order endpoints by (address, port), as the spec does
-        diff = a_key != b_key
-        first = np.argmax(diff, axis=1)
-        rows = np.arange(len(sel))
-        swap = diff[rows, first] & (a_key[rows, first] > b_key[rows, first])
-        lo = np.where(swap[:, None], b_key, a_key)
-        hi = np.where(swap[:, None], a_key, b_key)
-        m = len(sel)
-        packed = np.concatenate([
-            np.zeros((m, 2), "u1"), lo[:, :width], hi[:, :width],
-            np.tile(np.array([proto, 0], "u1"), (m, 1)), lo[:, width:], hi[:, width:],
-        ], axis=1)
-        w = packed.shape[1]
-        buf = memoryview(np.ascontiguousarray(packed).tobytes())
-        for j, i in enumerate(sel.tolist()):
-            out[i] = "1:" + b64(sha1(buf[j * w : (j + 1) * w]).digest()).decode()
-    return out
+def addr_rows(raw: np.ndarray) -> np.ndarray:
+    """16-byte address fields as (n, 16) uint8 rows (an IPv4 address in the first 4 bytes), the form
+    `collector.capture.community_id.community_ids` takes."""
+    return np.frombuffer(raw.tobytes(), np.uint8).reshape(len(raw), 16)
 
 
 def flow_uids(host_id: str, boot_epoch: float, cookies: np.ndarray) -> list[str]:

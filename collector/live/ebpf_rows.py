@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
+from collector.capture.community_id import community_ids
 from collector.capture.dissect import QTYPES
 from collector.ebpf import events as ev
 from collector.processes import ProcessTable
@@ -67,7 +68,7 @@ class RowBuilder:
         server = [names.get(d) for d in dst.tolist()] if names else None
         table = pa.table({
             "flow_uid": ev.flow_uids(self.host_id, self.clock.boot_epoch, a["cookie"]),
-            "community_id": ev.community_ids(6, src_raw, sport, dst_raw, dport, fam),
+            "community_id": community_ids(6, ev.addr_rows(src_raw), sport, ev.addr_rows(dst_raw), dport, fam == 6),
             "host_id": _const(self.host_id, n),
             "ts_start": pa.array(self.clock.epoch_us(ts_first), pa.timestamp("us")),
             "ts_end": pa.array(self.clock.epoch_us(a["ts_end"]), pa.timestamp("us")),

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from collector.capture.community_id import community_id
+from collector.capture.community_id import community_id, community_ids
 from collector.ebpf import events as ev
 from collector.processes import read_proc
 from tests.collector.live.conftest import needs_ebpf
@@ -80,8 +80,8 @@ def test_conn_record_matches_the_socket_and_proc(probes):
     # addresses and the vectorised Community ID
     src = ev.format_addrs(recs["saddr"][:1], np.array([6]))[0]
     assert src == "::1"
-    cid = ev.community_ids(6, recs["saddr"][:1], recs["sport"][:1], recs["daddr"][:1], recs["dport"][:1],
-                           np.array([6]))[0]
+    cid = community_ids(6, ev.addr_rows(recs["saddr"][:1]), recs["sport"][:1], ev.addr_rows(recs["daddr"][:1]),
+                        recs["dport"][:1], np.array([True]))[0]
     assert cid == community_id("tcp", "::1", int(recs["sport"][0]), "::1", int(recs["dport"][0]))
     ts = clock.epoch_us(np.array([out["ts_first"], out["ts_end"]]))
     assert abs(ts[1] / 1e6 - time.time()) < 30 and ts[0] <= ts[1]
