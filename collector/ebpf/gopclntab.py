@@ -19,33 +19,21 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from collector.ebpf.elf import SHT_SYMTAB, ElfFile
 
 PCLN_MAGIC_118 = 0xFFFFFFF0  # Go 1.18, 1.19
 PCLN_MAGIC_120 = 0xFFFFFFF1  # Go 1.20+
 PCLN_MAGICS_OLD = {0xFFFFFFFB: "go1.2-1.15", 0xFFFFFFFA: "go1.16-1.17"}
 _BUILDINFO_MAGIC = b"\xff Go buildinf:"
-_SYM = np.dtype([("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"), ("value", "<u8"),
-                 ("size", "<u8")])
-_SHT_SYMTAB = 2
 _EM = {62: "amd64", 183: "arm64", 3: "386", 40: "arm"}
 
 
 class GoBinaryError(Exception):
     """The file is a Go binary whose layout this module does not read (the message says why)."""
-
-
-@dataclass
-class Section:
-    name: str
-    type: int
-    addr: int
-    offset: int
-    size: int
-    link: int
-    entsize: int
 
 
 @dataclass
@@ -56,26 +44,12 @@ class GoFunction:
     source: str  # 'symtab' | 'pclntab'
 
 
-@dataclass
-class GoBinary:
+class GoBinary(ElfFile):
     """An mmapped Go ELF binary. Use as a context manager; `go_binary(path)` returns None for non-Go files."""
 
-    path: str
-    arch: str
-    elf_type: int  # 2 EXEC, 3 DYN (PIE)
-    sections: dict[str, Section]
-    _m: mmap.mmap = field(repr=False)
-    _f: object = field(repr=False)
-
-    def __enter__(self) -> GoBinary:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._m.close()
-        self._f.close()  # type: ignore[attr-defined]
+    @property
+    def arch(self) -> str:
+        return _EM.get(self.machine, f"em{self.machine}")
 
     @property
     def has_symtab(self) -> bool:
@@ -112,12 +86,6 @@ class GoBinary:
         return (out[0].decode(errors="replace") or None), out[1].decode(errors="replace")
 
     # -- addresses ---------------------------------------------------------------------------------
-    def file_offset(self, vaddr: int) -> int | None:
-        for s in self.sections.values():
-            if s.type != 8 and s.addr and s.addr <= vaddr < s.addr + s.size:  # 8: NOBITS
-                return s.offset + vaddr - s.addr
-        return None
-
     def code(self, fn: GoFunction) -> bytes:
         off = self.file_offset(fn.entry)
         if off is None:
@@ -140,24 +108,8 @@ class GoBinary:
         return found
 
     def _from_symtab(self, names: list[str]) -> dict[str, GoFunction]:
-        s = self.sections[".symtab"]
-        strtab = self.sections.get(".strtab")  # Go's linker links .symtab to .strtab
-        if strtab is None:
-            return {}
-        m = self._m
-        syms = np.frombuffer(m, dtype=_SYM, count=s.size // _SYM.itemsize, offset=s.offset)
-        out: dict[str, GoFunction] = {}
-        for name in names:
-            needle = b"\0" + name.encode() + b"\0"
-            pos = m.find(needle, strtab.offset, strtab.offset + strtab.size)
-            while pos >= 0:
-                idx = np.flatnonzero((syms["name"] == pos + 1 - strtab.offset) & (syms["shndx"] != 0))
-                if len(idx):
-                    sym = syms[idx[0]]
-                    out[name] = GoFunction(name, int(sym["value"]), int(sym["size"]), "symtab")
-                    break
-                pos = m.find(needle, pos + 1, strtab.offset + strtab.size)
-        return out
+        return {n: GoFunction(n, sym.value, sym.size, "symtab")
+                for n, sym in self.symbols(names, (SHT_SYMTAB,)).items()}
 
     def _from_pclntab(self, names: list[str]) -> dict[str, GoFunction]:
         s = self.sections[".gopclntab"]
@@ -208,32 +160,8 @@ def _varint_str(m: mmap.mmap, pos: int) -> tuple[bytes, int]:
 
 def go_binary(path: str | os.PathLike) -> GoBinary | None:
     """Open `path` as a Go ELF64 little-endian binary; None if it is not one (or unreadable)."""
-    try:
-        f = open(path, "rb")
-    except OSError:
+    g = GoBinary.open(path)
+    if g is not None and ".gopclntab" not in g.sections and ".go.buildinfo" not in g.sections:
+        g.close()
         return None
-    try:
-        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
-        f.close()
-        return None
-    try:
-        if m[:4] != b"\x7fELF" or m[4] != 2 or m[5] != 1:
-            raise ValueError("not ELF64 LE")
-        etype, machine = struct.unpack_from("<HH", m, 0x10)
-        shoff, = struct.unpack_from("<Q", m, 0x28)
-        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", m, 0x3A)
-        raw = [struct.unpack_from("<IIQQQQIIQQ", m, shoff + i * shentsize) for i in range(shnum)]
-        names_off = raw[shstrndx][4]
-        sections: dict[str, Section] = {}
-        for name, stype, _fl, addr, off, size, link, _info, _al, entsize in raw:
-            end = m.find(b"\0", names_off + name)
-            sname = m[names_off + name : end].decode(errors="replace")
-            sections.setdefault(sname, Section(sname, stype, addr, off, size, link, entsize))
-        if ".gopclntab" not in sections and ".go.buildinfo" not in sections:
-            raise ValueError("not Go")
-    except (ValueError, struct.error, IndexError):
-        m.close()
-        f.close()
-        return None
-    return GoBinary(os.path.realpath(path), _EM.get(machine, f"em{machine}"), etype, sections, m, f)
+    return g

@@ -20,18 +20,17 @@ and rustls (Codex, Goose) binaries have no usable symbols: proxy mode covers the
 
 from __future__ import annotations
 
-import mmap
 import os
 import shutil
-import struct
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector.ebpf.elf import ElfFile
+
 SSL_SYMBOLS = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex")
 GO_TLS_SYMBOLS = ("crypto/tls.(*Conn).Write", "crypto/tls.(*Conn).Read")
-_SHT_SYMTAB, _SHT_DYNSYM = 2, 11
 
 
 @dataclass
@@ -43,33 +42,14 @@ class SslTarget:
 
 def defined_symbols(path: str | os.PathLike, wanted: Iterable[str]) -> set[str]:
     """Which of `wanted` the ELF file at `path` defines (in .dynsym or .symtab); empty if not ELF64 LE."""
-    want = {w.encode() for w in wanted}
-    found: set[str] = set()
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            if m[:4] != b"\x7fELF" or m[4] != 2 or m[5] != 1:
-                return found
-            shoff, = struct.unpack_from("<Q", m, 0x28)
-            shentsize, shnum = struct.unpack_from("<HH", m, 0x3A)
-            sections = [struct.unpack_from("<IIQQQQIIQQ", m, shoff + i * shentsize) for i in range(shnum)]
-            for _name, stype, _fl, _addr, off, size, link, _info, _al, entsize in sections:
-                if stype not in (_SHT_SYMTAB, _SHT_DYNSYM) or not entsize:
-                    continue
-                str_off = sections[link][4]
-                for i in range(size // entsize):
-                    st_name, _st_info, _other, st_shndx = struct.unpack_from("<IBBH", m, off + i * entsize)
-                    if st_shndx == 0 or not st_name:  # undefined: imported from another object
-                        continue
-                    start = str_off + st_name
-                    end = m.find(b"\0", start)
-                    sym = m[start:end]
-                    if sym in want:
-                        found.add(sym.decode())
-                        if len(found) == len(want):
-                            return found
-    except (OSError, ValueError, struct.error, IndexError):
+    elf = ElfFile.open(path)
+    if elf is None:
         return set()
-    return found
+    with elf:
+        try:
+            return set(elf.symbols(wanted))
+        except ValueError:  # a symbol table beyond the end of the file
+            return set()
 
 
 def _kind(path: str) -> str:
