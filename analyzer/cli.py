@@ -257,7 +257,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run read-only SQL over the store. Tables: flows, processes, dns, tls, http, "
         "llm_exchanges, tool_calls, secrets_seen, findings, routers, flow_classes, exchange_classes, "
         "tool_call_indicators, package_installs, ledger, collector_stats, ingest_runs, ... "
-        "(see README). Without QUERY, an interactive prompt with history; QUERY '-' reads stdin.",
+        "(see docs/sql.md). Without QUERY, an interactive prompt with history; QUERY '-' reads stdin.",
     )
     add_store_arg(p)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table",
