@@ -1,6 +1,6 @@
 """Compile and attach the probes with bcc; drain their ring buffer in bulk.
 
-Probe choice (why these and nothing else): see the README section "eBPF design choices". In short,
+Probe choice (why these and nothing else): see docs/collector-and-ebpf.md ("eBPF design"). In short,
 only tracepoints and uprobes are used (kprobes/fentry are absent on some kernels), struct offsets
 come from BTF (collector.ebpf.btf), and every record goes through one ring buffer submitted without
 wakeups, drained by `Probes.drain()` on the caller's timer.
