@@ -116,16 +116,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _since(v: str | None) -> dt.datetime | None:
+    from analyzer.durations import parse_since
+
     if not v:
         return None
-    import re
-
-    m = re.fullmatch(r"(\d+)([smhd])", v)
-    if m:
-        secs = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-        return dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=secs)
     try:
-        return dt.datetime.fromisoformat(v).replace(tzinfo=None)
+        return parse_since(v)
     except ValueError:
         raise UserError(f"--since {v!r}: use an ISO time (2026-01-31T10:00) or a span (90m, 24h, 7d)") from None
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from analyzer.durations import parse_duration
+
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 REQUIRED = ("id", "rev", "title", "severity", "attack_class")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.\-]{1,63}$")
@@ -40,17 +42,6 @@ class Rule:
 
 def builtin_rules_dir() -> Path:
     return Path(__file__).resolve().parent
-
-
-def parse_duration(v: Any) -> float | None:
-    if v is None or v in ("forever", "never"):
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(v))
-    if not m:
-        raise ValueError(f"bad duration {v!r} (use seconds, 30m, 12h, 7d or forever)")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 def parse_rule(path: Path) -> Rule:

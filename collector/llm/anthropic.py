@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from collector.llm.result import (
+    ApiDecoder,
     LlmResult,
     ToolCall,
     as_int,
@@ -18,9 +19,7 @@ from collector.llm.result import (
     as_str,
     fix_surrogates,
     json_events,
-    loads,
     note,
-    start_stream,
 )
 from collector.protocols.sse import SseEvent
 
@@ -51,32 +50,17 @@ def _usage(res: LlmResult, usage: Any) -> None:
             res.output_tokens = usage["output_tokens"]
 
 
-def decode_messages(req: Any, resp_body: bytes | None, events: list[SseEvent] | None, t0: float | None) -> LlmResult:
-    res = LlmResult("anthropic.messages")
-    if isinstance(req, dict):
-        res.model_requested = as_str(req.get("model"))
-        res.streamed = req.get("stream") is True
-    res.tool_calls = request_tool_calls(req)
-    if events is not None:
-        _stream(res, events, t0)
-    elif resp_body:
-        body = loads(resp_body)
-        if not isinstance(body, dict):
-            res.errors.append("invalid_json_response")
-            return res
-        res.model_returned = as_str(body.get("model"))
-        _usage(res, body.get("usage"))
-        n = 0
-        for block in as_list(body.get("content")):
-            if isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use"):
-                res.tool_calls.append(ToolCall(n, as_str(block.get("name")), _dump(block.get("input", {})),
-                                               as_str(block.get("id"))))
-                n += 1
-    return res
+def _body(res: LlmResult, body: dict) -> None:
+    _usage(res, body.get("usage"))
+    n = 0
+    for block in as_list(body.get("content")):
+        if isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use"):
+            res.tool_calls.append(ToolCall(n, as_str(block.get("name")), _dump(block.get("input", {})),
+                                           as_str(block.get("id"))))
+            n += 1
 
 
-def _stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> None:
-    s = start_stream(res)
+def _stream(res: LlmResult, s: dict[str, Any], events: list[SseEvent], t0: float | None) -> None:
     blocks: dict[int, dict] = {}
     text: list[str] = []
     for ev, e in json_events(s, events, t0, done_marker=False):
@@ -119,8 +103,6 @@ def _stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> None:
             s["done"] = True
         elif typ == "error":
             s["anomalies"].append("error_event")
-    if not s["done"]:
-        res.truncated = True
     res.text = "".join(text)
     n = 0
     for idx in sorted(blocks):
@@ -130,3 +112,6 @@ def _stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> None:
         args = fix_surrogates("".join(b["parts"])) if b["parts"] else _dump(b["input"] if b["input"] is not None else {})
         res.tool_calls.append(ToolCall(n, b["name"], args, b["id"]))
         n += 1
+
+
+decode_messages = ApiDecoder("anthropic.messages", request_tool_calls, _body, _stream)

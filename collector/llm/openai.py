@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from collector.llm.result import (
+    ApiDecoder,
     LlmResult,
     ToolCall,
     as_int,
@@ -19,17 +20,9 @@ from collector.llm.result import (
     as_str,
     fix_surrogates,
     json_events,
-    loads,
     note,
-    start_stream,
 )
 from collector.protocols.sse import SseEvent
-
-
-def _request_common(res: LlmResult, req: Any) -> None:
-    if isinstance(req, dict):
-        res.model_requested = as_str(req.get("model"))
-        res.streamed = req.get("stream") is True
 
 
 # -- Chat Completions --------------------------------------------------------------------------------
@@ -51,33 +44,21 @@ def chat_request_tool_calls(req: Any) -> list[ToolCall]:
     return out
 
 
-def decode_chat(req: Any, resp_body: bytes | None, events: list[SseEvent] | None, t0: float | None) -> LlmResult:
-    res = LlmResult("openai.chat")
-    _request_common(res, req)
-    res.tool_calls = chat_request_tool_calls(req)
-    if events is not None:
-        _chat_stream(res, events, t0)
-    elif resp_body:
-        body = loads(resp_body)
-        if not isinstance(body, dict):
-            res.errors.append("invalid_json_response")
-            return res
-        res.model_returned = as_str(body.get("model"))
-        _chat_usage(res, body.get("usage"))
-        n = 0
-        for ch in as_list(body.get("choices")):
-            msg = ch.get("message") if isinstance(ch, dict) else None
-            if not isinstance(msg, dict):
-                continue
-            for tc in as_list(msg.get("tool_calls")):
-                fn = tc.get("function") if isinstance(tc, dict) else None
-                if isinstance(fn, dict):
-                    args = fn.get("arguments")
-                    res.tool_calls.append(
-                        ToolCall(n, as_str(fn.get("name")), args if isinstance(args, str) else "", as_str(tc.get("id")))
-                    )
-                    n += 1
-    return res
+def _chat_body(res: LlmResult, body: dict) -> None:
+    _chat_usage(res, body.get("usage"))
+    n = 0
+    for ch in as_list(body.get("choices")):
+        msg = ch.get("message") if isinstance(ch, dict) else None
+        if not isinstance(msg, dict):
+            continue
+        for tc in as_list(msg.get("tool_calls")):
+            fn = tc.get("function") if isinstance(tc, dict) else None
+            if isinstance(fn, dict):
+                args = fn.get("arguments")
+                res.tool_calls.append(
+                    ToolCall(n, as_str(fn.get("name")), args if isinstance(args, str) else "", as_str(tc.get("id")))
+                )
+                n += 1
 
 
 def _chat_usage(res: LlmResult, usage: Any) -> None:
@@ -86,8 +67,7 @@ def _chat_usage(res: LlmResult, usage: Any) -> None:
         res.output_tokens = as_int(usage.get("completion_tokens"))
 
 
-def _chat_stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> None:
-    s = start_stream(res)
+def _chat_stream(res: LlmResult, s: dict[str, Any], events: list[SseEvent], t0: float | None) -> None:
     calls: dict[tuple[int, int], dict] = {}
     text: list[str] = []
     finish: list[str] = []
@@ -150,8 +130,6 @@ def _chat_stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> No
                     if isinstance(args, str):
                         c["args"].append(args)
     s["finish_reasons"] = finish[:16]
-    if not s["done"]:
-        res.truncated = True
     res.text = "".join(text)
     for n, key in enumerate(sorted(calls)):
         c = calls[key]
@@ -198,27 +176,12 @@ def _output_calls(res: LlmResult, output: Any) -> None:
         res.text = "".join(texts)
 
 
-def decode_responses(
-    req: Any, resp_body: bytes | None, events: list[SseEvent] | None, t0: float | None
-) -> LlmResult:
-    res = LlmResult("openai.responses")
-    _request_common(res, req)
-    res.tool_calls = responses_request_tool_calls(req)
-    if events is not None:
-        _responses_stream(res, events, t0)
-    elif resp_body:
-        body = loads(resp_body)
-        if not isinstance(body, dict):
-            res.errors.append("invalid_json_response")
-            return res
-        res.model_returned = as_str(body.get("model"))
-        _responses_usage(res, body.get("usage"))
-        _output_calls(res, body.get("output"))
-    return res
+def _responses_body(res: LlmResult, body: dict) -> None:
+    _responses_usage(res, body.get("usage"))
+    _output_calls(res, body.get("output"))
 
 
-def _responses_stream(res: LlmResult, events: list[SseEvent], t0: float | None) -> None:
-    s = start_stream(res)
+def _responses_stream(res: LlmResult, s: dict[str, Any], events: list[SseEvent], t0: float | None) -> None:
     items: dict[int, dict] = {}
     text: list[str] = []
     for ev, e in json_events(s, events, t0):
@@ -256,8 +219,6 @@ def _responses_stream(res: LlmResult, events: list[SseEvent], t0: float | None) 
             s["done"] = True
         elif typ == "error":
             s["anomalies"].append("error_event")
-    if not s["done"]:
-        res.truncated = True
     res.text = "".join(text)
     for n, oi in enumerate(sorted(items)):
         c = items[oi]
@@ -266,3 +227,7 @@ def _responses_stream(res: LlmResult, events: list[SseEvent], t0: float | None) 
         if c["final"] is not None and c["deltas"] and streamed != c["final"]:
             s["anomalies"].append("tool_arguments_differ_from_deltas")
         res.tool_calls.append(ToolCall(n, c["name"], final, c["call_id"]))
+
+
+decode_chat = ApiDecoder("openai.chat", chat_request_tool_calls, _chat_body, _chat_stream)
+decode_responses = ApiDecoder("openai.responses", responses_request_tool_calls, _responses_body, _responses_stream)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,3 +155,38 @@ def json_events(
 def note(summary: dict[str, Any], key: str, value: Any) -> None:
     if value is not None and value not in summary[key] and len(summary[key]) < 16:
         summary[key].append(value)
+
+
+@dataclass(frozen=True)
+class ApiDecoder:
+    """The shape every JSON-over-HTTP LLM API decoder shares; an API supplies its three parts.
+
+    Calling it with (request JSON, response body, SSE events or None, request time) returns the
+    LlmResult: model requested and `stream` flag from the request, the tool calls the agent resent in
+    it, then either the stream (a fresh summary; `truncated` when the provider's terminal event never
+    came) or the JSON body (its `model`; `invalid_json_response` when it is not an object)."""
+
+    api: str
+    request_tool_calls: Callable[[Any], list[ToolCall]]
+    body: Callable[[LlmResult, dict], None]  # usage, tool calls and text of a non-streamed response
+    stream: Callable[[LlmResult, dict[str, Any], list[Any], float | None], None]  # (res, summary, events, t0)
+
+    def __call__(self, req: Any, resp_body: bytes | None, events: list[Any] | None, t0: float | None) -> LlmResult:
+        res = LlmResult(self.api)
+        if isinstance(req, dict):
+            res.model_requested = as_str(req.get("model"))
+            res.streamed = req.get("stream") is True
+        res.tool_calls = self.request_tool_calls(req)
+        if events is not None:
+            summary = start_stream(res)
+            self.stream(res, summary, events, t0)
+            if not summary["done"]:
+                res.truncated = True
+        elif resp_body:
+            body = loads(resp_body)
+            if not isinstance(body, dict):
+                res.errors.append("invalid_json_response")
+                return res
+            res.model_returned = as_str(body.get("model"))
+            self.body(res, body)
+        return res

@@ -2,6 +2,8 @@
 
 Leaf certificates are minted per target host in memory (ECDSA P-256: about a millisecond each)
 and handed to OpenSSL through a memfd, so no leaf private key ever touches the disk.
+`mint_ca`/`mint_leaf` are the project's one way to make certificates: the demo router zoo
+(analyzer/demo/pki.py) and the tests mint theirs here too.
 """
 
 from __future__ import annotations
@@ -39,9 +41,77 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """PKCS#8 PEM of a private key (unencrypted: callers keep it in memory or write it 0600)."""
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create (or replace) a file readable by its owner only, without a window where it is wider."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(tmp, 0o600)  # an existing .tmp keeps its mode through O_TRUNC
+    os.replace(tmp, path)
+
+
+def mint_ca(common_name: str, organization: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A self-signed CA (EC P-256, ten years, may sign leaves only: path length 0)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
+    ])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - dt.timedelta(days=1))
+        .not_valid_after(_now() + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def mint_leaf(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, names: tuple[str, ...],
+              valid: dt.timedelta, backdate: dt.timedelta = dt.timedelta(hours=1),
+              ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A TLS server certificate (EC P-256) for `names`, IP addresses and DNS names; the first is its CN."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    san: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            san.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            san.append(x509.DNSName(name))
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64])]))
+        .issuer_name(ca_cert.subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - backdate)
+        .not_valid_after(now + valid)
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, key_cert_sign=False,
+                                     crl_sign=False, content_commitment=False, data_encipherment=False,
+                                     key_agreement=False, encipher_only=False, decipher_only=False),
+                       critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
 
 
 class CertificateAuthority:
@@ -68,61 +138,15 @@ class CertificateAuthority:
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise ValueError(f"{self.key_path}: expected an EC private key")
             return cert, key
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "routerwatch"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"routerwatch proxy CA ({os.uname().nodename})"),
-        ])
-        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - dt.timedelta(days=1))
-            .not_valid_after(_now() + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(ski, critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        tmp_key = self.key_path.with_suffix(".tmp")
-        fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(_pem_key(key))
+        key, cert = mint_ca(f"routerwatch proxy CA ({os.uname().nodename})", "routerwatch")
         self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        os.replace(tmp_key, self.key_path)  # the key appears last: a half-made CA is never loaded
+        write_private(self.key_path, key_pem(key))  # the key appears last: a half-made CA is never loaded
         return cert, key
 
     def leaf_pem(self, host: str) -> bytes:
         """PEM of a fresh leaf certificate + key for `host` (a DNS name or an IP address)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        try:
-            san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
-        except ValueError:
-            san = x509.DNSName(host)
-        cn = host if len(host) <= 64 else host[:64]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(self.cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - dt.timedelta(hours=1))
-            .not_valid_after(_now() + dt.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, key_cert_sign=False,
-                                         crl_sign=False, content_commitment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False),
-                           critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                           critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        return cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem + _pem_key(key)
+        key, cert = mint_leaf(self.key, self.cert, (host,), valid=dt.timedelta(days=30))
+        return cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem + key_pem(key)
 
     def server_context(self, host: str, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext:
         """A server-side SSLContext presenting a leaf for `host` and offering `alpn` (cached, LRU)."""
