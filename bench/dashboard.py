@@ -3,7 +3,7 @@
     .venv/bin/python bench/dashboard.py                      # 10M flows, 1M exchanges (seeded once)
     .venv/bin/python bench/dashboard.py --flows 1000000 --exchanges 100000 --store /tmp/rw-bench-small
 
-The store is seeded with dashboard.sample_data (numpy/Arrow) unless it already holds the requested
+The store is seeded with tests/support/sample_data.py (numpy/Arrow) unless it already holds the requested
 rows. Each page's query functions (dashboard/queries.py, exactly what the page calls) run with a
 fresh Reader and no Streamlit cache; the per-minute flow rollup is built once per dashboard process
 (reported separately, like a server start) and then refreshed incrementally (reported after a
@@ -23,15 +23,16 @@ import time
 from pathlib import Path
 
 # run as `python bench/dashboard.py`, this file's folder comes first on sys.path and its name would
-# shadow the `dashboard` package: drop the folder before importing it
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# shadow the `dashboard` package: drop the folder, and put the repo root first (for tests.support)
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import pyarrow as pa  # noqa: E402
 
 from collector.store import BatchWriter, Store  # noqa: E402
 from collector.store.errors import StoreError  # noqa: E402
 from dashboard import queries as q  # noqa: E402
-from dashboard.sample_data import SCENARIO, seed  # noqa: E402
+from tests.support.sample_data import SCENARIO, seed  # noqa: E402
 
 
 def _timed(fn) -> tuple[float, object]:

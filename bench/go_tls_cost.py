@@ -7,7 +7,7 @@ attached to it, and prints the median ns per round trip of each and the differen
 kernel.bpf_stats_enabled (restored after) it also prints the BPF programs' own ns per run: the rest
 of the difference is the uprobe trap itself (int3, single-step, return to user).
 
-    sudo .venv/bin/python -m bench.go_tls_cost [--n 20000] [--rounds 5]   (from the checkout: it builds tests/fixtures/goclient)
+    sudo .venv/bin/python bench/go_tls_cost.py [--n 20000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ import json
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from collector.ebpf.loader import ProbeOptions, Probes
-from tests.support.goclient import build_goclient
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/X.py`: the repo root
+
+from collector.ebpf.loader import ProbeOptions, Probes  # noqa: E402
+from tests.support.goclient import build_goclient  # noqa: E402
 
 STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 PROGS = ("go_tls_write_enter", "go_tls_read_enter", "go_tls_return")

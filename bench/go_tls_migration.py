@@ -6,19 +6,23 @@ goroutine from R14, the thread id at each end), runs streamed requests with pace
 (the client's reads park in the netpoller between events) against a loopback zoo router over
 HTTP/1.1 and HTTP/2, and prints the counts.
 
-    sudo .venv/bin/python -m bench.go_tls_migration
+    sudo .venv/bin/python bench/go_tls_migration.py
 """
 
 from __future__ import annotations
 
+import argparse
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from analyzer.demo.pki import ensure_pki
-from analyzer.demo.zoo import start_router
-from collector.ebpf.go_tls import inspect
-from tests.support.goclient import build_goclient, goclient_cmd, goclient_env
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/X.py`: the repo root
+
+from analyzer.demo.pki import ensure_pki  # noqa: E402
+from analyzer.demo.zoo import start_router  # noqa: E402
+from collector.ebpf.go_tls import inspect  # noqa: E402
+from tests.support.goclient import build_goclient, goclient_cmd, goclient_env  # noqa: E402
 
 PROG = r"""
 #include <uapi/linux/ptrace.h>
@@ -47,6 +51,7 @@ int on_ret(struct pt_regs *ctx) {
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help; no options
     from bcc import BPF
 
     with tempfile.TemporaryDirectory() as d:

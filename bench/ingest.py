@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # run as `python bench/ingest.py`: the repo root, for tests.support
 BIN = Path(sys.executable).parent
 
-from gen_capture import generate  # noqa: E402
+from tests.support.gen_capture import generate  # noqa: E402
 
 TSHARK_FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "ip.proto", "tcp.srcport",
                  "tcp.dstport", "udp.srcport", "udp.dstport", "tls.handshake.extensions_server_name", "dns.qry.name"]

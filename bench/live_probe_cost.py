@@ -11,7 +11,7 @@ fit in a minute) and the ring drained between rounds: connections/s and workload
 (client + server), ratio per pair, median and spread. This isolates the probes' cost to the
 workload, tracepoint dispatch included, from the collector process's own CPU use (on the other CPU).
 
-    sudo .venv/bin/python -m bench.live_probe_cost [--n 20000] [--pairs 20] [--leave-out syscalls:]
+    sudo .venv/bin/python bench/live_probe_cost.py [--n 20000] [--pairs 20] [--leave-out syscalls:]
 """
 
 from __future__ import annotations
@@ -21,11 +21,14 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from bench.live import C_CONN, BpfStats, compile_c, cpu_seconds, pinned, run_child, spread
-from collector.ebpf.loader import ProbeOptions, Probes
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/X.py`: the repo root
+
+from bench.live import C_CONN, BpfStats, compile_c, cpu_seconds, pinned, run_child, spread  # noqa: E402
+from collector.ebpf.loader import ProbeOptions, Probes  # noqa: E402
 
 
 def snapshot(probes: Probes) -> dict[str, tuple[int, int]]:

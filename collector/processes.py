@@ -231,9 +231,6 @@ class ProcessTable:
             if self._latest.get(old.pid) == old_key:
                 del self._latest[old.pid]
 
-    def exited(self, pid: int, start: float | None) -> None:
-        """Nothing to drop eagerly: children may still need the chain; LRU eviction bounds memory."""
-
     def take_rows(self) -> tuple[list[dict], list[dict]]:
         """New `processes` rows and `secrets_seen` rows (from command lines) since the last call."""
         rows, self._rows = self._rows, []

@@ -13,7 +13,7 @@ import ctypes.util
 import mmap
 import os
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,6 +190,3 @@ class Probes:
         self.bpf.cleanup()
 
 
-def libraries(paths: Iterable[str]) -> list[str]:
-    """Existing paths only (configured extra SSL binaries may be absent on this host)."""
-    return [p for p in paths if Path(p).exists()]

@@ -197,12 +197,10 @@ class Body:
         self.chunks: list[Chunk] = []
         self.kept = 0
         self.size = 0  # decoded bytes seen
-        self.wire_size = 0
         self.overflow = False  # more than `keep` bytes: the kept body is a prefix
         self._sha = hashlib.sha256()
 
     def feed(self, data: bytes, ts: float) -> None:
-        self.wire_size += len(data)
         self._ts = ts
         self.decoder.feed(data)
 

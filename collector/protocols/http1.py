@@ -54,12 +54,10 @@ class Http1Parser:
         self.out: list[HttpRequest | HttpResponse] = []
         self.error: str | None = None
         self.last_ts = 0.0
-        self.bytes_seen = 0
 
     # -- input -------------------------------------------------------------------------------
     def feed(self, data: bytes, ts: float) -> list[HttpRequest | HttpResponse]:
         self.last_ts = ts
-        self.bytes_seen += len(data)
         if self.state == _DEAD or not data:
             return self._take()
         if self.state in (_FIXED, _CHUNK_DATA, _UNTIL_CLOSE) and not self.buf:

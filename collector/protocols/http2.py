@@ -41,7 +41,7 @@ class _Side:
 
 
 class _Stream:
-    __slots__ = ("sid", "req", "req_body", "req_done", "resp", "resp_body", "resp_done", "pushed")
+    __slots__ = ("sid", "req", "req_body", "req_done", "resp", "resp_body", "resp_done")
 
     def __init__(self, sid: int):
         self.sid = sid
@@ -51,7 +51,6 @@ class _Stream:
         self.resp: HttpResponse | None = None
         self.resp_body: Body | None = None
         self.resp_done = False
-        self.pushed = False
 
 
 def _decoder() -> HpackDecoder:
@@ -229,7 +228,6 @@ class H2Parser:
         headers = [(k.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for k, v in raw]
         if promised is not None:  # server push: the promised request
             s = _Stream(promised)
-            s.pushed = True
             self._new_request(s, headers, ts)
             s.req_done = True
             self._finish_req(s, ts)

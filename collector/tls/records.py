@@ -30,7 +30,6 @@ TLS12_SUITES = {
     0xCCA8: (CHACHA, 32, "sha256"), 0xCCA9: (CHACHA, 32, "sha256"), 0xCCAA: (CHACHA, 32, "sha256"),
 }  # fmt: skip
 TLS12, TLS13 = 0x0303, 0x0304
-_HASH_LEN = {"sha256": 32, "sha384": 48}
 
 
 def suite_info(version: int, suite: int) -> tuple[str, int, str] | None:
@@ -125,8 +124,3 @@ def tls12_keys(master: bytes, info: tuple[str, int, str], client_random: bytes,
     explicit = aead_name == AES
     return (RecordKey(aead_name, ck, civ, explicit=explicit, tls13=False),
             RecordKey(aead_name, sk, siv, explicit=explicit, tls13=False))
-
-
-def hash_len(info: tuple[str, int, str]) -> int:
-    return _HASH_LEN[info[2]]
-

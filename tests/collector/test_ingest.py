@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.gen_capture import generate
 from tests.conftest import BIN, run_cli
+from tests.support.gen_capture import generate
 
 
 @pytest.fixture(scope="module")

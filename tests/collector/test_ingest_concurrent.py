@@ -8,8 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.gen_capture import generate
 from tests.conftest import BIN
+from tests.support.gen_capture import generate
 
 COUNT = "SELECT (SELECT count(*) FROM flows) + (SELECT count(*) FROM dns) + (SELECT count(*) FROM tls) AS n"
 

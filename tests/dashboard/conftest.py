@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from collector.store import Store
-from dashboard.sample_data import Seeded, seed
+from tests.support.sample_data import Seeded, seed
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 

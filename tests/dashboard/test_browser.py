@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.sample_data import SCENARIO
 from tests.conftest import BIN, REPO
+from tests.support.sample_data import SCENARIO
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -171,7 +171,7 @@ print(n)
 def test_live_refresh_while_writing(seeded_store, browser, tmp_path):
     """A writer appends while the page refreshes itself: counts grow, no lock or other error."""
     from collector.store import Store
-    from dashboard.sample_data import seed
+    from tests.support.sample_data import seed
 
     store = tmp_path / "store"
     with Store.open(str(store)) as s:

@@ -7,8 +7,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.annotations import Annotations
-from dashboard.sample_data import SCENARIO
 from tests.dashboard.conftest import APP
+from tests.support.sample_data import SCENARIO
 
 
 def open_page(page: str | None = None, everything: bool = True, params: dict | None = None) -> AppTest:

@@ -10,7 +10,7 @@ from collector.store import BatchWriter, Store
 from collector.store.maintenance import compact
 from dashboard import queries as q
 from dashboard.capture import display_filter
-from dashboard.sample_data import SCENARIO, seed
+from tests.support.sample_data import SCENARIO, seed
 
 
 def _append(store_dir, n: int, start: int) -> None:
