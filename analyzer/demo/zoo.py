@@ -41,7 +41,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from analyzer.demo import formats
-from analyzer.demo.pki import ensure_pki
+from analyzer.demo.pki import PkiPaths, ensure_pki
 
 MODES = ("honest", "inject", "typosquat", "conditional", "secret-keeping", "model-swap", "stream-anomaly")
 PROFILES = ("none", "one-api", "new-api", "litellm", "sub2api")
@@ -422,79 +422,143 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def start_router(
-    mode: str = "honest",
-    *,
-    tls_version: str = "1.3",
-    alpn: tuple[str, ...] = ("h2", "http/1.1"),
-    port: int = 0,
-    host: str = "127.0.0.1",
-    certdir: str | os.PathLike | None = None,
-    headers_profile: str = "none",
-    inject_after: int = DEFAULT_INJECT_AFTER,
-    inject_template: str = INJECT_TEMPLATE,
-    stream_delay: float = 0.0,
-    inject_keyword: str | None = None,
-    content_encoding: str | None = None,
-    payload_host: str | None = None,
-    server_keylog: str | os.PathLike | None = None,
-    on_request: Callable[[dict[str, Any]], None] | None = None,
-) -> RouterHandle:
-    """Start one router in a background thread; returns once it accepts connections.
+@dataclass(frozen=True)
+class RouterConfig:
+    """How one demo router behaves and listens: start_router's options."""
 
-    `tls_version` is the highest version the server accepts ('1.2' forces TLS 1.2); `alpn` is what it
-    offers (('http/1.1',) forces HTTP/1.1). Injecting modes also start a plain-HTTP payload host on
-    `payload_host` (default 127.0.0.2, or ::1 for an IPv6 router), a loopback address distinct from the
-    router so its connection shows up as a new destination. `server_keylog` makes the *server* write
-    an NSS key log (for clients that write none); the file is created 0600. `content_encoding`
-    (gzip, deflate, br, zstd) compresses non-streamed answers when the client accepts it;
-    `stream_delay` paces SSE events; `inject_keyword` (conditional mode) injects on a word in the task.
-    """
-    if tls_version not in ("1.2", "1.3"):
-        raise ValueError("tls_version must be '1.2' or '1.3'")
-    router = Router(mode, headers_profile, inject_after, inject_template, stream_delay, inject_keyword,
-                    content_encoding)
-    router.on_request = on_request
-    certdir = Path(certdir) if certdir is not None else Path(tempfile.mkdtemp(prefix="rw-zoo-pki-"))
+    mode: str = "honest"
+    tls_version: str = "1.3"  # the highest version the server accepts ('1.2' forces TLS 1.2)
+    alpn: tuple[str, ...] = ("h2", "http/1.1")  # what it offers (('http/1.1',) forces HTTP/1.1)
+    port: int = 0
+    host: str = "127.0.0.1"
+    certdir: str | os.PathLike | None = None  # the PKI (ensure_pki); default: a fresh temporary one
+    headers_profile: str = "none"  # which router product's fingerprint headers it sends
+    inject_after: int = DEFAULT_INJECT_AFTER
+    inject_template: str = INJECT_TEMPLATE
+    stream_delay: float = 0.0  # seconds between SSE events
+    inject_keyword: str | None = None  # conditional mode: injects when the task mentions this word
+    content_encoding: str | None = None  # gzip, deflate, br, zstd: non-streamed answers, when accepted
+    # injecting modes' plain-HTTP payload host: default 127.0.0.2 (::1 for an IPv6 router), a loopback
+    # address distinct from the router so its connection shows up as a new destination
+    payload_host: str | None = None
+    server_keylog: str | os.PathLike | None = None  # the *server* writes an NSS key log here (created 0600)
+    on_request: Callable[[dict[str, Any]], None] | None = None  # called with each request's log entry
+
+    def __post_init__(self) -> None:
+        if self.tls_version not in ("1.2", "1.3"):
+            raise ValueError("tls_version must be '1.2' or '1.3'")
+
+    def payload_address(self) -> str | None:
+        """Where the payload host listens (None: this mode injects nothing)."""
+        if self.mode not in INJECTING:
+            return None
+        return self.payload_host or ("::1" if ipaddress.ip_address(self.host).version == 6 else "127.0.0.2")
+
+
+def start_router(mode: str = "honest", **options: Any) -> RouterHandle:
+    """Start one router in a background thread; returns once it accepts connections. `options` are
+    RouterConfig's fields (an unknown one is a TypeError)."""
+    return launch(RouterConfig(mode, **options))
+
+
+def launch(cfg: RouterConfig) -> RouterHandle:
+    """Start the router `cfg` describes: its PKI, listening socket, server key log, then the thread."""
+    router = Router(cfg.mode, cfg.headers_profile, cfg.inject_after, cfg.inject_template, cfg.stream_delay,
+                    cfg.inject_keyword, cfg.content_encoding)
+    router.on_request = cfg.on_request
+    certdir = Path(cfg.certdir) if cfg.certdir is not None else Path(tempfile.mkdtemp(prefix="rw-zoo-pki-"))
     pki = ensure_pki(certdir)
-    sock = _listen(host, port)
+    sock = _listen(cfg.host, cfg.port)
     real_port = sock.getsockname()[1]
-    if server_keylog is not None:
-        server_keylog = Path(server_keylog)
-        os.close(os.open(server_keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-        os.chmod(server_keylog, 0o600)
+    keylog = _server_keylog(cfg.server_keylog)
+    runner = _RouterThread(router, _hypercorn_config(cfg, sock, pki, keylog), cfg.payload_address(),
+                           name=f"rw-zoo-{cfg.mode}-{real_port}")
+    try:
+        runner.start()
+    except BaseException:
+        sock.close()
+        raise
+    sock.detach()  # hypercorn owns the descriptor now
+    return RouterHandle(
+        url=f"https://{_hostport(cfg.host, real_port)}", port=real_port, ca_path=pki.ca, mode=cfg.mode,
+        host=cfg.host, payload_url=f"http://{router.payload}" if router.payload else None,
+        server_keylog=keylog, _router=router, _stop=runner.stop,
+    )
+
+
+def _server_keylog(path: str | os.PathLike | None) -> Path | None:
+    """The server's key log file, created 0600 before any key is written to it."""
+    if path is None:
+        return None
+    keylog = Path(path)
+    os.close(os.open(keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    os.chmod(keylog, 0o600)
+    return keylog
+
+
+def _hypercorn_config(cfg: RouterConfig, sock: socket.socket, pki: PkiPaths, keylog: Path | None) -> _Config:
     config = _Config()
     config.bind = [f"fd://{sock.fileno()}"]
     config.certfile, config.keyfile = str(pki.cert), str(pki.key)
-    config.alpn_protocols = list(alpn)
-    config.tls_max = ssl.TLSVersion.TLSv1_2 if tls_version == "1.2" else ssl.TLSVersion.TLSv1_3
-    config.keylog = str(server_keylog) if server_keylog else None
+    config.alpn_protocols = list(cfg.alpn)
+    config.tls_max = ssl.TLSVersion.TLSv1_2 if cfg.tls_version == "1.2" else ssl.TLSVersion.TLSv1_3
+    config.keylog = str(keylog) if keylog else None
     config.include_server_header = False
     config.accesslog = None
     config.errorlog = None
     config.keep_alive_timeout = 30
     config.graceful_timeout = 1.0
+    return config
 
-    loop = asyncio.new_event_loop()
-    stopped = asyncio.Event()
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-    v6 = ipaddress.ip_address(host).version == 6
-    phost = payload_host or ("::1" if v6 else "127.0.0.2")
 
-    async def main() -> None:
+class _RouterThread:
+    """One router's event loop in a daemon thread: the payload host (injecting modes) and hypercorn;
+    stopping gives open connections a moment, then cancels what clients keep alive."""
+
+    def __init__(self, router: Router, config: _Config, payload_host: str | None, name: str):
+        self.router, self.config, self.payload_host = router, config, payload_host
+        self.loop = asyncio.new_event_loop()
+        self.stopped = asyncio.Event()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Returns once the router accepts connections; RuntimeError when it could not start."""
+        self.thread.start()
+        self.ready.wait(30)
+        if self.error is not None:
+            raise RuntimeError(f"router failed to start: {self.error}") from self.error
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stopped.set)
+            self.thread.join(15)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        except BaseException as exc:  # noqa: BLE001
+            self.error = exc
+            self.ready.set()
+        finally:
+            self.loop.close()
+
+    async def _main(self) -> None:
         payload = None
         try:
-            if mode in INJECTING:
-                payload = await _payload_server(phost, router)
-                router.payload = _hostport(phost, payload.sockets[0].getsockname()[1])
+            if self.payload_host is not None:
+                payload = await _payload_server(self.payload_host, self.router)
+                self.router.payload = _hostport(self.payload_host, payload.sockets[0].getsockname()[1])
         except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
-            state["error"] = exc
-            ready.set()
+            self.error = exc
+            self.ready.set()
             return
-        ready.set()
-        server = asyncio.ensure_future(serve(router, config, shutdown_trigger=stopped.wait))  # type: ignore[arg-type]
-        await stopped.wait()
+        self.ready.set()
+        server = asyncio.ensure_future(serve(self.router, self.config,  # type: ignore[arg-type]
+                                             shutdown_trigger=self.stopped.wait))
+        await self.stopped.wait()
         if payload is not None:
             payload.close()
         # Clients may keep connections alive forever: give hypercorn a moment, then cancel what is left.
@@ -504,35 +568,6 @@ def start_router(
         for t in rest:
             t.cancel()
         await asyncio.gather(*rest, return_exceptions=True)
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(main())
-        except BaseException as exc:  # noqa: BLE001
-            state["error"] = exc
-            ready.set()
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=run, name=f"rw-zoo-{mode}-{real_port}", daemon=True)
-    thread.start()
-    ready.wait(30)
-    if "error" in state:
-        sock.close()
-        raise RuntimeError(f"router failed to start: {state['error']}") from state["error"]
-    sock.detach()  # hypercorn owns the descriptor now
-
-    def stop() -> None:
-        if thread.is_alive():
-            loop.call_soon_threadsafe(stopped.set)
-            thread.join(15)
-
-    return RouterHandle(
-        url=f"https://{_hostport(host, real_port)}", port=real_port, ca_path=pki.ca, mode=mode, host=host,
-        payload_url=f"http://{router.payload}" if router.payload else None,
-        server_keylog=Path(server_keylog) if server_keylog else None, _router=router, _stop=stop,
-    )
 
 
 # A default face for each mode in a full zoo, so a demo shows every fingerprint profile too.

@@ -82,6 +82,33 @@ class ProxiedConnection:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class _Request:
+    """An agent's first request head, as the proxy reads it."""
+
+    method: str
+    target: str
+    rest: bytes  # the head after the request line
+    host: str
+    port: int
+    scheme: str  # 'https' (CONNECT) | 'http' (absolute URL)
+
+
+@dataclass
+class _Legs:
+    """The two legs of one agent connection; the upstream one may be replaced once (protocol match)."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    up_reader: asyncio.StreamReader | None = None
+    up_writer: asyncio.StreamWriter | None = None
+
+    def both(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.StreamReader, asyncio.StreamWriter]:
+        """(reader, writer, up_reader, up_writer), once the upstream leg is open."""
+        assert self.up_reader is not None and self.up_writer is not None
+        return self.reader, self.writer, self.up_reader, self.up_writer
+
+
 class ProxySink:
     """Where the proxy hands its observations. `healthy` False makes a fail-closed proxy refuse."""
 
@@ -239,120 +266,28 @@ class InterceptingProxy:
 
     # -- one agent connection ----------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One agent connection, start to end: read its request, refuse it or open the upstream leg,
+        then relay (see _serve); whatever happens, both legs are closed and the sink hears of the end."""
         self.active += 1
         me = asyncio.current_task()
         if me is not None:
             self._tasks.add(me)
+        legs = _Legs(reader, writer)
         conn: ProxiedConnection | None = None
-        up_writer: asyncio.StreamWriter | None = None
         try:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                return
-            line, _, rest = head.partition(b"\r\n")
-            parts = line.decode("latin-1").split()
-            if len(parts) != 3:
-                await self._reply(writer, 400, "malformed request line")
-                return
-            method, target, _version = parts
-            if method.upper() == "CONNECT":
-                host, port = _split_authority(target, 443)
-                scheme = "https"
-            elif target.lower().startswith("http://"):
-                u = urlsplit(target)
-                host, port, scheme = u.hostname or "", u.port or 80, "http"
-            else:
-                await self._reply(writer, 400, "this is a proxy: send CONNECT or an absolute http:// URL")
+            req = await self._read_request(reader, writer)
+            if req is None:
                 return
             conn = ProxiedConnection(
                 conn_id=secrets.token_hex(8), client=_ep(writer.get_extra_info("peername")),  # type: ignore[arg-type]
-                listen=_ep(writer.get_extra_info("sockname")), target_host=host,  # type: ignore[arg-type]
-                target_port=port, scheme=scheme, ts_start=time.time())
+                listen=_ep(writer.get_extra_info("sockname")), target_host=req.host,  # type: ignore[arg-type]
+                target_port=req.port, scheme=req.scheme, ts_start=time.time())
             if not self.fail_open and not self.sink.healthy:
                 await self._reply(writer, 503, "routerwatch proxy cannot record traffic (fail-closed)")
                 self.sink.event(conn, "refused", "sink unhealthy")
                 return
             self.sink.connection_opened(conn)
-            # who is connecting: looked up now, while the agent's socket surely exists
-            attributing = asyncio.get_running_loop().run_in_executor(None, self.sink.attribute, conn)
-            tunnel = scheme == "https" and host.lower() in self.passthrough
-            key = f"{host.lower()}:{port}"
-            first_ctx = self._first_context(key) if scheme == "https" and not tunnel else None
-            try:
-                up_reader, up_writer = await asyncio.wait_for(
-                    self._open_upstream(host, port, tls=first_ctx is not None, ctx=first_ctx), CONNECT_TIMEOUT)
-            except (TimeoutError, OSError, ssl.SSLError, ConnectionError, ValueError) as exc:
-                reason = _reason(exc)
-                conn.error = f"upstream: {reason}"
-                self.sink.event(conn, "upstream-failed", reason)
-                if scheme == "https":
-                    await self._reply(writer, 502, f"routerwatch proxy: upstream {host}:{port}: {reason}")
-                else:
-                    await self._reply(writer, 502, f"upstream {host}:{port}: {reason}")
-                return
-            self._upstream_info(conn, up_writer, first_ctx)
-            # the agent waits for this connection, so its process still exists while it is looked up
-            # (a short-lived agent could otherwise exit before a busy worker thread got to it)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(attributing), 5)
-            if first_ctx is not None and self.http2:
-                if conn.alpn == H2:
-                    self.upstream_h2[key] = True
-                elif first_ctx is self.upstream_ssl:
-                    self.upstream_h2[key] = False
-            if scheme == "https":
-                writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                await writer.drain()
-                if tunnel:
-                    conn.scheme = "tunnel"
-                    await self._relay(reader, writer, up_reader, up_writer, conn, None)
-                    return
-                offer = (H2, H1) if self.http2 and self.upstream_h2.get(key) else (H1,)
-                try:
-                    await writer.start_tls(self.ca.server_context(host, alpn=offer))
-                except (ssl.SSLError, OSError, ConnectionError) as exc:
-                    reason = _reason(exc)
-                    conn.error = f"agent rejected the proxy certificate: {reason}"
-                    self.sink.event(conn, "client-tls-failed", reason)
-                    if self.fail_open:
-                        self.passthrough.add(host.lower())
-                        self.sink.event(conn, "passthrough", f"{host} is tunnelled without inspection from now on")
-                    return
-                agent_ssl = writer.get_extra_info("ssl_object")
-                agent_proto = H2 if agent_ssl is not None and agent_ssl.selected_alpn_protocol() == H2 else H1
-                conn.extra["agent_alpn"] = agent_proto
-                self.agent_proto[key] = agent_proto
-                if agent_proto != (conn.alpn if conn.alpn == H2 else H1):
-                    # both legs must speak one protocol: a fresh upstream connection offering the agent's
-                    up_writer.close()
-                    ctx = self.upstream_ssl if agent_proto == H2 else self.upstream_ssl_h1
-                    try:
-                        up_reader, up_writer = await asyncio.wait_for(
-                            self._open_upstream(host, port, tls=True, ctx=ctx), CONNECT_TIMEOUT)
-                    except (TimeoutError, OSError, ssl.SSLError, ConnectionError, ValueError) as exc:
-                        reason = _reason(exc)
-                        conn.error = f"upstream: {reason}"
-                        self.sink.event(conn, "upstream-failed", reason)
-                        if agent_proto == H1:
-                            await self._reply(writer, 502, f"routerwatch proxy: upstream {host}:{port}: {reason}")
-                        return
-                    self._upstream_info(conn, up_writer, ctx)
-                    conn.extra["upstream_reconnect"] = True
-                    if (conn.alpn == H2) != (agent_proto == H2):
-                        conn.error = f"the router selected {conn.alpn or 'no ALPN'}, the agent {agent_proto}"
-                        self.sink.event(conn, "alpn-mismatch", conn.error)
-                        return
-                authority = f"{host}:{port}" if port != 443 else host
-                emit = functools.partial(self._emit, conn)
-                tap = H2Tap(authority, emit) if agent_proto == H2 else Http1Tap(authority, emit)
-                await self._relay(reader, writer, up_reader, up_writer, conn, tap)
-            else:
-                # plain HTTP: origin-form request line and one exchange per connection, so a keep-alive
-                # connection can never carry a request for another origin to the wrong server
-                first = _plain_http_head(method, target, rest)
-                tap = Http1Tap(f"{host}:{port}" if port != 80 else host, lambda ex: self._emit(conn, ex))
-                await self._relay(reader, writer, up_reader, up_writer, conn, tap, first=first)
+            await self._serve(req, conn, legs)
         except asyncio.CancelledError:
             if conn:
                 conn.error = conn.error or "proxy stopped"
@@ -362,12 +297,136 @@ class InterceptingProxy:
         finally:
             self.active -= 1
             self._tasks.discard(me)  # type: ignore[arg-type]
-            for w in (writer, up_writer):
+            for w in (writer, legs.up_writer):
                 if w is not None:
                     w.close()
             if conn is not None:
                 conn.ts_end = time.time()
                 self.sink.connection_closed(conn)
+
+    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Request | None:
+        """The agent's first request head: CONNECT host:port, or an absolute http:// URL (else 400)."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            return None
+        line, _, rest = head.partition(b"\r\n")
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3:
+            await self._reply(writer, 400, "malformed request line")
+            return None
+        method, target, _version = parts
+        if method.upper() == "CONNECT":
+            host, port = _split_authority(target, 443)
+            return _Request(method, target, rest, host, port, "https")
+        if target.lower().startswith("http://"):
+            u = urlsplit(target)
+            return _Request(method, target, rest, u.hostname or "", u.port or 80, "http")
+        await self._reply(writer, 400, "this is a proxy: send CONNECT or an absolute http:// URL")
+        return None
+
+    async def _serve(self, req: _Request, conn: ProxiedConnection, legs: _Legs) -> None:
+        """Upstream first (its certificate checked before the agent hears `200`), the agent's process
+        looked up meanwhile; then a plain-HTTP relay, a tunnel, or TLS with the agent and a relay
+        through a tap, after matching the upstream leg's protocol to the agent's."""
+        # who is connecting: looked up now, while the agent's socket surely exists
+        attributing = asyncio.get_running_loop().run_in_executor(None, self.sink.attribute, conn)
+        host, port = req.host, req.port
+        tunnel = req.scheme == "https" and host.lower() in self.passthrough
+        key = f"{host.lower()}:{port}"
+        first_ctx = self._first_context(key) if req.scheme == "https" and not tunnel else None
+        if not await self._connect_upstream(conn, legs, first_ctx,
+                                            "routerwatch proxy: " if req.scheme == "https" else ""):
+            return
+        # the agent waits for this connection, so its process still exists while it is looked up
+        # (a short-lived agent could otherwise exit before a busy worker thread got to it)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(attributing), 5)
+        if first_ctx is not None and self.http2:
+            if conn.alpn == H2:
+                self.upstream_h2[key] = True
+            elif first_ctx is self.upstream_ssl:
+                self.upstream_h2[key] = False
+        if req.scheme != "https":
+            # plain HTTP: origin-form request line and one exchange per connection, so a keep-alive
+            # connection can never carry a request for another origin to the wrong server
+            first = _plain_http_head(req.method, req.target, req.rest)
+            await self._relay(*legs.both(), conn, self._tap(conn, h2=False, default_port=80), first=first)
+            return
+        legs.writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        await legs.writer.drain()
+        if tunnel:
+            conn.scheme = "tunnel"
+            await self._relay(*legs.both(), conn, None)
+            return
+        agent_proto = await self._agent_tls(conn, legs, key)
+        if agent_proto is None:
+            return
+        if agent_proto != (conn.alpn if conn.alpn == H2 else H1) and not await self._match_upstream(conn, legs,
+                                                                                                    agent_proto):
+            return
+        await self._relay(*legs.both(), conn, self._tap(conn, h2=agent_proto == H2, default_port=443))
+
+    async def _connect_upstream(self, conn: ProxiedConnection, legs: _Legs, ctx: ssl.SSLContext | None,
+                                reply_prefix: str | None) -> bool:
+        """Open the upstream leg (TLS with `ctx`, plain without). On failure: recorded, and a 502 to
+        the agent unless `reply_prefix` is None (an h2 agent past its handshake is just disconnected)."""
+        host, port = conn.target_host, conn.target_port
+        try:
+            legs.up_reader, legs.up_writer = await asyncio.wait_for(
+                self._open_upstream(host, port, tls=ctx is not None, ctx=ctx), CONNECT_TIMEOUT)
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError, ValueError) as exc:
+            reason = _reason(exc)
+            conn.error = f"upstream: {reason}"
+            self.sink.event(conn, "upstream-failed", reason)
+            if reply_prefix is not None:
+                await self._reply(legs.writer, 502, f"{reply_prefix}upstream {host}:{port}: {reason}")
+            return False
+        self._upstream_info(conn, legs.up_writer, ctx)
+        return True
+
+    async def _agent_tls(self, conn: ProxiedConnection, legs: _Legs, key: str) -> str | None:
+        """TLS with the agent under a leaf for its target, offering h2 only where the router spoke it;
+        the protocol the agent picked, or None when it rejected our certificate (fail-open: that host
+        is tunnelled from then on)."""
+        host = conn.target_host
+        offer = (H2, H1) if self.http2 and self.upstream_h2.get(key) else (H1,)
+        try:
+            await legs.writer.start_tls(self.ca.server_context(host, alpn=offer))
+        except (ssl.SSLError, OSError, ConnectionError) as exc:
+            reason = _reason(exc)
+            conn.error = f"agent rejected the proxy certificate: {reason}"
+            self.sink.event(conn, "client-tls-failed", reason)
+            if self.fail_open:
+                self.passthrough.add(host.lower())
+                self.sink.event(conn, "passthrough", f"{host} is tunnelled without inspection from now on")
+            return None
+        agent_ssl = legs.writer.get_extra_info("ssl_object")
+        agent_proto = H2 if agent_ssl is not None and agent_ssl.selected_alpn_protocol() == H2 else H1
+        conn.extra["agent_alpn"] = agent_proto
+        self.agent_proto[key] = agent_proto
+        return agent_proto
+
+    async def _match_upstream(self, conn: ProxiedConnection, legs: _Legs, agent_proto: str) -> bool:
+        """Both legs must speak one protocol: a fresh upstream connection offering the agent's."""
+        assert legs.up_writer is not None
+        legs.up_writer.close()
+        ctx = self.upstream_ssl if agent_proto == H2 else self.upstream_ssl_h1
+        if not await self._connect_upstream(conn, legs, ctx, "routerwatch proxy: " if agent_proto == H1 else None):
+            return False
+        conn.extra["upstream_reconnect"] = True
+        if (conn.alpn == H2) != (agent_proto == H2):
+            conn.error = f"the router selected {conn.alpn or 'no ALPN'}, the agent {agent_proto}"
+            self.sink.event(conn, "alpn-mismatch", conn.error)
+            return False
+        return True
+
+    def _tap(self, conn: ProxiedConnection, h2: bool, default_port: int) -> Http1Tap | H2Tap:
+        """The parser beside the relay for one connection; its exchanges go to the sink."""
+        port = conn.target_port
+        authority = f"{conn.target_host}:{port}" if port != default_port else conn.target_host
+        emit = functools.partial(self._emit, conn)
+        return H2Tap(authority, emit) if h2 else Http1Tap(authority, emit)
 
     def _first_context(self, key: str) -> ssl.SSLContext:
         """The upstream offer for a new connection: h2 + http/1.1, unless this router is known to

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +261,7 @@ class _ChildRows:
         return self.final
 
 
-def _split(job: NativeDecrypt, run_share, unlinked: set[int]) -> tuple[_Merged, DecodedRows]:
+def _split(job: NativeDecrypt, run_share: Callable[..., _Share], unlinked: set[int]) -> tuple[_Merged, DecodedRows]:
     """Decrypt, parse and decode a big capture in two processes: after the capture is read and checked
     (job.prepare(), in this process, so NativeUnsure comes before the fork) this process and a forked
     child take chunks of connections from a shared queue (a pipe, so whichever is free takes the next:
@@ -398,6 +398,171 @@ class _FlowIndex:
         return None
 
 
+class _Decoding:
+    """What the steps of decode_capture share: the decode contexts (TLS and cleartext), the ingest's
+    flows by Community ID, and the connections that matched none of them (`unlinked`)."""
+
+    def __init__(self, index: _FlowIndex, ctx_tls: DecodeContext, ctx_clear: DecodeContext, parse_cap: int,
+                 workers: bool, eager: bool):
+        self.index = index
+        self.ctx_tls, self.ctx_clear = ctx_tls, ctx_clear
+        self.parse_cap = parse_cap
+        self.workers = workers
+        self.eager = eager  # start the decode worker at once (a big capture file)
+        self.unlinked: set[int] = set()
+
+    def link(self, meta: StreamMeta) -> None:
+        """Set a stream's Community ID and, when one of the ingest's flows matches in time, its flow_uid."""
+        if meta.community_id is not None:
+            return
+        try:
+            meta.community_id = community_id("tcp", meta.src_ip, meta.src_port, meta.dst_ip, meta.dst_port)
+        except ValueError:
+            meta.community_id = ""
+            return
+        hit = self.index.find(meta.community_id, meta.ts_first)
+        if hit:
+            meta.flow_uid = hit[0]
+        else:
+            self.unlinked.add(meta.stream)
+
+    def _conn(self, meta: StreamMeta) -> ConnMeta:
+        self.link(meta)
+        return ConnMeta(meta.flow_uid, meta.dst_ip, meta.dst_port, meta.server_name, meta.pid, meta.community_id)
+
+    def _assemble(self, job: NativeDecrypt | TsharkDecrypt,
+                  sink: Callable[[StreamMeta, list[Exchange]], None]) -> StreamAssembler:
+        """Every decrypted segment of `job` into connections; each connection's exchanges go to `sink`."""
+        asm = StreamAssembler(sink, keep=self.parse_cap, orientation=self.index.originator)
+        for seg in job:
+            asm.add(seg)
+        asm.finish()
+        return asm
+
+    def run(self, job: NativeDecrypt | TsharkDecrypt) -> tuple[StreamAssembler, DecodedRows]:
+        """The whole capture in this process, LLM decoding shared with a worker process once it is big."""
+        decoder = _Decoder(self.ctx_tls, self.ctx_clear, self.workers, eager=self.eager)
+        self.unlinked.clear()
+        try:
+            asm = self._assemble(job, lambda meta, exchanges: decoder.add(self._conn(meta), meta.tls, meta.exchanges,
+                                                                            exchanges))
+            return asm, decoder.result()
+        finally:
+            decoder.close()
+
+    def run_share(self, job: NativeDecrypt, send: Callable[[list], None] | None = None,
+                  poll: Callable[[], None] | None = None) -> _Share:
+        """This process's share of a split capture, decoded here, keyed for merging in capture order;
+        with `send`, rows go out every SEND_EXCHANGES exchanges instead (the child's, while it works);
+        `poll` runs after each connection's exchanges (the parent taking the child's rows meanwhile)."""
+        self.unlinked.clear()
+        parts: list[tuple[tuple[int, int], DecodedRows]] = []
+        pending = 0
+
+        def sink(meta: StreamMeta, exchanges: list[Exchange]) -> None:
+            nonlocal pending
+            conn = self._conn(meta)
+            rows = decode_exchanges(exchanges, self.ctx_tls if meta.tls else self.ctx_clear, conn,
+                                    start_seq=meta.exchanges)
+            parts.append(((job.rank.get(meta.stream, -1), meta.exchanges), rows))
+            pending += len(exchanges)
+            if send is not None and pending >= SEND_EXCHANGES:
+                send(parts[:])
+                parts.clear()
+                pending = 0
+            if poll is not None:
+                poll()
+
+        asm = self._assemble(job, sink)
+        if send is not None and parts:
+            send(parts[:])
+            parts.clear()
+        return _Share(parts, asm.finished, set(self.unlinked), job.rows)
+
+
+@dataclass
+class _Decrypted:
+    """What the decryption step hands on: the decryptor that ran, its connections and rows."""
+
+    job: NativeDecrypt | TsharkDecrypt
+    asm: StreamAssembler | _Merged
+    rows: DecodedRows
+    fallback: str | None  # why the native decryptor handed the capture to tshark
+    split: bool  # decrypted + decoded by this process and a forked child
+
+
+def _decrypt(dec: _Decoding, capture: Path, keylog: Path | None, walked: Walked | None, decryptor: str,
+             size: int, warnings: list[str]) -> _Decrypted:
+    """Native decryption (split across two processes for a big file), else tshark when the native
+    path is unsure of the capture (or asked for)."""
+    fallback: str | None = None
+    split = False
+    job: NativeDecrypt | TsharkDecrypt
+    if decryptor in ("auto", "native"):
+        job = NativeDecrypt(capture, keylog, walked)
+        try:
+            if dec.workers and size >= EAGER_BYTES and _can_fork():
+                try:
+                    asm, rows = _split(job, dec.run_share, dec.unlinked)
+                    split = True
+                except SplitChildFailed as e:  # killed (OOM?) or crashed: nothing is lost, only time
+                    warnings.append(f"{e}: the capture was decoded again in one process")
+                    job = NativeDecrypt(capture, keylog, walked)
+                    asm, rows = dec.run(job)
+            else:
+                asm, rows = dec.run(job)
+        except NativeUnsure as e:
+            if decryptor == "native":
+                raise
+            fallback = str(e)
+    if decryptor == "tshark" or fallback is not None:
+        job = TsharkDecrypt(capture, keylog)
+        asm, rows = dec.run(job)
+    return _Decrypted(job, asm, rows, fallback, split and fallback is None)
+
+
+@dataclass
+class DecodeStats:
+    """decode_capture's counters; `CaptureDecodeResult.stats` is `as_dict()` of this (ingest stores it
+    as JSON in the run's row, `routerwatch ingest` prints a summary of it)."""
+
+    decryptor: str  # 'native' | 'tshark'
+    native_fallback: str | None  # why the native decryptor handed this capture to tshark
+    split: bool  # decrypted + decoded by this process and a forked child
+    segments: int
+    tshark_rows: int | None
+    tcp_streams: int
+    tls_streams: int
+    tls_streams_with_app_data: int
+    decrypted_flows: int
+    undecrypted_flows: int
+    decrypted_records: int
+    undecrypted_records: int
+    retransmissions_dropped: int
+    capture_gaps: int
+    exchanges: int
+    llm_exchanges: int
+    tool_calls: int
+    secrets_seen: int
+    unlinked_streams: int
+    parse_errors: int
+    keylog_lines: int | None
+    keylog_invalid_lines: int | None
+    keylog_sessions_matched: int | None
+    tshark_exit: int | None
+    seconds: float
+    keylog_error: str | None = None  # a key log that decrypted none of the connections carrying data
+    tshark_warning: str | None = None  # tshark's first stderr line when it exited non-zero
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as a dict; keylog_error and tshark_warning only when set."""
+        out = asdict(self)
+        for key in ("keylog_error", "tshark_warning"):
+            if out[key] is None:
+                del out[key]
+        return out
+
+
 def decode_capture(
     capture_path: str | os.PathLike,
     keylog_path: str | os.PathLike | None,
@@ -425,156 +590,77 @@ def decode_capture(
     t0 = time.monotonic()
     capture = Path(capture_path)
     keylog: KeyLogInfo | None = read_keylog(keylog_path) if keylog_path is not None else None
-    index = _FlowIndex(flows)
-    ctx_tls = DecodeContext(host_id, Fingerprinter(secret_key), "keylog", body_cap=body_cap,
-                            parse_cap=parse_cap, canaries=canaries)
-    ctx_clear = DecodeContext(host_id, ctx_tls.fingerprinter, "cleartext", body_cap=body_cap,
-                              parse_cap=parse_cap, canaries=canaries)
-    result = CaptureDecodeResult()
-    unlinked: set[int] = set()
-
-    def link(meta: StreamMeta) -> None:
-        if meta.community_id is not None:
-            return
-        try:
-            meta.community_id = community_id("tcp", meta.src_ip, meta.src_port, meta.dst_ip, meta.dst_port)
-        except ValueError:
-            meta.community_id = ""
-            return
-        hit = index.find(meta.community_id, meta.ts_first)
-        if hit:
-            meta.flow_uid = hit[0]
-        else:
-            unlinked.add(meta.stream)
-
-    def run(job: NativeDecrypt | TsharkDecrypt) -> tuple[StreamAssembler, DecodedRows]:
-        decoder = _Decoder(ctx_tls, ctx_clear, workers, eager=size >= EAGER_BYTES)
-        unlinked.clear()
-
-        def sink(meta: StreamMeta, exchanges: list[Exchange]) -> None:
-            link(meta)
-            conn = ConnMeta(meta.flow_uid, meta.dst_ip, meta.dst_port, meta.server_name, meta.pid, meta.community_id)
-            decoder.add(conn, meta.tls, meta.exchanges, exchanges)
-
-        asm = StreamAssembler(sink, keep=parse_cap, orientation=index.originator)
-        try:
-            for seg in job:
-                asm.add(seg)
-            asm.finish()
-            return asm, decoder.result()
-        finally:
-            decoder.close()
-
-    def run_share(job: NativeDecrypt, send: Callable[[list], None] | None = None,
-                  poll: Callable[[], None] | None = None) -> _Share:
-        """This process's share of a split capture, decoded here, keyed for merging in capture order;
-        with `send`, rows go out every SEND_EXCHANGES exchanges instead (the child's, while it works);
-        `poll` runs after each connection's exchanges (the parent taking the child's rows meanwhile)."""
-        unlinked.clear()
-        parts: list[tuple[tuple[int, int], DecodedRows]] = []
-        pending = 0
-
-        def sink(meta: StreamMeta, exchanges: list[Exchange]) -> None:
-            nonlocal pending
-            link(meta)
-            conn = ConnMeta(meta.flow_uid, meta.dst_ip, meta.dst_port, meta.server_name, meta.pid, meta.community_id)
-            rows = decode_exchanges(exchanges, ctx_tls if meta.tls else ctx_clear, conn, start_seq=meta.exchanges)
-            parts.append(((job.rank.get(meta.stream, -1), meta.exchanges), rows))
-            pending += len(exchanges)
-            if send is not None and pending >= SEND_EXCHANGES:
-                send(parts[:])
-                parts.clear()
-                pending = 0
-            if poll is not None:
-                poll()
-
-        asm = StreamAssembler(sink, keep=parse_cap, orientation=index.originator)
-        for seg in job:
-            asm.add(seg)
-        asm.finish()
-        if send is not None and parts:
-            send(parts[:])
-            parts.clear()
-        return _Share(parts, asm.finished, set(unlinked), job.rows)
-
-    keylog_file = Path(keylog_path) if keylog_path is not None else None
     try:
         size = capture.stat().st_size
     except OSError:
         size = 0
-    fallback: str | None = None
-    split = False
-    job: NativeDecrypt | TsharkDecrypt
-    if decryptor in ("auto", "native"):
-        job = NativeDecrypt(capture, keylog_file, walked)
-        try:
-            if workers and size >= EAGER_BYTES and _can_fork():
-                try:
-                    asm, rows = _split(job, run_share, unlinked)
-                    split = True
-                except SplitChildFailed as e:  # killed (OOM?) or crashed: nothing is lost, only time
-                    result.warnings.append(f"{e}: the capture was decoded again in one process")
-                    job = NativeDecrypt(capture, keylog_file, walked)
-                    asm, rows = run(job)
-            else:
-                asm, rows = run(job)
-        except NativeUnsure as e:
-            if decryptor == "native":
-                raise
-            fallback = str(e)
-    if decryptor == "tshark" or fallback is not None:
-        job = TsharkDecrypt(capture, keylog_file)
-        asm, rows = run(job)
-    t_end = time.monotonic()
+    ctx_tls = DecodeContext(host_id, Fingerprinter(secret_key), "keylog", body_cap=body_cap,
+                            parse_cap=parse_cap, canaries=canaries)
+    ctx_clear = DecodeContext(host_id, ctx_tls.fingerprinter, "cleartext", body_cap=body_cap,
+                              parse_cap=parse_cap, canaries=canaries)
+    dec = _Decoding(_FlowIndex(flows), ctx_tls, ctx_clear, parse_cap, workers, eager=size >= EAGER_BYTES)
+    result = CaptureDecodeResult()
+    keylog_file = Path(keylog_path) if keylog_path is not None else None
+    d = _decrypt(dec, capture, keylog_file, walked, decryptor, size, result.warnings)
+    seconds = round(time.monotonic() - t0, 3)
+    result.tables = d.rows.tables
+    result.streams = d.asm.finished
+    result.stats = _summarise(d, dec, keylog, seconds, result).as_dict()
+    return result
 
-    tls_streams = [m for m in asm.finished if m.tls]
+
+def _summarise(d: _Decrypted, dec: _Decoding, keylog: KeyLogInfo | None, seconds: float,
+               result: CaptureDecodeResult) -> DecodeStats:
+    """Counters over the decoded connections; the decrypted flows' uids, and the loud problems (a key
+    log that decrypted nothing, one every user may read) into `result`."""
+    finished = d.asm.finished
+    tls_streams = [m for m in finished if m.tls]
     with_app = [m for m in tls_streams if m.app_records > 0]
     decrypted = [m for m in tls_streams if m.decrypted]
     undecrypted = [m for m in with_app if not m.decrypted]
     for m in decrypted:
-        link(m)
+        dec.link(m)
         if m.flow_uid:
             result.decrypted_flow_uids.add(m.flow_uid)
     randoms = {m.client_random for m in tls_streams if m.client_random}
     matched = len(randoms & keylog.client_randoms) if keylog else None
-    result.tables = rows.tables
-    result.streams = asm.finished
-    result.stats = {
-        "decryptor": "native" if isinstance(job, NativeDecrypt) else "tshark",
-        "native_fallback": fallback,  # why the native decryptor handed this capture to tshark
-        "split": split and fallback is None,  # decrypted + decoded by this process and a forked child
-        "segments": job.rows,
-        "tshark_rows": job.rows if isinstance(job, TsharkDecrypt) else None,
-        "tcp_streams": len(asm.finished),
-        "tls_streams": len(tls_streams),
-        "tls_streams_with_app_data": len(with_app),
-        "decrypted_flows": len(decrypted),
-        "undecrypted_flows": len(undecrypted),
-        "decrypted_records": sum(m.app_records for m in decrypted),
-        "undecrypted_records": sum(m.app_records for m in undecrypted),
-        "retransmissions_dropped": sum(m.retransmissions for m in asm.finished),
-        "capture_gaps": sum(m.gaps for m in asm.finished),
-        "exchanges": rows.exchanges,
-        "llm_exchanges": len(rows.tables["llm_exchanges"]),
-        "tool_calls": len(rows.tables["tool_calls"]),
-        "secrets_seen": len(rows.tables["secrets_seen"]),
-        "unlinked_streams": len(unlinked),
-        "parse_errors": len(rows.errors) + sum(1 for m in asm.finished if m.error),
-        "keylog_lines": keylog.lines if keylog else None,
-        "keylog_invalid_lines": keylog.invalid if keylog else None,
-        "keylog_sessions_matched": matched,
-        "tshark_exit": job.returncode,
-        "seconds": round(t_end - t0, 3),
-    }
+    job, rows = d.job, d.rows
+    stats = DecodeStats(
+        decryptor="native" if isinstance(job, NativeDecrypt) else "tshark",
+        native_fallback=d.fallback,
+        split=d.split,
+        segments=job.rows,
+        tshark_rows=job.rows if isinstance(job, TsharkDecrypt) else None,
+        tcp_streams=len(finished),
+        tls_streams=len(tls_streams),
+        tls_streams_with_app_data=len(with_app),
+        decrypted_flows=len(decrypted),
+        undecrypted_flows=len(undecrypted),
+        decrypted_records=sum(m.app_records for m in decrypted),
+        undecrypted_records=sum(m.app_records for m in undecrypted),
+        retransmissions_dropped=sum(m.retransmissions for m in finished),
+        capture_gaps=sum(m.gaps for m in finished),
+        exchanges=rows.exchanges,
+        llm_exchanges=len(rows.tables["llm_exchanges"]),
+        tool_calls=len(rows.tables["tool_calls"]),
+        secrets_seen=len(rows.tables["secrets_seen"]),
+        unlinked_streams=len(dec.unlinked),
+        parse_errors=len(rows.errors) + sum(1 for m in finished if m.error),
+        keylog_lines=keylog.lines if keylog else None,
+        keylog_invalid_lines=keylog.invalid if keylog else None,
+        keylog_sessions_matched=matched,
+        tshark_exit=job.returncode,
+        seconds=seconds,
+    )
     if keylog is not None and with_app and not decrypted:
         msg = (f"key log {keylog.path} decrypted none of the {len(with_app)} TLS connections carrying data "
                f"({matched} of {len(randoms)} ClientHello randoms are in it): wrong key log for this capture?")
         result.errors.append(msg)
-        result.stats["keylog_error"] = msg
+        stats.keylog_error = msg
     if keylog is not None and keylog.world_readable:
         result.warnings.append(f"key log {keylog.path} is readable by every user: it holds TLS secrets (chmod 600)")
     if job.returncode not in (0, None):
         err = job.stderr_text()
         line = next((ln for ln in err.splitlines() if ln.strip() and "Running as user" not in ln), "")
-        result.stats["tshark_warning"] = line[:300]
-    return result
+        stats.tshark_warning = line[:300]
+    return stats
