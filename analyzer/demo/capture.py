@@ -75,6 +75,37 @@ def _wait_quiet(path: Path, quiet: float, limit: float) -> None:
         time.sleep(0.05)
 
 
+def _command(tool: str, interface: str, filt: str, path: Path, buffer_mib: int,
+             netns: str | None) -> tuple[list[str], str]:
+    """The capture tool's command line, and the stderr text that says it is capturing."""
+    if tool == "tcpdump":
+        # -Z root: do not drop to the tcpdump user (it could not write into a 0700 tmp dir);
+        # -U + --immediate-mode: every packet is written as it arrives.
+        # -B: a 64 MiB kernel ring (the 2 MiB default holds ~32 64-KiB loopback segments and drops on a busy
+        # machine; one lost segment makes a TLS stream undecryptable).
+        cmd = ["tcpdump", "-i", interface, "-U", "--immediate-mode", "-s", "0", "-n", "-Z", "root",
+               "-B", str(buffer_mib * 1024), "-w", str(path), filt]
+        ready_marker = "listening on"
+    else:
+        cmd = ["dumpcap", "-i", interface, "-P", "-s", "0", "-B", str(buffer_mib), "-f", filt, "-w", str(path)]
+        ready_marker = "Capturing on"
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    return cmd, ready_marker
+
+
+def _counts(stderr: str) -> dict[str, int]:
+    """captured / received / dropped from tcpdump's or dumpcap's closing lines."""
+    out: dict[str, int] = {}
+    for key, pattern in (("captured", r"(\d+) packets? captured"), ("received", r"(\d+) packets? received by filter"),
+                         ("dropped", r"(\d+) packets? dropped by kernel"), ("captured", r"Packets captured: (\d+)"),
+                         ("dropped", r"Packets dropped: (\d+)")):
+        m = re.search(pattern, stderr)
+        if m:
+            out[key] = int(m.group(1))
+    return out
+
+
 @contextmanager
 def capture_loopback(
     path: str | os.PathLike,
@@ -104,19 +135,7 @@ def capture_loopback(
     filt = bpf or bpf_for_ports(ports, probe_port)
     if probe and bpf:
         filt = f"({bpf}) or udp port {probe_port}"
-    if tool == "tcpdump":
-        # -Z root: do not drop to the tcpdump user (it could not write into a 0700 tmp dir);
-        # -U + --immediate-mode: every packet is written as it arrives.
-        # -B: a 64 MiB kernel ring (the 2 MiB default holds ~32 64-KiB loopback segments and drops on a busy
-        # machine; one lost segment makes a TLS stream undecryptable).
-        cmd = ["tcpdump", "-i", interface, "-U", "--immediate-mode", "-s", "0", "-n", "-Z", "root",
-               "-B", str(buffer_mib * 1024), "-w", str(path), filt]
-        ready_marker = "listening on"
-    else:
-        cmd = ["dumpcap", "-i", interface, "-P", "-s", "0", "-B", str(buffer_mib), "-f", filt, "-w", str(path)]
-        ready_marker = "Capturing on"
-    if netns:
-        cmd = ["ip", "netns", "exec", netns, *cmd]
+    cmd, ready_marker = _command(tool, interface, filt, path, buffer_mib, netns)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     cap = Capture(path=path, filter=filt, tool=tool, pid=proc.pid)
     ready = threading.Event()
@@ -159,10 +178,4 @@ def capture_loopback(
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(5)
         reader.join(5)
-        text = "\n".join(cap.stderr)
-        for key, pattern in (("captured", r"(\d+) packets? captured"), ("received", r"(\d+) packets? received by filter"),
-                             ("dropped", r"(\d+) packets? dropped by kernel"), ("captured", r"Packets captured: (\d+)"),
-                             ("dropped", r"Packets dropped: (\d+)")):
-            m = re.search(pattern, text)
-            if m:
-                cap.stats[key] = int(m.group(1))
+        cap.stats.update(_counts("\n".join(cap.stderr)))

@@ -60,6 +60,11 @@ class FlowAssignment:
 
 
 def assign(h: Headers) -> FlowAssignment:
+    """Each record's flow and direction (module docstring: tshark's conversations, Zeek's originator).
+
+    One function although it is long: its steps (canonical 5-tuple, sort, SYN-split, originator,
+    fragments) are consecutive numpy passes over the same sorted arrays, each needing several of the
+    previous ones' intermediates (splitting it would pass a dozen arrays between the pieces)."""
     n = len(h.ok)
     valid = h.ok & ~h.frag_later
     idx = np.nonzero(valid)[0]

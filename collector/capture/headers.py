@@ -133,88 +133,117 @@ def link_layer(buf: np.ndarray, rec: Records) -> tuple[np.ndarray, np.ndarray, n
     return l3, et, handled
 
 
-def walk(buf: np.ndarray, rec: Records) -> Headers:
-    """IP and transport headers of every record (fast-path link types)."""
-    n = len(rec)
-    end = rec.data_off + rec.caplen
-    g = _Gather(buf, end)
-    l3, et, _ = link_layer(buf, rec)
-    z64 = np.zeros(n, np.int64)
-    ver = np.zeros(n, np.uint8)
-    proto = np.zeros(n, np.int64)
-    src_hi, src_lo = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
-    dst_hi, dst_lo = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
-    l4 = z64.copy()
-    l4len = z64.copy()
-    iplen = z64.copy()
-    frag_off = z64.copy()
-    mf = np.zeros(n, bool)
-    ipid = z64.copy()
-    ok_ip = np.zeros(n, bool)
+@dataclass
+class _Ip:
+    """Per-record IP-layer columns, filled by _ipv4 and _ipv6 (zero where a record is neither)."""
 
+    ver: np.ndarray
+    proto: np.ndarray
+    src_hi: np.ndarray
+    src_lo: np.ndarray
+    dst_hi: np.ndarray
+    dst_lo: np.ndarray
+    l4: np.ndarray  # where the transport header starts
+    l4len: np.ndarray  # bytes from there to the end of the IP payload
+    iplen: np.ndarray
+    frag_off: np.ndarray
+    mf: np.ndarray
+    ipid: np.ndarray
+    ok: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> _Ip:
+        z64 = np.zeros(n, np.int64)
+        return cls(ver=np.zeros(n, np.uint8), proto=z64.copy(), src_hi=np.zeros(n, np.uint64),
+                   src_lo=np.zeros(n, np.uint64), dst_hi=np.zeros(n, np.uint64), dst_lo=np.zeros(n, np.uint64),
+                   l4=z64.copy(), l4len=z64.copy(), iplen=z64.copy(), frag_off=z64.copy(), mf=np.zeros(n, bool),
+                   ipid=z64.copy(), ok=np.zeros(n, bool))
+
+
+def walk(buf: np.ndarray, rec: Records) -> Headers:
+    """IP and transport headers of every record (fast-path link types): the link layer, IPv4, IPv6
+    (extension headers, fragments), then TCP and UDP, each step one numpy pass over all records."""
+    g = _Gather(buf, rec.data_off + rec.caplen)
+    l3, et, _ = link_layer(buf, rec)
+    ip = _Ip.empty(len(rec))
+    _ipv4(g, rec, l3, et, ip)
+    _ipv6(g, buf, l3, et, ip)
+    return _transport(g, ip)
+
+
+def _ipv4(g: _Gather, rec: Records, l3: np.ndarray, et: np.ndarray, ip: _Ip) -> None:
     v4 = (et == 0x0800) & g.has(l3, 20)
     v4 &= (g.u8(l3) >> 4) == 4
-    if v4.any():
-        a = l3[v4]
-        m = g.rows(a, 20)
-        ihl = (m[:, 0].astype(np.int64) & 0xF) * 4
-        tot = _be(m, 2, 2)
-        # TSO/offloaded captures carry total length 0: fall back to the frame length
-        frame_rest = (rec.data_off[v4] + rec.origlen[v4]) - a
-        tot = np.where(tot == 0, frame_rest, tot)
-        fo = _be(m, 6, 2)
-        ver[v4] = 4
-        proto[v4] = m[:, 9]
-        src_lo[v4] = (_be(m, 12, 4) | 0xFFFF00000000).astype(np.uint64)
-        dst_lo[v4] = (_be(m, 16, 4) | 0xFFFF00000000).astype(np.uint64)
-        l4[v4] = a + ihl
-        l4len[v4] = tot - ihl
-        iplen[v4] = tot
-        frag_off[v4] = fo & 0x1FFF
-        mf[v4] = (fo & 0x2000) != 0
-        ipid[v4] = _be(m, 4, 2)
-        ok_ip[v4] = ihl >= 20
+    if not v4.any():
+        return
+    a = l3[v4]
+    m = g.rows(a, 20)
+    ihl = (m[:, 0].astype(np.int64) & 0xF) * 4
+    tot = _be(m, 2, 2)
+    # TSO/offloaded captures carry total length 0: fall back to the frame length
+    frame_rest = (rec.data_off[v4] + rec.origlen[v4]) - a
+    tot = np.where(tot == 0, frame_rest, tot)
+    fo = _be(m, 6, 2)
+    ip.ver[v4] = 4
+    ip.proto[v4] = m[:, 9]
+    ip.src_lo[v4] = (_be(m, 12, 4) | 0xFFFF00000000).astype(np.uint64)
+    ip.dst_lo[v4] = (_be(m, 16, 4) | 0xFFFF00000000).astype(np.uint64)
+    ip.l4[v4] = a + ihl
+    ip.l4len[v4] = tot - ihl
+    ip.iplen[v4] = tot
+    ip.frag_off[v4] = fo & 0x1FFF
+    ip.mf[v4] = (fo & 0x2000) != 0
+    ip.ipid[v4] = _be(m, 4, 2)
+    ip.ok[v4] = ihl >= 20
 
+
+def _ipv6(g: _Gather, buf: np.ndarray, l3: np.ndarray, et: np.ndarray, ip: _Ip) -> None:
     v6 = (et == 0x86DD) & g.has(l3, 40)
     v6 &= (g.u8(l3) >> 4) == 6
-    if v6.any():
-        a = l3[v6]
-        idx = a[:, None] + np.arange(8, 40)
-        raw = buf[np.minimum(idx, len(buf) - 1)]
-        words = np.ascontiguousarray(raw).view(">u8").astype(np.uint64)
-        src_hi[v6], src_lo[v6], dst_hi[v6], dst_lo[v6] = words[:, 0], words[:, 1], words[:, 2], words[:, 3]
-        plen6 = g.u16(a + 4)
-        ver[v6] = 6
-        nh = g.u8(a + 6)
-        pos = a + 40
-        rest = plen6.copy()
-        fo6 = np.zeros(len(a), np.int64)
-        mf6 = np.zeros(len(a), bool)
-        id6 = np.zeros(len(a), np.int64)
-        for _ in range(6):  # extension headers
-            ext = np.isin(nh, (0, 43, 60, 51, 44)) & g.has(pos, 8, v6)
-            if not ext.any():
-                break
-            fr = ext & (nh == 44)
-            hl = np.where(nh == 51, (g.u8(pos + 1) + 2) * 4, (g.u8(pos + 1) + 1) * 8)
-            hl = np.where(fr, 8, hl)
-            fw = g.u16(pos + 2)
-            fo6 = np.where(fr, fw >> 3, fo6)
-            mf6 = np.where(fr, (fw & 1) != 0, mf6)
-            id6 = np.where(fr, g.u32(pos + 4), id6)
-            nh = np.where(ext, g.u8(pos), nh)
-            pos = np.where(ext, pos + hl, pos)
-            rest = np.where(ext, rest - hl, rest)
-        proto[v6] = nh
-        l4[v6] = pos
-        l4len[v6] = rest
-        iplen[v6] = plen6 + 40
-        frag_off[v6] = fo6
-        mf[v6] = mf6
-        ipid[v6] = id6
-        ok_ip[v6] = True
+    if not v6.any():
+        return
+    a = l3[v6]
+    idx = a[:, None] + np.arange(8, 40)
+    raw = buf[np.minimum(idx, len(buf) - 1)]
+    words = np.ascontiguousarray(raw).view(">u8").astype(np.uint64)
+    ip.src_hi[v6], ip.src_lo[v6], ip.dst_hi[v6], ip.dst_lo[v6] = words[:, 0], words[:, 1], words[:, 2], words[:, 3]
+    plen6 = g.u16(a + 4)
+    ip.ver[v6] = 6
+    nh = g.u8(a + 6)
+    pos = a + 40
+    rest = plen6.copy()
+    fo6 = np.zeros(len(a), np.int64)
+    mf6 = np.zeros(len(a), bool)
+    id6 = np.zeros(len(a), np.int64)
+    for _ in range(6):  # extension headers
+        ext = np.isin(nh, (0, 43, 60, 51, 44)) & g.has(pos, 8, v6)
+        if not ext.any():
+            break
+        fr = ext & (nh == 44)
+        hl = np.where(nh == 51, (g.u8(pos + 1) + 2) * 4, (g.u8(pos + 1) + 1) * 8)
+        hl = np.where(fr, 8, hl)
+        fw = g.u16(pos + 2)
+        fo6 = np.where(fr, fw >> 3, fo6)
+        mf6 = np.where(fr, (fw & 1) != 0, mf6)
+        id6 = np.where(fr, g.u32(pos + 4), id6)
+        nh = np.where(ext, g.u8(pos), nh)
+        pos = np.where(ext, pos + hl, pos)
+        rest = np.where(ext, rest - hl, rest)
+    ip.proto[v6] = nh
+    ip.l4[v6] = pos
+    ip.l4len[v6] = rest
+    ip.iplen[v6] = plen6 + 40
+    ip.frag_off[v6] = fo6
+    ip.mf[v6] = mf6
+    ip.ipid[v6] = id6
+    ip.ok[v6] = True
 
-    frag_later = ok_ip & (frag_off > 0)
+
+def _transport(g: _Gather, ip: _Ip) -> Headers:
+    """TCP and UDP headers where the IP layer holds them (not in a later fragment), and the Headers."""
+    n = len(ip.ok)
+    proto, l4, l4len = ip.proto, ip.l4, ip.l4len
+    frag_later = ip.ok & (ip.frag_off > 0)
     sport = np.zeros(n, np.int64)
     dport = np.zeros(n, np.int64)
     flags = np.zeros(n, np.int64)
@@ -223,7 +252,7 @@ def walk(buf: np.ndarray, rec: Records) -> Headers:
     poff = np.zeros(n, np.int64)
     ok = frag_later & np.isin(proto, (TCP, UDP))
 
-    t = ok_ip & ~frag_later & (proto == TCP) & g.has(l4, 14)
+    t = ip.ok & ~frag_later & (proto == TCP) & g.has(l4, 14)
     if t.any():
         a = l4[t]
         m = g.rows(a, 14)
@@ -235,7 +264,7 @@ def walk(buf: np.ndarray, rec: Records) -> Headers:
         plen[t] = np.maximum(l4len[t] - doff, 0)
         poff[t] = a + doff
         ok[t] = True
-    u = ok_ip & ~frag_later & (proto == UDP) & g.has(l4, 8)
+    u = ip.ok & ~frag_later & (proto == UDP) & g.has(l4, 8)
     if u.any():
         a = l4[u]
         m = g.rows(a, 8)
@@ -247,20 +276,20 @@ def walk(buf: np.ndarray, rec: Records) -> Headers:
         ok[u] = True
     return Headers(
         ok=ok,
-        ver=ver,
+        ver=ip.ver,
         proto=proto.astype(np.uint8),
-        src_hi=src_hi,
-        src_lo=src_lo,
-        dst_hi=dst_hi,
-        dst_lo=dst_lo,
+        src_hi=ip.src_hi,
+        src_lo=ip.src_lo,
+        dst_hi=ip.dst_hi,
+        dst_lo=ip.dst_lo,
         sport=sport.astype(np.int32),
         dport=dport.astype(np.int32),
         flags=flags.astype(np.uint8),
         seq=seq.astype(np.uint32),
         plen=plen,
-        iplen=iplen,
+        iplen=ip.iplen,
         payload_off=poff,
         frag_later=frag_later,
-        frag_first=ok_ip & (frag_off == 0) & mf,
-        ipid=ipid,
+        frag_first=ip.ok & (ip.frag_off == 0) & ip.mf,
+        ipid=ip.ipid,
     )
