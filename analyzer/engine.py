@@ -24,6 +24,8 @@ import pyarrow as pa
 
 from analyzer import ledger
 from analyzer.catalog import Catalog
+from analyzer.coverage import coverage_rows
+from analyzer.enrich.baseline import update_baselines
 from analyzer.enrich.exchanges import Classifier
 from analyzer.enrich.pipeline import classify_flows, enrich_exchanges, enrich_tool_calls
 from analyzer.rules import Rule
@@ -33,7 +35,7 @@ from collector.store.writer import to_arrow
 # Tables the analyzer writes; every other declared table is a source with a watermark.
 ANALYZER_TABLES = frozenset({
     "findings", "routers", "flow_classes", "exchange_classes", "tool_call_indicators", "tool_call_hosts",
-    "package_installs", "stream_anomalies", "ledger", "analyzer_runs",
+    "package_installs", "stream_anomalies", "ledger", "analyzer_runs", "finding_coverage", "router_baseline",
 })
 SOURCES = tuple(t for t in TABLES if t not in ANALYZER_TABLES)
 # new_<table> copies the engine's own enrichment reads; rules may read any other source's new rows too
@@ -330,6 +332,9 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
         if new_rows["flows"] or new_sus:
             classify_flows(con, classifier, new_sus, first_run=lo.get("flows", -1) < 0)
         t = mark("classify_flows", t)
+        if new_rows["llm_exchanges"] or new_rows["tool_calls"]:
+            update_baselines(con, run_id, now, ins)
+        t = mark("baseline", t)
         exchange_context(con, new_rows)
         t = mark("exchange_context", t)
         findings: list[dict] = []
@@ -360,6 +365,7 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
             suppressed += s
         t = mark("dedup", t)
         insert(con, "findings", findings)
+        insert(con, "finding_coverage", coverage_rows(con, candidates, findings, run_id))
         if new_rows["llm_exchanges"]:
             entries, seq, head = ledger.append(con, now, ex_routers)
             insert(con, "ledger", entries)

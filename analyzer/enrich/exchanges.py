@@ -131,6 +131,20 @@ def _parse_header_value(value: Any) -> dict[str, str]:
     return out
 
 
+_VOLATILE = ("x-ratelimit-", "cf-ray", "x-request-id", "request-id", "x-generation-id", "x-amzn-requestid",
+             "x-cloud-trace-context")
+
+
+def fingerprint(headers: dict[str, str], software: list[str] | None) -> str:
+    """A router's response fingerprint: the names of the fingerprint headers it sends (per-request ids
+    and rate-limit counters left out), its `server` product (versions dropped) and recognised software.
+    Readable on purpose (the Routers page shows it); 'none' when a response carried none of them."""
+    names = sorted(h for h in headers if not h.startswith(_VOLATILE) and h != "server")
+    server = re.sub(r"[/\s]*[\d.]+\S*", "", headers.get("server", "")).strip().lower()[:40]
+    parts = ([f"server={server}"] if server else []) + ([f"sw={'+'.join(sorted(software))}"] if software else []) + names
+    return ";".join(parts)[:300] or "none"
+
+
 _DATE = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
 _TAIL = re.compile(r"-(?:latest|preview|beta|v\d+(?::\d+)?)$")
 _VENDOR_DOT = re.compile(r"^(?:anthropic|openai|meta|mistral|amazon|cohere|ai21|us|eu|apac|global)\.")

@@ -13,12 +13,17 @@ import duckdb
 import pyarrow as pa
 
 from analyzer.catalog import Catalog
-from analyzer.enrich import packages
-from analyzer.enrich.exchanges import Classifier, dest_of, model_family, parse_headers, stream_anomalies
-from analyzer.enrich.shell import analyze_arguments
+from analyzer.enrich.exchanges import (
+    Classifier,
+    dest_of,
+    fingerprint,
+    model_family,
+    parse_headers,
+    stream_anomalies,
+)
+from collector.toolcalls import analyze_tool_call, check_package, is_execution
 
 Insert = Callable[[str, "list[dict] | pa.Table"], int]
-SUSPICIOUS_KINDS = ("download_exec", "base64_exec", "reverse_shell")
 
 
 def router_label(dest: str | None, port: int | None) -> str | None:
@@ -31,12 +36,13 @@ def router_label(dest: str | None, port: int | None) -> str | None:
 
 
 def enrich_tool_calls(con: duckdb.DuckDBPyConnection, catalog: Catalog, insert: Insert) -> dict[tuple[str, int], int]:
-    """Shell analysis of new tool calls -> tool_call_indicators, tool_call_hosts, package_installs.
-    Returns {(exchange_id, idx): number of suspicious indicators}."""
+    """Tool-call screening (collector.toolcalls) of new tool calls -> tool_call_indicators,
+    tool_call_hosts, package_installs. Returns {(exchange_id, idx): execution-strength signals}
+    (execution indicators and typosquat installs)."""
     rows = con.execute(
         """
         SELECT t.exchange_id, t.idx, coalesce(t.direction, 'response') AS direction,
-               coalesce(t.ts, e.ts) AS ts, coalesce(t.host_id, e.host_id) AS host_id, t.arguments
+               coalesce(t.ts, e.ts) AS ts, coalesce(t.host_id, e.host_id) AS host_id, t.name, t.arguments
         FROM new_tool_calls t LEFT JOIN llm_exchanges e USING (exchange_id)
         WHERE coalesce(t.direction, 'response') = 'response'
         """
@@ -46,17 +52,20 @@ def enrich_tool_calls(con: duckdb.DuckDBPyConnection, catalog: Catalog, insert: 
     host_rows: list[dict] = []
     pkg_rows: list[dict] = []
     suspicious: dict[tuple[str, int], int] = {}
-    for exchange_id, idx, direction, ts, host_id, arguments in rows:
-        a = analyze_arguments(arguments)
+    for exchange_id, idx, direction, ts, host_id, name, arguments in rows:
+        a = analyze_tool_call(name, arguments)
         base = {"ts": ts, "host_id": host_id, "exchange_id": exchange_id, "idx": idx, "direction": direction}
         for i in a.indicators:
-            ind_rows.append({**base, "kind": i.kind, "detail": i.detail, "host": i.host})
-            if i.kind in SUSPICIOUS_KINDS:
+            strong = is_execution(i, catalog.is_allowlisted)
+            ind_rows.append({**base, "kind": i.kind, "detail": i.detail, "host": i.host, "context": i.context,
+                             "execution": strong})
+            if strong:
                 suspicious[(exchange_id, idx)] = suspicious.get((exchange_id, idx), 0) + 1
         for h in a.hosts:
-            host_rows.append({**base, "host": h.host, "port": h.port, "url": h.url, "allowlisted": catalog.is_allowlisted(h.host, h.port)})
+            host_rows.append({**base, "host": h.host, "port": h.port, "url": h.url, "intent": h.intent,
+                              "allowlisted": catalog.is_allowlisted(h.host, h.port)})
         for p in a.installs:
-            v = packages.check(p.manager, p.package, max_d)
+            v = check_package(p.manager, p.package, max_d)
             pkg_rows.append(
                 {**base, "manager": p.manager, "package": p.package, "popular": v.popular, "nearest": v.nearest, "distance": v.distance}
             )
@@ -113,7 +122,7 @@ def enrich_exchanges(
                 "class": cls, "router": router, "provider": d.provider, "software": software or None,
                 "dst_port": port, "brand": classifier.brand(dest),
                 "family_requested": model_family(m_req, aliases), "family_returned": model_family(m_ret, aliases),
-                "suspicious_tool_calls": sus_by_ex.get(ex, 0),
+                "suspicious_tool_calls": sus_by_ex.get(ex, 0), "fingerprint": fingerprint(headers, software),
             }
         )
         for kind, detail in stream_anomalies(api, se):

@@ -1,5 +1,5 @@
 -- id: ac1-download-exec
--- rev: 1
+-- rev: 2
 -- title: Tool call downloads and executes code, or runs an obfuscated or reverse-shell command
 -- severity: critical
 -- attack_class: AC-1
@@ -10,7 +10,9 @@
 -- description: >
 --   A response's tool call pipes a download into an interpreter (`curl … | sh`, `bash -c "$(curl …)"`,
 --   `wget -qO- … | sh`, download-then-run), decodes and executes (`base64 -d | sh`, `exec(b64decode(…))`)
---   or opens a reverse shell. This is the payload a malicious router injects (AC-1).
+--   or opens a reverse shell. This is the payload a malicious router injects (AC-1). Text a tool call
+--   only writes (a Dockerfile's `curl … | sh`, a heredoc into a script) counts only when the same call
+--   then runs that file.
 SELECT coalesce(t.ts, e.ts) AS ts,
        coalesce(t.host_id, e.host_id) AS host_id,
        e.pid, e.flow_uid, t.exchange_id,
@@ -27,5 +29,5 @@ JOIN tool_call_indicators i
 LEFT JOIN run_llm_exchanges e ON e.exchange_id = t.exchange_id
 LEFT JOIN run_exchange_classes ec ON ec.exchange_id = t.exchange_id
 WHERE coalesce(t.direction, 'response') = 'response'
-  AND i.kind IN ('download_exec', 'base64_exec', 'reverse_shell')
+  AND i.kind IN ('download_exec', 'base64_exec', 'reverse_shell') AND coalesce(i.context, 'command') = 'command'
 GROUP BY t.ts, e.ts, t.host_id, e.host_id, e.pid, e.flow_uid, t.exchange_id, t.idx, t.name, ec.router, ec.class, e.host

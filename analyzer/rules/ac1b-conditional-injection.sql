@@ -1,48 +1,71 @@
 -- id: ac1b-conditional-injection
--- rev: 1
--- title: Router served clean tool calls, then injected one
+-- rev: 2
+-- title: Router served clean exchanges, then turned to execution payloads
 -- severity: critical
 -- attack_class: AC-1.b
 -- attack: [T1059, T1195]
 -- suppress: forever
 -- false_positives:
---   - The first suspicious tool call was a genuine model answer (see ac1-* findings on the same exchange).
+--   - The first malicious tool call was a genuine model answer the user asked for (see the ac1-* finding on
+--     the same exchange); the evidence shows how the router behaved before.
 -- description: >
---   Conditional delivery: a router answers honestly for a while (to pass spot checks) and injects
---   later (after N calls, in YOLO mode, on keywords). Flags the first exchange of a router whose tool
---   call is malicious (download/decode-and-exec, reverse shell, typosquat install) when at least
---   `conditional_min_clean` earlier exchanges of the same router carried only clean tool calls.
-WITH tc AS (
-    SELECT DISTINCT exchange_id FROM tool_calls WHERE coalesce(direction, 'response') = 'response'
-), bad AS (
-    SELECT DISTINCT exchange_id FROM tool_call_indicators
-    WHERE direction = 'response' AND kind IN ('download_exec', 'base64_exec', 'reverse_shell')
+--   Conditional delivery: a router answers honestly for a while (to pass spot checks, until YOLO mode, at
+--   some hour, on a keyword) and injects later. The baseline is the router's behaviour across every run
+--   and every host so far (router_baseline): the exchanges it served whose tool calls carried no
+--   execution-strength signal. An exchange whose response carries one (download-and-execute,
+--   decode-and-execute, reverse shell, credential exfiltration, persistence, an install from a URL or an
+--   unknown index, a typosquat) after at least one clean exchange of the same router is the turn,
+--   whatever the number of clean exchanges before it (no fixed minimum). The evidence compares the turn
+--   with the baseline: response fingerprint, model family, latency. One finding per router; every later
+--   injected exchange of it is accounted for in finding_coverage.
+WITH bad AS (  -- exchanges whose response tool calls carry execution-strength evidence
+    SELECT DISTINCT exchange_id FROM tool_call_indicators WHERE direction = 'response' AND execution
     UNION
     SELECT DISTINCT exchange_id FROM package_installs
     WHERE direction = 'response' AND NOT popular AND nearest IS NOT NULL
-), new_bad_routers AS (  -- incremental: only routers with a malicious exchange new in this run
-    SELECT DISTINCT router FROM exchange_classes
-    WHERE exchange_id IN (SELECT exchange_id FROM bad)
-      AND exchange_id IN (SELECT exchange_id FROM new_tool_calls UNION SELECT exchange_id FROM new_llm_exchanges)
-), ex AS (
-    SELECT ec.router, e.exchange_id, e.ts, e.host_id, e.pid, e.flow_uid, bad.exchange_id IS NOT NULL AS is_bad
-    FROM (SELECT * FROM exchange_classes WHERE router IN (SELECT router FROM new_bad_routers)) ec
+      AND distance <= rw_setting('typosquat_max_distance')
+), new_ex AS (
+    SELECT exchange_id FROM new_tool_calls UNION SELECT exchange_id FROM new_llm_exchanges
+), turned AS (  -- this run's bad exchanges with their router
+    SELECT ec.router, e.exchange_id, e.ts, e.host_id, e.pid, e.flow_uid, e.latency_ms, ec.fingerprint,
+           ec.family_requested, ec.family_returned
+    FROM (SELECT * FROM exchange_classes WHERE exchange_id IN (SELECT exchange_id FROM bad)
+            AND exchange_id IN (SELECT exchange_id FROM new_ex) AND router IS NOT NULL) ec
     JOIN llm_exchanges e USING (exchange_id)
-    JOIN tc USING (exchange_id)
-    LEFT JOIN bad USING (exchange_id)
-), first_bad AS (
-    SELECT router, arg_min(exchange_id, (ts, exchange_id)) AS exchange_id, min(ts) AS ts
-    FROM ex WHERE is_bad GROUP BY router
+), hist AS (  -- every clean exchange of those routers, any host, any run
+    SELECT ec.router, e.exchange_id, e.ts, e.host_id, e.latency_ms, coalesce(e.tool_call_count, 0) AS tool_calls,
+           ec.fingerprint, ec.family_requested, ec.family_returned
+    FROM (SELECT * FROM exchange_classes WHERE router IN (SELECT router FROM turned)
+            AND exchange_id NOT IN (SELECT exchange_id FROM bad)) ec
+    JOIN llm_exchanges e USING (exchange_id)
+), judged AS (
+    SELECT x.*, count(c.exchange_id) AS clean_before,
+           count(c.exchange_id) FILTER (WHERE c.tool_calls > 0) AS clean_tool_call_before,
+           count(DISTINCT c.host_id) AS hosts_before, min(c.ts) AS first_clean_ts,
+           arg_max(c.exchange_id, c.ts) AS last_clean_exchange,
+           list(DISTINCT c.fingerprint) FILTER (WHERE c.fingerprint IS NOT NULL) AS baseline_fingerprints,
+           list(DISTINCT c.family_returned) FILTER (WHERE c.family_requested IS NOT DISTINCT FROM x.family_requested
+                                                      AND c.family_returned IS NOT NULL) AS baseline_families,
+           avg(c.latency_ms) AS baseline_latency_ms, stddev_pop(c.latency_ms) AS baseline_latency_sd
+    FROM turned x
+    JOIN hist c ON c.router = x.router AND (c.ts < x.ts OR (c.ts = x.ts AND c.exchange_id < x.exchange_id))
+    GROUP BY ALL
 )
-SELECT fb.ts, x.host_id, x.pid, x.flow_uid, fb.exchange_id, fb.router,
-       fb.router AS dedup,
-       json_object('first_injected_exchange', fb.exchange_id, 'clean_exchanges_before', count(c.exchange_id),
-                   'first_clean_ts', min(c.ts), 'last_clean_exchange', arg_max(c.exchange_id, c.ts)) AS evidence,
-       format('router {} served {} clean tool-call exchanges, then injected in exchange {}', fb.router,
-              count(c.exchange_id), fb.exchange_id) AS summary
-FROM first_bad fb
-JOIN ex x ON x.exchange_id = fb.exchange_id AND x.router = fb.router
-JOIN ex c ON c.router = fb.router AND NOT c.is_bad AND c.ts < fb.ts
-WHERE fb.exchange_id IN (SELECT exchange_id FROM new_tool_calls UNION SELECT exchange_id FROM new_llm_exchanges)
-GROUP BY fb.ts, x.host_id, x.pid, x.flow_uid, fb.exchange_id, fb.router
-HAVING count(c.exchange_id) >= rw_setting('conditional_min_clean')
+SELECT j.ts, j.host_id, j.pid, j.flow_uid, j.exchange_id, j.router,
+       j.router AS dedup,
+       json_object('first_injected_exchange', j.exchange_id, 'clean_exchanges_before', j.clean_before,
+                   'clean_tool_call_exchanges_before', j.clean_tool_call_before, 'hosts_before', j.hosts_before,
+                   'first_clean_ts', j.first_clean_ts, 'last_clean_exchange', j.last_clean_exchange,
+                   'fingerprint', j.fingerprint, 'fingerprint_new', NOT list_contains(j.baseline_fingerprints, j.fingerprint),
+                   'baseline_fingerprints', j.baseline_fingerprints[1:5],
+                   'family_returned', j.family_returned, 'baseline_families', j.baseline_families,
+                   'family_new', len(j.baseline_families) > 0 AND NOT list_contains(j.baseline_families, j.family_returned),
+                   'latency_ms', j.latency_ms, 'baseline_latency_ms', round(j.baseline_latency_ms, 1),
+                   'latency_z', CASE WHEN j.baseline_latency_sd > 0
+                                     THEN round((j.latency_ms - j.baseline_latency_ms) / j.baseline_latency_sd, 2) END,
+                   'indicators', (SELECT list(DISTINCT i.kind) FROM tool_call_indicators i
+                                  WHERE i.exchange_id = j.exchange_id AND i.execution)) AS evidence,
+       format('router {} served {} clean exchanges ({} with tool calls, {} host(s)), then execution payloads in exchange {}',
+              j.router, j.clean_before, j.clean_tool_call_before, j.hosts_before, j.exchange_id) AS summary
+FROM judged j
+WHERE j.clean_before >= 1

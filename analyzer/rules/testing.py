@@ -10,6 +10,8 @@ a finding, optionally with given fields) and `negative.yaml` (must raise none of
     expect:                     # positive only
       count: 1                  # optional exact count (default: at least one)
       match: {exchange_id: x1}  # a finding with these fields; `evidence` keys are matched inside evidence
+      covers:                   # optional: exactly the exchanges / flows the rule's findings account for
+        exchange_ids: [x1, x2]  #   (finding_coverage: a deduplicated finding still names every exchange)
 
 Fixtures run in an in-memory DuckDB that has the store's declared tables (the same SQL the engine
 runs on a DuckLake store).
@@ -81,6 +83,12 @@ def run_fixture(rule: Rule, kind: str, path: Path) -> FixtureResult:
             if i > 0 and res.findings:
                 return FixtureResult(rule.id, kind, path, False, res.findings, f"run {i + 1} added findings (not incremental)")
             found += res.findings
+        covered = {
+            "exchange_ids": sorted({r[0] for r in con.execute(
+                "SELECT exchange_id FROM finding_coverage WHERE rule_id = ? AND exchange_id IS NOT NULL", [rule.id]).fetchall()}),
+            "flow_uids": sorted({r[0] for r in con.execute(
+                "SELECT flow_uid FROM finding_coverage WHERE rule_id = ? AND flow_uid IS NOT NULL", [rule.id]).fetchall()}),
+        }
     finally:
         con.close()
     mine = [f for f in found if f["rule_id"] == rule.id]
@@ -95,6 +103,11 @@ def run_fixture(rule: Rule, kind: str, path: Path) -> FixtureResult:
     match = expect.get("match") or {}
     if match and not any(_matches(f, match) for f in mine):
         return FixtureResult(rule.id, kind, path, False, mine, f"no finding matches {match}")
+    for what, want in (expect.get("covers") or {}).items():
+        if what not in covered:
+            return FixtureResult(rule.id, kind, path, False, mine, f"covers: unknown key {what!r} (exchange_ids, flow_uids)")
+        if sorted(want) != covered[what]:
+            return FixtureResult(rule.id, kind, path, False, mine, f"covers {what} {covered[what]}, expected {sorted(want)}")
     return FixtureResult(rule.id, kind, path, True, mine)
 
 

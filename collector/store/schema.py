@@ -242,6 +242,38 @@ TABLES: dict[str, list[Column]] = {
         ("summary", "VARCHAR"),  # one human line: what happened, where
         ("run_id", "VARCHAR"),  # analyzer_runs.run_id that wrote it
     ],
+    "finding_coverage": [  # append-only: every exchange and flow a (deduplicated) finding accounts for
+        ("ts", "TIMESTAMP"),  # of the evidence row
+        ("host_id", "VARCHAR"),
+        ("finding_id", "VARCHAR"),
+        ("rule_id", "VARCHAR"),
+        ("dedup_key", "VARCHAR"),
+        ("exchange_id", "VARCHAR"),
+        ("flow_uid", "VARCHAR"),
+        ("pid", "INTEGER"),
+        ("run_id", "VARCHAR"),  # analyzer_runs.run_id that recorded it
+        ("raised", "BOOLEAN"),  # the evidence row that raised the finding (else a later or duplicate one)
+    ],
+    "router_baseline": [  # append-only snapshots of each router's behaviour (all hosts, all runs so far)
+        ("ts", "TIMESTAMP"),  # when the snapshot was taken
+        ("run_id", "VARCHAR"),
+        ("router", "VARCHAR"),
+        ("first_seen", "TIMESTAMP"),
+        ("last_seen", "TIMESTAMP"),
+        ("exchanges", "BIGINT"),
+        ("tool_call_exchanges", "BIGINT"),
+        ("clean_exchanges", "BIGINT"),  # no execution-strength tool-call signal
+        ("execution_exchanges", "BIGINT"),
+        ("first_execution_ts", "TIMESTAMP"),
+        ("hosts", "VARCHAR[]"),  # host_ids that used it (capped)
+        ("indicator_kinds", "VARCHAR[]"),  # tool-call indicator kinds seen in its responses
+        ("families", "VARCHAR[]"),  # 'requested->returned' model families seen
+        ("fingerprints", "VARCHAR[]"),  # response fingerprints seen (capped)
+        ("latency_n", "BIGINT"),
+        ("latency_mean_ms", "DOUBLE"),
+        ("latency_m2", "DOUBLE"),  # sum of squared deviations (Welford/Chan), for the standard deviation
+        ("latency_max_ms", "DOUBLE"),
+    ],
     "routers": [  # the catalog as rows (builtin + user overrides) plus routers observed in traffic
         ("ts", "TIMESTAMP"),
         ("host_id", "VARCHAR"),  # NULL for catalog rows; the observing host for 'observed'
@@ -280,7 +312,8 @@ TABLES: dict[str, list[Column]] = {
         ("brand", "VARCHAR"),  # a provider brand the host name imitates ('openai', 'anthropic', ...)
         ("family_requested", "VARCHAR"),  # model family (vendor prefix and date/version suffix removed)
         ("family_returned", "VARCHAR"),
-        ("suspicious_tool_calls", "INTEGER"),  # tool calls (direction 'response') with an indicator
+        ("suspicious_tool_calls", "INTEGER"),  # execution-strength signals in its response tool calls
+        ("fingerprint", "VARCHAR"),  # response fingerprint: router header names, server, software
     ],
     "tool_call_indicators": [  # shell analysis of tool-call arguments
         ("ts", "TIMESTAMP"),
@@ -288,9 +321,11 @@ TABLES: dict[str, list[Column]] = {
         ("exchange_id", "VARCHAR"),
         ("idx", "INTEGER"),
         ("direction", "VARCHAR"),
-        ("kind", "VARCHAR"),  # 'download_exec' | 'base64_exec' | 'reverse_shell' | 'credential_read' | 'env_dump' | 'custom_index'
+        ("kind", "VARCHAR"),  # 'download_exec' | 'base64_exec' | 'reverse_shell' | 'credential_exfil' | 'persistence' | 'install_url' | 'custom_index' | 'credential_read' | 'env_file_read' | 'env_dump'
         ("detail", "VARCHAR"),  # the matching command fragment (already redacted)
         ("host", "VARCHAR"),  # the remote host involved, when one is named
+        ("context", "VARCHAR"),  # 'command' (would run) | 'written' (in file content written) | 'encoded' (in a blob not run)
+        ("execution", "BOOLEAN"),  # execution-strength evidence (collector.toolcalls.is_execution)
     ],
     "tool_call_hosts": [  # URLs and hosts named in tool-call arguments
         ("ts", "TIMESTAMP"),
@@ -302,6 +337,7 @@ TABLES: dict[str, list[Column]] = {
         ("port", "INTEGER"),
         ("url", "VARCHAR"),
         ("allowlisted", "BOOLEAN"),
+        ("intent", "VARCHAR"),  # 'fetch' | 'connect' | 'install' | 'index' | 'arg' (egress intents) | 'mention' | 'written'
     ],
     "package_installs": [  # package installs in tool calls, with typosquat distance
         ("ts", "TIMESTAMP"),

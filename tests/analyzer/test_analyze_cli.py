@@ -72,7 +72,7 @@ def test_analyze_is_incremental_and_findings_filter(store_dir, tmp_path):
     assert rc == 0, err
     fs = findings(store_dir)
     by_rule = {f["rule_id"] for f in fs}
-    assert {"ac1-download-exec", "ac1b-conditional-injection", "ac1-unallowlisted-host",
+    assert {"ac1-download-exec", "ac1b-conditional-injection", "tool-call-egress-intent",
             "egress-after-tool-call"} <= by_rule, by_rule
     inj = next(f for f in fs if f["rule_id"] == "ac1b-conditional-injection")
     assert (inj["exchange_id"], inj["router"], inj["flow_uid"]) == ("X2", "127.0.0.1:9101", "F2")

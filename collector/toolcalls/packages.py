@@ -28,7 +28,7 @@ def popular(manager: str) -> tuple[frozenset[str], dict[int, tuple[str, ...]]]:
     fname = _FILES.get(manager)
     if fname is None:
         return frozenset(), {}
-    text = resources.files("analyzer.enrich").joinpath("popular").joinpath(fname).read_text()
+    text = resources.files("collector.toolcalls").joinpath("popular").joinpath(fname).read_text()
     names = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     if manager == "cargo":
         names = [n.lower() for n in names]
