@@ -1,4 +1,5 @@
-"""HTTP exchanges -> store rows (`http`, `llm_exchanges`, `tool_calls`, `secrets_seen`), redacted.
+"""HTTP exchanges -> store rows (`http`, `llm_exchanges`, `tool_calls`, `secrets_seen`, and `dns` for
+DNS-over-HTTPS lookups), redacted.
 
 Sans-IO and shared by every plaintext source: the key-log pipeline (collector.tls.pipeline), the
 live collector (uprobe plaintext per closed connection) and the TLS proxy (already-parsed
@@ -20,11 +21,12 @@ from collector.llm import anthropic, gemini, openai
 from collector.llm.result import LlmResult, dumps, loads
 from collector.llm.router_headers import router_headers, router_software
 from collector.protocols.connection import parse_connection
+from collector.protocols.dns import doh_messages
 from collector.protocols.encoding import DEFAULT_KEEP
 from collector.protocols.messages import ConnectionBytes, HttpRequest, HttpResponse
 from collector.protocols.sse import parse_sse
 
-TABLE_NAMES = ("http", "llm_exchanges", "tool_calls", "secrets_seen")
+TABLE_NAMES = ("http", "llm_exchanges", "tool_calls", "secrets_seen", "dns")
 CACHE_ENTRIES = 4096  # redacted header values and paths remembered per DecodeContext
 
 
@@ -254,6 +256,17 @@ def decode_http(
         "duration_ms": round((t_end - req.ts) * 1000, 3) if t_end is not None else None,
         "stream_id": req.stream_id, "truncated": truncated, "source": ctx.source,
     })  # fmt: skip
+
+    doh = doh_messages(req.method, req.path, req.headers, req.body, resp.headers if resp is not None else None,
+                       resp.body if resp is not None else None)
+    if doh is not None:  # a DoH lookup: the agent (or a child) resolving a name past the system resolver
+        out.tables["dns"].extend(
+            {"ts": _dt(req.ts if not m.is_response or resp is None else resp.ts), "host_id": ctx.host_id,
+             "flow_uid": flow_uid, "query": m.query, "qtype": m.qtype, "rcode": m.rcode, "answers": m.answers,
+             "trans_id": m.trans_id, "is_response": m.is_response, "pid": pid, "source": "doh"}
+            for m in doh)
+        out.tables["secrets_seen"].extend(sc.rows)
+        return out
 
     req_json = loads(req.body) if req.body and not req.body_capped else None
     api = classify(req.method, req.path, req.headers, req_json)

@@ -1,0 +1,171 @@
+"""DNS messages in wire format (RFC 1035), and DNS-over-HTTPS exchanges (RFC 8484) as `dns` rows.
+
+Sans-IO and defensive: every length and compression pointer is bounds-checked, pointer chains are
+limited, and a message that does not parse yields None (never an exception). DoH is recognised by
+its media types: `application/dns-message` (GET `?dns=` base64url, or POST body) and the JSON
+flavour `application/dns-json` (GET `?name=&type=`, as dns.google and Cloudflare serve it), over any
+HTTP version the connection parsers handle (HTTP/1.1, h2, h2c with prior knowledge).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+from collector.capture.dissect import QTYPES, RCODES
+
+MAX_POINTERS = 32
+MAX_RECORDS = 256
+DNS_MESSAGE = "application/dns-message"
+DNS_JSON = ("application/dns-json", "application/x-javascript")
+
+
+@dataclass
+class DnsMessage:
+    trans_id: int
+    is_response: bool
+    rcode: str | None
+    query: str | None
+    qtype: str | None
+    answers: list[str] = field(default_factory=list)
+
+
+def parse_message(data: bytes) -> DnsMessage | None:
+    """One DNS message (no TCP length prefix) -> its first question and its answer data."""
+    if len(data) < 12:
+        return None
+    tid = int.from_bytes(data[0:2], "big")
+    flags = int.from_bytes(data[2:4], "big")
+    qd, an = int.from_bytes(data[4:6], "big"), int.from_bytes(data[6:8], "big")
+    if qd > MAX_RECORDS or an > MAX_RECORDS:
+        return None
+    pos = 12
+    query = qtype = None
+    for i in range(qd):
+        name, pos = _name(data, pos)
+        if name is None or pos + 4 > len(data):
+            return None
+        if i == 0:
+            query = name
+            t = int.from_bytes(data[pos:pos + 2], "big")
+            qtype = QTYPES.get(t, str(t))
+        pos += 4
+    is_resp = bool(flags & 0x8000)
+    answers: list[str] = []
+    for _ in range(an):
+        _owner, pos = _name(data, pos)
+        if _owner is None or pos + 10 > len(data):
+            break
+        rtype = int.from_bytes(data[pos:pos + 2], "big")
+        rdlen = int.from_bytes(data[pos + 8:pos + 10], "big")
+        start = pos + 10
+        end = start + rdlen
+        if end > len(data):
+            break
+        rdata = data[start:end]
+        if rtype == 1 and rdlen == 4:
+            answers.append(str(ipaddress.IPv4Address(rdata)))
+        elif rtype == 28 and rdlen == 16:
+            answers.append(str(ipaddress.IPv6Address(rdata)))
+        elif rtype in (5, 2, 12):  # CNAME, NS, PTR: a (possibly compressed) name
+            target, _ = _name(data, start)
+            if target:
+                answers.append(target)
+        pos = end
+    return DnsMessage(tid, is_resp, RCODES.get(flags & 0xF, str(flags & 0xF)) if is_resp else None, query, qtype, answers)
+
+
+def _name(data: bytes, pos: int) -> tuple[str | None, int]:
+    """A domain name at `pos` -> (name without the trailing dot, position after it)."""
+    labels: list[str] = []
+    jumps = 0
+    end = None
+    seen = 0
+    while True:
+        if pos >= len(data):
+            return None, pos
+        n = data[pos]
+        if n == 0:
+            pos += 1
+            break
+        if n & 0xC0 == 0xC0:
+            if pos + 1 >= len(data) or jumps >= MAX_POINTERS:
+                return None, pos
+            if end is None:
+                end = pos + 2
+            pos = ((n & 0x3F) << 8) | data[pos + 1]
+            jumps += 1
+            continue
+        if n & 0xC0:
+            return None, pos  # reserved label types
+        label = data[pos + 1:pos + 1 + n]
+        if len(label) < n:
+            return None, pos
+        seen += n + 1
+        if seen > 255:
+            return None, pos
+        labels.append(label.decode("ascii", "replace").lower())
+        pos += 1 + n
+    return ".".join(labels), end if end is not None else pos
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str:
+    for k, v in headers:
+        if k.lower() == name:
+            return v.lower()
+    return ""
+
+
+def _b64url(s: str) -> bytes | None:
+    try:
+        return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def doh_messages(method: str, path: str, req_headers: list[tuple[str, str]], req_body: bytes,
+                 resp_headers: list[tuple[str, str]] | None, resp_body: bytes | None) -> list[DnsMessage] | None:
+    """The DNS query and answer a DoH exchange carries; None when the exchange is not DoH."""
+    ctype = _header(req_headers, "content-type")
+    accept = _header(req_headers, "accept")
+    rtype = _header(resp_headers or [], "content-type")
+    params = parse_qs(urlsplit(path).query) if "?" in path else {}
+    wire = DNS_MESSAGE in ctype or DNS_MESSAGE in accept or DNS_MESSAGE in rtype
+    json_doh = any(t in accept or t in rtype for t in DNS_JSON) and "name" in params
+    out: list[DnsMessage] = []
+    if wire:
+        q = None
+        if method == "POST" and req_body:
+            q = parse_message(req_body)
+        elif "dns" in params:
+            raw = _b64url(params["dns"][0])
+            q = parse_message(raw) if raw else None
+        if q is not None:
+            out.append(q)
+        if resp_body and DNS_MESSAGE in rtype:
+            r = parse_message(resp_body)
+            if r is not None:
+                out.append(r)
+        return out if out or method == "POST" or "dns" in params else None
+    if json_doh:
+        name = params["name"][0].rstrip(".").lower()
+        t = params.get("type", ["A"])[0]
+        qtype = QTYPES.get(int(t), t) if t.isdigit() else t.upper()
+        out.append(DnsMessage(0, False, None, name, qtype))
+        if resp_body:
+            try:
+                doc = json.loads(resp_body)
+            except (ValueError, RecursionError):
+                doc = None
+            if isinstance(doc, dict):
+                st = doc.get("Status")
+                answers = [str(a.get("data")).rstrip(".") for a in doc.get("Answer") or []
+                           if isinstance(a, dict) and a.get("type") in (1, 28, 5) and a.get("data")]
+                out.append(DnsMessage(0, True, RCODES.get(st, str(st)) if isinstance(st, int) else None, name, qtype,
+                                      answers[:MAX_RECORDS]))
+        return out
+    return None
