@@ -206,8 +206,9 @@ def _mnemonics(text: str) -> list[SecretMatch]:
     if not _maybe_run12(text):
         return []
     index = _bip39()
-    # JSON escapes become two spaces and punctuation one, so offsets in `flat` are offsets in `text`
-    flat = text.replace("\\n", "  ").replace("\\t", "  ").replace("\\r", "  ") if "\\" in text else text
+    # JSON escapes (\n, \t, \r, and \" around a phrase quoted in code) become two spaces and punctuation
+    # one, so offsets in `flat` are offsets in `text`
+    flat = text.replace("\\n", "  ").replace("\\t", "  ").replace("\\r", "  ").replace('\\"', "  ") if "\\" in text else text
     flat = flat.translate(_PUNCT)
     toks = flat.split()
     flags = bytes(map(index.__contains__, toks))
@@ -260,7 +261,7 @@ def _maybe_run12(text: str) -> bool:
     if _SHORTEST_PHRASE not in b.translate(_PHRASE_B):
         return False
     if b"\\" in b:
-        b = b.replace(b"\\n", b"  ").replace(b"\\t", b"  ").replace(b"\\r", b"  ")
+        b = b.replace(b"\\n", b"  ").replace(b"\\t", b"  ").replace(b"\\r", b"  ").replace(b'\\"', b"  ")
     return _RUN12.search(bytes(map(_bip39_bytes().__contains__, b.translate(_PUNCT_B).split()))) is not None
 
 

@@ -69,6 +69,16 @@ def test_mnemonic_checksum_and_json_newlines():
     assert {x.canonical for x in seen} == {phrase}
 
 
+def test_mnemonic_quoted_in_code_inside_json_is_found():
+    """A phrase quoted in code the agent read (`mnemonic: "..."` in a hardhat config) reaches a request
+    as JSON with escaped quotes: `\\"legal ... yellow\\"`; the escapes are separators, not word letters."""
+    phrase = "legal winner thank year wave sausage worth useful legal winner thank yellow"
+    body = json.dumps({"content": f'module.exports = {{ accounts: {{ mnemonic: "{phrase}" }} }};'})
+    (hit,) = detect(body)
+    assert (hit.kind, hit.canonical) == ("bip39_mnemonic", phrase)
+    assert body[hit.start:hit.end] == phrase
+
+
 def test_mnemonic_scan_is_linear_and_exact():
     """Prose made of BIP-39 words is scanned in one pass (no per-window wordlist search); a phrase is
     found at its exact span; words separated by punctuation are not a phrase."""
