@@ -147,13 +147,15 @@ def fingerprint(headers: dict[str, str], software: list[str] | None) -> str:
 
 _DATE = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
 _TAIL = re.compile(r"-(?:latest|preview|beta|v\d+(?::\d+)?)$")
+_VERSION_DOT = re.compile(r"(?<=\d)\.(?=\d)")
 _VENDOR_DOT = re.compile(r"^(?:anthropic|openai|meta|mistral|amazon|cohere|ai21|us|eu|apac|global)\.")
 
 
 @lru_cache(maxsize=4096)
 def model_family(model: str | None, aliases: tuple[tuple[str, str], ...] = ()) -> str | None:
     """'openai/gpt-4o-2024-08-06' -> 'gpt-4o'; 'anthropic.claude-3-5-sonnet-20240620-v1:0' ->
-    'claude-3-5-sonnet'; 'claude-sonnet-4-5@20250929' -> 'claude-sonnet-4-5'."""
+    'claude-3-5-sonnet'; 'claude-sonnet-4-5@20250929' -> 'claude-sonnet-4-5'; OpenRouter's
+    'anthropic/claude-3.7-sonnet' -> 'claude-3-7-sonnet' (a dot between version digits is a hyphen)."""
     if not model or not isinstance(model, str):
         return None
     s = model.strip().lower().rsplit("/", 1)[-1].split("@", 1)[0]
@@ -163,6 +165,7 @@ def model_family(model: str | None, aliases: tuple[tuple[str, str], ...] = ()) -
         s = _VENDOR_DOT.sub("", s)
         s = _TAIL.sub("", s)
         s = _DATE.sub("", s)
+    s = _VERSION_DOT.sub("-", s)
     return dict(aliases).get(s, s) or None
 
 
