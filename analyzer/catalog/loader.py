@@ -17,7 +17,7 @@ import yaml
 
 CATALOG_ENV = "ROUTERWATCH_CATALOG"
 _NAMED = ("providers", "routers", "software", "declared_routers")
-_UNION = ("agents", "router_key_kinds")
+_UNION = ("agents", "router_key_kinds", "package_sources")
 _MAPS = ("brands", "credential_destinations", "settings", "model_aliases")
 
 
@@ -205,6 +205,26 @@ class Catalog:
             return True
         pats = self.allowlist_entries() + [(r["host_pattern"], r["port"]) for r in self.host_rows() if r["host_pattern"]]
         return any(fnmatch.fnmatchcase(h, p) and (pp is None or pp == port) for p, pp in pats)
+
+    def is_package_source(self, host: str | None, url: str | None = None) -> bool:
+        """A package source installs may use without being an execution indicator: a `package_sources`
+        entry, either a host pattern (`pypi.org`, `*.corp.example`) or a host/path prefix pattern
+        (`github.com/psf/*`) matched against the URL without its scheme."""
+        if not host:
+            return False
+        h = host.lower().strip("[]")
+        where = None
+        if url and "://" in url:
+            where = url.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0].lower()
+            where = where.split("@", 1)[-1] if "@" in where.split("/", 1)[0] else where
+        for pat in (self.data.get("package_sources") or []):
+            p = str(pat).lower().strip()
+            if "/" in p:
+                if where and (fnmatch.fnmatchcase(where, p) or fnmatch.fnmatchcase(where, p.rstrip("/*") + "/*")):
+                    return True
+            elif fnmatch.fnmatchcase(h, p):
+                return True
+        return False
 
     def _user_names(self) -> set[tuple[str, str]]:
         return {(k, n) for k, n in self.data.get("_user_entries", [])}

@@ -56,9 +56,9 @@ def enrich_tool_calls(con: duckdb.DuckDBPyConnection, catalog: Catalog, insert: 
         a = analyze_tool_call(name, arguments)
         base = {"ts": ts, "host_id": host_id, "exchange_id": exchange_id, "idx": idx, "direction": direction}
         for i in a.indicators:
-            strong = is_execution(i, catalog.is_allowlisted)
+            strong = is_execution(i, catalog.is_package_source, catalog.is_allowlisted)
             ind_rows.append({**base, "kind": i.kind, "detail": i.detail, "host": i.host, "context": i.context,
-                             "execution": strong})
+                             "execution": strong, "path": i.path})
             if strong:
                 suspicious[(exchange_id, idx)] = suspicious.get((exchange_id, idx), 0) + 1
         for h in a.hosts:

@@ -5,14 +5,18 @@
 -- attack_class: AC-1
 -- attack: [T1195.001, T1105, T1059]
 -- false_positives:
---   - A private index or mirror the organisation uses (add its host to `allowlist.hosts` in catalog.yaml
---     beside the store; installs from allowlisted hosts, e.g. `git+https://github.com/…`, are not reported).
+--   - A private index or mirror the organisation uses (add it to `package_sources` in catalog.yaml beside
+--     the store).
+--   - An install from a repository the user chose, e.g. `pip install git+https://github.com/org/x`
+--     (reported, since a router can swap the repository for its own fork; list trusted repositories as
+--     `package_sources` entries such as `github.com/org/*`).
 -- description: >
 --   pip/uv/poetry/npm/yarn/pnpm/bun/cargo installs whose code comes from a URL (`pip install
 --   https://…/pkg.tar.gz`, `npm i https://…/x.tgz`, `cargo install --git …`) or from an index other than
 --   a known one (`--index-url`, `--extra-index-url`, `--find-links`, `--trusted-host`, `--registry`,
---   `npm config set registry`, `PIP_INDEX_URL=`, `GOPROXY=`), on a host outside the allowlist. Installing
---   runs the package's build and install scripts: a router swapping the source runs its code.
+--   `npm config set registry`, `PIP_INDEX_URL=`, `GOPROXY=`) that is not a known package source
+--   (`package_sources`: the registries). Installing runs the package's build and install scripts: a router
+--   swapping the source runs its code.
 SELECT coalesce(t.ts, e.ts) AS ts, coalesce(t.host_id, e.host_id) AS host_id, e.pid, e.flow_uid, t.exchange_id,
        ec.router,
        t.exchange_id || ':' || t.idx AS dedup,

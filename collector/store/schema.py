@@ -321,11 +321,12 @@ TABLES: dict[str, list[Column]] = {
         ("exchange_id", "VARCHAR"),
         ("idx", "INTEGER"),
         ("direction", "VARCHAR"),
-        ("kind", "VARCHAR"),  # 'download_exec' | 'base64_exec' | 'reverse_shell' | 'credential_exfil' | 'persistence' | 'install_url' | 'custom_index' | 'credential_read' | 'env_file_read' | 'env_dump'
+        ("kind", "VARCHAR"),  # 'download_exec' | 'base64_exec' | 'reverse_shell' | 'credential_exfil' | 'secret_sent' | 'persistence' | 'install_url' | 'custom_index' | 'credential_read' | 'env_file_read' | 'env_dump' | 'runs_file'
         ("detail", "VARCHAR"),  # the matching command fragment (already redacted)
         ("host", "VARCHAR"),  # the remote host involved, when one is named
         ("context", "VARCHAR"),  # 'command' (would run) | 'written' (in file content written) | 'encoded' (in a blob not run)
         ("execution", "BOOLEAN"),  # execution-strength evidence (collector.toolcalls.is_execution)
+        ("path", "VARCHAR"),  # context 'written': the file the text went to
     ],
     "tool_call_hosts": [  # URLs and hosts named in tool-call arguments
         ("ts", "TIMESTAMP"),

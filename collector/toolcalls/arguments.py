@@ -24,6 +24,7 @@ from collector.toolcalls.shell import MAX_TEXT, analyze_command, analyze_write, 
 WRITE_TOOL = re.compile(
     r"(?:^|[_.\-\s]|(?<=[a-z])(?=[A-Z]))(?:write|create|edit|str_?replace|replace|insert|patch|save|append|update|"
     r"multi_?edit|notebook|put_?file|text_?editor)", re.I)
+SHELL_TOOL = re.compile(r"shell|bash|terminal|exec|command|console|\bcmd|\bsh\b|run_?(?:in_)?terminal|send_?keys|tmux", re.I)
 CODE_TOOL = re.compile(r"python|ipython|jupyter|notebook_run|code_?interpreter|execute_?code|run_?code|javascript|node|eval", re.I)
 COMMAND_KEYS = {"command", "cmd", "commands", "script", "shell", "bash", "run", "args", "argv", "exec", "shell_command",
                 "command_line", "commandline", "sh", "zsh", "powershell", "pwsh", "terminal_command"}
@@ -39,7 +40,8 @@ PROSE_KEYS = {"description", "prompt", "query", "title", "message", "summary", "
               "thinking", "comment", "commit_message", "note", "notes", "task", "goal", "question", "instructions",
               "pattern", "glob", "regex", "include", "exclude", "name", "cwd", "workdir", "working_directory",
               "directory", "dir", "language", "lang", "status", "todos", "plan", "subagent_type", "label", "id",
-              "old_path", "search", "search_query", "topic", "answer", "response", "result", "output", "role"}
+              "old_path", "search", "search_query", "topic", "answer", "response", "result", "output", "role", "type"}
+_TYPED_INTO_SHELL = {"input", "text", "keys", "data", "lines"}  # a terminal tool's keystrokes run
 _PATCH = re.compile(r"^\s*\*\*\* Begin Patch|^\s*(?:diff --git|--- a/|@@ )", re.M)
 
 
@@ -56,8 +58,9 @@ def analyze_tool_call(name: str | None, arguments: str | None) -> Analysis:
         obj = arguments
     out = Analysis()
     uploads: list[str] = []
-    writer = bool(name and WRITE_TOOL.search(name))
-    code_tool = bool(name and CODE_TOOL.search(name))
+    shell_tool = bool(name and SHELL_TOOL.search(name))
+    writer = bool(name and WRITE_TOOL.search(name)) and not shell_tool
+    code_tool = bool(name and CODE_TOOL.search(name)) and not shell_tool
     if isinstance(obj, dict):
         _object(obj, writer, code_tool, out, uploads, 0)
     else:
@@ -119,7 +122,7 @@ def _value(v: object, key: str | None, writer: bool, code_tool: bool, out: Analy
     if key in PROSE_KEYS or key in PATH_KEYS:
         out.hosts += with_intent(urls_in(s), "mention")
         return
-    if key in CONTENT_KEYS or _PATCH.search(s):
+    if (key in CONTENT_KEYS and (writer or key not in _TYPED_INTO_SHELL)) or _PATCH.search(s):
         _written(s, None, out, depth)
         return
     if key in CODE_KEYS or (code_tool and key not in COMMAND_KEYS):
@@ -155,5 +158,25 @@ def _written(v: object, target: str | None, out: Analysis, depth: int) -> None:
             _written(x, target, out, depth + 1)
         return
     if isinstance(v, str) and v:
+        if _PATCH_FILE.search(v):  # apply_patch: each added file's `+` lines, written to that file
+            for path, added in _patch_files(v):
+                a, _ups = analyze_write([path], added, 1, COMMAND)
+                out.add(a)
+            return
         a, _ups = analyze_write([target] if target else [], v, 1, COMMAND)
         out.add(a)
+
+
+_PATCH_FILE = re.compile(r"^\*\*\* (?:Add|Update) File: ", re.M)
+
+
+def _patch_files(patch: str) -> list[tuple[str, str]]:
+    """`*** Begin Patch` text -> [(path, the lines it adds)] (Codex's apply_patch format)."""
+    out: list[tuple[str, list[str]]] = []
+    for line in patch.splitlines():
+        m = re.match(r"^\*\*\* (?:Add|Update) File: (.+)$", line)
+        if m:
+            out.append((m.group(1).strip(), []))
+        elif out and line.startswith("+"):
+            out[-1][1].append(line[1:])
+    return [(p, "\n".join(lines)) for p, lines in out]

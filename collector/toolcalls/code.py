@@ -28,8 +28,10 @@ NET = re.compile(
 )
 EXEC = re.compile(
     r"\b(?:exec|eval|compile)\s*\(|__import__\(\s*['\"]os['\"]\)\.system|new Function\(|vm\.runIn\w*\(|"
-    r"\beval\s+(?:get|\$|URI|Net|open|\()|instance_eval|Kernel\.eval|\bsystem\s*\(\s*(?:get|\$_|\$content)|"
-    r"\|\s*(?:ba)?sh\b|\bexecSync\s*\(\s*(?:await|res|body|data|r\.|text)",
+    r"\beval\s+[\w$(]|instance_eval|Kernel\.eval|\bsystem\s*\(\s*(?:get|\$_|\$content)|\(\s*eval\s*\)|"
+    r"\|\s*(?:ba)?sh\b|"
+    # a shell-out whose command is a variable (data-driven execution): execSync(d), os.system(code), ...
+    r"\b(?:execSync|exec|spawnSync|system|popen|check_output|check_call|call|run|Popen)\s*\(\s*[A-Za-z_$][\w$.]*\s*[,)]",
 )
 SPAWN = re.compile(r"subprocess|os\.system|os\.popen|os\.exec|child_process|execSync|spawnSync|\bspawn\(|\bsystem\s*\(|`")
 WRITE_FILE = re.compile(r"open\([^)]*['\"][wa]b?['\"]|write_bytes|write_text|writeFileSync|urlretrieve|File\.write|IO\.write")
@@ -72,7 +74,8 @@ def analyze_code(lang: str, code: str, context: str, shell) -> tuple[Analysis, l
         out.indicators.append(Indicator(PERSISTENCE, snippet, None, context))
     if net and UPLOAD.search(code) or re.search(r"IO::Socket::INET|socket\.create_connection|net\.connect", code):
         uploads.append(snippet)
-    out.hosts += with_intent(urls_in(code), "fetch" if net else "mention")
+    intent = "written" if context == "written" else "mention" if context != "command" else "fetch" if net else "mention"
+    out.hosts += with_intent(urls_in(code), intent)
     if SPAWN.search(code):  # shell strings the code runs: os.system("curl ... | sh"), run(["bash", "-c", "..."])
         for _q, lit in _LITERAL.findall(code):
             if _SHELLISH.search(lit):

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from collector.toolcalls.model import HostRef
 
-URL = re.compile(r"\b(?:https?|ftp|wss?|git|ssh|sftp|rsync|s3|gs)://[^\s'\"<>|;`)\\]+", re.I)
+URL = re.compile(r"\b(?:https?|ftp|wss?|git|ssh|sftp|rsync)://[^\s'\"<>|;`)\\]+", re.I)
 DEV_TCP = re.compile(r"/dev/(?:tcp|udp)/([A-Za-z0-9.\-:\[\]]+)/(\d+)")
 HOSTLIKE = re.compile(r"^(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}$|^\d{1,3}(?:\.\d{1,3}){3}$")
 USER_AT_HOST = re.compile(r"^(?:[a-z_][a-z0-9_.\-]*@)([a-z0-9.\-]+\.[a-z]{2,24}|\d{1,3}(?:\.\d{1,3}){3})(?::(\d+)|:.*)?$", re.I)
@@ -114,11 +114,20 @@ def command_hosts(head: str, args: list[str]) -> list[HostRef]:
                 if port is None and head in ("nc", "ncat", "netcat", "telnet") and i + 1 < len(args) and args[i + 1].isdigit():
                     port = int(args[i + 1])
                 out.append(HostRef(h.host, port, None, "connect"))
+            elif head == "socat" and re.match(r"^(?:tcp[46]?|udp[46]?|openssl|ssl)(?:-connect)?:", a, re.I):
+                parts = a.split(":")
+                if len(parts) >= 3 and HOSTLIKE.match(parts[1].lower().split(",")[0]):
+                    port = parts[2].split(",")[0]
+                    out.append(HostRef(parts[1].lower(), int(port) if port.isdigit() else None, None, "connect"))
             elif head == "openssl" and a.count(":") == 1 and i > 0 and args[i - 1] == "-connect":
                 host, port = a.split(":")
                 if HOSTLIKE.match(host.lower()):
                     out.append(HostRef(host.lower(), int(port) if port.isdigit() else None, None, "connect"))
         return out
+    if head == "gh":  # GitHub's CLI talks to api.github.com; URLs in titles and bodies are text
+        sub = [a for a in args if not a.startswith("-")][:2]
+        fetches = sub[:1] == ["api"] or sub in (["repo", "clone"], ["release", "download"], ["gist", "view"])
+        return with_intent(urls_in(joined), "fetch" if fetches else "mention")
     if head == "git":
         sub = next((a for a in args if not a.startswith("-")), "")
         if sub in ("clone", "fetch", "pull", "push", "ls-remote", "remote", "submodule", "archive"):
@@ -147,8 +156,9 @@ def _downloader_hosts(head: str, args: list[str]) -> list[HostRef]:
         if a.startswith("-"):
             if a == "--url":
                 continue  # the next word is the URL: taken as positional
-            if a in (WGET_VALUE_OPTS if head == "wget" else CURL_VALUE_OPTS):
-                skip = True
+            opts = WGET_VALUE_OPTS if head == "wget" else CURL_VALUE_OPTS
+            if a in opts or (len(a) > 2 and a[1] != "-" and a.isascii() and f"-{a[-1]}" in opts):
+                skip = True  # `-o FILE`, and combined short flags ending in one: `-fsSLo FILE`
             continue
         if "://" in a:
             out += with_intent(urls_in(a), "fetch")

@@ -106,7 +106,7 @@ def _index(url: str, text: str, out: Analysis) -> None:
     h = parse_url(url)
     if h is None:
         return
-    out.indicators.append(Indicator(CUSTOM_INDEX, _snip(text, url), h.host))
+    out.indicators.append(Indicator(CUSTOM_INDEX, _snip(text, url), h.host, url=h.url))
     out.hosts.append(HostRef(h.host, h.port, h.url, "index"))
 
 
@@ -119,7 +119,7 @@ def _from_url(spec: str, text: str, out: Analysis) -> None:
     h = parse_url(url)
     if h is None:
         return
-    out.indicators.append(Indicator(INSTALL_URL, _snip(text, spec), h.host))
+    out.indicators.append(Indicator(INSTALL_URL, _snip(text, spec), h.host, url=h.url))
     out.hosts.append(HostRef(h.host, h.port, h.url, "install"))
 
 

@@ -18,15 +18,19 @@ DOWNLOAD_EXEC = "download_exec"  # a download piped or handed to an interpreter,
 BASE64_EXEC = "base64_exec"  # decoded (base64/xxd/gzip/...) then executed
 REVERSE_SHELL = "reverse_shell"
 CREDENTIAL_EXFIL = "credential_exfil"  # a credential (file, env) read and sent over the network in one call
+SECRET_SENT = "secret_sent"  # a secret variable in a request's URL or body (host: where it goes)
 PERSISTENCE = "persistence"  # cron, shell rc with a payload, systemd units, ssh authorized_keys, ld.so.preload
 INSTALL_URL = "install_url"  # pip/npm/cargo/go install from a URL (host: the URL's host)
 CUSTOM_INDEX = "custom_index"  # install from / configure a package index (host: the index's host)
 CREDENTIAL_READ = "credential_read"  # reads a credential store (cloud keys, SSH private keys, wallets, ...)
 ENV_FILE_READ = "env_file_read"  # reads a .env file (often holds API keys; commonly read while debugging)
 ENV_DUMP = "env_dump"  # prints the whole environment (output returns to the model, and its router)
+RUNS_FILE = "runs_file"  # runs a local script or program by path (detail: the path); evidence only together
+                         # with an earlier call that wrote that file with a payload (ac1-written-then-run)
 
 ALWAYS_EXECUTION = frozenset({DOWNLOAD_EXEC, BASE64_EXEC, REVERSE_SHELL, CREDENTIAL_EXFIL, PERSISTENCE})
 SOURCE_DEPENDENT = frozenset({INSTALL_URL, CUSTOM_INDEX})  # execution unless the host is a known source
+DESTINATION_DEPENDENT = frozenset({SECRET_SENT})  # execution unless it goes to a known (allowlisted) host
 SECRET_READS = frozenset({CREDENTIAL_READ, ENV_FILE_READ, ENV_DUMP})
 
 # Where a piece of text sat in the tool call (tool_call_indicators.context).
@@ -45,6 +49,8 @@ class Indicator:
     detail: str  # the matching command fragment (as redacted as the input)
     host: str | None = None  # the remote host involved, when one is named
     context: str = COMMAND
+    url: str | None = None  # install_url / custom_index: the package source
+    path: str | None = None  # context 'written': the file the text was written to
 
 
 @dataclass(frozen=True)
@@ -103,13 +109,19 @@ class Analysis:
 _INTENT_RANK = {"written": 0, "mention": 1, "arg": 2, "fetch": 3, "index": 4, "install": 4, "connect": 3}
 
 
-def is_execution(ind: Indicator, known_source: Callable[[str], bool] | None = None) -> bool:
-    """Is this indicator execution-strength evidence? `known_source(host)` says whether a host is a
-    package source the user trusts (the allowlist); installs from anywhere else run foreign code."""
+def is_execution(ind: Indicator, known_source: Callable[[str, str | None], bool] | None = None,
+                 known_host: Callable[[str], bool] | None = None) -> bool:
+    """Is this indicator execution-strength evidence? `known_source(host, url)` says whether a package
+    source is one the user trusts (a registry, a listed repository): installs from anywhere else run
+    foreign code at install time. `known_host(host)` says whether a destination is expected (the
+    allowlist, providers): a secret variable sent anywhere else is exfiltration, sent to its API
+    (`?key=$MAPS_API_KEY` to the maps API) it is ordinary use."""
     if ind.context != COMMAND:
         return False
     if ind.kind in ALWAYS_EXECUTION:
         return True
     if ind.kind in SOURCE_DEPENDENT:
-        return not (ind.host and known_source is not None and known_source(ind.host))
+        return not (ind.host and known_source is not None and known_source(ind.host, ind.url))
+    if ind.kind in DESTINATION_DEPENDENT:
+        return not (ind.host and known_host is not None and known_host(ind.host))
     return False

@@ -3,7 +3,11 @@
 `popular/pypi.txt` and `popular/npm.txt` are the 5,000 most downloaded packages of each registry
 (taken from a registry snapshot, names normalised); `crates.txt` and `go.txt` are hand-curated.
 A package that is not popular but lies within a small Damerau-Levenshtein distance of a popular one
-(`reqeusts` -> `requests`, one transposition) is a typosquat candidate.
+(`reqeusts` -> `requests`, one transposition) is a typosquat candidate. Distance 2 is allowed only
+for names of 8 characters or more (shorter real packages sit one or two edits from popular ones:
+`nuxt`/`next`, `rocket`/`socket2`); Go module paths are compared segment-wise against each popular
+module (a package inside a popular module is that module; one edit in it is a typosquat), since two
+edits across a whole path (`golang.org/x/exp` vs `golang.org/x/text`) say nothing.
 """
 
 from __future__ import annotations
@@ -74,7 +78,9 @@ def check(manager: str, name: str, max_distance: int = 2) -> Verdict:
         return Verdict(True, None, None)
     if manager == "cargo" and (n.replace("-", "_") in names or n.replace("_", "-") in names):
         return Verdict(True, None, None)
-    limit = max_distance if len(n) >= 6 else 1
+    if manager == "go":
+        return _check_go(n, names)
+    limit = max_distance if len(n) >= 8 else 1
     if len(n) < 4:
         return Verdict(False, None, None)
     best: tuple[int, str] | None = None
@@ -90,3 +96,22 @@ def check(manager: str, name: str, max_distance: int = 2) -> Verdict:
     if best is None:
         return Verdict(False, None, None)
     return Verdict(False, best[1], best[0])
+
+
+def _check_go(path: str, names: frozenset[str]) -> Verdict:
+    """A Go import path against each popular module: the same leading segments (a package of that
+    module) is popular; one edit in them is a typosquat."""
+    segs = path.split("/")
+    best: tuple[int, str] | None = None
+    for mod in names:
+        k = mod.count("/") + 1
+        if len(segs) < k:
+            continue
+        head = "/".join(segs[:k])
+        if head == mod:
+            return Verdict(True, None, None)
+        if abs(len(head) - len(mod)) <= 1 and (best is None or best[1] > mod):
+            d = damerau_levenshtein(head, mod, 1)
+            if d == 1:
+                best = (1, mod)
+    return Verdict(False, best[1], 1) if best else Verdict(False, None, None)

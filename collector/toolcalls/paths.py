@@ -9,16 +9,18 @@ from __future__ import annotations
 import re
 
 # Credential stores: reading one puts a secret into the tool result (which goes to the router).
+_END = r"(?![\w.\-])"  # `.npmrc` but not `.npmrc.example`, `.kube/config` but not `.kube/config.bak`
 CREDENTIAL = re.compile(
-    r"(?:\.aws/credentials|\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)(?:_sk)?(?![\w.])|\.ssh/[\w.-]*\.pem\b|"
-    r"\.kube/config\b|\.docker/config\.json|\.netrc\b|\.git-credentials|\.npmrc\b|\.pypirc\b|"
+    r"(?:\.aws/credentials|\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)(?:_sk)?|\.ssh/[\w.-]*\.pem|"
+    r"\.kube/config|\.docker/config\.json|\.netrc|\.git-credentials|\.npmrc|\.pypirc|"
     r"\.config/gcloud/(?:credentials\.db|legacy_credentials|access_tokens\.db|application_default_credentials\.json)|"
-    r"application_default_credentials\.json|\.azure/(?:accessTokens\.json|msal_token_cache)|wallet\.dat|"
-    r"\.ethereum/keystore|keystore/UTC--|\.bitcoin/wallet|\.electrum/wallets|solana/id\.json|"
-    r"\.config/solana/id|(?:MetaMask|Exodus|Phantom)/|/etc/shadow\b|\.gnupg/private-keys|\.password-store/|"
-    r"\.vault-token\b|\.config/gh/hosts\.yml|\.terraform\.d/credentials|\.cargo/credentials|"
-    r"\.config/op/|\.local/share/keyrings/|"
-    r"(?:\.ssh|\.aws|\.gnupg|\.kube|\.docker|\.config/gcloud|\.password-store)/?(?=$|[\s'\"]))",
+    r"application_default_credentials\.json|\.azure/(?:accessTokens\.json|msal_token_cache\.\w+)|wallet\.dat|"
+    r"\.ethereum/keystore|keystore/UTC--[\w.:-]*|\.bitcoin/wallets?|\.electrum/wallets|solana/id\.json|"
+    r"\.config/solana/id\.json|(?:MetaMask|Exodus|Phantom)/[^\s'\"]*|/etc/shadow|\.gnupg/private-keys-v1\.d|"
+    r"\.password-store|\.vault-token|\.config/gh/hosts\.yml|\.terraform\.d/credentials\.tfrc\.json|"
+    r"\.cargo/credentials(?:\.toml)?|\.config/op|\.local/share/keyrings)" + _END
+    # a whole credential directory (archived, copied, uploaded)
+    + r"|(?:\.ssh|\.aws|\.gnupg|\.kube|\.docker|\.config/gcloud)/?(?=$|[\s'\";|&)])",
     re.I,
 )
 # `.env`, `.env.local`, `.env.production` (not `.env.example`, `.envrc`, `venv/.env/...` directories)

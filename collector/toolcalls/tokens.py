@@ -198,6 +198,9 @@ def _head(argv: list[str]) -> tuple[str, list[str], list[str]]:
         if base in KEYWORDS:
             i += 1
             continue
+        if base == "busybox" and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            i += 1  # `busybox wget ...`: the applet is the command
+            continue
         if base in WRAPPERS:
             rest = argv[i + 1:]
             if not [x for x in rest if not x.startswith("-") and not _ASSIGN.match(x)]:

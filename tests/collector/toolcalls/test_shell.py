@@ -15,7 +15,7 @@ from collector.toolcalls.shell import analyze_command
 
 def kinds(cmd: str) -> set[str]:
     """Indicator kinds of what would run (text only written to files is not counted)."""
-    return {i.kind for i in analyze_command(cmd)[0].indicators if i.context == "command"}
+    return {i.kind for i in analyze_command(cmd)[0].indicators if i.context == "command" and i.kind != "runs_file"}
 
 
 def analyze_arguments(arguments: str | None):
