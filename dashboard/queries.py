@@ -507,8 +507,15 @@ def exchange_detail(r: Reader, exchange_id: str) -> dict[str, pd.DataFrame]:
     out["http"] = r.df(
         "SELECT method, host, path, status, http_version, request_headers, response_headers, duration_ms "
         "FROM http WHERE exchange_id = ? LIMIT 5", [exchange_id])
-    out["findings"] = r.df(
-        "SELECT finding_id, severity, attack_class, title FROM findings WHERE exchange_id = ? ORDER BY ts", [exchange_id])
+    if r.has("finding_coverage"):  # every finding that accounts for this exchange, not only the one it raised
+        out["findings"] = r.df(
+            "SELECT finding_id, severity, attack_class, title, rule_id, (exchange_id = ?) AS raised_here FROM findings "
+            "WHERE exchange_id = ? OR finding_id IN (SELECT finding_id FROM finding_coverage WHERE exchange_id = ?) "
+            "ORDER BY ts", [exchange_id, exchange_id, exchange_id])
+    else:
+        out["findings"] = r.df(
+            "SELECT finding_id, severity, attack_class, title, rule_id, true AS raised_here FROM findings "
+            "WHERE exchange_id = ? ORDER BY ts", [exchange_id])
     if not ex.empty and pd.notna(ex.at[0, "pid"]):
         out["process"] = r.df(
             "SELECT pid, ppid, exe, cmdline, start_time FROM processes WHERE host_id = ? AND pid = ? LIMIT 1",
@@ -529,12 +536,42 @@ def findings(r: Reader, w: Window, severities: tuple[str, ...] = (), classes: tu
     if classes:
         conds.append(f"attack_class IN ({', '.join('?' for _ in classes)})")
         params += list(classes)
+    cov = ("(SELECT count(DISTINCT c.exchange_id) FROM finding_coverage c WHERE c.finding_id = f.finding_id) AS exchanges, "
+           "(SELECT count(DISTINCT c.flow_uid) FROM finding_coverage c WHERE c.finding_id = f.finding_id) AS flows, "
+           if r.has("finding_coverage") else "")
     return r.df(
-        "SELECT ts, severity, attack_class, title, host_id, pid, router, rule_id, rule_rev, finding_id, "
-        f"exchange_id, flow_uid, evidence FROM findings WHERE {' AND '.join(conds)} "
+        f"SELECT ts, severity, attack_class, title, host_id, pid, router, rule_id, rule_rev, finding_id, {cov}"
+        f"exchange_id, flow_uid, evidence FROM findings f WHERE {' AND '.join(conds)} "
         "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 "
         f"WHEN 'low' THEN 3 ELSE 4 END, ts DESC LIMIT {int(limit)}",
         params,
+    )
+
+
+def finding_coverage(r: Reader, finding_id: str, limit: int = 500) -> pd.DataFrame:
+    """Every exchange and flow a finding accounts for (append-only rows, newest last), with each
+    exchange's endpoint and models."""
+    if not r.has("finding_coverage"):
+        return pd.DataFrame(columns=["ts", "exchange_id", "flow_uid", "pid", "raised", "host", "model_returned"])
+    return r.df(
+        "SELECT c.ts, c.exchange_id, c.flow_uid, c.pid, c.raised, e.host, e.model_requested, e.model_returned "
+        "FROM finding_coverage c LEFT JOIN (SELECT exchange_id, host, model_requested, model_returned FROM llm_exchanges "
+        "WHERE exchange_id IN (SELECT exchange_id FROM finding_coverage WHERE finding_id = ?)) e USING (exchange_id) "
+        f"WHERE c.finding_id = ? ORDER BY c.ts, c.exchange_id LIMIT {int(limit)}",
+        [finding_id, finding_id],
+    )
+
+
+def router_baseline(r: Reader, router: str) -> pd.DataFrame:
+    """The latest behaviour snapshot of a router (all hosts, all runs): what AC-1.b compares a turn with.
+    Matched by catalog name or endpoint (`host[:port]` for uncatalogued routers)."""
+    if not r.has("router_baseline"):
+        return pd.DataFrame()
+    return r.df(
+        "SELECT * FROM router_baseline WHERE router = ? OR router = (SELECT any_value(router) FROM exchange_classes "
+        "WHERE exchange_id IN (SELECT exchange_id FROM llm_exchanges WHERE host = ? LIMIT 1)) "
+        "ORDER BY ts DESC, exchanges DESC LIMIT 1",
+        [router, router],
     )
 
 

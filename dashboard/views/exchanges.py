@@ -50,8 +50,13 @@ def detail(exchange_id: str) -> None:
     if not proc.empty:
         st.caption(f"process: {proc.iloc[0]['exe']} — {proc.iloc[0]['cmdline']}")
     if not d["findings"].empty:
-        st.error("Findings on this exchange: " + "; ".join(
-            f"{r.severity} {r.attack_class}: {r.title}" for r in d["findings"].itertuples()))
+        st.error("Findings accounting for this exchange: " + "; ".join(
+            f"{r.severity} {r.attack_class}: {r.title}" + ("" if r.raised_here else " (raised by an earlier exchange)")
+            for r in d["findings"].itertuples()))
+        fcols = st.columns(4)
+        for i, r in enumerate(d["findings"].head(8).itertuples()):
+            with fcols[i % 4]:
+                ui.link("views/findings.py", f"Finding {r.rule_id}", finding=r.finding_id)
     st.markdown("**Tool calls** (suspicious parts highlighted)")
     if d["tool_calls"].empty:
         st.caption("none")

@@ -81,6 +81,7 @@ def body() -> None:
         st.json(json.loads(f["evidence"]) if f["evidence"] else {}, expanded=True)
     except ValueError:
         st.code(str(f["evidence"]))
+    coverage(fid)
     is_acked = fid in acked
     st.markdown(f"**Status:** {'acknowledged' if is_acked else 'open'}")
     with st.form(f"triage_{fid}", clear_on_submit=True):
@@ -105,6 +106,23 @@ def body() -> None:
         for ts, who, action, text in history:
             st.markdown(f"- `{ts}` {who or ''} **{action}** {text or ''}")
     st.caption(f"Triage state is kept in {notes.path}, apart from the captured data.")
+
+
+def coverage(fid: str) -> None:
+    """Every exchange and flow this finding accounts for: a deduplicated finding (one per router and
+    model pair a day, one per router for AC-1.b, ...) still names each exchange that showed it."""
+    cov = ui.cached(q.finding_coverage, fid)
+    ex = cov["exchange_id"].dropna().unique() if not cov.empty else []
+    fl = cov["flow_uid"].dropna().unique() if not cov.empty else []
+    st.markdown(f"**Accounts for {len(ex):,} exchange(s) and {len(fl):,} flow(s)** "
+                "(append-only coverage: later evidence with the same dedup key adds rows, never edits the finding)")
+    if cov.empty:
+        return
+    st.dataframe(cov, hide_index=True, key=f"fd_cov_{fid}", height=min(400, 38 + 35 * len(cov)))
+    cols = st.columns(4)
+    for i, x in enumerate(ex[:8]):
+        with cols[i % 4]:
+            ui.link("views/exchanges.py", f"Exchange {str(x)[:12]}…", exchange=x)
 
 
 ui.live(body)

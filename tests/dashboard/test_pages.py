@@ -72,6 +72,9 @@ def test_routers(dash_env):
     assert m["Class"] == "suspected_router" and m["Exchanges"] == f"{n:,}"
     text = all_text(at)
     assert "gpt-4o-mini" in text and "x-oneapi-request-id" in text and "FSCN-AC1" in text
+    # the behaviour baseline AC-1.b compares turns with: clean vs execution payloads, hosts, fingerprints
+    assert m["Baseline exchanges"] == "412" and m["Clean"] == "411" and m["Execution payloads"] == "1" and m["Hosts (all runs)"] == "2" and m["Latency"] == "1180 ms"
+    assert "server=nginx;sw=one-api;x-oneapi-request-id" in text and "gpt-4o->gpt-4o-mini" in text
 
 
 def test_destinations_and_timeline(dash_env):
@@ -100,6 +103,14 @@ def test_exchange_detail(dash_env):
     assert f"Flow {SCENARIO.router_flow}" in links and f"Router {SCENARIO.router_host}" in links
 
 
+def test_exchange_accounted_for_by_an_earlier_finding(dash_env):
+    """The second substituted exchange raised no finding of its own; the page names the one that covers it."""
+    at = open_page("views/exchanges.py", params={"exchange": "XSCN0002"})
+    err = " ".join(e.value for e in at.error)
+    assert "Requested gpt-4o, router returned gpt-4o-mini (raised by an earlier exchange)" in err
+    assert "Finding model.substitution" in {p.label for p in at.get("page_link")}
+
+
 def test_exchange_filters(dash_env):
     at = open_page("views/exchanges.py")
     at.selectbox(key="ex_endpoint").set_value(SCENARIO.router_host).run()
@@ -124,8 +135,19 @@ def test_findings_triage(dash_env, tmp_path):
     assert "FSCN-AC1" in notes.acknowledged()
     listed = frames(at)[0]
     assert "FSCN-AC1" not in set(listed["finding_id"])  # acknowledged ones leave the default list
+    model = listed[listed["finding_id"] == "FSCN-MODEL"].iloc[0]
+    assert (int(model["exchanges"]), int(model["flows"])) == (2, 1)
     # nothing was written to the store
     assert dash_env.scalar("SELECT count(*) FROM findings") == dash_env.seeded.counts["findings"]
+
+
+def test_finding_accounts_for_every_exchange(dash_env):
+    at = open_page("views/findings.py", params={"finding": "FSCN-MODEL"})
+    text = all_text(at)
+    assert "Accounts for 2 exchange(s) and 1 flow(s)" in text
+    cov = [f for f in frames(at) if "raised" in f.columns][0]
+    assert list(cov["exchange_id"]) == [SCENARIO.exchange_id, "XSCN0002"] and list(cov["raised"]) == [True, False]
+    assert "Exchange XSCN0002…" in {p.label for p in at.get("page_link")}
 
 
 def test_flows_explorer(dash_env):

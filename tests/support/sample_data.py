@@ -466,11 +466,25 @@ def _scenario_rows(end: dt.datetime) -> dict[str, list[dict]]:
     for f in fnd:
         f.update(ts=ex["ts"] + dt.timedelta(seconds=40), host_id=s.host, dedup_key=f["finding_id"],
                  router=s.router_host)
+    # the router substitutes the model again a minute later: the same model-substitution finding accounts for it
+    ex2 = {**ex, "ts": ex["ts"] + dt.timedelta(seconds=60), "exchange_id": "XSCN0002", "tool_call_count": 0,
+           "latency_ms": 1204.0, "request_digest": "sha256:scnreq2", "response_digest": "sha256:scnresp2"}
+    cov = [dict(ts=f["ts"], host_id=s.host, finding_id=f["finding_id"], rule_id=f["rule_id"], dedup_key=f["dedup_key"],
+                exchange_id=f["exchange_id"], flow_uid=f["flow_uid"], pid=f["pid"], run_id="RSCN", raised=True) for f in fnd]
+    cov.append(dict(ts=ex2["ts"], host_id=s.host, finding_id="FSCN-MODEL", rule_id="model.substitution",
+                    dedup_key="FSCN-MODEL", exchange_id="XSCN0002", flow_uid=s.router_flow, pid=s.agent_pid,
+                    run_id="RSCN", raised=False))
+    baseline = [dict(ts=ex2["ts"] + dt.timedelta(seconds=5), run_id="RSCN", router=s.router_host, first_seen=t0 - dt.timedelta(days=3),
+                     last_seen=ex2["ts"], exchanges=412, tool_call_exchanges=180, clean_exchanges=411, execution_exchanges=1,
+                     first_execution_ts=ex["ts"], hosts=[s.host, "build-02"], indicator_kinds=["download_exec", "runs_file"],
+                     families=["gpt-4o->gpt-4o", "gpt-4o->gpt-4o-mini"], fingerprints=["server=nginx;sw=one-api;x-oneapi-request-id"],
+                     latency_n=412, latency_mean_ms=1180.0, latency_m2=412 * 310.0 ** 2, latency_max_ms=4020.0)]
     stats = [dict(ts=t0 + dt.timedelta(seconds=45), host_id=s.host, interval_s=60.0, events=5120, lost=s.lost_events,
                   capture_drops=s.capture_drops, decrypt_backlog=2, rss_bytes=190_000_000, flows_written=1700,
                   mode="ebpf", detail='{"note": "ring buffer overrun during a burst"}')]
-    return {"processes": procs, "flows": flows, "llm_exchanges": [ex], "http": [http], "tool_calls": [tc],
-            "secrets_seen": [sec], "dns": dns, "tls": tls, "findings": fnd, "collector_stats": stats}
+    return {"processes": procs, "flows": flows, "llm_exchanges": [ex, ex2], "http": [http], "tool_calls": [tc],
+            "secrets_seen": [sec], "dns": dns, "tls": tls, "findings": fnd, "collector_stats": stats,
+            "finding_coverage": cov, "router_baseline": baseline}
 
 
 # -- entry point ---------------------------------------------------------------------------------------
