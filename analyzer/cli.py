@@ -237,7 +237,35 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
             print(f"{'ok  ' if res.ok else 'FAIL'} {r.id} {res.kind}" + (f": {res.problem}" if res.problem else ""))
             failed += not res.ok
     print(f"{sum(2 for _ in rules) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return 1 if _rules_corpus(args, rules) or failed else 0
+
+
+def _rules_corpus(args: argparse.Namespace, rules) -> bool:  # noqa: ANN001
+    """Precision and recall of each rule on the benign and attack corpora; True when the acceptance bar
+    (no benign finding at medium or above, every attack accounted for) fails with all rules loaded."""
+    from analyzer.catalog import load_catalog
+    from analyzer.rules.corpus import corpus_report, default_corpus_dir
+
+    if args.no_corpus:
+        return False
+    root = Path(args.corpus) if args.corpus else default_corpus_dir()
+    if root is None:
+        print("corpora: none here (tests/fixtures/detection ships with the source tree; --corpus DIR names one)")
+        return False
+    if not (root / "benign").is_dir() and not (root / "attack").is_dir():
+        raise UserError(f"{root}: no benign/ or attack/ directory of corpus sessions")
+    print(f"\ncorpora in {root}: each rule's recall (attack turns it accounts for) and precision (its turns that are attacks)")
+    try:
+        rep = corpus_report(root, load_catalog(None), rules)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{root}: {type(exc).__name__}: {exc}") from None
+    print(rep.text)
+    if args.rule:
+        return False  # a subset of rules cannot account for every attack
+    if not rep.ok:
+        print("corpus acceptance FAILED: " + ("benign findings at medium or above; " if rep.summary.benign_flagged_medium else "")
+              + ("attacks not accounted for" if rep.summary.attacks_unaccounted else ""))
+    return not rep.ok
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -320,9 +348,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     rl.add_argument("--rules-dir", metavar="DIR")
     rl.add_argument("--format", choices=["table", "json", "csv"], default="table")
     rl.set_defaults(func=cmd_rules_list, rule=None)
-    rt = rsub.add_parser("test", help="run each rule's positive and negative fixture")
+    rt = rsub.add_parser("test", help="run each rule's fixtures, then score every rule on the detection corpora",
+                         description="Run each rule's positive and negative fixture, then the benign and attack "
+                         "corpora (tests/fixtures/detection in the source tree, or --corpus DIR): each rule's "
+                         "recall and precision, and whether the benign corpus stays below medium and every "
+                         "attack is accounted for. Exit 1 when a fixture or that bar fails.")
     rt.add_argument("--rules-dir", metavar="DIR", help="also test the rules in DIR (with DIR/fixtures/<id>/)")
     rt.add_argument("--rule", action="append", metavar="ID")
+    rt.add_argument("--corpus", metavar="DIR", help="corpus directory with benign/ and attack/ session files")
+    rt.add_argument("--no-corpus", action="store_true", help="fixtures only")
     rt.set_defaults(func=cmd_rules_test)
 
     dm = sub.add_parser("demo", help="loopback router zoo + scripted SDK agent, captured, analyzed, shown",

@@ -394,3 +394,23 @@ def format_table(scores: list[RuleScore], s: Summary) -> str:
 
 def _rate(n: int, d: int) -> str:
     return f"{n / d * 100:.1f}%" if d else "-"
+
+
+@dataclass
+class CorpusReport:
+    scores: list[RuleScore]
+    summary: Summary
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        """The acceptance bar: nothing at medium or above on the benign corpus, every attack accounted for
+        by every rule it expects (with that rule's class)."""
+        return self.summary.benign_flagged_medium == 0 and not self.summary.attacks_unaccounted
+
+
+def corpus_report(root: Path, catalog: Catalog, rules: list[Rule]) -> CorpusReport:
+    """Run the corpora under `root` and score every rule (what `routerwatch rules test` prints)."""
+    run = run_corpus(load_turns(root), catalog, rules)
+    scores, summary = score(run), summarise(run)
+    return CorpusReport(scores, summary, format_table(scores, summary))
