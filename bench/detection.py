@@ -11,11 +11,11 @@ router); this prints, on the same two corpora `routerwatch rules test` scores:
 - overall: detection and false-positive rate at medium or above and at any severity, beside the
   paper's figures; decode + analyze time (CPU seconds, which stay comparable on a loaded machine).
 
-    .venv/bin/python -m bench.detection [--corpus DIR] [--json]
+    .venv/bin/python bench/detection.py [--corpus DIR] [--json]
 
 The corpora are in-sample (written while the rules were built): they show that the rules meet their
-specification, not how they fare on traffic never seen; the acceptance runs of the issue are scored
-on captures from unseen emulated routers.
+specification on realistic text, not how they fare on traffic never seen; judge that on captures of
+routers and agents the rules were not written against.
 """
 
 from __future__ import annotations
