@@ -322,7 +322,8 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
             return insert(con, table, rows)
 
         classifier = Classifier(catalog)
-        suspicious = enrich_tool_calls(con, catalog, ins) if new_rows["tool_calls"] else {}
+        kinds: dict[str, set[str]] = {}  # exchange -> indicator kinds of this run's tool calls (for the baseline)
+        suspicious = enrich_tool_calls(con, catalog, ins, kinds) if new_rows["tool_calls"] else {}
         t = mark("enrich_tool_calls", t)
         new_sus, ex_routers = (enrich_exchanges(con, catalog, classifier, ins, suspicious)
                                if new_rows["llm_exchanges"] else (set(), {}))
@@ -332,11 +333,11 @@ def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule],
         if new_rows["flows"] or new_sus:
             classify_flows(con, classifier, new_sus, first_run=lo.get("flows", -1) < 0)
         t = mark("classify_flows", t)
-        if new_rows["llm_exchanges"] or new_rows["tool_calls"]:
-            update_baselines(con, run_id, now, ins)
-        t = mark("baseline", t)
         exchange_context(con, new_rows)
         t = mark("exchange_context", t)
+        if new_rows["llm_exchanges"] or new_rows["tool_calls"]:
+            update_baselines(con, run_id, now, ins, suspicious, kinds)
+        t = mark("baseline", t)
         findings: list[dict] = []
         suppressed = 0
         candidates: list[tuple[Rule, list[dict]]] = []

@@ -10,7 +10,9 @@ router's earlier exchanges; the Routers page shows the latest snapshot.
 
 An exchange is counted when its llm_exchanges row is new. Tool calls that arrive in a later run than
 their exchange add their indicator kinds and execution count then (the exchange was already counted
-clean: the clean count is not corrected).
+clean: the clean count is not corrected). A run reads only its own rows (the exchanges it refers to,
+read once by the engine as `run_llm_exchanges` / `run_exchange_classes`, and what its enrichment
+found), never the history.
 """
 
 from __future__ import annotations
@@ -20,40 +22,42 @@ import math
 from collections.abc import Callable
 
 import duckdb
+import pyarrow as pa
 
 LIST_CAP = 64  # entries kept per list (hosts, fingerprints, families, kinds)
 
 Insert = Callable[[str, list[dict]], int]
 
 
-def update_baselines(con: duckdb.DuckDBPyConnection, run_id: str, now: dt.datetime, insert: Insert) -> int:
-    """Append one router_baseline snapshot per router touched by this run's new exchanges or tool calls."""
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE _rw_bl AS
-        WITH ids AS (SELECT exchange_id FROM new_llm_exchanges UNION SELECT exchange_id FROM new_tool_calls),
-        bad AS (
-            SELECT DISTINCT exchange_id FROM tool_call_indicators
-            WHERE execution AND direction = 'response' AND exchange_id IN (SELECT exchange_id FROM ids)
-            UNION
-            SELECT DISTINCT exchange_id FROM package_installs
-            WHERE direction = 'response' AND NOT popular AND nearest IS NOT NULL
-              AND exchange_id IN (SELECT exchange_id FROM ids)
-        ), kinds AS (
-            SELECT exchange_id, list(DISTINCT kind) AS kinds FROM tool_call_indicators
-            WHERE direction = 'response' AND context = 'command' AND exchange_id IN (SELECT exchange_id FROM ids)
-            GROUP BY exchange_id
+def update_baselines(con: duckdb.DuckDBPyConnection, run_id: str, now: dt.datetime, insert: Insert,
+                     suspicious: dict[tuple[str, int], int] | None = None,
+                     kinds: dict[str, set[str]] | None = None) -> int:
+    """Append one router_baseline snapshot per router touched by this run's new exchanges or tool calls.
+    `suspicious` and `kinds` are what the run's tool-call enrichment found (execution-strength signals
+    per tool call, indicator kinds per exchange): the lake's indicator tables are not read back."""
+    bad = sorted({ex for (ex, _idx), n in (suspicious or {}).items() if n})
+    kind_rows = [(ex, sorted(k)) for ex, k in (kinds or {}).items()]
+    con.register("__rw_bl_bad", pa.table({"exchange_id": pa.array(bad, pa.string())}))
+    con.register("__rw_bl_kinds", pa.table({"exchange_id": pa.array([k for k, _ in kind_rows], pa.string()),
+                                             "kinds": pa.array([v for _, v in kind_rows], pa.list_(pa.string()))}))
+    try:
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _rw_bl AS
+            WITH ids AS (SELECT exchange_id FROM new_llm_exchanges UNION SELECT exchange_id FROM new_tool_calls)
+            SELECT ec.router, e.exchange_id, e.ts, e.host_id, e.latency_ms, coalesce(e.tool_call_count, 0) AS tool_calls,
+                   ec.fingerprint, ec.family_requested, ec.family_returned, b.exchange_id IS NOT NULL AS bad,
+                   coalesce(k.kinds, []) AS kinds, e.exchange_id IN (SELECT exchange_id FROM new_llm_exchanges) AS is_new
+            FROM (SELECT * FROM run_exchange_classes WHERE exchange_id IN (SELECT exchange_id FROM ids)) ec
+            JOIN (SELECT * FROM run_llm_exchanges WHERE exchange_id IN (SELECT exchange_id FROM ids)) e USING (exchange_id)
+            LEFT JOIN __rw_bl_bad b USING (exchange_id)
+            LEFT JOIN __rw_bl_kinds k USING (exchange_id)
+            WHERE ec.router IS NOT NULL
+            """
         )
-        SELECT ec.router, e.exchange_id, e.ts, e.host_id, e.latency_ms, coalesce(e.tool_call_count, 0) AS tool_calls,
-               ec.fingerprint, ec.family_requested, ec.family_returned, b.exchange_id IS NOT NULL AS bad,
-               coalesce(k.kinds, []) AS kinds, e.exchange_id IN (SELECT exchange_id FROM new_llm_exchanges) AS is_new
-        FROM (SELECT * FROM exchange_classes WHERE exchange_id IN (SELECT exchange_id FROM ids)) ec
-        JOIN (SELECT * FROM llm_exchanges WHERE exchange_id IN (SELECT exchange_id FROM ids)) e USING (exchange_id)
-        LEFT JOIN bad b USING (exchange_id)
-        LEFT JOIN kinds k USING (exchange_id)
-        WHERE ec.router IS NOT NULL
-        """
-    )
+    finally:
+        con.unregister("__rw_bl_bad")
+        con.unregister("__rw_bl_kinds")
     agg = con.execute(
         """
         SELECT router, min(ts) FILTER (WHERE is_new), max(ts) FILTER (WHERE is_new),

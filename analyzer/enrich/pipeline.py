@@ -35,10 +35,12 @@ def router_label(dest: str | None, port: int | None) -> str | None:
     return dest
 
 
-def enrich_tool_calls(con: duckdb.DuckDBPyConnection, catalog: Catalog, insert: Insert) -> dict[tuple[str, int], int]:
+def enrich_tool_calls(con: duckdb.DuckDBPyConnection, catalog: Catalog, insert: Insert,
+                      kinds: dict[str, set[str]] | None = None) -> dict[tuple[str, int], int]:
     """Tool-call screening (collector.toolcalls) of new tool calls -> tool_call_indicators,
     tool_call_hosts, package_installs. Returns {(exchange_id, idx): execution-strength signals}
-    (execution indicators and typosquat installs)."""
+    (execution indicators and typosquat installs); fills `kinds` with each exchange's indicator kinds
+    (run text only), so the baseline need not read them back from the lake."""
     rows = con.execute(
         """
         SELECT t.exchange_id, t.idx, coalesce(t.direction, 'response') AS direction,
@@ -56,6 +58,8 @@ def enrich_tool_calls(con: duckdb.DuckDBPyConnection, catalog: Catalog, insert: 
         a = analyze_tool_call(name, arguments)
         base = {"ts": ts, "host_id": host_id, "exchange_id": exchange_id, "idx": idx, "direction": direction}
         for i in a.indicators:
+            if kinds is not None and i.context == "command":
+                kinds.setdefault(exchange_id, set()).add(i.kind)
             strong = is_execution(i, catalog.is_package_source, catalog.is_allowlisted)
             ind_rows.append({**base, "kind": i.kind, "detail": i.detail, "host": i.host, "context": i.context,
                              "execution": strong, "path": i.path})
