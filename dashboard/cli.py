@@ -2,8 +2,10 @@
 
 The dashboard is `streamlit run dashboard/app.py` with safe server flags. It binds 127.0.0.1 by
 default; bound to any other address it refuses to start unless authentication is configured (a token,
-or OIDC through Streamlit's built-in auth). `up` runs `routerwatch collect` and the dashboard side by
-side, forwards SIGTERM/SIGINT to both, and stops the other when one exits.
+or OIDC through Streamlit's built-in auth). `up` is the main job: `routerwatch collect`, the continuous
+analyzer (`routerwatch analyze --follow`) and the dashboard, each its own process on one store (data
+flows collector -> store -> analyzer -> dashboard); it forwards SIGTERM/SIGINT to all of them and
+stops the others when one exits.
 """
 
 from __future__ import annotations
@@ -88,21 +90,25 @@ def dashboard_command(args: argparse.Namespace) -> tuple[list[str], dict[str, st
     return cmd, env
 
 
+STOP_GRACE_S = {"collector": 90.0, "analyzer": 60.0}  # the collector's unit allows 90 s to flush (others: 15 s)
+
+
 def supervise(procs: dict[str, subprocess.Popen]) -> int:
-    """Wait for the children; SIGTERM/SIGINT go to all of them; when one exits, stop the rest."""
-    stopping = False
+    """Wait for the children; on SIGTERM/SIGINT, or when one exits, stop the others.
+
+    They stop one after the other, in the order given (the data flow: collector, analyzer, dashboard),
+    each waited for: the collector flushes its last rows, then the analyzer makes its last run over
+    them, then the dashboard goes."""
+    stopping: int | None = None
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
-        stopping = True
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signum)
+        stopping = signum
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         first: tuple[str, int] | None = None
-        while first is None:
+        while first is None and stopping is None:
             for name, p in procs.items():
                 rc = p.poll()
                 if rc is not None:
@@ -110,22 +116,21 @@ def supervise(procs: dict[str, subprocess.Popen]) -> int:
                     break
             else:
                 time.sleep(0.2)
-        name, rc = first
-        if not stopping and len(procs) > 1:
-            print(f"routerwatch: {name} exited with status {rc}; stopping the rest", file=sys.stderr)
-        for p in procs.values():
+        if first is not None and stopping is None and len(procs) > 1:
+            print(f"routerwatch: {first[0]} exited with status {first[1]}; stopping the rest", file=sys.stderr)
+        for name, p in procs.items():
             if p.poll() is None:
-                p.terminate()
-        deadline = time.monotonic() + 15
-        for p in procs.values():
+                p.send_signal(stopping or signal.SIGTERM)
             try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+                p.wait(timeout=STOP_GRACE_S.get(name, 15.0))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
         codes = [p.returncode for p in procs.values()]
-        if stopping:  # a requested stop: a child ended by the forwarded signal is a clean exit
+        if stopping is not None:  # a requested stop: a child ended by the forwarded signal is a clean exit
             return 0 if all(c in (0, -signal.SIGTERM, -signal.SIGINT, 130, 143) for c in codes) else 1
+        assert first is not None
+        rc = first[1]
         return rc if rc else (1 if any(codes) else 0)
     finally:
         for s, h in old.items():
@@ -154,16 +159,29 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not collect_available():
         raise UserError("`routerwatch collect` (the live collector) is not part of this build; run "
                         "`routerwatch dashboard` on an ingested store instead")
+    if args.analyze_interval <= 0:
+        raise UserError("--analyze-interval must be a positive number of seconds")
     cmd, env = dashboard_command(args)  # validates auth before anything starts
     store = env["ROUTERWATCH_STORE"]
+    quiet_env = {k: v for k, v in env.items() if k != auth.TOKEN_ENV}  # only the dashboard gets the token
     extra = args.collect_args[1:] if args.collect_args[:1] == ["--"] else args.collect_args
     if args.capture_dir and "--capture-dir" not in extra:  # the ring the Flows page drills into
         extra = ["--capture-dir", str(Path(args.capture_dir).absolute()), *extra]
     collect = [sys.executable, "-m", "collector.cli", "collect", "--store", store, *extra]
-    print(f"routerwatch up: collector -> {store}; dashboard http://{args.host}:{args.port}/ "
-          f"(auth {env[auth.MODE_ENV]})", file=sys.stderr, flush=True)
-    procs = {"collector": subprocess.Popen(collect, env={k: v for k, v in env.items() if k != auth.TOKEN_ENV})}
-    procs["dashboard"] = subprocess.Popen(cmd, env=env)
+    parts = [f"collector -> {store}"]
+    procs = {"collector": subprocess.Popen(collect, env=quiet_env)}
+    if not args.no_analyzer:
+        analyze = [sys.executable, "-m", "collector.cli", "analyze", "--follow", "--store", store,
+                   "--interval", str(args.analyze_interval)]
+        for flag, value in (("--eve", args.eve), ("--webhook", args.webhook), ("--rules-dir", args.rules_dir)):
+            if value:
+                analyze += [flag, value]
+        procs["analyzer"] = subprocess.Popen(analyze, env=quiet_env)
+        parts.append("analyzer (continuous" + (f", alerts to {args.eve}" if args.eve else "") + ")")
+    if not args.no_dashboard:
+        procs["dashboard"] = subprocess.Popen(cmd, env=env)
+        parts.append(f"dashboard http://{args.host}:{args.port}/ (auth {env[auth.MODE_ENV]})")
+    print(f"routerwatch up: {'; '.join(parts)}", file=sys.stderr, flush=True)
     return supervise(procs)
 
 
@@ -188,10 +206,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "Binds 127.0.0.1 by default; any other address requires authentication.")
     _dashboard_args(d)
     d.set_defaults(func=cmd_dashboard)
-    u = sub.add_parser("up", help="run the live collector and the dashboard together",
-                       description="Start `routerwatch collect` and the dashboard on the same store; SIGTERM or "
-                       "Ctrl-C stops both; if one exits, the other is stopped. Arguments after `--` go to collect.")
+    u = sub.add_parser("up", help="the main job: live collector, continuous analyzer and dashboard together",
+                       description="Start `routerwatch collect`, the continuous analyzer (`routerwatch analyze "
+                       "--follow`: findings and alerts within seconds, nobody needs to run analyze) and the dashboard "
+                       "on the same store, each its own process; SIGTERM or Ctrl-C stops all of them; if one exits, "
+                       "the others are stopped. Arguments after `--` go to collect.")
     _dashboard_args(u)
+    u.add_argument("--eve", metavar="FILE", help="the analyzer appends EVE-style JSON-lines alerts to FILE")
+    u.add_argument("--webhook", metavar="URL", help="the analyzer POSTs new findings as JSON to URL")
+    u.add_argument("--rules-dir", metavar="DIR", help="extra rules (default: DIR/rules beside the store, if present)")
+    u.add_argument("--analyze-interval", type=float, default=1.0, metavar="S",
+                   help="the analyzer looks for new commits every S seconds (default 1)")
+    u.add_argument("--no-analyzer", action="store_true",
+                   help="no analyzer here (a fleet's central analyzer, or `routerwatch analyze --follow` elsewhere)")
+    u.add_argument("--no-dashboard", action="store_true", help="collector and analyzer only (e.g. in a container)")
     u.add_argument("collect_args", nargs=argparse.REMAINDER, metavar="-- COLLECT-ARGS",
                    help="extra arguments for `routerwatch collect`")
     u.set_defaults(func=cmd_up)

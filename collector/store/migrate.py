@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from collector.store.connection import LAKE, Store, retrying
+import duckdb
+
+from collector.store.connection import LAKE, Store
 from collector.store.schema import TABLES, schema_hash
 
 MIGRATIONS_TABLE = "schema_migrations"
@@ -40,28 +42,35 @@ def pending_changes(store: Store) -> list[str]:
     return ddl
 
 
-def migrate(store: Store) -> list[str]:
-    """Apply pending changes in one transaction (retried on conflict with another writer)."""
+def recorded_hash(store: Store) -> str | None:
+    """The schema hash of the last migration (None on a new store)."""
+    try:
+        row = store.con.execute(f"SELECT schema_hash FROM {MIGRATIONS_TABLE} ORDER BY version DESC LIMIT 1").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return row[0] if row else None
 
-    def attempt() -> list[str]:
-        ddl = pending_changes(store)
-        if not ddl:
-            return []
-        con = store.con
-        con.execute("BEGIN")
-        try:
-            for stmt in ddl:
-                con.execute(stmt)
+
+def migrate(store: Store) -> list[str]:
+    """Apply pending changes in one transaction (under the write lock; started over on a conflict).
+
+    Fast path (every writer opens through here, `routerwatch analyze` and `canary new` included): when
+    the last recorded migration carries this version's schema hash, nothing is pending, and the
+    column-by-column comparison (an information_schema scan of the lake) is skipped."""
+    if recorded_hash(store) == schema_hash() or not pending_changes(store):
+        return []
+
+    def attempt(con) -> list[str]:
+        ddl = pending_changes(store)  # again inside the transaction: another writer may have migrated
+        for stmt in ddl:
+            con.execute(stmt)
+        if ddl:
             version = con.execute(f"SELECT coalesce(max(version), 0) + 1 FROM {MIGRATIONS_TABLE}").fetchone()[0]
             desc = "; ".join(s.split("(")[0].strip() for s in ddl)
             con.execute(
                 f"INSERT INTO {MIGRATIONS_TABLE} VALUES (?, ?, ?, ?)",
                 [version, dt.datetime.now(dt.UTC).replace(tzinfo=None), schema_hash(), desc[:4000]],
             )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         return ddl
 
-    return retrying(attempt)
+    return store.write(attempt, what="schema migration")
