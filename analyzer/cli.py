@@ -197,9 +197,7 @@ def cmd_canary_new(args: argparse.Namespace) -> int:
 
     with Store.open(args.store) as store:
         canary, rows = create(args.kind, Fingerprinter(store.secret_key()), args.label, host_id())
-        store.con.execute("BEGIN")
-        insert(store.con, "canaries", rows)
-        store.con.execute("COMMIT")
+        store.write(lambda con: insert(con, "canaries", rows), what="registering the canary", rows=len(rows))
     print(f"# routerwatch canary {canary.canary_id} ({canary.kind}). Shown ONCE: only its fingerprint is stored.",
           file=sys.stderr)
     print("# Plant it where an agent (and its router) can read it; `routerwatch findings --rule canary-seen` "

@@ -273,7 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (UserError, StoreError) as exc:
         print(f"routerwatch: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
+    except Exception as exc:  # a busy store that outlasted every retry: one line, never a traceback
+        from collector.store.connection import is_transient, transient_message
+
+        if type(exc).__module__.split(".")[0] not in ("duckdb", "_duckdb") or not is_transient(exc):
+            raise
+        print(f"routerwatch: error: {transient_message(exc)}", file=sys.stderr)
+        return 75
     except KeyboardInterrupt:
         print("routerwatch: interrupted", file=sys.stderr)
         return 130

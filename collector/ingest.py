@@ -539,12 +539,7 @@ def _forget_interrupted(st, flow_tbl: pa.Table) -> None:
         return
     st.con.register("__rw_uids", flow_tbl.select(["flow_uid"]))
     try:
-        st.sql("BEGIN")
-        for t in ("dns", "tls", "flows"):
-            st.sql(f"DELETE FROM {t} WHERE flow_uid IN (SELECT flow_uid FROM __rw_uids)")
-        st.sql("COMMIT")
-    except Exception:
-        st.sql("ROLLBACK")
-        raise
+        st.write(lambda con: [con.execute(f"DELETE FROM {t} WHERE flow_uid IN (SELECT flow_uid FROM __rw_uids)")
+                              for t in ("dns", "tls", "flows")], what="removing an interrupted ingest's rows")
     finally:
         st.con.unregister("__rw_uids")

@@ -174,9 +174,7 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
         with Store.open(str(store)) as st:
             (st.location.root / "catalog.yaml").write_text(json.dumps(demo_catalog(routers), indent=1))
             canary, rows = create("aws", Fingerprinter(st.secret_key()), "routerwatch demo", None)
-            st.con.execute("BEGIN")
-            insert(st.con, "canaries", rows)
-            st.con.execute("COMMIT")
+            st.write(lambda con: insert(con, "canaries", rows), what="registering the canary")
         res.canary_id = canary.canary_id
         ports = [r["port"] for r in routers.values()]
         ports += [int(r["payload_url"].rsplit(":", 1)[1]) for r in routers.values() if r["payload_url"]]

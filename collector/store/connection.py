@@ -4,15 +4,24 @@ A store is named by a directory (single host: `catalog.sqlite` + `data/` Parquet
 directory 0700) or, for a fleet, by a DuckLake URI (`ducklake:postgres:dbname=... host=...`) with
 `ROUTERWATCH_DATA_PATH` naming the shared data path (e.g. `s3://bucket/routerwatch/`).
 Writers commit through the catalog, so many writer processes and read-only readers coexist.
+
+Concurrency (docs/store-and-fleet.md has the measurements behind it): the SQLite catalog runs in WAL
+mode (readers never block writers, writers never block readers), a helper process keeps it open
+(`anchor.py`), every write transaction holds the store's write lock from BEGIN to COMMIT
+(`locking.py`; a WAL transaction that another writer overtook can only start over), and `write()` /
+`retry()` start a transaction over after a transient error, with jittered backoff, until a deadline;
+a write that gives up raises `StoreBusyError`, one line that says what was not committed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -20,15 +29,24 @@ from typing import TypeVar
 import duckdb
 
 from collector.config import resolve_store
-from collector.store import extensions
-from collector.store.errors import StoreError
+from collector.store import anchor, extensions
+from collector.store.errors import StoreBusyError, StoreError
+from collector.store.locking import LockTimeout, StoreLock
 
 LAKE = "lake"
 DATA_PATH_ENV = "ROUTERWATCH_DATA_PATH"
 SECRET_ENV = "ROUTERWATCH_SECRET_FILE"
 T = TypeVar("T")
 
-_TRANSIENT = ("database is locked", "conflict", "Transaction", "busy", "SQLITE_BUSY")
+# SQLite busy/locked (also inside DuckLake's "Failed to commit ..." messages), DuckLake and PostgreSQL
+# write conflicts; anything else is a real error and is not retried
+_TRANSIENT = ("database is locked", "database table is locked", "conflict", "concurrent", "busy",
+              "could not serialize", "deadlock detected")
+BUSY_TIMEOUT_MS = 5000  # SQLite's own wait for a lock (the bundled SQLite sleeps in whole seconds)
+# how long a write keeps trying (lock waits and retries) before it gives up; ROUTERWATCH_WRITE_DEADLINE overrides
+WRITE_DEADLINE_S = float(os.environ.get("ROUTERWATCH_WRITE_DEADLINE") or 120.0)
+# DuckLake's own commit retries (conflicts between writers on a PostgreSQL catalog)
+DUCKLAKE_SETTINGS = {"ducklake_max_retry_count": 30, "ducklake_retry_wait_ms": 50, "ducklake_retry_backoff": 1.5}
 
 
 @dataclass(frozen=True)
@@ -62,21 +80,31 @@ class StoreLocation:
     def exists(self) -> bool:
         return self.root is None or (self.root / "catalog.sqlite").exists()
 
+    @property
+    def sqlite_file(self) -> str | None:
+        """The SQLite catalog file of a local store (None for a PostgreSQL catalog)."""
+        return self.catalog.removeprefix("ducklake:sqlite:") if self.catalog.startswith("ducklake:sqlite:") else None
+
 
 def is_transient(exc: BaseException) -> bool:
     """A commit conflict or a busy catalog: worth retrying, never worth losing a batch over."""
-    return any(s.lower() in str(exc).lower() for s in _TRANSIENT)
+    return is_transient_text(str(exc))
+
+
+def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:
+    """Seconds to sleep before retry `attempt` (0-based): exponential, capped, with full jitter."""
+    return min(cap, base * 1.5**attempt) * (0.5 + random.random())
 
 
 def retrying(fn: Callable[[], T], attempts: int = 20, base_delay: float = 0.05) -> T:
-    """Run `fn`, retrying transient catalog conflicts with jittered backoff."""
+    """Run `fn` (no transaction of its own: ATTACH, a catalog probe), retrying transient errors."""
     for i in range(attempts):
         try:
             return fn()
         except (duckdb.Error, StoreError) as exc:
             if i == attempts - 1 or not is_transient(exc):
                 raise
-            time.sleep(base_delay * (1.5**i) * (0.5 + random.random()))
+            time.sleep(backoff(i, base_delay))
     raise AssertionError("unreachable")
 
 
@@ -87,6 +115,8 @@ class Store:
         self.location = location
         self.con = con
         self.read_only = read_only
+        self.write_lock = StoreLock(location.root, "write") if location.root is not None else None
+        self._anchored: str | None = None
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -106,16 +136,25 @@ class Store:
         con = duckdb.connect(":memory:", config=dict(extensions.OFFLINE_CONFIG))
         names = ["ducklake", "postgres_scanner" if ":postgres:" in loc.catalog else "sqlite_scanner"]
         extensions.load(con, *names)
+        for name, value in DUCKLAKE_SETTINGS.items():
+            con.execute(f"SET {name} = {value}")
         opts = f"DATA_PATH '{_q(loc.data_path)}'"
+        if loc.sqlite_file is not None:
+            # passed to every SQLite connection DuckLake opens (one per transaction); a reader cannot
+            # switch the journal mode, and needs not: the mode is stored in the file
+            opts += f", META_BUSY_TIMEOUT {BUSY_TIMEOUT_MS}" + ("" if read_only else ", META_JOURNAL_MODE 'WAL'")
         if read_only:
             opts += ", READ_ONLY"
         try:
             retrying(lambda: con.execute(f"ATTACH '{_q(loc.catalog)}' AS {LAKE} ({opts})"))
         except duckdb.Error as exc:
             con.close()
-            raise StoreError(f"cannot open store {loc.spec}: {_first_line(exc)}") from None
+            raise StoreError(_open_error(loc, exc, read_only)) from None
         con.execute(f"USE {LAKE}")
         store = cls(loc, con, read_only)
+        if loc.sqlite_file is not None:
+            anchor.hold(loc.sqlite_file)
+            store._anchored = loc.sqlite_file
         if not read_only and migrate:
             from collector.store.migrate import migrate as _migrate
 
@@ -125,6 +164,83 @@ class Store:
     # -- use ----------------------------------------------------------------------------------
     def sql(self, query: str, params: list | None = None) -> duckdb.DuckDBPyConnection:
         return self.con.execute(query, params or [])
+
+    @contextlib.contextmanager
+    def transaction(self, what: str = "write", *, lock_timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction under the store's write lock: BEGIN, the body, COMMIT (ROLLBACK on
+        error). No retry here (a `with` body cannot be re-run): use `write()` for that."""
+        if self.read_only:
+            raise StoreError(f"store {self.location.spec} is open read-only")
+        lock = self.write_lock
+        if lock is not None:
+            try:
+                lock.acquire(what, lock_timeout)
+            except LockTimeout as exc:
+                raise StoreBusyError(str(exc)) from None
+        try:
+            self.con.execute("BEGIN")
+            try:
+                yield self.con
+                self.con.execute("COMMIT")
+            except BaseException:
+                try:
+                    self.con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass  # a failed COMMIT has already ended the transaction
+                raise
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def write(self, body: Callable[[duckdb.DuckDBPyConnection], T], *, what: str = "write",
+              rows: int | None = None, deadline: float = WRITE_DEADLINE_S) -> T:
+        """Run `body(con)` in a write transaction (see `transaction()`), starting over after a
+        transient error until `deadline` seconds have passed; `body` must therefore be safe to repeat
+        (everything it did is rolled back before it runs again). Returns what `body` returns."""
+        return self.retry(lambda lock_timeout: self._once(body, what, lock_timeout), what=what, rows=rows,
+                          deadline=deadline)
+
+    def _once(self, body: Callable[[duckdb.DuckDBPyConnection], T], what: str, lock_timeout: float) -> T:
+        with self.transaction(what, lock_timeout=lock_timeout) as con:
+            return body(con)
+
+    def retry(self, attempt: Callable[[float], T], *, what: str = "write", rows: int | None = None,
+              deadline: float = WRITE_DEADLINE_S) -> T:
+        """Call `attempt(lock_timeout)` (one whole transaction) until it succeeds, a non-transient
+        error occurs, or `deadline` seconds have passed (then `StoreBusyError`: one line, with the
+        number of rows not committed when `rows` is given)."""
+        t0 = time.monotonic()
+        i = 0
+
+        def give_up(why: str) -> StoreBusyError:
+            lost = f" ({rows:,} rows not committed)" if rows is not None else ""
+            return StoreBusyError(f"store {self.location.spec} busy: gave up on {what}{lost} after "
+                                  f"{time.monotonic() - t0:.0f} s: {why}")
+
+        while True:
+            left = deadline - (time.monotonic() - t0)
+            try:
+                return attempt(max(left, 0.0))
+            except StoreBusyError as exc:  # the write lock was not free before the deadline
+                raise give_up(str(exc)) from None
+            except (duckdb.Error, StoreError) as exc:
+                if not is_transient(exc):
+                    raise
+                pause = backoff(i)
+                if time.monotonic() - t0 + pause > deadline:
+                    raise give_up(f"{i + 1} attempts, last: {_first_line(exc)}") from None
+                if i == 2:
+                    print(f"routerwatch: store busy, retrying {what}: {_first_line(exc)}", file=sys.stderr, flush=True)
+                time.sleep(pause)
+                i += 1
+
+    def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T], *, deadline: float = 30.0) -> T:
+        """Run a read `fn(con)`, starting over after a transient error (a busy catalog) until `deadline`."""
+        return self.retry(lambda _t: fn(self.con), what="read", deadline=deadline)
+
+    def snapshot_id(self) -> int:
+        """The store's latest DuckLake snapshot id: changes whenever any writer commits (a cheap poll)."""
+        return int(self.read(lambda con: con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0]))
 
     def tables(self) -> list[str]:
         rows = self.con.execute(
@@ -145,7 +261,12 @@ class Store:
         return path.read_bytes()
 
     def close(self) -> None:
-        self.con.close()
+        try:
+            self.con.close()
+        finally:
+            if self._anchored is not None:  # after our own SQLite connections are gone
+                anchor.release(self._anchored)
+                self._anchored = None
 
     def __enter__(self) -> Store:
         return self
@@ -159,4 +280,31 @@ def _q(s: str) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """The informative line of a DuckDB/DuckLake error (they nest "Failed to commit ...:" prefixes)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    for ln in lines:
+        if is_transient_text(ln):
+            return ln
+    return lines[0]
+
+
+def transient_message(exc: BaseException) -> str:
+    """One line for a transient error that reached the top of a command."""
+    return f"the store stayed busy (try again): {_first_line(exc)}"
+
+
+def is_transient_text(text: str) -> bool:
+    return any(s in text.lower() for s in _TRANSIENT)
+
+
+def _open_error(loc: StoreLocation, exc: BaseException, read_only: bool) -> str:
+    msg = _first_line(exc)
+    if read_only and loc.root is not None and "readonly database" in str(exc):
+        # WAL mode: a reader needs the catalog's -wal and -shm files; it cannot create them in a
+        # read-only directory, and they exist once any writer of this version has opened the store
+        return (f"cannot read store {loc.spec}: its catalog's -wal/-shm files are missing and this user cannot "
+                f"create them (read-only view); start the collector, or run any writer (e.g. `routerwatch store "
+                f"info` as the store's owner) once")
+    return f"cannot open store {loc.spec}: {msg}"

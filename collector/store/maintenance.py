@@ -4,22 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from collector.store.connection import LAKE, Store, retrying
+from collector.store.connection import LAKE, Store
 from collector.store.errors import StoreError
+
+CLEANUP_DELAY_MIN = 60  # files no snapshot references are deleted this long after they were dropped
 
 
 def compact(store: Store, *, expire_older_than_hours: float = 24.0) -> dict[str, int]:
-    """Flush inlined rows, merge small Parquet files, expire old snapshots, delete unreferenced files."""
+    """Flush inlined rows, merge small Parquet files, expire old snapshots, delete unreferenced files.
+
+    Each step is its own write transaction (under the store's write lock, started over on a
+    conflict), so other writers wait for one step at a time, never for the whole maintenance."""
     before = _file_count(store)
-    # small batches are inlined into the catalog; move them into Parquet first
-    retrying(lambda: store.sql(f"CALL ducklake_flush_inlined_data('{LAKE}')").fetchall())
-    retrying(lambda: store.sql(f"CALL ducklake_merge_adjacent_files('{LAKE}')").fetchall())
-    retrying(
-        lambda: store.sql(
-            f"CALL ducklake_expire_snapshots('{LAKE}', older_than => now() - INTERVAL '{float(expire_older_than_hours)} hours')"
-        ).fetchall()
-    )
-    retrying(lambda: store.sql(f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)").fetchall())
+    hours = float(expire_older_than_hours)
+    for what, sql in (
+        # small batches are inlined into the catalog; move them into Parquet first
+        ("compact: flush inlined data", f"CALL ducklake_flush_inlined_data('{LAKE}')"),
+        ("compact: merge files", f"CALL ducklake_merge_adjacent_files('{LAKE}')"),
+        ("compact: expire snapshots",
+         f"CALL ducklake_expire_snapshots('{LAKE}', older_than => now() - INTERVAL '{hours} hours')"),
+        # files merged away or expired at least an hour ago: a reader that started before the merge
+        # may still be reading them (the newer ones go at the next compaction)
+        ("compact: delete old files",
+         f"CALL ducklake_cleanup_old_files('{LAKE}', older_than => now() - INTERVAL '{float(CLEANUP_DELAY_MIN)} minutes')"),
+    ):
+        store.write(lambda con, sql=sql: con.execute(sql).fetchall(), what=what, deadline=600)
     return {"files_before": before, "files_after": _file_count(store)}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from collector.store.connection import LAKE, Store, retrying
+from collector.store.connection import LAKE, Store
 from collector.store.schema import TABLES, schema_hash
 
 MIGRATIONS_TABLE = "schema_migrations"
@@ -41,27 +41,21 @@ def pending_changes(store: Store) -> list[str]:
 
 
 def migrate(store: Store) -> list[str]:
-    """Apply pending changes in one transaction (retried on conflict with another writer)."""
+    """Apply pending changes in one transaction (under the write lock; started over on a conflict)."""
+    if not pending_changes(store):
+        return []
 
-    def attempt() -> list[str]:
-        ddl = pending_changes(store)
-        if not ddl:
-            return []
-        con = store.con
-        con.execute("BEGIN")
-        try:
-            for stmt in ddl:
-                con.execute(stmt)
+    def attempt(con) -> list[str]:
+        ddl = pending_changes(store)  # again inside the transaction: another writer may have migrated
+        for stmt in ddl:
+            con.execute(stmt)
+        if ddl:
             version = con.execute(f"SELECT coalesce(max(version), 0) + 1 FROM {MIGRATIONS_TABLE}").fetchone()[0]
             desc = "; ".join(s.split("(")[0].strip() for s in ddl)
             con.execute(
                 f"INSERT INTO {MIGRATIONS_TABLE} VALUES (?, ?, ?, ?)",
                 [version, dt.datetime.now(dt.UTC).replace(tzinfo=None), schema_hash(), desc[:4000]],
             )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         return ddl
 
-    return retrying(attempt)
+    return store.write(attempt, what="schema migration")

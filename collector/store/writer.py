@@ -2,18 +2,20 @@
 
 DuckLake writes at least one Parquet file per INSERT, so a writer must batch; one flush is one
 transaction over every table touched, so a crash loses at most the open batch and never leaves a
-half-written batch behind.
+half-written batch behind. A flush holds the store's write lock only while it inserts and commits,
+and starts over after a transient conflict (`Store.retry`); a flush that gives up keeps its rows.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
 
 import pyarrow as pa
 
-from collector.store.connection import Store, retrying
+from collector.store.connection import WRITE_DEADLINE_S, Store
 from collector.store.schema import TABLES, arrow_schema
 
 
@@ -48,13 +50,15 @@ class BatchWriter:
     """
 
     def __init__(self, store: Store, *, max_delay: float = 2.0, max_rows: int = 250_000, background: bool = False,
-                 hard_rows: int | None = None):
+                 hard_rows: int | None = None, deadline: float = WRITE_DEADLINE_S):
         if store.read_only:
             raise ValueError("BatchWriter needs a writable store")
         self.store = store
         self.max_delay = max_delay
         self.max_rows = max_rows
         self.hard_rows = hard_rows if hard_rows is not None else 4 * max_rows
+        self.deadline = deadline  # how long one flush keeps retrying before it gives up (rows kept)
+        self.failed_flushes = 0
         self._pending: dict[str, list[pa.Table]] = {}
         self._rows = 0
         self._first_add: float | None = None
@@ -91,11 +95,12 @@ class BatchWriter:
     def pending_rows(self) -> int:
         return self._rows
 
-    def flush(self) -> int:
+    def flush(self, deadline: float | None = None) -> int:
         """Commit everything pending in one transaction; returns rows written.
 
-        On a failed commit the batch goes back to the front of the pending rows (ahead of rows added
-        meanwhile) and the exception propagates: nothing is dropped silently.
+        Transient conflicts are retried for `deadline` seconds (default: the writer's). On a failed
+        commit the batch goes back to the front of the pending rows (ahead of rows added meanwhile)
+        and the exception propagates: nothing is dropped silently.
         """
         with self._commit_lock:
             with self._lock:
@@ -105,7 +110,9 @@ class BatchWriter:
                 count, self._rows = self._rows, 0
                 first, self._first_add = self._first_add, None
             try:
-                retrying(lambda: self._commit(pending))
+                self.store.retry(lambda lock_timeout: self._commit(pending, lock_timeout),
+                                 what=f"a batch of {count:,} rows", rows=count,
+                                 deadline=self.deadline if deadline is None else deadline)
             except Exception:
                 with self._lock:
                     for t, tables in pending.items():
@@ -118,25 +125,17 @@ class BatchWriter:
             self.flushes += 1
             return count
 
-    def _commit(self, pending: dict[str, list[pa.Table]]) -> None:
-        con = self.store.con
-        con.execute("BEGIN")
-        try:
-            for table, tables in pending.items():
-                batch = pa.concat_tables(tables)
+    def _commit(self, pending: dict[str, list[pa.Table]], lock_timeout: float | None = None) -> None:
+        """One attempt: every pending table inserted in one transaction under the write lock."""
+        batches = {table: pa.concat_tables(tables) for table, tables in pending.items()}  # outside the lock
+        with self.store.transaction("batch commit", lock_timeout=lock_timeout) as con:
+            for table, batch in batches.items():
                 name = f"__rw_batch_{table}"
                 con.register(name, batch)
                 try:
                     con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
                 finally:
                     con.unregister(name)
-            con.execute("COMMIT")
-        except Exception:
-            try:
-                con.execute("ROLLBACK")
-            except Exception:
-                pass
-            raise
 
     def _run(self) -> None:
         tick = min(0.5, self.max_delay)
@@ -149,8 +148,10 @@ class BatchWriter:
             if due or (first is not None and time.monotonic() - first >= self.max_delay):
                 try:
                     self.flush()
-                except Exception:  # retried on the next tick; the batch stays pending
-                    pass
+                except Exception as exc:  # retried on the next tick; the batch stays pending
+                    self.failed_flushes += 1
+                    print(f"routerwatch: warning: {exc} (kept: {self.pending_rows():,} rows pending, retrying)",
+                          file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self._stop.set()

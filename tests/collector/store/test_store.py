@@ -75,13 +75,13 @@ class _HeldCommit(BatchWriter):
         self.fail_next = False
         super().__init__(*a, **kw)
 
-    def _commit(self, pending):
+    def _commit(self, pending, lock_timeout=None):
         self.in_commit.set()
         assert self.release.wait(30)
         if self.fail_next:
             self.fail_next = False
             raise StoreError("simulated commit failure")
-        super()._commit(pending)
+        super()._commit(pending, lock_timeout)
 
 
 def test_batch_writer_add_never_waits_for_a_commit(store_dir):
