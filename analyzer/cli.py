@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import fcntl
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from collector.cli import UserError, add_store_arg
@@ -32,24 +28,6 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 # -- analyze and friends -------------------------------------------------------------------------
-@contextlib.contextmanager
-def _analyze_lock(store) -> Iterator[None]:
-    """One analyze at a time per local store (two would append the same ledger entries)."""
-    root = store.location.root
-    if root is None:
-        yield
-        return
-    fd = os.open(root / ".analyze.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another `routerwatch analyze` is running on {root}") from None
-        yield
-    finally:
-        os.close(fd)
-
-
 def _rules_dirs(root: Path | None, arg: str | None) -> list[Path]:
     if arg:
         d = Path(arg)
@@ -79,24 +57,22 @@ def _load(root: Path | None, args):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from analyzer import alerts
+    if args.follow:
+        return _follow(args)
     from analyzer.engine import AnalyzeError, analyze
+    from analyzer.service import analyze_lock, emit
     from collector.store import Store
 
-    with Store.open(args.store) as store, _analyze_lock(store):
+    def note(msg: str) -> None:
+        print(f"routerwatch analyze: {msg}", file=sys.stderr, flush=True)
+
+    with Store.open(args.store) as store, analyze_lock(store, log=None if args.quiet else note):
         catalog, rules = _load(store.location.root, args)
         try:
-            res = analyze(store.con, catalog, rules)
+            res = analyze(store, catalog, rules)
         except AnalyzeError as exc:
             raise UserError(str(exc)) from None
-    events = [alerts.eve_alert(f) for f in res.findings]
-    if args.eve:
-        alerts.write_eve(args.eve, [*events, alerts.eve_ledger(res.run_id, res.ledger_seq, res.ledger_head)])
-    if args.webhook and events:
-        try:
-            alerts.post_webhook(args.webhook, events)
-        except OSError as exc:
-            print(f"routerwatch: warning: {exc}", file=sys.stderr)
+    emit(res, args.eve, args.webhook, lambda m: print(f"routerwatch: {m}", file=sys.stderr))
     if not args.quiet:
         out = sys.stderr if args.eve == "-" else sys.stdout
         new = ", ".join(f"{n:,} {t}" for t, n in res.new_rows.items() if n) or "nothing new"
@@ -112,6 +88,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(f"  ... and {len(shown) - 50} more: " + ", ".join(f"{r} {n}" for r, n in rest.most_common())
                   + " (`routerwatch findings` lists them)", file=out)
         print(f"ledger: {res.ledger_seq} entries, head {res.ledger_head}", file=out)
+    return 0
+
+
+def _follow(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from analyzer.service import FollowOptions, follow
+
+    if args.interval <= 0:
+        raise UserError("--interval must be a positive number of seconds")
+    _load(_store_root(args.store), args)  # a broken catalog or rule is an error now, not in a loop
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        follow(FollowOptions(store=args.store, rules_dir=args.rules_dir, only=args.rule, eve=args.eve,
+                                     webhook=args.webhook, interval=args.interval,
+                                     compact_every=args.compact_every, quiet=args.quiet), stop)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
     return 0
 
 
@@ -290,13 +287,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("analyze", help="enrich new rows, run the rules, write findings and the ledger (incremental)",
                        description="Classify destinations and exchanges, analyse tool calls, run every rule "
                        "(builtin + RULES_DIR) over the rows new since the last run, and append findings and "
-                       "ledger entries. Running it twice adds nothing.")
+                       "ledger entries. Running it twice adds nothing. One run at a time per store: beside a "
+                       "running analyzer (`--follow`, `routerwatch up`, the systemd unit) it waits for the current "
+                       "run, then runs. With --follow it runs continuously: whenever another writer commits, "
+                       "alerts leave as findings are made; SIGTERM or Ctrl-C stops it.")
     add_store_arg(a)
     a.add_argument("--rules-dir", metavar="DIR", help="extra rules (default: DIR/rules beside the store, if present)")
     a.add_argument("--rule", action="append", metavar="ID", help="run only this rule (repeatable)")
     a.add_argument("--eve", metavar="FILE", help="append EVE-style JSON-lines alerts to FILE ('-' for stdout)")
     a.add_argument("--webhook", metavar="URL", help="POST new findings as JSON to URL")
     a.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    a.add_argument("--follow", action="store_true",
+                   help="keep running: analyze whenever new rows are committed (the main job's analyzer)")
+    a.add_argument("--interval", type=float, default=1.0, metavar="S",
+                   help="with --follow: look for new commits every S seconds (default 1)")
+    a.add_argument("--compact-every", type=float, default=3600.0, metavar="S",
+                   help="with --follow: run the store's maintenance (`store compact`) every S seconds "
+                        "(default 3600; 0: never)")
     a.set_defaults(func=cmd_analyze)
 
     f = sub.add_parser("findings", help="list findings (filter by rule, severity, class, host, router, time)")

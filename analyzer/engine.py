@@ -5,6 +5,15 @@ analyses `rowid > last watermark` (exposed to rules as `new_<table>` temp views)
 new watermarks in `analyzer_runs` in the same transaction as its output. Running twice therefore
 adds nothing; a crash leaves the previous watermark in place. Findings carry a dedup key: a key
 already present (within the rule's suppression window) is not raised again.
+
+A run has two phases so that it holds the store's write lock briefly (every other writer, the live
+collector included, waits while it does): a read phase without the lock (watermarks, the new rows
+copied into temp tables, the Python enrichment of tool calls and exchanges computed), then one short
+write transaction under the lock (enrichment rows inserted, flows classified, rules, findings,
+ledger, the run row). The write phase checks that the watermark it started from is still the last
+one (one analyzer at a time per store: `routerwatch analyze` waits for the analyzer service) and is
+started over by `Store.write` after a transient conflict; the rows it reads are bounded by the read
+phase's watermarks, so a retry writes exactly the same rows.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from analyzer.enrich.baseline import update_baselines
 from analyzer.enrich.exchanges import Classifier
 from analyzer.enrich.pipeline import classify_flows, enrich_exchanges, enrich_tool_calls
 from analyzer.rules import Rule
+from collector.store.connection import Store
 from collector.store.schema import TABLES
 from collector.store.writer import to_arrow
 
@@ -58,6 +68,7 @@ class RunResult:
     ledger_seq: int = 0
     ledger_head: str = ledger.GENESIS
     timings: dict[str, float] = field(default_factory=dict)
+    locked_s: float = 0.0  # how long the write phase held the store's write lock (other writers waited)
 
 
 def _now() -> dt.datetime:
@@ -295,99 +306,186 @@ def to_findings(rule: Rule, rows: list[dict], existing: dict[str, dt.datetime], 
     return out, suppressed
 
 
-def analyze(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule], *, full: bool = False) -> RunResult:
-    """One analyze run in one transaction (see module docstring). `full` ignores the watermark
-    (enrichment and ledger still skip nothing twice because they key on the new rows only: use it on
-    a fresh store or after deleting the analyzer's tables)."""
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+class WatermarkMoved(Exception):
+    """Another analyzer committed a run between this run's read and write phases."""
 
-    def mark(name: str, start: float) -> float:
-        now = time.perf_counter()
-        timings[name] = round(now - start, 4)
-        return now
 
-    run_id = uuid.uuid4().hex[:16]
-    now = _now()
+@dataclass
+class _Read:
+    """What the read phase produced for the write phase."""
+
+    lo: dict[str, int]
+    hi: dict[str, int]
+    new_rows: dict[str, int]
+    staged: dict[str, list] = field(default_factory=dict)  # enrichment rows to insert: table -> row batches
+    suspected: set = field(default_factory=set)
+    ex_routers: dict[str, str | None] = field(default_factory=dict)
+    suspicious: dict[tuple[str, int], int] = field(default_factory=dict)  # tool call -> execution signals
+    kinds: dict[str, set[str]] = field(default_factory=dict)  # exchange -> indicator kinds (the baseline's)
+
+    def stage(self, table: str, rows: Any) -> int:
+        t = to_arrow(table, rows)
+        if t.num_rows:
+            self.staged.setdefault(table, []).append(t)
+        return t.num_rows
+
+
+def _read_phase(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule], full: bool,
+                classifier: Classifier, skip_if_nothing_new: bool) -> _Read | None:
+    """Watermarks, `new_<table>` copies and the Python enrichment, in one read transaction (no lock).
+    None when `skip_if_nothing_new` and no table a rule or the enrichment reads has new rows."""
     con.execute("BEGIN")
     try:
         lo = {} if full else last_watermarks(con)
-        hi = current_watermarks(con, relevant_sources(rules), lo)
-        wanted = set().union(*(rule_new_tables(r) for r in rules)) if rules else set()
-        new_rows = prepare_context(con, catalog, lo, hi, wanted)
-        t = mark("prepare", t0)
-        sync_routers(con, catalog, now)
-
-        def ins(table: str, rows: Any) -> int:
-            return insert(con, table, rows)
-
-        classifier = Classifier(catalog)
-        kinds: dict[str, set[str]] = {}  # exchange -> indicator kinds of this run's tool calls (for the baseline)
-        suspicious = enrich_tool_calls(con, catalog, ins, kinds) if new_rows["tool_calls"] else {}
-        t = mark("enrich_tool_calls", t)
-        new_sus, ex_routers = (enrich_exchanges(con, catalog, classifier, ins, suspicious)
-                               if new_rows["llm_exchanges"] else (set(), {}))
-        if new_rows["llm_exchanges"]:
-            observe_routers(con)
-        t = mark("enrich_exchanges", t)
-        if new_rows["flows"] or new_sus:
-            classify_flows(con, classifier, new_sus, first_run=lo.get("flows", -1) < 0)
-        t = mark("classify_flows", t)
-        exchange_context(con, new_rows)
-        t = mark("exchange_context", t)
-        if new_rows["llm_exchanges"] or new_rows["tool_calls"]:
-            update_baselines(con, run_id, now, ins, suspicious, kinds)
-        t = mark("baseline", t)
-        findings: list[dict] = []
-        suppressed = 0
-        candidates: list[tuple[Rule, list[dict]]] = []
-        for rule in rules:
-            srcs = rule_sources(rule)
-            if srcs and not any(new_rows[s] for s in srcs):
-                continue
-            rows = run_rule(con, rule)
-            if rows:
-                candidates.append((rule, rows))
-            t = mark(f"rule:{rule.id}", t)
-        # one look-up of the dedup keys already raised, for every rule's candidates at once
-        keys = sorted({f"{rule.id}:{r['dedup']}" for rule, rows in candidates for r in rows})
-        existing: dict[str, dt.datetime] = {}
-        if keys:
-            con.register("__rw_keys", pa.table({"dedup_key": pa.array(keys, pa.string())}))
-            try:
-                existing = dict(con.execute(
-                    "SELECT f.dedup_key, max(f.ts) FROM findings f JOIN __rw_keys k USING (dedup_key) GROUP BY 1"
-                ).fetchall())
-            finally:
-                con.unregister("__rw_keys")
-        for rule, rows in candidates:
-            f, s = to_findings(rule, rows, existing, run_id)
-            findings += f
-            suppressed += s
-        t = mark("dedup", t)
-        insert(con, "findings", findings)
-        insert(con, "finding_coverage", coverage_rows(con, candidates, findings, run_id))
-        if new_rows["llm_exchanges"]:
-            entries, seq, head = ledger.append(con, now, ex_routers)
-            insert(con, "ledger", entries)
+        relevant = relevant_sources(rules)
+        hi = current_watermarks(con, relevant, lo)
+        if skip_if_nothing_new and lo and all(hi[t] <= int(lo.get(t, -1)) for t in relevant):
+            read = None
         else:
-            seq, head = ledger.head(con)
-        t = mark("ledger", t)
-        duration = time.perf_counter() - t0
-        insert(con, "analyzer_runs", [{
-            "ts": now, "host_id": None, "run_id": run_id, "watermarks": json.dumps(hi), "new_rows": json.dumps(new_rows),
-            "findings": len(findings), "suppressed": suppressed, "duration_s": duration, "ledger_seq": seq,
-            "ledger_head": head, "rules": json.dumps({r.id: r.rev for r in rules}),
-        }])
-        con.execute("COMMIT")
+            wanted = set().union(*(rule_new_tables(r) for r in rules)) if rules else set()
+            read = _Read(lo, hi, prepare_context(con, catalog, lo, hi, wanted))
+            if read.new_rows["tool_calls"]:
+                read.suspicious = enrich_tool_calls(con, catalog, read.stage, read.kinds)
+            if read.new_rows["llm_exchanges"]:
+                read.suspected, read.ex_routers = enrich_exchanges(con, catalog, classifier, read.stage,
+                                                                   read.suspicious)
     except BaseException:
         try:
             con.execute("ROLLBACK")
         except duckdb.Error:
             pass
         raise
-    mark("commit", t)
-    return RunResult(run_id, new_rows, findings, suppressed, time.perf_counter() - t0, seq, head, timings)
+    con.execute("COMMIT")  # a read transaction: nothing of the lake changes (the temp tables stay)
+    return read
+
+
+def _write_phase(con: duckdb.DuckDBPyConnection, read: _Read, catalog: Catalog, rules: list[Rule],
+                 classifier: Classifier, run_id: str, now: dt.datetime, full: bool,
+                 mark: Any) -> tuple[list[dict], int, int, str]:
+    """Everything that writes, inside the caller's transaction. Returns (findings, suppressed, seq, head)."""
+    t = mark("lock_wait", None)
+    if not full and last_watermarks(con) != read.lo:
+        raise WatermarkMoved
+    new_rows, lo = read.new_rows, read.lo
+    sync_routers(con, catalog, now)
+    for table, batches in read.staged.items():
+        insert(con, table, pa.concat_tables(batches))
+    if new_rows["llm_exchanges"]:
+        observe_routers(con)
+    t = mark("insert_enrichment", t)
+    if new_rows["flows"] or read.suspected:
+        classify_flows(con, classifier, read.suspected, first_run=lo.get("flows", -1) < 0)
+    t = mark("classify_flows", t)
+    exchange_context(con, new_rows)
+    t = mark("exchange_context", t)
+    if new_rows["llm_exchanges"] or new_rows["tool_calls"]:
+        update_baselines(con, run_id, now, lambda table, rows: insert(con, table, rows), read.suspicious, read.kinds)
+    t = mark("baseline", t)
+    findings: list[dict] = []
+    suppressed = 0
+    candidates: list[tuple[Rule, list[dict]]] = []
+    for rule in rules:
+        srcs = rule_sources(rule)
+        if srcs and not any(new_rows[s] for s in srcs):
+            continue
+        rows = run_rule(con, rule)
+        if rows:
+            candidates.append((rule, rows))
+        t = mark(f"rule:{rule.id}", t)
+    # one look-up of the dedup keys already raised, for every rule's candidates at once
+    keys = sorted({f"{rule.id}:{r['dedup']}" for rule, rows in candidates for r in rows})
+    existing: dict[str, dt.datetime] = {}
+    if keys:
+        con.register("__rw_keys", pa.table({"dedup_key": pa.array(keys, pa.string())}))
+        try:
+            existing = dict(con.execute(
+                "SELECT f.dedup_key, max(f.ts) FROM findings f JOIN __rw_keys k USING (dedup_key) GROUP BY 1"
+            ).fetchall())
+        finally:
+            con.unregister("__rw_keys")
+    for rule, rows in candidates:
+        f, s = to_findings(rule, rows, existing, run_id)
+        findings += f
+        suppressed += s
+    t = mark("dedup", t)
+    insert(con, "findings", findings)
+    insert(con, "finding_coverage", coverage_rows(con, candidates, findings, run_id))
+    if new_rows["llm_exchanges"]:
+        entries, seq, head = ledger.append(con, now, read.ex_routers)
+        insert(con, "ledger", entries)
+    else:
+        seq, head = ledger.head(con)
+    mark("ledger", t)
+    return findings, suppressed, seq, head
+
+
+def analyze(target: Store | duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule], *, full: bool = False,
+            skip_if_nothing_new: bool = False) -> RunResult | None:
+    """One analyze run (see module docstring). `target` is the store (its write lock and retries are
+    used), or a bare DuckDB connection with the store's tables (rule fixtures: no lock, no retry).
+    `full` ignores the watermark (enrichment and ledger still skip nothing twice because they key on
+    the new rows only: use it on a fresh store or after deleting the analyzer's tables). With
+    `skip_if_nothing_new` (the continuous analyzer) a run that would find no new rows writes nothing
+    and returns None."""
+    store = target if isinstance(target, Store) else None
+    con = store.con if store is not None else target
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    clock = {"t": t0}
+
+    def mark(name: str, start: float | None) -> float:
+        now_ = time.perf_counter()
+        timings[name] = round(now_ - (clock["t"] if start is None else start), 4)
+        clock["t"] = now_
+        return now_
+
+    classifier = Classifier(catalog)
+    for _attempt in range(5):
+        run_id = uuid.uuid4().hex[:16]
+        now = _now()
+        if store is not None:  # a busy catalog while reading: read again
+            read = store.retry(lambda _t: _read_phase(con, catalog, rules, full, classifier, skip_if_nothing_new),
+                               what="an analyze run's read")
+        else:
+            read = _read_phase(con, catalog, rules, full, classifier, skip_if_nothing_new)
+        mark("read", t0)
+        if read is None:
+            return None
+
+        def body(c: duckdb.DuckDBPyConnection, read: _Read = read, run_id: str = run_id,
+                 now: dt.datetime = now) -> tuple[list[dict], int, int, str]:
+            clock["locked"] = time.perf_counter()
+            findings, suppressed, seq, head = _write_phase(c, read, catalog, rules, classifier, run_id, now, full, mark)
+            insert(c, "analyzer_runs", [{
+                "ts": now, "host_id": None, "run_id": run_id, "watermarks": json.dumps(read.hi),
+                "new_rows": json.dumps(read.new_rows), "findings": len(findings), "suppressed": suppressed,
+                "duration_s": time.perf_counter() - t0, "ledger_seq": seq, "ledger_head": head,
+                "rules": json.dumps({r.id: r.rev for r in rules}),
+            }])
+            clock["t"] = time.perf_counter()
+            return findings, suppressed, seq, head
+
+        clock["t"] = time.perf_counter()
+        try:
+            if store is not None:
+                findings, suppressed, seq, head = store.write(body, what="an analyze run")
+            else:
+                con.execute("BEGIN")
+                try:
+                    findings, suppressed, seq, head = body(con)
+                    con.execute("COMMIT")
+                except BaseException:
+                    try:
+                        con.execute("ROLLBACK")
+                    except duckdb.Error:
+                        pass
+                    raise
+        except WatermarkMoved:
+            continue  # another analyzer's run came first: read again from its watermark
+        mark("commit", None)
+        return RunResult(run_id, read.new_rows, findings, suppressed, time.perf_counter() - t0, seq, head, timings,
+                         locked_s=time.perf_counter() - clock["locked"])
+    raise AnalyzeError("other analyzer runs kept committing first; try again")
 
 
 def memory_connection() -> duckdb.DuckDBPyConnection:

@@ -146,8 +146,9 @@ def main() -> None:
         print(f"seeded {args.flows:,} flows, {args.exchanges:,} exchanges + tool calls in {time.perf_counter() - t:.1f} s")
         catalog, rules = load_catalog(None), load_rules()
         floor = scan_floor(store)
-        full = analyze(store.con, catalog, rules)
-        print(f"full analyze:        {full.duration_s:7.2f} s  ({len(full.findings)} findings; target <= 30 s)")
+        full = analyze(store, catalog, rules)
+        print(f"full analyze:        {full.duration_s:7.2f} s  ({len(full.findings)} findings; target <= 30 s); "
+              f"write lock held {full.locked_s:.2f} s")
         print("  slowest steps: " + ", ".join(f"{k} {v:.2f}s" for k, v in sorted(full.timings.items(), key=lambda x: -x[1])[:6]))
         incs = []
         for k in range(args.rounds):  # shared machines are noisy: several increments, min and median
@@ -157,14 +158,14 @@ def main() -> None:
                 w.add("llm_exchanges", ex)
                 w.add("tool_calls", tc)
                 w.add("secrets_seen", sec)
-            inc = analyze(store.con, catalog, rules)
+            inc = analyze(store, catalog, rules)
             incs.append(inc.duration_s)
             print(f"incremental analyze: {inc.duration_s:7.2f} s  ({args.new:,} new exchanges, {args.new * 10:,} new flows, "
-                  f"{len(inc.findings)} findings; target <= 2 s)")
+                  f"{len(inc.findings)} findings; target <= 2 s); write lock held {inc.locked_s:.2f} s")
             print("  slowest steps: " + ", ".join(f"{k} {v:.2f}s" for k, v in sorted(inc.timings.items(), key=lambda x: -x[1])[:6]))
         incs.sort()
         print(f"incremental over {len(incs)} rounds: min {incs[0]:.2f} s, median {incs[len(incs) // 2]:.2f} s")
-        again = analyze(store.con, catalog, rules)
+        again = analyze(store, catalog, rules)
         print(f"re-run, nothing new: {again.duration_s:7.2f} s  ({len(again.findings)} findings)")
         print(f"peer floor (one count(*) scan of the {len(SOURCES)} source tables): {floor:.2f} s; "
               f"full/floor = {full.duration_s / max(floor, 1e-9):.1f}x, incremental(median)/floor = {incs[len(incs) // 2] / max(floor, 1e-9):.1f}x")

@@ -224,7 +224,7 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
             res.notes.append(str(w))
     log("analyzing ...")
     with Store.open(str(store)) as st:
-        run = analyze(st.con, load_catalog(st.location.root), load_rules())
+        run = analyze(st, load_catalog(st.location.root), load_rules())
     res.findings = run.findings
     keylog.unlink(missing_ok=True)  # as sensitive as a private key
     return res

@@ -1,0 +1,187 @@
+"""The continuous analyzer (`routerwatch analyze --follow`, the analyzer of `routerwatch up` and of the
+analyzer systemd unit): run incrementally whenever another writer commits, send alerts as findings
+are made.
+
+It polls the store's DuckLake snapshot id (one catalog read, a few ms) every `interval` seconds; when
+the id moves, it takes the store's analyze lock (a person's `routerwatch analyze` waits for the
+current run, then runs) and runs `engine.analyze` with `skip_if_nothing_new`: a commit that touched
+no table the rules read (collector statistics, ingest runs) costs one watermark query and writes
+nothing. Catalog and rules are reloaded when their files change. A failing run (a broken user rule, a
+store that stayed busy) is reported in one line and tried again later, with backoff: the service
+does not die on it. Every `compact_every` seconds it also runs the store's maintenance (inlined rows
+to Parquet, small files merged, old snapshots expired), one short write transaction per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analyzer import alerts
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class FollowOptions:
+    store: str | None = None
+    rules_dir: str | None = None
+    only: list[str] | None = None
+    eve: str | None = None
+    webhook: str | None = None
+    interval: float = 1.0  # how often to look for new commits
+    compact_every: float = 3600.0  # store maintenance period (0: never)
+    quiet: bool = False
+    max_runs: int | None = None  # stop after this many runs that wrote something (tests)
+
+
+@dataclass
+class FollowStats:
+    runs: int = 0
+    skipped: int = 0
+    findings: int = 0
+    failures: int = 0
+    compactions: int = 0
+    last_error: str = ""
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def analyze_lock(store, *, wait: float | None = None, log: Log | None = None) -> Iterator[None]:
+    """One analyze run at a time per local store (two would append the same ledger entries): a second
+    one waits for the first (`wait` seconds at most, None: as long as it takes), saying so after 1 s."""
+    from collector.store.locking import LockTimeout, StoreLock
+
+    root = store.location.root
+    if root is None:  # a fleet catalog: one central analyzer, no local lock to take
+        yield
+        return
+    lock = StoreLock(root, "analyze")
+    try:
+        lock.acquire("analyze", 1.0 if wait is None or wait > 1.0 else wait)
+    except LockTimeout:
+        if wait is not None and wait <= 1.0:
+            raise
+        if log is not None:
+            log(f"waiting for another analyze run to finish ({lock.holder() or 'holder unknown'})")
+        lock.acquire("analyze", None if wait is None else wait - 1.0)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def emit(res, eve: str | None, webhook: str | None, log: Log) -> None:
+    """EVE lines (alerts + the ledger head) and the webhook for one run's findings."""
+    events = [alerts.eve_alert(f) for f in res.findings]
+    if eve:
+        alerts.write_eve(eve, [*events, alerts.eve_ledger(res.run_id, res.ledger_seq, res.ledger_head)])
+    if webhook and events:
+        try:
+            alerts.post_webhook(webhook, events)
+        except OSError as exc:
+            log(f"warning: {exc}")
+
+
+def _signature(paths: list[Path]) -> tuple:
+    """What changes when a catalog or rules file is edited, added or removed."""
+    out = []
+    for p in paths:
+        try:
+            if p.is_dir():
+                out += [(str(f), f.stat().st_mtime_ns) for f in sorted(p.glob("*.sql"))]
+            else:
+                out.append((str(p), p.stat().st_mtime_ns))
+        except OSError:
+            out.append((str(p), None))
+    return tuple(out)
+
+
+def follow(opts: FollowOptions, stop: threading.Event, log: Log | None = None) -> FollowStats:
+    """Analyze continuously until `stop` is set. Returns what it did."""
+    from analyzer.catalog import load_catalog
+    from analyzer.catalog.loader import CatalogError, user_catalog_path
+    from analyzer.engine import AnalyzeError, analyze
+    from analyzer.rules import RuleError, load_rules
+    from analyzer.rules.loader import builtin_rules_dir
+    from collector.store import Store
+    from collector.store.errors import StoreError
+
+    def say(msg: str) -> None:
+        print(f"routerwatch analyze: {msg}", file=sys.stderr, flush=True)
+
+    log = log or say
+    stats = FollowStats()
+    store = Store.open(opts.store)
+    root = store.location.root
+    rules_dirs = [Path(opts.rules_dir)] if opts.rules_dir else ([root / "rules"] if root is not None else [])
+    watched = [user_catalog_path(root), builtin_rules_dir(), *rules_dirs]
+    loaded: tuple | None = None
+    catalog = rules = None
+    seen: int | None = None
+    backoff = 0.0
+    next_compact = time.monotonic() + opts.compact_every if opts.compact_every > 0 else None
+    last_note = time.monotonic()
+    if not opts.quiet:
+        log(f"following {store.location.spec} (checking for new commits every {opts.interval:g} s)")
+    try:
+        while not stop.is_set():
+            try:
+                sig = _signature(watched)
+                if sig != loaded:
+                    catalog = load_catalog(root)
+                    rules = load_rules(*[d for d in rules_dirs if d.is_dir()], only=opts.only)
+                    if loaded is not None and not opts.quiet:
+                        log(f"reloaded the catalog and {len(rules)} rules")
+                    loaded, seen = sig, None  # new rules or catalog: look again
+                snap = store.snapshot_id()
+                if snap != seen:
+                    with analyze_lock(store, log=log if not opts.quiet else None):
+                        res = analyze(store, catalog, rules, skip_if_nothing_new=True)
+                    seen = snap
+                    if res is None:
+                        stats.skipped += 1
+                    else:
+                        stats.runs += 1
+                        stats.findings += len(res.findings)
+                        for t, n in res.new_rows.items():
+                            stats.rows[t] = stats.rows.get(t, 0) + n
+                        emit(res, opts.eve, opts.webhook, log)
+                        if res.findings and not opts.quiet:
+                            for f in sorted(res.findings, key=lambda f: (str(f["ts"]), f["rule_id"]))[:20]:
+                                log(f"[{f['severity']}] {f['rule_id']}: {f['summary'] or f['title']}")
+                        if opts.max_runs is not None and stats.runs >= opts.max_runs:
+                            break
+                if next_compact is not None and time.monotonic() >= next_compact:
+                    from collector.store.maintenance import compact
+
+                    compact(store)
+                    stats.compactions += 1
+                    next_compact = time.monotonic() + opts.compact_every
+                backoff = 0.0
+            except (AnalyzeError, CatalogError, RuleError, StoreError) as exc:
+                stats.failures += 1
+                stats.last_error = str(exc)
+                backoff = min(60.0, max(2.0, backoff * 2))
+                log(f"error: {exc} (trying again in {backoff:.0f} s)")
+            except Exception as exc:  # noqa: BLE001 - a service reports and goes on; the next run starts afresh
+                from collector.store.connection import is_transient
+
+                stats.failures += 1
+                stats.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                backoff = min(60.0, max(1.0 if is_transient(exc) else 5.0, backoff * 2))
+                log(f"error: {stats.last_error} (trying again in {backoff:.0f} s)")
+            if not opts.quiet and time.monotonic() - last_note >= 600:
+                last_note = time.monotonic()
+                log(f"{stats.runs} runs, {stats.findings} findings, {stats.failures} failed runs so far")
+            stop.wait(max(opts.interval, backoff))
+    finally:
+        store.close()
+    if not opts.quiet:
+        log(f"stopped: {stats.runs} runs, {stats.findings} findings, {stats.failures} failed runs")
+    return stats

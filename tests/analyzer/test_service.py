@@ -1,0 +1,88 @@
+"""`routerwatch analyze --follow`: runs by itself whenever rows are committed, alerts as it finds,
+lets a person's `routerwatch analyze` run beside it, writes nothing when nothing is new, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from collector.store import BatchWriter, Store
+from tests.analyzer.test_analyze_cli import findings, seed, t
+from tests.conftest import BIN, run_cli
+
+
+def _wait(pred, timeout: float = 60, step: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def _eve_alerts(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [e for e in map(json.loads, path.read_text().splitlines()) if e["event_type"] == "alert"]
+
+
+def _runs(store_dir: Path) -> int:
+    with Store.open(str(store_dir), read_only=True) as s:
+        return s.sql("SELECT count(*) FROM analyzer_runs").fetchone()[0]
+
+
+def test_follow_analyzes_new_commits_and_a_manual_run_waits_its_turn(store_dir, tmp_path):
+    Store.open(str(store_dir)).close()
+    eve = tmp_path / "alerts.eve.json"
+    log = open(tmp_path / "follow.log", "w")
+    proc = subprocess.Popen([str(BIN / "routerwatch"), "analyze", "--follow", "--interval", "0.3", "--store",
+                             str(store_dir), "--eve", str(eve)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert _wait(lambda: _runs(store_dir) >= 1, 90), (tmp_path / "follow.log").read_text()  # the first run
+        runs_idle = _runs(store_dir)
+        time.sleep(2)
+        assert _runs(store_dir) == runs_idle  # nothing new: no run rows, no commits
+        t0 = time.monotonic()
+        seed(store_dir)  # a commit with an injected download-and-execute tool call, among others
+        alerts = _wait(lambda: [a for a in _eve_alerts(eve) if a["routerwatch"]["rule_id"] == "ac1-download-exec"], 60)
+        latency = time.monotonic() - t0
+        assert alerts, (tmp_path / "follow.log").read_text()
+        assert alerts[0]["routerwatch"]["exchange_id"] == "X2"
+        assert latency < 30, latency  # seconds from the commit to the alert line (loaded CI machines)
+        # a person runs analyze by hand meanwhile: it waits for the service's run and succeeds
+        manual = [run_cli("analyze", "--store", str(store_dir)) for _ in range(3)]
+        assert [m.returncode for m in manual] == [0, 0, 0], [m.stderr for m in manual]
+        with Store.open(str(store_dir)) as store, BatchWriter(store) as w:
+            w.add("llm_exchanges", [{"ts": t(100), "exchange_id": "X9", "host_id": "agent-1", "api": "openai.chat",
+                                     "host": "127.0.0.1:9102", "model_requested": "gpt-4o",
+                                     "model_returned": "gpt-3.5-turbo"}])
+        assert _wait(lambda: "model-substitution" in {f["rule_id"] for f in findings(store_dir)}, 60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+        log.close()
+    out = (tmp_path / "follow.log").read_text()
+    assert rc == 0, out
+    assert "Traceback" not in out and "stopped:" in out
+    fs = findings(store_dir)
+    ids = [f["finding_id"] for f in fs]
+    assert len(ids) == len(set(ids))  # service and manual runs never raised one finding twice
+    # each alert the service sent is a finding of the store, sent once
+    sent = [a["routerwatch"]["finding_id"] for a in _eve_alerts(eve)]
+    assert len(sent) == len(set(sent)) and set(sent) <= set(ids)
+    with Store.open(str(store_dir), read_only=True) as s:
+        assert s.sql("SELECT count(*), count(DISTINCT seq) FROM ledger").fetchone() == (7, 7)
+
+
+def test_follow_refuses_a_broken_rule_at_start(store_dir, tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "broken.sql").write_text("-- not a rule header\nSELECT 1")
+    Store.open(str(store_dir)).close()
+    out = subprocess.run([str(BIN / "routerwatch"), "analyze", "--follow", "--store", str(store_dir), "--rules-dir",
+                          str(rules)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "broken.sql" in out.stderr and "Traceback" not in out.stderr
