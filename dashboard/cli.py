@@ -2,8 +2,10 @@
 
 The dashboard is `streamlit run dashboard/app.py` with safe server flags. It binds 127.0.0.1 by
 default; bound to any other address it refuses to start unless authentication is configured (a token,
-or OIDC through Streamlit's built-in auth). `up` runs `routerwatch collect` and the dashboard side by
-side, forwards SIGTERM/SIGINT to both, and stops the other when one exits.
+or OIDC through Streamlit's built-in auth). `up` is the main job: `routerwatch collect`, the continuous
+analyzer (`routerwatch analyze --follow`) and the dashboard, each its own process on one store (data
+flows collector -> store -> analyzer -> dashboard); it forwards SIGTERM/SIGINT to all of them and
+stops the others when one exits.
 """
 
 from __future__ import annotations
@@ -154,16 +156,29 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not collect_available():
         raise UserError("`routerwatch collect` (the live collector) is not part of this build; run "
                         "`routerwatch dashboard` on an ingested store instead")
+    if args.analyze_interval <= 0:
+        raise UserError("--analyze-interval must be a positive number of seconds")
     cmd, env = dashboard_command(args)  # validates auth before anything starts
     store = env["ROUTERWATCH_STORE"]
+    quiet_env = {k: v for k, v in env.items() if k != auth.TOKEN_ENV}  # only the dashboard gets the token
     extra = args.collect_args[1:] if args.collect_args[:1] == ["--"] else args.collect_args
     if args.capture_dir and "--capture-dir" not in extra:  # the ring the Flows page drills into
         extra = ["--capture-dir", str(Path(args.capture_dir).absolute()), *extra]
     collect = [sys.executable, "-m", "collector.cli", "collect", "--store", store, *extra]
-    print(f"routerwatch up: collector -> {store}; dashboard http://{args.host}:{args.port}/ "
-          f"(auth {env[auth.MODE_ENV]})", file=sys.stderr, flush=True)
-    procs = {"collector": subprocess.Popen(collect, env={k: v for k, v in env.items() if k != auth.TOKEN_ENV})}
-    procs["dashboard"] = subprocess.Popen(cmd, env=env)
+    parts = [f"collector -> {store}"]
+    procs = {"collector": subprocess.Popen(collect, env=quiet_env)}
+    if not args.no_analyzer:
+        analyze = [sys.executable, "-m", "collector.cli", "analyze", "--follow", "--store", store,
+                   "--interval", str(args.analyze_interval)]
+        for flag, value in (("--eve", args.eve), ("--webhook", args.webhook), ("--rules-dir", args.rules_dir)):
+            if value:
+                analyze += [flag, value]
+        procs["analyzer"] = subprocess.Popen(analyze, env=quiet_env)
+        parts.append("analyzer (continuous" + (f", alerts to {args.eve}" if args.eve else "") + ")")
+    if not args.no_dashboard:
+        procs["dashboard"] = subprocess.Popen(cmd, env=env)
+        parts.append(f"dashboard http://{args.host}:{args.port}/ (auth {env[auth.MODE_ENV]})")
+    print(f"routerwatch up: {'; '.join(parts)}", file=sys.stderr, flush=True)
     return supervise(procs)
 
 
@@ -188,10 +203,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "Binds 127.0.0.1 by default; any other address requires authentication.")
     _dashboard_args(d)
     d.set_defaults(func=cmd_dashboard)
-    u = sub.add_parser("up", help="run the live collector and the dashboard together",
-                       description="Start `routerwatch collect` and the dashboard on the same store; SIGTERM or "
-                       "Ctrl-C stops both; if one exits, the other is stopped. Arguments after `--` go to collect.")
+    u = sub.add_parser("up", help="the main job: live collector, continuous analyzer and dashboard together",
+                       description="Start `routerwatch collect`, the continuous analyzer (`routerwatch analyze "
+                       "--follow`: findings and alerts within seconds, nobody needs to run analyze) and the dashboard "
+                       "on the same store, each its own process; SIGTERM or Ctrl-C stops all of them; if one exits, "
+                       "the others are stopped. Arguments after `--` go to collect.")
     _dashboard_args(u)
+    u.add_argument("--eve", metavar="FILE", help="the analyzer appends EVE-style JSON-lines alerts to FILE")
+    u.add_argument("--webhook", metavar="URL", help="the analyzer POSTs new findings as JSON to URL")
+    u.add_argument("--rules-dir", metavar="DIR", help="extra rules (default: DIR/rules beside the store, if present)")
+    u.add_argument("--analyze-interval", type=float, default=1.0, metavar="S",
+                   help="the analyzer looks for new commits every S seconds (default 1)")
+    u.add_argument("--no-analyzer", action="store_true",
+                   help="no analyzer here (a fleet's central analyzer, or `routerwatch analyze --follow` elsewhere)")
+    u.add_argument("--no-dashboard", action="store_true", help="collector and analyzer only (e.g. in a container)")
     u.add_argument("collect_args", nargs=argparse.REMAINDER, metavar="-- COLLECT-ARGS",
                    help="extra arguments for `routerwatch collect`")
     u.set_defaults(func=cmd_up)

@@ -5,7 +5,8 @@
 #   2. a `routerwatch` system user and group for the dashboard (never root)
 #   3. the store directory: root:routerwatch, setgid, 2750 (the collector writes, the group reads)
 #   4. the capture-ring directory (root only, 0700) and /etc/default/routerwatch (kept if present)
-#   5. systemd units routerwatch-collector (least capabilities) and routerwatch-dashboard,
+#   5. systemd units routerwatch-collector (least capabilities), routerwatch-analyzer (continuous
+#      analysis and alerts; no capabilities) and routerwatch-dashboard (read-only view of the store),
 #      enabled and (re)started when systemd runs and anything changed
 # Usage: sudo deploy/install.sh [--store DIR] [--capture-dir DIR] [--no-start] [--skip-deps] [--root DIR]
 #   --root DIR   install into DIR (unit files, /etc/default, store, users in DIR/etc/passwd) without
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
     --root) ROOT=$(cd "$2" && pwd); shift 2 ;;
     --no-start) start=0; shift ;;
     --skip-deps) deps=0; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "install: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -78,9 +79,11 @@ defaults="$ROOT/etc/default/routerwatch"
 if [ ! -e "$defaults" ]; then
   mkdir -p "$(dirname "$defaults")"
   cat > "$defaults" <<DEFAULTS
-# routerwatch service settings (read by both units; kept across reinstalls)
+# routerwatch service settings (read by every unit; kept across reinstalls)
 ROUTERWATCH_STORE=$STORE
 # ROUTERWATCH_HOST_ID=$(hostname)
+# extra options for the analyzer, e.g. --webhook https://siem.example/hook
+ROUTERWATCH_ANALYZE_ARGS=
 DEFAULTS
   chmod 644 "$defaults"
   log "wrote /etc/default/routerwatch"
@@ -91,7 +94,8 @@ fi
 unit_dir="$ROOT/etc/systemd/system"
 mkdir -p "$unit_dir"
 units_changed=0
-for unit in routerwatch-collector.service routerwatch-dashboard.service; do
+UNITS="routerwatch-collector.service routerwatch-analyzer.service routerwatch-dashboard.service"
+for unit in $UNITS; do
   want=$(sed -e "s|@VENV@|$VENV|g" -e "s|@STORE@|$STORE|g" -e "s|@CAPTURE@|$CAPTURE|g" "$here/deploy/systemd/$unit")
   if [ ! -e "$unit_dir/$unit" ] || [ "$(cat "$unit_dir/$unit")" != "$want" ]; then
     printf '%s\n' "$want" > "$unit_dir/$unit"
@@ -107,14 +111,17 @@ done
 if [ -z "$ROOT" ] && [ "$(systemctl is-system-running 2>/dev/null || true)" != "offline" ] && command -v systemctl >/dev/null \
    && [ -d /run/systemd/system ]; then
   [ $units_changed = 1 ] && systemctl daemon-reload
-  systemctl enable routerwatch-collector.service routerwatch-dashboard.service >/dev/null 2>&1
+  # shellcheck disable=SC2086
+  systemctl enable $UNITS >/dev/null 2>&1
   if [ $start = 1 ]; then
+    # shellcheck disable=SC2086
     if [ $changed = 1 ]; then
-      systemctl restart routerwatch-collector.service routerwatch-dashboard.service
+      systemctl restart $UNITS
     else
-      systemctl start routerwatch-collector.service routerwatch-dashboard.service
+      systemctl start $UNITS
     fi
-    log "services running: $(systemctl is-active routerwatch-collector.service) / $(systemctl is-active routerwatch-dashboard.service)"
+    # shellcheck disable=SC2086
+    log "services running (collector / analyzer / dashboard): $(systemctl is-active $UNITS | paste -sd/)"
   fi
 else
   log "systemd is not running here: units installed, not started (run '$VENV/bin/routerwatch up' instead)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Container start: bcc compiles against kernel headers; the image's Debian headers are linked for the
 # running kernel (struct offsets come from the host's BTF, so their version does not matter).
-# Then run `routerwatch ARGS`.
+# Then run `routerwatch ARGS` (default from the image: `up --no-dashboard ...`, collector + analyzer).
 set -euo pipefail
 k=/lib/modules/$(uname -r)
 if [ ! -e "$k/build" ]; then

@@ -1,6 +1,6 @@
 """deploy/install.sh: idempotent, valid systemd units, and the privileges they grant really work:
-the collector runs with only the unit's capabilities, the dashboard's group reads the store and
-cannot write it."""
+the collector runs with only the unit's capabilities, the analyzer with none, and the dashboard's
+group reads the store (its catalog in WAL mode) and cannot write it."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tests.collector.live.conftest import ebpf_skip_reason
 from tests.conftest import BIN, REPO
 
 INSTALL = REPO / "deploy" / "install.sh"
-UNITS = ("routerwatch-collector.service", "routerwatch-dashboard.service")
+UNITS = ("routerwatch-collector.service", "routerwatch-dashboard.service", "routerwatch-analyzer.service")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="install.sh runs as root (CI runs as root)")
 
 
@@ -44,7 +44,9 @@ def installed() -> Path:
     os.chmod(base, 0o755)
     first = install(base)  # with deploy/deps.sh, as a user would run it
     assert first.returncode == 0, first.stderr
-    assert "user routerwatch: created" in first.stderr and "unit routerwatch-collector.service: written" in first.stderr
+    assert "user routerwatch: created" in first.stderr
+    for unit in UNITS:
+        assert f"unit {unit}: written" in first.stderr
     yield base
     shutil.rmtree(base, ignore_errors=True)
 
@@ -75,6 +77,11 @@ def test_units_verify_and_dashboard_is_never_root(installed: Path):
     assert f"{BIN.parent}/bin/routerwatch collect" in text[UNITS[0]]
     dash = text[UNITS[1]]
     assert re.search(r"^User=routerwatch$", dash, re.M) and "CapabilityBoundingSet=\n" in dash
+    assert "ReadOnlyPaths=/var/lib/routerwatch\n" in dash and "ProtectSystem=strict" in dash
+    ana = text[UNITS[2]]  # writes the store, with no capability at all
+    assert f"{BIN.parent}/bin/routerwatch analyze --follow --store /var/lib/routerwatch" in ana
+    assert "CapabilityBoundingSet=\n" in ana and "AmbientCapabilities=\n" in ana
+    assert "ReadWritePaths=/var/lib/routerwatch\n" in ana and "ProtectSystem=strict" in ana
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed on this machine")
@@ -119,6 +126,12 @@ def test_collector_runs_with_unit_caps_and_dashboard_group_reads_only(installed:
     r = subprocess.run(compact, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
 
+    # the analyzer with its unit's privileges (uid 0, no capability) writes findings into that store
+    r = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", "sh", "-c", 'umask 027; exec "$0" "$@"',
+                        str(BIN / "routerwatch"), "analyze", "--store", str(store)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "analyzed" in r.stdout, r.stderr
+
     gid = group_id(installed)
     files = [p for p in store.rglob("*") if p.is_file() and p.name != "secret.key"]
     assert any(p.name == "catalog.sqlite" for p in files) and any(p.suffix == ".parquet" for p in files)
@@ -133,3 +146,9 @@ def test_collector_runs_with_unit_caps_and_dashboard_group_reads_only(installed:
         assert subprocess.run([*as_dashboard, "cat", str(p)], capture_output=True).returncode == 0, p
     denied = subprocess.run([*as_dashboard, "touch", str(store / "data" / "intruder")], capture_output=True)
     assert denied.returncode != 0
+    # and reads it, through the WAL files it cannot write, without changing a file
+    before = snapshot(store)
+    r = subprocess.run([*as_dashboard, str(BIN / "routerwatch"), "sql", "--store", str(store), "--format", "csv",
+                        "SELECT count(*) FROM analyzer_runs"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "1", r.stderr
+    assert snapshot(store) == before
