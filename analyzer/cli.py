@@ -66,12 +66,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     def note(msg: str) -> None:
         print(f"routerwatch analyze: {msg}", file=sys.stderr, flush=True)
 
-    with Store.open(args.store) as store, analyze_lock(store, log=None if args.quiet else note):
+    with Store.open(args.store) as store:
         catalog, rules = _load(store.location.root, args)
-        try:
-            res = analyze(store, catalog, rules)
-        except AnalyzeError as exc:
-            raise UserError(str(exc)) from None
+        with analyze_lock(store, log=None if args.quiet else note):  # another run first, if one is going
+            try:
+                res = analyze(store, catalog, rules)
+            except AnalyzeError as exc:
+                raise UserError(str(exc)) from None
     emit(res, args.eve, args.webhook, lambda m: print(f"routerwatch: {m}", file=sys.stderr))
     if not args.quiet:
         out = sys.stderr if args.eve == "-" else sys.stdout

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
+
 from collector.store.connection import LAKE, Store
 from collector.store.schema import TABLES, schema_hash
 
@@ -40,9 +42,22 @@ def pending_changes(store: Store) -> list[str]:
     return ddl
 
 
+def recorded_hash(store: Store) -> str | None:
+    """The schema hash of the last migration (None on a new store)."""
+    try:
+        row = store.con.execute(f"SELECT schema_hash FROM {MIGRATIONS_TABLE} ORDER BY version DESC LIMIT 1").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return row[0] if row else None
+
+
 def migrate(store: Store) -> list[str]:
-    """Apply pending changes in one transaction (under the write lock; started over on a conflict)."""
-    if not pending_changes(store):
+    """Apply pending changes in one transaction (under the write lock; started over on a conflict).
+
+    Fast path (every writer opens through here, `routerwatch analyze` and `canary new` included): when
+    the last recorded migration carries this version's schema hash, nothing is pending, and the
+    column-by-column comparison (an information_schema scan of the lake) is skipped."""
+    if recorded_hash(store) == schema_hash() or not pending_changes(store):
         return []
 
     def attempt(con) -> list[str]:
