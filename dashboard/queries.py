@@ -296,6 +296,18 @@ def known_hosts(r: Reader) -> list[str]:
     return [str(h) for h in frame["host_id"]]
 
 
+def newest_data(r: Reader, hosts: tuple[str, ...] = ()) -> dt.datetime | None:
+    """The newest timestamp of the store's flows, exchanges and findings (for the given hosts): where
+    the data is, so a page can open on it (flows from the rollup: never a scan of the flows table)."""
+    r.rollup()
+    where = f"WHERE host_id IN ({', '.join('?' for _ in hosts)})" if hosts else ""
+    frame = r.df(f"SELECT max(t) FROM (SELECT max(last_start) AS t FROM {ROLLUP} {where} UNION ALL "
+                 f"SELECT max(ts) FROM llm_exchanges {where} UNION ALL SELECT max(ts) FROM findings {where})",
+                 list(hosts) * 3)
+    v = frame.iat[0, 0]
+    return None if v is None or pd.isna(v) else pd.Timestamp(v).to_pydatetime()
+
+
 # -- Routers ---------------------------------------------------------------------------------------------
 def routers_summary(r: Reader, w: Window) -> pd.DataFrame:
     """One row per LLM endpoint: class, who uses it, volume, models, fingerprints, findings."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 import time
@@ -77,15 +78,65 @@ def tick() -> int:
     return int(st.session_state.get("rw_tick", 0))
 
 
+DEFAULT_WINDOW = "last 24 hours"
+
+
 def window() -> queries.Window:
-    label = st.session_state.get("rw_window", "last 24 hours")
+    label = st.session_state.get("rw_window", DEFAULT_WINDOW)
     return queries.Window.last(WINDOWS.get(label, 24), tuple(st.session_state.get("rw_hosts", ())))
 
 
+def window_for(newest: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    """The smallest time window (at least the default) that contains `newest`."""
+    if newest is None:
+        return DEFAULT_WINDOW
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    age_h = (now - newest).total_seconds() / 3600
+    for label, hours in WINDOWS.items():
+        if hours is not None and hours >= WINDOWS[DEFAULT_WINDOW] and age_h < hours * 0.98:
+            return label
+    return "everything"
+
+
+def newest() -> dt.datetime | None:
+    """Where the data is: the newest row of the store (for the hosts picked), None on an empty store."""
+    try:  # not through cached(): a missing store is the page's to report, not the sidebar's
+        return _run(store_spec(), "newest_data", tick(), (tuple(st.session_state.get("rw_hosts", ())),))
+    except (StoreError, duckdb.Error):  # no store yet, or one without these tables
+        return None
+
+
+def _ago(t: dt.datetime) -> str:
+    secs = (dt.datetime.now(dt.UTC).replace(tzinfo=None) - t).total_seconds()
+    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if secs >= n:
+            k = int(secs // n)
+            return f"{k} {unit}{'s' if k != 1 else ''} ago"
+    return "just now"
+
+
+def data_notice() -> None:
+    """On every page: when the window holds none of the store's newest data (a capture ingested last
+    week, a collector stopped days ago), say where the data is and offer the window that shows it."""
+    t = newest()
+    w = window()
+    if t is None or w.start is None or t >= w.start:
+        return
+    target = window_for(t)
+    box = st.container(border=True)
+    box.markdown(f":material/history: Nothing new in the **{st.session_state.get('rw_window')}**: the store's newest "
+                 f"data is from **{t:%Y-%m-%d %H:%M} UTC** ({_ago(t)}).")
+    box.button(f"Show the {target}", key="rw_show_data", icon=":material/zoom_out_map:",
+               on_click=lambda: st.session_state.update(rw_window=target))
+
+
 def sidebar(user: str | None) -> None:
-    """Time window, hosts, live refresh; the same for every page."""
-    st.session_state.setdefault("rw_window", "last 24 hours")
+    """Time window, hosts, live refresh; the same for every page. A new session opens on a window that
+    contains the store's newest data (the default 24 hours, or wider when the data is older)."""
+    if "rw_window" not in st.session_state:
+        st.session_state["rw_window"] = window_for(newest())
     st.session_state.setdefault("rw_interval", 5)
+    data_notice()
     with st.sidebar:
         st.selectbox("Time window", list(WINDOWS), key="rw_window")
         try:
@@ -127,6 +178,19 @@ def live(body: Callable[[], None]) -> None:
 
 def link(page: str, label: str, **params: Any) -> None:
     st.page_link(page, label=label, query_params={k: str(v) for k, v in params.items()})
+
+
+def as_counts(frame: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    """Count columns as integers (SQL sums arrive as floats, and a styled table prints floats with six
+    decimals: `160001.000000`)."""
+    frame = frame.copy()
+    for c in cols:
+        if c in frame:
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").round().astype("Int64")
+    return frame
+
+
+CLASS_LABELS = {"suspected_router": "suspected router", "provider": "provider", "router": "router", "other": "other"}
 
 
 def human_bytes(n: float | None) -> str:

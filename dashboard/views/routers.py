@@ -21,9 +21,11 @@ def body() -> None:
     if not suspected.empty:
         st.error("Suspected routers (LLM API traffic to a host that is neither a known provider nor a catalogued "
                  "router): " + ", ".join(f"**{h}**" for h in suspected["endpoint"]), icon=":material/gpp_maybe:")
-    view = rs[["class", "name", "endpoint", "exchanges", "hosts", "processes", "models_requested", "models_returned",
-               "model_mismatches", "tool_calls", "findings", "serious_findings", "bytes_out", "bytes_in",
-               "fingerprint_headers"]]
+    view = ui.as_counts(rs[["class", "name", "endpoint", "exchanges", "hosts", "processes", "models_requested",
+                            "models_returned", "model_mismatches", "tool_calls", "findings", "serious_findings",
+                            "bytes_out", "bytes_in", "fingerprint_headers"]],
+                        "exchanges", "hosts", "processes", "model_mismatches", "tool_calls", "findings",
+                        "serious_findings", "bytes_out", "bytes_in")
     st.dataframe(
         view.style.apply(lambda row: ["background-color:#ffebee" if row["class"] == "suspected_router" else ""
                                       for _ in row], axis=1),
@@ -42,8 +44,8 @@ def body() -> None:
         default = endpoints.index(wanted)
     endpoint = st.selectbox("Details for", endpoints, index=default, key="router_pick")
     row = rs[rs["endpoint"] == endpoint].iloc[0]
-    c = st.columns(4)
-    c[0].metric("Class", row["class"])
+    c = st.columns([3, 2, 2, 2])  # the class ("suspected router") needs the room; the counts do not
+    c[0].metric("Class", ui.CLASS_LABELS.get(row["class"], str(row["class"])))
     c[1].metric("Exchanges", f"{int(row['exchanges']):,}")
     c[2].metric("Model mismatches", f"{int(row['model_mismatches']):,}")
     c[3].metric("Findings", f"{int(row['findings']):,}")

@@ -69,7 +69,9 @@ def test_routers(dash_env):
     assert int(table.iloc[0]["exchanges"]) == n
     assert set(table["class"]) == {"suspected_router", "provider", "router"}
     m = metrics(at)
-    assert m["Class"] == "suspected_router" and m["Exchanges"] == f"{n:,}"
+    assert m["Class"] == "suspected router" and m["Exchanges"] == f"{n:,}"
+    for col in ("exchanges", "hosts", "processes", "tool_calls", "findings", "bytes_out"):  # not 160001.000000
+        assert table[col].dtype.kind in "iu", (col, table[col].dtype)
     text = all_text(at)
     assert "gpt-4o-mini" in text and "x-oneapi-request-id" in text and "FSCN-AC1" in text
     # the behaviour baseline AC-1.b compares turns with: clean vs execution payloads, hosts, fingerprints
@@ -218,3 +220,33 @@ def test_store_missing_a_table(tmp_path, monkeypatch):
     monkeypatch.setenv("ROUTERWATCH_DASHBOARD_STATE", str(tmp_path / "state"))
     at = open_page()
     assert any("lacks a table" in w.value for w in at.warning)
+
+
+def test_opens_on_data_older_than_the_default_window(tmp_path, monkeypatch):
+    """A store whose newest rows are days old (last week's captures) opens on a window that holds them;
+    a narrower window says where the data is and widens with one click."""
+    import datetime as dt
+
+    from collector.store import Store
+    from dashboard.sample_data import seed
+
+    end = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0) - dt.timedelta(days=5)
+    with Store.open(str(tmp_path / "old")) as s:
+        info = seed(s, flows=2_000, exchanges=200, hosts=2, end=end)
+    monkeypatch.setenv("ROUTERWATCH_STORE", str(tmp_path / "old"))
+    monkeypatch.setenv("ROUTERWATCH_DASHBOARD_STATE", str(tmp_path / "state"))
+    at = open_page(everything=False)
+    assert at.session_state["rw_window"] == "last 7 days"
+    assert metrics(at)["Flows"] == f"{info.counts['flows']:,}"
+    for page in ("views/overview.py", "views/findings.py", "views/exchanges.py"):  # the same on every page
+        at.session_state["rw_window"] = "last 24 hours"
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("newest data is from" in m.value and f"{end:%Y-%m-%d}" in m.value for m in at.markdown)
+        show = [b for b in at.button if b.key == "rw_show_data"]
+        assert len(show) == 1 and show[0].label == "Show the last 7 days"
+        show[0].click().run()
+        assert at.session_state["rw_window"] == "last 7 days"
+        assert not [b for b in at.button if b.key == "rw_show_data"]
+    at.switch_page("views/overview.py").run()
+    assert metrics(at)["Flows"] == f"{info.counts['flows']:,}"
