@@ -8,8 +8,8 @@ For --minutes (default 10), on loopback only:
   tool call (the agent never executes anything: --no-exec);
 - a manual `routerwatch analyze` every --analyze-every s, a `routerwatch sql` loop, dashboard page
   loads in headless Chromium (HTTP health checks without Chromium), an offline `routerwatch ingest`
-  (--batch-rows 500) every --ingest-every s, `routerwatch canary new` every 2 min and
-  `routerwatch store compact` every 3 min;
+  (--batch-rows 500) every --ingest-every s, `routerwatch canary new` every 2 min,
+  `routerwatch store compact` every 3 min, `routerwatch report` and `routerwatch ledger verify` every minute;
 - a long-lived read-only reader in this process polls the store every 0.25 s: when each exchange and
   its finding first became visible.
 
@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RW = str(BIN / "routerwatch")
 LIVE_HOST = "soak-live"
+SQL_QUERY = "SELECT count(*), max(ts_start) FROM flows"
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -79,6 +80,7 @@ class Results:
         self.exchange_seen: dict[str, tuple[dt.datetime, dt.datetime]] = {}  # id -> (exchange ts, first seen)
         self.finding_seen: dict[str, dt.datetime] = {}  # exchange id -> first time its finding was visible
         self.ingest_hosts: list[str] = []
+        self.sql_extra: list[float] = []  # sql on the store minus the same command on an idle store, pairwise
 
     def record(self, kind: str, ok: bool, wall: float, error: str = "") -> None:
         with self.lock:
@@ -296,6 +298,11 @@ def soak(a: argparse.Namespace) -> dict:
     capture = work / "ingest.pcap"
     subprocess.run([sys.executable, str(REPO / "bench/gen_capture.py"), str(capture), "--packets",
                     str(a.ingest_packets), "--data", "2"], check=True, capture_output=True)
+    from collector.store import BatchWriter, Store
+
+    idle = work / "idle-store"  # the sql loop's peer: same command, a store nobody else uses
+    with Store.open(str(idle)) as st, BatchWriter(st) as w:
+        w.add("flows", [{"flow_uid": f"I{i}", "host_id": "idle", "proto": "tcp"} for i in range(1000)])
     ensure_pki(work / "pki")
     router = start_router("inject", certdir=work / "pki")
     server, load_port = load_server()
@@ -340,9 +347,12 @@ def soak(a: argparse.Namespace) -> dict:
             run_cmd(res, "ingest", [RW, "ingest", str(capture), "--store", str(store), "--host-id", host,
                                     "--batch-rows", "500"], env=env)
 
-        def sql() -> None:
-            run_cmd(res, "sql", [RW, "sql", "--store", str(store), "--format", "csv",
-                                 "SELECT count(*), max(ts_start) FROM flows"], env=env, timeout=120)
+        def sql() -> None:  # each read, then the same command on an idle store: its start-up cost, now
+            for kind, st in (("sql", store), ("sql (idle store)", idle)):
+                run_cmd(res, kind, [RW, "sql", "--store", str(st), "--format", "csv", SQL_QUERY], env=env, timeout=120)
+            with res.lock:
+                a_, b_ = res.kinds["sql"].wall, res.kinds["sql (idle store)"].wall
+                res.sql_extra.append(a_[-1] - b_[-1])
             stop.wait(a.sql_pause)
 
         pages = Pages(url)
@@ -355,6 +365,9 @@ def soak(a: argparse.Namespace) -> dict:
             (120, lambda: run_cmd(res, "canary new", [RW, "canary", "new", "--kind", "aws", "--store", str(store),
                                                       "--label", "soak"], env=env), 30),
             (180, lambda: run_cmd(res, "store compact", [RW, "store", "compact", "--store", str(store)], env=env), 45),
+            (60, lambda: run_cmd(res, "report", [RW, "report", "--store", str(store), "--format", "json", "-o",
+                                                 str(work / "report.json")], env=env), 20),
+            (60, lambda: run_cmd(res, "ledger verify", [RW, "ledger", "verify", "--store", str(store)], env=env), 35),
         ]
         for period, fn, first in plan:
             threads.append(every(stop, period, fn, first))
@@ -481,6 +494,7 @@ def account(res: Results, store: Path, eve: Path, load_port: int, router_port: i
         "every injected exchange has its finding": injected == found[0] == found[1] and not missing,
         "finding latency p99 <= 10 s": (pct(lat, 99) or 1e9) <= 10,
         "sql p99 <= 2 s": (sql.get("p99_s") or 1e9) <= 2,
+        "sql not slowed by the store (p90 of the difference to an idle store < 2 s)": (pct(res.sql_extra, 90) or 0) < 2,
         "rows exact": (rows["flows (loopback load: connections made vs outbound flows stored, distinct)"][0]
                        == load_flows[0] == load_flows[1]
                        and detail.get("flows") == live["flows"] and detail.get("processes") == live["processes"]
@@ -498,6 +512,8 @@ def account(res: Results, store: Path, eve: Path, load_port: int, router_port: i
                            "max_waiting": max((w - c for w, c in zip(res.reader_latency, res.reader_cpu, strict=True)),
                                               default=0.0),
                            "over_2s": sum(x > 2 for x in res.reader_latency), "errors": res.reader_errors[:5]},
+        "sql_minus_idle_s": {"n": len(res.sql_extra), "p50": pct(res.sql_extra, 50), "p90": pct(res.sql_extra, 90),
+                             "max": max(res.sql_extra or [0])},
         "up_exit": up_rc, "up_log_tail": up_log[-1500:] if up_rc != 0 or "Traceback" in up_log else "",
         "tracebacks_in_up_log": up_log.count("Traceback"),
         "connect_errors": res.load["connect_errors"],
@@ -525,8 +541,12 @@ def report(out: dict) -> str:
     lines += ["", f"collector lost events: {out['collector_lost_events']}, capture drops: {out['collector_capture_drops']}",
               f"finding latency (exchange -> finding visible): n={fl['n']} p50 {fmt(fl['p50'])} s, "
               f"p99 {fmt(fl['p99'])} s, max {fmt(fl['max'])} s" + (f", missing {fl['missing']}" if fl["missing"] else ""),
-              f"sql command latency: p50 {fmt(out['commands'].get('sql', {}).get('p50_s'))} s, "
-              f"p99 {fmt(out['commands'].get('sql', {}).get('p99_s'))} s",
+              f"sql command latency (whole command, start-up included): p50 {fmt(out['commands'].get('sql', {}).get('p50_s'))} s, "
+              f"p99 {fmt(out['commands'].get('sql', {}).get('p99_s'))} s; the same command on an idle store: p50 "
+              f"{fmt(out['commands'].get('sql (idle store)', {}).get('p50_s'))} s, p99 "
+              f"{fmt(out['commands'].get('sql (idle store)', {}).get('p99_s'))} s; difference p50 "
+              f"{fmt(out['sql_minus_idle_s']['p50'])} s, p90 {fmt(out['sql_minus_idle_s']['p90'])} s, "
+              f"max {fmt(out['sql_minus_idle_s']['max'])} s",
               f"long-lived reader query: n={rq['n']} p50 {fmt(rq['p50'])} s, p99 {fmt(rq['p99'])} s, max {fmt(rq['max'])} s "
               f"(max wall - CPU {fmt(rq['max_waiting'])} s, {rq['over_2s']} over 2 s)"
               + (f", errors {rq['errors']}" if rq["errors"] else ""),
