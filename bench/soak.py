@@ -31,7 +31,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -124,36 +123,11 @@ def load_server() -> tuple[subprocess.Popen, int]:
     return p, int(p.stdout.readline())
 
 
-def paced_connections(res: Results, port: int, rate: float, stop: threading.Event) -> threading.Thread:
-    """`rate` loopback connections per second; each one is a flow the collector must record."""
-    def loop() -> None:
-        t0 = time.monotonic()
-        n = 0
-        while not stop.is_set():
-            due = t0 + n / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                stop.wait(delay)
-                if stop.is_set():
-                    break
-            c = socket.socket()
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            try:
-                c.connect(("127.0.0.1", port))
-                c.recv(1)
-                ok = True
-            except ConnectionResetError:
-                ok = True  # the server accepted and reset: one connection either way
-            except OSError:
-                ok = False
-            finally:
-                c.close()
-            with res.lock:
-                res.load["connections" if ok else "connect_errors"] += 1
-            n += 1
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    return t
+def paced_connections(port: int, rate: float) -> subprocess.Popen:
+    """`rate` loopback connections per second in their own process (not this one's GIL); each one is a
+    flow the collector must record. SIGTERM it; it prints how many it made and how many failed."""
+    return subprocess.Popen([sys.executable, str(REPO / "tests/collector/live/load.py"), "paced", str(port), str(rate)],
+                            stdout=subprocess.PIPE, text=True)
 
 
 def watcher(res: Results, store: Path, stop: threading.Event, router_port: int) -> threading.Thread:
@@ -264,6 +238,31 @@ def page_loop(pages: Pages, res: Results, stop: threading.Event, period: float, 
     return t
 
 
+def children_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by `up`'s children (collector, analyzer, dashboard), with their own children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs: dict[int, tuple[int, str, float]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        f = stat[stat.rindex(")") + 2:].split()
+        procs[int(d.name)] = (int(f[1]), cmd, (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / tick)
+    out: dict[str, float] = {}
+    for child, (ppid, cmd, cpu) in procs.items():
+        if ppid != pid:
+            continue
+        name = ("collector" if " collect " in cmd else "analyzer" if " analyze " in cmd
+                else "dashboard" if "streamlit" in cmd else cmd[:40])
+        below = [c for c, (pp, _c, _u) in procs.items() if pp == child]
+        out[name] = round(cpu + sum(procs[c][2] for c in below), 1)
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -316,7 +315,7 @@ def soak(a: argparse.Namespace) -> dict:
                           stdout=up_log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     threads: list[threading.Thread] = []
-    pages = None
+    pages = loader = None
     started = time.monotonic()
     try:
         if not healthy(url, up):
@@ -326,7 +325,7 @@ def soak(a: argparse.Namespace) -> dict:
             time.sleep(0.5)
         print(f"soak: up running (store {store}); {a.minutes} min of load", file=sys.stderr, flush=True)
         threads.append(watcher(res, store, watch_stop, router.port))
-        threads.append(paced_connections(res, load_port, a.rate, stop))
+        loader = paced_connections(load_port, a.rate)
         agent_env = dict(env, SSL_CERT_FILE=str(router.ca_path))
         agent = [RW, "wrap", "--", *agent_command(router.url, "openai", ca=router.ca_path,
                                                    extra=["--no-exec", "--no-follow-up"])]
@@ -379,8 +378,12 @@ def soak(a: argparse.Namespace) -> dict:
             with res.lock:
                 done = {k: f"{v.run - v.failed}/{v.run}" for k, v in res.kinds.items()}
             print(f"soak: {(time.monotonic() - started) / 60:4.1f} min, load {os.getloadavg()[0]:.1f}, "
-                  f"{res.load['connections']} connections, ok/run {done}", file=sys.stderr, flush=True)
+                  f"ok/run {done}", file=sys.stderr, flush=True)
     finally:
+        if loader is not None:
+            loader.send_signal(signal.SIGTERM)
+            made, failed_conn = map(int, loader.communicate(timeout=60)[0].split())
+            res.load.update(connections=made, connect_errors=failed_conn)
         stop.set()
         for t in threads[1:]:
             t.join(timeout=300)
@@ -394,6 +397,7 @@ def soak(a: argparse.Namespace) -> dict:
         watch_stop.set()
         if threads:
             threads[0].join(timeout=60)
+        cpu = children_cpu(up.pid)
         up.send_signal(signal.SIGTERM)
         try:
             up_rc = up.wait(timeout=180)
@@ -408,6 +412,7 @@ def soak(a: argparse.Namespace) -> dict:
     out = account(res, store, eve, load_port, router.port, injected, up_rc, (work / "up.log").read_text(), a)
     out["load_average"] = {"start": load_avg[0], "max_1min": max(x[0] for x in load_avg), "end": os.getloadavg()}
     out["workdir"] = str(work)
+    out["cpu_s_per_min"] = {k: round(v / max(a.minutes, 1e-9), 1) for k, v in cpu.items()}
     out["dashboard_loads"] = pages.mode if pages is not None else "none"
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -550,7 +555,8 @@ def report(out: dict) -> str:
               f"long-lived reader query: n={rq['n']} p50 {fmt(rq['p50'])} s, p99 {fmt(rq['p99'])} s, max {fmt(rq['max'])} s "
               f"(max wall - CPU {fmt(rq['max_waiting'])} s, {rq['over_2s']} over 2 s)"
               + (f", errors {rq['errors']}" if rq["errors"] else ""),
-              f"`up` exit status {out['up_exit']}, tracebacks in its log: {out['tracebacks_in_up_log']}", "",
+              f"`up` exit status {out['up_exit']}, tracebacks in its log: {out['tracebacks_in_up_log']}; CPU s per minute "
+              f"of its processes: {out.get('cpu_s_per_min')}", "",
               "acceptance: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in out["accept"].items())]
     if out["up_log_tail"]:
         lines += ["", "up log (tail):", out["up_log_tail"]]

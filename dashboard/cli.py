@@ -90,21 +90,25 @@ def dashboard_command(args: argparse.Namespace) -> tuple[list[str], dict[str, st
     return cmd, env
 
 
+STOP_GRACE_S = {"collector": 90.0, "analyzer": 60.0}  # the collector's unit allows 90 s to flush (others: 15 s)
+
+
 def supervise(procs: dict[str, subprocess.Popen]) -> int:
-    """Wait for the children; SIGTERM/SIGINT go to all of them; when one exits, stop the rest."""
-    stopping = False
+    """Wait for the children; on SIGTERM/SIGINT, or when one exits, stop the others.
+
+    They stop one after the other, in the order given (the data flow: collector, analyzer, dashboard),
+    each waited for: the collector flushes its last rows, then the analyzer makes its last run over
+    them, then the dashboard goes."""
+    stopping: int | None = None
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
-        stopping = True
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signum)
+        stopping = signum
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         first: tuple[str, int] | None = None
-        while first is None:
+        while first is None and stopping is None:
             for name, p in procs.items():
                 rc = p.poll()
                 if rc is not None:
@@ -112,22 +116,21 @@ def supervise(procs: dict[str, subprocess.Popen]) -> int:
                     break
             else:
                 time.sleep(0.2)
-        name, rc = first
-        if not stopping and len(procs) > 1:
-            print(f"routerwatch: {name} exited with status {rc}; stopping the rest", file=sys.stderr)
-        for p in procs.values():
+        if first is not None and stopping is None and len(procs) > 1:
+            print(f"routerwatch: {first[0]} exited with status {first[1]}; stopping the rest", file=sys.stderr)
+        for name, p in procs.items():
             if p.poll() is None:
-                p.terminate()
-        deadline = time.monotonic() + 15
-        for p in procs.values():
+                p.send_signal(stopping or signal.SIGTERM)
             try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+                p.wait(timeout=STOP_GRACE_S.get(name, 15.0))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
         codes = [p.returncode for p in procs.values()]
-        if stopping:  # a requested stop: a child ended by the forwarded signal is a clean exit
+        if stopping is not None:  # a requested stop: a child ended by the forwarded signal is a clean exit
             return 0 if all(c in (0, -signal.SIGTERM, -signal.SIGINT, 130, 143) for c in codes) else 1
+        assert first is not None
+        rc = first[1]
         return rc if rc else (1 if any(codes) else 0)
     finally:
         for s, h in old.items():

@@ -2,7 +2,8 @@
 
 `serve()` accepts and resets at once (SO_LINGER 0: no TIME_WAIT on either side, which would
 otherwise pile up across runs and slow later connects); `storm(port, n)` makes n connections and
-waits for each to be closed by the server."""
+waits for each to be closed by the server; `paced(port, rate)` keeps a steady rate until SIGTERM (the
+soak's background traffic)."""
 
 from __future__ import annotations
 
@@ -41,8 +42,37 @@ def storm(port: int, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def paced(port: int, rate: float) -> None:
+    """`rate` connections per second until SIGTERM; then prints how many were made (and failed)."""
+    import signal
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    addr, made, failed, t0 = ("127.0.0.1", port), 0, 0, time.monotonic()
+    while not stop:
+        delay = t0 + (made + failed) / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+            continue
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        try:
+            c.connect(addr)
+            c.recv(1)
+            made += 1
+        except ConnectionResetError:  # accepted and reset: one connection either way
+            made += 1
+        except OSError:
+            failed += 1
+        finally:
+            c.close()
+    print(made, failed, flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve()
+    elif sys.argv[1] == "paced":
+        paced(int(sys.argv[2]), float(sys.argv[3]))
     else:
         print(storm(int(sys.argv[2]), int(sys.argv[3])), flush=True)
