@@ -6,7 +6,8 @@ rows generated equal rows stored, nothing is lost.
 Latencies depend on the machine's load (2 cores shared by several people while this runs): the test
 prints them with the load average and holds finding latency to 10 s while the load stays at or below
 8 (4 runnable tasks per core), to 10 s x load/8 above that; `routerwatch sql` is held to its peer, the
-same command on an idle store run right after it."""
+same command on an idle store run right after it (median difference under 1 s, none over 10 s x load/8).
+tests/collector/store/test_lockup.py holds reads to 2 s directly."""
 
 from __future__ import annotations
 
@@ -44,5 +45,8 @@ def test_soak_ci(tmp_path):
     load = r["load_average"]["max_1min"]
     bound = 10.0 * max(1.0, load / 8)
     assert r["finding_latency_s"]["n"] >= 3 and r["finding_latency_s"]["p99"] <= bound, (r["finding_latency_s"], load)
-    assert acc["sql not slowed by the store (p90 of the difference to an idle store < 2 s)"], r["sql_minus_idle_s"]
+    # a read held up by the store would be slower than its idle-store peer run after run; at load 40
+    # single pairs differ by +-4 s either way, so the median difference is what is held to 1 s
+    extra = r["sql_minus_idle_s"]
+    assert extra["p50"] < 1.0 and extra["max"] < 10.0 * max(1.0, load / 8), (extra, load)
     assert r["reader_query_s"]["errors"] == []
