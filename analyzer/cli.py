@@ -148,12 +148,14 @@ def cmd_findings(args: argparse.Namespace) -> int:
         params.append(since)
     cols = ("ts, severity, rule_id, attack_class, summary, host_id, router, exchange_id, flow_uid, pid, finding_id"
             if not args.full else "*")
+    def read(con):
+        cur = con.execute(f"SELECT {cols} FROM findings WHERE {' AND '.join(where)} ORDER BY ts DESC LIMIT ?",
+                          [*params, args.limit])
+        return [d[0] for d in cur.description], cur.fetchall()
+
     with Store.open(args.store, read_only=True) as store:
-        cur = store.con.execute(
-            f"SELECT {cols} FROM findings WHERE {' AND '.join(where)} ORDER BY ts DESC LIMIT ?", [*params, args.limit]
-        )
-        names = [d[0] for d in cur.description]
-        print(format_rows(names, cur.fetchall(), args.format))
+        names, rows = store.read(read)  # a busy catalog is read again, not reported
+    print(format_rows(names, rows, args.format))
     return 0
 
 
@@ -162,7 +164,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from collector.store import Store
 
     with Store.open(args.store, read_only=True) as store:
-        text = RENDERERS[args.format](gather(store.con, _since(args.since)))
+        since = _since(args.since)
+        text = RENDERERS[args.format](store.read(lambda con: gather(con, since)))
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}", file=sys.stderr)
@@ -176,7 +179,7 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
     from collector.store import Store
 
     with Store.open(args.store, read_only=True) as store:
-        v = verify(store.con, expected_head=args.head)
+        v = store.read(lambda con: verify(con, expected_head=args.head))
     if v.ok:
         print(f"ledger OK: {v.entries} entries, head {v.head_seq} {v.head_hash}")
         return 0
