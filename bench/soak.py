@@ -19,7 +19,7 @@ sql` latency p50/p99 (the whole command) and the long-lived reader's query laten
 and whether the acceptance holds (0 failed commands, every injected exchange has its finding, finding
 p99 <= 10 s, sql p99 <= 2 s). Needs root (eBPF). `--json FILE` writes the figures.
 
-    sudo .venv/bin/python -m bench.soak [--minutes 10] [--rate 100] [--json out.json] [--keep]
+    sudo .venv/bin/python bench/soak.py [--minutes 10] [--rate 100] [--json out.json] [--keep]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as `python bench/soak.py`: the repo root
 BIN = Path(sys.executable).parent
 RW = str(BIN / "routerwatch")
 LIVE_HOST = "soak-live"
@@ -295,8 +296,9 @@ def soak(a: argparse.Namespace) -> dict:
     load_avg = [os.getloadavg()]
     # the offline capture ingested every minute (synthetic TLS + DNS flows)
     capture = work / "ingest.pcap"
-    subprocess.run([sys.executable, str(REPO / "bench/gen_capture.py"), str(capture), "--packets",
-                    str(a.ingest_packets), "--data", "2"], check=True, capture_output=True)
+    from tests.support.gen_capture import generate
+
+    generate(str(capture), a.ingest_packets, 2)
     from collector.store import BatchWriter, Store
 
     idle = work / "idle-store"  # the sql loop's peer: same command, a store nobody else uses

@@ -1,4 +1,4 @@
-"""CI variant of bench/soak.py (2.5 minutes): the main job (`up`) under ~100 loopback connections/s
+"""CI variant of `bench/soak.py` (2.5 minutes): the main job (`up`) under ~100 loopback connections/s
 with a wrapped agent meeting an injecting router, manual analyze, ingest, sql, dashboard pages, canary
 and compaction all at once on one store. No command fails, every injected exchange becomes a finding,
 rows generated equal rows stored, nothing is lost.
@@ -27,7 +27,7 @@ MINUTES = os.environ.get("ROUTERWATCH_SOAK_MINUTES", "2.5")
 
 def test_soak_ci(tmp_path):
     out = tmp_path / "soak.json"
-    p = subprocess.run([sys.executable, "-m", "bench.soak", "--minutes", MINUTES, "--json", str(out),
+    p = subprocess.run([sys.executable, str(REPO / "bench/soak.py"), "--minutes", MINUTES, "--json", str(out),
                         "--workdir", str(tmp_path / "work"), "--ingest-every", "40", "--page-every", "20"],
                        cwd=REPO, capture_output=True, text=True, timeout=1200)
     print(p.stdout[-6000:])

@@ -228,7 +228,7 @@ def test_opens_on_data_older_than_the_default_window(tmp_path, monkeypatch):
     import datetime as dt
 
     from collector.store import Store
-    from dashboard.sample_data import seed
+    from tests.support.sample_data import seed
 
     end = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0) - dt.timedelta(days=5)
     with Store.open(str(tmp_path / "old")) as s:

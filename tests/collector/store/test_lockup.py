@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 
@@ -18,6 +17,7 @@ import pytest
 
 from collector.store import BatchWriter, Store
 from tests.conftest import BIN, REPO
+from tests.support.gen_capture import generate
 
 SECONDS = float(os.environ.get("ROUTERWATCH_LOCKUP_SECONDS", "120"))
 RW = str(BIN / "routerwatch")
@@ -37,8 +37,7 @@ def timed(cmd: list[str]) -> tuple[int, float, float, str]:
 @pytest.mark.slow
 def test_ingest_in_50_row_batches_analyze_and_sql_for_two_minutes(tmp_path):
     store, idle, capture = tmp_path / "store", tmp_path / "idle", tmp_path / "c.pcap"
-    subprocess.run([sys.executable, str(REPO / "bench/gen_capture.py"), str(capture), "--packets", "6000",
-                    "--data", "2"], check=True, capture_output=True)
+    generate(str(capture), 6000, 2)
     Store.open(str(store)).close()
     with Store.open(str(idle)) as s, BatchWriter(s) as w:
         w.add("flows", [{"flow_uid": f"I{i}", "host_id": "idle", "proto": "tcp"} for i in range(800)])
