@@ -92,7 +92,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:
-    """Seconds to sleep before retry `attempt` (0-based): exponential, capped, with full jitter."""
+    """Seconds to sleep before retry `attempt` (0-based): exponential, capped, times a random 0.5-1.5."""
     return min(cap, base * 1.5**attempt) * (0.5 + random.random())
 
 
