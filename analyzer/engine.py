@@ -319,17 +319,9 @@ class _Read:
     new_rows: dict[str, int]
     staged: dict[str, list] = field(default_factory=dict)  # enrichment rows to insert: table -> row batches
     suspected: set = field(default_factory=set)
-<<<<<<< HEAD
-    # what the tool-call enrichment found, for the router baseline: execution-strength signals per
-    # (exchange, idx) and indicator kinds per exchange
-    suspicious: dict[tuple[str, int], int] = field(default_factory=dict)
-    kinds: dict[str, set[str]] = field(default_factory=dict)
-    ex_routers: dict[str, str | None] = field(default_factory=dict)
-=======
     ex_routers: dict[str, str | None] = field(default_factory=dict)
     suspicious: dict[tuple[str, int], int] = field(default_factory=dict)  # tool call -> execution signals
     kinds: dict[str, set[str]] = field(default_factory=dict)  # exchange -> indicator kinds (the baseline's)
->>>>>>> live
 
     def stage(self, table: str, rows: Any) -> int:
         t = to_arrow(table, rows)

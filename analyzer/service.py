@@ -3,14 +3,9 @@ analyzer systemd unit): run incrementally whenever another writer commits, send 
 are made.
 
 It polls the store's DuckLake snapshot id (one catalog read, a few ms) every `interval` seconds; when
-<<<<<<< HEAD
-the id moves (and at least as long has passed since the last run as that run took, so the service
-uses at most half a CPU however busy the host is), it takes the store's analyze lock (a person's `routerwatch analyze` waits for the
-=======
 the id moves (and at least as long has passed since the last run as that run used CPU, so the
 service uses at most half a CPU however much there is to analyse; on a busy host, where a run waits
 for the CPU most of its wall time, that rest stays short), it takes the store's analyze lock (a person's `routerwatch analyze` waits for the
->>>>>>> live
 current run, then runs) and runs `engine.analyze` with `skip_if_nothing_new`: a commit that touched
 no table the rules read (collector statistics, ingest runs) costs one watermark query and writes
 nothing. Catalog and rules are reloaded when their files change. A failing run (a broken user rule, a
@@ -150,11 +145,7 @@ def follow(opts: FollowOptions, stop: threading.Event, log: Log | None = None) -
     catalog = rules = None
     seen: int | None = None
     backoff = 0.0
-<<<<<<< HEAD
-    not_before = 0.0  # a run that took d seconds is followed by at most as much rest: <= 50% of a CPU
-=======
     not_before = 0.0  # a run that used c CPU seconds is followed by c seconds of rest: <= 50% of a CPU
->>>>>>> live
     next_compact = time.monotonic() + opts.compact_every if opts.compact_every > 0 else None
     last_note = time.monotonic()
     if not opts.quiet:
@@ -172,22 +163,14 @@ def follow(opts: FollowOptions, stop: threading.Event, log: Log | None = None) -
                 snap = store.snapshot_id() if time.monotonic() >= not_before else seen
                 if snap != seen:
                     with analyze_lock(store, log=log if not opts.quiet else None):
-<<<<<<< HEAD
-                        res = analyze(store, catalog, rules, skip_if_nothing_new=True)
-=======
                         cpu0 = time.process_time()
                         res = analyze(store, catalog, rules, skip_if_nothing_new=True)
                         cpu = time.process_time() - cpu0
->>>>>>> live
                     seen = snap
                     if res is None:
                         stats.skipped += 1
                     else:
-<<<<<<< HEAD
-                        not_before = time.monotonic() + res.duration_s
-=======
                         not_before = time.monotonic() + cpu
->>>>>>> live
                         stats.runs += 1
                         stats.findings += len(res.findings)
                         for t, n in res.new_rows.items():
