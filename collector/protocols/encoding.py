@@ -24,24 +24,31 @@ class _Stop(Exception):
     """The consumer has enough (MAX_DECODED): stop decompressing."""
 
 
+def _zlib_header(head: bytes) -> bool:
+    """Whether two bytes open a zlib stream (RFC 1950: deflate, window <= 32 KiB, no preset
+    dictionary, header checksum): how `Content-Encoding: deflate` is told from raw deflate."""
+    cmf, flg = head[0], head[1]
+    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and not flg & 0x20 and (cmf << 8 | flg) % 31 == 0
+
+
 class _Zlib:
     def __init__(self, wbits: int, emit):
         self.wbits = wbits
         self.emit = emit
         self.d = zlib.decompressobj(wbits)
-        self.first = wbits == zlib.MAX_WBITS  # deflate: some servers send raw deflate, retry once
+        # deflate: meant to be zlib-wrapped, but some servers send raw deflate; the first two bytes
+        # decide (as browsers do), so the choice never depends on how the body was cut into reads
+        self.head: bytes | None = b"" if wbits == zlib.MAX_WBITS else None
 
     def write(self, data: bytes) -> None:
-        try:
-            out = self.d.decompress(data, PIECE)
-        except zlib.error:
-            if not self.first:
-                raise
-            self.d = zlib.decompressobj(-zlib.MAX_WBITS)
-            self.first = False
-            out = self.d.decompress(data, PIECE)
-        self.first = False
-        self._drain(out)
+        if self.head is not None:
+            self.head += data
+            if len(self.head) < 2:
+                return
+            data, head, self.head = self.head, self.head, None
+            if not _zlib_header(head):
+                self.d = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._drain(self.d.decompress(data, PIECE))
 
     def _drain(self, out: bytes) -> None:
         while True:
@@ -58,6 +65,10 @@ class _Zlib:
             return
 
     def flush(self) -> None:
+        if self.head:  # a single byte: too short for a zlib header, so raw deflate
+            data, self.head = self.head, None
+            self.d = zlib.decompressobj(-zlib.MAX_WBITS)
+            self._drain(self.d.decompress(data, PIECE))
         out = self.d.flush()
         if out:
             self.emit(out)

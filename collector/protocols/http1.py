@@ -120,20 +120,25 @@ class Http1Parser:
                 # tolerate stray CRLFs between messages
                 while pos < len(buf) and buf[pos] in (13, 10):
                     pos += 1
-                end = buf.find(b"\r\n\r\n", pos)
-                sep = 4
-                if end < 0:
-                    end = buf.find(b"\n\n", pos)
-                    sep = 2
-                if end < 0:
+                # the head ends at its first blank line, whichever line endings it uses (CRLF, LF or
+                # both): the earliest LF followed by LF or CRLF, so it ends at the same place
+                # however the bytes were cut into feeds
+                limit = pos + MAX_HEAD + 4
+                lf = buf.find(b"\n\r\n", pos, limit)
+                after = lf + 3
+                lf2 = buf.find(b"\n\n", pos, lf + 1 if lf >= 0 else limit)  # only an earlier one matters
+                if lf2 >= 0:
+                    lf, after = lf2, lf2 + 2
+                elif lf < 0:
                     if len(buf) - pos > MAX_HEAD:
                         self._die("message headers exceed the size limit")
                     break
+                end = lf - 1 if lf > pos and buf[lf - 1] == 13 else lf
                 if end - pos > MAX_HEAD:
                     self._die("message headers exceed the size limit")
                     break
                 head = bytes(buf[pos:end])
-                pos = end + sep
+                pos = after
                 self._start(head, ts)
             elif st in (_FIXED, _CHUNK_DATA):
                 n = min(self.remaining, len(buf) - pos)

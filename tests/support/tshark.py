@@ -58,3 +58,13 @@ def handshakes(pcap: str | os.PathLike, keylog: str | os.PathLike | None, ports:
         if alpn:
             h["alpn"] = alpn.split("|")[-1]
     return list(by_stream.values())
+
+
+def conversations(pcap: str | os.PathLike) -> int:
+    """TCP + UDP conversations tshark finds in a capture (one read; a capture cut short still counts
+    what precedes the cut, tshark then exits 2 after printing)."""
+    p = subprocess.run(["tshark", "-n", "-r", str(pcap), "-q", "-z", "conv,tcp", "-z", "conv,udp"],
+                       capture_output=True, text=True, timeout=120)
+    if p.returncode not in (0, 2) or "Conversations" not in p.stdout:
+        raise RuntimeError(f"tshark failed: {p.stderr.strip()[:500]}")
+    return sum(1 for line in p.stdout.splitlines() if "<->" in line)

@@ -35,6 +35,19 @@ def test_content_length_and_chunked_pipelined():
         assert not any(q.truncated or r.truncated for q, r in out)
 
 
+def test_head_ends_at_its_first_blank_line_whatever_the_line_endings():
+    """A head whose last header line ends in LF and whose blank line is CRLF ends there, whole or
+    byte by byte (it used to end at a later CRLF CRLF when the whole stream was in the buffer)."""
+    events = b"data: {}\n\n" * 3
+    server = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\nContent-Length: %d\n\r\n" % len(events)
+              + events + h1_response(404, b"x\r\n\r\ny"))
+    client = h1_request("GET", "/a", "h") + h1_request("GET", "/b", "h")
+    for out in (parse_connection(conn_from(client, server))[0], feed_bytewise(client, server)):
+        assert [(r.status, r.headers, r.body) for _, r in out] == [
+            (200, [("Content-Type", "text/event-stream"), ("Content-Length", str(len(events)))], events),
+            (404, [("Content-Length", "6")], b"x\r\n\r\ny")]
+
+
 def test_head_1xx_204_and_until_close():
     client = (h1_request("HEAD", "/a", "h") + h1_request("POST", "/b", "h", b"x", headers=[("Expect", "100-continue")])
               + h1_request("GET", "/c", "h") + h1_request("GET", "/d", "h"))
