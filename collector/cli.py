@@ -181,19 +181,28 @@ def _register_coverage(sub: argparse._SubParsersAction) -> None:
 # -- live collector ------------------------------------------------------------------------------
 def cmd_collect(args: argparse.Namespace) -> int:
     from collector.live.collect import CollectOptions, collect
+    from collector.live.scope import ScopeError, resolve
 
+    try:
+        resolve(args.netns, args.cgroup)
+    except ScopeError as exc:
+        raise UserError(str(exc)) from None
     if args.interval <= 0 or args.poll <= 0:
         raise UserError("--interval and --poll must be positive")
     if args.max_delay > 5:
         raise UserError("--max-delay is at most 5 seconds")
-    return collect(CollectOptions(
+    options = CollectOptions(
         store=args.store, host_id=args.host_id, interval=args.interval, duration=args.duration, poll=args.poll,
         max_delay=args.max_delay, ebpf=not args.no_ebpf, ssl=not args.no_ssl, ssl_libraries=args.ssl_lib or [],
         dns_send=not args.no_dns_send,
         capture=not args.no_capture, capture_dir=args.capture_dir, capture_iface=args.iface,
         capture_retain_mb=args.capture_retain_mb, capture_filter=args.capture_filter, keylogs=args.keylog or [],
-        quiet=args.quiet,
-    ))
+        quiet=args.quiet, netns=args.netns, cgroup=args.cgroup,
+    )
+    try:
+        return collect(options)
+    except ScopeError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _register_collect(sub: argparse._SubParsersAction) -> None:
@@ -220,6 +229,12 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--capture-filter", metavar="BPF", help="capture filter (default: 'tcp or (udp port 53)')")
     c.add_argument("--keylog", action="append", metavar="FILE",
                    help="a TLS key log to decrypt every outbound flow with (wrap runs are found on their own)")
+    c.add_argument("--netns", metavar="NS",
+                   help="record only this network namespace: a name from `ip netns`, pid:N, or a path to an nsfs "
+                        "file; filtered in the kernel, and the capture runs inside it (several collectors on one "
+                        "machine, each its own host)")
+    c.add_argument("--cgroup", metavar="PATH",
+                   help="record only processes in this cgroup v2 (a path under its mount, e.g. /sys/fs/cgroup) or below it")
     c.add_argument("-q", "--quiet", action="store_true", help="no start/stop messages")
     c.set_defaults(func=cmd_collect)
 

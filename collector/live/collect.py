@@ -46,6 +46,8 @@ class CollectOptions:
     keylogs: list[str] = field(default_factory=list)  # key-log files applying to every outbound flow
     keylog_dir: str | None = None  # where `routerwatch wrap` runs live (default collector.config.keylog_dir())
     max_rows: int = 250_000  # writer flushes at this many pending rows (bounds memory; > 2 s of 100k/s)
+    netns: str | None = None  # scope: record only this network namespace (name, pid:N or path)
+    cgroup: str | None = None  # scope: record only tasks in this cgroup (path under the cgroup v2 mount)
     quiet: bool = False
 
 
@@ -68,6 +70,9 @@ class Collector:
             print(f"routerwatch collect: {msg}", file=sys.stderr, flush=True)
 
     def open(self) -> None:
+        from collector.live.scope import resolve
+
+        self.scope = resolve(self.o.netns, self.o.cgroup)  # ScopeError before anything starts
         self.store = Store.open(self.o.store)
         self.fp = Fingerprinter(self.store.secret_key())
         self.clock = ev.Clock.now()
@@ -80,12 +85,19 @@ class Collector:
 
             try:
                 self.probes = Probes(ProbeOptions(ssl=self.o.ssl, ssl_libraries=self.o.ssl_libraries, dns_send=self.o.dns_send,
-                                                 log=self._log))
+                                                 log=self._log, netns_inum=self.scope.netns_inum,
+                                                 cgroup_id=self.scope.cgroup_id,
+                                                 cgroup_level=self.scope.cgroup_level))
                 self.mode = "ebpf"
             except ProbeError as exc:
                 self.reason = str(exc)
         else:
             self.reason = "disabled (--no-ebpf)"
+        if self.probes is None and not self.scope.whole_host:
+            from collector.live.scope import ScopeError
+
+            self.store.close()
+            raise ScopeError(f"a scoped collector ({self.scope.describe()}) needs eBPF: {self.reason}")
         if self.probes is None:
             from collector.live.procnet import ProcNetPoller
 
@@ -102,7 +114,7 @@ class Collector:
 
                 kw = {"bpf_filter": self.o.capture_filter} if self.o.capture_filter else {}
                 ring = CaptureRing(self.o.capture_dir, iface=self.o.capture_iface, retain_mb=self.o.capture_retain_mb,
-                                   **kw)
+                                   prefix=self.scope.command_prefix(), **kw)
                 ring.start()
                 self.sources.append(ring)
                 self.mode += "+capture"
@@ -119,7 +131,8 @@ class Collector:
                 self.decryptor.start(self.writer.add)
         self.stats = Stats(self.host_id, self.mode)
         if self.probes is not None:
-            self._log(f"mode={self.mode} store={self.store.location.spec} probes: {', '.join(self.probes.attached)}")
+            self._log(f"mode={self.mode} store={self.store.location.spec} scope={self.scope.describe()} "
+                      f"probes: {', '.join(self.probes.attached)}")
         else:
             self._log(f"mode={self.mode} (DEGRADED: eBPF unavailable: {self.reason}; flows come from "
                       f"/proc/net polling without byte counts or short-lived processes) store={self.store.location.spec}")
