@@ -27,7 +27,7 @@ CLASS_COLORS = {"provider": "#2e7d32", "router": "#1565c0", "suspected_router": 
 PAGES = {  # page file -> title (app.py builds the navigation from this)
     "views/overview.py": "Overview", "views/routers.py": "Routers", "views/destinations.py": "Destinations",
     "views/exchanges.py": "Exchanges", "views/findings.py": "Findings", "views/flows.py": "Flows",
-    "views/sql.py": "SQL",
+    "views/hosts.py": "Hosts", "views/sql.py": "SQL",
 }
 
 

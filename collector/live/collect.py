@@ -8,11 +8,13 @@ loses at most the open batch (each flush is one transaction).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pyarrow as pa
 
@@ -129,7 +131,11 @@ class Collector:
                 self.decryptor = LiveDecryptor(ring, watcher, self.processes, self.host_id, self.store.secret_key(),
                                                already_decoded=decoded.__contains__, log=self._log)
                 self.decryptor.start(self.writer.add)
-        self.stats = Stats(self.host_id, self.mode)
+        from collector import __version__
+
+        self.stats = Stats(self.host_id, self.mode, meta={
+            "version": __version__, "pid": os.getpid(), "scope": self.scope.describe(),
+            "started_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")})
         if self.probes is not None:
             self._log(f"mode={self.mode} store={self.store.location.spec} scope={self.scope.describe()} "
                       f"probes: {', '.join(self.probes.attached)}")
