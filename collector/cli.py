@@ -43,7 +43,7 @@ def cmd_store_info(args: argparse.Namespace) -> int:
     from collector.store import Store
 
     with Store.open(args.store, read_only=True) as store:
-        print(f"store: {store.location.spec}")
+        print(f"store: {store.location.display}")
         for t in store.tables():
             n = store.sql(f'SELECT count(*) FROM "{t}"').fetchone()[0]
             print(f"  {t:<20} {n:>12,} rows")
@@ -191,13 +191,15 @@ def cmd_collect(args: argparse.Namespace) -> int:
         raise UserError("--interval and --poll must be positive")
     if args.max_delay > 5:
         raise UserError("--max-delay is at most 5 seconds")
+    if args.buffer_mb <= 0:
+        raise UserError("--buffer-mb must be positive")
     options = CollectOptions(
         store=args.store, host_id=args.host_id, interval=args.interval, duration=args.duration, poll=args.poll,
         max_delay=args.max_delay, ebpf=not args.no_ebpf, ssl=not args.no_ssl, ssl_libraries=args.ssl_lib or [],
         dns_send=not args.no_dns_send,
         capture=not args.no_capture, capture_dir=args.capture_dir, capture_iface=args.iface,
         capture_retain_mb=args.capture_retain_mb, capture_filter=args.capture_filter, keylogs=args.keylog or [],
-        quiet=args.quiet, netns=args.netns, cgroup=args.cgroup,
+        quiet=args.quiet, netns=args.netns, cgroup=args.cgroup, buffer_dir=args.buffer_dir, buffer_mb=args.buffer_mb,
     )
     try:
         return collect(options)
@@ -235,6 +237,12 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
                         "machine, each its own host)")
     c.add_argument("--cgroup", metavar="PATH",
                    help="record only processes in this cgroup v2 (a path under its mount, e.g. /sys/fs/cgroup) or below it")
+    c.add_argument("--buffer-dir", metavar="DIR",
+                   help="where batches wait while the store is unreachable, one subdirectory per host id (default "
+                        "$ROUTERWATCH_BUFFER_DIR, else /var/lib/routerwatch-buffer as root); always on for a "
+                        "fleet store (a DuckLake catalog URI), on for a local store when given")
+    c.add_argument("--buffer-mb", type=int, default=1024, metavar="MB",
+                   help="disk bound of that buffer; past it batches are dropped and counted (default 1024)")
     c.add_argument("-q", "--quiet", action="store_true", help="no start/stop messages")
     c.set_defaults(func=cmd_collect)
 

@@ -50,6 +50,8 @@ class CollectOptions:
     max_rows: int = 250_000  # writer flushes at this many pending rows (bounds memory; > 2 s of 100k/s)
     netns: str | None = None  # scope: record only this network namespace (name, pid:N or path)
     cgroup: str | None = None  # scope: record only tasks in this cgroup (path under the cgroup v2 mount)
+    buffer_dir: str | None = None  # spool root while the store is away (default: fleet stores only, see spool.py)
+    buffer_mb: int = 1024  # spool bound; beyond it batches are dropped and counted
     quiet: bool = False
 
 
@@ -80,8 +82,22 @@ class Collector:
         self.clock = ev.Clock.now()
         self.processes = ProcessTable(self.host_id, self.fp, btime=self.clock.boot_epoch)
         self.rows = RowBuilder(self.host_id, self.processes, self.clock)
-        self.writer = BatchWriter(self.store, max_delay=min(self.o.max_delay, 5.0), max_rows=self.o.max_rows,
-                                  background=True)
+        if self.store.location.root is None or self.o.buffer_dir:
+            # a remote store can go away (PostgreSQL restarting, object storage unreachable): batches
+            # then wait on disk and are replayed exactly once when it answers again
+            from pathlib import Path
+
+            from collector.store.spool import SpoolingWriter, spool_dir_for
+
+            spec = self.o.store
+            root = Path(self.o.buffer_dir) if self.o.buffer_dir else None
+            self.writer = SpoolingWriter(lambda: Store.open(spec), host_id=self.host_id, store=self.store,
+                                         spool_dir=spool_dir_for(self.host_id, root),
+                                         max_delay=min(self.o.max_delay, 5.0), max_rows=self.o.max_rows,
+                                         max_spool_bytes=self.o.buffer_mb << 20, log=self._log)
+        else:
+            self.writer = BatchWriter(self.store, max_delay=min(self.o.max_delay, 5.0), max_rows=self.o.max_rows,
+                                      background=True)
         if self.o.ebpf:
             from collector.ebpf.loader import ProbeError, ProbeOptions, Probes
 
@@ -137,11 +153,11 @@ class Collector:
             "version": __version__, "pid": os.getpid(), "scope": self.scope.describe(),
             "started_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")})
         if self.probes is not None:
-            self._log(f"mode={self.mode} store={self.store.location.spec} scope={self.scope.describe()} "
+            self._log(f"mode={self.mode} store={self.store.location.display} scope={self.scope.describe()} "
                       f"probes: {', '.join(self.probes.attached)}")
         else:
             self._log(f"mode={self.mode} (DEGRADED: eBPF unavailable: {self.reason}; flows come from "
-                      f"/proc/net polling without byte counts or short-lived processes) store={self.store.location.spec}")
+                      f"/proc/net polling without byte counts or short-lived processes) store={self.store.location.display}")
 
     def stop(self, *_: object) -> None:
         self._stop.set()
@@ -268,6 +284,8 @@ class Collector:
             for k, v in getattr(src, "counters", lambda: {})().items():
                 self.stats.set(k, v)
             backlog += getattr(src, "backlog", lambda: 0)()
+        for k, v in getattr(self.writer, "counters", lambda: {})().items():  # store buffering (fleet stores)
+            self.stats.set(k, v)
         self.writer.add("collector_stats", [self.stats.row(decrypt_backlog=backlog, kernel=kernel)])
 
 
