@@ -39,6 +39,21 @@ def cmd_store_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store_maintain(args: argparse.Namespace) -> int:
+    import signal
+
+    from collector.store import maintainer
+
+    if args.every is not None and args.every <= 0:
+        raise UserError("--every must be positive")
+    stopped = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.append(1))
+    return maintainer.run(args.store, every_s=args.every, expire_hours=args.expire_hours,
+                          log=lambda m: print(f"routerwatch store maintain: {m}", file=sys.stderr, flush=True),
+                          stop=lambda: bool(stopped))
+
+
 def cmd_store_info(args: argparse.Namespace) -> int:
     from collector.store import Store
 
@@ -257,6 +272,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_store_arg(c)
     c.add_argument("--expire-hours", type=float, default=24.0, help="expire snapshots older than this (default 24)")
     c.set_defaults(func=cmd_store_compact)
+    m = ssub.add_parser(
+        "maintain", help="compaction and snapshot expiry for a shared store, by one designated process",
+        description="Merge small files, expire old snapshots and delete unreferenced files, beside running "
+        "writers. On a PostgreSQL catalog a lease makes sure one maintainer works at a time (others skip "
+        "their round); run it on one central host, e.g. the routerwatch-maintenance service.")
+    add_store_arg(m)
+    m.add_argument("--every", type=float, metavar="S", help="run a round every S seconds until stopped (default: once)")
+    m.add_argument("--expire-hours", type=float, default=24.0, help="expire snapshots older than this (default 24)")
+    m.set_defaults(func=cmd_store_maintain)
     i = ssub.add_parser("info", help="tables and row counts")
     add_store_arg(i)
     i.set_defaults(func=cmd_store_info)

@@ -210,3 +210,32 @@ def test_spool_survives_a_restart_and_is_bounded(fleet_env, tmp_path):
     w3.flush()
     assert w3.counters()["store_dropped_rows"] == 30
     w3.close()
+
+
+def test_one_maintainer_at_a_time_beside_a_writer(fleet_env):
+    from collector.store import maintainer
+
+    w = SpoolingWriter(lambda: Store.open(), host_id="h1", store=Store.open(), spool_dir=Path(os.environ["PGPASSFILE"]).parent / "sp",
+                       max_delay=0.2)
+    try:
+        for i in range(8):  # small commits: small files
+            w.add("dns", rows(200, start=1000 * i))
+            w.flush()
+        with Store.open() as a, Store.open() as b:
+            first = maintainer.maintain_once(a, holder="central:1", period_s=60, expire_hours=24)
+            second = maintainer.maintain_once(b, holder="other:2", period_s=60, expire_hours=24)
+            assert first.ran and not second.ran and second.holder == "central:1"
+            assert first.detail["files_after"] < first.detail["files_before"]
+            w.add("dns", rows(200, start=99_000))  # a writer commits right after the merge
+            w.flush()
+            maintainer.release_lease(a, "central:1")
+            assert maintainer.maintain_once(b, holder="other:2", period_s=60, expire_hours=24).ran
+            r = run_cli("store", "maintain")  # the lease is other:2's now: the command skips its round
+            assert r.returncode == 0 and "held by other:2; skipped" in r.stderr, r.stderr
+            maintainer.release_lease(b, "other:2")
+    finally:
+        w.close()
+    assert count("SELECT count(*) FROM dns") == 1800
+    assert count("SELECT count(DISTINCT query) FROM dns") == 1800
+    r = run_cli("store", "maintain")
+    assert r.returncode == 0 and "compacted:" in r.stderr, r.stderr
