@@ -1,4 +1,5 @@
-"""Maintenance of a shared store by one designated process: `routerwatch store maintain`.
+"""Maintenance of a shared store by one designated process: `routerwatch store maintain`; and the
+leases that keep one process at a time on a fleet store's shared jobs (maintenance, analyze).
 
 Every writer commits small Parquet files (seconds of rows each); merging them, expiring old snapshots
 and deleting files nothing references any more is done by one process for the whole fleet, beside the
@@ -50,8 +51,9 @@ def _lit(s: str) -> str:
     return s.replace("'", "''")
 
 
-def take_lease(store: Store, holder: str, ttl_s: float) -> str:
-    """Take or renew the maintenance lease; returns who holds it now (`holder` when it is ours)."""
+def take_lease(store: Store, holder: str, ttl_s: float, name: str = LEASE) -> str:
+    """Take or renew the lease `name` (maintenance, analyze); returns who holds it now (`holder` when
+    it is ours). A local store has one host: the caller's own lock applies there."""
     conninfo = _pg_conninfo(store.location.catalog)
     if conninfo is None:
         return holder
@@ -63,23 +65,42 @@ def take_lease(store: Store, holder: str, ttl_s: float) -> str:
     sql = (
         "CREATE TABLE IF NOT EXISTS routerwatch_lease (name text PRIMARY KEY, holder text NOT NULL, "
         "expires timestamptz NOT NULL); "
-        f"INSERT INTO routerwatch_lease VALUES ('{LEASE}', '{_lit(holder)}', now() + interval '{float(ttl_s)} seconds') "
+        f"INSERT INTO routerwatch_lease VALUES ('{_lit(name)}', '{_lit(holder)}', now() + interval '{float(ttl_s)} seconds') "
         "ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires = EXCLUDED.expires "
         "WHERE routerwatch_lease.expires < now() OR routerwatch_lease.holder = EXCLUDED.holder"
     )
     con.execute("CALL postgres_execute(?, ?)", [_PG_ALIAS, sql])
     row = con.execute(
-        f"SELECT holder FROM postgres_query('{_PG_ALIAS}', 'SELECT holder FROM routerwatch_lease WHERE name = ''{LEASE}''')"
+        f"SELECT holder FROM postgres_query('{_PG_ALIAS}', 'SELECT holder FROM routerwatch_lease WHERE name = ''{_lit(_lit(name))}''')"
     ).fetchone()
-    return row[0] if row else holder
+    owner = row[0] if row else holder
+    if owner != holder and _dead_here(owner):  # its holder died on this host without releasing it: take over
+        con.execute("CALL postgres_execute(?, ?)", [_PG_ALIAS, (
+            f"UPDATE routerwatch_lease SET holder = '{_lit(holder)}', expires = now() + interval '{float(ttl_s)} seconds' "
+            f"WHERE name = '{_lit(name)}' AND holder = '{_lit(owner)}'")])
+        return take_lease(store, holder, ttl_s, name)
+    return owner
 
 
-def release_lease(store: Store, holder: str) -> None:
+def _dead_here(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def release_lease(store: Store, holder: str, name: str = LEASE) -> None:
     if _pg_conninfo(store.location.catalog) is None:
         return
     try:
         store.con.execute("CALL postgres_execute(?, ?)", [
-            _PG_ALIAS, f"DELETE FROM routerwatch_lease WHERE name = '{LEASE}' AND holder = '{_lit(holder)}'"])
+            _PG_ALIAS, f"DELETE FROM routerwatch_lease WHERE name = '{_lit(name)}' AND holder = '{_lit(holder)}'"])
     except duckdb.Error:
         pass  # it expires on its own
 
@@ -89,10 +110,11 @@ def maintain_once(store: Store, *, holder: str, period_s: float, expire_hours: f
     if owner != holder:
         return Round(False, owner, {})
     detail = compact(store, expire_older_than_hours=expire_hours)
-    try:  # files a failed commit left behind (an object store that went away mid-upload)
-        store.sql("CALL ducklake_delete_orphaned_files('lake', older_than => now() - INTERVAL '1 hour')").fetchall()
-    except duckdb.Error:
-        pass  # older DuckLake without the call: cleanup_old_files still covers expired snapshots
+    if store.location.root is None:  # files a failed commit left behind (an object store gone mid-upload)
+        try:
+            store.sql("CALL ducklake_delete_orphaned_files('lake', older_than => now() - INTERVAL '1 hour')").fetchall()
+        except duckdb.Error:
+            pass  # older DuckLake without the call: cleanup_old_files still covers expired snapshots
     return Round(True, holder, detail)
 
 

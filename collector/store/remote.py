@@ -116,7 +116,7 @@ def configure(con: duckdb.DuckDBPyConnection, data_path: str) -> None:
         return
     s3 = S3Settings.from_env()
     con.execute(f"SET http_timeout = {s3.timeout_s}")
-    con.execute("SET http_retries = 2")
+    con.execute("SET http_retries = 1")
     con.execute("SET http_retry_wait_ms = 200")
     try:
         con.execute(s3.secret_sql())

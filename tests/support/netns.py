@@ -27,6 +27,14 @@ class Netns:
         self.path = Path("/run/netns") / self.name
         self.inum = self.path.stat().st_ino
 
+    def use_resolver(self, ip: str = "127.0.0.1") -> None:
+        """Make `ip` this namespace's DNS server: `ip netns exec` bind-mounts /etc/netns/NAME/resolv.conf
+        over /etc/resolv.conf for every command it starts."""
+        d = Path("/etc/netns") / self.name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "resolv.conf").write_text(f"nameserver {ip}\noptions timeout:1 attempts:1\n")
+        self._etc = d
+
     def argv(self, *cmd: str) -> list[str]:
         return ["ip", "netns", "exec", self.name, *cmd]
 
@@ -40,6 +48,11 @@ class Netns:
 
     def close(self) -> None:
         subprocess.run(["ip", "netns", "delete", self.name], capture_output=True)
+        etc = getattr(self, "_etc", None)
+        if etc is not None:
+            import shutil
+
+            shutil.rmtree(etc, ignore_errors=True)
 
     def __enter__(self) -> Netns:
         return self
