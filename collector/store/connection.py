@@ -39,9 +39,10 @@ SECRET_ENV = "ROUTERWATCH_SECRET_FILE"
 T = TypeVar("T")
 
 # SQLite busy/locked (also inside DuckLake's "Failed to commit ..." messages), DuckLake and PostgreSQL
-# write conflicts; anything else is a real error and is not retried
+# write conflicts, and two writers creating the same DuckLake catalog in an empty PostgreSQL database at
+# once (a fleet's first start); anything else is a real error and is not retried
 _TRANSIENT = ("database is locked", "database table is locked", "conflict", "concurrent", "busy",
-              "could not serialize", "deadlock detected")
+              "could not serialize", "deadlock detected", "duplicate key value violates unique constraint")
 BUSY_TIMEOUT_MS = 5000  # SQLite's own wait for a lock (the bundled SQLite sleeps in whole seconds)
 # how long a write keeps trying (lock waits and retries) before it gives up; ROUTERWATCH_WRITE_DEADLINE overrides
 WRITE_DEADLINE_S = float(os.environ.get("ROUTERWATCH_WRITE_DEADLINE") or 120.0)

@@ -239,3 +239,17 @@ def test_one_maintainer_at_a_time_beside_a_writer(fleet_env):
     assert count("SELECT count(DISTINCT query) FROM dns") == 1800
     r = run_cli("store", "maintain")
     assert r.returncode == 0 and "compacted:" in r.stderr, r.stderr
+
+
+def test_writers_starting_together_on_an_empty_catalog(fleet_env):
+    """A fleet's first start: every collector opens (creates, migrates) the empty catalog at once."""
+    import subprocess
+    import sys
+
+    code = ("from collector.store import Store\n"
+            "with Store.open() as s:\n"
+            "    s.sql(\"INSERT INTO dns (host_id, query) VALUES ('h', 'x')\")\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errs = [p.communicate(timeout=180)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errs
+    assert count("SELECT count(*) FROM dns") == 4
