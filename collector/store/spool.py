@@ -57,6 +57,12 @@ def spool_dir_for(host_id: str, root: Path | None = None) -> Path:
     return (root or default_spool_root()) / safe
 
 
+def _conflict(exc: BaseException) -> bool:
+    """A conflict with another writer (retry at once), not the store going away (spool, reconnect)."""
+    msg = str(exc).lower()
+    return is_transient(exc) and not any(s in msg for s in ("io error", "connect", "timeout", "http", "ssl"))
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
@@ -91,21 +97,22 @@ class Spool:
             raise StoreError(f"spool {self.dir} is in use by another collector (one host id, one collector)") from None
         for tmp in self.dir.glob("*.tmp"):  # a spill cut short by a crash: never complete, never committed
             shutil.rmtree(tmp, ignore_errors=True)
-        self._seq = max((int(p.name.split("-")[0]) for p in self.batches()), default=0)
-        self.bytes = sum(f.stat().st_size for p in self.batches() for f in p.iterdir())
+        found = self.batches()
+        self._seq = max((int(p.name.split("-")[0]) for p in found), default=0)
+        self.bytes = sum(f.stat().st_size for p in found for f in p.iterdir())
+        self.count = len(found)  # kept up to date by put/remove: counters and the writer loop never list the dir
+        self.rows = sum(self._rows_of(p) for p in found)
 
     def batches(self) -> list[Path]:
         return sorted(p for p in self.dir.iterdir() if p.is_dir() and not p.name.endswith(".tmp")
                       and (p / _DONE).exists())
 
-    def rows(self) -> int:
-        total = 0
-        for p in self.batches():
-            try:
-                total += int((p / _DONE).read_text().split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-        return total
+    @staticmethod
+    def _rows_of(path: Path) -> int:
+        try:
+            return int((path / _DONE).read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            return 0
 
     def put(self, batch: Batch) -> bool:
         """Write `batch`; False (nothing written) when it would pass the size bound."""
@@ -131,6 +138,8 @@ class Spool:
             os.close(fd)
         os.rename(tmp, self.dir / name)
         self.bytes += written
+        self.count += 1
+        self.rows += batch.rows
         return True
 
     def load(self, path: Path) -> Batch:
@@ -143,8 +152,11 @@ class Spool:
 
     def remove(self, path: Path) -> None:
         size = sum(f.stat().st_size for f in path.glob("*.arrow"))
+        rows = self._rows_of(path)
         shutil.rmtree(path, ignore_errors=True)
         self.bytes = max(0, self.bytes - size)
+        self.count = max(0, self.count - 1)
+        self.rows = max(0, self.rows - rows)
 
     def close(self) -> None:
         try:
@@ -240,7 +252,7 @@ class SpoolingWriter:
     # -- what collector_stats reports -------------------------------------------------------------
     def counters(self) -> dict[str, int]:
         down = self._down_total + (time.monotonic() - self._down_since if self._down_since is not None else 0.0)
-        return {**self.counts, "store_buffered_rows": self.spool.rows(), "store_buffered_bytes": self.spool.bytes,
+        return {**self.counts, "store_buffered_rows": self.spool.rows, "store_buffered_bytes": self.spool.bytes,
                 "store_up": int(self.store is not None), "store_unavailable_ms": int(down * 1000)}
 
     # -- internals ---------------------------------------------------------------------------------
@@ -294,7 +306,7 @@ class SpoolingWriter:
                         pass
                     raise
             except (duckdb.Error, StoreError, OSError) as exc:
-                if is_transient(exc) and "connect" not in str(exc).lower() and attempt < 4:
+                if _conflict(exc) and attempt < 4:
                     time.sleep(0.05 * (2 ** attempt))  # a commit conflict with another writer: retry now
                     continue
                 self._went_away(exc)
@@ -344,7 +356,7 @@ class SpoolingWriter:
             self._down_since = None
         self.counts["store_reconnects"] += 1
         self._last_error = ""
-        self.log(f"store reachable again; replaying {len(self.spool.batches())} buffered batches")
+        self.log(f"store reachable again; replaying {self.spool.count} buffered batches")
         return True
 
     def _replay(self) -> None:
@@ -356,6 +368,7 @@ class SpoolingWriter:
                 batch = self.spool.load(path)
             except (OSError, ValueError, pa.ArrowInvalid) as exc:  # a damaged spool file: kept aside, counted
                 self.log(f"unreadable spool batch {path.name} set aside: {exc}")
+                self.spool.count = max(0, self.spool.count - 1)
                 path.rename(path.with_name(path.name + ".bad"))
                 continue
             with self._commit_lock:
@@ -378,7 +391,7 @@ class SpoolingWriter:
                 if first is not None and time.monotonic() - first >= self.max_delay:
                     self._spill(self._take())  # memory stays bounded while the store is away
                 continue
-            if self.spool.batches():
+            if self.spool.count:
                 self._replay()
                 if self.store is None:
                     continue
@@ -386,6 +399,6 @@ class SpoolingWriter:
             if due or (first is not None and time.monotonic() - first >= self.max_delay):
                 self.flush()
         # closing: one last chance for what is buffered, then the final flush (in close())
-        if self.store is not None and self.spool.batches():
+        if self.store is not None and self.spool.count:
             self._closing_replay = True
             self._replay()

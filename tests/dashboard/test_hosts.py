@@ -7,8 +7,8 @@ import inspect
 import pandas as pd
 
 from dashboard import queries as q
-from dashboard.sample_data import HOSTS
 from tests.dashboard.test_pages import frames, metrics, open_page
+from tests.support.sample_data import HOSTS
 
 
 def test_hosts_view_shows_reports_versions_restarts_and_losses(dash_env):
