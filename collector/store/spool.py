@@ -97,9 +97,10 @@ class Spool:
             raise StoreError(f"spool {self.dir} is in use by another collector (one host id, one collector)") from None
         for tmp in self.dir.glob("*.tmp"):  # a spill cut short by a crash: never complete, never committed
             shutil.rmtree(tmp, ignore_errors=True)
+        self._lock = threading.Lock()  # the collector's thread and the writer's may both spill
         found = self.batches()
         self._seq = max((int(p.name.split("-")[0]) for p in found), default=0)
-        self.bytes = sum(f.stat().st_size for p in found for f in p.iterdir())
+        self.bytes = sum(f.stat().st_size for p in found for f in p.glob("*.arrow"))
         self.count = len(found)  # kept up to date by put/remove: counters and the writer loop never list the dir
         self.rows = sum(self._rows_of(p) for p in found)
 
@@ -117,29 +118,38 @@ class Spool:
     def put(self, batch: Batch) -> bool:
         """Write `batch`; False (nothing written) when it would pass the size bound."""
         size = sum(t.nbytes for ts in batch.tables.values() for t in ts)
-        if self.bytes + size > self.max_bytes:
-            return False
-        self._seq += 1
-        name = f"{self._seq:012d}-{batch.id}"
+        with self._lock:
+            if self.bytes + size > self.max_bytes:
+                return False
+            self._seq += 1
+            name = f"{self._seq:012d}-{batch.id}"
+            self.bytes += size  # reserved now, corrected to the file sizes below
         tmp = self.dir / f"{name}.tmp"
-        tmp.mkdir(mode=0o700)
         written = 0
-        for table, parts in batch.tables.items():
-            data = pa.concat_tables(parts)
-            path = tmp / f"{table}.arrow"
-            with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, data.schema) as w:
-                w.write_table(data)
-            written += path.stat().st_size
-        (tmp / _DONE).write_text(f"{batch.ts.isoformat()} {batch.rows}\n")
-        fd = os.open(tmp, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.dir / name)
-        self.bytes += written
-        self.count += 1
-        self.rows += batch.rows
+            tmp.mkdir(mode=0o700)
+            for table, parts in batch.tables.items():
+                data = pa.concat_tables(parts)
+                path = tmp / f"{table}.arrow"
+                with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, data.schema) as w:
+                    w.write_table(data)
+                written += path.stat().st_size
+            (tmp / _DONE).write_text(f"{batch.ts.isoformat()} {batch.rows}\n")
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, self.dir / name)
+        except OSError:  # a full or failing disk: the batch is not kept (the caller counts it as dropped)
+            shutil.rmtree(tmp, ignore_errors=True)
+            with self._lock:
+                self.bytes -= size
+            return False
+        with self._lock:
+            self.bytes += written - size
+            self.count += 1
+            self.rows += batch.rows
         return True
 
     def load(self, path: Path) -> Batch:
@@ -154,9 +164,10 @@ class Spool:
         size = sum(f.stat().st_size for f in path.glob("*.arrow"))
         rows = self._rows_of(path)
         shutil.rmtree(path, ignore_errors=True)
-        self.bytes = max(0, self.bytes - size)
-        self.count = max(0, self.count - 1)
-        self.rows = max(0, self.rows - rows)
+        with self._lock:
+            self.bytes = max(0, self.bytes - size)
+            self.count = max(0, self.count - 1)
+            self.rows = max(0, self.rows - rows)
 
     def close(self) -> None:
         try:
@@ -237,8 +248,11 @@ class SpoolingWriter:
     def close(self) -> None:
         self._stop.set()
         self._due.set()
-        self._thread.join(timeout=120)
-        self.flush()
+        self._thread.join(timeout=60)  # inside a service manager's stop timeout (the units give 90 s)
+        if self._thread.is_alive():  # a commit still hangs on a store that stopped answering: to disk
+            self._spill(self._take())
+        else:
+            self.flush()
         if self.store is not None:
             self.store.close()
         self.spool.close()
@@ -272,7 +286,7 @@ class SpoolingWriter:
             self.counts["store_spilled_batches"] += 1
         else:
             self.counts["store_dropped_rows"] += batch.rows
-            self.log(f"spool {self.spool.dir} full ({self.spool.bytes:,} bytes): {batch.rows:,} rows dropped")
+            self.log(f"spool {self.spool.dir} full ({self.spool.bytes:,} bytes) or unwritable: {batch.rows:,} rows dropped")
 
     def _commit(self, batch: Batch, *, replay: bool) -> bool:
         """One transaction: the rows and their batch record. False: the store is away (now marked so)."""
