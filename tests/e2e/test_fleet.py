@@ -282,6 +282,20 @@ def test_fleet_of_three_live_collectors(postgres: PostgresServer, s3: S3Server, 
     assert json.loads(found["fleet-router-multi-host"][2])["host_count"] == 3
     assert found["fleet-router-divergence"][0] == HOSTS[0], found
     assert {c["host_id"] for c in json.loads(found["fleet-router-divergence"][2])["clean_hosts"]} == set(HOSTS[1:])
+    # the dashboard's Hosts page over the fleet store: every host, the restart, no loss
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("ROUTERWATCH_DASHBOARD_STATE", str(work / "dashboard-state"))
+    monkeypatch.delenv("ROUTERWATCH_DASHBOARD_AUTH", raising=False)
+    at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=180)
+    at.session_state["rw_window"] = "last 24 hours"
+    at.run()
+    at.switch_page("views/hosts.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    hosts = at.dataframe[0].value.set_index("host_id")
+    assert set(hosts.index) == set(HOSTS)
+    assert hosts.loc[victim, "collector_starts"] == 2 and hosts.loc[HOSTS[0], "collector_starts"] == 1
+    assert int(hosts["lost_events"].sum()) == 0 and hosts["version"].notna().all()
     ok_runs = [r for r in analyzer_runs if r[1] == 0]
     assert len(ok_runs) >= 3, analyzer_runs
     assert sum(ok for ok, _ in dash_reads) >= 3 and dash_reads[-1][0], dash_reads[-5:]
