@@ -186,6 +186,8 @@ mkdir -p "$unit_dir"
 units_changed=0
 if [ $central = 1 ]; then
   units=(routerwatch-analyzer.service routerwatch-maintenance.service routerwatch-dashboard.service)
+elif [ -n "$FLEET_STORE" ]; then
+  units=(routerwatch-collector.service)  # a fleet host: its analyzer and dashboard are the central ones
 else
   units=(routerwatch-collector.service routerwatch-analyzer.service routerwatch-dashboard.service)
 fi

@@ -301,24 +301,17 @@ class SpoolingWriter:
                 ).fetchone()[0]:
                     self.counts["store_replay_skipped"] += 1
                     return True
-                con.execute("BEGIN")
-                try:
+                # one transaction (under a local store's write lock; none on a PostgreSQL catalog)
+                with store.transaction("spooled batch", lock_timeout=30.0) as tx:
                     for table, parts in batch.tables.items():
                         name = f"__rw_spool_{table}"
-                        con.register(name, pa.concat_tables(parts))
+                        tx.register(name, pa.concat_tables(parts))
                         try:
-                            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
+                            tx.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
                         finally:
-                            con.unregister(name)
-                    con.execute(f"INSERT INTO {BATCHES_TABLE} (ts, host_id, batch_id, rows) VALUES (?, ?, ?, ?)",
-                                [batch.ts, self.host_id, batch.id, batch.rows])
-                    con.execute("COMMIT")
-                except BaseException:
-                    try:
-                        con.execute("ROLLBACK")
-                    except Exception:
-                        pass
-                    raise
+                            tx.unregister(name)
+                    tx.execute(f"INSERT INTO {BATCHES_TABLE} (ts, host_id, batch_id, rows) VALUES (?, ?, ?, ?)",
+                               [batch.ts, self.host_id, batch.id, batch.rows])
             except (duckdb.Error, StoreError, OSError) as exc:
                 if _conflict(exc) and attempt < 4:
                     time.sleep(0.05 * (2 ** attempt))  # a commit conflict with another writer: retry now

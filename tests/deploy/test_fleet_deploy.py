@@ -190,7 +190,9 @@ def test_install_fleet_collector_and_central(tmp_path):
         units = base / "etc/systemd/system"
         collector = (units / "routerwatch-collector.service").read_text()
         check_argv(unit_argv(collector, spec))
+        # a fleet host runs the collector only: the analyzer and the dashboard are the central part's
         assert not (units / "routerwatch-analyzer.service").exists()
+        assert not (units / "routerwatch-dashboard.service").exists()
         again = install(base, *fleet)
         assert again.returncode == 0 and "done (nothing to change)" in again.stderr, again.stderr
 
