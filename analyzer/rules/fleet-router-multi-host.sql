@@ -1,5 +1,5 @@
 -- id: fleet-router-multi-host
--- rev: 1
+-- rev: 2
 -- title: The same LLM router is used from several hosts of the fleet
 -- severity: low
 -- attack_class: fleet
@@ -12,7 +12,9 @@
 --   One router (a catalogued router, or a host that serves an LLM API and is in no catalog) now serves
 --   exchanges of at least `fleet_router_min_hosts` hosts (default 2). An uncatalogued router spreading
 --   through the fleet is medium: a reseller endpoint copied between agent configurations is how one
---   malicious router reaches many machines. Evidence lists the hosts and when each started.
+--   malicious router reaches many machines. Evidence lists the hosts and when each started. The
+--   finding comes again as the router spreads, each time its host count passes 2, 3, 5, 10, 25, 50,
+--   100, 250, 500 or 1000 hosts (not once per host: a popular router on a large fleet stays readable).
 WITH touched AS (
     SELECT DISTINCT router FROM exchange_classes
     WHERE exchange_id IN (SELECT exchange_id FROM new_llm_exchanges)
@@ -30,7 +32,8 @@ WITH touched AS (
     FROM per_host GROUP BY router
 )
 SELECT f.ts, f.newest_host AS host_id, NULL AS pid, NULL AS flow_uid, NULL AS exchange_id, f.router,
-       f.router AS dedup,
+       f.router || ':' || (SELECT max(t) FROM unnest([2, 3, 5, 10, 25, 50, 100, 250, 500, 1000]) u(t)
+                           WHERE t <= f.n_hosts) AS dedup,
        CASE WHEN f.suspected THEN 'medium' ELSE 'low' END AS severity,
        json_object('router', f.router, 'hosts', f.hosts, 'host_count', f.n_hosts, 'uncatalogued', f.suspected) AS evidence,
        format('router {} is used from {} hosts ({})', f.router, f.n_hosts,
