@@ -182,10 +182,11 @@ def follow(opts: FollowOptions, stop: threading.Event, log: Log | None = None) -
                         if opts.max_runs is not None and stats.runs >= opts.max_runs:
                             break
                 if next_compact is not None and time.monotonic() >= next_compact:
-                    from collector.store.maintenance import compact
+                    from collector.store.maintainer import holder_name, maintain_once
 
-                    compact(store)
-                    stats.compactions += 1
+                    # on a fleet store, under the maintenance lease: one process compacts per round
+                    if maintain_once(store, holder=holder_name(), period_s=opts.compact_every, expire_hours=24.0).ran:
+                        stats.compactions += 1
                     next_compact = time.monotonic() + opts.compact_every
                 backoff = 0.0
             except (AnalyzeError, CatalogError, RuleError, StoreError) as exc:

@@ -39,11 +39,26 @@ def cmd_store_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store_maintain(args: argparse.Namespace) -> int:
+    import signal
+
+    from collector.store import maintainer
+
+    if args.every is not None and args.every <= 0:
+        raise UserError("--every must be positive")
+    stopped = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.append(1))
+    return maintainer.run(args.store, every_s=args.every, expire_hours=args.expire_hours,
+                          log=lambda m: print(f"routerwatch store maintain: {m}", file=sys.stderr, flush=True),
+                          stop=lambda: bool(stopped))
+
+
 def cmd_store_info(args: argparse.Namespace) -> int:
     from collector.store import Store
 
     with Store.open(args.store, read_only=True) as store:
-        print(f"store: {store.location.spec}")
+        print(f"store: {store.location.display}")
         for t in store.tables():
             n = store.sql(f'SELECT count(*) FROM "{t}"').fetchone()[0]
             print(f"  {t:<20} {n:>12,} rows")
@@ -181,19 +196,30 @@ def _register_coverage(sub: argparse._SubParsersAction) -> None:
 # -- live collector ------------------------------------------------------------------------------
 def cmd_collect(args: argparse.Namespace) -> int:
     from collector.live.collect import CollectOptions, collect
+    from collector.live.scope import ScopeError, resolve
 
+    try:
+        resolve(args.netns, args.cgroup)
+    except ScopeError as exc:
+        raise UserError(str(exc)) from None
     if args.interval <= 0 or args.poll <= 0:
         raise UserError("--interval and --poll must be positive")
     if args.max_delay > 5:
         raise UserError("--max-delay is at most 5 seconds")
-    return collect(CollectOptions(
+    if args.buffer_mb <= 0:
+        raise UserError("--buffer-mb must be positive")
+    options = CollectOptions(
         store=args.store, host_id=args.host_id, interval=args.interval, duration=args.duration, poll=args.poll,
         max_delay=args.max_delay, ebpf=not args.no_ebpf, ssl=not args.no_ssl, ssl_libraries=args.ssl_lib or [],
         dns_send=not args.no_dns_send,
         capture=not args.no_capture, capture_dir=args.capture_dir, capture_iface=args.iface,
         capture_retain_mb=args.capture_retain_mb, capture_filter=args.capture_filter, keylogs=args.keylog or [],
-        quiet=args.quiet,
-    ))
+        quiet=args.quiet, netns=args.netns, cgroup=args.cgroup, buffer_dir=args.buffer_dir, buffer_mb=args.buffer_mb,
+    )
+    try:
+        return collect(options)
+    except ScopeError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _register_collect(sub: argparse._SubParsersAction) -> None:
@@ -220,6 +246,18 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--capture-filter", metavar="BPF", help="capture filter (default: 'tcp or (udp port 53)')")
     c.add_argument("--keylog", action="append", metavar="FILE",
                    help="a TLS key log to decrypt every outbound flow with (wrap runs are found on their own)")
+    c.add_argument("--netns", metavar="NS",
+                   help="record only this network namespace: a name from `ip netns`, pid:N, or a path to an nsfs "
+                        "file; filtered in the kernel, and the capture runs inside it (several collectors on one "
+                        "machine, each its own host)")
+    c.add_argument("--cgroup", metavar="PATH",
+                   help="record only processes in this cgroup v2 (a path under its mount, e.g. /sys/fs/cgroup) or below it")
+    c.add_argument("--buffer-dir", metavar="DIR",
+                   help="where batches wait while the store is unreachable, one subdirectory per host id (default "
+                        "$ROUTERWATCH_BUFFER_DIR, else /var/lib/routerwatch-buffer as root); always on for a "
+                        "fleet store (a DuckLake catalog URI), on for a local store when given")
+    c.add_argument("--buffer-mb", type=int, default=1024, metavar="MB",
+                   help="disk bound of that buffer; past it batches are dropped and counted (default 1024)")
     c.add_argument("-q", "--quiet", action="store_true", help="no start/stop messages")
     c.set_defaults(func=cmd_collect)
 
@@ -234,6 +272,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_store_arg(c)
     c.add_argument("--expire-hours", type=float, default=24.0, help="expire snapshots older than this (default 24)")
     c.set_defaults(func=cmd_store_compact)
+    m = ssub.add_parser(
+        "maintain", help="compaction and snapshot expiry for a shared store, by one designated process",
+        description="Merge small files, expire old snapshots and delete unreferenced files, beside running "
+        "writers. On a PostgreSQL catalog a lease makes sure one maintainer works at a time (others skip "
+        "their round); run it on one central host, e.g. the routerwatch-maintenance service.")
+    add_store_arg(m)
+    m.add_argument("--every", type=float, metavar="S", help="run a round every S seconds until stopped (default: once)")
+    m.add_argument("--expire-hours", type=float, default=24.0, help="expire snapshots older than this (default 24)")
+    m.set_defaults(func=cmd_store_maintain)
     i = ssub.add_parser("info", help="tables and row counts")
     add_store_arg(i)
     i.set_defaults(func=cmd_store_info)

@@ -16,7 +16,7 @@ HERE = Path(__file__).parent
 ICONS = {
     "Overview": ":material/dashboard:", "Routers": ":material/router:", "Destinations": ":material/travel_explore:",
     "Exchanges": ":material/forum:", "Findings": ":material/report:", "Flows": ":material/swap_horiz:",
-    "SQL": ":material/terminal:",
+    "Hosts": ":material/dns:", "SQL": ":material/terminal:",
 }
 
 st.set_page_config(page_title="routerwatch", page_icon=":material/policy:", layout="wide")

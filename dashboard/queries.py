@@ -308,6 +308,56 @@ def newest_data(r: Reader, hosts: tuple[str, ...] = ()) -> dt.datetime | None:
     return None if v is None or pd.isna(v) else pd.Timestamp(v).to_pydatetime()
 
 
+# -- Hosts -----------------------------------------------------------------------------------------------
+def hosts_report(r: Reader, w: Window) -> pd.DataFrame:
+    """One row per host of the fleet: is its collector reporting, what it runs, what it lost.
+
+    `last_report` and `version` are the newest over all time (a host silent for the whole window still
+    shows, with how long it has been silent); counters are the window's. A collector restart shows as a
+    new `started_at` in its stats rows, so `collector_starts` counts runs in the window. `silent` means
+    no report for three of its own intervals (at least a minute).
+    """
+    hw, hp = Window(None, None, w.hosts).where()
+    ew, ep = w.where()
+    e2w, e2p = w.where()
+    return r.df(
+        "WITH s AS (SELECT host_id, ts, interval_s, mode, events, lost, capture_drops, decrypt_backlog, rss_bytes, "
+        "json_extract_string(detail, '$.version') AS version, json_extract_string(detail, '$.started_at') AS started_at, "
+        "json_extract_string(detail, '$.scope') AS scope, "
+        "try_cast(json_extract(detail, '$.store_buffered_rows') AS BIGINT) AS buffered_rows "
+        f"FROM collector_stats WHERE host_id IS NOT NULL AND {hw}), "
+        "latest AS (SELECT host_id, max(ts) AS last_report, arg_max(mode, ts) AS mode, arg_max(version, ts) AS version, "
+        "arg_max(scope, ts) AS scope, arg_max(interval_s, ts) AS interval_s, arg_max(buffered_rows, ts) AS buffered_rows, "
+        "arg_max(rss_bytes, ts) AS rss_bytes, arg_max(decrypt_backlog, ts) AS decrypt_backlog FROM s GROUP BY host_id), "
+        "win AS (SELECT host_id, sum(events) AS events, sum(lost) AS lost_events, sum(capture_drops) AS capture_drops, "
+        f"count(DISTINCT started_at) AS collector_starts FROM s WHERE {ew} GROUP BY host_id), "
+        f"e AS (SELECT host_id, count(*) AS exchanges FROM llm_exchanges WHERE {e2w} GROUP BY host_id), "
+        f"x AS (SELECT host_id, count(*) AS findings, count(*) FILTER (WHERE severity IN ('high', 'critical')) AS serious "
+        f"FROM findings WHERE {e2w} GROUP BY host_id) "
+        "SELECT l.host_id, "
+        "CASE WHEN l.last_report >= ?::TIMESTAMP - to_seconds(greatest(3 * coalesce(l.interval_s, 10), 60)) "
+        "THEN 'reporting' ELSE 'silent' END AS status, l.last_report, l.version, l.mode, l.scope, "
+        "coalesce(win.collector_starts, 0) AS collector_starts, coalesce(win.events, 0) AS events, "
+        "coalesce(win.lost_events, 0) AS lost_events, coalesce(win.capture_drops, 0) AS capture_drops, "
+        "l.buffered_rows, l.decrypt_backlog, l.rss_bytes, coalesce(e.exchanges, 0) AS exchanges, "
+        "coalesce(x.findings, 0) AS findings, coalesce(x.serious, 0) AS serious_findings "
+        "FROM latest l LEFT JOIN win USING (host_id) LEFT JOIN e USING (host_id) LEFT JOIN x USING (host_id) "
+        "ORDER BY (status = 'silent') DESC, lost_events DESC, l.host_id",
+        hp + ep + e2p + e2p + [dt.datetime.now(dt.UTC).replace(tzinfo=None)],
+    )
+
+
+def host_reports(r: Reader, w: Window, host: str, limit: int = 500) -> pd.DataFrame:
+    """One host's collector_stats rows in the window, newest first."""
+    ew, ep = Window(w.start, w.end, (host,)).where()
+    return r.df(
+        "SELECT ts, mode, events, lost, capture_drops, decrypt_backlog, flows_written, rss_bytes, "
+        "json_extract_string(detail, '$.version') AS version, json_extract_string(detail, '$.started_at') AS started_at, "
+        f"detail FROM collector_stats WHERE {ew} ORDER BY ts DESC LIMIT {int(limit)}",
+        ep,
+    )
+
+
 # -- Routers ---------------------------------------------------------------------------------------------
 def routers_summary(r: Reader, w: Window) -> pd.DataFrame:
     """One row per LLM endpoint: class, who uses it, volume, models, fingerprints, findings."""

@@ -27,7 +27,7 @@ CLASS_COLORS = {"provider": "#2e7d32", "router": "#1565c0", "suspected_router": 
 PAGES = {  # page file -> title (app.py builds the navigation from this)
     "views/overview.py": "Overview", "views/routers.py": "Routers", "views/destinations.py": "Destinations",
     "views/exchanges.py": "Exchanges", "views/findings.py": "Findings", "views/flows.py": "Flows",
-    "views/sql.py": "SQL",
+    "views/hosts.py": "Hosts", "views/sql.py": "SQL",
 }
 
 
@@ -149,7 +149,9 @@ def sidebar(user: str | None) -> None:
         c2.number_input("every s", min_value=2, max_value=300, key="rw_interval", label_visibility="collapsed")
         if st.button("Refresh", icon=":material/refresh:", width="stretch"):
             st.session_state["rw_tick"] = st.session_state.get("rw_tick", 0) + 1
-        st.caption(f"store: `{store_spec()}` (read-only)")
+        from collector.store.remote import display_spec
+
+        st.caption(f"store: `{display_spec(store_spec())}` (read-only)")
         if user:
             st.caption(f"signed in: {user}")
             if st.session_state.get("rw_oidc"):

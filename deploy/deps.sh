@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what routerwatch needs on a Debian 12 host, idempotently:
-#   - apt packages: tshark/dumpcap, tcpdump, bcc (python3-bpfcc), kernel headers, chromium (browser tests)
+#   - apt packages: tshark/dumpcap, tcpdump, bcc (python3-bpfcc), kernel headers, chromium (browser tests),
+#     PostgreSQL (fleet tests)
 #   - the kernel-header fallback link, only when the running kernel's own headers are missing
 #   - the Python virtualenv at $VENV (default: .venv in the checkout) with routerwatch installed
 #   - bcc's Python module linked into the venv (it comes from Debian, not PyPI)
@@ -14,7 +15,9 @@ with_test=0
 log() { echo "deps: $*" >&2; }
 
 apt_pkgs=(tshark tcpdump bpfcc-tools python3-bpfcc libpcap0.8 iproute2 util-linux curl ca-certificates python3-venv)
-[ $with_test = 1 ] && apt_pkgs+=(chromium nodejs golang-go)  # golang-go: builds the Go TLS uprobe test agent
+# golang-go: builds the Go TLS uprobe test agent; postgresql: the fleet tests' catalog (Debian's server,
+# started by the tests themselves on a loopback port in a temporary directory, never the packaged cluster)
+[ $with_test = 1 ] && apt_pkgs+=(chromium nodejs golang-go postgresql)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

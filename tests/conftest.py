@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# fixtures of the fleet's central services (PostgreSQL, S3), usable by any test that names them
+pytest_plugins = ["tests.support.fleet"]
+
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus" / "public"
 BIN = Path(sys.executable).parent

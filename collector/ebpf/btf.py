@@ -142,6 +142,11 @@ FIELDS = [
     # tcp_destroy_sock as a raw tracepoint: the address the classic tracepoint reports, and the cookie
     ("OFF_INET_SADDR", "inet_sock", "inet_saddr"),
     ("OFF_SK_COOKIE", "sock", "__sk_common.skc_cookie"),
+    # scope (collect --netns): a socket's network namespace and a task's, as the nsfs inode number
+    ("OFF_SK_NET", "sock", "__sk_common.skc_net"),
+    ("OFF_TASK_NSPROXY", "task_struct", "nsproxy"),
+    ("OFF_NSPROXY_NET_NS", "nsproxy", "net_ns"),
+    ("OFF_NET_NS_INUM", "net", "ns.inum"),
 ]
 
 

@@ -85,6 +85,9 @@ class ProbeOptions:
     ssl_max_chunks: int = 16  # 64 KiB of plaintext per SSL call, the rest counted as truncated
     go_tls: bool = True  # Go crypto/tls uprobes on Go binaries (running, exec'd, or in ssl_libraries)
     log: Callable[[str], None] | None = None  # attach/refusal messages (Go binaries found later)
+    netns_inum: int | None = None  # scope: only this network namespace (nsfs inode), filtered in the kernel
+    cgroup_id: int | None = None  # scope: only tasks in this cgroup v2 (its id) or below it
+    cgroup_level: int = 0  # depth of that cgroup under the cgroup2 root
 
 
 class Probes:
@@ -109,6 +112,11 @@ class Probes:
         ]
         if not self.options.dns_send:
             cflags.append("-DRW_NO_DNS_SEND=1")
+        if self.options.netns_inum is not None:
+            cflags.append(f"-DSCOPE_NETNS={int(self.options.netns_inum)}U")
+        if self.options.cgroup_id is not None:
+            cflags += [f"-DSCOPE_CGROUP={int(self.options.cgroup_id)}ULL",
+                       f"-DSCOPE_CGROUP_LEVEL={int(self.options.cgroup_level)}"]
         try:
             self.bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
         except Exception as exc:

@@ -15,6 +15,13 @@
 //   T_DNSQ  a DNS query as sent (sendto/sendmsg/sendmmsg to port 53, or on a socket connected to
 //           port 53): the first DNSQ_LEN bytes of the user buffer, read from user memory only
 // Every reserve failure is counted in `counters` so a missed event is visible, never silent.
+//
+// Scope (`routerwatch collect --netns/--cgroup`, e.g. several collectors on one machine, each
+// recording one "host"): with -DSCOPE_NETNS=<inode> only sockets of that network namespace (the
+// socket's own netns, read at BTF offsets, so softirq-context state changes are filtered too) and
+// processes whose task is in it count; with -DSCOPE_CGROUP=<id> -DSCOPE_CGROUP_LEVEL=<depth> only
+// tasks in that cgroup or below it (bpf_get_current_ancestor_cgroup_id), and sockets whose owner
+// was seen in it in process context. Everything out of scope returns before any counter or record.
 #include <uapi/linux/ptrace.h>
 
 // ABI constants, defined here so no kernel header beyond ptrace.h is needed
@@ -83,6 +90,37 @@ struct task_info {
     char comm[16];
 };
 
+// -- scope -----------------------------------------------------------------------------------------
+#ifdef SCOPE_NETNS
+static __always_inline u32 net_inum(void *net) {
+    u32 inum = 0;
+    if (net) bpf_probe_read_kernel(&inum, sizeof(inum), net + OFF_NET_NS_INUM);
+    return inum;
+}
+static __always_inline int sk_in_scope(void *sk) {
+    void *net = 0;
+    bpf_probe_read_kernel(&net, sizeof(net), sk + OFF_SK_NET);
+    return net_inum(net) == SCOPE_NETNS;
+}
+#else
+static __always_inline int sk_in_scope(void *sk) { return 1; }
+#endif
+
+static __always_inline int task_in_scope(void) {
+#ifdef SCOPE_NETNS
+    void *task = (void *)bpf_get_current_task();
+    void *nsproxy = 0, *net = 0;
+    bpf_probe_read_kernel(&nsproxy, sizeof(nsproxy), task + OFF_TASK_NSPROXY);
+    if (!nsproxy) return 0;  // an exiting task past exit_task_namespaces
+    bpf_probe_read_kernel(&net, sizeof(net), nsproxy + OFF_NSPROXY_NET_NS);
+    if (net_inum(net) != SCOPE_NETNS) return 0;
+#endif
+#ifdef SCOPE_CGROUP
+    if (bpf_get_current_ancestor_cgroup_id(SCOPE_CGROUP_LEVEL) != SCOPE_CGROUP) return 0;
+#endif
+    return 1;
+}
+
 static __always_inline void read_task(struct task_info *t) {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     void *task = (void *)bpf_get_current_task();
@@ -115,7 +153,7 @@ struct sock_state {
     u16 family;
     u8 rst;              // bit 0: RST received (tcp:tcp_receive_reset), bit 1: RST sent (tcp:tcp_send_reset),
                          // bit 2: the first reset of the socket was the one it sent
-    u8 pad2;
+    u8 in_scope;         // the owner was in scope when read in process context (cgroup scope)
     u8 saddr[16];
     u8 daddr[16];
 };
@@ -186,6 +224,7 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
     // before the collector) gets no entry, so its record carries the kernel's own byte counts.
     if (ns != TCP_SYN_SENT && ns != TCP_ESTABLISHED && ns != TCP_CLOSE && ns != TCP_LISTEN) return 0;
     void *skp = (void *)ctx->args[0];
+    if (!sk_in_scope(skp)) return 0;
     u16 proto = 0;
     bpf_probe_read_kernel(&proto, sizeof(proto), skp + OFF_SK_PROTOCOL);
     if (proto != RW_IPPROTO_TCP) return 0;
@@ -201,6 +240,7 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
             read_task(&z.task);
             z.outbound = 1;
             z.owned = 1;
+            z.in_scope = task_in_scope();
         }
         if (socks.update(&sk, &z) != 0) { count(C_MAP_FULL); return 0; }
         s = socks.lookup(&sk);
@@ -267,6 +307,7 @@ static __always_inline void on_io(u64 sk, u64 n, int out) {
         if (!s->owned) {
             read_task(&s->task);
             s->owned = 1;
+            s->in_scope = task_in_scope();
         }
         if (out) __sync_fetch_and_add(&s->app_sent, n);
         else __sync_fetch_and_add(&s->app_recv, n);
@@ -328,8 +369,15 @@ RAW_TRACEPOINT_PROBE(tcp_send_reset) {
 RAW_TRACEPOINT_PROBE(tcp_destroy_sock) {
     void *ksk = (void *)ctx->args[0];
     u64 sk = (u64)ksk;
-    count(C_CONN_SEEN);
+    if (!sk_in_scope(ksk)) return 0;
     struct sock_state *s = socks.lookup(&sk);
+#ifdef SCOPE_CGROUP
+    if (!s || !s->in_scope) {  // no owner seen in the cgroup: another "host's" socket
+        if (s) socks.delete(&sk);
+        return 0;
+    }
+#endif
+    count(C_CONN_SEEN);
     u8 skc[SKC_SPAN];
     bpf_probe_read_kernel(skc, sizeof(skc), ksk + SKC_LO);
     u16 dport_be = get16(SKC(skc, OFF_SK_DPORT));
@@ -415,6 +463,7 @@ struct exit_event {
 };
 
 TRACEPOINT_PROBE(sched, sched_process_exec) {
+    if (!task_in_scope()) return 0;
     count(C_EXEC_SEEN);
     struct exec_event *e = events.ringbuf_reserve(sizeof(struct exec_event));
     if (!e) { count(C_EXEC_LOST); return 0; }
@@ -441,6 +490,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
 TRACEPOINT_PROBE(sched, sched_process_exit) {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     if ((u32)pid_tgid != (pid_tgid >> 32)) return 0;  // threads: only the group leader's exit
+    if (!task_in_scope()) return 0;
     struct exit_event *e = events.ringbuf_reserve(sizeof(struct exit_event));
     if (!e) { count(C_EXIT_LOST); return 0; }
     struct task_info t = {};
@@ -488,6 +538,7 @@ int gai_return(struct pt_regs *ctx) {
     if (!c) return 0;
     struct gai_call call = *c;
     gai_calls.delete(&tid);
+    if (!task_in_scope()) return 0;
     count(C_DNS_SEEN);
     struct dns_event *e = events.ringbuf_reserve(sizeof(struct dns_event));
     if (!e) { count(C_DNS_LOST); return 0; }
@@ -560,6 +611,7 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, u8 dir, u8 ex) {
 
 // one plaintext call -> T_SSL records of at most SSL_CHUNK bytes (libssl and Go crypto/tls alike)
 static __always_inline void ssl_emit(u64 ssl, u64 sk, u64 buf, u64 total, u8 dir, u64 tid) {
+    if (!task_in_scope()) return;
     u32 zero = 0;
     struct ssl_scratch_t *scratch = ssl_scratch.lookup(&zero);
     if (!scratch) return;
@@ -742,6 +794,7 @@ struct dnsq_scratch_t {
 BPF_PERCPU_ARRAY(dnsq_scratch, struct dnsq_scratch_t, 1);
 
 static __always_inline void emit_dnsq(const struct dns_dest *d, const void *buf, u64 len) {
+    if (!task_in_scope()) return;
     count(C_DNSQ_SEEN);
     u32 zero = 0;
     struct dnsq_scratch_t *scratch = dnsq_scratch.lookup(&zero);

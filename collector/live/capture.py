@@ -80,7 +80,8 @@ def default_capture_dir() -> Path:
 
 class CaptureRing:
     def __init__(self, directory: str | Path | None = None, *, iface: str = "any", bpf_filter: str = DEFAULT_FILTER,
-                 rotate_s: int = 30, retain_mb: int = 512, retain_s: float = 24 * 3600, snaplen: int = 0):
+                 rotate_s: int = 30, retain_mb: int = 512, retain_s: float = 24 * 3600, snaplen: int = 0,
+                 prefix: list[str] | None = None):
         self.dir = Path(directory) if directory else default_capture_dir()
         self.iface = iface
         self.filter = bpf_filter
@@ -88,6 +89,7 @@ class CaptureRing:
         self.retain_bytes = retain_mb << 20
         self.retain_s = retain_s
         self.snaplen = snaplen
+        self.prefix = list(prefix or [])  # e.g. nsenter --net=PATH: capture inside a scoped collector's netns (it execs)
         self.proc: subprocess.Popen | None = None
         self._err = None
         self.drops = 0
@@ -105,6 +107,7 @@ class CaptureRing:
                "-w", str(self.dir / "seg.pcap")]
         if self.snaplen:
             cmd[2:2] = ["-s", str(self.snaplen)]
+        cmd = self.prefix + cmd
         self._err = open(self.dir / ".dumpcap.log", "w+")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._err, text=True,
                                      start_new_session=True)  # a terminal's Ctrl-C goes to the collector only

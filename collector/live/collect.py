@@ -8,11 +8,13 @@ loses at most the open batch (each flush is one transaction).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pyarrow as pa
 
@@ -46,6 +48,10 @@ class CollectOptions:
     keylogs: list[str] = field(default_factory=list)  # key-log files applying to every outbound flow
     keylog_dir: str | None = None  # where `routerwatch wrap` runs live (default collector.config.keylog_dir())
     max_rows: int = 250_000  # writer flushes at this many pending rows (bounds memory; > 2 s of 100k/s)
+    netns: str | None = None  # scope: record only this network namespace (name, pid:N or path)
+    cgroup: str | None = None  # scope: record only tasks in this cgroup (path under the cgroup v2 mount)
+    buffer_dir: str | None = None  # spool root while the store is away (default: fleet stores only, see spool.py)
+    buffer_mb: int = 1024  # spool bound; beyond it batches are dropped and counted
     quiet: bool = False
 
 
@@ -68,24 +74,48 @@ class Collector:
             print(f"routerwatch collect: {msg}", file=sys.stderr, flush=True)
 
     def open(self) -> None:
+        from collector.live.scope import resolve
+
+        self.scope = resolve(self.o.netns, self.o.cgroup)  # ScopeError before anything starts
         self.store = Store.open(self.o.store)
         self.fp = Fingerprinter(self.store.secret_key())
         self.clock = ev.Clock.now()
         self.processes = ProcessTable(self.host_id, self.fp, btime=self.clock.boot_epoch)
         self.rows = RowBuilder(self.host_id, self.processes, self.clock)
-        self.writer = BatchWriter(self.store, max_delay=min(self.o.max_delay, 5.0), max_rows=self.o.max_rows,
-                                  background=True)
+        if self.store.location.root is None or self.o.buffer_dir:
+            # a remote store can go away (PostgreSQL restarting, object storage unreachable): batches
+            # then wait on disk and are replayed exactly once when it answers again
+            from pathlib import Path
+
+            from collector.store.spool import SpoolingWriter, spool_dir_for
+
+            spec = self.o.store
+            root = Path(self.o.buffer_dir) if self.o.buffer_dir else None
+            self.writer = SpoolingWriter(lambda: Store.open(spec), host_id=self.host_id, store=self.store,
+                                         spool_dir=spool_dir_for(self.host_id, root),
+                                         max_delay=min(self.o.max_delay, 5.0), max_rows=self.o.max_rows,
+                                         max_spool_bytes=self.o.buffer_mb << 20, log=self._log)
+        else:
+            self.writer = BatchWriter(self.store, max_delay=min(self.o.max_delay, 5.0), max_rows=self.o.max_rows,
+                                      background=True)
         if self.o.ebpf:
             from collector.ebpf.loader import ProbeError, ProbeOptions, Probes
 
             try:
                 self.probes = Probes(ProbeOptions(ssl=self.o.ssl, ssl_libraries=self.o.ssl_libraries, dns_send=self.o.dns_send,
-                                                 log=self._log))
+                                                 log=self._log, netns_inum=self.scope.netns_inum,
+                                                 cgroup_id=self.scope.cgroup_id,
+                                                 cgroup_level=self.scope.cgroup_level))
                 self.mode = "ebpf"
             except ProbeError as exc:
                 self.reason = str(exc)
         else:
             self.reason = "disabled (--no-ebpf)"
+        if self.probes is None and not self.scope.whole_host:
+            from collector.live.scope import ScopeError
+
+            self.store.close()
+            raise ScopeError(f"a scoped collector ({self.scope.describe()}) needs eBPF: {self.reason}")
         if self.probes is None:
             from collector.live.procnet import ProcNetPoller
 
@@ -102,7 +132,7 @@ class Collector:
 
                 kw = {"bpf_filter": self.o.capture_filter} if self.o.capture_filter else {}
                 ring = CaptureRing(self.o.capture_dir, iface=self.o.capture_iface, retain_mb=self.o.capture_retain_mb,
-                                   **kw)
+                                   prefix=self.scope.command_prefix(), **kw)
                 ring.start()
                 self.sources.append(ring)
                 self.mode += "+capture"
@@ -117,12 +147,17 @@ class Collector:
                 self.decryptor = LiveDecryptor(ring, watcher, self.processes, self.host_id, self.store.secret_key(),
                                                already_decoded=decoded.__contains__, log=self._log)
                 self.decryptor.start(self.writer.add)
-        self.stats = Stats(self.host_id, self.mode)
+        from collector import __version__
+
+        self.stats = Stats(self.host_id, self.mode, meta={
+            "version": __version__, "pid": os.getpid(), "scope": self.scope.describe(),
+            "started_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")})
         if self.probes is not None:
-            self._log(f"mode={self.mode} store={self.store.location.spec} probes: {', '.join(self.probes.attached)}")
+            self._log(f"mode={self.mode} store={self.store.location.display} scope={self.scope.describe()} "
+                      f"probes: {', '.join(self.probes.attached)}")
         else:
             self._log(f"mode={self.mode} (DEGRADED: eBPF unavailable: {self.reason}; flows come from "
-                      f"/proc/net polling without byte counts or short-lived processes) store={self.store.location.spec}")
+                      f"/proc/net polling without byte counts or short-lived processes) store={self.store.location.display}")
 
     def stop(self, *_: object) -> None:
         self._stop.set()
@@ -249,6 +284,8 @@ class Collector:
             for k, v in getattr(src, "counters", lambda: {})().items():
                 self.stats.set(k, v)
             backlog += getattr(src, "backlog", lambda: 0)()
+        for k, v in getattr(self.writer, "counters", lambda: {})().items():  # store buffering (fleet stores)
+            self.stats.set(k, v)
         self.writer.add("collector_stats", [self.stats.row(decrypt_backlog=backlog, kernel=kernel)])
 
 

@@ -25,9 +25,12 @@ class Stats:
 
     LOST_KEYS = ("conn_lost", "exec_lost", "exit_lost", "ssl_lost", "dns_lost", "dnsq_lost")
 
-    def __init__(self, host_id: str, mode: str):
+    def __init__(self, host_id: str, mode: str, meta: dict | None = None):
         self.host_id = host_id
         self.mode = mode
+        # who reported: version, process start, scope (in every row's detail: a restart shows as a new
+        # started_at, a mixed fleet as several versions; the dashboard's Hosts view reads them)
+        self.meta = dict(meta or {})
         self.totals: dict[str, int] = {}
         self._last: dict[str, int] = {}
         self._last_ts = time.monotonic()
@@ -60,7 +63,7 @@ class Stats:
             "rss_bytes": rss_bytes(),
             "flows_written": delta("flows"),
             "mode": self.mode,
-            "detail": json.dumps(cur, sort_keys=True),
+            "detail": json.dumps({**cur, **self.meta}, sort_keys=True),
         }
         self._last, self._last_ts = cur, now
         return row

@@ -29,7 +29,7 @@ from typing import TypeVar
 import duckdb
 
 from collector.config import resolve_store
-from collector.store import anchor, extensions
+from collector.store import anchor, extensions, remote
 from collector.store.errors import StoreBusyError, StoreError
 from collector.store.locking import LockTimeout, StoreLock
 
@@ -39,9 +39,10 @@ SECRET_ENV = "ROUTERWATCH_SECRET_FILE"
 T = TypeVar("T")
 
 # SQLite busy/locked (also inside DuckLake's "Failed to commit ..." messages), DuckLake and PostgreSQL
-# write conflicts; anything else is a real error and is not retried
+# write conflicts, and two writers creating the same DuckLake catalog in an empty PostgreSQL database at
+# once (a fleet's first start); anything else is a real error and is not retried
 _TRANSIENT = ("database is locked", "database table is locked", "conflict", "concurrent", "busy",
-              "could not serialize", "deadlock detected")
+              "could not serialize", "deadlock detected", "duplicate key value violates unique constraint")
 BUSY_TIMEOUT_MS = 5000  # SQLite's own wait for a lock (the bundled SQLite sleeps in whole seconds)
 # how long a write keeps trying (lock waits and retries) before it gives up; ROUTERWATCH_WRITE_DEADLINE overrides
 WRITE_DEADLINE_S = float(os.environ.get("ROUTERWATCH_WRITE_DEADLINE") or 120.0)
@@ -76,6 +77,11 @@ class StoreLocation:
             root,
             Path(os.environ.get(SECRET_ENV) or root / "secret.key"),
         )
+
+    @property
+    def display(self) -> str:
+        """The spec as it may be printed or logged (a password in it masked)."""
+        return remote.display_spec(self.spec)
 
     def exists(self) -> bool:
         return self.root is None or (self.root / "catalog.sqlite").exists()
@@ -125,7 +131,7 @@ class Store:
         loc = StoreLocation.parse(spec)
         if read_only and not loc.exists():
             raise StoreError(
-                f"no store at {loc.spec}: ingest a capture (`routerwatch ingest FILE`) or run the collector first"
+                f"no store at {loc.display}: ingest a capture (`routerwatch ingest FILE`) or run the collector first"
             )
         if loc.root is not None and not read_only:
             try:
@@ -134,10 +140,14 @@ class Store:
             except OSError as exc:
                 raise StoreError(f"cannot create store directory {loc.root}: {exc.strerror}") from None
         con = duckdb.connect(":memory:", config=dict(extensions.OFFLINE_CONFIG))
-        names = ["ducklake", "postgres_scanner" if ":postgres:" in loc.catalog else "sqlite_scanner"]
-        extensions.load(con, *names)
+        extensions.load(con, *remote.extensions_for(loc.catalog, loc.data_path))
         for name, value in DUCKLAKE_SETTINGS.items():
             con.execute(f"SET {name} = {value}")
+        try:
+            remote.configure(con, loc.data_path)  # object storage: S3 secret from the credential chain
+        except StoreError:
+            con.close()
+            raise
         opts = f"DATA_PATH '{_q(loc.data_path)}'"
         if loc.sqlite_file is not None:
             # passed to every SQLite connection DuckLake opens (one per transaction); a reader cannot
@@ -170,7 +180,7 @@ class Store:
         """One write transaction under the store's write lock: BEGIN, the body, COMMIT (ROLLBACK on
         error). No retry here (a `with` body cannot be re-run): use `write()` for that."""
         if self.read_only:
-            raise StoreError(f"store {self.location.spec} is open read-only")
+            raise StoreError(f"store {self.location.display} is open read-only")
         lock = self.write_lock
         if lock is not None:
             try:
@@ -214,7 +224,7 @@ class Store:
 
         def give_up(why: str) -> StoreBusyError:
             lost = f" ({rows:,} rows not committed)" if rows is not None else ""
-            return StoreBusyError(f"store {self.location.spec} busy: gave up on {what}{lost} after "
+            return StoreBusyError(f"store {self.location.display} busy: gave up on {what}{lost} after "
                                   f"{time.monotonic() - t0:.0f} s: {why}")
 
         while True:
@@ -254,6 +264,11 @@ class Store:
         if not path.exists():
             if self.read_only:
                 raise StoreError(f"store secret {path} is missing")
+            if self.location.root is None:  # a fleet: every host must fingerprint with the same key
+                raise StoreError(
+                    f"the fleet's fingerprint key {path} is missing: copy it from the central host "
+                    f"(deploy/install.sh --secret-file FILE, or ${SECRET_ENV}); a key made here would "
+                    "fingerprint secrets differently from every other host")
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
@@ -300,11 +315,11 @@ def is_transient_text(text: str) -> bool:
 
 
 def _open_error(loc: StoreLocation, exc: BaseException, read_only: bool) -> str:
-    msg = _first_line(exc)
+    msg = remote.display_spec(_first_line(exc))
     if read_only and loc.root is not None and "readonly database" in str(exc):
         # WAL mode: a reader needs the catalog's -wal and -shm files; it cannot create them in a
         # read-only directory, and they exist once any writer of this version has opened the store
-        return (f"cannot read store {loc.spec}: its catalog's -wal/-shm files are missing and this user cannot "
+        return (f"cannot read store {loc.display}: its catalog's -wal/-shm files are missing and this user cannot "
                 f"create them (read-only view); start the collector, or run any writer (e.g. `routerwatch store "
                 f"info` as the store's owner) once")
-    return f"cannot open store {loc.spec}: {msg}"
+    return f"cannot open store {loc.display}: {msg}"

@@ -21,6 +21,8 @@ _EXTENSIONS = {
     "duckdb_extension_sqlite": "sqlite_scanner",
     "duckdb_extension_ducklake": "ducklake",
     "duckdb_extension_postgres": "postgres_scanner",
+    "duckdb_extension_httpfs": "httpfs",
+    "duckdb_extension_aws": "aws",
 }
 OFFLINE_CONFIG = {
     "autoinstall_known_extensions": False,

@@ -178,6 +178,12 @@ TABLES: dict[str, list[Column]] = {
         ("pid", "INTEGER"),
     ],
     # -- live collector ------------------------------------------------------------------------
+    "store_batches": [  # one row per committed writer batch, in the batch's own transaction (collector.store.spool):
+        ("ts", "TIMESTAMP"),  # when the batch was cut (a replay looks it up by ts, host and id: exactly once)
+        ("host_id", "VARCHAR"),
+        ("batch_id", "VARCHAR"),
+        ("rows", "BIGINT"),
+    ],
     "collector_stats": [
         ("ts", "TIMESTAMP"),
         ("host_id", "VARCHAR"),

@@ -106,6 +106,7 @@ PAGES = [
      ["gpt-4o-mini", SCENARIO.injected_command, SCENARIO.secret_fingerprint]),
     ("findings?finding=FSCN-AC1", "Findings", ["Download-and-execute in a tool call", "Acknowledge"]),
     (f"flows?flow={SCENARIO.evil_flow}", "Flows", ["/usr/bin/curl", "No packets to show"]),
+    ("hosts?host=ci-runner-1", "Hosts", ["Not reporting", "Collector versions", "Host ci-runner-1"]),
     ("sql", "SQL", ["Saved queries", "Flows per hour"]),
 ]
 

@@ -79,7 +79,9 @@ def test_units_verify_and_dashboard_is_never_root(installed: Path):
     assert re.search(r"^User=routerwatch$", dash, re.M) and "CapabilityBoundingSet=\n" in dash
     assert "ReadOnlyPaths=/var/lib/routerwatch\n" in dash and "ProtectSystem=strict" in dash
     ana = text[UNITS[2]]  # writes the store, with no capability at all
-    assert f"{BIN.parent}/bin/routerwatch analyze --follow --store /var/lib/routerwatch" in ana
+    # the store from the environment file (a fleet's catalog), this directory by default
+    assert f"{BIN.parent}/bin/routerwatch analyze --follow --store ${{ROUTERWATCH_STORE}}" in ana
+    assert "Environment=ROUTERWATCH_STORE=/var/lib/routerwatch\n" in ana
     assert "CapabilityBoundingSet=\n" in ana and "AmbientCapabilities=\n" in ana
     assert "ReadWritePaths=/var/lib/routerwatch\n" in ana and "ProtectSystem=strict" in ana
     analyze = shutil.which("systemd-analyze")

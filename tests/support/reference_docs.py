@@ -112,6 +112,8 @@ TABLES: dict[str, tuple[str, str]] = {
     "ledger": ("Analyzer", "One entry of the append-only hash chain over exchanges (`routerwatch ledger verify`)."),
     "analyzer_runs": ("Analyzer", "One `routerwatch analyze` run; the newest holds the watermarks the next run starts from."),
     "schema_migrations": ("Store", "One schema migration applied to this store (migrations are additive and automatic)."),
+    "store_batches": ("Store", "One writer batch committed by a fleet collector, recorded in the batch's own transaction "
+                               "(a replay after an outage skips a batch already here: exactly once)."),
 }
 
 _CLASS = "'provider' | 'router' | 'suspected_router' | 'other'"

@@ -390,6 +390,11 @@ def _stats(lay: _Layout, n_hosts: int, interval_s: int = 60) -> pa.Table:
         "rss_bytes": pa.array(np.full(t.size, 180_000_000, np.int64) + (t % 100) * 100_000),
         "flows_written": pa.array((ev // 3).astype(np.int64)),
         "mode": _pick(["ebpf"], np.zeros(t.size, np.int32)),
+        # who reported (as collector.live.stats writes it): the third host runs an older collector, the
+        # second one was restarted half-way
+        "detail": pa.array([
+            f'{{"version": "{"0.0.9" if hi == 2 else "0.1.0"}", "started_at": "run-{hi}-{int(ti >= steps // 2 and hi == 1)}"}}'
+            for hi, ti in zip(h.tolist(), t.tolist(), strict=True)]),
     })
 
 
