@@ -60,24 +60,30 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.follow:
         return _follow(args)
     from analyzer.engine import AnalyzeError, analyze
-    from analyzer.service import analyze_lock, emit
+    from analyzer.service import analyze_lock, delegate, emit
     from collector.store import Store
+    from collector.store.connection import WRITE_DEADLINE_S
 
     def note(msg: str) -> None:
         print(f"routerwatch analyze: {msg}", file=sys.stderr, flush=True)
 
     with Store.open(args.store) as store:
         catalog, rules = _load(store.location.root, args)
-        with analyze_lock(store, log=None if args.quiet else note):  # another run first, if one is going
-            try:
-                res = analyze(store, catalog, rules)
-            except AnalyzeError as exc:
-                raise UserError(str(exc)) from None
+        # an analyzer service runs here: let it do the work (same rules), report what it found
+        res = None if (args.rule or args.rules_dir) else delegate(store, rules, timeout=WRITE_DEADLINE_S,
+                                                                  log=None if args.quiet else note)
+        by = f"the analyzer service ({res.pid}) " if res is not None else ""
+        if res is None:
+            with analyze_lock(store, log=None if args.quiet else note):  # another run first, if one is going
+                try:
+                    res = analyze(store, catalog, rules)
+                except AnalyzeError as exc:
+                    raise UserError(str(exc)) from None
     emit(res, args.eve, args.webhook, lambda m: print(f"routerwatch: {m}", file=sys.stderr))
     if not args.quiet:
         out = sys.stderr if args.eve == "-" else sys.stdout
         new = ", ".join(f"{n:,} {t}" for t, n in res.new_rows.items() if n) or "nothing new"
-        print(f"analyzed {new} in {res.duration_s:.2f} s: {len(res.findings)} new finding(s)"
+        print(f"{by}analyzed {new} in {res.duration_s:.2f} s: {len(res.findings)} new finding(s)"
               + (f", {res.suppressed} suppressed as duplicates" if res.suppressed else ""), file=out)
         shown = sorted(res.findings, key=lambda f: (str(f["ts"]), f["rule_id"]))
         for f in shown[:50]:
@@ -291,10 +297,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("analyze", help="enrich new rows, run the rules, write findings and the ledger (incremental)",
                        description="Classify destinations and exchanges, analyse tool calls, run every rule "
                        "(builtin + RULES_DIR) over the rows new since the last run, and append findings and "
-                       "ledger entries. Running it twice adds nothing. One run at a time per store: beside a "
-                       "running analyzer (`--follow`, `routerwatch up`, the systemd unit) it waits for the current "
-                       "run, then runs. With --follow it runs continuously: whenever another writer commits, "
-                       "alerts leave as findings are made; SIGTERM or Ctrl-C stops it.")
+                       "ledger entries. Running it twice adds nothing. Beside a running analyzer service "
+                       "(`--follow`, `routerwatch up`, the systemd unit) it lets the service analyse what is new "
+                       "and reports what the service found (with --rule or --rules-dir it waits for the service's "
+                       "current run, then runs itself). With --follow it runs continuously: whenever another "
+                       "writer commits, alerts leave as findings are made; SIGTERM or Ctrl-C stops it.")
     add_store_arg(a)
     a.add_argument("--rules-dir", metavar="DIR", help="extra rules (default: DIR/rules beside the store, if present)")
     a.add_argument("--rule", action="append", metavar="ID", help="run only this rule (repeatable)")

@@ -5,13 +5,17 @@ are made.
 It polls the store's DuckLake snapshot id (one catalog read, a few ms) every `interval` seconds; when
 the id moves (and at least as long has passed since the last run as that run used CPU, so the
 service uses at most half a CPU however much there is to analyse; on a busy host, where a run waits
-for the CPU most of its wall time, that rest stays short), it takes the store's analyze lock (a person's `routerwatch analyze` waits for the
-current run, then runs) and runs `engine.analyze` with `skip_if_nothing_new`: a commit that touched
+for the CPU most of its wall time, that rest stays short), it takes the store's analyze lock and runs `engine.analyze` with `skip_if_nothing_new`: a commit that touched
 no table the rules read (collector statistics, ingest runs) costs one watermark query and writes
 nothing. Catalog and rules are reloaded when their files change. A failing run (a broken user rule, a
 store that stayed busy) is reported in one line and tried again later, with backoff: the service
 does not die on it. Every `compact_every` seconds it also runs the store's maintenance (inlined rows
 to Parquet, small files merged, old snapshots expired), one short write transaction per step.
+
+While it runs it holds the store's service lock (`.service.lock`). A person's `routerwatch analyze`
+(same rules) next to it does not analyse the same rows a second time: it waits until the service has
+covered everything committed before it started and reports what the service found (`delegate`); only
+when no service runs, or it does not catch up within the deadline, does the command run itself.
 """
 
 from __future__ import annotations
@@ -78,6 +82,93 @@ def analyze_lock(store, *, wait: float | None = None, log: Log | None = None) ->
         lock.release()
 
 
+@dataclass
+class Delegated:
+    """What the analyzer service did for a person's `routerwatch analyze`: its runs since the command
+    started (findings, new rows, the ledger head after them)."""
+
+    pid: str
+    run_id: str
+    findings: list[dict]
+    new_rows: dict[str, int]
+    suppressed: int
+    duration_s: float
+    ledger_seq: int
+    ledger_head: str
+
+
+def service_holder(store) -> str | None:
+    """Who runs the analyzer service on this store ('pid N: ...'), or None when nobody does."""
+    from collector.store.locking import LockTimeout, StoreLock
+
+    root = store.location.root
+    if root is None:
+        return None
+    lock = StoreLock(root, "service")
+    try:
+        lock.acquire("probe", 0.0)
+    except LockTimeout:
+        return lock.holder() or "pid unknown"
+    lock.release()
+    return None
+
+
+def delegate(store, rules, *, timeout: float, log: Log | None = None) -> Delegated | None:
+    """If an analyzer service follows this store, wait until it has analysed everything committed
+    before now and return what its runs found; None when no service runs or it did not catch up within
+    `timeout` seconds (then the caller runs the analysis itself)."""
+    from analyzer.engine import current_watermarks, last_watermarks, relevant_sources
+
+    holder = service_holder(store)
+    if holder is None:
+        return None
+    t0 = time.monotonic()
+    relevant = relevant_sources(rules)
+
+    def read_state(con):
+        lo = last_watermarks(con)
+        start = con.execute("SELECT coalesce(max(rowid), -1) FROM analyzer_runs").fetchone()[0]
+        return lo, current_watermarks(con, relevant, lo), start
+
+    lo, target, first_run_row = store.read(read_state)
+    said = False
+    while True:
+        if all(int(lo.get(t, -1)) >= target[t] for t in relevant):
+            break
+        if time.monotonic() - t0 > timeout:
+            return None
+        if not said and log is not None and time.monotonic() - t0 > 1.0:
+            log(f"the analyzer service ({holder}) is analysing the new rows; waiting for it")
+            said = True
+        time.sleep(0.3)
+        lo = store.read(last_watermarks)
+
+    def runs(con):
+        cur = con.execute("SELECT run_id, new_rows, suppressed, ledger_seq, ledger_head FROM analyzer_runs "
+                          "WHERE rowid > ? ORDER BY rowid", [first_run_row])
+        rows = cur.fetchall()
+        cur = con.execute("SELECT * FROM findings WHERE run_id IN (SELECT unnest(?)) ORDER BY ts",
+                          [[r[0] for r in rows]])
+        names = [d[0] for d in cur.description]
+        return rows, [dict(zip(names, f, strict=True)) for f in cur.fetchall()]
+
+    import json
+
+    rows, findings = store.read(runs)
+    new_rows: dict[str, int] = {}
+    for r in rows:
+        for t, n in json.loads(r[1] or "{}").items():
+            new_rows[t] = new_rows.get(t, 0) + int(n)
+    if rows:
+        seq, head = int(rows[-1][3]), rows[-1][4]
+    else:
+        from analyzer import ledger
+
+        seq, head = store.read(ledger.head)
+    return Delegated(holder.split(":")[0], rows[-1][0] if rows else "", findings, new_rows,
+                     sum(int(r[2] or 0) for r in rows), time.monotonic() - t0, seq, head)
+
+
 def emit(res, eve: str | None, webhook: str | None, log: Log) -> None:
     """EVE lines (alerts + the ledger head) and the webhook for one run's findings."""
     events = [alerts.eve_alert(f) for f in res.findings]
@@ -139,6 +230,23 @@ def follow(opts: FollowOptions, stop: threading.Event, log: Log | None = None) -
     stats = FollowStats()
     store = Store.open(opts.store)
     root = store.location.root
+    service = None
+    if root is not None:  # a person's `routerwatch analyze` sees this and lets the service do the work
+        from collector.store.locking import LockTimeout, StoreLock
+
+        service = StoreLock(root, "service")
+        try:
+            service.acquire("analyze --follow", 0.0)
+        except LockTimeout:
+            log(f"another analyzer service follows this store ({service.holder()}); waiting for it to stop")
+            while True:
+                try:
+                    service.acquire("analyze --follow", 1.0)
+                    break
+                except LockTimeout:
+                    if stop.is_set():
+                        store.close()
+                        return stats
     rules_dirs = [Path(opts.rules_dir)] if opts.rules_dir else ([root / "rules"] if root is not None else [])
     watched = [user_catalog_path(root), builtin_rules_dir(), *rules_dirs]
     loaded: tuple | None = None
@@ -208,6 +316,8 @@ def follow(opts: FollowOptions, stop: threading.Event, log: Log | None = None) -
         if catalog is not None and rules is not None:
             _last_run(store, catalog, rules, seen, stats, opts, log)
     finally:
+        if service is not None:
+            service.release()
         store.close()
     if not opts.quiet:
         log(f"stopped: {stats.runs} runs, {stats.findings} findings, {stats.failures} failed runs")

@@ -473,7 +473,8 @@ def account(res: Results, store: Path, eve: Path, load_port: int, router_port: i
             [res.load["connections"], load_flows[0], load_flows[1]],
         "flows (collector: written vs stored)": [detail.get("flows"), live["flows"]],
         "processes (collector: written vs stored)": [detail.get("processes"), live["processes"]],
-        "dns (collector: written vs stored)": [detail.get("dns", 0), live["dns"]],
+        "dns (collector: written, resolver + DoH from plaintext, vs stored)": [
+            detail.get("dns", 0) + detail.get("plaintext_dns", 0), live["dns"]],
         "llm_exchanges (agent calls vs stored for the router, distinct)": [res.agent_calls, router_ex[0], router_ex[1]],
         "llm_exchanges of other processes on this shared host (seen by the collector too)": foreign,
         "llm_exchanges (collector: written vs stored)": [detail.get("plaintext_llm_exchanges", 0)
@@ -505,6 +506,7 @@ def account(res: Results, store: Path, eve: Path, load_port: int, router_port: i
         "rows exact": (rows["flows (loopback load: connections made vs outbound flows stored, distinct)"][0]
                        == load_flows[0] == load_flows[1]
                        and detail.get("flows") == live["flows"] and detail.get("processes") == live["processes"]
+                       and detail.get("dns", 0) + detail.get("plaintext_dns", 0) == live["dns"]
                        and res.agent_calls == router_ex[0] == router_ex[1]
                        and len(set(ingest_flows[h] for h in ok_hosts)) <= 1 and dup_findings == 0
                        and ledger[0] == ledger[1] == all_ex),

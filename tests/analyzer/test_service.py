@@ -53,9 +53,15 @@ def test_follow_analyzes_new_commits_and_a_manual_run_waits_its_turn(store_dir, 
         assert alerts, (tmp_path / "follow.log").read_text()
         assert alerts[0]["routerwatch"]["exchange_id"] == "X2"
         assert latency < 30, latency  # seconds from the commit to the alert line (loaded CI machines)
-        # a person runs analyze by hand meanwhile: it waits for the service's run and succeeds
-        manual = [run_cli("analyze", "--store", str(store_dir)) for _ in range(3)]
-        assert [m.returncode for m in manual] == [0, 0, 0], [m.stderr for m in manual]
+        # a person runs analyze by hand meanwhile: the service does the work, the command reports it
+        runs_before = _runs(store_dir)
+        manual = [run_cli("analyze", "--store", str(store_dir)) for _ in range(2)]
+        assert [m.returncode for m in manual] == [0, 0], [m.stderr for m in manual]
+        assert all(m.stdout.startswith("the analyzer service (pid ") for m in manual), [m.stdout for m in manual]
+        assert _runs(store_dir) == runs_before  # nothing analysed twice
+        # with its own rule selection it runs itself, after the service's current run
+        own = run_cli("analyze", "--store", str(store_dir), "--rule", "model-substitution")
+        assert own.returncode == 0 and own.stdout.startswith("analyzed "), own.stdout + own.stderr
         with Store.open(str(store_dir)) as store, BatchWriter(store) as w:
             w.add("llm_exchanges", [{"ts": t(100), "exchange_id": "X9", "host_id": "agent-1", "api": "openai.chat",
                                      "host": "127.0.0.1:9102", "model_requested": "gpt-4o",
