@@ -84,6 +84,8 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "collector/store/errors.py": (f"{_C}/store/test_store.py", f"{_C}/store/test_concurrency.py"),
     "collector/store/extensions.py": (f"{_C}/store/test_store.py",),
     "collector/store/locking.py": (f"{_C}/store/test_concurrency.py",),
+    "collector/store/maintainer.py": (f"{_C}/store/test_fleet_store.py",),  # the maintenance lease
+    "collector/store/remote.py": (f"{_C}/store/test_fleet_store.py", f"{_C}/store/test_fleet_backends.py"),
     "collector/store/maintenance.py": (f"{_C}/store/test_store.py",),
     "collector/store/migrate.py": (f"{_C}/store/test_store.py",),
     "collector/store/schema.py": (f"{_C}/store/test_store.py",),
@@ -132,6 +134,7 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "dashboard/rollup.py": (f"{_D}/test_queries.py",),
     "dashboard/ui.py": (f"{_D}/test_pages.py",),
     "dashboard/views/destinations.py": (f"{_D}/test_pages.py",),
+    "dashboard/views/hosts.py": (f"{_D}/test_hosts.py",),
     "dashboard/views/exchanges.py": (f"{_D}/test_pages.py",),
     "dashboard/views/findings.py": (f"{_D}/test_pages.py",),
     "dashboard/views/flows.py": (f"{_D}/test_pages.py",),
