@@ -112,7 +112,7 @@ def test_report_formats(store_dir, tmp_path):
     assert rc == 0 and html.startswith("<!doctype html>") and "class='sev critical'" in html
     rc, js, _ = cli("report", "--format", "json", store_dir=store_dir)
     data = json.loads(js)
-    assert data["counts"]["llm_exchanges"] == 6 and data["severity"] == {"critical": 2, "high": 1, "medium": 1}
+    assert data["counts"]["llm_exchanges"] == 6 and data["severity"] == {"critical": 2, "high": 1, "low": 1}
     assert {r["router"] for r in data["routers"]} == {"127.0.0.1:9101", "127.0.0.1:9102"}
 
 
