@@ -1,0 +1,65 @@
+"""The gate's one question: given a tool call, who it is for and which router sent it, what does the
+policy do? Shared by the proxy (collector.proxy.gate), the agent hook (collector.policy.hook) and the
+dry run over stored exchanges (collector.policy.dryrun), so all three decide identically."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from collector.policy.model import ToolCall, Verdict
+from collector.policy.policy import Policy
+from collector.policy.screen import TYPOSQUAT_MAX_DISTANCE, rule_hits
+
+HitsFn = Callable[[ToolCall], "list[tuple[str, ...]]"]  # (rule, reason[, detail])
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who the call is for and where it came from."""
+
+    router: str  # how the router is named to people: catalog name, else host[:port]
+    agent: str | None = None  # routerwatch inventory's agent name ('claude-code', 'codex', ...)
+    router_names: tuple[str, ...] = ()  # every name a policy override may use for it (label, host, host:port)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((self.router, *self.router_names)))
+
+
+class Judge:
+    """`judge(call, ctx) -> Verdict`. `hits` finds the rules a call trips (default: the shared
+    screening with the catalog's allowlist as the trusted package sources)."""
+
+    def __init__(self, policy: Policy, *, known_source: Callable[[str], bool] | None = None,
+                 max_distance: int = TYPOSQUAT_MAX_DISTANCE, hits: HitsFn | None = None):
+        self.policy = policy
+        self._hits = hits or (lambda call: rule_hits(call, known_source, max_distance))
+
+    def __call__(self, call: ToolCall, ctx: Context) -> Verdict:
+        return self.policy.decide(self._hits(call), ctx.agent, ctx.names)
+
+    def unjudged(self, rule: str, reason: str, ctx: Context) -> Verdict:
+        return self.policy.unjudged_verdict(rule, reason, ctx.agent, ctx.names)
+
+
+HEAD = "routerwatch blocked a tool call"
+TAIL = " It was not passed on. Do not retry it; tell the user."
+
+
+def block_message(verdict: Verdict, call: ToolCall | None, router: str, limit: int | None = None) -> str:
+    """What the agent (and, through it, its user) reads instead of a blocked call. `limit` (characters)
+    shortens the reason first, then the rest; the head always fits (the HTTP/2 rewrite may need it)."""
+    what = f" ({call.name})" if call is not None and call.name else ""
+    rule = f"{verdict.rule}: " if verdict.rule else ""
+    text = f"{HEAD}{what} from router {router}: {rule}{verdict.reason}.{TAIL}"
+    if limit is None or len(text) <= limit:
+        return text
+    fixed = f"{HEAD}{what} from router {router}: {rule}"
+    room = limit - len(fixed) - len(TAIL) - 2
+    if room >= 12:
+        return f"{fixed}{verdict.reason[:room]}….{TAIL}"
+    short = f"{HEAD} from router {router}"
+    if len(short) <= limit:
+        return short
+    return HEAD[: max(limit, 0)]
