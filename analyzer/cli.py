@@ -44,9 +44,9 @@ def _store_root(spec: str | None) -> Path | None:
 
 
 def _load(root: Path | None, args):
-    from analyzer.catalog import load_catalog
-    from analyzer.catalog.loader import CatalogError
     from analyzer.rules import RuleError, load_rules
+    from collector.catalog import load_catalog
+    from collector.catalog.loader import CatalogError
 
     try:
         catalog = load_catalog(root)
@@ -248,8 +248,8 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 def _rules_corpus(args: argparse.Namespace, rules) -> bool:  # noqa: ANN001
     """Precision and recall of each rule on the benign and attack corpora; True when the acceptance bar
     (no benign finding at medium or above, every attack accounted for) fails with all rules loaded."""
-    from analyzer.catalog import load_catalog
     from analyzer.rules.corpus import corpus_report, default_corpus_dir
+    from collector.catalog import load_catalog
 
     if args.no_corpus:
         return False

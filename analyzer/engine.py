@@ -32,12 +32,12 @@ import duckdb
 import pyarrow as pa
 
 from analyzer import ledger
-from analyzer.catalog import Catalog
 from analyzer.coverage import coverage_rows
 from analyzer.enrich.baseline import update_baselines
 from analyzer.enrich.exchanges import Classifier
 from analyzer.enrich.pipeline import classify_flows, enrich_exchanges, enrich_tool_calls
 from analyzer.rules import Rule
+from collector.catalog import Catalog
 from collector.store.connection import Store
 from collector.store.schema import TABLES
 from collector.store.writer import to_arrow

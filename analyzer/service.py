@@ -215,11 +215,11 @@ def _last_run(store, catalog, rules, seen: int | None, stats: FollowStats, opts:
 
 def follow(opts: FollowOptions, stop: threading.Event, log: Log | None = None) -> FollowStats:
     """Analyze continuously until `stop` is set. Returns what it did."""
-    from analyzer.catalog import load_catalog
-    from analyzer.catalog.loader import CatalogError, user_catalog_path
     from analyzer.engine import AnalyzeError, analyze
     from analyzer.rules import RuleError, load_rules
     from analyzer.rules.loader import builtin_rules_dir
+    from collector.catalog import load_catalog
+    from collector.catalog.loader import CatalogError, user_catalog_path
     from collector.store import Store
     from collector.store.errors import StoreError
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from analyzer.catalog import load_catalog
 from analyzer.engine import SOURCES, analyze
 from analyzer.rules import load_rules
+from collector.catalog import load_catalog
 from collector.store import BatchWriter, Store
 
 T0 = dt.datetime(2026, 3, 1)

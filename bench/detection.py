@@ -26,10 +26,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from analyzer.catalog import load_catalog
 from analyzer.engine import SEVERITY_RANK
 from analyzer.rules import load_rules
 from analyzer.rules.corpus import default_corpus_dir, format_table, load_turns, run_corpus, score, summarise
+from collector.catalog import load_catalog
 
 PAPER = {"extra_detection": 0.10, "false_positive_rate": 0.067}
 

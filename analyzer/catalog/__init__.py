@@ -1,10 +1,6 @@
-"""The router catalog: provider endpoints, known routers, router-software fingerprints, allowlists.
+"""The router catalog now lives in collector.catalog (the proxy's policy gate reads it too); these
+names stay importable from here for code written against the old place."""
 
-The builtin catalog ships as `catalog.yaml` in this package; a user's `catalog.yaml` beside the
-store (or $ROUTERWATCH_CATALOG) extends it: named entries with the same name replace builtin ones
-(`disabled: true` removes one), lists extend, maps update.
-"""
+from collector.catalog import Catalog, CatalogError, load_catalog, split_host_port, user_catalog_path
 
-from analyzer.catalog.loader import Catalog, load_catalog, user_catalog_path
-
-__all__ = ["Catalog", "load_catalog", "user_catalog_path"]
+__all__ = ["Catalog", "CatalogError", "load_catalog", "split_host_port", "user_catalog_path"]

@@ -148,11 +148,11 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
     """Zoo -> agents under capture -> ingest -> analyze. Returns what happened (the store keeps it).
     `capture`: 'tcpdump' (capture, then ingest with the key log) or 'live' (the live collector)."""
     from analyzer.canary import create
-    from analyzer.catalog import load_catalog
     from analyzer.demo.capture import capture_loopback, capture_tool
     from analyzer.demo.zoo import MODES, start_zoo, stop_zoo
     from analyzer.engine import analyze, insert
     from analyzer.rules import load_rules
+    from collector.catalog import load_catalog
     from collector.ingest import ingest
     from collector.secrets import Fingerprinter
     from collector.store import Store

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from analyzer.catalog import Catalog
-from analyzer.catalog.loader import split_host_port
+from collector.catalog import Catalog
+from collector.catalog.loader import split_host_port
 
 # SSE event types each API's spec defines (a router that emits others is not a faithful proxy).
 ANTHROPIC_EVENTS = {
@@ -39,8 +39,6 @@ class Classifier:
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
-        rows = [r for r in catalog.host_rows() if r["host_pattern"]]
-        self._rows = sorted(rows, key=lambda r: r["priority"])
         self._software = catalog.software()
         self._brands = catalog.brand_rows()
         self.classify = lru_cache(maxsize=65536)(self._classify)
@@ -48,16 +46,10 @@ class Classifier:
         self._sw_cache: dict[tuple, list[str]] = {}
 
     def _classify(self, host: str | None, ip: str | None, port: int | None) -> DestClass:
-        names = [h.lower().strip("[]") for h in (host, ip) if h]
-        for r in self._rows:
-            if r["port"] is not None and port is not None and int(r["port"]) != int(port):
-                continue
-            if r["port"] is not None and port is None:
-                continue
-            if any(fnmatch.fnmatchcase(n, r["host_pattern"]) for n in names):
-                cls = "provider" if r["kind"] == "provider" else "router"
-                return DestClass(cls, r["name"], r["provider"], r["kind"])
-        return DestClass("other", None, None, None)
+        r = self.catalog.match_host(host, ip, port)
+        if r is None:
+            return DestClass("other", None, None, None)
+        return DestClass("provider" if r["kind"] == "provider" else "router", r["name"], r["provider"], r["kind"])
 
     def software(self, headers: dict[str, str], path: str | None, port: int | None) -> list[str]:
         """Router software recognised by response headers or by a path only that software serves."""

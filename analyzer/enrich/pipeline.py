@@ -12,7 +12,6 @@ from collections.abc import Callable
 import duckdb
 import pyarrow as pa
 
-from analyzer.catalog import Catalog
 from analyzer.enrich.exchanges import (
     Classifier,
     dest_of,
@@ -21,6 +20,7 @@ from analyzer.enrich.exchanges import (
     parse_headers,
     stream_anomalies,
 )
+from collector.catalog import Catalog
 from collector.toolcalls import analyze_tool_call, check_package, is_execution
 
 Insert = Callable[[str, "list[dict] | pa.Table"], int]

@@ -50,10 +50,10 @@ from typing import Any
 
 import yaml
 
-from analyzer.catalog import Catalog
 from analyzer.demo import formats
 from analyzer.engine import SEVERITY_RANK, analyze, insert, memory_connection
 from analyzer.rules.loader import Rule
+from collector.catalog import Catalog
 from collector.llm.pipeline import DecodeContext, DecodedRows, decode_http
 from collector.protocols.messages import Chunk, HttpRequest, HttpResponse
 from collector.secrets import Fingerprinter

@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from analyzer.catalog import load_catalog
 from analyzer.engine import analyze, insert, memory_connection
 from analyzer.rules.loader import Rule
+from collector.catalog import load_catalog
 from collector.store.schema import TABLES
 
 KINDS = ("positive", "negative")

@@ -1,6 +1,6 @@
 """Router fingerprint headers: which response headers identify the software between agent and model.
 
-The analyzer's catalog (analyzer/catalog/catalog.yaml `software`) names router software by header
+The analyzer's catalog (collector/catalog/catalog.yaml `software`) names router software by header
 globs too; this list decides what the collector keeps in `llm_exchanges.router_headers` (values
 redacted) and gives a first guess of the software in `llm_exchanges.router`.
 """

@@ -211,9 +211,9 @@ def test_read_commands_on_a_missing_store(tmp_path, args):
 
 def test_watermark_survives_compaction(store_dir):
     """Row ids (the watermark) are stable across `store compact`: only later rows are analysed again."""
-    from analyzer.catalog import load_catalog
     from analyzer.engine import analyze
     from analyzer.rules import load_rules
+    from collector.catalog import load_catalog
     from collector.store.maintenance import compact
 
     seed(store_dir)

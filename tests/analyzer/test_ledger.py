@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from analyzer.catalog import load_catalog
 from analyzer.engine import analyze
 from analyzer.ledger import GENESIS, entry_hash, verify
 from analyzer.rules import load_rules
+from collector.catalog import load_catalog
 from collector.store import BatchWriter, Store
 from tests.conftest import run_cli
 

@@ -114,9 +114,9 @@ def test_model_swap_and_stream_anomaly(demo):
 
 
 def test_analyze_again_adds_nothing(demo):
-    from analyzer.catalog import load_catalog
     from analyzer.engine import analyze
     from analyzer.rules import load_rules
+    from collector.catalog import load_catalog
 
     res, rows, *_ = demo
     with Store.open(str(res.store)) as st:

@@ -166,7 +166,7 @@ IMPLEMENTED_BY = {
                       "collector/llm/pipeline.py"],
     "agents-and-proxy.md": ["collector/wrap.py", "collector/proxy/server.py", "collector/inventory/scan.py",
                             "collector/ebpf/go_tls.py"],
-    "analyzer-and-rules.md": ["analyzer/engine.py", "analyzer/rules/", "analyzer/catalog/catalog.yaml",
+    "analyzer-and-rules.md": ["analyzer/engine.py", "analyzer/rules/", "collector/catalog/catalog.yaml",
                               "analyzer/ledger.py"],
     "dashboard.md": ["dashboard/app.py", "dashboard/views/", "dashboard/queries.py"],
     "store-and-fleet.md": ["collector/store/schema.py", "collector/store/writer.py"],

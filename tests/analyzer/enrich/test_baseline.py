@@ -7,11 +7,11 @@ import datetime as dt
 import json
 import statistics
 
-from analyzer.catalog import load_catalog
 from analyzer.engine import analyze, memory_connection
 from analyzer.enrich.baseline import latency_std
 from analyzer.rules import load_rules
 from analyzer.rules.testing import load_rows
+from collector.catalog import load_catalog
 
 T = dt.datetime(2026, 3, 1, 12, 0, 0)
 

@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from analyzer.catalog import load_catalog
 from analyzer.rules import load_rules
 from analyzer.rules.corpus import default_corpus_dir, load_turns, run_corpus, score, summarise
+from collector.catalog import load_catalog
 
 ROOT = default_corpus_dir()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from analyzer.catalog import load_catalog
-from analyzer.catalog.loader import CatalogError
 from analyzer.enrich.exchanges import Classifier, model_family, parse_headers, stream_anomalies
+from collector.catalog import load_catalog
+from collector.catalog.loader import CatalogError
 
 
 def test_builtin_classifies_providers_routers_and_software():
@@ -82,3 +82,14 @@ def test_headers_and_stream_checks():
     events = [{"type": "message_start", "model": "claude-sonnet-4-5", "output_tokens": 1},
               {"type": "message_delta", "output_tokens": 30}]
     assert stream_anomalies("anthropic.messages", events) == []
+
+
+def test_router_names_for_the_gate() -> None:
+    """The gate names routers as the analyzer does: a catalog entry's name, else host[:port]."""
+    cat = load_catalog(extra={"declared_routers": [{"name": "team-router", "hosts": ["llm.corp.example"]}]})
+    assert cat.router_names("llm.corp.example", 443) == (
+        "team-router", ("team-router", "llm.corp.example", "llm.corp.example:443"))
+    label, names = cat.router_names("127.0.0.1", 8443)
+    assert label == "127.0.0.1:8443" and "127.0.0.1" in names
+    assert cat.match_host("api.anthropic.com", None, 443)["kind"] == "provider"
+    assert cat.match_host("unknown.example", None, 443) is None
