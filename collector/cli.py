@@ -137,9 +137,22 @@ def cmd_wrap(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise UserError("wrap needs a command: routerwatch wrap [options] -- CMD [ARGS...]")
+    if args.enforce and not args.proxy:
+        raise UserError("--enforce needs --proxy (only the proxy sees responses before the agent does)")
+    if (args.policy or args.gate_fail_open) and not args.enforce:
+        raise UserError("--policy and --gate-fail-open configure the gate: add --enforce")
+    gate = None
+    if args.enforce:
+        from collector.catalog import CatalogError
+        from collector.policy.policy import PolicyError
+
+        try:
+            gate = wrap.proxy_gate(args.store, args.policy, args.gate_fail_open)
+        except (PolicyError, CatalogError) as exc:
+            raise UserError(str(exc)) from None
     try:
         if args.proxy:
-            return wrap.run_proxy(cmd, store=args.store, fail_open=args.fail_open, ca_dir=args.ca_dir)
+            return wrap.run_proxy(cmd, store=args.store, fail_open=args.fail_open, ca_dir=args.ca_dir, gate=gate)
         code, run = wrap.run_keylog(cmd, keylog_dir=args.keylog_dir, keep_keys=args.keep_keys)
     except FileNotFoundError as exc:
         raise UserError(f"command not found: {exc.args[0] if exc.args else cmd[0]}") from None
@@ -175,6 +188,16 @@ def _register_coverage(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--fail-open", action="store_true",
                    help="proxy: tunnel hosts whose TLS cannot be intercepted and keep passing traffic when "
                    "recording fails (default: fail closed)")
+    w.add_argument("--enforce", action="store_true",
+                   help="proxy: screen every response before the agent sees it; a tool call that trips a blocking "
+                   "rule of the policy never reaches the agent (it gets a message saying why), and every decision "
+                   "is stored (gate_decisions)")
+    w.add_argument("--policy", type=Path, metavar="FILE",
+                   help="gate policy YAML (default: $ROUTERWATCH_POLICY, else policy.yaml beside the store, else "
+                   "builtin: execution-strength rules block, credential reads are recorded); see docs/agents-and-proxy.md")
+    w.add_argument("--gate-fail-open", action="store_true",
+                   help="gate: let through responses the gate cannot parse or judge in time (default: they are "
+                   "blocked); independent of --fail-open")
     w.add_argument("--ca-dir", type=Path, metavar="DIR", help="proxy CA directory (default: $ROUTERWATCH_PROXY_CA_DIR, "
                    "/etc/routerwatch/proxy-ca as root, ~/.config/routerwatch/proxy-ca otherwise)")
     w.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the agent command")

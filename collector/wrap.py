@@ -283,10 +283,31 @@ def upstream_proxy_of(base: Mapping[str, str]) -> str | None:
     return None
 
 
+def proxy_gate(store: str | None, policy: str | os.PathLike | None = None, gate_fail_open: bool = False):  # noqa: ANN201
+    """The policy gate for `wrap --proxy --enforce`: the policy (flag, $ROUTERWATCH_POLICY, `policy.yaml`
+    beside the store, builtin), the catalog beside the store (allowlist, router names).
+    `gate_fail_open` lets responses the gate cannot parse or judge in time through (the policy's
+    `unjudged: allow`); it is not `--fail-open`, which is about certificates and recording."""
+    import dataclasses
+
+    from collector.catalog import load_catalog
+    from collector.policy.policy import load_policy
+    from collector.proxy.gate.relay import build_gate
+    from collector.store.connection import StoreLocation
+
+    root = StoreLocation.parse(store).root
+    pol = load_policy(policy, store_root=root)
+    if gate_fail_open:
+        pol = dataclasses.replace(pol, unjudged="allow", overrides=tuple(
+            dataclasses.replace(o, unjudged=None) for o in pol.overrides))
+    return build_gate(pol, catalog=load_catalog(root))
+
+
 def run_proxy(cmd: Sequence[str], *, store: str | None = None, fail_open: bool = False,
               ca_dir: Path | None = None, env: Mapping[str, str] | None = None,
-              on_ready: Callable[[str], None] | None = None) -> int:
-    """Proxy mode: run `cmd` through the intercepting proxy; every exchange goes to the store."""
+              on_ready: Callable[[str], None] | None = None, gate=None) -> int:  # noqa: ANN001
+    """Proxy mode: run `cmd` through the intercepting proxy; every exchange goes to the store. With
+    `gate` (`proxy_gate()`), responses pass the policy gate before the agent sees them."""
     import tempfile
 
     from collector.proxy.ca import CertificateAuthority
@@ -309,7 +330,8 @@ def run_proxy(cmd: Sequence[str], *, store: str | None = None, fail_open: bool =
             ca = CertificateAuthority(ca_dir)
             try:
                 proxy = InterceptingProxy(ca, sink, upstream_ssl=upstream_context(agent_ca_files(base)),
-                                          fail_open=fail_open, upstream_proxy=upstream_proxy_of(base)).start()
+                                          fail_open=fail_open, upstream_proxy=upstream_proxy_of(base),
+                                          gate=gate).start()
             except BaseException:
                 sink.close()
                 raise

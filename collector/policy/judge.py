@@ -57,9 +57,8 @@ def block_message(verdict: Verdict, call: ToolCall | None, router: str, limit: i
         return text
     fixed = f"{HEAD}{what} from router {router}: {rule}"
     room = limit - len(fixed) - len(TAIL) - 2
-    if room >= 12:
-        return f"{fixed}{verdict.reason[:room]}….{TAIL}"
-    short = f"{HEAD} from router {router}"
-    if len(short) <= limit:
-        return short
-    return HEAD[: max(limit, 0)]
+    tag = f" ({verdict.rule})" if verdict.rule else ""
+    shorter = [f"{fixed}{verdict.reason[:room]}….{TAIL}" if room >= 12 else "",  # the most useful first
+               f"{HEAD}{what} from router {router}{tag}.{TAIL}", f"{HEAD} from router {router}{tag}",
+               f"{HEAD} from {router}{tag}", f"{HEAD}{tag}", f"{HEAD} from {router}", HEAD]
+    return next((s for s in shorter if s and len(s) <= limit), HEAD[: max(limit, 0)])

@@ -125,6 +125,9 @@ class ProxySink:
 
     def event(self, conn: ProxiedConnection | None, kind: str, detail: str) -> None: ...
 
+    def gate_decisions(self, conn: ProxiedConnection, judged: list) -> None:
+        """What the policy gate decided on this connection (collector.proxy.gate.conn.Judged)."""
+
 
 H2, H1 = "h2", "http/1.1"
 
@@ -167,8 +170,9 @@ class InterceptingProxy:
 
     def __init__(self, ca: CertificateAuthority, sink: ProxySink, *, upstream_ssl: ssl.SSLContext | None = None,
                  fail_open: bool = False, upstream_proxy: str | None = None, host: str = "127.0.0.1",
-                 port: int = 0, http2: bool = True):
+                 port: int = 0, http2: bool = True, gate=None):  # noqa: ANN001 - collector.proxy.gate.relay.GateSetup
         self.ca = ca
+        self.gate = gate  # None: observe only; else every decrypted response passes the policy gate first
         self.sink = sink
         self.upstream_ssl = upstream_ssl or upstream_context()
         # HTTP/2 needs the context offering h2 + http/1.1 (upstream_context's) and its http/1.1-only twin
@@ -500,8 +504,25 @@ class InterceptingProxy:
                     else:
                         dst.close()
 
+        gate = self._connection_gate(conn) if tap is not None else None
+        if gate is not None:
+            from collector.proxy.gate.relay import GateTap, gated_pump
+
+            tap = GateTap(tap, gate)  # the agent's bytes also reach the gate (to pair responses with requests)
         t_out = asyncio.ensure_future(pump(reader, up_writer, True))
-        t_in = asyncio.ensure_future(pump(up_reader, writer, False))
+        if gate is None:
+            t_in = asyncio.ensure_future(pump(up_reader, writer, False))
+        else:
+            def counted(n: int) -> None:
+                conn.bytes_in += n
+
+            def abort() -> None:
+                conn.error = conn.error or f"gate: {gate.error or 'failed closed'}"
+                for w in (writer, up_writer):
+                    w.close()
+
+            t_in = asyncio.ensure_future(gated_pump(up_reader, writer, gate, tap.server_data, counted,  # type: ignore[union-attr]
+                                                    lambda j: self.sink.gate_decisions(conn, j), abort))
         try:
             await asyncio.gather(t_out, t_in)
         finally:
@@ -511,6 +532,15 @@ class InterceptingProxy:
                 tap.close(time.time())
                 if tap.error:
                     self.sink.event(conn, "parse-error", tap.error)
+
+    def _connection_gate(self, conn: ProxiedConnection):  # noqa: ANN205
+        """The policy gate for one intercepted connection (None when the proxy only observes)."""
+        if self.gate is None:
+            return None
+        from collector.proxy.gate import connection_gate
+
+        ctx = self.gate.context(conn.target_host, conn.target_port, conn.pid)
+        return connection_gate(conn.extra.get("agent_alpn", H1), self.gate.judge, ctx)
 
     @staticmethod
     async def _reply(writer: asyncio.StreamWriter, status: int, text: str) -> None:

@@ -164,6 +164,7 @@ class StoreSink(ProxySink):
         self.last_error: str | None = None
         self.counts = {"connections": 0, "exchanges": 0, "events": 0}
         self._seq: dict[str, int] = {}  # exchanges so far per connection (exchange ids derive from it)
+        self._gate: dict[tuple, list] = {}  # (conn_id, exchange key) -> gate decisions awaiting their exchange
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._work, name="routerwatch-proxy-sink", daemon=True)
@@ -194,6 +195,9 @@ class StoreSink(ProxySink):
 
     def event(self, conn: ProxiedConnection | None, kind: str, detail: str) -> None:
         self._put(("event", conn, kind, detail, time.time()))
+
+    def gate_decisions(self, conn: ProxiedConnection, judged: list) -> None:
+        self._put(("gate", conn, judged))
 
     # -- worker ---------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -248,6 +252,32 @@ class StoreSink(ProxySink):
         for table, rows in tables.items():
             if rows:
                 self.writer.add(table, rows)
+        key = ("h2", req.stream_id) if req.stream_id is not None else ("h1", meta["seq"] % 1_000_000)
+        judged = self._gate.pop((conn.conn_id, key), None)
+        if judged:
+            llm = tables.get("llm_exchanges") or tables.get("http") or [{}]
+            self._write_gate(conn, judged, llm[-1].get("exchange_id"))
+
+    def _on_gate(self, conn: ProxiedConnection, judged: list) -> None:
+        """Decisions wait for their exchange (the tap reports it once the response is complete)."""
+        self._attribute(conn)
+        for j in judged:
+            self._gate.setdefault((conn.conn_id, tuple(j.key)), []).append(j)
+
+    def _write_gate(self, conn: ProxiedConnection, judged: list, exchange_id: str | None) -> None:
+        from collector.policy.record import decision_row
+
+        rows = []
+        for j in judged:
+            d = j.decision
+            row, _secrets = decision_row(  # the exchange's own decode recorded the secrets it carries
+                d.call, d.verdict, ts=j.ts, host_id=self.host_id, source="proxy", fp=self._decoder.fp,
+                policy=j.policy or "", agent=j.agent, router=j.router, pid=conn.pid,
+                flow_uid=flow_uid(self.host_id, conn.conn_id, "upstream"), exchange_id=exchange_id,
+                streamed=d.streamed, held_ms=j.held_ms)
+            rows.append(row)
+        self.counts["gate"] = self.counts.get("gate", 0) + len(rows)
+        self.writer.add("gate_decisions", rows)
 
     def _meta(self, conn: ProxiedConnection) -> dict:
         return {
@@ -275,6 +305,8 @@ class StoreSink(ProxySink):
     def _on_closed(self, conn: ProxiedConnection) -> None:
         self._attribute(conn)
         self._seq.pop(conn.conn_id, None)
+        for k in [k for k in self._gate if k[0] == conn.conn_id]:  # decisions whose exchange never completed
+            self._write_gate(conn, self._gate.pop(k), None)
         self.counts["connections"] += 1
         h = self.host_id
         rows = []
@@ -417,6 +449,9 @@ class ProcessSink(ProxySink):
 
     def event(self, conn: ProxiedConnection | None, kind: str, detail: str) -> None:
         self._put(("event", conn, kind, detail, time.time()))
+
+    def gate_decisions(self, conn: ProxiedConnection, judged: list) -> None:
+        self._put_for(conn, ("gate", conn, judged))
 
     def close(self, timeout: float = 600.0) -> None:
         """Let the child write everything queued, then wait for it (it flushes before exiting)."""

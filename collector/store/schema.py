@@ -229,6 +229,29 @@ TABLES: dict[str, list[Column]] = {
         ("flow_uid", "VARCHAR"),  # the agent leg
         ("target", "VARCHAR"),  # host:port the agent asked for
     ],
+    "gate_decisions": [  # every tool call the policy gate judged (proxy --enforce, agent hooks) and what it did
+        ("ts", "TIMESTAMP"),
+        ("host_id", "VARCHAR"),
+        ("source", "VARCHAR"),  # 'proxy' | 'hook'
+        ("action", "VARCHAR"),  # 'block' (never reached the agent / denied) | 'record' (passed, rule matched) | 'allow'
+        ("rule_id", "VARCHAR"),  # the rule that decided (analyzer rule ids; gate-unparseable, gate-timeout)
+        ("rules", "VARCHAR[]"),  # every rule the call tripped
+        ("reason", "VARCHAR"),  # what the agent and its user were told
+        ("detail", "VARCHAR"),  # the evidence (matching command fragment), secrets redacted
+        ("agent", "VARCHAR"),  # 'claude-code', 'codex', ... when known
+        ("router", "VARCHAR"),  # the router the call came from (catalog name or host[:port])
+        ("pid", "INTEGER"),
+        ("flow_uid", "VARCHAR"),  # proxy: the upstream leg (as llm_exchanges.flow_uid)
+        ("exchange_id", "VARCHAR"),  # proxy: the exchange whose response carried the call
+        ("api", "VARCHAR"),  # openai.chat | openai.responses | anthropic.messages | hook:claude-code | hook:codex
+        ("tool_name", "VARCHAR"),
+        ("call_id", "VARCHAR"),
+        ("arguments", "VARCHAR"),  # the call's arguments, secrets redacted, capped
+        ("streamed", "BOOLEAN"),
+        ("held_ms", "DOUBLE"),  # proxy: how long the response waited on the gate
+        ("policy", "VARCHAR"),  # digest of the policy that decided
+        ("session_id", "VARCHAR"),  # hook: the agent's session
+    ],
     # -- analyzer ------------------------------------------------------------------------------
     "findings": [
         ("finding_id", "VARCHAR"),

@@ -378,8 +378,10 @@ def item_arguments(item: dict) -> str | None:
 
 
 def message_item(item_id: str, text: str, done: bool = True) -> dict:
-    return {"id": item_id, "type": "message", "status": "completed" if done else "in_progress", "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}] if done else []}
+    """An assistant message item (only the fields clients need: it may have to fit where a call was)."""
+    if not done:
+        return {"id": item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+    return {"id": item_id, "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
 
 
 class ResponsesStream(StreamApi):
@@ -507,9 +509,13 @@ class ResponsesStream(StreamApi):
                 seq += 1
             return self.frame(obj)
 
+        part = {"type": "output_text", "text": "", "annotations": []}
+        where = {"item_id": item_id, "output_index": oi, "content_index": 0}
         return (ev({"type": "response.output_item.added", "output_index": oi, "item": message_item(item_id, "", False)})
-                + ev({"type": "response.output_text.delta", "item_id": item_id, "output_index": oi, "content_index": 0,
-                      "delta": text})
+                + ev({"type": "response.content_part.added", **where, "part": part})
+                + ev({"type": "response.output_text.delta", **where, "delta": text})
+                + ev({"type": "response.output_text.done", **where, "text": text})
+                + ev({"type": "response.content_part.done", **where, "part": {**part, "text": text}})
                 + ev({"type": "response.output_item.done", "output_index": oi, "item": message_item(item_id, text)}))
 
     def terminal(self, message: str) -> bytes:
@@ -520,7 +526,7 @@ class ResponsesStream(StreamApi):
         if not self.final_seen:
             resp = {"id": "resp_routerwatch_gate", "object": "response", "model": self.model or "unknown", **self.response,
                     "status": "completed", "output": [message_item(item_id, message)]}
-            out += self.frame({"type": "response.completed", "sequence_number": seq + 3, "response": resp})
+            out += self.frame({"type": "response.completed", "sequence_number": seq + 6, "response": resp})
         return out
 
 

@@ -87,6 +87,7 @@ class BodyGate:
         self.decisions: list[Decision] = []
         self.verdicts: dict[Any, Verdict] = {}
         self.orig_upto = 0
+        self.released = 0  # end of the last event released (as it came or rendered)
         self.rewrite_from: int | None = None
         self.ended = False
         self.error: str | None = None  # why the body could not be read
@@ -243,6 +244,7 @@ class BodyGate:
             if self._failed is None and any(k not in self.verdicts for k in seg.ev.calls):
                 return
             self._segs.pop(0)
+            self.released = seg.end
             if self._failed is not None:
                 rendered: bytes | None = b""
                 if not self._terminal_done:
@@ -331,6 +333,7 @@ class BodyGate:
     def render_fit(self, room: int | None) -> list[bytes]:
         """The fit-mode output with messages as long as `room` allows (None: full messages)."""
         assert self._fit is not None
+        self.overflow = False
         body = b"".join(self._fit.template)
         tokens = self._fit.tokens
         counts = {t: body.count(t) for t in tokens}
