@@ -7,9 +7,11 @@ through the `routerwatch.commands` entry-point group, so this package never impo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from collector import __version__
 from collector.store.errors import StoreError
@@ -216,6 +218,136 @@ def _register_coverage(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=cmd_inventory)
 
 
+# -- the policy gate as an agent hook, and policy dry runs ----------------------------------------
+def _policy_and_catalog(store: str | None, policy: str | None, gate_fail_open: bool = False):  # noqa: ANN202
+    import dataclasses
+
+    from collector.catalog import CatalogError, load_catalog
+    from collector.policy.policy import PolicyError, load_policy
+    from collector.store.connection import StoreLocation
+
+    root = StoreLocation.parse(store).root
+    try:
+        pol = load_policy(policy, store_root=root)
+        cat = load_catalog(root)
+    except (PolicyError, CatalogError) as exc:
+        raise UserError(str(exc)) from None
+    if gate_fail_open:
+        pol = dataclasses.replace(pol, unjudged="allow", overrides=tuple(
+            dataclasses.replace(o, unjudged=None) for o in pol.overrides))
+    return pol, cat
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from collector.policy import install
+
+    if args.install or args.uninstall:
+        agent = args.install or args.uninstall
+        path = install.settings_path(agent, args.scope, args.project)
+        try:
+            if args.uninstall:
+                n = install.uninstall(agent, path)
+                print(f"removed the routerwatch gate hook from {path}" if n else f"no routerwatch gate hook in {path}")
+                return 0
+            exe = str(Path(sys.argv[0]).resolve()) if Path(sys.argv[0]).name == "routerwatch" else "routerwatch"
+            store = str(Path(args.store).resolve()) if args.store and not args.store.startswith("ducklake:") else args.store
+            policy = str(Path(args.policy).resolve()) if args.policy else None
+            changed = install.install(agent, path, install.hook_command(exe, agent, store, policy))
+        except install.InstallError as exc:
+            raise UserError(str(exc)) from None
+        print(f"{'installed' if changed else 'already installed:'} the routerwatch gate as the {agent} PreToolUse hook in {path}")
+        if agent == "codex":
+            print("Codex runs a new hook only after you review and trust it: open /hooks in Codex")
+        return 0
+    from collector import config
+    from collector.policy.hook import answer, hook_context, record
+    from collector.policy.judge import judge_for
+
+    pol, cat = _policy_and_catalog(args.store, args.policy, args.gate_fail_open)
+    agent = install_agent(args.agent)
+    judge = judge_for(pol, cat)
+    raw = sys.stdin.buffer.read(16 * 1024 * 1024 + 1)
+    ans = answer(raw, agent=agent, judge=judge, catalog=cat)
+    sys.stdout.write(ans.stdout)
+    sys.stderr.write(ans.stderr)
+    sys.stdout.flush()
+    if ans.verdict is not None and not args.no_record:
+        cwd = ans.payload.get("cwd") if isinstance(ans.payload.get("cwd"), str) else None
+        err = record(ans, agent=agent, ctx=hook_context(agent, dict(os.environ), cwd, cat), policy=pol.digest,
+                     store=args.store, host_id=config.host_id())
+        if err:
+            print(f"routerwatch gate: the decision was not recorded: {err}", file=sys.stderr)
+    return ans.exit_code
+
+
+def install_agent(name: str) -> str:
+    from collector.policy.hook import AGENTS
+
+    return AGENTS.get(name, name)
+
+
+def cmd_policy_test(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from collector.policy.dryrun import dry_run
+    from collector.policy.judge import judge_for
+    from collector.store import Store
+
+    pol, cat = _policy_and_catalog(args.store, args.file)
+    judge = judge_for(pol, cat)
+    with Store.open(args.store, read_only=True) as st:
+        if "tool_calls" not in st.tables():
+            raise UserError("the store holds no tool calls yet")
+        judged = dry_run(st, judge, cat, since=args.since)
+    shown = [j for j in judged if j.action == "block" or (args.all and j.action != "allow")]
+    counts = {a: sum(1 for j in judged if j.action == a) for a in ("block", "record", "allow")}
+    if args.format == "json":
+        print(_json.dumps({"policy": pol.source, "digest": pol.digest, "counts": counts, "calls": [
+            {"ts": str(j.ts), "exchange_id": j.exchange_id, "idx": j.idx, "router": j.router, "agent": j.agent,
+             "tool": j.tool, "action": j.action, "rule": j.rule, "reason": j.reason} for j in shown]}, indent=1))
+        return 0
+    for j in shown:
+        print(f"{str(j.ts)[:19]}  {j.action:<6} {j.router:<28} {j.tool or '?':<12} {j.rule or '-':<24} {j.reason}")
+    print(f"{len(judged)} stored tool calls judged with {pol.source} ({pol.digest}): {counts['block']} would be "
+          f"blocked, {counts['record']} recorded, {counts['allow']} allowed")
+    return 0
+
+
+def _register_gate(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser(
+        "gate", help="the policy gate as an agent hook: answer a PreToolUse call on stdin (or install the hook)",
+        description="Reads one hook call (Claude Code or Codex PreToolUse JSON) on stdin and answers with the "
+        "policy's decision: a call that trips a blocking rule is denied with the reason; anything else gets no "
+        "answer (the agent's own permission rules decide). Every decision is recorded in the store "
+        "(gate_decisions). With --install/--uninstall it writes or removes the hook in the agent's settings.")
+    add_store_arg(g)
+    g.add_argument("--agent", choices=("claude", "codex"), default="claude", help="which agent calls (default claude)")
+    g.add_argument("--policy", metavar="FILE", help="gate policy YAML (default: $ROUTERWATCH_POLICY, else policy.yaml "
+                   "beside the store, else builtin)")
+    g.add_argument("--gate-fail-open", action="store_true",
+                   help="allow calls the gate cannot read or judge in time (default: deny them)")
+    g.add_argument("--no-record", action="store_true", help="answer only; do not write the decision to the store")
+    g.add_argument("--install", choices=("claude", "codex"), metavar="AGENT",
+                   help="write the hook into AGENT's settings (claude, codex); repeatable safely")
+    g.add_argument("--uninstall", choices=("claude", "codex"), metavar="AGENT", help="remove the hook again")
+    g.add_argument("--scope", choices=("user", "project", "local"), default="user",
+                   help="install into the user's settings (default), the project's, or the project's local file")
+    g.add_argument("--project", type=Path, metavar="DIR", help="the project for --scope project/local (default: cwd)")
+    g.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("policy", help="the gate's policy: dry runs over stored exchanges")
+    psub = p.add_subparsers(dest="policy_cmd", required=True, metavar="ACTION")
+    t = psub.add_parser("test", help="judge every stored tool call with a policy and print what it would have blocked",
+                        description="Dry run: every response tool call in the store is judged with FILE (and the "
+                        "catalog beside the store) exactly as wrap --proxy --enforce and the hook would; nothing is written.")
+    add_store_arg(t)
+    t.add_argument("file", metavar="FILE", help="the policy YAML to test")
+    t.add_argument("--since", metavar="TS", help="only calls at or after this time (e.g. '2026-12-01 00:00')")
+    t.add_argument("--all", action="store_true", help="also list calls the policy would only record")
+    t.add_argument("--format", choices=("table", "json"), default="table")
+    t.set_defaults(func=cmd_policy_test)
+
+
 # -- live collector ------------------------------------------------------------------------------
 def cmd_collect(args: argparse.Namespace) -> int:
     from collector.live.collect import CollectOptions, collect
@@ -316,6 +448,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_export)
 
     _register_coverage(sub)
+    _register_gate(sub)
 
 
 # -- entry point ----------------------------------------------------------------------------------

@@ -43,6 +43,15 @@ class Judge:
         return self.policy.unjudged_verdict(rule, reason, ctx.agent, ctx.names)
 
 
+def judge_for(policy: Policy, catalog=None) -> Judge:  # noqa: ANN001 - collector.catalog.Catalog
+    """The judge every gate uses: the policy, with the catalog's allowlist as the trusted package
+    sources and its typosquat distance setting (builtin defaults without a catalog)."""
+    if catalog is None:
+        return Judge(policy)
+    return Judge(policy, known_source=lambda host: catalog.is_allowlisted(host),
+                 max_distance=int(catalog.setting("typosquat_max_distance", TYPOSQUAT_MAX_DISTANCE)))
+
+
 HEAD = "routerwatch blocked a tool call"
 TAIL = " It was not passed on. Do not retry it; tell the user."
 

@@ -32,6 +32,8 @@ def decision_row(call: ToolCall | None, verdict: Verdict, *, ts: float, host_id:
             return text
         red, pairs = secrets.redact(text, fp)
         for m, f in pairs:
+            if any(r["fingerprint"] == f for r in found):
+                continue  # the same secret in the arguments and the evidence: one row
             found.append(secrets.secret_row(m, f, ts=_ts(ts), host_id=host_id, exchange_id=exchange_id,
                                             flow_uid=flow_uid, direction="response", location=location,
                                             destination=None))

@@ -91,6 +91,27 @@ class StoreLocation:
         """The SQLite catalog file of a local store (None for a PostgreSQL catalog)."""
         return self.catalog.removeprefix("ducklake:sqlite:") if self.catalog.startswith("ducklake:sqlite:") else None
 
+    def secret_key(self, create: bool = True) -> bytes:
+        """The per-store HMAC key for secret fingerprints (created 0600 on first use by a writer);
+        readable without opening the store (the gate's hook redacts before it spools)."""
+        path = self.secret_file
+        if not path.exists():
+            if not create:
+                raise StoreError(f"store secret {path} is missing")
+            if self.root is None:  # a fleet: every host must fingerprint with the same key
+                raise StoreError(
+                    f"the fleet's fingerprint key {path} is missing: copy it from the central host "
+                    f"(deploy/install.sh --secret-file FILE, or ${SECRET_ENV}); a key made here would "
+                    "fingerprint secrets differently from every other host")
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another writer made it first
+                return path.read_bytes()
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+        return path.read_bytes()
+
 
 def is_transient(exc: BaseException) -> bool:
     """A commit conflict or a busy catalog: worth retrying, never worth losing a batch over."""
@@ -260,20 +281,7 @@ class Store:
 
     def secret_key(self) -> bytes:
         """The per-store HMAC key for secret fingerprints (created 0600 on first use by a writer)."""
-        path = self.location.secret_file
-        if not path.exists():
-            if self.read_only:
-                raise StoreError(f"store secret {path} is missing")
-            if self.location.root is None:  # a fleet: every host must fingerprint with the same key
-                raise StoreError(
-                    f"the fleet's fingerprint key {path} is missing: copy it from the central host "
-                    f"(deploy/install.sh --secret-file FILE, or ${SECRET_ENV}); a key made here would "
-                    "fingerprint secrets differently from every other host")
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
-        return path.read_bytes()
+        return self.location.secret_key(create=not self.read_only)
 
     def close(self) -> None:
         try:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from collector.policy.judge import Context, Judge
+from collector.policy.judge import Context, Judge, judge_for
 from collector.policy.policy import Policy
 from collector.proxy.gate import judge_pending
 from collector.proxy.gate.conn import ConnGate, Judged
@@ -140,8 +140,7 @@ def agent_of_pid(pid: int | None, _cache: dict = {}) -> str | None:  # noqa: B00
 def build_gate(policy: Policy, *, catalog=None) -> GateSetup:  # noqa: ANN001 - collector.catalog.Catalog
     """The proxy's gate for `policy`; with the catalog, routers are named as the analyzer names them and
     installs from its allowlisted hosts are trusted sources."""
+    judge = judge_for(policy, catalog)
     if catalog is None:
-        return GateSetup(Judge(policy), agent_of=agent_of_pid)
-    judge = Judge(policy, known_source=lambda host: catalog.is_allowlisted(host),
-                  max_distance=int(catalog.setting("typosquat_max_distance", 2)))
+        return GateSetup(judge, agent_of=agent_of_pid)
     return GateSetup(judge, router_names=catalog.router_names, agent_of=agent_of_pid)

@@ -1,0 +1,106 @@
+"""The hook's decisions reach the store without making the agent wait for it.
+
+Opening the store and committing costs seconds; an agent waits for its PreToolUse hook on every
+tool call. So the hook writes each decision, already redacted with the store's key, as one small
+file in a spool directory (0700; files 0600, written to a temporary name and renamed, so a reader
+never sees half a file), answers the agent, and starts a detached importer (`python -m
+collector.policy.spool STORE`) that moves every spooled file into the store. Importers claim a file
+by renaming it, so several can run at once; a file whose import failed is put back for the next one.
+Nothing is lost on a crash: a spooled decision stays until an import succeeds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from collector.store.connection import StoreLocation
+
+SUFFIX = ".decision.json"
+
+
+def spool_dir(loc: StoreLocation) -> Path:
+    """`gate-spool/` in the store's directory; for a catalog-URI store, the user's state directory."""
+    if loc.root is not None:
+        return loc.root / "gate-spool"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "routerwatch" / "gate-spool"
+
+
+def _default(v: object) -> object:
+    if isinstance(v, dt.datetime):
+        return {"__ts__": v.isoformat()}
+    raise TypeError(type(v).__name__)
+
+
+def _hook(obj: dict) -> object:
+    return dt.datetime.fromisoformat(obj["__ts__"]) if set(obj) == {"__ts__"} else obj
+
+
+def spool(loc: StoreLocation, tables: dict[str, list[dict]]) -> Path:
+    """Write rows (table -> rows) as one spool file; returns its path."""
+    d = spool_dir(loc)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%f')}-{os.getpid()}-{secrets.token_hex(3)}"
+    tmp = d / f".{name}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(tables, f, default=_default)
+        f.flush()
+        os.fsync(f.fileno())
+    final = d / (name + SUFFIX)
+    os.replace(tmp, final)
+    return final
+
+
+def start_importer(spec: str) -> None:
+    """A detached `python -m collector.policy.spool STORE`: no inherited pipes, its own session."""
+    subprocess.Popen([sys.executable, "-m", "collector.policy.spool", spec], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+
+
+def import_spool(spec: str | None) -> int:
+    """Move every spooled decision into the store; the number of files imported."""
+    from collector.store import Store
+    from collector.store.writer import BatchWriter
+
+    loc = StoreLocation.parse(spec)
+    d = spool_dir(loc)
+    if not d.is_dir():
+        return 0
+    done = 0
+    with Store.open(spec) as st:
+        while True:
+            files = sorted(d.glob("*" + SUFFIX))
+            claimed = []
+            for f in files:
+                mine = f.with_name(f.name + f".{os.getpid()}.importing")
+                try:
+                    os.rename(f, mine)
+                except FileNotFoundError:
+                    continue  # another importer took it
+                claimed.append(mine)
+            if not claimed:
+                return done
+            w = BatchWriter(st)
+            try:
+                for f in claimed:
+                    for table, rows in json.loads(f.read_text(), object_hook=_hook).items():
+                        w.add(table, rows)
+                w.close()
+            except Exception:
+                for f in claimed:  # back in the spool for the next importer
+                    os.replace(f, f.with_name(f.name.split(SUFFIX)[0] + SUFFIX))
+                raise
+            for f in claimed:
+                f.unlink()
+            done += len(claimed)
+
+
+if __name__ == "__main__":
+    import_spool(sys.argv[1] if len(sys.argv) > 1 else None)
