@@ -51,7 +51,8 @@ SOURCES = tuple(t for t in TABLES if t not in ANALYZER_TABLES)
 # new_<table> copies the engine's own enrichment reads; rules may read any other source's new rows too
 ALWAYS_COPIED = frozenset({"flows", "llm_exchanges", "tool_calls", "secrets_seen", "canaries"})
 SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
-_STD = ("ts", "host_id", "dedup", "pid", "flow_uid", "exchange_id", "router", "evidence", "summary", "severity")
+_STD = ("ts", "host_id", "dedup", "pid", "flow_uid", "exchange_id", "router", "evidence", "summary", "severity",
+        "attack_class")
 
 
 class AnalyzeError(Exception):
@@ -297,7 +298,7 @@ def to_findings(rule: Rule, rows: list[dict], existing: dict[str, dt.datetime], 
         out.append(
             {
                 "finding_id": fid, "ts": ts, "rule_id": rule.id, "rule_rev": rule.rev,
-                "severity": r.get("severity") or rule.severity, "attack_class": rule.attack_class,
+                "severity": r.get("severity") or rule.severity, "attack_class": r.get("attack_class") or rule.attack_class,
                 "title": rule.title, "host_id": r.get("host_id"), "pid": r.get("pid"), "flow_uid": r.get("flow_uid"),
                 "exchange_id": r.get("exchange_id"), "evidence": json.dumps(evidence, default=str, sort_keys=True),
                 "dedup_key": key, "router": r.get("router"), "summary": r.get("summary"), "run_id": run_id,
