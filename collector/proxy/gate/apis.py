@@ -397,8 +397,10 @@ class ResponsesStream(StreamApi):
         self.final_seen = False
 
     def frame(self, obj: dict) -> bytes:
+        """One event: an SSE block, or (WebSocket) a line the body gate cuts into one message each
+        (compact JSON holds no raw newline)."""
         text = dumps(obj)
-        return sse(text, obj.get("type")) if self.sse_framing else text.encode()
+        return sse(text, obj.get("type")) if self.sse_framing else text.encode() + b"\n"
 
     def on_event(self, ev: Event) -> None:
         if ev.obj is None:

@@ -207,6 +207,7 @@ def test_websocket_responses_verbatim_when_honest_blocked_when_injected() -> Non
     texts = []
     for _op, rsv1, payload in got[:-1]:
         texts.append(inflater.decompress(payload + b"\x00\x00\xff\xff") if rsv1 else payload)
+    assert all(isinstance(json.loads(t), dict) for t in texts)  # one event per message
     joined = b"\n".join(texts)
     assert b"x.sh" not in joined and b"routerwatch blocked a tool call" in joined
     assert joined.count(b"\"response.completed\"") == 3 and b"pwd" in joined  # the last response arrived intact
