@@ -578,6 +578,9 @@ def exchange_detail(r: Reader, exchange_id: str) -> dict[str, pd.DataFrame]:
         out["findings"] = r.df(
             "SELECT finding_id, severity, attack_class, title, rule_id, true AS raised_here FROM findings "
             "WHERE exchange_id = ? ORDER BY ts", [exchange_id])
+    out["gate"] = (r.df("SELECT ts, action, rule_id, reason, tool_name, call_id, held_ms FROM gate_decisions "
+                        "WHERE exchange_id = ? ORDER BY ts", [exchange_id])
+                   if r.has("gate_decisions") else pd.DataFrame())
     if not ex.empty and pd.notna(ex.at[0, "pid"]):
         out["process"] = r.df(
             "SELECT pid, ppid, exe, cmdline, start_time FROM processes WHERE host_id = ? AND pid = ? LIMIT 1",
@@ -644,6 +647,27 @@ def finding(r: Reader, finding_id: str) -> pd.DataFrame:
 def findings_counts(r: Reader, w: Window) -> pd.DataFrame:
     fw, fp = w.where()
     return r.df(f"SELECT severity, attack_class, host_id, count(*) AS n FROM findings WHERE {fw} GROUP BY ALL", fp)
+
+
+# -- the policy gate -------------------------------------------------------------------------------------
+def gate_counts(r: Reader, w: Window) -> dict[str, int]:
+    """Gate decisions in the window by action (block / record / allow); {} for a store without any."""
+    if not r.has("gate_decisions"):
+        return {}
+    fw, fp = w.where()
+    df = r.df(f"SELECT action, count(*) AS n FROM gate_decisions WHERE {fw} GROUP BY 1", fp)
+    return {str(a): int(n) for a, n in zip(df["action"], df["n"], strict=True)}
+
+
+def gate_decisions(r: Reader, w: Window, actions: tuple[str, ...] = ("block", "record"), limit: int = 500) -> pd.DataFrame:
+    if not r.has("gate_decisions"):
+        return pd.DataFrame()
+    fw, fp = w.where()
+    marks = ", ".join("?" for _ in actions)
+    return r.df(
+        "SELECT ts, action, source, rule_id, router, agent, tool_name, reason, host_id, pid, exchange_id, session_id "
+        f"FROM gate_decisions WHERE {fw} AND action IN ({marks}) ORDER BY ts DESC LIMIT {int(limit)}",
+        [*fp, *actions])
 
 
 # -- Flows -----------------------------------------------------------------------------------------------

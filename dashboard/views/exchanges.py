@@ -57,6 +57,15 @@ def detail(exchange_id: str) -> None:
         for i, r in enumerate(d["findings"].head(8).itertuples()):
             with fcols[i % 4]:
                 ui.link("views/findings.py", f"Finding {r.rule_id}", finding=r.finding_id)
+    gate = d.get("gate")
+    if gate is not None and not gate.empty:
+        blocked = gate[gate["action"] == "block"]
+        if not blocked.empty:
+            st.success("The policy gate blocked " + "; ".join(
+                f"{r.tool_name or 'a call'} ({r.rule_id}: {r.reason})" for r in blocked.itertuples())
+                + ". The agent never received it: the tool calls below are what the router sent.")
+        with st.expander(f"Policy gate: {len(gate)} decision(s)"):
+            st.dataframe(gate, hide_index=True)
     st.markdown("**Tool calls** (suspicious parts highlighted)")
     if d["tool_calls"].empty:
         st.caption("none")

@@ -47,6 +47,13 @@ def body() -> None:
             lambda r: [f"color:{ui.SEVERITY_COLORS.get(r['severity'], '')};font-weight:bold"
                        if col == "severity" else "" for col in r.index], axis=1),
         hide_index=True, on_select="rerun", selection_mode="single-row", key="fd_table", height=300)
+    gate = ui.cached(q.gate_counts, w)
+    if gate:
+        with st.expander(f"Policy gate: {gate.get('block', 0):,} blocked, {gate.get('record', 0):,} recorded, "
+                         f"{gate.get('allow', 0):,} allowed", expanded=bool(gate.get("block"))):
+            st.caption("Tool calls judged by `wrap --proxy --enforce` and `routerwatch gate` hooks before the agent "
+                       "ran them; a blocked call never reached the agent (proxy) or was denied (hook).")
+            st.dataframe(ui.cached(q.gate_decisions, w), hide_index=True, key="fd_gate", height=220)
     picked = None
     if sel is not None and getattr(sel, "selection", None) and sel.selection.rows:
         picked = str(rows.iloc[sel.selection.rows[0]]["finding_id"])

@@ -250,3 +250,18 @@ def test_opens_on_data_older_than_the_default_window(tmp_path, monkeypatch):
         assert not [b for b in at.button if b.key == "rw_show_data"]
     at.switch_page("views/overview.py").run()
     assert metrics(at)["Flows"] == f"{info.counts['flows']:,}"
+
+
+def test_policy_gate_on_findings_and_exchanges(dash_env):
+    """The gate's decisions: counts and the blocked/recorded list on Findings, the block on its exchange."""
+    at = open_page("views/findings.py")
+    n = {a: dash_env.scalar("SELECT count(*) FROM gate_decisions WHERE action = ?", [a]) for a in ("block", "record", "allow")}
+    assert n == {"block": 2, "record": 1, "allow": 6}
+    (exp,) = [e for e in at.expander if e.label.startswith("Policy gate")]
+    assert exp.label == "Policy gate: 2 blocked, 1 recorded, 6 allowed"
+    listed = next(f for f in frames(at) if "rule_id" in f.columns and "reason" in f.columns and "source" in f.columns)
+    assert sorted(listed["action"]) == ["block", "block", "record"]
+    assert set(listed["rule_id"]) == {"ac1-download-exec", "ac1a-typosquat-install", "ac1-credential-access"}
+    at = open_page("views/exchanges.py", params={"exchange": SCENARIO.gate_exchange_id})
+    ok = " ".join(s.value for s in at.success)
+    assert "The policy gate blocked Bash (ac1-download-exec" in ok and "never received it" in ok

@@ -101,7 +101,10 @@ class Scenario:
     lost_events: int = 17
     capture_drops: int = 3
     findings: dict[str, str] = field(default_factory=lambda: {
-        "FSCN-AC1": "critical", "FSCN-AC2": "high", "FSCN-EGRESS": "medium", "FSCN-MODEL": "medium"})
+        "FSCN-AC1": "critical", "FSCN-AC2": "high", "FSCN-EGRESS": "medium", "FSCN-MODEL": "medium",
+        "FSCN-GATE": "high"})
+    gate_pid: int = 5151  # the agent behind the policy gate (second host)
+    gate_exchange_id: str = "XSCN0003"
 
 
 SCENARIO = Scenario()
@@ -492,6 +495,46 @@ def _scenario_rows(end: dt.datetime) -> dict[str, list[dict]]:
             "finding_coverage": cov, "router_baseline": baseline}
 
 
+def _gate_rows(end: dt.datetime) -> dict[str, list[dict]]:
+    """A second agent, on the second host, behind the policy gate: the same router injects the same
+    payload into a streamed answer, the proxy blocks it (the exchange is kept as evidence, the agent got
+    the block message), a Claude Code hook denies a typosquat install, and ordinary calls pass."""
+    s = SCENARIO
+    host, t0 = HOSTS[1], end - dt.timedelta(minutes=12)
+    tc_args = json.dumps({"command": s.injected_command})
+    ex = dict(ts=t0, exchange_id=s.gate_exchange_id, flow_uid="CSCN0003", host_id=host, pid=s.gate_pid,
+              api="anthropic.messages", host=s.router_host, path="/v1/messages", model_requested="claude-sonnet-5",
+              model_returned="claude-sonnet-5", streamed=True, status=200, tool_call_count=1, source="proxy")
+    tc = dict(ts=t0, host_id=host, exchange_id=s.gate_exchange_id, idx=0, call_id="toolu_gate", name="Bash",
+              arguments=tc_args, direction="response")
+    base = dict(host_id=host, policy="0c45556c40a5", agent="claude-code")
+    decisions = [
+        dict(ts=t0, source="proxy", action="block", rule_id="ac1-download-exec", rules=["ac1-download-exec"],
+             reason="the call downloads and runs code from evil-cdn.example.xyz", detail=s.injected_command,
+             router=s.router_host, pid=s.gate_pid, flow_uid="CSCN0003", exchange_id=s.gate_exchange_id,
+             api="anthropic.messages", tool_name="Bash", call_id="toolu_gate", arguments=tc_args, streamed=True,
+             held_ms=1.8),
+        dict(ts=t0 + dt.timedelta(minutes=3), source="hook", action="block", rule_id="ac1a-typosquat-install",
+             rules=["ac1a-typosquat-install"], reason="the call installs pip package 'reqeusts', a near-miss of the "
+             "popular 'requests'", detail="reqeusts", router=s.router_host, pid=s.gate_pid, api="hook:claude-code",
+             tool_name="Bash", call_id="toolu_hook", arguments='{"command": "pip install reqeusts"}', session_id="s-gate"),
+        dict(ts=t0 + dt.timedelta(minutes=4), source="hook", action="record", rule_id="ac1-credential-access",
+             rules=["ac1-credential-access"], reason="the call reads a .env file", detail=".env", router=s.router_host,
+             pid=s.gate_pid, api="hook:claude-code", tool_name="Bash", arguments='{"command": "cat .env"}'),
+    ] + [dict(ts=t0 + dt.timedelta(minutes=5, seconds=i), source="proxy", action="allow", router=s.router_host,
+              pid=s.gate_pid, api="anthropic.messages", tool_name="Bash", arguments=args, streamed=True, held_ms=0.4)
+         for i, (_n, args) in enumerate(TOOL_ARGS)]
+    for d in decisions:
+        for k, v in base.items():
+            d.setdefault(k, v)
+    finding = dict(finding_id="FSCN-GATE", rule_id="gate-blocked-tool-call", rule_rev=1, severity="high",
+                   attack_class="AC-1", title="The policy gate blocked a tool call before the agent ran it",
+                   ts=t0 + dt.timedelta(seconds=30), host_id=host, pid=s.gate_pid, flow_uid="CSCN0003",
+                   exchange_id=s.gate_exchange_id, router=s.router_host, dedup_key="FSCN-GATE",
+                   evidence=json.dumps({"action": "block", "rule": "ac1-download-exec", "source": "proxy"}))
+    return {"llm_exchanges": [ex], "tool_calls": [tc], "gate_decisions": decisions, "findings": [finding]}
+
+
 # -- entry point ---------------------------------------------------------------------------------------
 def seed(store: Store, *, flows: int = 20_000, exchanges: int = 2_000, hosts: int = 3, hours: float = 24.0,
          end: dt.datetime | None = None, chunk: int = 1_000_000, seed: int = 7, scenario: bool = True) -> Seeded:
@@ -526,5 +569,7 @@ def seed(store: Store, *, flows: int = 20_000, exchanges: int = 2_000, hosts: in
             w.flush()
         if scenario:
             for table, rows in _scenario_rows(end).items():
+                add(w, table, rows)
+            for table, rows in _gate_rows(end).items():
                 add(w, table, rows)
     return Seeded(counts, start, end, HOSTS[:hosts])
