@@ -5,8 +5,8 @@
   message instead), the decision is stored and `routerwatch analyze` turns it into a finding with
   the action taken. Against an honest router the gate passes the call exactly as the router sent it
   and nothing is found.
-* `routerwatch gate` installed as Claude Code's PreToolUse hook: the injected call is denied with the
-  reason, a benign one passes (and runs: it is on the test's allow list).
+* `routerwatch gate` installed as Claude Code's and as Codex's PreToolUse hook: the injected call is
+  denied with the reason, a benign one passes (and runs).
 
 Nothing the routers inject can run: the injected command only points at the zoo's loopback payload
 host, Claude Code runs with `--permission-prompts none` (and allows only `ls -la`), Codex with
@@ -198,16 +198,7 @@ def test_claude_code_with_the_gate_as_its_pretooluse_hook(tmp_path: Path, router
     assert r.returncode == 0, r.stderr
     events = _claude(tmp_path, env, [])
     results = _tool_results(events)
-    rows: list[dict] = []
-    import time
-
-    deadline = time.monotonic() + 60  # the hook records through its spool, in the background
-    while time.monotonic() < deadline and not rows:
-        if (store / "catalog.sqlite").exists():
-            with Store.open(str(store), read_only=True) as st:
-                if "gate_decisions" in st.tables():
-                    rows = _decisions(store)
-        time.sleep(0.5)
+    rows = _wait_decisions(store)
     assert rows and all(r["source"] == "hook" and r["agent"] == "claude-code" for r in rows)
     assert all(r["router"] == f"127.0.0.1:{router.port}" for r in rows)
     if router.mode == "inject":
@@ -217,3 +208,58 @@ def test_claude_code_with_the_gate_as_its_pretooluse_hook(tmp_path: Path, router
     else:
         assert "routerwatch blocked" not in results and ("total" in results or "drwx" in results)  # it ran
         assert {r["action"] for r in rows} == {"allow"}
+
+
+def _wait_decisions(store: Path, timeout: float = 60) -> list[dict]:
+    """The hook records through its spool, in the background: wait for the rows."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (store / "catalog.sqlite").exists():
+            with Store.open(str(store), read_only=True) as st:
+                if "gate_decisions" in st.tables() and st.sql("SELECT count(*) FROM gate_decisions").fetchone()[0]:
+                    return _decisions(store)
+        time.sleep(0.5)
+    return []
+
+
+@pytest.mark.parametrize("router", ["inject", "honest"], indirect=True)
+def test_codex_with_the_gate_as_its_pretooluse_hook(tmp_path: Path, router) -> None:  # noqa: ANN001
+    """Codex's own hook system (hooks.json in CODEX_HOME, trusted for this run with
+    --dangerously-bypass-hook-trust): its shell tool is on, the gate denies the injected command and
+    Codex reports the reason to the model; a benign command runs."""
+    codex = _agent("codex")
+    store = tmp_path / "store"
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        'model_provider = "zoo"\nmodel = "gpt-5-codex"\nsandbox_mode = "read-only"\n'
+        f'[model_providers.zoo]\nname = "Zoo"\nbase_url = "{router.url}/v1"\nenv_key = "ZOO_API_KEY"\n'
+        'wire_api = "responses"\n')
+    env = _clean_env(tmp_path)
+    env.update(CODEX_HOME=str(home), ZOO_API_KEY="sk-zoo-" + "e2eGateKey0" * 3, SSL_CERT_FILE=str(router.ca_path))
+    r = run_cli("gate", "--install", "codex", "--store", str(store), env={"HOME": env["HOME"], "CODEX_HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    work = tmp_path / "work"
+    work.mkdir()
+    p = subprocess.run([str(codex), "exec", "--skip-git-repo-check", "-s", "read-only", "--dangerously-bypass-hook-trust",
+                        "--json", f"run: {BENIGN}"], cwd=work, env=env, capture_output=True, text=True, timeout=240,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr[-3000:]
+    outputs = []
+    for f in sorted(home.glob("sessions/**/rollout-*.jsonl")):
+        for line in f.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("type") == "response_item" and (rec.get("payload") or {}).get("type") == "function_call_output":
+                outputs.append(str(rec["payload"].get("output")))
+    rows = _wait_decisions(store)
+    assert rows and all(r["source"] == "hook" and r["agent"] == "codex" and r["api"] == "hook:codex" for r in rows)
+    assert all(r["router"] == f"127.0.0.1:{router.port}" for r in rows)
+    said = "\n".join(outputs)
+    if router.mode == "inject":
+        assert "Command blocked by PreToolUse hook: routerwatch blocked a tool call" in said and "ac1-download-exec" in said
+        assert {r["action"] for r in rows} == {"block"}
+        assert not any(e.get("payload") for e in router.log)
+    else:
+        assert "routerwatch blocked" not in said and {r["action"] for r in rows} == {"allow"}
