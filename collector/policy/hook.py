@@ -18,6 +18,7 @@ settings files, the precedence routerwatch inventory uses): the hook sees the ca
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -122,6 +123,8 @@ def answer(raw: bytes | str, *, agent: str, judge: Judge, env: dict[str, str] | 
     if event not in (None, "PreToolUse"):
         return HookAnswer("", "", 0, None, None, payload)
     ctx = hook_context(agent, env, payload.get("cwd") if isinstance(payload.get("cwd"), str) else None, catalog)
+    sid = payload.get("session_id")
+    ctx = dataclasses.replace(ctx, session=sid if isinstance(sid, str) else None)
     name = payload.get("tool_name") if isinstance(payload.get("tool_name"), str) else None
     tool_input = payload.get("tool_input")
     if name is None or tool_input is None:
@@ -135,6 +138,27 @@ def answer(raw: bytes | str, *, agent: str, judge: Judge, env: dict[str, str] | 
     if v.action == BLOCK:
         return HookAnswer(_deny(block_message(v, call, ctx.router)) + "\n", "", 0, call, v, payload)
     return HookAnswer("", "", 0, call, v, payload)
+
+
+def load_written(judge: Judge, path: Path) -> None:
+    """The files earlier hook calls saw written with a payload (each hook call is a new process)."""
+    try:
+        judge.written.load(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass
+
+
+def save_written(judge: Judge, path: Path) -> None:
+    rows = judge.written.state()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(rows, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def record(ans: HookAnswer, *, agent: str, ctx: Context, policy: str, store: str | None, host_id: str,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from collector.policy.model import ToolCall, Verdict
 from collector.policy.policy import Policy
-from collector.policy.screen import TYPOSQUAT_MAX_DISTANCE, rule_hits
+from collector.policy.screen import TYPOSQUAT_MAX_DISTANCE, WRITTEN_RUN_WINDOW_S, WrittenFiles, rule_hits
 
 HitsFn = Callable[[ToolCall], "list[tuple[str, ...]]"]  # (rule, reason[, detail])
 
@@ -21,6 +21,7 @@ class Context:
     router: str  # how the router is named to people: catalog name, else host[:port]
     agent: str | None = None  # routerwatch inventory's agent name ('claude-code', 'codex', ...)
     router_names: tuple[str, ...] = ()  # every name a policy override may use for it (label, host, host:port)
+    session: str | None = None  # the agent's session (hook) or process (proxy): scope of the written-file memory
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -29,15 +30,26 @@ class Context:
 
 class Judge:
     """`judge(call, ctx) -> Verdict`. `hits` finds the rules a call trips (default: the shared
-    screening with the catalog's allowlist as the trusted package sources)."""
+    screening, with the catalog's package sources and allowlist as the trusted sources and
+    destinations, and a memory of files earlier calls of the same agent wrote payloads into)."""
 
-    def __init__(self, policy: Policy, *, known_source: Callable[[str], bool] | None = None,
-                 max_distance: int = TYPOSQUAT_MAX_DISTANCE, hits: HitsFn | None = None):
+    def __init__(self, policy: Policy, *, known_source: Callable[..., bool] | None = None,
+                 known_host: Callable[[str], bool] | None = None, max_distance: int = TYPOSQUAT_MAX_DISTANCE,
+                 hits: HitsFn | None = None, written: WrittenFiles | None = None):
         self.policy = policy
-        self._hits = hits or (lambda call: rule_hits(call, known_source, max_distance))
+        self.written = written if written is not None else WrittenFiles()
+        self._hits_fn = hits
+        self._screen = (known_source, known_host, max_distance)
+
+    def hits(self, call: ToolCall, ctx: Context) -> list[tuple[str, ...]]:
+        if self._hits_fn is not None:
+            return self._hits_fn(call)
+        known_source, known_host, max_distance = self._screen
+        return rule_hits(call, known_source, known_host, max_distance, written=self.written,
+                         scope=f"{ctx.agent or ''}|{ctx.session or ''}")
 
     def __call__(self, call: ToolCall, ctx: Context) -> Verdict:
-        return self.policy.decide(self._hits(call), ctx.agent, ctx.names)
+        return self.policy.decide(self.hits(call, ctx), ctx.agent, ctx.names)
 
     def unjudged(self, rule: str, reason: str, ctx: Context) -> Verdict:
         return self.policy.unjudged_verdict(rule, reason, ctx.agent, ctx.names)
@@ -48,8 +60,11 @@ def judge_for(policy: Policy, catalog=None) -> Judge:  # noqa: ANN001 - collecto
     sources and its typosquat distance setting (builtin defaults without a catalog)."""
     if catalog is None:
         return Judge(policy)
-    return Judge(policy, known_source=lambda host: catalog.is_allowlisted(host),
-                 max_distance=int(catalog.setting("typosquat_max_distance", TYPOSQUAT_MAX_DISTANCE)))
+    # package sources: the catalog's `package_sources` when it has them, else its allowlist
+    source = getattr(catalog, "is_package_source", None) or (lambda host, url=None: catalog.is_allowlisted(host))
+    return Judge(policy, known_source=source, known_host=lambda host: catalog.is_allowlisted(host),
+                 max_distance=int(catalog.setting("typosquat_max_distance", TYPOSQUAT_MAX_DISTANCE)),
+                 written=WrittenFiles(float(catalog.setting("written_run_window_s", WRITTEN_RUN_WINDOW_S))))
 
 
 HEAD = "routerwatch blocked a tool call"

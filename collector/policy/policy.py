@@ -41,6 +41,7 @@ BUILTIN_RULES: dict[str, str] = {
     "ac1-credential-exfil": BLOCK,  # credential read plus upload
     "ac1-install-source": BLOCK,  # install from a URL or an index outside the allowlist
     "ac1-persistence": BLOCK,  # cron, systemd, authorized_keys, shell rc payloads
+    "ac1-written-then-run": BLOCK,  # runs a file an earlier call wrote a payload into
     "ac1a-typosquat-install": BLOCK,  # a near-miss of a popular package
     "ac1-credential-access": RECORD,  # reads a credential store or dumps the environment
     UNPARSEABLE: BLOCK,
