@@ -108,18 +108,27 @@ def rule_hits(call: ToolCall, known_source: Callable[..., bool] | None = None,
 
     a = analyze_tool_call(call.name, call.arguments)
     out: list[tuple[str, str, str]] = []
+    mine: dict[str, tuple[str, str, str | None]] = {}  # files this call writes a payload into
+    for ind in a.indicators:
+        if getattr(ind, "context", "command") == "written" and ind.kind in PAYLOAD_KINDS and getattr(ind, "path", None):
+            mine[_base(ind.path)] = (ind.kind, _short(ind.detail), ind.host)
+            if written is not None:
+                written.note(scope, _base(ind.path), ind.kind, _short(ind.detail), ind.host)
     for ind in a.indicators:
         context = getattr(ind, "context", "command")
-        if written is not None and context == "written" and ind.kind in PAYLOAD_KINDS and getattr(ind, "path", None):
-            written.note(scope, _base(ind.path), ind.kind, _short(ind.detail), ind.host)
-        if ind.kind == "runs_file" and context == "command" and written is not None:
-            hit = written.find(scope, _base(ind.detail))
+        if ind.kind == "runs_file" and context == "command":
+            base = _base(ind.detail)
+            same = mine.get(base)  # written and run by this very call: the payload's own rule
+            hit = same or (written.find(scope, base) if written is not None else None)
             if hit is not None:
                 kind, detail, host = hit
                 where = f" from {host}" if host else ""
-                out.append(("ac1-written-then-run", f"the call runs {_base(ind.detail)}, which an earlier call wrote "
-                            f"with code that {_WHAT.get(kind, kind).removeprefix('the call ')}{where}",
-                            f"{_short(ind.detail)}: {detail}"))
+                what = _WHAT.get(kind, kind)
+                if same:
+                    out.append((RULE_OF_KIND[kind], f"the call writes {base} and runs it: it {what}{where}", detail))
+                else:
+                    out.append(("ac1-written-then-run", f"the call runs {base}, which an earlier call wrote with code "
+                                f"that {what}{where}", f"{_short(ind.detail)}: {detail}"))
             continue
         rule = RULE_OF_KIND.get(ind.kind)
         if rule is None or context != "command":
