@@ -148,6 +148,15 @@ class H2Gate(ConnGate):
                     st = self._streams.setdefault(bsid, _Stream(bsid))
                     if not st.method:
                         st.method, st.path = hdrs.get(":method", ""), hdrs.get(":path", "")
+            elif ftype == _RST:
+                st = self._streams.get(sid)
+                if st is not None and st.gate is None:
+                    self._streams.pop(sid, None)
+                elif st is not None and not st.gate.ended:  # the agent gave up on it: judged or not, it ends
+                    st.gate.fail("the agent reset the stream")
+                    st.gate.finish()
+                    st.dead = True
+                    self._queue.append(("data", sid, _Unit(b"", 0, st.total, end=True, trailers=True)))
             elif ftype == _DATA:
                 st = self._streams.get(sid)
                 if st is not None and st.model is None and len(st.req_body) < 65536:
@@ -217,6 +226,8 @@ class H2Gate(ConnGate):
             st = self._streams.get(sid)
             if st is None or st.gate is None:
                 self._queue.append(("raw", sid, raw, False))
+                if flags & _END_STREAM:
+                    self._streams.pop(sid, None)  # nothing more to know about it
                 return
             body = _strip(payload, flags & _PADDED)
             if body is None:
@@ -229,6 +240,8 @@ class H2Gate(ConnGate):
                 st.gate.fail("the router reset the stream")
                 st.gate.finish()
                 self._queue.append(("data", sid, _Unit(b"", 0, st.total, end=True, trailers=True)))
+            elif st is not None and st.gate is None:
+                self._streams.pop(sid, None)
             self._queue.append(("raw", sid, raw, False))
         elif ftype in (_WINDOW, _PRIORITY, _SETTINGS, _PING, _GOAWAY):
             self._queue.append(("raw", 0, raw, False))
@@ -255,6 +268,8 @@ class H2Gate(ConnGate):
             # trailers (or an interim response): a gated body ends here, before the trailers leave
             if st.responded and st.gate is not None and flags & _END_STREAM:
                 self._end_body(st, trailers=True)
+            elif flags & _END_STREAM:
+                self._streams.pop(sid, None)
             self._queue.append(("raw", sid, raw, True))
             return
         st.responded = True
@@ -267,6 +282,8 @@ class H2Gate(ConnGate):
             st.decoder = BodyDecoder(st.encoding)
             exact = "content-length" in h
             st.gate = self.new_body(("h2", sid), api, streamed=streamed, model=st.model, fit=True, exact=exact)
+        elif flags & _END_STREAM:
+            self._streams.pop(sid, None)
         self._queue.append(("raw", sid, raw, True))
 
     def _data(self, st: _Stream, raw: bytes, fc: int, body: bytes, end: bool) -> None:
@@ -334,6 +351,7 @@ class H2Gate(ConnGate):
             self.out += out
             if item[2].end:
                 self.body_done(("h2", sid))
+                self._streams.pop(sid, None)
         self._queue = keep
 
     def _release(self, st: _Stream, u: _Unit) -> bytes | None:

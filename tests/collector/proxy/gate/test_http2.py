@@ -10,6 +10,7 @@ import json
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import pytest
 
 from analyzer.demo import formats
@@ -182,3 +183,30 @@ def test_data_frames_spend_exactly_the_budget() -> None:
             payload += f[1 : len(f) - f[0]] if flags & 0x8 else f
             pos += 9 + ln
         assert total == budget and payload == b"x" * n and raw[pos - 9 - ln + 4] & 0x1
+
+
+def test_agent_reset_while_a_call_is_held() -> None:
+    """The agent gives up on a stream whose call is being held: nothing of the call reaches it, the
+    connection's flow control still balances, and the next stream works."""
+    p = Pair()
+    sid = p.request(PATHS["anthropic.messages"])
+    pieces = sse_pieces("anthropic.messages", INJECTED)
+    start = next(i for i, x in enumerate(pieces) if b'"type":"tool_use"' in x)
+    p.server.send_headers(sid, [(":status", "200"), ("content-type", "text/event-stream")])
+    for x in pieces[: start + 2]:
+        p.server.send_data(sid, x)
+    p.flush()
+    p.client.reset_stream(sid)
+    p.flush()
+    for x in pieces[start + 2 :]:
+        try:
+            p.server.send_data(sid, x, end_stream=x is pieces[-1])
+        except h2.exceptions.StreamClosedError:
+            break
+    p.flush()
+    assert b"tool_use" not in p.body(sid) and b"x.sh" not in p.raw_to_client
+    nxt = p.request(PATHS["openai.chat"])
+    p.respond(nxt, [("content-type", "text/event-stream")], sse_pieces("openai.chat", "ls"))
+    assert p.ended(nxt) and p.body(nxt) == b"".join(sse_pieces("openai.chat", "ls"))
+    # every byte the router sent is accounted to the agent (the reset stream's as padding, with the next frames)
+    assert _data_lengths(p.raw_to_client) == p.server_fc and b"x.sh" not in p.raw_to_client
