@@ -281,7 +281,7 @@ class ChatStream(StreamApi):
                     c = self.calls.get(key)
                     if c is None:
                         c = self._new_call(key, ev)
-                    elif ev not in (c.first,):
+                    elif key not in ev.calls:  # a later chunk of the call (one chunk may name it twice)
                         self._of(key, ev, "a tool call delta")
                     if isinstance(tc.get("id"), str) and tc["id"]:
                         c.call_id = (c.call_id or "") + tc["id"]

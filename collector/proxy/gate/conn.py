@@ -34,7 +34,7 @@ class Judged:
     policy: str | None = None  # the policy's digest
 
 
-def tool_api(method: str, path: str, headers: list[tuple[str, str]] | None = None) -> str | None:
+def tool_api(method: str, path: str) -> str | None:
     """The LLM API whose responses can carry tool calls the agent runs, from the request line (the
     path rules of collector.llm.pipeline.classify, restricted to the gated APIs)."""
     if method.upper() != "POST":
@@ -46,7 +46,6 @@ def tool_api(method: str, path: str, headers: list[tuple[str, str]] | None = Non
         return "openai.responses"
     if p.endswith("/messages"):
         return "anthropic.messages"
-    del headers
     return None
 
 
