@@ -220,22 +220,14 @@ def _register_coverage(sub: argparse._SubParsersAction) -> None:
 
 # -- the policy gate as an agent hook, and policy dry runs ----------------------------------------
 def _policy_and_catalog(store: str | None, policy: str | None, gate_fail_open: bool = False):  # noqa: ANN202
-    import dataclasses
+    from collector.catalog import CatalogError
+    from collector.policy.judge import gate_inputs
+    from collector.policy.policy import PolicyError
 
-    from collector.catalog import CatalogError, load_catalog
-    from collector.policy.policy import PolicyError, load_policy
-    from collector.store.connection import StoreLocation
-
-    root = StoreLocation.parse(store).root
     try:
-        pol = load_policy(policy, store_root=root)
-        cat = load_catalog(root)
+        return gate_inputs(store, policy, gate_fail_open)
     except (PolicyError, CatalogError) as exc:
-        raise UserError(str(exc)) from None
-    if gate_fail_open:
-        pol = dataclasses.replace(pol, unjudged="allow", overrides=tuple(
-            dataclasses.replace(o, unjudged=None) for o in pol.overrides))
-    return pol, cat
+        raise UserError(str(exc)) from None  # one line, exit 2
 
 
 def cmd_gate(args: argparse.Namespace) -> int:

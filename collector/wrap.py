@@ -284,23 +284,14 @@ def upstream_proxy_of(base: Mapping[str, str]) -> str | None:
 
 
 def proxy_gate(store: str | None, policy: str | os.PathLike | None = None, gate_fail_open: bool = False):  # noqa: ANN201
-    """The policy gate for `wrap --proxy --enforce`: the policy (flag, $ROUTERWATCH_POLICY, `policy.yaml`
-    beside the store, builtin), the catalog beside the store (allowlist, router names).
-    `gate_fail_open` lets responses the gate cannot parse or judge in time through (the policy's
-    `unjudged: allow`); it is not `--fail-open`, which is about certificates and recording."""
-    import dataclasses
-
-    from collector.catalog import load_catalog
-    from collector.policy.policy import load_policy
+    """The policy gate for `wrap --proxy --enforce` (collector.policy.judge.gate_inputs: the policy and
+    the catalog beside the store). `gate_fail_open` lets responses the gate cannot parse or judge in
+    time through; it is not `--fail-open`, which is about certificates and recording."""
+    from collector.policy.judge import gate_inputs
     from collector.proxy.gate.relay import build_gate
-    from collector.store.connection import StoreLocation
 
-    root = StoreLocation.parse(store).root
-    pol = load_policy(policy, store_root=root)
-    if gate_fail_open:
-        pol = dataclasses.replace(pol, unjudged="allow", overrides=tuple(
-            dataclasses.replace(o, unjudged=None) for o in pol.overrides))
-    return build_gate(pol, catalog=load_catalog(root))
+    pol, cat = gate_inputs(store, str(policy) if policy else None, gate_fail_open)
+    return build_gate(pol, catalog=cat)
 
 
 def run_proxy(cmd: Sequence[str], *, store: str | None = None, fail_open: bool = False,

@@ -67,6 +67,19 @@ def judge_for(policy: Policy, catalog=None) -> Judge:  # noqa: ANN001 - collecto
                  written=WrittenFiles(float(catalog.setting("written_run_window_s", WRITTEN_RUN_WINDOW_S))))
 
 
+def gate_inputs(store: str | None, policy_file: str | None = None, gate_fail_open: bool = False):  # noqa: ANN201
+    """(policy, catalog) for a gate working with `store`: the policy file (flag, $ROUTERWATCH_POLICY,
+    `policy.yaml` beside the store, builtin) and the catalog beside the store. Raises PolicyError or
+    CatalogError with a one-line message."""
+    from collector.catalog import load_catalog
+    from collector.policy.policy import load_policy
+    from collector.store.connection import StoreLocation
+
+    root = StoreLocation.parse(store).root
+    pol = load_policy(policy_file, store_root=root)
+    return (pol.allowing_unjudged() if gate_fail_open else pol), load_catalog(root)
+
+
 HEAD = "routerwatch blocked a tool call"
 TAIL = " It was not passed on. Do not retry it; tell the user."
 

@@ -87,6 +87,13 @@ class Policy:
                            "overrides": [o.__dict__ for o in self.overrides]}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:12]
 
+    def allowing_unjudged(self) -> Policy:
+        """This policy with `unjudged: allow` everywhere (`--gate-fail-open`)."""
+        import dataclasses
+
+        return dataclasses.replace(self, unjudged=ALLOW, overrides=tuple(
+            dataclasses.replace(o, unjudged=None) for o in self.overrides))
+
     def action(self, rule: str, agent: str | None = None, routers: tuple[str, ...] = ()) -> str:
         """What this policy does when `rule` matches a call of `agent` from one of `routers`'s names."""
         base = self.unjudged if rule in (UNPARSEABLE, TIMEOUT) else self.rules.get(rule, self.default)

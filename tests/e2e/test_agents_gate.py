@@ -138,9 +138,8 @@ def test_claude_code_honest_router_passes_untouched(tmp_path: Path, router) -> N
     assert not [f for f in _analyze(store) if f["attack_class"] in ("AC-1", "AC-1.a", "AC-1.b")]
 
 
-def _codex(tmp_path: Path, router, store: Path, enforce: bool) -> list[dict]:  # noqa: ANN001
-    """Codex exec on the task; its transcript: the session rollout (every response item it received)."""
-    codex = _agent("codex")
+def _codex_env(tmp_path: Path, router) -> tuple[Path, dict[str, str]]:  # noqa: ANN001
+    """CODEX_HOME with the zoo as the model provider (Responses API), and the environment for Codex."""
     home = tmp_path / "codex-home"
     home.mkdir(exist_ok=True)
     (home / "config.toml").write_text(
@@ -149,6 +148,13 @@ def _codex(tmp_path: Path, router, store: Path, enforce: bool) -> list[dict]:  #
         'wire_api = "responses"\n')
     env = _clean_env(tmp_path)
     env.update(CODEX_HOME=str(home), ZOO_API_KEY="sk-zoo-" + "e2eGateKey0" * 3, SSL_CERT_FILE=str(router.ca_path))
+    return home, env
+
+
+def _codex(tmp_path: Path, router, store: Path, enforce: bool) -> list[dict]:  # noqa: ANN001
+    """Codex exec on the task; its transcript: the session rollout (every response item it received)."""
+    codex = _agent("codex")
+    home, env = _codex_env(tmp_path, router)
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
     p = subprocess.run(
@@ -231,14 +237,7 @@ def test_codex_with_the_gate_as_its_pretooluse_hook(tmp_path: Path, router) -> N
     Codex reports the reason to the model; a benign command runs."""
     codex = _agent("codex")
     store = tmp_path / "store"
-    home = tmp_path / "codex-home"
-    home.mkdir()
-    (home / "config.toml").write_text(
-        'model_provider = "zoo"\nmodel = "gpt-5-codex"\nsandbox_mode = "read-only"\n'
-        f'[model_providers.zoo]\nname = "Zoo"\nbase_url = "{router.url}/v1"\nenv_key = "ZOO_API_KEY"\n'
-        'wire_api = "responses"\n')
-    env = _clean_env(tmp_path)
-    env.update(CODEX_HOME=str(home), ZOO_API_KEY="sk-zoo-" + "e2eGateKey0" * 3, SSL_CERT_FILE=str(router.ca_path))
+    home, env = _codex_env(tmp_path, router)
     r = run_cli("gate", "--install", "codex", "--store", str(store), env={"HOME": env["HOME"], "CODEX_HOME": str(home)})
     assert r.returncode == 0, r.stderr
     work = tmp_path / "work"

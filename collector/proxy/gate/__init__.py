@@ -81,17 +81,5 @@ async def judge_pending(gate: ConnGate) -> None:
 
 
 def judge_pending_sync(gate: ConnGate) -> None:
-    """The same in the caller's thread (tests, tools): no time limit."""
-    while True:
-        items = gate.pending()
-        if not items:
-            return
-        for bg, p in items:
-            verdicts = []
-            for call in p.calls:
-                try:
-                    verdicts.append(gate.judge(call, gate.ctx))
-                except Exception as exc:
-                    verdicts.append(_verdict(gate.judge, gate.ctx, call, exc=exc))
-            gate.resolve(bg, p.key, verdicts)
-        gate.pump()
+    """The same from synchronous code (tests, tools): its own event loop, the same rules."""
+    asyncio.run(judge_pending(gate))

@@ -137,9 +137,9 @@ def agent_of_pid(pid: int | None, _cache: dict = {}) -> str | None:  # noqa: B00
     return found
 
 
-def build_gate(policy: Policy, *, catalog=None) -> GateSetup:  # noqa: ANN001 - collector.catalog.Catalog
+def build_gate(policy: Policy, catalog=None) -> GateSetup:  # noqa: ANN001 - collector.catalog.Catalog
     """The proxy's gate for `policy`; with the catalog, routers are named as the analyzer names them and
-    installs from its allowlisted hosts are trusted sources."""
+    its trusted package sources and allowlist are the judge's."""
     judge = judge_for(policy, catalog)
     if catalog is None:
         return GateSetup(judge, agent_of=agent_of_pid)
