@@ -72,3 +72,16 @@ def test_where_the_policy_comes_from(tmp_path: Path, monkeypatch: pytest.MonkeyP
         load_policy(tmp_path / "bad.yaml")
     monkeypatch.setenv(POLICY_ENV, str(other))
     assert load_policy(store_root=tmp_path).unjudged == ALLOW
+
+
+def test_wrap_gate_flags_are_checked(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    r = run_cli("wrap", "--enforce", "--", "true")
+    assert r.returncode == 2 and "--enforce needs --proxy" in r.stderr
+    r = run_cli("wrap", "--proxy", "--gate-fail-open", "--", "true")
+    assert r.returncode == 2 and "add --enforce" in r.stderr
+    bad = tmp_path / "p.yaml"
+    bad.write_text("unjudged: sometimes\n")
+    r = run_cli("wrap", "--proxy", "--enforce", "--policy", str(bad), "--store", str(tmp_path / "store"), "--", "true")
+    assert r.returncode == 2 and "unjudged: expected one of block, allow" in r.stderr and "Traceback" not in r.stderr
