@@ -21,18 +21,10 @@ from analyzer.enrich.exchanges import (
     stream_anomalies,
 )
 from collector.catalog import Catalog
+from collector.catalog.loader import router_label
 from collector.toolcalls import analyze_tool_call, check_package, is_execution
 
 Insert = Callable[[str, "list[dict] | pa.Table"], int]
-
-
-def router_label(dest: str | None, port: int | None) -> str | None:
-    """How an uncatalogued router is named: its host, plus the port unless it is 443/80."""
-    if not dest:
-        return None
-    if port and port not in (443, 80):
-        return f"[{dest}]:{port}" if ":" in dest else f"{dest}:{port}"
-    return dest
 
 
 def enrich_tool_calls(con: duckdb.DuckDBPyConnection, catalog: Catalog, insert: Insert,

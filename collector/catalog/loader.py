@@ -81,6 +81,15 @@ def split_host_port(spec: str) -> tuple[str, int | None]:
     return spec, None
 
 
+def router_label(dest: str | None, port: int | None) -> str | None:
+    """How an uncatalogued router is named: its host, plus the port unless it is 443/80."""
+    if not dest:
+        return None
+    if port and port not in (443, 80):
+        return f"[{dest}]:{port}" if ":" in dest else f"{dest}:{port}"
+    return dest
+
+
 def is_loopback(host: str | None) -> bool:
     if not host:
         return False
@@ -209,7 +218,7 @@ class Catalog:
         name a policy override may use for it."""
         row = self.match_host(host, None, port)
         hp = f"[{host}]:{port}" if ":" in host and port else f"{host}:{port}" if port else host
-        plain = host if not port or port in (443, 80) else hp
+        plain = router_label(host, port) or host
         label = row["name"] if row else plain
         return label, tuple(dict.fromkeys((label, host, hp, plain)))
 

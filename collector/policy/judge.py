@@ -60,9 +60,8 @@ def judge_for(policy: Policy, catalog=None) -> Judge:  # noqa: ANN001 - collecto
     sources and its typosquat distance setting (builtin defaults without a catalog)."""
     if catalog is None:
         return Judge(policy)
-    # package sources: the catalog's `package_sources` when it has them, else its allowlist
-    source = getattr(catalog, "is_package_source", None) or (lambda host, url=None: catalog.is_allowlisted(host))
-    return Judge(policy, known_source=source, known_host=lambda host: catalog.is_allowlisted(host),
+    # the tests the analyzer's enrichment passes to is_execution: package sources, allowlisted hosts
+    return Judge(policy, known_source=catalog.is_package_source, known_host=lambda host: catalog.is_allowlisted(host),
                  max_distance=int(catalog.setting("typosquat_max_distance", TYPOSQUAT_MAX_DISTANCE)),
                  written=WrittenFiles(float(catalog.setting("written_run_window_s", WRITTEN_RUN_WINDOW_S))))
 

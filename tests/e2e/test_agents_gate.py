@@ -26,7 +26,6 @@ from tests.conftest import BIN, run_cli
 from tests.e2e.test_agents_proxy import _agent, _clean_env, _q
 
 zoo = pytest.importorskip("analyzer.demo.zoo", reason="the router zoo (analyzer/demo/zoo.py) is not in this checkout")
-pytest.importorskip("collector.toolcalls", reason="the shared tool-call screening (collector/toolcalls) is not in this checkout")
 
 BENIGN = "ls -la"  # inside the work directory: Claude Code allows it without a prompt
 

@@ -8,13 +8,9 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import pytest
-
 from collector.store import Store
 from collector.store.writer import BatchWriter
 from tests.conftest import run_cli
-
-pytest.importorskip("collector.toolcalls", reason="the shared tool-call screening (collector/toolcalls) is not in this checkout")
 
 T0 = dt.datetime(2026, 12, 1, 10, 0, 0)
 CALLS = [  # (exchange, host, pid, command)

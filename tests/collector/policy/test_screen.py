@@ -15,8 +15,6 @@ from collector.policy.model import ToolCall
 from collector.policy.policy import Policy
 from tests.conftest import run_cli
 
-pytest.importorskip("collector.toolcalls", reason="the shared tool-call screening (collector/toolcalls) is not in this checkout")
-
 CTX = Context("cheap-router.example", agent="claude-code", session="s-1")
 
 

@@ -8,14 +8,13 @@ from collections import Counter
 
 import pytest
 
-corpus = pytest.importorskip("analyzer.rules.corpus", reason="the detection corpora are not in this checkout")
-
-from analyzer.demo import formats  # noqa: E402
-from collector.catalog import load_catalog  # noqa: E402
-from collector.policy.judge import Context, judge_for  # noqa: E402
-from collector.policy.model import BLOCK  # noqa: E402
-from collector.policy.policy import BUILTIN_RULES, Policy  # noqa: E402
-from collector.proxy.gate.body import BodyGate  # noqa: E402
+from analyzer.demo import formats
+from analyzer.rules import corpus
+from collector.catalog import load_catalog
+from collector.policy.judge import Context, judge_for
+from collector.policy.model import BLOCK
+from collector.policy.policy import BUILTIN_RULES, Policy
+from collector.proxy.gate.body import BodyGate
 
 ROOT = corpus.default_corpus_dir()
 JUDGE = judge_for(Policy(), load_catalog())
