@@ -4,9 +4,10 @@ Opening the store and committing costs seconds; an agent waits for its PreToolUs
 tool call. So the hook writes each decision, already redacted with the store's key, as one small
 file in a spool directory (0700; files 0600, written to a temporary name and renamed, so a reader
 never sees half a file), answers the agent, and starts a detached importer (`python -m
-collector.policy.spool STORE`) that moves every spooled file into the store. Importers claim a file
-by renaming it, so several can run at once; a file whose import failed is put back for the next one.
-Nothing is lost on a crash: a spooled decision stays until an import succeeds.
+collector.policy.spool STORE`) that moves every spooled file into the store. One importer works at a
+time (a lock file beside the spool; the others leave at once instead of each opening the store), and
+it claims each file by renaming it; a file whose import failed is put back for the next one. Nothing
+is lost on a crash: a spooled decision stays until an import succeeds.
 """
 
 from __future__ import annotations
@@ -65,25 +66,41 @@ def start_importer(spec: str) -> None:
 
 
 def import_spool(spec: str | None) -> int:
-    """Move every spooled decision into the store; the number of files imported."""
-    from collector.store import Store
-    from collector.store.writer import BatchWriter
+    """Move every spooled decision into the store; the number of files imported. One importer works at
+    a time (a lock file beside the spool); one that finds the lock taken leaves the work to the one
+    holding it, which looks again after it lets go, so a decision spooled meanwhile is not left behind."""
+    import fcntl
 
     loc = StoreLocation.parse(spec)
     d = spool_dir(loc)
-    if not d.is_dir():
-        return 0
+    done = 0
+    while d.is_dir() and any(d.glob("*" + SUFFIX)):
+        fd = os.open(d / ".importer.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return done  # another importer is at work
+            done += _import_all(spec, d)
+        finally:
+            os.close(fd)  # releases the lock
+    return done
+
+
+def _import_all(spec: str | None, d: Path) -> int:
+    from collector.store import Store
+    from collector.store.writer import BatchWriter
+
     done = 0
     with Store.open(spec) as st:
         while True:
-            files = sorted(d.glob("*" + SUFFIX))
             claimed = []
-            for f in files:
+            for f in sorted(d.glob("*" + SUFFIX)):
                 mine = f.with_name(f.name + f".{os.getpid()}.importing")
                 try:
                     os.rename(f, mine)
                 except FileNotFoundError:
-                    continue  # another importer took it
+                    continue
                 claimed.append(mine)
             if not claimed:
                 return done

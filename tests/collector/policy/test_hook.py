@@ -171,3 +171,27 @@ def test_cli_install_writes_the_hook_that_answers(tmp_path: Path) -> None:
     (home / ".claude" / "settings.json").write_text("{broken")
     r = run_cli("gate", "--install", "claude", env={"HOME": str(home)})
     assert r.returncode == 2 and "not valid JSON" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_spool_importers_take_turns(tmp_path: Path) -> None:
+    """An importer that finds another at work leaves at once; the one at work imports what arrives."""
+    import fcntl
+
+    from collector.policy import spool
+    from collector.store.connection import StoreLocation
+
+    store = str(tmp_path / "store")
+    loc = StoreLocation.parse(store)
+    row = {"ts": __import__("datetime").datetime(2026, 12, 1), "host_id": "h1", "source": "hook", "action": "allow"}
+    spool.spool(loc, {"gate_decisions": [row]})
+    d = spool.spool_dir(loc)
+    fd = os.open(d / ".importer.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert spool.import_spool(store) == 0  # busy: left to the holder
+    finally:
+        os.close(fd)
+    spool.spool(loc, {"gate_decisions": [row]})
+    assert spool.import_spool(store) == 2 and not list(d.glob("*" + spool.SUFFIX))
+    with Store.open(store, read_only=True) as st:
+        assert st.sql("SELECT count(*) FROM gate_decisions").fetchone()[0] == 2
