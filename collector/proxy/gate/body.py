@@ -139,7 +139,9 @@ class BodyGate:
             return
         self.ended = True
         if self._splitter is not None:
-            rest = self._splitter.rest()
+            blocks, rest = self._splitter.finish()
+            for blk in blocks:
+                self._event(blk)
             if rest is not None:
                 if rest.data is not None:
                     self._event(rest)

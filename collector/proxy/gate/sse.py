@@ -46,13 +46,14 @@ class SseSplitter:
         self.buf = bytearray()
         self.base = 0  # body offset of buf[0]
 
-    def feed(self, data: bytes) -> list[Block]:
+    def feed(self, data: bytes, final: bool = False) -> list[Block]:
+        """Complete blocks so far; `final`: the body ended, so a CR at its very end is a line end."""
         self.buf += data
         out: list[Block] = []
         buf = self.buf
         pos = 0
         while True:
-            end = self._block_end(buf, pos)
+            end = self._block_end(buf, pos, final)
             if end is None:
                 break
             raw = bytes(buf[pos:end])
@@ -65,7 +66,7 @@ class SseSplitter:
         return out
 
     @staticmethod
-    def _block_end(buf: bytearray, pos: int) -> int | None:
+    def _block_end(buf: bytearray, pos: int, final: bool = False) -> int | None:
         if b"\r" not in buf:
             i = buf.find(b"\n\n", pos)
             if i >= 0:
@@ -74,15 +75,20 @@ class SseSplitter:
             return pos + 1 if buf[pos : pos + 1] == b"\n" else None
         prev_end = pos  # start of the current line
         for m in _TERM.finditer(buf, pos):
-            if m.group() == b"\r" and m.end() == len(buf):
+            if m.group() == b"\r" and m.end() == len(buf) and not final:
                 return None  # a CR at the end may be the first half of CRLF
             if m.start() == prev_end:  # an empty line: the block ends here
                 return m.end()
             prev_end = m.end()
         return None
 
+    def finish(self) -> tuple[list[Block], Block | None]:
+        """The body ended: its last complete blocks, and a last block without its blank line (a stream
+        cut short), if any."""
+        return self.feed(b"", final=True), self.rest()
+
     def rest(self) -> Block | None:
-        """The body ended: a last block without its blank line (a stream cut short), if any."""
+        """What is left that is not a complete block (after `feed(..., final=True)`), if anything."""
         if not self.buf:
             return None
         raw = bytes(self.buf)
