@@ -254,13 +254,13 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from collector import config
     from collector.policy.hook import answer, hook_context, load_written, record, save_written
     from collector.policy.judge import judge_for
-    from collector.policy.spool import spool_dir
+    from collector.policy.outbox import outbox_dir
     from collector.store.connection import StoreLocation
 
     pol, cat = _policy_and_catalog(args.store, args.policy, args.gate_fail_open)
     agent = install_agent(args.agent)
     judge = judge_for(pol, cat)
-    written = spool_dir(StoreLocation.parse(args.store)) / "written-files.json"  # a split payload's first half
+    written = outbox_dir(StoreLocation.parse(args.store)) / "written-files.json"  # a split payload's first half
     load_written(judge, written)
     raw = sys.stdin.buffer.read(16 * 1024 * 1024 + 1)
     ans = answer(raw, agent=agent, judge=judge, catalog=cat)

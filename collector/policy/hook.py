@@ -164,14 +164,14 @@ def save_written(judge: Judge, path: Path) -> None:
 def record(ans: HookAnswer, *, agent: str, ctx: Context, policy: str, store: str | None, host_id: str,
            wait: bool = False) -> str | None:
     """Record the decision (and the fingerprints of secrets in the call) without making the agent wait:
-    redacted with the store's key, spooled, then imported by a detached process (collector.policy.spool;
+    redacted with the store's key, put in the outbox, then imported by a detached process (collector.policy.outbox;
     `wait` imports in this process instead). Returns an error message rather than raising: the
     agent's answer never depends on the store."""
     if ans.verdict is None:
         return None
     try:
         from collector.config import resolve_store
-        from collector.policy import spool
+        from collector.policy import outbox
         from collector.policy.record import decision_row
         from collector.secrets import Fingerprinter
         from collector.store.connection import StoreLocation
@@ -183,11 +183,11 @@ def record(ans: HookAnswer, *, agent: str, ctx: Context, policy: str, store: str
             ans.call, ans.verdict, ts=time.time(), host_id=host_id, source="hook", fp=Fingerprinter(loc.secret_key()),
             policy=policy, agent=agent, router=ctx.router, pid=os.getppid(), api=f"hook:{agent}",
             session_id=sid if isinstance(sid, str) else None)
-        spool.spool(loc, {"gate_decisions": [row], **({"secrets_seen": secrets_rows} if secrets_rows else {})})
+        outbox.put(loc, {"gate_decisions": [row], **({"secrets_seen": secrets_rows} if secrets_rows else {})})
         if wait:
-            spool.import_spool(spec)
+            outbox.import_outbox(spec)
         else:
-            spool.start_importer(spec)
+            outbox.start_importer(spec)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"[:300]
     return None

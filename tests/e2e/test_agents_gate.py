@@ -216,7 +216,7 @@ def test_claude_code_with_the_gate_as_its_pretooluse_hook(tmp_path: Path, router
 
 
 def _wait_decisions(store: Path, timeout: float = 60) -> list[dict]:
-    """The hook records through its spool, in the background: wait for the rows."""
+    """The hook records through its outbox, in the background: wait for the rows."""
     import time
 
     deadline = time.monotonic() + timeout

@@ -1,7 +1,7 @@
 """`routerwatch gate` as a PreToolUse hook: Claude Code's and Codex's wire format, deny with the reason,
 no answer for everything else (the agent's permissions decide), fail closed on unreadable input and
 slow judgements, the router named from the agent's settings, decisions recorded (redacted) in the
-store through the spool, and the installer's reversible edits of the agent's settings."""
+store through its outbox."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def test_decisions_are_recorded_redacted(tmp_path: Path) -> None:
                        "hook:claude-code", "Bash", "toolu_1")
     assert secret not in row[8] and "[REDACTED:aws_access_key_id:" in row[8]
     assert row[9] == "s-1" and row[10] == j.policy.digest and kinds == ["aws_access_key_id"]
-    assert not list((tmp_path / "store" / "gate-spool").glob("*.json"))  # imported, nothing left behind
+    assert not list((tmp_path / "store" / "gate-outbox").glob("*.json"))  # imported, nothing left behind
 
 
 def test_cli_answers_then_records_in_the_background(tmp_path: Path) -> None:

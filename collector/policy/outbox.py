@@ -1,13 +1,14 @@
-"""The hook's decisions reach the store without making the agent wait for it.
+"""The hook's decisions reach the store without making the agent wait for it: the hook's outbox.
 
 Opening the store and committing costs seconds; an agent waits for its PreToolUse hook on every
 tool call. So the hook writes each decision, already redacted with the store's key, as one small
-file in a spool directory (0700; files 0600, written to a temporary name and renamed, so a reader
+file in an outbox directory (0700; files 0600, written to a temporary name and renamed, so a reader
 never sees half a file), answers the agent, and starts a detached importer (`python -m
-collector.policy.spool STORE`) that moves every spooled file into the store. One importer works at a
-time (a lock file beside the spool; the others leave at once instead of each opening the store), and
-it claims each file by renaming it; a file whose import failed is put back for the next one. Nothing
-is lost on a crash: a spooled decision stays until an import succeeds.
+collector.policy.outbox STORE`) that moves every file into the store. One importer works at a time
+(a lock file in the outbox; the others leave at once instead of each opening the store), and it
+claims each file by renaming it; a file whose import failed is put back for the next one. Nothing is
+lost on a crash: a decision stays in the outbox until an import succeeds. (A long-running writer
+that outlives its store is collector.store.spool, a different thing: it needs the store open.)
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from collector.store.connection import StoreLocation
 SUFFIX = ".decision.json"
 
 
-def spool_dir(loc: StoreLocation) -> Path:
-    """`gate-spool/` in the store's directory; for a catalog-URI store, the user's state directory."""
+def outbox_dir(loc: StoreLocation) -> Path:
+    """`gate-outbox/` in the store's directory; for a catalog-URI store, the user's state directory."""
     if loc.root is not None:
-        return loc.root / "gate-spool"
+        return loc.root / "gate-outbox"
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "routerwatch" / "gate-spool"
+    return Path(base) / "routerwatch" / "gate-outbox"
 
 
 def _default(v: object) -> object:
@@ -43,9 +44,9 @@ def _hook(obj: dict) -> object:
     return dt.datetime.fromisoformat(obj["__ts__"]) if set(obj) == {"__ts__"} else obj
 
 
-def spool(loc: StoreLocation, tables: dict[str, list[dict]]) -> Path:
-    """Write rows (table -> rows) as one spool file; returns its path."""
-    d = spool_dir(loc)
+def put(loc: StoreLocation, tables: dict[str, list[dict]]) -> Path:
+    """Write rows (table -> rows) as one outbox file; returns its path."""
+    d = outbox_dir(loc)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     name = f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%f')}-{os.getpid()}-{secrets.token_hex(3)}"
     tmp = d / f".{name}.tmp"
@@ -60,19 +61,19 @@ def spool(loc: StoreLocation, tables: dict[str, list[dict]]) -> Path:
 
 
 def start_importer(spec: str) -> None:
-    """A detached `python -m collector.policy.spool STORE`: no inherited pipes, its own session."""
-    subprocess.Popen([sys.executable, "-m", "collector.policy.spool", spec], stdin=subprocess.DEVNULL,
+    """A detached `python -m collector.policy.outbox STORE`: no inherited pipes, its own session."""
+    subprocess.Popen([sys.executable, "-m", "collector.policy.outbox", spec], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
 
-def import_spool(spec: str | None) -> int:
-    """Move every spooled decision into the store; the number of files imported. One importer works at
-    a time (a lock file beside the spool); one that finds the lock taken leaves the work to the one
-    holding it, which looks again after it lets go, so a decision spooled meanwhile is not left behind."""
+def import_outbox(spec: str | None) -> int:
+    """Move every decision in the outbox into the store; the number of files imported. One importer
+    works at a time (a lock file in the outbox); one that finds the lock taken leaves the work to the
+    one holding it, which looks again after it lets go, so a decision put meanwhile is not left behind."""
     import fcntl
 
     loc = StoreLocation.parse(spec)
-    d = spool_dir(loc)
+    d = outbox_dir(loc)
     done = 0
     while d.is_dir() and any(d.glob("*" + SUFFIX)):
         fd = os.open(d / ".importer.lock", os.O_WRONLY | os.O_CREAT, 0o600)
@@ -111,7 +112,7 @@ def _import_all(spec: str | None, d: Path) -> int:
                         w.add(table, rows)
                 w.close()
             except Exception:
-                for f in claimed:  # back in the spool for the next importer
+                for f in claimed:  # back in the outbox for the next importer
                     os.replace(f, f.with_name(f.name.split(SUFFIX)[0] + SUFFIX))
                 raise
             for f in claimed:
@@ -120,4 +121,4 @@ def _import_all(spec: str | None, d: Path) -> int:
 
 
 if __name__ == "__main__":
-    import_spool(sys.argv[1] if len(sys.argv) > 1 else None)
+    import_outbox(sys.argv[1] if len(sys.argv) > 1 else None)
