@@ -127,9 +127,9 @@ def run(n: int, env: dict, seconds: float, batch: int, embedded: bool) -> dict:
 def analyzer_latency(env: dict, exchanges: int) -> dict:
     """New exchanges from three hosts, then one incremental analyze: its wall time and the fleet rules'."""
     os.environ.update(env)
-    from analyzer.catalog import load_catalog
     from analyzer.engine import analyze
     from analyzer.rules import load_rules
+    from collector.catalog import load_catalog
     from collector.store import BatchWriter, Store
 
     rng = np.random.default_rng(3)

@@ -115,7 +115,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     # analyzer: `routerwatch analyze/findings/report/canary/sql` on real stores
     "analyzer/alerts.py": (f"{_A}/test_analyze_cli.py",),
     "analyzer/canary.py": (f"{_A}/test_analyze_cli.py",),
-    "analyzer/catalog/loader.py": (f"{_C}/catalog/test_loader.py",),  # the old import path of collector/catalog
     "analyzer/cli.py": (f"{_A}/test_analyze_cli.py", f"{_A}/test_sql_cli.py"),
     "analyzer/coverage.py": (f"{_A}/test_detection_gaps.py",),
     "analyzer/demo/agent.py": (f"{_A}/demo/test_demo_zoo.py", f"{_A}/demo/test_demo_capture.py"),

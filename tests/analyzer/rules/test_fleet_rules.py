@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from analyzer.catalog import load_catalog
 from analyzer.engine import analyze, memory_connection
 from analyzer.rules import load_rules
 from analyzer.rules.testing import load_rows
+from collector.catalog import load_catalog
 
 
 def exchange(i: int, host: str) -> dict:
