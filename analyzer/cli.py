@@ -9,22 +9,50 @@ from pathlib import Path
 
 from collector.cli import UserError, add_store_arg
 
+CLI_MAX_ROWS = 100_000  # the dashboard shows 10,000; a terminal or a pipe can take more
+
+
+def sandbox_limits(args: argparse.Namespace, default_rows: int = CLI_MAX_ROWS):
+    """The SQL sandbox's limits from --timeout/--memory-limit/--max-rows, else the environment."""
+    from analyzer.sandbox import Limits
+
+    try:
+        return Limits.from_env(args.timeout, args.memory_limit, args.max_rows, default_rows=default_rows)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from analyzer.sql import QueryError, format_rows, run_query
-    from analyzer.sql_shell import interactive
-    from collector.store import Store
+    from analyzer.sandbox import QueryError, Sandbox
+    from analyzer.sql_shell import interactive, show
 
-    with Store.open(args.store, read_only=True) as store:
+    limits = sandbox_limits(args)
+    try:
+        sb = Sandbox.open(args.store, limits)
+    except QueryError as exc:
+        raise UserError(str(exc)) from None
+    with sb:
         if not args.query:
-            return interactive(store, args.format)
+            return interactive(sb, args.format)
         query = sys.stdin.read() if args.query == "-" else args.query
         try:
-            cols, rows = run_query(store, query)
+            res = sb.run_one(query)
         except QueryError as exc:
             raise UserError(str(exc)) from None
-        print(format_rows(cols, rows, args.format))
+        show(res, args.format, limits.max_rows)
     return 0
+
+
+def add_sandbox_args(p: argparse.ArgumentParser, rows_default: int) -> None:
+    """--timeout / --memory-limit / --max-rows (also read from ROUTERWATCH_SQL_*)."""
+    from analyzer.sandbox import DEFAULT_MEMORY, DEFAULT_TIMEOUT_S, MAX_ROWS_ENV, MEMORY_ENV, TIMEOUT_ENV
+
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help=f"stop a query after this long (default ${TIMEOUT_ENV}, else {DEFAULT_TIMEOUT_S:g})")
+    p.add_argument("--memory-limit", metavar="SIZE",
+                   help=f"DuckDB memory per query, e.g. 512MiB, 4GiB (default ${MEMORY_ENV}, else {DEFAULT_MEMORY})")
+    p.add_argument("--max-rows", type=int, metavar="N",
+                   help=f"return at most N rows, cut inside the query (default ${MAX_ROWS_ENV}, else {rows_default:,})")
 
 
 # -- analyze and friends -------------------------------------------------------------------------
@@ -286,9 +314,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run read-only SQL over the store. Tables: flows, processes, dns, tls, http, "
         "llm_exchanges, tool_calls, secrets_seen, findings, routers, flow_classes, exchange_classes, "
         "tool_call_indicators, package_installs, ledger, collector_stats, ingest_runs, ... "
-        "(see docs/sql.md). Without QUERY, an interactive prompt with history; QUERY '-' reads stdin.",
+        "(see docs/sql.md). Without QUERY, an interactive prompt with history; QUERY '-' reads stdin. "
+        "Queries run in a sandbox (docs/security.md): SELECT, WITH, EXPLAIN, DESCRIBE, SHOW and SUMMARIZE "
+        "only; no file access, ATTACH, COPY or settings; a time, memory and row limit per query.",
     )
     add_store_arg(p)
+    add_sandbox_args(p, CLI_MAX_ROWS)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table",
                    help="table (default), json (one array of row objects) or csv")
     p.add_argument("query", nargs="?", metavar="QUERY")

@@ -1,4 +1,7 @@
-"""`routerwatch sql`: read-only SQL over the store, formatted as a table, JSON or CSV."""
+"""`routerwatch sql` output: query results formatted as a table, JSON or CSV.
+
+The queries themselves run in the SQL sandbox (analyzer/sandbox.py).
+"""
 
 from __future__ import annotations
 
@@ -11,29 +14,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
-
-from collector.store import Store
-
 FORMATS = ("table", "json", "csv")
-
-
-class QueryError(Exception):
-    """The query failed; the message is DuckDB's first line (or a refusal to write)."""
-
-
-def run_query(store: Store, query: str) -> tuple[list[str], list[tuple]]:
-    """Run one or more statements; the last one's result is returned."""
-    try:
-        cur = store.con.execute(query)
-    except duckdb.Error as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if store.read_only and ("read-only" in msg.lower() or "read only" in msg.lower()):
-            msg = "the store is read-only here: `routerwatch sql` never writes (" + msg + ")"
-        raise QueryError(msg) from None
-    if cur.description is None:
-        return [], []
-    return [d[0] for d in cur.description], cur.fetchall()
 
 
 def _jsonable(v: Any) -> Any:
@@ -81,20 +62,3 @@ def format_rows(columns: Sequence[str], rows: Sequence[tuple], fmt: str = "table
     out += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
     out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return "\n".join(out)
-
-
-def split_statements(buffer: str) -> tuple[list[str], str]:
-    """Complete `;`-terminated statements in `buffer`, and the unfinished rest (quotes respected)."""
-    stmts, start, quote = [], 0, None
-    for i, ch in enumerate(buffer):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in ("'", '"'):
-            quote = ch
-        elif ch == ";":
-            s = buffer[start:i].strip()
-            if s:
-                stmts.append(s)
-            start = i + 1
-    return stmts, buffer[start:]

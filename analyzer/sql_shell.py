@@ -1,49 +1,62 @@
-"""The interactive `routerwatch sql` prompt: history, multi-line statements ended by `;`."""
+"""The interactive `routerwatch sql` prompt: history, multi-line statements ended by `;`.
+
+Everything typed runs in the SQL sandbox (analyzer/sandbox.py). A statement is complete when DuckDB's
+own tokenizer sees a `;` at its end (a `;` inside a string or comment does not count).
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from analyzer.sql import QueryError, format_rows, run_query, split_statements
-from collector.store import Store
+from analyzer.sandbox import QueryError, Result, Sandbox, complete
+from analyzer.sql import format_rows
 
-BANNER = "routerwatch sql: read-only SQL over the store. End statements with ';'. .tables lists tables, .quit exits."
+BANNER = ("routerwatch sql: read-only SQL over the store (sandboxed: SELECT, WITH, EXPLAIN, DESCRIBE, SHOW, "
+          "SUMMARIZE). End statements with ';'. .tables lists tables, .quit exits.")
 
 
 def history_path() -> Path:
     p = Path.home() / ".local" / "state" / "routerwatch"
-    p.mkdir(parents=True, exist_ok=True)
+    p.mkdir(parents=True, exist_ok=True, mode=0o700)
     return p / "sql_history"
 
 
-def _run(store: Store, stmt: str, fmt: str) -> None:
-    if stmt.strip() in (".tables", "\\d"):
-        print("\n".join(store.tables()))
-        return
+def show(res: Result, fmt: str, cap: int) -> None:
+    """Print a result; a cut result says so on stderr (stdout stays parseable)."""
+    print(format_rows(res.columns, res.rows, fmt))
+    if res.truncated:
+        print(f"routerwatch: note: only the first {cap:,} rows are shown (--max-rows to change)", file=sys.stderr)
+
+
+def run_statements(sb: Sandbox, text: str, fmt: str) -> str | None:
+    """Check every statement of `text` before the first runs, then print each result as it comes;
+    returns the error (one line) that stopped it, if any."""
     try:
-        cols, rows = run_query(store, stmt)
+        for p in sb.check(text):
+            show(sb.execute(p), fmt, sb.limits.max_rows)
     except QueryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return str(exc)
+    return None
+
+
+def _command(sb: Sandbox, text: str, fmt: str) -> None:
+    if text.strip() in (".tables", "\\d"):
+        print("\n".join(sb.tables()))
         return
-    print(format_rows(cols, rows, fmt))
+    err = run_statements(sb, text, fmt)
+    if err:
+        print(f"error: {err}", file=sys.stderr)
 
 
-def interactive(store: Store, fmt: str = "table") -> int:
-    """Read statements until EOF; uses prompt_toolkit on a terminal, plain stdin otherwise."""
-    if not sys.stdin.isatty():
-        stmts, rest = split_statements(sys.stdin.read())
-        if rest.strip():
-            stmts.append(rest.strip())
-        status = 0
-        for s in stmts:
-            try:
-                cols, rows = run_query(store, s)
-                print(format_rows(cols, rows, fmt))
-            except QueryError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                status = 1
-        return status
+def interactive(sb: Sandbox, fmt: str = "table") -> int:
+    """Read statements until EOF; uses prompt_toolkit on a terminal, a script from stdin otherwise."""
+    if not sys.stdin.isatty():  # a script: exit status 2 when a statement is refused or fails
+        script = sys.stdin.read()
+        err = run_statements(sb, script, fmt) if script.strip() else None
+        if err:
+            print(f"routerwatch: error: {err}", file=sys.stderr)
+        return 2 if err else 0
 
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
@@ -62,8 +75,9 @@ def interactive(store: Store, fmt: str = "table") -> int:
         if not buffer and line.strip() in (".quit", ".exit", "\\q"):
             return 0
         if not buffer and line.strip().startswith("."):
-            _run(store, line.strip(), fmt)
+            _command(sb, line.strip(), fmt)
             continue
-        stmts, buffer = split_statements(buffer + line + "\n")
-        for s in stmts:
-            _run(store, s, fmt)
+        buffer += line + "\n"
+        if complete(buffer):
+            _command(sb, buffer, fmt)
+            buffer = ""

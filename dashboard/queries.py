@@ -101,9 +101,8 @@ class Reader:
         with self._lock:
             if self._store is None:
                 store = Store.open(self.spec, read_only=True)
-                # The lake is attached read-only; this also closes the rest: no file reads/writes
-                # (read_csv, COPY TO, ATTACH) from the SQL console, and no setting can undo that.
-                # (A fleet store's data path is remote; there the SQL console's statement check is the guard.)
+                # The pages' own queries only; what a person types runs in analyzer/sandbox.py on a
+                # connection of its own. Still closed here too: no file access beyond the data path.
                 if store.location.root is not None:
                     store.con.execute("SET allowed_directories = [?]", [store.location.data_path])
                     store.con.execute("SET enable_external_access = false")
