@@ -1,11 +1,12 @@
 """`routerwatch dashboard` and `routerwatch up` (registered through the `routerwatch.commands` entry point).
 
-The dashboard is `streamlit run dashboard/app.py` with safe server flags. It binds 127.0.0.1 by
-default; bound to any other address it refuses to start unless authentication is configured (a token,
-or OIDC through Streamlit's built-in auth). `up` is the main job: `routerwatch collect`, the continuous
-analyzer (`routerwatch analyze --follow`) and the dashboard, each its own process on one store (data
-flows collector -> store -> analyzer -> dashboard); it forwards SIGTERM/SIGINT to all of them and
-stops the others when one exits.
+The dashboard is `streamlit run dashboard/guarded_app.py` (app.py behind the Host/Origin guard of
+host_guard.py) with safe server flags. It binds 127.0.0.1 by default; bound to any other address, or
+serving a non-loopback `--allowed-host` name, it refuses to start unless authentication is configured
+(a token, or OIDC through Streamlit's built-in auth), and warns when that happens over plain HTTP.
+`up` is the main job: `routerwatch collect`, the continuous analyzer (`routerwatch analyze --follow`)
+and the dashboard, each its own process on one store (data flows collector -> store -> analyzer ->
+dashboard); it forwards SIGTERM/SIGINT to all of them and stops the others when one exits.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from pathlib import Path
 
 from collector.cli import UserError, add_store_arg
 from collector.config import resolve_store
-from dashboard import auth
+from dashboard import auth, host_guard
 
-APP = Path(__file__).with_name("app.py")
+APP = Path(__file__).with_name("guarded_app.py")  # app.py behind the Host/Origin guard (host_guard.py)
 DEFAULT_PORT = 8501
 
 
@@ -58,19 +59,77 @@ def auth_env(args: argparse.Namespace) -> dict[str, str]:
         return {auth.MODE_ENV: "oidc"}
     if token:
         return {auth.MODE_ENV: "token", auth.TOKEN_ENV: token}
-    if not is_loopback(args.host):
+    exposed = [h for h in getattr(args, "allowed_host", None) or () if not is_loopback(h)]
+    if not is_loopback(args.host) or exposed:
+        where = args.host if not is_loopback(args.host) else f"{args.host} for {', '.join(exposed)}"
         raise UserError(
-            f"refusing to serve the dashboard on {args.host} without authentication: set "
+            f"refusing to serve the dashboard on {where} without authentication: set "
             f"{auth.TOKEN_ENV} or pass --token-file FILE (at least {auth.MIN_TOKEN_LEN} characters), or "
             "--oidc-secrets secrets.toml for OIDC; or bind 127.0.0.1 and use an SSH tunnel")
     return {auth.MODE_ENV: "none"}
 
 
+def host_env(args: argparse.Namespace) -> dict[str, str]:
+    """What the Host/Origin guard serves (dashboard/host_guard.py): the bind address, loopback, --allowed-host."""
+    names = []
+    for h in getattr(args, "allowed_host", None) or ():
+        h = h.strip().strip("[]").lower().rstrip(".")
+        if not h or host_guard.split_host(h if ":" not in h else f"[{h}]") is None or "*" in h:
+            raise UserError(f"--allowed-host {h!r}: give a host name or address, without scheme, port or wildcard")
+        names.append(h)
+    return {host_guard.BIND_ENV: args.host, host_guard.ALLOWED_ENV: ",".join(names)}
+
+
+def tls_options(args: argparse.Namespace) -> list[str]:
+    """Streamlit's certificate options from --tls-cert/--tls-key (both or neither, both readable)."""
+    cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    if not cert and not key:
+        return []
+    if not (cert and key):
+        raise UserError("--tls-cert and --tls-key go together (a PEM certificate chain and its private key)")
+    for flag, f in (("--tls-cert", cert), ("--tls-key", key)):
+        try:
+            head = Path(f).read_bytes()[:4096]
+        except OSError as exc:
+            raise UserError(f"cannot read {flag} {f}: {exc.strerror}") from None
+        if b"-----BEGIN " not in head:
+            raise UserError(f"{flag} {f} is not a PEM file")
+    if Path(key).stat().st_mode & 0o077:
+        print(f"routerwatch: warning: the TLS key {key} is readable by other users (chmod 600 it)",
+              file=sys.stderr)
+    return ["--server.sslCertFile", str(Path(cert).absolute()), "--server.sslKeyFile", str(Path(key).absolute())]
+
+
+def sql_env(args: argparse.Namespace) -> dict[str, str]:
+    """The SQL page's sandbox limits (ROUTERWATCH_SQL_*), from --sql-timeout / --sql-memory-limit."""
+    from analyzer.sandbox import MEMORY_ENV, TIMEOUT_ENV, Limits
+
+    out = {}
+    timeout, memory = getattr(args, "sql_timeout", None), getattr(args, "sql_memory_limit", None)
+    try:
+        Limits.from_env(timeout, memory)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if timeout is not None:
+        out[TIMEOUT_ENV] = str(timeout)
+    if memory is not None:
+        out[MEMORY_ENV] = memory
+    return out
+
+
 def dashboard_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     """The streamlit command line and environment for these arguments."""
+    hosts = host_env(args)  # checks --allowed-host before auth_env counts its names as exposure
     env = dict(os.environ)
     env.pop(auth.TOKEN_ENV, None)
     env.update(auth_env(args))
+    env.update(hosts)
+    env.update(sql_env(args))
+    tls = tls_options(args)
+    if not tls and not is_loopback(args.host):
+        print(f"routerwatch: warning: serving the dashboard on {args.host} over plain HTTP: the sign-in token and "
+              "everything shown cross the network in the clear; pass --tls-cert/--tls-key or put a TLS reverse "
+              "proxy in front (docs/security.md)", file=sys.stderr)
     env["ROUTERWATCH_STORE"] = resolve_store(args.store)
     if args.state_dir:
         env["ROUTERWATCH_DASHBOARD_STATE"] = str(Path(args.state_dir).absolute())
@@ -84,7 +143,12 @@ def dashboard_command(args: argparse.Namespace) -> tuple[list[str], dict[str, st
         "--server.enableXsrfProtection", "true", "--client.toolbarMode", "viewer",
         "--client.showErrorDetails", "false" if env[auth.MODE_ENV] != "none" else "true",
         "--theme.base", "light", "--runner.magicEnabled", "false",
+        *tls,
     ]
+    if args.host not in host_guard.WILDCARDS:  # Streamlit's own websocket Host check too (exact names only)
+        policy = host_guard.HostPolicy(args.host, env[host_guard.ALLOWED_ENV].split(","))
+        for name in sorted(policy.names):
+            cmd += ["--server.allowedHosts", name]
     if args.oidc_secrets:
         cmd += ["--secrets.files", str(Path(args.oidc_secrets).absolute())]
     return cmd, env
@@ -139,7 +203,8 @@ def supervise(procs: dict[str, subprocess.Popen]) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     cmd, env = dashboard_command(args)
-    print(f"routerwatch dashboard: http://{args.host}:{args.port}/ (store {env['ROUTERWATCH_STORE']}, "
+    scheme = "https" if "--server.sslCertFile" in cmd else "http"
+    print(f"routerwatch dashboard: {scheme}://{args.host}:{args.port}/ (store {env['ROUTERWATCH_STORE']}, "
           f"auth {env[auth.MODE_ENV]})", file=sys.stderr, flush=True)
     return supervise({"dashboard": subprocess.Popen(cmd, env=env)})
 
@@ -198,6 +263,15 @@ def _dashboard_args(p: argparse.ArgumentParser) -> None:
                    help="where acknowledgements, notes and saved queries live (default "
                         "$ROUTERWATCH_DASHBOARD_STATE, else ~/.local/state/routerwatch/dashboard)")
     p.add_argument("--capture-dir", metavar="DIR", help="the live collector's capture ring (packet drill-down)")
+    p.add_argument("--allowed-host", action="append", metavar="NAME",
+                   help="also serve requests for this host name (repeatable), e.g. the name a TLS reverse proxy "
+                        "forwards; only the bind address and localhost are served otherwise (DNS-rebinding defence)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain (with --tls-key)")
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    p.add_argument("--sql-timeout", type=float, metavar="SECONDS",
+                   help="time limit of a query on the SQL page (default $ROUTERWATCH_SQL_TIMEOUT, else 30)")
+    p.add_argument("--sql-memory-limit", metavar="SIZE",
+                   help="DuckDB memory of a query on the SQL page (default $ROUTERWATCH_SQL_MEMORY_LIMIT, else 1GiB)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
