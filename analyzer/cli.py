@@ -216,6 +216,9 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
         v = store.read(lambda con: verify(con, expected_head=args.head))
     if v.ok:
         print(f"ledger OK: {v.entries} entries, head {v.head_seq} {v.head_hash}")
+        if v.pending:
+            print(f"  {v.pending} tool-call row(s) committed since the last analyze are not covered yet "
+                  "(the next `routerwatch analyze` covers them)")
         return 0
     print(f"ledger FAILED: {len(v.problems)} problem(s) in {v.entries} entries", file=sys.stderr)
     for p in v.problems:

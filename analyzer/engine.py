@@ -411,8 +411,8 @@ def _write_phase(con: duckdb.DuckDBPyConnection, read: _Read, catalog: Catalog, 
     t = mark("dedup", t)
     insert(con, "findings", findings)
     insert(con, "finding_coverage", coverage_rows(con, candidates, findings, run_id))
-    if new_rows["llm_exchanges"]:
-        entries, seq, head = ledger.append(con, now, read.ex_routers)
+    if new_rows["llm_exchanges"] or new_rows["tool_calls"] or findings:  # exchanges, late tool calls, findings
+        entries, seq, head = ledger.append(con, now, read.ex_routers, run_id)
         insert(con, "ledger", entries)
     else:
         seq, head = ledger.head(con)

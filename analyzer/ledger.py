@@ -1,10 +1,22 @@
-"""Append-only hash chain over LLM exchanges: what was asked of which router, and what came back.
+"""Append-only hash chain over what the store keeps: exchanges, their tool calls and the findings.
 
-Entry n commits to entry n-1: hash_n = sha256(json([prev_hash, seq, exchange_id, host_id,
-exchange_ts, router, request_digest, response_digest])). `verify()` recomputes the chain and
-cross-checks it against `llm_exchanges` and against the head every analyze run recorded, so a
-modified entry, a deleted or reordered entry, a truncated tail, or a changed/deleted exchange all
-show. A chain anyone can recompute is only as good as its anchors: the head printed by
+Every entry commits to the one before it (`prev_hash`) and to what it covers. Two entry formats:
+
+- **v1** (stores before issue 13; `version` NULL): hash_n = sha256(json([prev_hash, seq, exchange_id,
+  host_id, exchange_ts, router, request_digest, response_digest])): the raw bodies' digests only.
+  Old entries keep this form and still verify; they cannot tell a rewritten stored body.
+- **v2**: hash_n = sha256(json(["rw-ledger-v2", prev_hash, seq, kind, exchange_id, finding_id, host_id,
+  ts, router, request_digest, response_digest, parts])) where `parts` holds a digest per stored column:
+  * `exchange` entries: every column of the exchange's `llm_exchanges` row (the redacted request and
+    response bodies, models, status, router, tokens, ...) and of each of its `tool_calls` rows;
+  * `tool_calls` entries: tool-call rows committed after their exchange was already in the ledger
+    (the live writer may commit an exchange and its tool calls apart);
+  * `finding` entries: every column of each finding an analyzer run wrote (findings are append-only:
+    later coverage of a finding is a new row, never an edit).
+
+`verify()` recomputes the chain, then recomputes each part from the store and names what differs: which
+entry, which row (exchange, tool call, finding) and which column, or that a row was deleted, added or
+duplicated. A chain anyone can recompute is only as good as its anchors: the head printed by
 `routerwatch ledger verify` and sent in EVE `ledger` events belongs somewhere outside the store.
 """
 
@@ -13,115 +25,287 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
+from collector.store.schema import TABLES
+
 GENESIS = "0" * 64
-
-
+V2 = 2
+V2_TAG = "rw-ledger-v2"
 TS_SQL = "strftime({col}, '%Y-%m-%dT%H:%M:%S.%f')"  # the timestamp as hashed: fixed width, microseconds
 
+# The columns a v2 entry covers, fixed per format version: a column added to the schema later is not
+# covered by older entries (and verify compares only the columns an entry names).
+EXCHANGE_COLUMNS = (
+    "ts", "flow_uid", "host_id", "pid", "api", "host", "path", "model_requested", "model_returned", "streamed",
+    "status", "router", "tool_call_count", "input_tokens", "output_tokens", "latency_ms", "router_headers",
+    "request_digest", "response_digest", "request_body", "response_body", "truncated", "stream_events", "source",
+)
+TOOL_CALL_COLUMNS = ("ts", "host_id", "exchange_id", "idx", "call_id", "name", "arguments", "direction")
+FINDING_COLUMNS = (
+    "finding_id", "ts", "rule_id", "rule_rev", "severity", "attack_class", "title", "host_id", "pid", "flow_uid",
+    "exchange_id", "evidence", "dedup_key", "router", "summary", "run_id",
+)
 
+
+# -- hashing -------------------------------------------------------------------------------------------
 def entry_hash(prev: str, seq: int, exchange_id: str | None, host_id: str | None, exchange_ts: str | None,
                router: str | None, request_digest: str | None, response_digest: str | None) -> str:
-    """`exchange_ts` is the text of TS_SQL (so Python and SQL agree on its form)."""
+    """A v1 entry's hash. `exchange_ts` is the text of TS_SQL (so Python and SQL agree on its form)."""
     payload = json.dumps([prev, int(seq), exchange_id, host_id, exchange_ts, router, request_digest, response_digest],
                          separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def entry_hash_v2(prev: str, seq: int, kind: str | None, exchange_id: str | None, finding_id: str | None,
+                  host_id: str | None, ts: str | None, router: str | None, request_digest: str | None,
+                  response_digest: str | None, parts: str) -> str:
+    """A v2 entry's hash; `parts` is the canonical JSON text (`canonical(parts_dict)`)."""
+    payload = json.dumps([V2_TAG, prev, int(seq), kind, exchange_id, finding_id, host_id, ts, router, request_digest,
+                          response_digest, parts], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def canonical(v: Any) -> str:
+    """The text of a `parts` dict as hashed (keys sorted: the same at append and at verify)."""
+    return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _value_sql(col: str, sql_type: str) -> str:
+    """One text per stored value, by declared type, computed by DuckDB at append and at verify alike
+    (a type tag first, so NULL, '' and 0 differ; doubles with 17 significant digits round-trip)."""
+    q = f'"{col}"'
+    if sql_type.endswith("[]"):
+        text = f"'l' || to_json({q})::VARCHAR"
+    elif sql_type == "TIMESTAMP":
+        text = f"'t' || {TS_SQL.format(col=q)}"
+    elif sql_type == "DOUBLE":
+        text = f"'f' || printf('%.17g', {q})"
+    else:  # VARCHAR, JSON (the stored text), INTEGER, BIGINT, BOOLEAN
+        text = f"'{sql_type[0].lower()}' || {q}::VARCHAR"
+    return f"coalesce({text}, 'n')"
+
+
+def digest_sql(table: str, columns: tuple[str, ...], have: set[str] | None = None) -> str:
+    """Select-list items `"d:<col>"` = the first 128 bits of sha256 of each column's value text."""
+    types = dict(TABLES[table])
+    cols = [c for c in columns if have is None or c in have]
+    return ", ".join(f'left(sha256({_value_sql(c, types[c])}), 32) AS "d:{c}"' for c in cols)
+
+
+def text_digest(value: str | None) -> str:
+    """The digest of a VARCHAR value, in Python (what `digest_sql` computes for it)."""
+    return hashlib.sha256(("s" + value).encode() if value is not None else b"n").hexdigest()[:32]
+
+
+def column_digests(row: dict) -> dict[str, str]:
+    return row["d"]
+
+
+def tool_call_key(row: dict) -> str:
+    return f"{row.get('direction')}#{row.get('idx')}"
+
+
+def tool_call_parts(rows: list[dict]) -> dict[str, list[dict[str, str]]]:
+    """Tool-call rows by key (direction#idx) -> their column digests (a list: a key may repeat)."""
+    out: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        out[tool_call_key(r)].append(column_digests(r))
+    return {k: sorted(v, key=canonical) for k, v in out.items()}
+
+
+def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict]:
+    """Rows as dicts; the `d:<col>` digests of each row gathered under the key "d" (column -> digest)."""
+    cols = [d[0] for d in cur.description]
+    plain = [(i, c) for i, c in enumerate(cols) if not c.startswith("d:")]
+    digests = [(i, c[2:]) for i, c in enumerate(cols) if c.startswith("d:")]
+    out = []
+    for r in cur.fetchall():
+        row = {c: r[i] for i, c in plain}
+        row["d"] = {c: r[i] for i, c in digests}
+        out.append(row)
+    return out
+
+
+# -- append ---------------------------------------------------------------------------------------------
 def head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
     row = con.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
     return (int(row[0]), row[1]) if row else (0, GENESIS)
 
 
-def append(con: duckdb.DuckDBPyConnection, now: dt.datetime, routers: dict[str, str | None]) -> tuple[pa.Table, int, str]:
-    """Ledger rows (an Arrow table) for the exchanges in `new_llm_exchanges`, ordered by time then id;
-    `routers` maps exchange ids to the router the classifier named."""
-    seq0, prev = head(con)
-    t = con.execute(
-        f"SELECT exchange_id, host_id, ts AS exchange_ts, {TS_SQL.format(col='ts')} AS ts_text, router, host, "
-        "request_digest, response_digest FROM new_llm_exchanges ORDER BY ts, exchange_id"
-    ).to_arrow_table()
-    exs, hosts, tss = t["exchange_id"].to_pylist(), t["host_id"].to_pylist(), t["ts_text"].to_pylist()
-    own, host = t["router"].to_pylist(), t["host"].to_pylist()
-    rqs, rss = t["request_digest"].to_pylist(), t["response_digest"].to_pylist()
-    n = len(exs)
-    router_col: list[str | None] = [None] * n
-    prevs: list[str] = [""] * n
-    hashes: list[str] = [""] * n
-    for i in range(n):
-        router = routers.get(exs[i]) or own[i] or host[i]
-        h = entry_hash(prev, seq0 + i + 1, exs[i], hosts[i], tss[i], router, rqs[i], rss[i])
-        router_col[i], prevs[i], hashes[i] = router, prev, h
+def append(con: duckdb.DuckDBPyConnection, now: dt.datetime, routers: dict[str, str | None],
+           run_id: str | None = None) -> tuple[pa.Table, int, str]:
+    """v2 ledger rows (an Arrow table) for this run: one per exchange in `new_llm_exchanges` (ordered by
+    time then id) with its tool calls, one per exchange whose tool calls in `new_tool_calls` came after
+    it, one per finding of `run_id` (already inserted in this transaction). `routers` maps exchange ids
+    to the router the classifier named."""
+    seq, prev = head(con)
+    exchanges = _dicts(con.execute(
+        f"SELECT exchange_id, host_id, ts, {TS_SQL.format(col='ts')} AS __ts_text, router, host, request_digest, "
+        f"response_digest, {digest_sql('llm_exchanges', EXCHANGE_COLUMNS, _columns(con, 'new_llm_exchanges'))} "
+        "FROM new_llm_exchanges ORDER BY ts, exchange_id"))
+    calls = _dicts(con.execute(
+        f"SELECT exchange_id, direction, idx, host_id, {digest_sql('tool_calls', TOOL_CALL_COLUMNS)} "
+        "FROM new_tool_calls WHERE exchange_id IS NOT NULL"))
+    by_exchange: dict[str, list[dict]] = defaultdict(list)
+    for c in calls:
+        by_exchange[c.get("exchange_id")].append(c)
+    findings = _dicts(con.execute(
+        f"SELECT finding_id, host_id, ts, {TS_SQL.format(col='ts')} AS __ts_text, router, "
+        f"{digest_sql('findings', FINDING_COLUMNS)} FROM findings WHERE run_id = ? ORDER BY ts, finding_id",
+        [run_id])) if run_id else []
+
+    cols: dict[str, list] = defaultdict(list)
+
+    def add(kind: str, exchange_id, finding_id, host_id, ts, ts_text, router, rq, rs, parts: dict) -> None:
+        nonlocal seq, prev
+        seq += 1
+        text = canonical(parts)
+        h = entry_hash_v2(prev, seq, kind, exchange_id, finding_id, host_id, ts_text, router, rq, rs, text)
+        for k, v in (("seq", seq), ("host_id", host_id), ("exchange_id", exchange_id), ("exchange_ts", ts),
+                     ("router", router), ("request_digest", rq), ("response_digest", rs), ("prev_hash", prev),
+                     ("hash", h), ("version", V2), ("kind", kind), ("finding_id", finding_id), ("parts", text)):
+            cols[k].append(v)
         prev = h
+
+    in_run = set()
+    for e in exchanges:
+        ex = e["exchange_id"]
+        in_run.add(ex)
+        router = routers.get(ex) or e.get("router") or e.get("host")
+        parts = {"llm_exchanges": column_digests(e), "tool_calls": tool_call_parts(by_exchange.get(ex, []))}
+        add("exchange", ex, None, e.get("host_id"), e["ts"], e["__ts_text"], router, e.get("request_digest"),
+            e.get("response_digest"), parts)
+    for ex in sorted(k for k in by_exchange if k not in in_run):
+        rows = by_exchange[ex]
+        add("tool_calls", ex, None, rows[0].get("host_id"), None, None, None, None, None,
+            {"tool_calls": tool_call_parts(rows)})
+    for f in findings:
+        add("finding", None, f["finding_id"], f.get("host_id"), f["ts"], f["__ts_text"], f.get("router"), None, None,
+            {"findings": column_digests(f)})
+
+    n = len(cols["seq"])
+    s, ts_type = pa.string(), pa.timestamp("us")
     out = pa.table({
-        "seq": pa.array(np.arange(seq0 + 1, seq0 + n + 1, dtype=np.int64)),
+        "seq": pa.array(cols["seq"], pa.int64()),
         "ts": pa.array(np.full(n, np.datetime64(now, "us"))),
-        "host_id": t["host_id"], "exchange_id": t["exchange_id"], "exchange_ts": t["exchange_ts"],
-        "router": pa.array(router_col, pa.string()), "request_digest": t["request_digest"],
-        "response_digest": t["response_digest"], "prev_hash": pa.array(prevs, pa.string()),
-        "hash": pa.array(hashes, pa.string()),
+        "host_id": pa.array(cols["host_id"], s), "exchange_id": pa.array(cols["exchange_id"], s),
+        "exchange_ts": pa.array(cols["exchange_ts"], ts_type), "router": pa.array(cols["router"], s),
+        "request_digest": pa.array(cols["request_digest"], s), "response_digest": pa.array(cols["response_digest"], s),
+        "prev_hash": pa.array(cols["prev_hash"], s), "hash": pa.array(cols["hash"], s),
+        "version": pa.array(cols["version"], pa.int32()), "kind": pa.array(cols["kind"], s),
+        "finding_id": pa.array(cols["finding_id"], s), "parts": pa.array(cols["parts"], s),
     })
-    return out, seq0 + n, prev
+    return out, seq, prev
 
 
+# -- verify ---------------------------------------------------------------------------------------------
 @dataclass
 class Verification:
     entries: int = 0
     head_seq: int = 0
     head_hash: str = GENESIS
     problems: list[str] = field(default_factory=list)
+    truncated: int = 0  # problems beyond max_problems, counted only
+    pending: int = 0  # tool-call rows of ledgered exchanges committed since the last analyze
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    """The columns `table` has here (a store migrated before a column existed lacks it)."""
+    return {r[0] for r in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
+
+
+def _changed(expected: dict[str, str], actual: dict[str, str], order: tuple[str, ...]) -> list[str]:
+    known = {c: i for i, c in enumerate(order)}
+    return sorted((c for c in expected if expected[c] != actual.get(c)), key=lambda c: (known.get(c, len(known)), c))
+
+
 def verify(con: duckdb.DuckDBPyConnection, expected_head: str | None = None, max_problems: int = 50) -> Verification:
-    """Recompute the chain; compare with the exchanges, the recorded run heads and `expected_head`."""
+    """Recompute the chain; compare what each entry covers with the store; check the run heads and
+    `expected_head`. Problems name the entry, the row and the column."""
     v = Verification()
 
     def problem(msg: str) -> None:
         if len(v.problems) < max_problems:
             v.problems.append(msg)
+        else:
+            v.truncated += 1
 
+    have = _columns(con, "ledger")
+    extra = ", ".join(c if c in have else f"NULL AS {c}" for c in ("version", "kind", "finding_id", "parts"))
     rows = con.execute(
         f"SELECT seq, exchange_id, host_id, {TS_SQL.format(col='exchange_ts')}, router, request_digest, response_digest, "
-        "prev_hash, hash FROM ledger ORDER BY rowid"
+        f"prev_hash, hash, {extra} FROM ledger ORDER BY rowid"
     ).fetchall()
     prev = GENESIS
     expected_seq = 1
     hashes: dict[int, str] = {}
-    for seq, ex, host_id, ts, router, rq, rs, prev_hash, h in rows:
+    v2: list[tuple[int, str, str | None, str | None, dict]] = []  # (seq, kind, exchange_id, finding_id, parts)
+    for seq, ex, host_id, ts, router, rq, rs, prev_hash, h, version, kind, finding_id, parts in rows:
         v.entries += 1
         if seq != expected_seq:
             if seq is not None and seq > expected_seq:
-                problem(f"entries {expected_seq}..{seq - 1} are missing (deleted)")
+                problem(f"ledger entries {expected_seq}..{seq - 1} are missing (deleted)")
             else:
-                problem(f"entry {seq} is out of order (expected {expected_seq}): reordered or duplicated")
+                problem(f"ledger entry {seq} is out of order (expected {expected_seq}): reordered or duplicated")
         if prev_hash != prev:
-            problem(f"entry {seq}: prev_hash does not match the previous entry (deleted or reordered entries)")
-        calc = entry_hash(prev_hash or "", seq or 0, ex, host_id, ts, router, rq, rs)
+            problem(f"ledger entry {seq}: prev_hash does not match the previous entry (deleted or reordered entries)")
+        what = f"finding {finding_id}" if kind == "finding" else f"exchange {ex}"
+        if version == V2:
+            try:
+                parsed = json.loads(parts) if parts else None
+            except ValueError:
+                parsed = None
+            calc = entry_hash_v2(prev_hash or "", seq or 0, kind, ex, finding_id, host_id, ts, router, rq, rs,
+                                 canonical(parsed)) if isinstance(parsed, dict) else None
+            if isinstance(parsed, dict):
+                v2.append((seq, kind, ex, finding_id, parsed))
+        elif version is None:
+            calc = entry_hash(prev_hash or "", seq or 0, ex, host_id, ts, router, rq, rs)
+        else:
+            calc = None
         if calc != h:
-            problem(f"entry {seq} (exchange {ex}): contents were modified (hash mismatch)")
+            problem(f"ledger entry {seq} ({what}): the entry itself was modified (hash mismatch)")
         hashes[seq] = h
         prev = h
         expected_seq = (seq or expected_seq) + 1
     if rows:
         v.head_seq, v.head_hash = int(rows[-1][0] or 0), rows[-1][8]
-    # the exchanges the entries commit to
+    _check_v1_exchanges(con, problem, "version" in have)
+    v.pending = _check_v2(con, v2, problem)
+    # the heads every analyze run recorded
+    for run_id, seq, h in con.execute(
+        "SELECT run_id, ledger_seq, ledger_head FROM analyzer_runs WHERE ledger_seq > 0 ORDER BY ts"
+    ).fetchall():
+        if seq > v.head_seq:
+            problem(f"run {run_id} recorded ledger entry {seq}, but the ledger ends at {v.head_seq} (tail deleted)")
+        elif hashes.get(seq) != h:
+            problem(f"run {run_id} recorded head {h[:16]}… at entry {seq}; the chain now has {str(hashes.get(seq))[:16]}…")
+    if expected_head and expected_head not in (v.head_hash, *hashes.values()):
+        problem(f"the anchored head {expected_head[:16]}… is not in the chain")
+    if v.truncated:
+        v.problems.append(f"... and {v.truncated} more problem(s)")
+    return v
+
+
+def _check_v1_exchanges(con: duckdb.DuckDBPyConnection, problem, versioned: bool) -> None:
+    """v1 entries: the exchange still exists with the same raw digests and time."""
+    only_v1 = "WHERE l.version IS NULL" if versioned else ""
     for ex, seq, why in con.execute(
-        """
+        f"""
         SELECT l.exchange_id, l.seq,
-               CASE WHEN e.exchange_id IS NULL THEN 'missing'
-                    WHEN e.request_digest IS DISTINCT FROM l.request_digest
-                      OR e.response_digest IS DISTINCT FROM l.response_digest
-                      OR e.ts IS DISTINCT FROM l.exchange_ts THEN 'changed' END AS why
-        FROM ledger l
+               CASE WHEN e.exchange_id IS NULL THEN 'missing' ELSE 'changed' END AS why
+        FROM (SELECT * FROM ledger l {only_v1}) l
         LEFT JOIN (SELECT exchange_id, any_value(request_digest) AS request_digest,
                           any_value(response_digest) AS response_digest, any_value(ts) AS ts
                    FROM llm_exchanges GROUP BY exchange_id) e USING (exchange_id)
@@ -130,15 +314,120 @@ def verify(con: duckdb.DuckDBPyConnection, expected_head: str | None = None, max
         ORDER BY l.seq LIMIT 1000
         """
     ).fetchall():
-        problem(f"entry {seq}: exchange {ex} was {'deleted from llm_exchanges' if why == 'missing' else 'modified in llm_exchanges'}")
-    # the heads every analyze run recorded
-    for run_id, seq, h in con.execute(
-        "SELECT run_id, ledger_seq, ledger_head FROM analyzer_runs WHERE ledger_seq > 0 ORDER BY ts"
-    ).fetchall():
-        if seq > v.head_seq:
-            problem(f"run {run_id} recorded entry {seq}, but the ledger ends at {v.head_seq} (tail deleted)")
-        elif hashes.get(seq) != h:
-            problem(f"run {run_id} recorded head {h[:16]}… at entry {seq}; the chain now has {str(hashes.get(seq))[:16]}…")
-    if expected_head and expected_head not in (v.head_hash, *hashes.values()):
-        problem(f"the anchored head {expected_head[:16]}… is not in the chain")
-    return v
+        problem(f"ledger entry {seq}: exchange {ex} was "
+                f"{'deleted from llm_exchanges' if why == 'missing' else 'modified in llm_exchanges (request_digest, response_digest or ts)'}")
+
+
+def _check_v2(con: duckdb.DuckDBPyConnection, entries: list, problem) -> int:
+    """Recompute every part a v2 entry covers from the store and name the differences; returns the
+    number of tool-call rows committed since the last analyze (not covered yet, not a problem)."""
+    ex_entries = {ex: (seq, p) for seq, kind, ex, _f, p in entries if kind == "exchange"}
+    calls_expected: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    calls_seq: dict[str, int] = {}
+    for seq, kind, ex, _f, p in entries:
+        if kind in ("exchange", "tool_calls"):
+            calls_expected[ex]  # noqa: B018 - an exchange without tool calls must stay without
+            for key, lst in (p.get("tool_calls") or {}).items():
+                calls_expected[ex][key].extend(lst)
+            calls_seq.setdefault(ex, seq)
+    current: dict[str, list[dict]] = defaultdict(list)
+    calls_now: dict[str, list[dict]] = defaultdict(list)
+    ids = sorted(set(ex_entries) | set(calls_expected))
+    pending = 0
+    if ids:
+        con.register("__rw_ledger_ids", pa.table({"exchange_id": pa.array(ids, pa.string())}))
+        try:
+            digests = digest_sql("llm_exchanges", EXCHANGE_COLUMNS, _columns(con, "llm_exchanges"))
+            for r in _dicts(con.execute(f"SELECT exchange_id, {digests} FROM llm_exchanges "
+                                        "JOIN __rw_ledger_ids USING (exchange_id)")):
+                current[r["exchange_id"]].append(r)
+            # rows past the last analyze's watermark are not covered yet (the next run covers them)
+            mark = int(_watermarks(con).get("tool_calls", -1))
+            for r in _dicts(con.execute(f"SELECT rowid > ? AS __pending, exchange_id, direction, idx, "
+                                        f"{digest_sql('tool_calls', TOOL_CALL_COLUMNS)} FROM tool_calls "
+                                        "JOIN __rw_ledger_ids USING (exchange_id)", [mark])):
+                if r.pop("__pending"):
+                    pending += 1
+                else:
+                    calls_now[r["exchange_id"]].append(r)
+        finally:
+            con.unregister("__rw_ledger_ids")
+    for ex, (seq, p) in sorted(ex_entries.items(), key=lambda kv: kv[1][0]):
+        now = current.get(ex, [])
+        if not now:
+            problem(f"ledger entry {seq}: exchange {ex} was deleted from llm_exchanges")
+            continue
+        if len(now) > 1:
+            problem(f"ledger entry {seq}: exchange {ex} now has {len(now)} rows in llm_exchanges (rows added)")
+            continue
+        changed = _changed(p.get("llm_exchanges") or {}, column_digests(now[0]), EXCHANGE_COLUMNS)
+        if changed:
+            problem(f"ledger entry {seq}: exchange {ex} was modified in llm_exchanges: {', '.join(changed)}")
+    # tool calls: everything the entries for an exchange cover, against the rows now
+    for ex, expected in sorted(calls_expected.items(), key=lambda kv: calls_seq[kv[0]]):
+        seq = calls_seq[ex]
+        actual = tool_call_parts(calls_now.get(ex, []))
+        for key in sorted(set(expected) | set(actual)):
+            e = sorted(expected.get(key, []), key=canonical)
+            a = actual.get(key, [])
+            if e == a:
+                continue
+            if len(e) == len(a) == 1:
+                problem(f"ledger entry {seq}: tool call {key} of exchange {ex} was modified in tool_calls: "
+                        f"{', '.join(_changed(e[0], a[0], TOOL_CALL_COLUMNS)) or 'columns'}")
+            elif len(a) < len(e):
+                problem(f"ledger entry {seq}: tool call {key} of exchange {ex} was deleted from tool_calls")
+            elif len(a) > len(e):
+                problem(f"ledger entry {seq}: tool call {key} of exchange {ex} was added to tool_calls "
+                        "after its ledger entry")
+            else:
+                problem(f"ledger entry {seq}: tool calls {key} of exchange {ex} were modified in tool_calls")
+    # findings
+    fin_entries = [(seq, f, p) for seq, kind, _ex, f, p in entries if kind == "finding"]
+    covered = {f for _s, f, _p in fin_entries}
+    rows = _dicts(con.execute(f"SELECT finding_id, rule_id, run_id, {digest_sql('findings', FINDING_COLUMNS)} "
+                              "FROM findings"))
+    by_id: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_id[r["finding_id"]].append(r)
+    for seq, fid, p in fin_entries:
+        now = by_id.get(fid, [])
+        if not now:
+            problem(f"ledger entry {seq}: finding {fid} was deleted from findings")
+            continue
+        if len(now) > 1:
+            problem(f"ledger entry {seq}: finding {fid} now has {len(now)} rows in findings (rows added)")
+            continue
+        changed = _changed(p.get("findings") or {}, column_digests(now[0]), FINDING_COLUMNS)
+        if changed:
+            problem(f"ledger entry {seq}: finding {fid} ({now[0].get('rule_id')}) was modified in findings: "
+                    f"{', '.join(changed)}")
+    _check_uncovered_findings(con, rows, covered, bool(entries), problem)
+    return pending
+
+
+def _watermarks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    row = con.execute("SELECT watermarks FROM analyzer_runs ORDER BY ts DESC, rowid DESC LIMIT 1").fetchone()
+    try:
+        return json.loads(row[0]) if row and row[0] else {}
+    except ValueError:
+        return {}
+
+
+def _check_uncovered_findings(con: duckdb.DuckDBPyConnection, rows: list[dict], covered: set[str], any_v2: bool,
+                              problem) -> None:
+    """Findings no entry covers: from a run that wrote v2 entries (or from no recorded run at all) they were
+    added outside `analyze`; for older runs, the count each run recorded is the check."""
+    runs = {r: (ts, n) for r, ts, n in con.execute("SELECT run_id, ts, findings FROM analyzer_runs").fetchall()}
+    first_v2 = con.execute("SELECT min(ts) FROM ledger WHERE version = 2").fetchone()[0] if any_v2 else None
+    per_run: dict[str | None, int] = defaultdict(int)
+    for r in rows:
+        per_run[r.get("run_id")] += 1
+        if r["finding_id"] in covered:
+            continue
+        run = runs.get(r.get("run_id"))
+        if run is None or (first_v2 is not None and run[0] >= first_v2):
+            problem(f"finding {r['finding_id']} ({r.get('rule_id')}) is not in the ledger: added outside analyze")
+    for run_id, (ts, n) in runs.items():
+        if (first_v2 is None or ts < first_v2) and n is not None and per_run.get(run_id, 0) != n:
+            problem(f"run {run_id} recorded {n} finding(s); findings now holds {per_run.get(run_id, 0)} of that run")

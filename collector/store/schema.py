@@ -398,7 +398,7 @@ TABLES: dict[str, list[Column]] = {
         ("last4", "VARCHAR"),
         ("label", "VARCHAR"),
     ],
-    "ledger": [  # append-only hash chain over exchanges
+    "ledger": [  # append-only hash chain over exchanges, their tool calls and findings (analyzer/ledger.py)
         ("seq", "BIGINT"),
         ("ts", "TIMESTAMP"),  # when the entry was appended
         ("host_id", "VARCHAR"),
@@ -409,6 +409,10 @@ TABLES: dict[str, list[Column]] = {
         ("response_digest", "VARCHAR"),
         ("prev_hash", "VARCHAR"),
         ("hash", "VARCHAR"),  # sha256(prev_hash | seq | fields)
+        ("version", "INTEGER"),  # entry format: NULL = 1 (raw digests only), 2 = stored columns too
+        ("kind", "VARCHAR"),  # v2: 'exchange' | 'tool_calls' (rows committed after their exchange) | 'finding'
+        ("finding_id", "VARCHAR"),  # v2 'finding' entries
+        ("parts", "JSON"),  # v2: per-column digests of what the entry covers
     ],
     "analyzer_runs": [  # one row per `routerwatch analyze`; the newest holds the watermarks
         ("ts", "TIMESTAMP"),

@@ -81,7 +81,8 @@ def test_analyze_is_incremental_and_findings_filter(store_dir, tmp_path):
     # EVE lines: one alert per finding plus the ledger anchor
     lines = [json.loads(x) for x in eve.read_text().splitlines()]
     assert sum(e["event_type"] == "alert" for e in lines) == len(fs)
-    assert lines[-1]["event_type"] == "ledger" and lines[-1]["routerwatch"]["ledger_seq"] == 6
+    # one ledger entry per exchange and per finding
+    assert lines[-1]["event_type"] == "ledger" and lines[-1]["routerwatch"]["ledger_seq"] == 6 + len(fs)
     assert all(isinstance(e["alert"]["signature_id"], int) for e in lines if e["event_type"] == "alert")
     # twice: nothing new
     rc, out, _ = cli("analyze", store_dir=store_dir)
@@ -225,7 +226,8 @@ def test_watermark_survives_compaction(store_dir):
             w.add("llm_exchanges", [{"ts": t(200), "exchange_id": "LATE", "host_id": "agent-1", "api": "openai.chat",
                                      "host": "api.openai.com"}])
         again = analyze(store.con, load_catalog(None), load_rules())
-        assert again.new_rows["llm_exchanges"] == 1 and again.ledger_seq == 7
+        # one more ledger entry for the exchange (plus one per new finding)
+        assert again.new_rows["llm_exchanges"] == 1 and again.ledger_seq == first.ledger_seq + 1 + len(again.findings)
 
 
 def test_rules_test_scores_every_rule_on_the_corpora():
