@@ -76,7 +76,8 @@ def pages(r: q.Reader, w: q.Window) -> dict[str, list]:
         return [q.flow_count(r, w, f), q.flows(r, w, f), q.flow_detail(r, SCENARIO.evil_flow)]
 
     def sql():
-        return [q.table_list(r), r.df(q.EXAMPLE_QUERIES["Exchanges per endpoint and model"])]
+        # as the page runs it: a fresh SQL sandbox per query (opening it is part of the cost)
+        return [q.table_list(r), q.sandboxed_sql(r.spec, q.EXAMPLE_QUERIES["Exchanges per endpoint and model"])]
 
     return {
         "sidebar": lambda: q.known_hosts(r),

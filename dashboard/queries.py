@@ -804,3 +804,19 @@ EXAMPLE_QUERIES = {  # the SQL console's built-in saved queries
 
 def table_list(r: Reader) -> list[str]:
     return sorted(r.columns())
+
+
+SQL_PAGE_ROWS = 10_000  # the SQL page's row cap (ROUTERWATCH_SQL_MAX_ROWS changes it)
+
+
+def sandboxed_sql(spec: str | None, sql: str):
+    """What a person types on the SQL page: one query in a fresh SQL sandbox (analyzer/sandbox.py),
+    closed afterwards, so sessions share nothing writable. Raises QueryError (one line) or StoreError."""
+    from analyzer.sandbox import Limits, QueryError, Sandbox
+
+    try:
+        limits = Limits.from_env(default_rows=SQL_PAGE_ROWS)
+    except ValueError as exc:
+        raise QueryError(str(exc)) from None
+    with Sandbox.open(spec, limits) as sb:
+        return sb.run_one(sql)

@@ -3,7 +3,7 @@
 Every query (typed or saved) runs in the SQL sandbox (analyzer/sandbox.py) on a connection of its own,
 opened read-only and locked down for that query and closed after it: sessions share nothing writable,
 and a query gets the sandbox's time, memory and row limits (ROUTERWATCH_SQL_*; the dashboard's
-`--sql-timeout` and `--sql-memory-limit` set them).
+`--sql-timeout` and `--sql-memory-limit` set them). `queries.sandboxed_sql` does it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
-from analyzer.sandbox import Limits, QueryError, Refused, Result, Sandbox
+from analyzer.sandbox import QueryError, Refused
 from collector.store.errors import StoreError
 from dashboard import queries as q
 from dashboard import ui
@@ -19,18 +19,6 @@ from dashboard import ui
 st.title("SQL")
 
 EXAMPLES = q.EXAMPLE_QUERIES
-MAX_ROWS = 10_000
-
-
-def run_sandboxed(sql: str) -> Result:
-    """One query in a fresh sandbox (about 0.2 s to open: nothing is shared between queries)."""
-    try:
-        limits = Limits.from_env(default_rows=MAX_ROWS)
-    except ValueError as exc:
-        raise QueryError(str(exc)) from None
-    with Sandbox.open(ui.store_spec(), limits) as sb:
-        return sb.run_one(sql)
-
 
 notes = ui.annotations()
 saved = {**EXAMPLES, **notes.saved_queries()}
@@ -52,7 +40,7 @@ with right:
         st.toast(f"saved {name!r}")
     if run and sql.strip():
         try:
-            result = run_sandboxed(sql)
+            result = q.sandboxed_sql(ui.store_spec(), sql)
         except (QueryError, StoreError) as exc:
             st.session_state.pop("sql_result", None)
             st.error(str(exc), icon=":material/block:" if isinstance(exc, Refused) else None)

@@ -125,7 +125,7 @@ class HostileStore:
 
 def build(base: Path) -> HostileStore:
     from collector.store import Store
-    from dashboard.sample_data import seed
+    from tests.support.sample_data import seed
 
     root = base / "store"
     with Store.open(str(root)) as s:

@@ -110,7 +110,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "package_installs": ("Analyzer", "A package install in a tool call, with its distance to the nearest popular package."),
     "stream_anomalies": ("Analyzer", "A check an SSE stream failed."),
     "canaries": ("Analyzer", "A registered canary credential (`routerwatch canary new`): fingerprint only, never the value."),
-    "ledger": ("Analyzer", "One entry of the append-only hash chain over exchanges (`routerwatch ledger verify`)."),
+    "ledger": ("Analyzer", "One entry of the append-only hash chain over exchanges, their tool calls and findings (`routerwatch ledger verify`)."),
     "analyzer_runs": ("Analyzer", "One `routerwatch analyze` run; the newest holds the watermarks the next run starts from."),
     "schema_migrations": ("Store", "One schema migration applied to this store (migrations are additive and automatic)."),
     "store_batches": ("Store", "One writer batch committed by a fleet collector, recorded in the batch's own transaction "
@@ -345,7 +345,11 @@ COLUMNS: dict[str, dict[str, str]] = {
         "seq": "position in the chain", "ts": "when the entry was appended",
         "exchange_ts": "llm_exchanges.ts", "router": "router of the exchange",
         "request_digest": "llm_exchanges.request_digest", "response_digest": "llm_exchanges.response_digest",
-        "prev_hash": "hash of the previous entry", "hash": "sha256(prev_hash | seq | fields)",
+        "prev_hash": "hash of the previous entry", "hash": "sha256 of the entry's fields, parts and prev_hash",
+        "version": "entry format: NULL = v1 (raw digests only), 2 = stored columns too",
+        "kind": "v2: 'exchange' | 'tool_calls' (committed after their exchange) | 'finding'",
+        "finding_id": "findings.finding_id of a 'finding' entry",
+        "parts": "v2: a digest per stored column of the rows the entry covers",
     },
     "analyzer_runs": {
         "run_id": "findings.run_id", "watermarks": "table -> highest rowid analyzed",
