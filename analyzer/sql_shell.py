@@ -6,6 +6,7 @@ own tokenizer sees a `;` at its end (a `;` inside a string or comment does not c
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,9 +18,12 @@ BANNER = ("routerwatch sql: read-only SQL over the store (sandboxed: SELECT, WIT
 
 
 def history_path() -> Path:
+    """~/.local/state/routerwatch/sql_history, created 0600: queries name hosts, fingerprints, ids."""
     p = Path.home() / ".local" / "state" / "routerwatch"
     p.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return p / "sql_history"
+    f = p / "sql_history"
+    os.close(os.open(f, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    return f
 
 
 def show(res: Result, fmt: str, cap: int) -> None:

@@ -244,3 +244,48 @@ def test_key_inside_data_path_is_refused(hs, monkeypatch):
     monkeypatch.setenv("ROUTERWATCH_SECRET_FILE", str(hs.data / "main" / "secret.key"))
     with pytest.raises(Exception, match="inside the data path"):
         Sandbox.open(str(hs.root))
+
+
+def test_interactive_prompt_on_a_terminal(hs):
+    """The prompt_toolkit shell on a real pseudo-terminal: results print, refusals are one line and the
+    prompt goes on; nothing but the user's own history file is written."""
+    import pty
+    import select
+
+    before = hostile_sql.snapshot(hs)
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTERWATCH_")}
+    proc = subprocess.Popen([str(BIN / "routerwatch"), "sql"], stdin=slave, stdout=slave, stderr=slave,
+                            env={**env, **hs.env(), "TERM": "xterm"}, cwd=hs.base / "cwd", close_fds=True)
+    os.close(slave)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = 60) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    break
+        assert marker in seen, seen[-2000:]
+
+    try:
+        read_until(b"sql>")
+        os.write(master, b"SELECT 6 * 7 AS answer;\r")
+        read_until(b"42")
+        os.write(master, hs.fmt("COPY (SELECT 1) TO '{out}/tty.csv';\r").encode())
+        read_until(b"COPY statements are refused")
+        os.write(master, b"SELECT 'still' || 'here' AS s\r;\r")  # a statement over two lines
+        read_until(b"stillhere")
+        os.write(master, b".quit\r")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    changed = hostile_sql.diff(before, hostile_sql.snapshot(hs))
+    history = [c for c in changed if "/home/.local" in c]
+    assert changed == history and any(c.endswith("/sql_history") for c in history), changed
+    assert (hs.base / "home/.local/state/routerwatch/sql_history").stat().st_mode & 0o077 == 0
