@@ -155,15 +155,17 @@ JOURNALS = ("-journal", "-wal", "-shm")
 
 
 def snapshot(hs: HostileStore) -> dict[str, str]:
-    """Every file under `base` with its digest (the catalog as a dump of its tables; its journals left out)."""
+    """Every file under `base` with its digest (the catalog as a dump of its tables; the journals of the
+    catalog and of the dashboard's annotations database left out)."""
     out: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(hs.base):
         for name in dirnames:
             out[os.path.join(dirpath, name) + "/"] = "dir"
         for name in filenames:
             p = Path(dirpath) / name
-            if p.parent == hs.root and name.startswith("catalog.sqlite") and name.endswith(JOURNALS):
-                continue
+            if name.endswith(JOURNALS) and (p.parent == hs.root and name.startswith("catalog.sqlite") or
+                                            p.parent == hs.base / "state" and name.startswith("annotations.sqlite")):
+                continue  # SQLite journals of the store's catalog and of the dashboard's own state
             if p == hs.root / "catalog.sqlite":
                 out[str(p)] = "catalog:" + catalog_dump(p)
                 continue
