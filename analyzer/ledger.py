@@ -6,7 +6,8 @@ Every entry commits to the one before it (`prev_hash`) and to what it covers. Tw
   host_id, exchange_ts, router, request_digest, response_digest])): the raw bodies' digests only.
   Old entries keep this form and still verify; they cannot tell a rewritten stored body.
 - **v2**: hash_n = sha256(json(["rw-ledger-v2", prev_hash, seq, kind, exchange_id, finding_id, host_id,
-  ts, router, request_digest, response_digest, parts])) where `parts` holds a digest per stored column:
+  ts, router, request_digest, response_digest]) + "\n" + parts) where `parts` (canonical JSON) holds a
+  digest per stored column, computed by DuckDB from a typed text of the value (`digest_sql`):
   * `exchange` entries: every column of the exchange's `llm_exchanges` row (the redacted request and
     response bodies, models, status, router, tokens, ...) and of each of its `tool_calls` rows;
   * `tool_calls` entries: tool-call rows committed after their exchange was already in the ledger
@@ -66,10 +67,11 @@ def entry_hash(prev: str, seq: int, exchange_id: str | None, host_id: str | None
 def entry_hash_v2(prev: str, seq: int, kind: str | None, exchange_id: str | None, finding_id: str | None,
                   host_id: str | None, ts: str | None, router: str | None, request_digest: str | None,
                   response_digest: str | None, parts: str) -> str:
-    """A v2 entry's hash; `parts` is the canonical JSON text (`canonical(parts_dict)`)."""
-    payload = json.dumps([V2_TAG, prev, int(seq), kind, exchange_id, finding_id, host_id, ts, router, request_digest,
-                          response_digest, parts], separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    """A v2 entry's hash: sha256 of the fields as a JSON array, a newline, and `parts`, the canonical JSON
+    text of the digests (`canonical(parts_dict)`; JSON text holds no raw newline, so the split is unique)."""
+    fields = json.dumps([V2_TAG, prev, int(seq), kind, exchange_id, finding_id, host_id, ts, router, request_digest,
+                         response_digest], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{fields}\n{parts}".encode()).hexdigest()
 
 
 def canonical(v: Any) -> str:
@@ -93,10 +95,12 @@ def _value_sql(col: str, sql_type: str) -> str:
 
 
 def digest_sql(table: str, columns: tuple[str, ...], have: set[str] | None = None) -> str:
-    """Select-list items `"d:<col>"` = the first 128 bits of sha256 of each column's value text."""
+    """One select-list item, `"d:<col>,<col>,..."`: the first 128 bits of sha256 of each column's value
+    text, comma-separated (one Python string per row instead of one per column)."""
     types = dict(TABLES[table])
     cols = [c for c in columns if have is None or c in have]
-    return ", ".join(f'left(sha256({_value_sql(c, types[c])}), 32) AS "d:{c}"' for c in cols)
+    items = ", ".join(f"left(sha256({_value_sql(c, types[c])}), 32)" for c in cols)
+    return f'concat_ws(\',\', {items}) AS "d:{",".join(cols)}"'
 
 
 def text_digest(value: str | None) -> str:
@@ -124,11 +128,12 @@ def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict]:
     """Rows as dicts; the `d:<col>` digests of each row gathered under the key "d" (column -> digest)."""
     cols = [d[0] for d in cur.description]
     plain = [(i, c) for i, c in enumerate(cols) if not c.startswith("d:")]
-    digests = [(i, c[2:]) for i, c in enumerate(cols) if c.startswith("d:")]
+    at = next((i for i, c in enumerate(cols) if c.startswith("d:")), None)
+    names = cols[at][2:].split(",") if at is not None else []
     out = []
     for r in cur.fetchall():
         row = {c: r[i] for i, c in plain}
-        row["d"] = {c: r[i] for i, c in digests}
+        row["d"] = dict(zip(names, r[at].split(","), strict=True)) if at is not None else {}
         out.append(row)
     return out
 
