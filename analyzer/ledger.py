@@ -12,8 +12,10 @@ Every entry commits to the one before it (`prev_hash`) and to what it covers. Tw
     response bodies, models, status, router, tokens, ...) and of each of its `tool_calls` rows;
   * `tool_calls` entries: tool-call rows committed after their exchange was already in the ledger
     (the live writer may commit an exchange and its tool calls apart);
-  * `finding` entries: every column of each finding an analyzer run wrote (findings are append-only:
-    later coverage of a finding is a new row, never an edit).
+  * `finding` entries: every column of each finding an analyzer run wrote, and of the
+    `finding_coverage` rows (the exchanges and flows it accounts for) that run wrote for it;
+  * `finding_coverage` entries: coverage rows a later run wrote for a finding raised earlier (findings
+    are append-only: later coverage of a finding is new rows, never an edit).
 
 `verify()` recomputes the chain, then recomputes each part from the store and names what differs: which
 entry, which row (exchange, tool call, finding) and which column, or that a row was deleted, added or
@@ -53,6 +55,8 @@ FINDING_COLUMNS = (
     "finding_id", "ts", "rule_id", "rule_rev", "severity", "attack_class", "title", "host_id", "pid", "flow_uid",
     "exchange_id", "evidence", "dedup_key", "router", "summary", "run_id",
 )
+COVERAGE_COLUMNS = ("ts", "host_id", "finding_id", "rule_id", "dedup_key", "exchange_id", "flow_uid", "pid", "run_id",
+                    "raised")
 
 
 # -- hashing -------------------------------------------------------------------------------------------
@@ -116,12 +120,29 @@ def tool_call_key(row: dict) -> str:
     return f"{row.get('direction')}#{row.get('idx')}"
 
 
-def tool_call_parts(rows: list[dict]) -> dict[str, list[dict[str, str]]]:
-    """Tool-call rows by key (direction#idx) -> their column digests (a list: a key may repeat)."""
+def coverage_key(row: dict) -> str:
+    """What a finding_coverage row accounts for: an exchange, else a flow."""
+    if row.get("exchange_id") is not None:
+        return f"exchange {row['exchange_id']}"
+    return f"flow {row.get('flow_uid')}"
+
+
+def _keyed_parts(rows: list[dict], key) -> dict[str, list[dict[str, str]]]:
+    """Rows by key -> their column digests (a list: a key may repeat), in a canonical order."""
     out: dict[str, list[dict[str, str]]] = defaultdict(list)
     for r in rows:
-        out[tool_call_key(r)].append(column_digests(r))
+        out[key(r)].append(column_digests(r))
     return {k: sorted(v, key=canonical) for k, v in out.items()}
+
+
+def tool_call_parts(rows: list[dict]) -> dict[str, list[dict[str, str]]]:
+    """Tool-call rows by key (direction#idx) -> their column digests."""
+    return _keyed_parts(rows, tool_call_key)
+
+
+def coverage_parts(rows: list[dict]) -> dict[str, list[dict[str, str]]]:
+    """finding_coverage rows of one finding by what they account for -> their column digests."""
+    return _keyed_parts(rows, coverage_key)
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict]:
@@ -165,6 +186,12 @@ def append(con: duckdb.DuckDBPyConnection, now: dt.datetime, routers: dict[str, 
         f"SELECT finding_id, host_id, ts, {TS_SQL.format(col='ts')} AS __ts_text, router, "
         f"{digest_sql('findings', FINDING_COLUMNS)} FROM findings WHERE run_id = ? ORDER BY ts, finding_id",
         [run_id])) if run_id else []
+    coverage: dict[str, list[dict]] = defaultdict(list)
+    if run_id and _has_table(con, "finding_coverage"):
+        for c in _dicts(con.execute(
+                f"SELECT finding_id, exchange_id, flow_uid, host_id, {digest_sql('finding_coverage', COVERAGE_COLUMNS)} "
+                "FROM finding_coverage WHERE run_id = ? AND finding_id IS NOT NULL", [run_id])):
+            coverage[c["finding_id"]].append(c)
 
     cols: dict[str, list] = defaultdict(list)
 
@@ -191,9 +218,13 @@ def append(con: duckdb.DuckDBPyConnection, now: dt.datetime, routers: dict[str, 
         rows = by_exchange[ex]
         add("tool_calls", ex, None, rows[0].get("host_id"), None, None, None, None, None,
             {"tool_calls": tool_call_parts(rows)})
-    for f in findings:
+    for f in findings:  # each with the evidence rows it accounts for in this run
         add("finding", None, f["finding_id"], f.get("host_id"), f["ts"], f["__ts_text"], f.get("router"), None, None,
-            {"findings": column_digests(f)})
+            {"findings": column_digests(f), "finding_coverage": coverage_parts(coverage.pop(f["finding_id"], []))})
+    for fid in sorted(coverage):  # later evidence for findings raised by earlier runs
+        rows = coverage[fid]
+        add("finding_coverage", None, fid, rows[0].get("host_id"), None, None, None, None, None,
+            {"finding_coverage": coverage_parts(rows)})
 
     n = len(cols["seq"])
     s, ts_type = pa.string(), pa.timestamp("us")
@@ -223,6 +254,14 @@ class Verification:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    try:
+        con.execute(f"SELECT * FROM {table} LIMIT 0")
+    except duckdb.CatalogException:
+        return False
+    return True
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
@@ -408,7 +447,43 @@ def _check_v2(con: duckdb.DuckDBPyConnection, entries: list, problem) -> int:
             problem(f"ledger entry {seq}: finding {fid} ({now[0].get('rule_id')}) was modified in findings: "
                     f"{', '.join(changed)}")
     _check_uncovered_findings(con, rows, covered, bool(entries), problem)
+    _check_coverage(con, entries, problem)
     return pending
+
+
+def _check_coverage(con: duckdb.DuckDBPyConnection, entries: list, problem) -> None:
+    """finding_coverage: what the entries of each finding cover against the rows now; rows of runs that
+    wrote v2 entries that no entry covers were added outside analyze."""
+    if not _has_table(con, "finding_coverage"):
+        return
+    expected: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    first_seq: dict[str, int] = {}
+    for seq, kind, _ex, fid, p in entries:
+        if kind in ("finding", "finding_coverage") and "finding_coverage" in p:
+            for key, lst in p["finding_coverage"].items():
+                expected[fid][key].extend(lst)
+            first_seq.setdefault(fid, seq)
+    first_v2 = con.execute("SELECT min(ts) FROM ledger WHERE version = 2").fetchone()[0] if entries else None
+    now: dict[str, list[dict]] = defaultdict(list)
+    for r in _dicts(con.execute(
+            f"SELECT finding_id, exchange_id, flow_uid, (SELECT min(r.ts) FROM analyzer_runs r WHERE r.run_id = c.run_id) "
+            f"AS __run_ts, {digest_sql('finding_coverage', COVERAGE_COLUMNS)} FROM finding_coverage c")):
+        if r["finding_id"] in expected or first_v2 is None or r["__run_ts"] is None or r["__run_ts"] >= first_v2:
+            now[r["finding_id"]].append(r)
+    for fid in sorted(set(expected) | set(now), key=lambda f: (first_seq.get(f, 1 << 62), str(f))):
+        exp, act = expected.get(fid, {}), coverage_parts(now.get(fid, []))
+        where = f"ledger entry {first_seq[fid]}: " if fid in first_seq else ""
+        for key in sorted(set(exp) | set(act)):
+            e, a = sorted(exp.get(key, []), key=canonical), act.get(key, [])
+            if e == a:
+                continue
+            if len(e) == len(a) == 1:
+                problem(f"{where}coverage of {key} by finding {fid} was modified in finding_coverage: "
+                        f"{', '.join(_changed(e[0], a[0], COVERAGE_COLUMNS)) or 'columns'}")
+            elif len(a) < len(e):
+                problem(f"{where}coverage of {key} by finding {fid} was deleted from finding_coverage")
+            else:
+                problem(f"{where}coverage of {key} by finding {fid} is not in the ledger: added outside analyze")
 
 
 def _watermarks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -410,8 +410,8 @@ TABLES: dict[str, list[Column]] = {
         ("prev_hash", "VARCHAR"),
         ("hash", "VARCHAR"),  # sha256(prev_hash | seq | fields)
         ("version", "INTEGER"),  # entry format: NULL = 1 (raw digests only), 2 = stored columns too
-        ("kind", "VARCHAR"),  # v2: 'exchange' | 'tool_calls' (rows committed after their exchange) | 'finding'
-        ("finding_id", "VARCHAR"),  # v2 'finding' entries
+        ("kind", "VARCHAR"),  # v2: 'exchange' | 'tool_calls' (after their exchange) | 'finding' | 'finding_coverage'
+        ("finding_id", "VARCHAR"),  # v2 'finding' and 'finding_coverage' entries
         ("parts", "JSON"),  # v2: per-column digests of what the entry covers
     ],
     "analyzer_runs": [  # one row per `routerwatch analyze`; the newest holds the watermarks

@@ -134,6 +134,30 @@ def test_finding_added_outside_analyze(store):
     assert any("finding FORGED (model-substitution) is not in the ledger" in p for p in problems(store))
 
 
+def test_finding_coverage_deleted_and_modified(store):
+    fid, ex = store.con.execute("SELECT finding_id, exchange_id FROM finding_coverage WHERE exchange_id = 'X1'").fetchone()
+    store.con.execute("UPDATE finding_coverage SET raised = NOT raised WHERE exchange_id = 'X1'")
+    ps = problems(store)
+    assert any(f"coverage of exchange X1 by finding {fid} was modified in finding_coverage: raised" in p for p in ps), ps
+    store.con.execute("DELETE FROM finding_coverage WHERE exchange_id = 'X1'")
+    ps = problems(store)
+    assert any(f"coverage of exchange X1 by finding {fid} was deleted from finding_coverage" in p for p in ps), ps
+
+
+def test_later_coverage_of_an_earlier_finding(store):
+    """A later exchange deduplicated into an earlier finding: its coverage row gets an entry of its own."""
+    fid = store.con.execute("SELECT finding_id FROM findings WHERE exchange_id = 'X1'").fetchone()[0]
+    with BatchWriter(store) as w:
+        w.add("llm_exchanges", [{**exchanges(2)[1], "exchange_id": "X1-again", "ts": T0 + dt.timedelta(minutes=5)}])
+    res = analyze(store.con, load_catalog(None), load_rules())
+    assert not [f for f in res.findings if f["rule_id"] == "model-substitution"]  # suppressed: same dedup key
+    kinds = dict(store.con.execute("SELECT finding_id, kind FROM ledger WHERE kind = 'finding_coverage'").fetchall())
+    assert kinds == {fid: "finding_coverage"}
+    assert verify(store.con).ok
+    store.con.execute("DELETE FROM finding_coverage WHERE exchange_id = 'X1-again'")
+    assert any(f"coverage of exchange X1-again by finding {fid} was deleted" in p for p in problems(store))
+
+
 def test_tool_call_deleted(store):
     store.con.execute("DELETE FROM tool_calls WHERE exchange_id = 'X2' AND direction = 'request'")
     ps = problems(store)

@@ -347,8 +347,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "request_digest": "llm_exchanges.request_digest", "response_digest": "llm_exchanges.response_digest",
         "prev_hash": "hash of the previous entry", "hash": "sha256 of the entry's fields, parts and prev_hash",
         "version": "entry format: NULL = v1 (raw digests only), 2 = stored columns too",
-        "kind": "v2: 'exchange' | 'tool_calls' (committed after their exchange) | 'finding'",
-        "finding_id": "findings.finding_id of a 'finding' entry",
+        "kind": "v2: 'exchange' | 'tool_calls' (committed after their exchange) | 'finding' | 'finding_coverage' (later evidence of an earlier finding)",
+        "finding_id": "findings.finding_id of a 'finding' or 'finding_coverage' entry",
         "parts": "v2: a digest per stored column of the rows the entry covers",
     },
     "analyzer_runs": {
