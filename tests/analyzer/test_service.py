@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from analyzer.ledger import verify
 from collector.store import BatchWriter, Store
 from tests.analyzer.test_analyze_cli import findings, seed, t
 from tests.conftest import BIN, run_cli
@@ -81,7 +82,10 @@ def test_follow_analyzes_new_commits_and_a_manual_run_waits_its_turn(store_dir, 
     sent = [a["routerwatch"]["finding_id"] for a in _eve_alerts(eve)]
     assert len(sent) == len(set(sent)) and set(sent) <= set(ids)
     with Store.open(str(store_dir), read_only=True) as s:
-        assert s.sql("SELECT count(*), count(DISTINCT seq) FROM ledger").fetchone() == (7, 7)
+        # one entry per exchange and per finding, none twice, and the chain verifies
+        assert s.sql("SELECT count(*) FILTER (WHERE kind = 'exchange'), count(*) FILTER (WHERE kind = 'finding'), "
+                     "count(*) = count(DISTINCT seq) FROM ledger").fetchone() == (7, len(ids), True)
+        assert verify(s.con).ok
 
 
 def test_follow_refuses_a_broken_rule_at_start(store_dir, tmp_path):
