@@ -135,7 +135,7 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     # dashboard: every page in Streamlit's AppTest, and in a real browser
     "dashboard/annotations.py": (f"{_D}/test_pages.py",),
     "dashboard/app.py": (f"{_D}/test_pages.py", f"{_D}/test_browser.py"),
-    "dashboard/auth.py": (f"{_D}/test_pages.py", f"{_D}/test_browser.py"),
+    "dashboard/guarded_app.py": (f"{_D}/test_host_guard.py", f"{_D}/test_browser.py"),  # what `dashboard` serves
     "dashboard/capture.py": (f"{_D}/test_queries.py",),
     "dashboard/rollup.py": (f"{_D}/test_queries.py",),
     "dashboard/ui.py": (f"{_D}/test_pages.py",),
