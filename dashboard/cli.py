@@ -201,10 +201,15 @@ def supervise(procs: dict[str, subprocess.Popen]) -> int:
             signal.signal(s, h)
 
 
+def dashboard_url(args: argparse.Namespace, cmd: list[str]) -> str:
+    """Where the dashboard answers (https when it serves TLS itself)."""
+    scheme = "https" if "--server.sslCertFile" in cmd else "http"
+    return f"{scheme}://{args.host}:{args.port}/"
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     cmd, env = dashboard_command(args)
-    scheme = "https" if "--server.sslCertFile" in cmd else "http"
-    print(f"routerwatch dashboard: {scheme}://{args.host}:{args.port}/ (store {env['ROUTERWATCH_STORE']}, "
+    print(f"routerwatch dashboard: {dashboard_url(args, cmd)} (store {env['ROUTERWATCH_STORE']}, "
           f"auth {env[auth.MODE_ENV]})", file=sys.stderr, flush=True)
     return supervise({"dashboard": subprocess.Popen(cmd, env=env)})
 
@@ -245,7 +250,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         parts.append("analyzer (continuous" + (f", alerts to {args.eve}" if args.eve else "") + ")")
     if not args.no_dashboard:
         procs["dashboard"] = subprocess.Popen(cmd, env=env)
-        parts.append(f"dashboard http://{args.host}:{args.port}/ (auth {env[auth.MODE_ENV]})")
+        parts.append(f"dashboard {dashboard_url(args, cmd)} (auth {env[auth.MODE_ENV]})")
     print(f"routerwatch up: {'; '.join(parts)}", file=sys.stderr, flush=True)
     return supervise(procs)
 

@@ -162,6 +162,9 @@ def test_flags(tmp_path, monkeypatch, capsys):
     cert, key = _self_signed(tmp_path)
     cmd, _ = cli.dashboard_command(_args(host="0.0.0.0", tls_cert=str(cert), tls_key=str(key)))
     assert cmd[cmd.index("--server.sslCertFile") + 1] == str(cert) and "plain HTTP" not in capsys.readouterr().err
+    # what `dashboard` and `up` print as the address to open
+    assert cli.dashboard_url(_args(host="0.0.0.0", port=8443), cmd) == "https://0.0.0.0:8443/"
+    assert cli.dashboard_url(_args(), cli.dashboard_command(_args())[0]) == "http://127.0.0.1:8501/"
     with pytest.raises(cli.UserError, match="go together"):
         cli.dashboard_command(_args(tls_cert=str(cert)))
     (tmp_path / "not.pem").write_text("x")
