@@ -456,7 +456,10 @@ def account(res: Results, store: Path, eve: Path, load_port: int, router_port: i
                                  "AND status = 'ok' GROUP BY 1").fetchall())
         canaries = one("SELECT count(DISTINCT canary_id) FROM canaries")[0]
         dup_findings = one("SELECT count(*) - count(DISTINCT finding_id) FROM findings")[0]
-        ledger = one("SELECT count(*), count(DISTINCT seq), count(DISTINCT exchange_id) FROM ledger")
+        # ledger v2 chains more than exchanges (tool calls, findings, coverage): count each exchange's own entry
+        ledger = one("SELECT count(*), count(DISTINCT seq), count(*) FILTER (WHERE coalesce(kind, 'exchange') = "
+                     "'exchange'), count(DISTINCT exchange_id) FILTER (WHERE coalesce(kind, 'exchange') = 'exchange') "
+                     "FROM ledger")
         all_ex = one("SELECT count(DISTINCT exchange_id) FROM llm_exchanges")[0]
     eve_alerts = [e for e in map(json.loads, eve.read_text().splitlines()) if e["event_type"] == "alert"] \
         if eve.exists() else []
@@ -491,7 +494,8 @@ def account(res: Results, store: Path, eve: Path, load_port: int, router_port: i
             sorted(set(ingest_runs.values()))],
         "canaries (commands ok vs stored)": [res.kinds.get("canary new", Kind()).run
                                              - res.kinds.get("canary new", Kind()).failed, canaries],
-        "ledger (entries vs distinct seq vs exchanges)": [ledger[0], ledger[1], all_ex],
+        "ledger (entries vs distinct seq; exchange entries vs distinct vs exchanges)": [ledger[0], ledger[1], ledger[2],
+                                                                                 ledger[3], all_ex],
         "EVE alerts from the service (distinct findings)": [len(eve_alerts),
                                                              len({e["routerwatch"]["finding_id"] for e in eve_alerts})],
     }
@@ -509,7 +513,7 @@ def account(res: Results, store: Path, eve: Path, load_port: int, router_port: i
                        and detail.get("dns", 0) + detail.get("plaintext_dns", 0) == live["dns"]
                        and res.agent_calls == router_ex[0] == router_ex[1]
                        and len(set(ingest_flows[h] for h in ok_hosts)) <= 1 and dup_findings == 0
-                       and ledger[0] == ledger[1] == all_ex),
+                       and ledger[0] == ledger[1] and ledger[2] == ledger[3] == all_ex),
     }
     return {
         "minutes": a.minutes, "rate": a.rate, "commands": kinds, "rows": rows, "accept": accept,
