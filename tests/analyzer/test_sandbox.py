@@ -212,6 +212,28 @@ def test_parser_layer_alone():
         "select", "explain", "select", "select"]
 
 
+def test_statement_text_is_checked_whole():
+    """The check quotes the statement into SQL: quotes inside it stay data, a NUL (which would cut the
+    C string the check reads) is refused."""
+    con = duckdb.connect()
+    assert [p.kind for p in plan(con, "SELECT 'it''s', $$x'y$$, '\\'", 10)] == ["select"]
+    breakout = "SELECT '" + "''" + "); COPY (SELECT 1) TO 'x'; SELECT ('"
+    for stmt in ("SELECT 1\x00; COPY (SELECT 1) TO 'x'", breakout):
+        with pytest.raises(Refused):
+            plan(con, stmt, 10)
+
+
+def test_sql_command_does_not_import_pandas(hs):
+    """Binding a Python parameter makes DuckDB import pandas, ~0.5 s of CPU on every `routerwatch sql`
+    (half its start-up): the sandbox passes its own values as literals."""
+    code = ("import sys; from analyzer.sandbox import Limits, Sandbox; sb = Sandbox.open(sys.argv[1], Limits()); "
+            "sb.run_one('SELECT count(*) FROM flows'); print('pandas' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTERWATCH_")}
+    r = subprocess.run([sys.executable, "-c", code, str(hs.root)], capture_output=True, text=True,
+                       env={**env, **hs.env()}, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "False", (r.stdout, r.stderr[-2000:])
+
+
 def test_connection_layer_alone(hs, tmp_path):
     """Below the statement checks, the connection itself is locked: run straight on it."""
     with Sandbox.open(str(hs.root)) as sb:
