@@ -42,6 +42,13 @@ SSL_HEADER = np.dtype([
     ("type", "<u4"), ("len", "<u4"), ("ssl", "<u8"), ("sk", "<u8"), ("ts", "<u8"), ("tgid", "<u4"),
     ("total", "<u4"), ("offset", "<u4"), ("dir", "u1"), ("truncated", "u1"), ("_pad", "V2"),
 ])
+# probes.bpf.c struct sock_state: the `socks` entry of a live socket (Probes.socket)
+SOCK_STATE = np.dtype([
+    *_TASK, ("ts_first", "<u8"), ("ts_established", "<u8"), ("outbound", "u1"), ("established", "u1"),
+    ("owned", "u1"), ("last_state", "u1"), ("_pad", "V4"), ("app_sent", "<u8"), ("app_recv", "<u8"),
+    ("sport", "<u2"), ("dport", "<u2"), ("family", "<u2"), ("rst", "u1"), ("in_scope", "u1"),
+    ("saddr", "V16"), ("daddr", "V16"), ("cookie", "<u8"),
+])
 DNSQ_LEN = 512  # probes.bpf.c DNSQ_LEN
 DNSQ = np.dtype([
     ("type", "<u4"), ("len", "<u4"), *_TASK, ("ts", "<u8"), ("family", "<u2"), ("dport", "<u2"), ("_pad", "<u4"),
@@ -50,7 +57,7 @@ DNSQ = np.dtype([
 DNSQ_ID = np.dtype({"names": ["id"], "formats": [">u2"], "offsets": [DNSQ.fields["data"][1]],
                     "itemsize": DNSQ.itemsize})  # the DNS transaction id at the start of the payload
 assert CONN.itemsize == 176 and EXEC.itemsize == 640 and DNS.itemsize == 416 and SSL_HEADER.itemsize == 48
-assert DNSQ.itemsize == 600
+assert DNSQ.itemsize == 600 and SOCK_STATE.itemsize == 136
 
 
 def stack(records: list[bytes], dtype: np.dtype) -> np.ndarray:

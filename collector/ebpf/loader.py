@@ -155,6 +155,7 @@ class Probes:
         # read from the ring buffer's mapping directly (collector.ebpf.ringbuf), not through bcc's
         # per-record ctypes callback
         self._ring = RingReader(self.bpf[b"events"].map_fd, self.options.ringbuf_pages * mmap.PAGESIZE)
+        self._socks = self.bpf[b"socks"]
 
     def _attach_ssl(self, lib: str) -> int:
         from bcc import BPF
@@ -179,6 +180,16 @@ class Probes:
         if self.go is not None and out.get(2):  # T_EXEC: a Go agent started after the collector
             self.go.execs(out[2])
         return out
+
+    def socket(self, sk: int) -> bytes | None:
+        """The `socks` entry of a socket still open (struct sock_state, events.SOCK_STATE), None when
+        the probes do not track it (opened before they loaded, already destroyed, the table full)."""
+        table = self._socks
+        try:
+            leaf = table[table.Key(sk)]
+        except KeyError:
+            return None
+        return ctypes.string_at(ctypes.addressof(leaf), ctypes.sizeof(leaf))
 
     def attach_counters(self) -> dict[str, int]:
         """Userspace attach counters (Go binaries probed, uprobes, refusals)."""

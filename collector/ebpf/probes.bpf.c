@@ -156,8 +156,16 @@ struct sock_state {
     u8 in_scope;         // the owner was in scope when read in process context (cgroup scope)
     u8 saddr[16];
     u8 daddr[16];
+    // the connection's id, fixed when the entry is made (kernel cookie if one exists, else
+    // SYNTHETIC_UID of the creation time): the destroy record's cookie, readable while the socket lives
+    // (userspace reads this entry to name an open connection's exchanges: collector.ebpf.loader)
+    u64 cookie;
 };
 BPF_HASH(socks, u64, struct sock_state, MAX_SOCKETS);
+
+// An id unique per boot when the kernel made no cookie: bit 63 set (the kernel's cookie counter
+// never gets there), a time in ns, and the CPU (two events on one CPU are more than a ns apart).
+#define SYNTHETIC_UID(ts) ((1ULL << 63) | (((ts) & ((1ULL << 55) - 1)) << 8) | (bpf_get_smp_processor_id() & 0xff))
 
 struct conn_event {
     u32 type;
@@ -235,6 +243,9 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
     if (!s) {
         struct sock_state z = {};
         z.ts_first = bpf_ktime_get_ns();
+        u64 kcookie = 0;
+        bpf_probe_read_kernel(&kcookie, sizeof(kcookie), skp + OFF_SK_COOKIE);
+        z.cookie = kcookie ? kcookie : SYNTHETIC_UID(z.ts_first);
         if (ns == TCP_SYN_SENT) {
             // connect() runs in the connecting process: attribute here, even for short-lived ones
             read_task(&z.task);
@@ -362,10 +373,10 @@ RAW_TRACEPOINT_PROBE(tcp_send_reset) {
 
 // The record's tuple is what the classic tracepoint reports (inet_sport, skc_dport, inet_saddr,
 // skc_daddr, or the v6 rcv_saddr/daddr), read at BTF offsets. The classic tracepoint also calls
-// sock_gen_cookie(); a raw tracepoint cannot, so the cookie is the socket's own when something
-// already generated it (SO_COOKIE, sock_diag, BPF), else an id unique per boot made here: bit 63
-// set (the kernel's cookie counter never gets there), the destroy time in ns, and the CPU (two
-// destroys on one CPU are more than a nanosecond apart).
+// sock_gen_cookie(); a raw tracepoint cannot. A socket tracked from its connect/accept keeps the id
+// its entry got then (sock_state.cookie: so an open connection's exchanges can name their flow before
+// it ends); any other gets the kernel's cookie when something already generated it (SO_COOKIE,
+// sock_diag, BPF), else SYNTHETIC_UID of the destroy time.
 RAW_TRACEPOINT_PROBE(tcp_destroy_sock) {
     void *ksk = (void *)ctx->args[0];
     u64 sk = (u64)ksk;
@@ -402,8 +413,7 @@ RAW_TRACEPOINT_PROBE(tcp_destroy_sock) {
     e->family = fam == RW_AF_INET6 ? 6 : 4;
     e->sk = sk;
     e->ts_end = bpf_ktime_get_ns();
-    e->cookie = cookie ? cookie
-                       : (1ULL << 63) | ((e->ts_end & ((1ULL << 55) - 1)) << 8) | (bpf_get_smp_processor_id() & 0xff);
+    e->cookie = s && s->cookie ? s->cookie : cookie ? cookie : SYNTHETIC_UID(e->ts_end);
     e->sport = __builtin_bswap16(get16(INET(inet, OFF_INET_SPORT)));
     e->dport = __builtin_bswap16(dport_be);
     if (fam == RW_AF_INET6) {

@@ -125,7 +125,9 @@ class Collector:
         if self.probes is not None and self.o.ssl:
             from collector.live.plaintext import PlaintextAssembler
 
-            self.plaintext = PlaintextAssembler(self.host_id, self.fp, self.clock)
+            # exchanges of connections still open are emitted once finished, named by the flow their
+            # socket's probes entry says it will be (collector.live.plaintext)
+            self.plaintext = PlaintextAssembler(self.host_id, self.fp, self.clock, live_flow=self._live_flow)
         if self.o.capture:
             try:
                 from collector.live.capture import CaptureRing
@@ -158,6 +160,10 @@ class Collector:
         else:
             self._log(f"mode={self.mode} (DEGRADED: eBPF unavailable: {self.reason}; flows come from "
                       f"/proc/net polling without byte counts or short-lived processes) store={self.store.location.display}")
+
+    def _live_flow(self, sk: int, first_ts: int) -> dict | None:
+        state = self.probes.socket(sk) if self.probes is not None else None
+        return self.rows.live_flow(state, sk, time.monotonic_ns(), opened_by=first_ts) if state else None
 
     def stop(self, *_: object) -> None:
         self._stop.set()

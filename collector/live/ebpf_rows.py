@@ -37,9 +37,36 @@ class RowBuilder:
     def flows(self, records: list[bytes]) -> tuple[pa.Table, np.ndarray]:
         """Closed TCP sockets -> a `flows` table (oriented originator -> responder)."""
         a = ev.stack(records, ev.CONN)
-        n = len(a)
-        if n == 0:
+        if len(a) == 0:
             return pa.table({}), a
+        table = self._flow_table(a)
+        self._processes_of(a[a["owned"] == 1])
+        return table, a
+
+    def live_flow(self, state: bytes, sk: int, now_ns: int, opened_by: int | None = None) -> dict | None:
+        """The `flows` row a socket still open will get when it is destroyed (flow_uid, community_id,
+        tuple, direction, pid, ...), from its probes entry (loader.Probes.socket, events.SOCK_STATE):
+        the destroy record of a tracked socket carries the entry's cookie and the same
+        tuple, so the same columns come out. None until the entry holds a connected tuple, or when it
+        was made after `opened_by` (kernel ns: e.g. the first plaintext seen on the socket), i.e. for
+        another socket at a freed one's address."""
+        st = np.frombuffer(state[: ev.SOCK_STATE.itemsize], dtype=ev.SOCK_STATE)[0]
+        if not st["cookie"] or not st["dport"] or not st["sport"] or not st["established"]:
+            return None
+        if opened_by is not None and int(st["ts_first"]) > opened_by:
+            return None
+        a = np.zeros(1, dtype=ev.CONN)
+        for f in ("tgid", "ppid", "uid", "start_ns", "cgroup_id", "comm", "outbound", "established", "owned",
+                  "ts_first", "ts_established", "app_sent", "app_recv", "sport", "dport", "last_state", "rst",
+                  "saddr", "daddr"):
+            a[f] = st[f]
+        a["type"] = ev.T_CONN
+        a["family"] = 6 if st["family"] == 10 else 4
+        a["sk"], a["cookie"], a["ts_end"] = sk, st["cookie"], now_ns
+        return self._flow_table(a).to_pylist()[0]
+
+    def _flow_table(self, a: np.ndarray) -> pa.Table:
+        n = len(a)
         fam = np.where(a["family"] == 6, 6, 4).astype("u1")
         # sockets seen only at destroy (opened before the collector): guess by ephemeral port
         outbound = np.where(
@@ -66,7 +93,7 @@ class RowBuilder:
                                     np.where(outbound, recv, sent) > 0)
         names = self.names
         server = [names.get(d) for d in dst.tolist()] if names else None
-        table = pa.table({
+        return pa.table({
             "flow_uid": ev.flow_uids(self.host_id, self.clock.boot_epoch, a["cookie"]),
             "community_id": community_ids(6, ev.addr_rows(src_raw), sport, ev.addr_rows(dst_raw), dport, fam == 6),
             "host_id": _const(self.host_id, n),
@@ -89,8 +116,6 @@ class RowBuilder:
             "history": pa.array(history),
             "direction": pa.DictionaryArray.from_arrays(outbound.astype(np.int8), ["inbound", "outbound"]),
         })
-        self._processes_of(a[owned])
-        return table, a
 
     def _processes_of(self, a: np.ndarray, ts_field: str = "ts_end") -> None:
         """Each distinct (tgid, start) of a batch into the process table once (records carry a task_info)."""

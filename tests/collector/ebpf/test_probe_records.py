@@ -87,11 +87,25 @@ def test_conn_record_matches_the_socket_and_proc(probes):
     assert abs(ts[1] / 1e6 - time.time()) < 30 and ts[0] <= ts[1]
 
 
+def live_entries(probes, port: int) -> list[tuple[int, np.void]]:
+    """(sk, sock_state) of the open sockets with `port` at either end, read through Probes.socket."""
+    out = []
+    for k in list(probes._socks.keys()):
+        raw = probes.socket(k.value)
+        if raw is None:
+            continue
+        st = np.frombuffer(raw, dtype=ev.SOCK_STATE)[0]
+        if port in (int(st["sport"]), int(st["dport"])):
+            out.append((k.value, st))
+    return out
+
+
 @needs_ebpf
 def test_conn_record_ipv4_tuple_and_cookie(probes):
-    """tcp_destroy_sock is a raw tracepoint: the IPv4 tuple comes from BTF offsets, and the cookie is
-    the kernel's socket cookie when one exists (the client read SO_COOKIE), else an id of our own
-    (bit 63 set), distinct per socket."""
+    """tcp_destroy_sock is a raw tracepoint: the IPv4 tuple comes from BTF offsets. A socket tracked
+    from its connect/accept is named by the id its `socks` entry got then (readable while it is open:
+    collector.live.plaintext names an open connection's exchanges by it), distinct per socket, even
+    when the kernel's cookie is generated later (here the client reads SO_COOKIE after connecting)."""
     probes.drain()
     srv = socket.socket()
     srv.bind(("127.0.0.3", 0))
@@ -99,8 +113,13 @@ def test_conn_record_ipv4_tuple_and_cookie(probes):
     port = srv.getsockname()[1]
     c = socket.create_connection(("127.0.0.3", port), source_address=("127.0.0.2", 0))
     a, _ = srv.accept()
+    c.sendall(b"x")
+    a.recv(1)
     kernel_cookie = int.from_bytes(c.getsockopt(socket.SOL_SOCKET, 57, 8), "little")  # SO_COOKIE
     cport = c.getsockname()[1]
+    live = {int(st["outbound"]): (sk, st) for sk, st in live_entries(probes, port)}
+    assert set(live) == {0, 1}
+    assert probes.socket(0x1234) is None  # not a tracked socket
     c.close()
     a.close()
     srv.close()
@@ -116,8 +135,44 @@ def test_conn_record_ipv4_tuple_and_cookie(probes):
     assert (inb["family"], inb["sport"], inb["dport"]) == (4, port, cport)
     assert bytes(out["saddr"])[:4] == bytes(inb["daddr"])[:4] == bytes([127, 0, 0, 2])
     assert bytes(out["daddr"])[:4] == bytes([127, 0, 0, 3])
-    assert kernel_cookie and int(out["cookie"]) == kernel_cookie
-    assert int(inb["cookie"]) >> 63 == 1 and int(inb["cookie"]) != kernel_cookie
+    assert kernel_cookie and int(out["cookie"]) != kernel_cookie
+    assert int(out["cookie"]) >> 63 == 1 and int(inb["cookie"]) >> 63 == 1 and out["cookie"] != inb["cookie"]
+    # what the entries said while the sockets were open is what their destroy records say
+    for rec, (sk, st) in ((out, live[1]), (inb, live[0])):
+        assert int(rec["sk"]) == sk and int(rec["cookie"]) == int(st["cookie"])
+        assert (int(st["sport"]), int(st["dport"]), bytes(st["saddr"]), bytes(st["daddr"])) == (
+            int(rec["sport"]), int(rec["dport"]), bytes(rec["saddr"]), bytes(rec["daddr"]))
+        assert int(st["ts_first"]) == int(rec["ts_first"]) and int(st["family"]) == 2
+
+
+@needs_ebpf
+def test_untracked_socket_keeps_the_kernel_cookie():
+    """A socket opened before the probes loaded has no entry: its record carries the kernel's
+    cookie when one was generated (as the classic tracepoint would report it)."""
+    from collector.ebpf.loader import ProbeOptions, Probes
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.4", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    c = socket.create_connection(("127.0.0.4", port))
+    a, _ = srv.accept()
+    kernel_cookie = int.from_bytes(c.getsockopt(socket.SOL_SOCKET, 57, 8), "little")  # SO_COOKIE
+    p = Probes(ProbeOptions(ssl=False, dns=False, dns_send=False))
+    try:
+        assert live_entries(p, port) == []
+        c.close()
+        a.close()
+        srv.close()
+
+        def mine(got):
+            arr = ev.stack(got.get(ev.T_CONN, []), ev.CONN)
+            return arr[(arr["dport"] == port) & (arr["sport"] != port)]
+
+        recs = mine(drain_until(p, lambda g: len(mine(g)) >= 1))
+        assert kernel_cookie and [int(x) for x in recs["cookie"]] == [kernel_cookie]
+    finally:
+        p.close()
 
 
 @needs_ebpf

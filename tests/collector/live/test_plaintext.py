@@ -14,9 +14,9 @@ from tests.collector.live.conftest import needs_ebpf
 from tests.support.clients import collect_agent, start_agent
 from tests.support.fixtures import pki_dir, zoo  # noqa: F401
 
-pytestmark = [pytest.mark.ebpf, needs_ebpf]
 
-
+@pytest.mark.ebpf
+@needs_ebpf
 @pytest.mark.parametrize(("stream", "alpn"), [(False, ("http/1.1",)), (True, ("h2", "http/1.1"))])
 def test_agent_without_keylog_is_decoded_from_uprobes(live, zoo, stream, alpn):  # noqa: F811
     router = zoo("honest", alpn=alpn)
@@ -40,6 +40,8 @@ def test_agent_without_keylog_is_decoded_from_uprobes(live, zoo, stream, alpn): 
     assert stats["plaintext_decode_errors"] == 0
 
 
+@pytest.mark.ebpf
+@needs_ebpf
 def test_node_fetch_without_keylog_is_decoded_from_uprobes_on_the_node_binary(live, zoo):  # noqa: F811
     """Node links OpenSSL statically and writes through a memory BIO: the probes on the `node` binary
     still tie its plaintext to the connection (the socket write that follows SSL_write)."""
@@ -69,3 +71,227 @@ def test_node_fetch_without_keylog_is_decoded_from_uprobes_on_the_node_binary(li
     api, model, _port, exe = rows[0]
     assert api == "openai.chat" and model == "gpt-4o-mini" and "node" in exe
     assert secrets >= 1  # the bearer key became a fingerprint, never stored in clear
+
+
+# -- open connections: finished exchanges leave before the connection ends (no eBPF needed) --------
+# Real HTTP/1.1 and HTTP/2 bytes go through the real assembler, decoders and flow-row builder as the
+# probes would report them (SSL records, the socket's `socks` entry while open, its destroy record).
+
+import json as _json  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from collector.ebpf import events as ev  # noqa: E402
+from collector.live.ebpf_rows import RowBuilder  # noqa: E402
+from collector.live.plaintext import _HDR, PlaintextAssembler  # noqa: E402
+from collector.processes import ProcessTable  # noqa: E402
+from collector.secrets import Fingerprinter  # noqa: E402
+from tests.collector.protocols.wire import h1_request, h1_response, h2_connection, openai_chat_stream  # noqa: E402
+
+HOST = "host-keepalive"
+CLOCK = ev.Clock(mono_offset_ns=1_700_000_000 * 10**9, boot_epoch=1_699_990_000.0)
+SK, SSL, TGID, COOKIE = 0xFFFF888012345678, 0x55550000AAAA, 4242, (1 << 63) | (777 << 8)
+KEY = "sk-proj-" + "a1B2c3D4" * 6  # an OpenAI-style key: secrets_seen rows come with every exchange
+
+
+class Conn:
+    """One client TLS connection as the probes report it."""
+
+    def __init__(self) -> None:
+        self.ts = 5_000_000_000  # kernel ns
+        self.opened = self.ts
+        self.rows = RowBuilder(HOST, ProcessTable(HOST, btime=CLOCK.boot_epoch), CLOCK)
+
+    def _io(self, data: bytes, direction: int) -> list[bytes]:
+        self.ts += 10_000_000
+        return [_HDR.pack(ev.T_SSL, len(data[o : o + 4096]), SSL, SK, self.ts, TGID, len(data), o, direction, 0)
+                + data[o : o + 4096] for o in range(0, len(data), 4096)]
+
+    def twin(self) -> Conn:
+        """The same connection for a second assembler (its destroy record comes after these bytes)."""
+        other = Conn()
+        other.ts, other.opened = self.ts, self.opened
+        return other
+
+    def write(self, data: bytes) -> list[bytes]:
+        return self._io(data, 0)
+
+    def read(self, data: bytes) -> list[bytes]:
+        return self._io(data, 1)
+
+    def _fill(self, a: np.ndarray) -> None:
+        a["tgid"], a["ppid"], a["start_ns"], a["comm"] = TGID, 1, 3_000_000_000, b"agent"
+        a["outbound"] = a["established"] = a["owned"] = 1
+        a["ts_first"], a["ts_established"] = self.opened, self.opened + 1000
+        a["sport"], a["dport"] = 40000, 443
+        a["saddr"] = np.void(bytes([127, 0, 0, 2]) + bytes(12))
+        a["daddr"] = np.void(bytes([127, 0, 0, 9]) + bytes(12))
+
+    def state(self) -> bytes:
+        """Its `socks` entry (probes.bpf.c struct sock_state) while it is open."""
+        a = np.zeros(1, dtype=ev.SOCK_STATE)
+        self._fill(a)
+        a["family"], a["cookie"] = 2, COOKIE
+        return a.tobytes()
+
+    def live_flow(self, sk: int, first_ts: int) -> dict | None:
+        return self.rows.live_flow(self.state(), sk, self.ts, opened_by=first_ts) if sk == SK else None
+
+    def destroy(self):
+        """Its tcp_destroy_sock record -> (conns, flows) as the collector hands them to `closed()`."""
+        a = np.zeros(1, dtype=ev.CONN)
+        self._fill(a)
+        a["type"], a["family"], a["sk"], a["cookie"], a["ts_end"] = ev.T_CONN, 4, SK, COOKIE, self.ts + 1
+        flows, arr = self.rows.flows([a.tobytes()])
+        return arr, flows
+
+
+def chat_request(n: int, pad: int = 0) -> bytes:
+    body = _json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"q{n} " + "x" * pad}],
+                        "tools": [{"type": "function", "function": {"name": "bash"}}]}).encode()
+    return h1_request("POST", "/v1/chat/completions", "router.test", body,
+                      headers=[("Authorization", f"Bearer {KEY}"), ("Content-Type", "application/json")])
+
+
+def chat_response(n: int) -> bytes:
+    body = _json.dumps({"id": f"c{n}", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [{
+        "index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"call_{n}", "type": "function", "function": {"name": "bash", "arguments": f'{{"cmd": "ls {n}"}}'}}]}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7}}).encode()
+    return h1_response(200, body, headers=[("Content-Type", "application/json")])
+
+
+def assembler(conn: Conn, live: bool = True, **kw) -> PlaintextAssembler:
+    return PlaintextAssembler(HOST, Fingerprinter(b"k" * 32), CLOCK, settle_s=kw.pop("settle_s", 0.0),
+                              live_flow=conn.live_flow if live else None, **kw)
+
+
+def drive(asm: PlaintextAssembler, conn: Conn, script) -> list[dict[str, list[dict]]]:
+    """script: records to add, 'poll', or 'close' (the destroy record, then a poll)."""
+    out = []
+    for step in script:
+        if step == "close":
+            asm.closed(*conn.destroy())
+        if step in ("poll", "close"):
+            out.append(dict(asm.poll()))
+        else:
+            asm.add(step)
+    return out
+
+
+def flat(polls: list[dict[str, list[dict]]]) -> dict[str, list[dict]]:
+    """Every table's rows over all polls, in a stable order (row dicts compared whole)."""
+    out: dict[str, list[dict]] = {}
+    for p in polls:
+        for t, rows in p.items():
+            out.setdefault(t, []).extend(rows)
+    return {t: sorted(rows, key=repr) for t, rows in sorted(out.items())}
+
+
+def paths(poll: dict[str, list[dict]]) -> list[str]:
+    return [_json.loads(r["request_body"])["messages"][0]["content"].split()[0] for r in poll.get("llm_exchanges", [])]
+
+
+def test_keepalive_exchange_is_emitted_before_close_and_rows_equal_the_close_only_path():
+    conn = Conn()
+    resp2 = chat_response(2)
+    script = [conn.write(chat_request(1)), conn.read(chat_response(1)), "poll",
+              conn.write(chat_request(2)), conn.read(resp2[:-20]), "poll",  # response 2 still arriving
+              conn.read(resp2[-20:]), "close"]
+    asm = assembler(conn)
+    polls = drive(asm, conn, script)
+    assert paths(polls[0]) == ["q1"]  # exchange 1 while the connection is open
+    assert paths(polls[1]) == []  # exchange 2's body is incomplete: not yet
+    assert paths(polls[2]) == ["q2"]  # at close: only what was not emitted
+    assert {t for t, r in polls[0].items() if r} == {"http", "llm_exchanges", "tool_calls", "secrets_seen"}
+    assert asm.counts["plaintext_early_exchanges"] == 1 and asm.counts["plaintext_bytes_released"] > 0
+    early = flat(polls)
+    ids = [r["exchange_id"] for r in early["http"]]
+    assert len(ids) == len(set(ids)) == 2
+    # the same bytes through the close-only path: the same rows, byte for byte
+    ref = conn.twin()
+    assert flat(drive(assembler(ref, live=False), ref, script)) == early
+    assert all(r["flow_uid"] == conn.destroy()[1]["flow_uid"][0].as_py() for r in early["llm_exchanges"])
+    assert {t: len(r) for t, r in early.items()} == {"http": 2, "llm_exchanges": 2, "secrets_seen": 2, "tool_calls": 2}
+
+
+def test_streaming_response_is_emitted_only_once_complete():
+    conn = Conn()
+    stream = h1_response(200, openai_chat_stream("gpt-4o-mini", [("bash", '{"cmd": "make test"}')], text="ok"),
+                         headers=[("Content-Type", "text/event-stream")], chunked=True, pieces=6)
+    cut = stream.index(b"\r\n\r\n") + 200
+    script = [conn.write(chat_request(1)), conn.read(stream[:cut]), "poll", "poll",
+              conn.read(stream[cut:]), "poll", conn.write(chat_request(2)), "poll", "close"]
+    asm = assembler(conn)
+    polls = drive(asm, conn, script)
+    assert [paths(p) for p in polls] == [[], [], ["q1"], [], ["q2"]]
+    row = polls[2]["llm_exchanges"][0]
+    assert row["streamed"] and not row["truncated"] and row["output_tokens"] == 20
+    assert polls[4]["llm_exchanges"][0]["truncated"]  # exchange 2 never answered: at close, as before
+    ref = conn.twin()
+    assert flat(drive(assembler(ref, live=False), ref, script)) == flat(polls)
+
+
+def test_h2_connection_emits_finished_streams_early_and_keeps_its_bytes():
+    def ex(n: int):
+        body = _json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"q{n}"}]}).encode()
+        return ([(":method", "POST"), (":path", "/v1/chat/completions"), (":scheme", "https"),
+                 (":authority", "router.test"), ("authorization", f"Bearer {KEY}"), ("content-type", "application/json")],
+                body, [(":status", "200"), ("content-type", "application/json")],
+                _json.dumps({"id": f"c{n}", "model": "gpt-4o-mini", "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": f"a{n}" * 50}}]}).encode())
+
+    one, two = h2_connection([ex(1)]), h2_connection([ex(1), ex(2)])
+    assert two[: len(one)] == one  # the two-exchange conversation starts with the one-exchange one
+    conn = Conn()
+    steps = [conn.write(d) if c else conn.read(d) for c, d in two]
+    script = [*steps[: len(one)], "poll", *steps[len(one) : -1], "poll", steps[-1], "close"]
+    asm = assembler(conn)
+    polls = drive(asm, conn, script)
+    assert [paths(p) for p in polls] == [["q1"], [], ["q2"]]  # the last DATA frame carries END_STREAM
+    assert polls[0]["http"][0]["http_version"] == "HTTP/2" and asm.counts["plaintext_bytes_released"] == 0
+    ref = conn.twin()
+    assert flat(drive(assembler(ref, live=False), ref, script)) == flat(polls)
+
+
+def test_long_keepalive_connection_never_reaches_the_byte_bound_from_history():
+    """40 exchanges of ~9 KB on one connection under a 64 KiB per-connection bound: all of them are
+    whole (bytes of emitted HTTP/1.1 exchanges are dropped), numbered as one connection would be."""
+    conn = Conn()
+    script = []
+    for n in range(40):
+        script += [conn.write(chat_request(n, pad=8000)), conn.read(chat_response(n)), "poll"]
+    script.append("close")
+    asm = assembler(conn, max_conn_bytes=64 << 10)
+    polls = drive(asm, conn, script)
+    got = flat(polls)
+    assert len(got["llm_exchanges"]) == 40 and not any(r["truncated"] for r in got["llm_exchanges"])
+    assert asm.counts["ssl_bytes_dropped"] == 0 and asm.counts["plaintext_early_exchanges"] == 40
+    assert polls[-1] == {} and asm._total == 0
+    ref = conn.twin()
+    assert flat(drive(assembler(ref, live=False), ref, script)) == got  # unbounded close-only: same rows
+    capped = conn.twin()
+    cut = flat(drive(assembler(capped, live=False, max_conn_bytes=64 << 10), capped, script))
+    assert len(cut["llm_exchanges"]) < 40  # what the bound did before: later exchanges lost
+
+
+def test_socket_unknown_to_the_probes_is_decoded_at_close_only():
+    conn = Conn()
+    script = [conn.write(chat_request(1)), conn.read(chat_response(1)), "poll", "close"]
+    conn.opened = conn.ts  # the entry is younger than the plaintext: another socket at this address
+    polls = drive(assembler(conn), conn, script)
+    assert [paths(p) for p in polls] == [[], ["q1"]]
+    late = conn.twin()
+    late.opened = Conn().opened  # tracked, but the stream has not been quiet for settle_s yet
+    polls = drive(assembler(late, settle_s=60.0), late, script[:3] + ["poll", "close"])
+    assert [paths(p) for p in polls] == [[], [], ["q1"]]  # not settled: at close
+
+
+def test_live_flow_is_the_flow_row_the_destroy_record_gives():
+    conn = Conn()
+    live = conn.live_flow(SK, conn.ts)
+    closed = conn.destroy()[1].to_pylist()[0]
+    for k in ("flow_uid", "community_id", "src_ip", "src_port", "dst_ip", "dst_port", "direction", "pid",
+              "process_start", "server_name", "ts_start"):
+        assert live[k] == closed[k], k
+    assert live["direction"] == "outbound" and live["flow_uid"].endswith(f"{COOKIE:012x}")
