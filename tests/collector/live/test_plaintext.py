@@ -295,3 +295,116 @@ def test_live_flow_is_the_flow_row_the_destroy_record_gives():
               "process_start", "server_name", "ts_start"):
         assert live[k] == closed[k], k
     assert live["direction"] == "outbound" and live["flow_uid"].endswith(f"{COOKIE:012x}")
+
+
+# -- live: a keep-alive SDK client against the real collector -----------------------------------------
+import signal as _signal  # noqa: E402
+import subprocess as _subprocess  # noqa: E402
+import sys as _sys  # noqa: E402
+import textwrap as _textwrap  # noqa: E402
+import time as _time  # noqa: E402
+
+KEEPALIVE_AGENT = _textwrap.dedent("""
+    import sys, openai
+    client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="sk-test-keepalive-00000000000000000000",
+                           http_client=openai.DefaultHttpxClient(), max_retries=0)
+    print("ready", flush=True)
+    n = 0
+    for line in sys.stdin:
+        if line.strip() != "call":
+            break
+        n += 1
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"keepalive {n}"}])
+        print("done", flush=True)
+    client.close()
+""")
+
+
+class KeepAliveAgent:
+    """The openai SDK on one persistent client (its connection pool), making a call each time it is
+    told to; no key log (analyzer.demo.agent.process_env: the CA as SSL_CERT_FILE)."""
+
+    def __init__(self, url: str, ca: str):
+        from analyzer.demo.agent import process_env
+
+        self.proc = _subprocess.Popen([_sys.executable, "-c", KEEPALIVE_AGENT, url], stdin=_subprocess.PIPE,
+                                      stdout=_subprocess.PIPE, text=True, env=process_env(ca, None))
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def call(self) -> None:
+        self.proc.stdin.write("call\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "done"
+
+    def quit(self) -> int:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        return self.proc.wait(timeout=30)
+
+
+def _q(store, sql: str, params=()):
+    with Store.open(str(store), read_only=True) as s:
+        return s.sql(sql, list(params)).fetchall()
+
+
+def _exchanges(store, pid: int):
+    return _q(store, "SELECT exchange_id, flow_uid, request_body FROM llm_exchanges "
+                     "WHERE source = 'uprobe' AND pid = ? ORDER BY ts", [pid])
+
+
+def _wait_rows(store, pid: int, n: int, timeout: float = 10.0):
+    deadline = _time.monotonic() + timeout
+    while True:
+        rows = _exchanges(store, pid) if store.exists() else []
+        if len(rows) >= n or _time.monotonic() > deadline:
+            return rows
+        _time.sleep(0.2)
+
+
+@pytest.mark.ebpf
+@needs_ebpf
+def test_keepalive_exchanges_reach_the_store_while_open_and_survive_kill_9(live, zoo):  # noqa: F811
+    """Three calls on one open connection: each is in the store within seconds (not when the
+    connection ends), and a collector killed -9 with the connection still open has lost none."""
+    router = zoo("honest", alpn=("http/1.1",))
+    c = live("--no-capture", "--interval", "1", "--max-delay", "0.5", "--poll", "0.1")
+    agent = KeepAliveAgent(router.url, router.ca_path)
+    try:
+        for n in (1, 2, 3):
+            t0 = _time.monotonic()
+            agent.call()
+            rows = _wait_rows(c.store, agent.proc.pid, n)
+            assert len(rows) == n, (rows, c.output())
+            assert _time.monotonic() - t0 < 10
+            assert f"keepalive {n}" in rows[-1][2]
+            assert len({r[1] for r in rows}) == 1 and rows[0][1]  # one connection, named by its flow
+            assert _q(c.store, "SELECT count(*) FROM flows WHERE flow_uid = ?", [rows[0][1]]) == [(0,)]  # still open
+        assert c.stop(_signal.SIGKILL) == -_signal.SIGKILL
+        rows = _exchanges(c.store, agent.proc.pid)
+        assert len(rows) == len({r[0] for r in rows}) == 3
+    finally:
+        assert agent.quit() == 0
+
+
+@pytest.mark.ebpf
+@needs_ebpf
+def test_keepalive_exchanges_emitted_early_name_the_flow_the_connection_gets_at_close(live, zoo):  # noqa: F811
+    router = zoo("honest", alpn=("http/1.1",))
+    c = live("--no-capture", "--interval", "1", "--max-delay", "0.5", "--poll", "0.1")
+    agent = KeepAliveAgent(router.url, router.ca_path)
+    agent.call()
+    agent.call()
+    early = _wait_rows(c.store, agent.proc.pid, 2)
+    assert len(early) == 2, c.output()
+    pid = agent.proc.pid
+    assert agent.quit() == 0  # the connection ends: its flow row comes, the exchanges do not again
+    deadline = _time.monotonic() + 15
+    while not _q(c.store, "SELECT 1 FROM flows WHERE flow_uid = ?", [early[0][1]]) and _time.monotonic() < deadline:
+        _time.sleep(0.2)
+    assert c.stop() == 0, c.output()
+    flow = _q(c.store, "SELECT pid, dst_port, direction FROM flows WHERE flow_uid = ?", [early[0][1]])
+    assert flow == [(pid, router.port, "outbound")]
+    assert _exchanges(c.store, pid) == early
+    with Store.open(str(c.store), read_only=True) as s:
+        stats = json.loads(s.sql("SELECT detail FROM collector_stats ORDER BY ts DESC LIMIT 1").fetchone()[0])
+    assert stats["plaintext_early_exchanges"] >= 2 and stats["plaintext_early_flow_mismatch"] == 0
