@@ -210,6 +210,8 @@ class PlaintextAssembler:
             if table == "http":
                 self.counts["plaintext_early_exchanges"] += len(rows)
         s.done = res.exchanges
+        if res.protocol == "other":
+            s.tracked = False  # not HTTP: nothing to emit early, so no decoding it again and again
         self._decoded(cb.flow_uid)
         if res.idle and not s.truncated and s.chunks:
             # HTTP/1.x at rest between exchanges: what follows parses on its own, numbered after these
