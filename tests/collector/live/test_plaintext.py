@@ -408,3 +408,29 @@ def test_keepalive_exchanges_emitted_early_name_the_flow_the_connection_gets_at_
     with Store.open(str(c.store), read_only=True) as s:
         stats = json.loads(s.sql("SELECT detail FROM collector_stats ORDER BY ts DESC LIMIT 1").fetchone()[0])
     assert stats["plaintext_early_exchanges"] >= 2 and stats["plaintext_early_flow_mismatch"] == 0
+
+
+def test_doh_rows_on_an_h2_connection_are_not_written_twice():
+    """DoH `dns` rows carry no exchange id: what an open connection wrote early is recognised by content."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    def ex(n: int):
+        q = DNS(id=n, rd=1, qd=DNSQR(qname=f"host{n}.example.com", qtype="A"))
+        r = DNS(id=n, qr=1, rd=1, ra=1, qd=DNSQR(qname=f"host{n}.example.com", qtype="A"),
+                an=DNSRR(rrname=f"host{n}.example.com", type="A", rdata=f"192.0.2.{n}"))
+        return ([(":method", "POST"), (":path", "/dns-query"), (":scheme", "https"), (":authority", "doh.test"),
+                 ("content-type", "application/dns-message"), ("accept", "application/dns-message")],
+                bytes(q), [(":status", "200"), ("content-type", "application/dns-message")], bytes(r))
+
+    one, two = h2_connection([ex(1)]), h2_connection([ex(1), ex(2)])
+    assert two[: len(one)] == one
+    conn = Conn()
+    steps = [conn.write(d) if c else conn.read(d) for c, d in two]
+    script = [*steps[: len(one)], "poll", *steps[len(one) :], "close"]
+    polls = drive(assembler(conn), conn, script)
+    assert sorted((r["query"], r["is_response"]) for r in polls[0]["dns"]) == [
+        ("host1.example.com", False), ("host1.example.com", True)]
+    assert sorted((r["query"], r["is_response"]) for r in polls[1]["dns"]) == [
+        ("host2.example.com", False), ("host2.example.com", True)]
+    ref = conn.twin()
+    assert flat(drive(assembler(ref, live=False), ref, script)) == flat(polls)
