@@ -106,6 +106,7 @@ class PlaintextAssembler:
             if s is None or (sk and s.sk and sk != s.sk):
                 if s is not None:  # SSL* reused on another socket: the old stream's end never comes
                     self._total -= s.size
+                    self._by_sk.get(s.sk, set()).discard(key)  # nor may that socket's end claim the new one
                 s = self._streams[key] = _Stream(tgid, first_ts=ts)
             if sk and not s.sk:
                 s.sk = sk

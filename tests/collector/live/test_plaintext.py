@@ -97,19 +97,20 @@ KEY = "sk-proj-" + "a1B2c3D4" * 6  # an OpenAI-style key: secrets_seen rows come
 class Conn:
     """One client TLS connection as the probes report it."""
 
-    def __init__(self) -> None:
+    def __init__(self, sk: int = SK) -> None:
+        self.sk = sk
         self.ts = 5_000_000_000  # kernel ns
         self.opened = self.ts
         self.rows = RowBuilder(HOST, ProcessTable(HOST, btime=CLOCK.boot_epoch), CLOCK)
 
     def _io(self, data: bytes, direction: int) -> list[bytes]:
         self.ts += 10_000_000
-        return [_HDR.pack(ev.T_SSL, len(data[o : o + 4096]), SSL, SK, self.ts, TGID, len(data), o, direction, 0)
+        return [_HDR.pack(ev.T_SSL, len(data[o : o + 4096]), SSL, self.sk, self.ts, TGID, len(data), o, direction, 0)
                 + data[o : o + 4096] for o in range(0, len(data), 4096)]
 
     def twin(self) -> Conn:
         """The same connection for a second assembler (its destroy record comes after these bytes)."""
-        other = Conn()
+        other = Conn(self.sk)
         other.ts, other.opened = self.ts, self.opened
         return other
 
@@ -135,13 +136,13 @@ class Conn:
         return a.tobytes()
 
     def live_flow(self, sk: int, first_ts: int) -> dict | None:
-        return self.rows.live_flow(self.state(), sk, self.ts, opened_by=first_ts) if sk == SK else None
+        return self.rows.live_flow(self.state(), sk, self.ts, opened_by=first_ts) if sk == self.sk else None
 
     def destroy(self):
         """Its tcp_destroy_sock record -> (conns, flows) as the collector hands them to `closed()`."""
         a = np.zeros(1, dtype=ev.CONN)
         self._fill(a)
-        a["type"], a["family"], a["sk"], a["cookie"], a["ts_end"] = ev.T_CONN, 4, SK, COOKIE, self.ts + 1
+        a["type"], a["family"], a["sk"], a["cookie"], a["ts_end"] = ev.T_CONN, 4, self.sk, COOKIE, self.ts + 1
         flows, arr = self.rows.flows([a.tobytes()])
         return arr, flows
 
@@ -434,3 +435,18 @@ def test_doh_rows_on_an_h2_connection_are_not_written_twice():
         ("host2.example.com", False), ("host2.example.com", True)]
     ref = conn.twin()
     assert flat(drive(assembler(ref, live=False), ref, script)) == flat(polls)
+
+
+def test_ssl_object_reused_on_another_socket_is_not_claimed_by_the_first_sockets_end():
+    first = Conn()
+    asm = assembler(first, live=False)
+    asm.add(first.write(chat_request(1)))  # never answered
+    second = Conn(SK + 64)
+    second.ts = first.ts
+    asm.add(second.write(chat_request(2)))
+    asm.add(second.read(chat_response(2)))
+    first.ts = second.ts  # the first socket ends after the second one carried plaintext
+    asm.closed(*first.destroy())
+    assert dict(asm.poll()) == {}
+    asm.closed(*second.destroy())
+    assert paths(dict(asm.poll())) == ["q2"]
