@@ -283,7 +283,11 @@ def test_fleet_of_three_live_collectors(postgres: PostgresServer, s3: S3Server, 
         "SELECT evidence FROM findings WHERE rule_id = 'fleet-router-multi-host' ORDER BY ts")]
     assert spread and spread[-1] == 3 and len(spread) == len(set(spread)), spread  # once per host count passed
     assert found["fleet-router-divergence"][0] == HOSTS[0], found
-    assert {c["host_id"] for c in json.loads(found["fleet-router-divergence"][2])["clean_hosts"]} == set(HOSTS[1:])
+    # exchanges reach the store while their connection is open (collector.live.plaintext), so the finding
+    # fires as soon as h1's first tampered answer and another host's clean ones are in: it names the
+    # clean hosts seen by then (one or both, by timing), never h1
+    clean = {c["host_id"] for c in json.loads(found["fleet-router-divergence"][2])["clean_hosts"]}
+    assert clean and clean <= set(HOSTS[1:]), clean
     # the dashboard's Hosts page over the fleet store: every host, the restart, no loss
     from streamlit.testing.v1 import AppTest
 
