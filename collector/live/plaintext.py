@@ -48,6 +48,7 @@ class _Stream:
     last: float = 0.0
     first_ts: int = 0  # kernel ns of the stream's first chunk (a socket entry made later is another socket's)
     dirty: bool = False  # bytes arrived since the last decode of the open stream
+    wait: float = 0.0  # quiet time before the next decode: settle_s, doubled (to 4x) while decodes find nothing new
     flow: dict | None = None  # the flow row its socket will get at destroy, known while it is open
     tracked: bool | None = None  # None: not looked up yet; False: the probes do not know its socket
     seq0: int = 0  # exchanges decoded from bytes since dropped: numbers the rest
@@ -206,10 +207,14 @@ class PlaintextAssembler:
             self.counts["plaintext_decode_errors"] += 1
             s.tracked = False
             return
+        new = res.exchanges > s.done
         for table, rows in _unsent(res.tables, (s.emitted, s.dns_emitted), record=True):
             out.setdefault(table, []).extend(rows)
             if table == "http":
                 self.counts["plaintext_early_exchanges"] += len(rows)
+        # a long answer streaming with pauses (or an HTTP/2 connection's history) is not re-parsed at
+        # every pause: the quiet time needed doubles while nothing finishes, up to 4 x settle_s
+        s.wait = self.settle_s if new else min(max(s.wait, self.settle_s) * 2, 4 * self.settle_s)
         s.done = res.exchanges
         if res.protocol == "other":
             s.tracked = False  # not HTTP: nothing to emit early, so no decoding it again and again
@@ -235,7 +240,7 @@ class PlaintextAssembler:
                     self._by_sk.get(s.sk, set()).discard(key)
                 if s.chunks:
                     self._emit(s, s.flow)
-            elif s.dirty and now - s.last >= self.settle_s:
+            elif s.dirty and now - s.last >= max(s.wait, self.settle_s):
                 settled.append(s)
         out: dict[str, list] = {}
         t0 = time.monotonic()
