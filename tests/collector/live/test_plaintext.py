@@ -312,10 +312,12 @@ KEEPALIVE_AGENT = _textwrap.dedent("""
     print("ready", flush=True)
     n = 0
     for line in sys.stdin:
-        if line.strip() != "call":
+        word, _, pad = line.strip().partition(" ")
+        if word != "call":
             break
         n += 1
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"keepalive {n}"}])
+        content = f"keepalive {n}" + ("." * int(pad) + f" end of prompt {n}" if pad else "")
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": content}])
         print("done", flush=True)
     client.close()
 """)
@@ -332,8 +334,9 @@ class KeepAliveAgent:
                                       stdout=_subprocess.PIPE, text=True, env=process_env(ca, None))
         assert self.proc.stdout.readline().strip() == "ready"
 
-    def call(self) -> None:
-        self.proc.stdin.write("call\n")
+    def call(self, pad: int = 0) -> None:
+        """One call; `pad` bytes more of prompt (then "end of prompt N") make the request that much larger."""
+        self.proc.stdin.write(f"call {pad}\n" if pad else "call\n")
         self.proc.stdin.flush()
         assert self.proc.stdout.readline().strip() == "done"
 
@@ -450,3 +453,32 @@ def test_ssl_object_reused_on_another_socket_is_not_claimed_by_the_first_sockets
     assert dict(asm.poll()) == {}
     asm.closed(*second.destroy())
     assert paths(dict(asm.poll())) == ["q2"]
+
+
+@pytest.mark.ebpf
+@needs_ebpf
+def test_a_prompt_of_several_hundred_kib_is_captured_whole(live, zoo):  # noqa: F811
+    """An SDK hands its whole request body to one SSL_write: a 450 KB prompt (agents send whole
+    conversations) is decoded whole, not cut at the probe's per-call limit (it was 64 KiB)."""
+    router = zoo("honest", alpn=("http/1.1",))
+    c = live("--no-capture", "--interval", "1", "--max-delay", "0.5", "--poll", "0.1")
+    agent = KeepAliveAgent(router.url, router.ca_path)
+    try:
+        agent.call(pad=450_000)
+        agent.call()
+        rows = _wait_rows(c.store, agent.proc.pid, 2, timeout=20)
+        assert len(rows) == 2, c.output()
+    finally:
+        assert agent.quit() == 0
+    assert c.stop() == 0, c.output()
+    big = _q(c.store, "SELECT truncated, request_body, json_extract_string(stream_events, '$.errors') "
+                      "FROM llm_exchanges WHERE exchange_id = ?", [rows[0][0]])[0]
+    # the stored body is capped (body_cap, 256 Ki characters) but the request was parsed whole:
+    # the model and the message count come from the JSON, and nothing says it was cut
+    assert big[0] is False and big[2] is None, big[::2]
+    model, size = _q(c.store, "SELECT e.model_requested, h.request_body_bytes FROM llm_exchanges e "
+                              "JOIN http h USING (exchange_id) WHERE e.exchange_id = ?", [rows[0][0]])[0]
+    assert model == "gpt-4o-mini" and size > 450_000
+    with Store.open(str(c.store), read_only=True) as s:
+        stats = json.loads(s.sql("SELECT detail FROM collector_stats ORDER BY ts DESC LIMIT 1").fetchone()[0])
+    assert stats.get("ssl_truncated", 0) == 0 and stats.get("kernel_ssl_truncated", 0) == 0, stats
