@@ -23,7 +23,7 @@ from collector.llm.router_headers import router_headers, router_software
 from collector.protocols.connection import parse_connection
 from collector.protocols.dns import doh_messages
 from collector.protocols.encoding import DEFAULT_KEEP
-from collector.protocols.messages import ConnectionBytes, HttpRequest, HttpResponse
+from collector.protocols.messages import Connection, ConnectionBytes, HttpRequest, HttpResponse
 from collector.protocols.sse import parse_sse
 
 TABLE_NAMES = ("http", "llm_exchanges", "tool_calls", "secrets_seen", "dns")
@@ -59,18 +59,6 @@ class DecodeContext:
                 hit = secrets.redact_header(name, value, self.fingerprinter, self.canaries)
             self.cache[key] = hit
         return hit
-
-
-@dataclass
-class ConnMeta:
-    """What decode_http needs to know about the connection (any object with these attributes works)."""
-
-    flow_uid: str | None = None
-    dst_ip: str | None = None
-    dst_port: int | None = None
-    server_name: str | None = None
-    pid: int | None = None
-    community_id: str | None = None
 
 
 @dataclass
@@ -196,6 +184,9 @@ def _cap(s: str, n: int) -> tuple[str, bool]:
     return (s, False) if len(s) <= n else (s[:n], True)
 
 
+_NO_CONNECTION = Connection()
+
+
 def exchange_id(host_id: str, flow_key: str | None, seq: int, req: HttpRequest) -> str:
     raw = f"{host_id}|{flow_key}|{req.stream_id if req.stream_id is not None else -1}|{seq}|{req.ts:.6f}"
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
@@ -205,21 +196,21 @@ def decode_http(
     req: HttpRequest,
     resp: HttpResponse | None,
     ctx: DecodeContext,
-    conn: Any = None,
+    conn: Connection | None = None,
     *,
     seq: int = 0,
     out: DecodedRows | None = None,
 ) -> DecodedRows:
-    """Rows for one request/response pair. `conn` carries flow_uid / dst / server_name (ConnMeta,
-    ConnectionBytes or anything with those attributes); `seq` numbers exchanges within a connection;
-    rows are appended to `out` when given (and it is returned)."""
+    """Rows for one request/response pair on `conn` (None: no connection known); `seq` numbers
+    exchanges within a connection; rows are appended to `out` when given (and it is returned)."""
     if out is None:
         out = DecodedRows()
     out.exchanges += 1
-    flow_uid = getattr(conn, "flow_uid", None)
-    pid = getattr(conn, "pid", None) or ctx.pid
-    host = req.authority or getattr(conn, "server_name", None) or None
-    xid = exchange_id(ctx.host_id, flow_uid or getattr(conn, "community_id", None), seq, req)
+    conn = conn or _NO_CONNECTION
+    flow_uid = conn.flow_uid
+    pid = conn.pid or ctx.pid
+    host = req.authority or conn.server_name or None
+    xid = exchange_id(ctx.host_id, flow_uid or conn.community_id, seq, req)
     ts = _dt(req.ts)
     base = {"ts": ts, "host_id": ctx.host_id, "flow_uid": flow_uid, "exchange_id": xid, "pid": pid,
             "destination": host}
@@ -334,8 +325,8 @@ def decode_http(
 
 
 def decode_exchanges(
-    exchanges: Iterable[tuple[HttpRequest, HttpResponse | None]], ctx: DecodeContext, conn: Any = None,
-    start_seq: int = 0,
+    exchanges: Iterable[tuple[HttpRequest, HttpResponse | None]], ctx: DecodeContext,
+    conn: Connection | None = None, start_seq: int = 0,
 ) -> DecodedRows:
     out = DecodedRows()
     for i, (req, resp) in enumerate(exchanges):

@@ -1,14 +1,16 @@
 """What every plaintext source hands to the HTTP/LLM decoders.
 
-Three sources produce plaintext: tshark decryption of a capture with a key log, libssl uprobes
-(live), and the TLS-intercepting proxy. The first two yield a connection's raw byte streams
-(`ConnectionBytes`, parsed by collector.protocols); the proxy yields already-parsed messages
-(`HttpRequest`/`HttpResponse`). Both reach the same LLM decoders in collector.llm.
+Three sources produce plaintext: decryption of a capture with a key log, libssl/Go uprobes (live),
+and the TLS-intercepting proxy. Each knows its connection as a `Connection` (the one identity type:
+the key-log path's `StreamMeta` and the uprobe path's `ConnectionBytes` extend it, the proxy builds
+one for its upstream leg), and each connection's bytes go through the same parsers
+(collector.protocols: HTTP/1.1, HTTP/2) to `HttpRequest`/`HttpResponse` pairs, which reach the same
+decoders (collector.llm.pipeline.decode_http).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass
@@ -20,20 +22,31 @@ class Chunk:
 
 
 @dataclass
-class ConnectionBytes:
-    """One connection's plaintext, each direction in order."""
+class Connection:
+    """Which connection an exchange travelled on, as far as its source knows: what the decoders put
+    in every row (flow_uid links to `flows`; community_id stands in where no flow is known yet)."""
+
+    flow_uid: str | None = None
+    community_id: str | None = None
+    src_ip: str | None = None  # the client's end
+    src_port: int | None = None
+    dst_ip: str | None = None  # the server's end
+    dst_port: int | None = None
+    server_name: str | None = None  # SNI, or the proxy's CONNECT target
+    alpn: str | None = None  # 'h2', 'http/1.1' or None (sniffed from the bytes)
+    pid: int | None = None  # the client process, when attributed
+
+    def identity(self) -> Connection:
+        """Just the identity (a source's record may carry more): small to pickle, and a copy."""
+        return Connection(**{f.name: getattr(self, f.name) for f in fields(Connection)})
+
+
+@dataclass(kw_only=True)
+class ConnectionBytes(Connection):
+    """One connection's plaintext, each direction in order (the uprobe and test paths)."""
 
     client: list[Chunk]  # client -> server
     server: list[Chunk]  # server -> client
-    flow_uid: str | None = None
-    community_id: str | None = None
-    src_ip: str | None = None
-    src_port: int | None = None
-    dst_ip: str | None = None
-    dst_port: int | None = None
-    server_name: str | None = None  # SNI
-    alpn: str | None = None  # 'h2', 'http/1.1' or None (sniffed from the bytes)
-    pid: int | None = None
     truncated: bool = False  # bytes are missing (capture ended, uprobe size limit, ...)
 
 

@@ -8,22 +8,18 @@ it writes is redacted there (collector.secrets), exactly as for the other plaint
 from __future__ import annotations
 
 from collector.llm import pipeline
-from collector.protocols.messages import HttpRequest, HttpResponse
+from collector.protocols.messages import Connection, HttpRequest, HttpResponse
 from collector.secrets import Fingerprinter
-
-CONN_FIELDS = ("flow_uid", "pid", "dst_ip", "dst_port", "server_name")
 
 
 class ExchangeDecoder:
-    """Callable (request, response, meta) -> {table: rows}; `meta` is the sink's connection metadata
-    (host_id, flow_uid, pid, dst_ip, dst_port, server_name, seq)."""
+    """Callable (request, response, upstream connection, host_id, seq) -> {table: rows}."""
 
     def __init__(self, fingerprinter: Fingerprinter):
         self.fp = fingerprinter
 
-    def __call__(self, req: HttpRequest, resp: HttpResponse | None, meta: dict) -> dict[str, list[dict]]:
-        ctx = pipeline.DecodeContext(host_id=meta["host_id"], fingerprinter=self.fp, source="proxy",
-                                     pid=meta.get("pid"))
-        conn = pipeline.ConnMeta(**{k: meta.get(k) for k in CONN_FIELDS})
-        rows = pipeline.decode_http(req, resp, ctx, conn, seq=meta.get("seq", 0))
+    def __call__(self, req: HttpRequest, resp: HttpResponse | None, conn: Connection, host_id: str,
+                 seq: int = 0) -> dict[str, list[dict]]:
+        ctx = pipeline.DecodeContext(host_id=host_id, fingerprinter=self.fp, source="proxy", pid=conn.pid)
+        rows = pipeline.decode_http(req, resp, ctx, conn, seq=seq)
         return {t: list(r) for t, r in rows.tables.items()}

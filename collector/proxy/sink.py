@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from collector.capture.community_id import community_id
+from collector.protocols.messages import Connection
 from collector.proxy.server import ProxiedConnection, ProxySink
 from collector.proxy.tap import Exchange, websocket_as_http
 
@@ -240,14 +241,13 @@ class StoreSink(ProxySink):
         self._attribute(conn)
         self.counts["exchanges"] += 1
         req, resp = ex.request, ex.response
-        meta = self._meta(conn)
-        meta["seq"] = self._seq[conn.conn_id] = self._seq.get(conn.conn_id, -1) + 1
-        tables = self._decode(req, resp, meta, ws=ex.websocket)
+        upstream = self.upstream(conn)
+        seq = self._seq[conn.conn_id] = self._seq.get(conn.conn_id, -1) + 1
+        tables = self._decode(req, resp, upstream, seq, ws=ex.websocket)
         if ex.websocket is not None:
             as_http = websocket_as_http(ex)
-            if as_http is not None:
-                meta["seq"] += 1_000_000  # a distinct exchange id for the LLM view of the session
-                for t, rows in self._decode(*as_http, meta, ws=None, llm_only=True).items():
+            if as_http is not None:  # a distinct exchange id for the LLM view of the session
+                for t, rows in self._decode(*as_http, upstream, seq + 1_000_000, ws=None, llm_only=True).items():
                     tables.setdefault(t, []).extend(rows)
         for table, rows in tables.items():
             if rows:
@@ -279,21 +279,22 @@ class StoreSink(ProxySink):
         self.counts["gate"] = self.counts.get("gate", 0) + len(rows)
         self.writer.add("gate_decisions", rows)
 
-    def _meta(self, conn: ProxiedConnection) -> dict:
-        return {
-            "host_id": self.host_id,
-            "flow_uid": flow_uid(self.host_id, conn.conn_id, "upstream"),
-            "pid": conn.pid,
-            "process_start": conn.process_start,
-            "server_name": conn.target_host,
-            "dst_ip": conn.upstream_peer.ip if conn.upstream_peer else None,
-            "dst_port": conn.target_port,
-            "scheme": conn.scheme,
-            "source": "proxy",
-        }
+    def upstream(self, conn: ProxiedConnection) -> Connection:
+        """The connection the proxy's exchanges travel on: its leg to the router (the flow they point at)."""
+        local, peer = conn.upstream_local, conn.upstream_peer
+        cid = None
+        if local is not None and peer is not None:
+            cid = community_id("tcp", local.ip, local.port, peer.ip, peer.port)
+        return Connection(
+            flow_uid=flow_uid(self.host_id, conn.conn_id, "upstream"), community_id=cid,
+            src_ip=local.ip if local else None, src_port=local.port if local else None,
+            dst_ip=peer.ip if peer else None, dst_port=conn.target_port, server_name=conn.target_host,
+            alpn=conn.alpn, pid=conn.pid,
+        )
 
-    def _decode(self, req, resp, meta: dict, ws=None, llm_only: bool = False) -> dict[str, list[dict]]:  # noqa: ANN001
-        tables = self._decoder(req, resp, meta)
+    def _decode(self, req, resp, upstream: Connection, seq: int, ws=None,  # noqa: ANN001
+                llm_only: bool = False) -> dict[str, list[dict]]:
+        tables = self._decoder(req, resp, upstream, self.host_id, seq)
         if ws is not None:
             for row in tables.get("http", []):
                 hdrs = json.loads(row.get("response_headers") or "[]") if isinstance(row.get("response_headers"), str) else []

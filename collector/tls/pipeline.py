@@ -33,9 +33,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from collector.capture.community_id import community_id
-from collector.llm.pipeline import TABLE_NAMES, ConnMeta, DecodeContext, DecodedRows, decode_exchanges
+from collector.llm.pipeline import TABLE_NAMES, DecodeContext, DecodedRows, decode_exchanges
 from collector.protocols.connection import Exchange
 from collector.protocols.encoding import DEFAULT_KEEP
+from collector.protocols.messages import Connection
 from collector.secrets import Fingerprinter
 from collector.tls.keylog import KeyLogInfo, read_keylog
 from collector.tls.native_decrypt import NativeDecrypt, NativeUnsure, Walked
@@ -49,7 +50,7 @@ EAGER_BYTES = 8 << 20  # a capture file this big starts the worker at once (it s
 IN_FLIGHT = 2  # batches queued at the worker before the main process decodes one itself
 SEND_EXCHANGES = 512  # a split capture's child sends its rows every this many exchanges
 
-Batch = list[tuple[ConnMeta, bool, int, list[Exchange]]]  # (connection, tls?, first seq, exchanges)
+Batch = list[tuple[Connection, bool, int, list[Exchange]]]  # (connection, tls?, first seq, exchanges)
 
 
 def decode_batch(ctx_tls: DecodeContext, ctx_clear: DecodeContext, batch: Batch) -> DecodedRows:
@@ -82,7 +83,7 @@ class _Decoder:
 
         self.worker = DecodeWorker()
 
-    def add(self, conn: ConnMeta, tls: bool, seq: int, exchanges: list[Exchange]) -> None:
+    def add(self, conn: Connection, tls: bool, seq: int, exchanges: list[Exchange]) -> None:
         self.batch.append((conn, tls, seq, exchanges))
         self.batch_n += len(exchanges)
         self.total += len(exchanges)
@@ -426,9 +427,9 @@ class _Decoding:
         else:
             self.unlinked.add(meta.stream)
 
-    def _conn(self, meta: StreamMeta) -> ConnMeta:
+    def _conn(self, meta: StreamMeta) -> Connection:
         self.link(meta)
-        return ConnMeta(meta.flow_uid, meta.dst_ip, meta.dst_port, meta.server_name, meta.pid, meta.community_id)
+        return meta.identity()
 
     def _assemble(self, job: NativeDecrypt | TsharkDecrypt,
                   sink: Callable[[StreamMeta, list[Exchange]], None]) -> StreamAssembler:

@@ -16,22 +16,18 @@ from dataclasses import dataclass, field
 
 from collector.protocols.connection import ConnectionParser, Exchange
 from collector.protocols.encoding import DEFAULT_KEEP
+from collector.protocols.messages import Connection
 from collector.tls.tshark_decrypt import Segment
 
 
-@dataclass
-class StreamMeta:
-    """What is known about one TCP connection (also the `conn` handed to the LLM decoders)."""
+@dataclass(kw_only=True)
+class StreamMeta(Connection):
+    """A TCP connection of a capture: its identity (the `Connection` handed to the decoders) and what
+    reassembly and decryption saw of it."""
 
     stream: int
-    src_ip: str
-    src_port: int
-    dst_ip: str
-    dst_port: int
     ts_first: float
     ts_last: float = 0.0
-    server_name: str | None = None
-    alpn: str | None = None
     client_random: str | None = None
     tls: bool = False
     app_records: int = 0  # TLS application-data records seen
@@ -40,9 +36,6 @@ class StreamMeta:
     bytes_server: int = 0
     retransmissions: int = 0
     gaps: int = 0  # payload the capture missed (a segment starting past the next expected byte)
-    flow_uid: str | None = None
-    community_id: str | None = None
-    pid: int | None = None
     closed: bool = False
     exchanges: int = 0
     error: str | None = None
@@ -83,7 +76,8 @@ class StreamAssembler:
         if st is None:
             if seg.stream in self.closed_ids:
                 return
-            st = _State(StreamMeta(seg.stream, seg.src, seg.sport, seg.dst, seg.dport, seg.ts), None)
+            st = _State(StreamMeta(stream=seg.stream, src_ip=seg.src, src_port=seg.sport, dst_ip=seg.dst,
+                                   dst_port=seg.dport, ts_first=seg.ts), None)
             self.states[seg.stream] = st
         m = st.meta
         if m.closed:

@@ -83,7 +83,7 @@ def conn_from_conv(conv: list[tuple[bool, bytes]], **kw) -> ConnectionBytes:
     for from_client, data in conv:
         (cc if from_client else ss).append(Chunk(t, data))
         t += 0.01
-    return ConnectionBytes(cc, ss, **kw)
+    return ConnectionBytes(client=cc, server=ss, **kw)
 
 
 def conn_from(client: list[bytes] | bytes, server: list[bytes] | bytes, **kw) -> ConnectionBytes:
@@ -99,7 +99,7 @@ def conn_from(client: list[bytes] | bytes, server: list[bytes] | bytes, **kw) ->
         if i < len(server):
             ss.append(Chunk(t, server[i]))
             t += 0.01
-    return ConnectionBytes(cc, ss, **kw)
+    return ConnectionBytes(client=cc, server=ss, **kw)
 
 
 def sse(objs, event_names=None, done: bool = False) -> bytes:
