@@ -77,7 +77,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     # proxy mode
     "collector/proxy/decode.py": (f"{_C}/proxy/test_sink.py",),
     "collector/proxy/server.py": (f"{_C}/proxy/test_proxy.py", f"{_C}/proxy/test_proxy_h2.py"),
-    "collector/proxy/tap.py": (f"{_C}/proxy/test_proxy.py", f"{_C}/proxy/test_proxy_h2.py"),
     # the policy gate: the shared core and the proxy's rewriting, through their callers' tests
     "collector/policy/judge.py": (f"{_C}/policy/test_screen.py", f"{_C}/policy/test_hook.py", f"{_C}/proxy/gate/test_body.py"),
     "collector/policy/model.py": (f"{_C}/policy/test_policy.py", f"{_C}/policy/test_screen.py"),

@@ -19,12 +19,14 @@ _MAX_PENDING = 256 * 1024  # server bytes held while the protocol is still unkno
 
 
 class ConnectionParser:
-    """Feed each direction's bytes in capture order; completed exchanges come back from every call."""
+    """Feed each direction's bytes in capture order; completed exchanges come back from every call.
 
-    def __init__(self, *, keep: int = DEFAULT_KEEP, alpn: str | None = None):
+    `protocol` ('h1' | 'h2') skips sniffing when the caller knows it (the proxy, from ALPN)."""
+
+    def __init__(self, *, keep: int = DEFAULT_KEEP, alpn: str | None = None, protocol: str | None = None):
         self.keep = keep
         self.alpn = alpn
-        self.protocol: str | None = None  # 'h1' | 'h2' | 'other'
+        self.protocol: str | None = protocol  # 'h1' | 'h2' | 'other'
         self._head = b""
         self._pending_server: list[tuple[bytes, float]] = []
         self._pending_size = 0
@@ -54,19 +56,31 @@ class ConnectionParser:
             return out
         return self._dispatch(from_client, data, ts)
 
-    def close(self, truncated: bool = False) -> list[Exchange]:
+    @property
+    def switched(self) -> tuple[bytes, bytes] | None:
+        """After an HTTP/1.1 101 Switching Protocols (or a CONNECT tunnel): the bytes each direction
+        (client, server) sent past the last HTTP message, for the protocol that follows; else None."""
+        if self.h1_resp is None or self.h1_resp.switched is None:
+            return None
+        client = bytes(self.h1_req.buf) if self.h1_req is not None else b""
+        return client, self.h1_resp.switched
+
+    def close(self, truncated: bool = False, ts: float | None = None) -> list[Exchange]:
+        """The connection ended (`truncated`: the bytes stopped short of its end, e.g. a capture cut);
+        `ts` is when, if later than the last bytes."""
         out: list[Exchange] = []
-        if self.protocol == "h1":
-            assert self.h1_req is not None and self.h1_resp is not None
-            out += self._pair([], self.h1_req.close(truncated=truncated))
-            out += self._pair(self.h1_resp.close(truncated=truncated), [])
+        if self.protocol == "h1" and self.h1_req is not None:
+            assert self.h1_resp is not None
+            out += self._pair([], self.h1_req.close(ts, truncated=truncated))
+            out += self._pair(self.h1_resp.close(ts, truncated=truncated), [])
             while self._requests:  # requests never answered
                 req = self._requests.popleft()
                 req.truncated = True
                 out.append((req, None))
             self.error = self.error or self.h1_req.error or self.h1_resp.error
-        elif self.protocol == "h2":
-            assert self.h2 is not None
+        elif self.protocol == "h2" and self.h2 is not None:
+            if ts is not None:
+                self.h2.last_ts = max(self.h2.last_ts, ts)
             out += self.h2.close(truncated=truncated)
             self.error = self.error or self.h2.error
         return out

@@ -256,9 +256,3 @@ class Body:
     def error(self) -> str | None:
         return self.decoder.error
 
-
-def decode_all(data: bytes, content_encoding: str | None) -> tuple[bytes, str | None]:
-    """Decode a complete body at once (proxy path); returns (decoded, error)."""
-    d = BodyDecoder(content_encoding)
-    out = d.feed(data) + d.flush()
-    return out, d.error

@@ -54,6 +54,9 @@ class Http1Parser:
         self.out: list[HttpRequest | HttpResponse] = []
         self.error: str | None = None
         self.last_ts = 0.0
+        # after a 101 Switching Protocols (or a CONNECT tunnel): the bytes that followed the response
+        # head, for whatever protocol comes next (None: no switch)
+        self.switched: bytes | None = None
 
     # -- input -------------------------------------------------------------------------------
     def feed(self, data: bytes, ts: float) -> list[HttpRequest | HttpResponse]:
@@ -202,6 +205,8 @@ class Http1Parser:
                     pos = len(buf)
                 break
         if self.state == _DEAD:
+            if self.switched is not None:
+                self.switched += bytes(buf[pos:])
             buf.clear()
         elif pos:
             del buf[:pos]
@@ -262,6 +267,7 @@ class Http1Parser:
             self._body_framing(headers, is_request=False, method=method, status=status, ts=ts)
             if status == 101 or (method == "CONNECT" and 200 <= status < 300):
                 self.state = _DEAD  # protocol switch / tunnel: what follows is not HTTP/1
+                self.switched = b""
 
     def _body_framing(self, headers, *, is_request: bool, method: str, status: int, ts: float) -> None:
         te = (_header(headers, "transfer-encoding") or "").lower()
