@@ -147,7 +147,7 @@ class _Scanner:
         self.seen: set[tuple[str, str, str, str]] = set()
         self.header_secrets = 0  # secrets found by the last headers() call
 
-    def _add(self, m: secrets.SecretMatch, f: str, direction: str, location: str) -> None:
+    def add(self, m: secrets.SecretMatch, f: str, direction: str, location: str) -> None:
         key = (m.kind, f, direction, location)
         if key in self.seen:
             return
@@ -157,7 +157,7 @@ class _Scanner:
     def text(self, text: str, direction: str, location: str, *, mnemonics: bool = True) -> str:
         red, pairs = secrets.redact(text, self.ctx.fingerprinter, self.ctx.canaries, mnemonics=mnemonics)
         for m, f in pairs:
-            self._add(m, f, direction, location)
+            self.add(m, f, direction, location)
         return red
 
     def headers(self, headers: list[tuple[str, str]], direction: str) -> list[list[str]]:
@@ -171,7 +171,7 @@ class _Scanner:
             out.append([name, red])
             for m, f in pairs:
                 n += 1
-                self._add(m, f, direction, f"header:{lname}")
+                self.add(m, f, direction, f"header:{lname}")
         self.header_secrets = n
         return out
 
@@ -192,6 +192,28 @@ def exchange_id(host_id: str, flow_key: str | None, seq: int, req: HttpRequest) 
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
+@dataclass(slots=True)
+class _Exchange:
+    """What the steps of decode_http share about one exchange."""
+
+    req: HttpRequest
+    resp: HttpResponse | None
+    ctx: DecodeContext
+    xid: str
+    flow_uid: str | None
+    pid: int | None
+    host: str | None
+    ts: datetime | None
+    ts_resp: datetime | None
+    sc: _Scanner
+    path: str = ""  # redacted
+    req_red: str = ""  # redacted request body text
+    req_sha: str = ""
+    resp_sha: str | None = None
+    resp_headers_clean: bool = False  # the response headers held no secret (their values need no second scan)
+    truncated: bool = False
+
+
 def decode_http(
     req: HttpRequest,
     resp: HttpResponse | None,
@@ -202,100 +224,97 @@ def decode_http(
     out: DecodedRows | None = None,
 ) -> DecodedRows:
     """Rows for one request/response pair on `conn` (None: no connection known); `seq` numbers
-    exchanges within a connection; rows are appended to `out` when given (and it is returned)."""
+    exchanges within a connection; rows are appended to `out` when given (and it is returned).
+
+    Every exchange gives an `http` row; a DoH lookup `dns` rows; an LLM API call an `llm_exchanges`
+    row and its `tool_calls`; whatever secret any of it held, `secrets_seen` rows."""
     if out is None:
         out = DecodedRows()
     out.exchanges += 1
     conn = conn or _NO_CONNECTION
-    flow_uid = conn.flow_uid
-    pid = conn.pid or ctx.pid
-    host = req.authority or conn.server_name or None
-    xid = exchange_id(ctx.host_id, flow_uid or conn.community_id, seq, req)
     ts = _dt(req.ts)
-    base = {"ts": ts, "host_id": ctx.host_id, "flow_uid": flow_uid, "exchange_id": xid, "pid": pid,
+    xid = exchange_id(ctx.host_id, conn.flow_uid or conn.community_id, seq, req)
+    host = req.authority or conn.server_name or None
+    pid = conn.pid or ctx.pid
+    base = {"ts": ts, "host_id": ctx.host_id, "flow_uid": conn.flow_uid, "exchange_id": xid, "pid": pid,
             "destination": host}
-    sc = _Scanner(ctx, base)
+    ex = _Exchange(req, resp, ctx, xid, conn.flow_uid, pid, host, ts, _dt(resp.ts) if resp is not None else None,
+                   _Scanner(ctx, base))
+    _http_row(ex, out)
+    if not _dns_rows(ex, out):
+        _llm_rows(ex, out)
+    out.tables["secrets_seen"].extend(ex.sc.rows)
+    return out
 
-    path, found = ctx.redact_cached(None, req.path)
+
+def _http_row(ex: _Exchange, out: DecodedRows) -> None:
+    """The `http` row: path, headers and bodies redacted (the secrets go to the scanner), digests of
+    the raw bodies."""
+    req, resp, ctx, sc = ex.req, ex.resp, ex.ctx, ex.sc
+    ex.path, found = ctx.redact_cached(None, req.path)
     for m, f in found:
-        sc._add(m, f, "request", "path")
+        sc.add(m, f, "request", "path")
     req_headers = sc.headers(req.headers, "request")
     req_text = _body_text(req.body) if req.body else ""
-    req_red = sc.text(req_text, "request", "body") if req_text else ""
+    ex.req_red = sc.text(req_text, "request", "body") if req_text else ""
     resp_headers = sc.headers(resp.headers, "response") if resp is not None else None
-    resp_headers_clean = resp is not None and sc.header_secrets == 0 and not ctx.canaries
-    req_sha = req.body_sha256 or hashlib.sha256(req.body).hexdigest()
-    resp_sha = None
+    ex.resp_headers_clean = resp is not None and sc.header_secrets == 0 and not ctx.canaries
+    ex.req_sha = req.body_sha256 or hashlib.sha256(req.body).hexdigest()
     if resp is not None:
-        resp_sha = resp.body_sha256 or hashlib.sha256(resp.body).hexdigest()
-    truncated = req.truncated or resp is None or resp.truncated
+        ex.resp_sha = resp.body_sha256 or hashlib.sha256(resp.body).hexdigest()
+    ex.truncated = req.truncated or resp is None or resp.truncated
     for e in (req.error, resp.error if resp is not None else None):
         if e:
             out.errors.append(e)
-
     t_resp = resp.ts if resp is not None else None
-    ts_resp = _dt(t_resp)
     t_end = (resp.ts_end if resp is not None and resp.ts_end is not None else t_resp)
     out.tables["http"].append({
-        "ts": ts, "host_id": ctx.host_id, "flow_uid": flow_uid, "exchange_id": xid, "method": req.method,
-        "host": host, "path": path, "status": resp.status if resp is not None else None,
+        "ts": ex.ts, "host_id": ctx.host_id, "flow_uid": ex.flow_uid, "exchange_id": ex.xid, "method": req.method,
+        "host": ex.host, "path": ex.path, "status": resp.status if resp is not None else None,
         "http_version": req.http_version, "request_headers": dumps(req_headers),
         "response_headers": dumps(resp_headers) if resp_headers is not None else None,
         "request_body_bytes": req.body_size if req.body_size is not None else len(req.body),
         "response_body_bytes": (resp.body_size if resp.body_size is not None else len(resp.body)) if resp else None,
-        "request_digest": req_sha, "response_digest": resp_sha, "ts_response": ts_resp,
+        "request_digest": ex.req_sha, "response_digest": ex.resp_sha, "ts_response": ex.ts_resp,
         "duration_ms": round((t_end - req.ts) * 1000, 3) if t_end is not None else None,
-        "stream_id": req.stream_id, "truncated": truncated, "source": ctx.source,
+        "stream_id": req.stream_id, "truncated": ex.truncated, "source": ctx.source,
     })  # fmt: skip
 
+
+def _dns_rows(ex: _Exchange, out: DecodedRows) -> bool:
+    """`dns` rows when the exchange is a DoH lookup (the agent, or a child, resolving a name past the
+    system resolver); whether it was one."""
+    req, resp = ex.req, ex.resp
     doh = doh_messages(req.method, req.path, req.headers, req.body, resp.headers if resp is not None else None,
                        resp.body if resp is not None else None)
-    if doh is not None:  # a DoH lookup: the agent (or a child) resolving a name past the system resolver
-        out.tables["dns"].extend(
-            {"ts": _dt(req.ts if not m.is_response or resp is None else resp.ts), "host_id": ctx.host_id,
-             "flow_uid": flow_uid, "query": m.query, "qtype": m.qtype, "rcode": m.rcode, "answers": m.answers,
-             "trans_id": m.trans_id, "is_response": m.is_response, "pid": pid, "source": "doh"}
-            for m in doh)
-        out.tables["secrets_seen"].extend(sc.rows)
-        return out
+    if doh is None:
+        return False
+    out.tables["dns"].extend(
+        {"ts": _dt(req.ts if not m.is_response or resp is None else resp.ts), "host_id": ex.ctx.host_id,
+         "flow_uid": ex.flow_uid, "query": m.query, "qtype": m.qtype, "rcode": m.rcode, "answers": m.answers,
+         "trans_id": m.trans_id, "is_response": m.is_response, "pid": ex.pid, "source": "doh"}
+        for m in doh)
+    return True
 
+
+def _llm_rows(ex: _Exchange, out: DecodedRows) -> None:
+    """The `llm_exchanges` row and its `tool_calls` when the exchange speaks an LLM API."""
+    req, resp = ex.req, ex.resp
     req_json = loads(req.body) if req.body and not req.body_capped else None
     api = classify(req.method, req.path, req.headers, req_json)
     if api is None:
-        out.tables["secrets_seen"].extend(sc.rows)
-        return out
+        return
     res = decode_llm(api, req, resp, req_json)
     if req.body_capped:
         res.errors.append("request_body_over_parse_cap")
-
-    # response body: scan the raw body (non-streamed) or the assembled text (streamed; a secret may be
-    # split across events, so the raw event stream itself is never stored)
-    tool_rows = []
-    resp_args: list[dict] = []
-    for t in res.tool_calls:
-        args = sc.text(t.arguments, t.direction, "tool_call")
-        tool_rows.append({
-            "ts": ts_resp if t.direction == "response" else ts, "host_id": ctx.host_id, "exchange_id": xid,
-            "idx": t.idx, "call_id": t.call_id, "name": t.name, "arguments": args, "direction": t.direction,
-        })  # fmt: skip
-        if t.direction == "response":
-            resp_args.append({"name": t.name, "call_id": t.call_id, "arguments": args})
-    resp_red = None
-    if resp is not None:
-        if res.stream is not None:
-            # the stored body of a stream is the message the client assembled (text + tool calls), built
-            # from redacted pieces: a secret split across events is whole (and redacted) only there
-            text = sc.text(res.text, "response", "body") if res.text else ""
-            resp_red = dumps({"text": text, "tool_calls": resp_args})
-            # secrets whole in the raw stream, too (its prose was scanned for seed phrases as assembled text)
-            sc.text(_body_text(resp.body), "response", "body", mnemonics=False)
-        elif resp.body:
-            resp_red = sc.text(_body_text(resp.body), "response", "body")
+    tool_rows, resp_args = _tool_rows(ex, res)
+    resp_red = _response_body(ex, res, resp_args)
+    ctx = ex.ctx
     kept = router_headers(resp.headers) if resp is not None else {}
     # values already found clean in the response-header scan are not scanned again
-    kept_red = {k: v if resp_headers_clean and k not in secrets.CREDENTIAL_HEADERS
+    kept_red = {k: v if ex.resp_headers_clean and k not in secrets.CREDENTIAL_HEADERS
                 else secrets.redact_header(k, v, ctx.fingerprinter)[0] for k, v in kept.items()}
-    req_body_store, req_cut = _cap(req_red, ctx.body_cap)
+    req_body_store, req_cut = _cap(ex.req_red, ctx.body_cap)
     resp_body_store, resp_cut = _cap(resp_red, ctx.body_cap) if resp_red is not None else (None, False)
     stream = res.stream
     if stream is not None or res.errors:
@@ -308,20 +327,51 @@ def decode_http(
     if resp is not None:
         latency = round((resp.ts - (req.ts_end if req.ts_end is not None else req.ts)) * 1000, 3)
     out.tables["llm_exchanges"].append({
-        "ts": ts, "exchange_id": xid, "flow_uid": flow_uid, "host_id": ctx.host_id, "pid": pid, "api": res.api,
-        "host": host, "path": path, "model_requested": res.model_requested, "model_returned": res.model_returned,
-        "streamed": res.streamed, "status": resp.status if resp is not None else None,
-        "router": router_software(kept), "tool_call_count": sum(1 for t in res.tool_calls if t.direction == "response"),
+        "ts": ex.ts, "exchange_id": ex.xid, "flow_uid": ex.flow_uid, "host_id": ctx.host_id, "pid": ex.pid,
+        "api": res.api, "host": ex.host, "path": ex.path, "model_requested": res.model_requested,
+        "model_returned": res.model_returned, "streamed": res.streamed,
+        "status": resp.status if resp is not None else None, "router": router_software(kept),
+        "tool_call_count": sum(1 for t in res.tool_calls if t.direction == "response"),
         "input_tokens": res.input_tokens, "output_tokens": res.output_tokens, "latency_ms": latency,
-        "router_headers": dumps(kept_red), "request_digest": req_sha,
-        "response_digest": resp_sha, "request_body": req_body_store, "response_body": resp_body_store,
-        "truncated": bool(res.truncated or truncated),
+        "router_headers": dumps(kept_red), "request_digest": ex.req_sha,
+        "response_digest": ex.resp_sha, "request_body": req_body_store, "response_body": resp_body_store,
+        "truncated": bool(res.truncated or ex.truncated),
         "stream_events": dumps(stream) if stream is not None else None,
         "source": ctx.source,
     })  # fmt: skip
     out.tables["tool_calls"].extend(tool_rows)
-    out.tables["secrets_seen"].extend(sc.rows)
-    return out
+
+
+def _tool_rows(ex: _Exchange, res: LlmResult) -> tuple[list[dict], list[dict]]:
+    """`tool_calls` rows (arguments redacted), and the response's calls for the stored stream body."""
+    tool_rows, resp_args = [], []
+    for t in res.tool_calls:
+        args = ex.sc.text(t.arguments, t.direction, "tool_call")
+        tool_rows.append({
+            "ts": ex.ts_resp if t.direction == "response" else ex.ts, "host_id": ex.ctx.host_id,
+            "exchange_id": ex.xid, "idx": t.idx, "call_id": t.call_id, "name": t.name, "arguments": args,
+            "direction": t.direction,
+        })  # fmt: skip
+        if t.direction == "response":
+            resp_args.append({"name": t.name, "call_id": t.call_id, "arguments": args})
+    return tool_rows, resp_args
+
+
+def _response_body(ex: _Exchange, res: LlmResult, resp_args: list[dict]) -> str | None:
+    """The response body as stored, redacted: the raw body (non-streamed), or the message the client
+    assembled from a stream (text + tool calls, built from redacted pieces: a secret split across
+    events is whole, and redacted, only there; the raw event stream itself is never stored)."""
+    resp, sc = ex.resp, ex.sc
+    if resp is None:
+        return None
+    if res.stream is not None:
+        text = sc.text(res.text, "response", "body") if res.text else ""
+        # secrets whole in the raw stream, too (its prose was scanned for seed phrases as assembled text)
+        sc.text(_body_text(resp.body), "response", "body", mnemonics=False)
+        return dumps({"text": text, "tool_calls": resp_args})
+    if resp.body:
+        return sc.text(_body_text(resp.body), "response", "body")
+    return None
 
 
 def decode_exchanges(
