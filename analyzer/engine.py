@@ -40,7 +40,7 @@ from analyzer.rules import Rule
 from collector.catalog import Catalog
 from collector.store.connection import Store
 from collector.store.schema import TABLES
-from collector.store.writer import to_arrow
+from collector.store.writer import insert_arrow, to_arrow
 
 # Tables the analyzer writes; every other declared table is a source with a watermark.
 ANALYZER_TABLES = frozenset({
@@ -79,14 +79,8 @@ def _now() -> dt.datetime:
 def insert(con: duckdb.DuckDBPyConnection, table: str, rows: Iterable[dict] | pa.Table) -> int:
     """Append rows to one of the store's tables (inside the caller's transaction)."""
     t = to_arrow(table, rows)
-    if t.num_rows == 0:
-        return 0
-    name = f"__rw_ins_{table}"
-    con.register(name, t)
-    try:
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
-    finally:
-        con.unregister(name)
+    if t.num_rows:
+        insert_arrow(con, table, t)
     return t.num_rows
 
 

@@ -31,6 +31,7 @@ import pyarrow as pa
 from collector.capture import dissect, flows, headers, tshark
 from collector.capture.records import MappedFile, NotACapture, Records, read_records, sniff
 from collector.config import host_id as resolve_host_id
+from collector.store.writer import to_arrow
 
 PROGRESS_MIN_BYTES = 32 << 20
 DEFAULT_BATCH_ROWS = 50_000
@@ -290,7 +291,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
     res.dns, res.tls = len(dns_rows), len(tls_rows)
 
     flow_tbl = _flow_table(fa, agg, ep, cids, uid_arr, sni, host, run_id)
-    dns_tbl = pa.Table.from_pylist(dns_rows, schema=_dns_schema())
+    dns_tbl = to_arrow("dns", dns_rows)
     con = duckdb.connect(":memory:")
     flow_tbl = _server_names(con, flow_tbl, dns_tbl)
     STAGES.mark("tables + DNS names")
@@ -327,7 +328,7 @@ def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment
         sni[fid] = h.sni
         tls_rows.append(
             {
-                "ts": int(rec.ts_ns[first_frame[fid]]) // 1000,
+                "ts": _packet_time(rec, first_frame[fid]),
                 "host_id": host,
                 "flow_uid": uids[fid],
                 "version": dissect.version_name(version or h.version),
@@ -342,6 +343,14 @@ def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment
     return tls_rows, sni
 
 
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _packet_time(rec: Records, i: int) -> dt.datetime:
+    """A record's capture time as a naive UTC datetime, exact to the microsecond."""
+    return _EPOCH + dt.timedelta(microseconds=int(rec.ts_ns[i]) // 1000)
+
+
 def _dns_rows(dns_msgs: list, fa: flows.FlowAssignment, rec: Records, uids: list[str], host: str) -> list[dict]:
     """One dns row per dissected message, linked to its flow."""
     dns_rows = []
@@ -349,7 +358,7 @@ def _dns_rows(dns_msgs: list, fa: flows.FlowAssignment, rec: Records, uids: list
         fid = int(fa.fid[r])
         dns_rows.append(
             {
-                "ts": int(rec.ts_ns[r]) // 1000,
+                "ts": _packet_time(rec, r),
                 "host_id": host,
                 "flow_uid": uids[fid] if fid >= 0 else None,
                 "query": m.query,
@@ -392,12 +401,6 @@ def _flow_table(fa: flows.FlowAssignment, agg: pa.Table, ep: dict, cids: list[st
             "ip_bytes_in": agg.column("ip_bytes_in"),
         }
     )
-
-
-def _dns_schema() -> pa.Schema:
-    from collector.store.schema import arrow_schema
-
-    return arrow_schema("dns")
 
 
 def _server_names(con: duckdb.DuckDBPyConnection, flow_tbl: pa.Table, dns_tbl: pa.Table) -> pa.Table:
@@ -508,7 +511,7 @@ def _write(st, tables: dict, res: IngestResult, host: str, rec: Records, keylog:
     try:
         for name, data in (("flows", flow_tbl), ("dns", tables["dns"]), ("tls", tables["tls"])):
             if isinstance(data, list):
-                data = pa.Table.from_pylist(data) if data else None
+                data = to_arrow(name, data) if data else None
             if data is None or data.num_rows == 0:
                 continue
             for start in range(0, data.num_rows, batch_rows):

@@ -94,7 +94,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "collector/store/remote.py": (f"{_C}/store/test_fleet_store.py", f"{_C}/store/test_fleet_backends.py"),
     "collector/store/maintenance.py": (f"{_C}/store/test_store.py",),
     "collector/store/migrate.py": (f"{_C}/store/test_store.py",),
-    "collector/store/schema.py": (f"{_C}/store/test_store.py",),
     "collector/store/writer.py": (f"{_C}/store/test_store.py", f"{_C}/store/test_concurrency.py"),
     # TLS decryption
     "collector/tls/keylog.py": (f"{_C}/tls/test_tls_corpus.py", f"{_C}/tls/test_native_decrypt.py"),

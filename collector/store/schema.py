@@ -9,6 +9,8 @@ Every table carries `host_id` so a fleet can share one catalog. Timestamps are U
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pyarrow as pa
 
@@ -446,7 +448,104 @@ def arrow_type(sql_type: str) -> pa.DataType:
 
 
 def arrow_schema(table: str) -> pa.Schema:
-    return pa.schema([(name, arrow_type(t)) for name, t in TABLES[table]])
+    return _ARROW_SCHEMAS.get(table) or _ARROW_SCHEMAS.setdefault(
+        table, pa.schema([(name, arrow_type(t)) for name, t in TABLES[table]]))
+
+
+_ARROW_SCHEMAS: dict[str, pa.Schema] = {}
+
+
+# -- row contracts --------------------------------------------------------------------------------
+# Every writer's rows pass conform() against the declaration above: a column the table does not
+# declare, or values of a kind its column does not hold, are refused loudly instead of becoming a
+# NULL or a wrong value (pyarrow alone drops unknown keys, truncates 1.5 to 1 in an INTEGER
+# column, reads a number as microseconds in a TIMESTAMP column and a string as a list of letters).
+
+
+class RowContractError(ValueError):
+    """Rows that do not fit their table's declaration; nothing of the batch is stored. The message
+    names the table and column, never a value (rows may carry fingerprints of secrets)."""
+
+
+def _fits(sql_type: str, t: pa.DataType) -> bool:
+    """Whether values of Arrow type `t` (as given, or as pyarrow infers them from Python values)
+    convert to column type `sql_type` without changing their meaning."""
+    if pa.types.is_null(t):
+        return True
+    if pa.types.is_dictionary(t):
+        return _fits(sql_type, t.value_type)
+    if sql_type.endswith("[]"):
+        return (pa.types.is_list(t) or pa.types.is_large_list(t)) and _fits(sql_type[:-2], t.value_type)
+    if sql_type in ("VARCHAR", "JSON"):
+        return pa.types.is_string(t) or pa.types.is_large_string(t)
+    if sql_type in ("INTEGER", "BIGINT"):
+        return pa.types.is_integer(t)
+    if sql_type == "DOUBLE":
+        return pa.types.is_integer(t) or pa.types.is_floating(t)
+    if sql_type == "BOOLEAN":
+        return pa.types.is_boolean(t)
+    if sql_type == "TIMESTAMP":
+        return pa.types.is_timestamp(t)
+    return False
+
+
+def _column(table: str, name: str, sql_type: str, values: pa.Array | pa.ChunkedArray,
+            field: pa.Field) -> pa.Array | pa.ChunkedArray:
+    if not _fits(sql_type, values.type):
+        raise RowContractError(f"{table}.{name}: {values.type} values do not fit its {sql_type} column")
+    try:
+        return values.cast(field.type)  # safe: an integer too large for the column raises
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise RowContractError(f"{table}.{name}: values do not fit its {sql_type} column "
+                               f"({str(exc).split(':')[0][:80]})") from None
+
+
+def conform(table: str, rows: Iterable[Mapping[str, Any]] | pa.Table) -> pa.Table:
+    """Rows (dicts built one by one, or an Arrow table from a bulk path) -> an Arrow table of exactly
+    `table`'s declared columns and types; columns the rows leave out are NULL. RowContractError for
+    an unknown table or column, or values of the wrong kind."""
+    decl = TABLES.get(table)
+    if decl is None:
+        raise RowContractError(f"unknown table {table!r}")
+    schema = arrow_schema(table)
+    if isinstance(rows, pa.Table):
+        n, given = rows.num_rows, set(rows.column_names)
+    else:
+        rows = rows if isinstance(rows, list) else list(rows)
+        n = len(rows)
+        given = set().union(*rows) if rows else set()
+    unknown = given - set(schema.names)
+    if unknown:
+        raise RowContractError(f"{table}: no column(s) {', '.join(sorted(map(str, unknown))[:5])} "
+                               f"(declared in collector/store/schema.py)")
+    if not isinstance(rows, pa.Table):
+        rows = _infer(table, rows, given)
+    cols = []
+    for (name, sql_type), field in zip(decl, schema, strict=True):
+        if name in given:
+            cols.append(_column(table, name, sql_type, rows.column(name), field))
+        else:
+            cols.append(pa.nulls(n, field.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _infer(table: str, rows: list[Mapping[str, Any]], given: set[str]) -> pa.Table:
+    """Dict rows as Arrow with the types pyarrow infers from the values (checked by the caller).
+    Rows with one key set (what a row builder makes) convert in one call; others column by column."""
+    try:
+        if set(map(len, rows)) == {len(given)}:  # every row has every key
+            return pa.Table.from_pylist(rows)
+        return pa.table({name: pa.array([r.get(name) for r in rows]) for name in given})
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    for name in sorted(given):  # which column: looked for only on this error path
+        try:
+            pa.array([r.get(name) for r in rows])
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            sql_type = dict(TABLES[table])[name]
+            raise RowContractError(f"{table}.{name}: values of mixed or unsupported kinds for its "
+                                   f"{sql_type} column") from None
+    raise RowContractError(f"{table}: rows that do not convert")
 
 
 def schema_hash() -> str:

@@ -16,21 +16,24 @@ from collections.abc import Iterable, Mapping
 import pyarrow as pa
 
 from collector.store.connection import WRITE_DEADLINE_S, Store
-from collector.store.schema import TABLES, arrow_schema
+from collector.store.schema import TABLES, conform
 
 
 def to_arrow(table: str, rows: Iterable[Mapping] | pa.Table) -> pa.Table:
-    """Rows (dicts, or an Arrow table with a subset of columns) -> an Arrow table of `table`'s schema."""
-    schema = arrow_schema(table)
-    if isinstance(rows, pa.Table):
-        cols = []
-        for field in schema:
-            if field.name in rows.column_names:
-                cols.append(rows.column(field.name).cast(field.type))
-            else:
-                cols.append(pa.nulls(rows.num_rows, field.type))
-        return pa.Table.from_arrays(cols, schema=schema)
-    return pa.Table.from_pylist(list(rows), schema=schema)
+    """Rows (dicts, or an Arrow table with a subset of columns) -> an Arrow table of `table`'s schema,
+    checked against its row contract (collector.store.schema.conform: RowContractError when they
+    do not fit)."""
+    return conform(table, rows)
+
+
+def insert_arrow(con, table: str, batch: pa.Table) -> None:  # noqa: ANN001 - a DuckDB connection
+    """Append a conformed Arrow table to `table` inside the caller's transaction (by column name)."""
+    name = f"__rw_batch_{table}"
+    con.register(name, batch)
+    try:
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
+    finally:
+        con.unregister(name)
 
 
 class BatchWriter:
@@ -130,12 +133,7 @@ class BatchWriter:
         batches = {table: pa.concat_tables(tables) for table, tables in pending.items()}  # outside the lock
         with self.store.transaction("batch commit", lock_timeout=lock_timeout) as con:
             for table, batch in batches.items():
-                name = f"__rw_batch_{table}"
-                con.register(name, batch)
-                try:
-                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
-                finally:
-                    con.unregister(name)
+                insert_arrow(con, table, batch)
 
     def _run(self) -> None:
         tick = min(0.5, self.max_delay)

@@ -1,0 +1,93 @@
+"""Row contracts: every table's rows checked against its declaration (collector.store.schema.conform)
+by every writer; unknown or mistyped columns are refused loudly, naming table and column, never the
+value, and nothing of the batch is stored."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from collector.store import BatchWriter, Store
+from collector.store.schema import TABLES, RowContractError, arrow_schema, conform
+
+T = dt.datetime(2026, 3, 1, 12, 0)
+GOOD = {"flow_uid": "F1", "host_id": "h", "ts_start": T, "proto": "tcp", "src_port": 40000, "pid": 7,
+        "bytes_out": 10, "process_start": 12, "direction": "outbound"}
+
+
+def test_good_rows_fill_the_declared_schema() -> None:
+    t = conform("flows", [GOOD, {"flow_uid": "F2", "process_start": 1.5}])
+    assert t.schema == arrow_schema("flows") and t.num_rows == 2
+    assert t.column("src_port").to_pylist() == [40000, None]  # a column a row leaves out is NULL
+    assert t.column("process_start").to_pylist() == [12.0, 1.5]  # an int in a DOUBLE column is exact
+    assert t.column("ts_start").to_pylist() == [T, None]
+
+
+@pytest.mark.parametrize("column,value,kind", [
+    ("src_port", "443", "string"),  # a string in an INTEGER column
+    ("src_port", 1.5, "double"),  # pyarrow alone would store 1
+    ("src_port", True, "bool"),
+    ("ts_start", 1_700_000_000, "int64"),  # pyarrow alone would read microseconds since 1970
+    ("ts_start", "2026-03-01", "string"),
+    ("proto", 17, "int64"),
+    ("direction", {"a": 1}, "struct"),
+])
+def test_mistyped_values_are_refused(column: str, value: object, kind: str) -> None:
+    with pytest.raises(RowContractError, match=rf"^flows\.{column}: {kind}.* do not fit") as e:
+        conform("flows", [{**GOOD, column: value}])
+    assert repr(value) not in str(e.value)
+
+
+def test_list_columns_take_lists_of_strings_only() -> None:
+    assert conform("dns", [{"answers": ["192.0.2.1"]}, {"answers": []}]).column("answers").to_pylist() == [
+        ["192.0.2.1"], []]
+    with pytest.raises(RowContractError, match=r"^dns\.answers: string"):
+        conform("dns", [{"answers": "192.0.2.1"}])  # pyarrow alone would store ['1', '9', '2', ...]
+    with pytest.raises(RowContractError, match=r"^dns\.answers: list<item: int64>"):
+        conform("dns", [{"answers": [1]}])
+
+
+def test_unknown_columns_and_tables_are_refused() -> None:
+    with pytest.raises(RowContractError, match=r"^flows: no column\(s\) histroy \(declared in collector/store/schema.py\)"):
+        conform("flows", [{**GOOD, "histroy": "ShAD"}])
+    with pytest.raises(RowContractError, match="unknown table 'flow'"):
+        conform("flow", [GOOD])
+
+
+def test_mixed_kinds_and_overflow_are_refused() -> None:
+    with pytest.raises(RowContractError, match=r"^flows\.pid: values of mixed"):
+        conform("flows", [{"pid": 1}, {"pid": "2"}])
+    with pytest.raises(RowContractError, match=r"^flows\.pid: values do not fit its INTEGER column"):
+        conform("flows", [{"pid": 2**40}])
+
+
+def test_arrow_tables_from_bulk_paths() -> None:
+    ok = pa.table({"flow_uid": ["F1"], "src_port": pa.array([443], pa.int64()), "ts_start": pa.array([T], pa.timestamp("ns")),
+                   "proto": pa.DictionaryArray.from_arrays([0], ["tcp"]),
+                   "ts_end": pa.array([dt.datetime(2026, 3, 1, tzinfo=dt.UTC)], pa.timestamp("us", tz="UTC"))})
+    t = conform("flows", ok)
+    assert t.schema == arrow_schema("flows") and t.column("proto").to_pylist() == ["tcp"]
+    with pytest.raises(RowContractError, match=r"^flows: no column\(s\) sni"):
+        conform("flows", ok.append_column("sni", pa.array(["x"])))
+    with pytest.raises(RowContractError, match=r"^flows\.src_port: double"):
+        conform("flows", pa.table({"src_port": pa.array([1.5])}))
+    with pytest.raises(RowContractError, match=r"^flows\.ts_start: int64"):
+        conform("flows", pa.table({"ts_start": pa.array([1_700_000_000])}))
+
+
+def test_every_declared_type_has_a_contract() -> None:
+    for table in TABLES:
+        assert conform(table, [{}]).num_rows == 1  # an all-NULL row fits every column type
+        assert conform(table, pa.table({})).num_rows == 0
+
+
+def test_the_writer_refuses_a_bad_batch_and_stores_none_of_it(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "store")) as st:
+        with BatchWriter(st) as w:
+            w.add("flows", [GOOD])
+            with pytest.raises(RowContractError):
+                w.add("flows", [{**GOOD, "flow_uid": "F9"}, {**GOOD, "flow_uid": "F10", "pid": "seven"}])
+        assert st.sql("SELECT flow_uid, pid FROM flows").fetchall() == [("F1", 7)]
