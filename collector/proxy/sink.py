@@ -333,7 +333,7 @@ class StoreSink(ProxySink):
             "proto": "tcp", "src_ip": sip, "src_port": sport, "dst_ip": dip, "dst_port": dport,
             "bytes_out": conn.bytes_out, "bytes_in": conn.bytes_in,
             "server_name": conn.target_host, "pid": conn.pid, "process_start": conn.process_start,
-            "source": "proxy", "history": f"proxy-{leg}" + (f":{conn.scheme}" if conn.scheme != "https" else ""),
+            "source": "proxy", "proxy_leg": leg, "proxy_scheme": conn.scheme,  # history: Zeek letters only (none seen here)
         }
 
     def _on_event(self, conn: ProxiedConnection | None, kind: str, detail: str, ts: float) -> None:

@@ -43,6 +43,8 @@ TABLES: dict[str, list[Column]] = {
         ("ip_bytes_in", "BIGINT"),
         ("process_start", "DOUBLE"),  # with pid, keys processes(host_id, pid, start_time)
         ("direction", "VARCHAR"),  # live: 'outbound' (this host connected) | 'inbound' (accepted here)
+        ("proxy_leg", "VARCHAR"),  # proxy: 'agent' (agent -> proxy) | 'upstream' (proxy -> router)
+        ("proxy_scheme", "VARCHAR"),  # proxy: 'https' (intercepted) | 'http' | 'tunnel' (passed through)
     ],
     "processes": [
         ("ts", "TIMESTAMP"),

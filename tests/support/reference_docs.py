@@ -139,6 +139,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "ip_bytes_out": "IP bytes originator -> responder, headers included", "ip_bytes_in": "IP bytes responder -> originator",
         "process_start": "with pid, keys processes(host_id, pid, start_time)",
         "direction": "live: 'outbound' (this host connected) | 'inbound' (accepted here)",
+        "proxy_leg": "proxy: 'agent' (agent -> proxy) | 'upstream' (proxy -> router)",
+        "proxy_scheme": "proxy: 'https' (intercepted) | 'http' | 'tunnel' (passed through undecrypted)",
     },
     "processes": {
         "ts": "when the process was recorded", "pid": "process id", "ppid": "parent process id",

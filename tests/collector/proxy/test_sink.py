@@ -53,8 +53,11 @@ def test_flows_tls_and_websocket_rows(tmp_path: Path) -> None:
         sink.close()
         w.close()
         q = lambda sql: st.sql(sql).fetchall()  # noqa: E731
-        flows = q("SELECT history, community_id, pid, process_start, dst_ip, flow_uid FROM flows ORDER BY history")
-        assert [f[0] for f in flows] == ["proxy-agent", "proxy-upstream"]
+        flows = q("SELECT proxy_leg, community_id, pid, process_start, dst_ip, flow_uid, proxy_scheme, history "
+                  "FROM flows ORDER BY proxy_leg")
+        assert [f[0] for f in flows] == ["agent", "upstream"]
+        # history keeps its Zeek meaning: the proxy sees no TCP flags, so it writes none
+        assert [(f[6], f[7]) for f in flows] == [("https", None), ("https", None)]
         assert flows[0][1] == community_id("tcp", "127.0.0.1", 40000, "127.0.0.1", 8888)
         assert flows[1][1] == community_id("tcp", "127.0.0.1", 40001, "127.0.0.5", 443)
         assert all(f[2] == 4242 and f[3] == 1.5 for f in flows)
