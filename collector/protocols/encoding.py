@@ -256,3 +256,11 @@ class Body:
     def error(self) -> str | None:
         return self.decoder.error
 
+
+
+def decode_all(data: bytes, content_encoding: str | None) -> tuple[bytes, str | None]:
+    """Decode a complete body at once; returns (decoded, error). The policy gate's tests check what the
+    gate re-encoded with it."""
+    d = BodyDecoder(content_encoding)
+    out = d.feed(data) + d.flush()
+    return out, d.error
