@@ -252,7 +252,7 @@ class StoreSink(ProxySink):
         for table, rows in tables.items():
             if rows:
                 self.writer.add(table, rows)
-        key = ("h2", req.stream_id) if req.stream_id is not None else ("h1", meta["seq"] % 1_000_000)
+        key = ("h2", req.stream_id) if req.stream_id is not None else ("h1", seq)
         judged = self._gate.pop((conn.conn_id, key), None)
         if judged:
             llm = tables.get("llm_exchanges") or tables.get("http") or [{}]
