@@ -7,7 +7,7 @@ import datetime as dt
 import duckdb
 
 from collector.store.connection import LAKE, Store
-from collector.store.schema import TABLES, schema_hash
+from collector.store.schema import BACKFILLS, TABLES, schema_hash
 
 MIGRATIONS_TABLE = "schema_migrations"
 
@@ -64,6 +64,9 @@ def migrate(store: Store) -> list[str]:
         ddl = pending_changes(store)  # again inside the transaction: another writer may have migrated
         for stmt in ddl:
             con.execute(stmt)
+        for (table, column), sql in BACKFILLS.items():  # rows older than a new column, rewritten once
+            if f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{column}" ' in "\n".join(ddl):
+                con.execute(sql)
         if ddl:
             version = con.execute(f"SELECT coalesce(max(version), 0) + 1 FROM {MIGRATIONS_TABLE}").fetchone()[0]
             desc = "; ".join(s.split("(")[0].strip() for s in ddl)

@@ -450,11 +450,26 @@ def arrow_type(sql_type: str) -> pa.DataType:
 
 
 def arrow_schema(table: str) -> pa.Schema:
-    return _ARROW_SCHEMAS.get(table) or _ARROW_SCHEMAS.setdefault(
-        table, pa.schema([(name, arrow_type(t)) for name, t in TABLES[table]]))
+    """The Arrow schema of a declared table (built once per declaration: writers ask per batch)."""
+    decl = TABLES[table]
+    hit = _ARROW_SCHEMAS.get(table)
+    if hit is None or hit[0] is not decl:  # keyed on the declaration itself: tests may swap it
+        hit = _ARROW_SCHEMAS[table] = (decl, pa.schema([(name, arrow_type(t)) for name, t in decl]))
+    return hit[1]
 
 
-_ARROW_SCHEMAS: dict[str, pa.Schema] = {}
+_ARROW_SCHEMAS: dict[str, tuple[list[Column], pa.Schema]] = {}
+
+# Data rewrites that go with a column's arrival, run once by the migration that adds the column
+# (collector.store.migrate), so rows written before it read like rows written after it.
+BACKFILLS: dict[tuple[str, str], str] = {
+    # the proxy wrote its leg (and a non-https scheme) into history as 'proxy-agent', 'proxy-upstream:tunnel'
+    ("flows", "proxy_leg"): """
+        UPDATE flows SET proxy_leg = regexp_extract(history, '^proxy-([a-z]+)', 1),
+               proxy_scheme = coalesce(nullif(regexp_extract(history, ':([a-z]+)$', 1), ''), 'https'),
+               history = NULL
+        WHERE source = 'proxy' AND history LIKE 'proxy-%'""",
+}
 
 
 # -- row contracts --------------------------------------------------------------------------------

@@ -199,8 +199,9 @@ def test_wrap_proxy_python_agent_into_store(tmp_path: Path, router, router_ca) -
     (http,) = q("SELECT * FROM http")
     assert http["path"] == "/v1/chat/completions" and http["status"] == 200 and http["source"] == "proxy"
     assert "sk-proj" not in json.dumps(http, default=str)
-    flows = q("SELECT * FROM flows ORDER BY history")
-    assert [f["history"] for f in flows] == ["proxy-agent", "proxy-upstream"]
+    flows = q("SELECT * FROM flows ORDER BY proxy_leg")
+    assert [(f["proxy_leg"], f["proxy_scheme"], f["history"]) for f in flows] == [
+        ("agent", "https", None), ("upstream", "https", None)]
     assert all(f["pid"] == int(pid) and f["community_id"].startswith("1:") for f in flows)
     assert flows[1]["dst_port"] == router.port and flows[1]["flow_uid"] == http["flow_uid"]
     procs = q(f"SELECT * FROM processes WHERE pid = {int(pid)}")

@@ -74,7 +74,7 @@ def test_opencode_through_proxy(tmp_path: Path, zoo) -> None:  # noqa: ANN001, F
     assert pid and all(e["pid"] == pid for e in ex)
     flows = _q(store, f"SELECT * FROM flows WHERE flow_uid = '{injected[0]['flow_uid']}'")
     assert flows and flows[0]["dst_port"] == router.port and flows[0]["pid"] == pid
-    assert {"proxy-agent", "proxy-upstream"} <= {f["history"] for f in _q(store, f"SELECT history FROM flows WHERE pid = {pid}")}
+    assert {"agent", "upstream"} <= {f["proxy_leg"] for f in _q(store, f"SELECT proxy_leg FROM flows WHERE pid = {pid}")}
     sec = _q(store, "SELECT * FROM secrets_seen WHERE direction = 'request'")
     assert sec and "e2eOpencode0" not in json.dumps(_q(store, "SELECT * FROM http"), default=str)
     assert not any(e.get("payload") for e in router.log), router.log  # nothing ran the injected command

@@ -72,8 +72,8 @@ def _assert_decoded(store: Path, api: str, router) -> None:  # noqa: ANN001
     assert all(e["pid"] for e in ex)
     flows = _q(store, f"SELECT * FROM flows WHERE flow_uid = '{ex[0]['flow_uid']}'")
     assert flows and flows[0]["dst_port"] == router.port and flows[0]["pid"] == pid
-    legs = _q(store, f"SELECT history FROM flows WHERE pid = {pid} AND source = 'proxy'")
-    assert {"proxy-agent", "proxy-upstream"} <= {x["history"] for x in legs}
+    legs = _q(store, f"SELECT proxy_leg, history FROM flows WHERE pid = {pid} AND source = 'proxy'")
+    assert {"agent", "upstream"} <= {x["proxy_leg"] for x in legs} and {x["history"] for x in legs} == {None}
     procs = _q(store, f"SELECT DISTINCT pid, process_start FROM flows WHERE pid = {pid}")
     assert procs[0]["process_start"] is not None
     # the credential left the host only as a fingerprint

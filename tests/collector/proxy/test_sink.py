@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from collector.capture.community_id import community_id
 from collector.protocols.messages import HttpRequest, HttpResponse
 from collector.proxy.decode import ExchangeDecoder
@@ -15,6 +17,7 @@ from collector.proxy.sink import StoreSink
 from collector.proxy.tap import Exchange, WebSocketSummary
 from collector.secrets import Fingerprinter
 from collector.store import Store
+from collector.store.schema import RowContractError
 from collector.store.writer import BatchWriter
 
 
@@ -52,6 +55,7 @@ def test_flows_tls_and_websocket_rows(tmp_path: Path) -> None:
         sink.handle(("closed", conn))
         sink.close()
         w.close()
+        assert (sink.errors, sink.last_error) == (0, None)  # the sink counts errors (a RowContractError too)
         q = lambda sql: st.sql(sql).fetchall()  # noqa: E731
         flows = q("SELECT proxy_leg, community_id, pid, process_start, dst_ip, flow_uid, proxy_scheme, history "
                   "FROM flows ORDER BY proxy_leg")
@@ -71,3 +75,36 @@ def test_flows_tls_and_websocket_rows(tmp_path: Path) -> None:
         assert llm == ("openai.responses", "gpt-5-codex", 1, 4242)
         (call,) = q("SELECT name, arguments FROM tool_calls WHERE direction = 'response'")
         assert call[0] == "shell" and json.loads(call[1]) == {"command": ["ls"]}
+
+
+def test_a_passed_through_tunnel_is_recorded_as_such(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "store")) as st:
+        w = BatchWriter(st)
+        sink = StoreSink(w, ExchangeDecoder(Fingerprinter(st.secret_key())), host_id="h1", threaded=False)
+        conn = _conn()
+        conn.scheme = "tunnel"
+        sink.handle(("closed", conn))
+        sink.close()
+        w.close()
+        assert (sink.errors, sink.last_error) == (0, None)
+        assert st.sql("SELECT proxy_leg, proxy_scheme, history, source FROM flows ORDER BY proxy_leg").fetchall() == [
+            ("agent", "tunnel", None, "proxy"), ("upstream", "tunnel", None, "proxy")]
+        assert st.sql("SELECT decrypted FROM tls").fetchall() == [(False,)]
+
+
+def test_rows_the_store_does_not_declare_are_refused_loudly(tmp_path: Path) -> None:
+    """A decoder that builds a row with a misspelt column: the sink keeps relaying (the error is counted
+    and reported in a sink-loss event), and nothing of that batch is stored as NULLs."""
+    with Store.open(str(tmp_path / "store")) as st:
+        w = BatchWriter(st)
+        bad = lambda *a, **kw: {"http": [{"host_id": "h1", "stauts": 200}]}  # noqa: E731
+        sink = StoreSink(w, bad, host_id="h1", threaded=False)
+        sink.handle(("exchange", _conn(), _ws_exchange()))
+        assert sink.errors == 1 and sink.last_error.startswith("RowContractError: http: no column(s) stauts")
+        with pytest.raises(RowContractError, match=r"^flows\.src_port: string"):  # the writer below it, directly
+            w.add("flows", [{"flow_uid": "F1", "src_port": "40000"}])
+        sink.close()
+        w.close()
+        assert st.sql("SELECT count(*) FROM http").fetchone() == (0,)
+        (detail,) = st.sql("SELECT detail FROM proxy_events WHERE kind = 'sink-loss'").fetchone()
+        assert "no column(s) stauts" in json.loads(detail)["last_error"]

@@ -91,3 +91,29 @@ def test_the_writer_refuses_a_bad_batch_and_stores_none_of_it(tmp_path: Path) ->
             with pytest.raises(RowContractError):
                 w.add("flows", [{**GOOD, "flow_uid": "F9"}, {**GOOD, "flow_uid": "F10", "pid": "seven"}])
         assert st.sql("SELECT flow_uid, pid FROM flows").fetchall() == [("F1", 7)]
+
+
+def test_a_store_from_before_the_proxy_columns_migrates_and_its_proxy_rows_move_out_of_history(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store written by a version without flows.proxy_leg/proxy_scheme (the proxy's leg was in history)
+    gains the columns on open, and its old proxy rows read like new ones; Zeek history stays as it was."""
+    new = TABLES["flows"]
+    old = [c for c in new if c[0] not in ("proxy_leg", "proxy_scheme")]
+    assert len(old) == len(new) - 2
+    monkeypatch.setitem(TABLES, "flows", old)
+    with Store.open(str(tmp_path / "store")) as st, BatchWriter(st) as w:
+        w.add("flows", [{"flow_uid": "P1", "source": "proxy", "history": "proxy-agent"},
+                        {"flow_uid": "P2", "source": "proxy", "history": "proxy-upstream"},
+                        {"flow_uid": "P3", "source": "proxy", "history": "proxy-upstream:tunnel"},
+                        {"flow_uid": "Z1", "source": "pcap", "history": "ShADadFf"}])
+    monkeypatch.setitem(TABLES, "flows", new)
+    with Store.open(str(tmp_path / "store")) as st:
+        assert st.sql("SELECT flow_uid, history, proxy_leg, proxy_scheme FROM flows ORDER BY flow_uid").fetchall() == [
+            ("P1", None, "agent", "https"), ("P2", None, "upstream", "https"), ("P3", None, "upstream", "tunnel"),
+            ("Z1", "ShADadFf", None, None)]
+        last = st.sql("SELECT description FROM schema_migrations ORDER BY version DESC LIMIT 1").fetchone()[0]
+        assert '"proxy_leg"' in last and '"proxy_scheme"' in last
+        with BatchWriter(st) as w:  # and the writer now takes the new columns
+            w.add("flows", [{"flow_uid": "P4", "source": "proxy", "proxy_leg": "agent", "proxy_scheme": "http"}])
+        assert st.sql("SELECT proxy_leg, proxy_scheme, history FROM flows WHERE flow_uid = 'P4'").fetchone() == (
+            "agent", "http", None)
