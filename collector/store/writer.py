@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 import pyarrow as pa
 
 from collector.store.connection import WRITE_DEADLINE_S, Store
-from collector.store.schema import TABLES, conform
+from collector.store.schema import conform
 
 
 def to_arrow(table: str, rows: Iterable[Mapping] | pa.Table) -> pa.Table:
@@ -77,8 +77,8 @@ class BatchWriter:
             self._thread.start()
 
     def add(self, table: str, rows: Iterable[Mapping] | pa.Table) -> None:
-        if table not in TABLES:
-            raise KeyError(f"unknown table {table!r}")
+        """Queue rows for the next commit; RowContractError (naming table and column) when they do not
+        fit the table's declaration, before anything is queued."""
         batch = to_arrow(table, rows)
         if batch.num_rows == 0:
             return

@@ -117,3 +117,32 @@ def test_a_store_from_before_the_proxy_columns_migrates_and_its_proxy_rows_move_
             w.add("flows", [{"flow_uid": "P4", "source": "proxy", "proxy_leg": "agent", "proxy_scheme": "http"}])
         assert st.sql("SELECT proxy_leg, proxy_scheme, history FROM flows WHERE flow_uid = 'P4'").fetchone() == (
             "agent", "http", None)
+
+
+def test_every_writer_path_refuses_and_stores_nothing(tmp_path: Path) -> None:
+    """The fleet's spooling writer, the analyzer's inserts and ingest's batched write refuse like the
+    BatchWriter above: a RowContractError naming table and column, nothing stored."""
+    from analyzer.engine import insert
+    from collector.ingest import IngestResult, _write
+    from collector.store.spool import SpoolingWriter
+
+    path = str(tmp_path / "store")
+    with Store.open(path) as st:
+        with st.transaction("test") as con:
+            with pytest.raises(RowContractError, match=r"^findings\.severity: int64"):
+                insert(con, "findings", [{"finding_id": "x", "severity": 3}])
+        bulk = conform("flows", [GOOD]).append_column("sni", pa.array(["x"]))  # a column ingest never declared
+        res = IngestResult(run_id="r", status="ok", file="f.pcap", sha256="0" * 64)
+        with pytest.raises(RowContractError, match=r"^flows: no column\(s\) sni"):
+            _write(st, {"flows": bulk, "dns": [], "tls": []}, res, "h", None, None, None, 1000, 0.0)
+    sw = SpoolingWriter(lambda: Store.open(path), host_id="h", spool_dir=tmp_path / "spool")
+    try:
+        with pytest.raises(RowContractError, match=r"^flows: no column\(s\) histroy"):
+            sw.add("flows", [{**GOOD, "histroy": "S"}])
+        with pytest.raises(RowContractError, match=r"^dns\.answers: string"):
+            sw.add("dns", [{"query": "example.com", "answers": "192.0.2.1"}])
+    finally:
+        sw.close()
+    with Store.open(path) as st:
+        assert [st.sql(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("flows", "dns", "findings", "ingest_runs")] == [
+            0, 0, 0, 0]
