@@ -7,7 +7,7 @@ The router is a minimal asyncio HTTPS server answering every POST with a fixed J
 completion (so its own time is small and the proxy's share shows): HTTP/1.1 read by hand, or with
 `--http2` HTTP/2 through the h2 library (the router then offers only h2, the client is httpx2 with
 http2=True, as the openai SDK's client; both legs through the proxy are h2). The proxy runs exactly as
-`routerwatch wrap --proxy` runs it: the h11 tap on the relay, and every exchange decoded by the
+`routerwatch wrap --proxy` runs it: the tap (collector.protocols parsers) on the relay, and every exchange decoded by the
 shared LLM pipeline and written to a real store by the sink thread (same process, same GIL).
 Three measurements, each direct then through the proxy:
   1. sequential exchanges on one keep-alive connection: per-exchange latency (median, p90, p99);

@@ -8,7 +8,7 @@ happens beside the relay (collector.proxy.tap) and records go to a sink (a recor
 
 HTTP/2: the proxy never translates between protocols, it makes both legs negotiate the same one,
 so the relay stays a byte relay (flow control and stream concurrency end to end between agent and
-router) and the tap picks the parser (h11, or the passive HTTP/2 frame parser). The upstream
+router) and the tap picks the parser (collector.protocols: HTTP/1.1 or the passive HTTP/2 one). The upstream
 connection is made first (its certificate is checked before the agent gets `200`), offering `h2`
 and `http/1.1`; the agent is then offered `h2` only when the upstream selected it. An agent that
 picks `http/1.1` although the router speaks h2 gets a fresh upstream connection offering only
