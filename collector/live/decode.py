@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from collector.llm.pipeline import DecodeContext, decode_exchanges
-from collector.protocols.connection import ConnectionParser, Exchange
+from collector.protocols.connection import Exchange, feed_connection
 from collector.protocols.messages import ConnectionBytes
 from collector.secrets import Fingerprinter
 
@@ -30,19 +30,6 @@ def _ctx(cb: ConnectionBytes, host_id: str, fp: Fingerprinter) -> DecodeContext:
     return DecodeContext(host_id=host_id, fingerprinter=fp, source="uprobe", pid=cb.pid)
 
 
-def _feed(cb: ConnectionBytes, keep: int) -> tuple[list[Exchange], ConnectionParser]:
-    """collector.protocols.connection.parse_connection without the end of the connection: directions
-    interleaved by timestamp (the same order), the parser left open."""
-    p = ConnectionParser(keep=keep, alpn=cb.alpn)
-    events = [(c.ts, 0, i, True, c.data) for i, c in enumerate(cb.client)]
-    events += [(c.ts, 1, i, False, c.data) for i, c in enumerate(cb.server)]
-    events.sort(key=lambda e: (e[0], e[1], e[2]))
-    out: list[Exchange] = []
-    for ts, _, _, from_client, data in events:
-        out += p.feed(from_client, data, ts)
-    return out, p
-
-
 def _rows(exchanges: list[Exchange], ctx: DecodeContext, cb: ConnectionBytes, start_seq: int):
     out = decode_exchanges(exchanges, ctx, cb, start_seq=start_seq)
     return [(t, rows) for t, rows in out.tables.items() if rows]
@@ -54,7 +41,7 @@ def decode_plaintext(cb: ConnectionBytes, flow: dict, host_id: str, fp: Fingerpr
     dns). `start_seq`: exchanges of this connection already decoded from bytes since dropped (their
     count numbers the rest, as `collector.llm.pipeline.exchange_id` needs)."""
     ctx = _ctx(cb, host_id, fp)
-    exchanges, parser = _feed(cb, ctx.parse_cap)
+    exchanges, parser = feed_connection(cb, keep=ctx.parse_cap)
     exchanges += parser.close(truncated=cb.truncated)
     return _rows(exchanges, ctx, cb, start_seq)
 
@@ -67,7 +54,7 @@ def decode_completed(cb: ConnectionBytes, host_id: str, fp: Fingerprinter, *, st
     body is complete (Content-Length reached, last chunk, HTTP/2 END_STREAM or a reset). A response
     delimited by the connection's end, a stream still arriving and a request still unanswered are not."""
     ctx = _ctx(cb, host_id, fp)
-    exchanges, p = _feed(cb, ctx.parse_cap)
+    exchanges, p = feed_connection(cb, keep=ctx.parse_cap)
     done = Completed(exchanges=len(exchanges), protocol=p.protocol)
     if exchanges[skip:]:
         done.tables = _rows(exchanges[skip:], ctx, cb, start_seq + skip)

@@ -125,9 +125,10 @@ class ConnectionParser:
         return out
 
 
-def parse_connection(conn: ConnectionBytes, *, keep: int = DEFAULT_KEEP) -> tuple[list[Exchange], ConnectionParser]:
-    """All exchanges of a connection whose bytes are already collected (uprobe/test path).
-    Directions are interleaved by timestamp so HTTP/1 responses meet their requests in order."""
+def feed_connection(conn: ConnectionBytes, *, keep: int = DEFAULT_KEEP) -> tuple[list[Exchange], ConnectionParser]:
+    """The exchanges finished in a connection's bytes so far, and the parser left open (the live
+    collector decodes open connections). Directions are interleaved by timestamp so HTTP/1
+    responses meet their requests in order."""
     p = ConnectionParser(keep=keep, alpn=conn.alpn)
     events = [(c.ts, 0, i, True, c.data) for i, c in enumerate(conn.client)]
     events += [(c.ts, 1, i, False, c.data) for i, c in enumerate(conn.server)]
@@ -135,5 +136,11 @@ def parse_connection(conn: ConnectionBytes, *, keep: int = DEFAULT_KEEP) -> tupl
     out: list[Exchange] = []
     for ts, _, _, from_client, data in events:
         out += p.feed(from_client, data, ts)
+    return out, p
+
+
+def parse_connection(conn: ConnectionBytes, *, keep: int = DEFAULT_KEEP) -> tuple[list[Exchange], ConnectionParser]:
+    """All exchanges of a connection whose bytes are already collected (uprobe/test path)."""
+    out, p = feed_connection(conn, keep=keep)
     out += p.close(truncated=conn.truncated)
     return out, p
