@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -84,8 +85,11 @@ def write_eve(target: str, events: Iterable[dict]) -> int:
         out.flush()
     else:
         path = Path(target)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as fh:
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o750)
+        # 0640: a log shipper in the file's group may read it; nobody else (docs/security.md "File modes")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        with os.fdopen(fd, "a") as fh:
             fh.write("\n".join(lines) + "\n")
     return len(lines)
 

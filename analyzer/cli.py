@@ -201,7 +201,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         since = _since(args.since)
         text = RENDERERS[args.format](store.read(lambda con: gather(con, since)))
     if args.output:
-        Path(args.output).write_text(text)
+        from collector.store.permissions import write_private_text
+
+        try:
+            write_private_text(args.output, text)  # 0600: a report names hosts, routers and findings
+        except OSError as exc:
+            raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from None
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")

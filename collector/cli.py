@@ -72,12 +72,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from collector.store.maintenance import export_duckdb, export_parquet
 
     with Store.open(args.store, read_only=True) as store:
-        if args.duckdb:
-            tables = export_duckdb(store, args.duckdb)
-            print(f"exported {len(tables)} tables to {args.duckdb}")
-        else:
-            tables = export_parquet(store, args.parquet)
-            print(f"exported {len(tables)} tables to {args.parquet}/")
+        try:
+            if args.duckdb:
+                tables = export_duckdb(store, args.duckdb)
+                print(f"exported {len(tables)} tables to {args.duckdb} (mode 0600)")
+            else:
+                tables = export_parquet(store, args.parquet)
+                print(f"exported {len(tables)} tables to {args.parquet}/ (files 0600)")
+        except OSError as exc:
+            raise UserError(f"cannot write the export: {exc.strerror or exc}") from None
     return 0
 
 
@@ -464,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from collector.store.permissions import restrict_umask
+
+    restrict_umask()  # nothing any command writes is world-accessible (docs/security.md "File modes")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

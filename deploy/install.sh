@@ -3,7 +3,8 @@
 #   1. deploy/deps.sh: apt packages (bcc, tshark/dumpcap, tcpdump), the kernel-header fallback link
 #      only when the running kernel's headers are missing, the virtualenv, bcc linked into it
 #   2. a `routerwatch` system user and group for the dashboard (never root)
-#   3. the store directory: root:routerwatch, setgid, 2750 (the collector writes, the group reads)
+#   3. the store directory: root:routerwatch, setgid, 2750 (the collector writes, the group reads, others
+#      nothing: what is already inside is given the group and loses o+rwx)
 #   4. the capture-ring directory (root only, 0700) and /etc/default/routerwatch (kept if present)
 #   5. systemd units routerwatch-collector (least capabilities), routerwatch-analyzer (continuous
 #      analysis and alerts; no capabilities) and routerwatch-dashboard (read-only view of the store),
@@ -51,7 +52,7 @@ while [ $# -gt 0 ]; do
     --secret-file) need "$@"; SECRET_SRC=$2; shift 2 ;;
     --dashboard-token-file) need "$@"; TOKEN_SRC=$2; shift 2 ;;
     --central) central=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "install: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -107,6 +108,15 @@ ensure_dir() {  # path mode group
 }
 ensure_dir "$STORE" 2750 "$gid"
 ensure_dir "$STORE/data" 2750 "$gid"
+# what an earlier run (or a store restored from a backup) left inside: the dashboard's group, never
+# other users (the services write with UMask=0027; routerwatch itself never creates o+rwx files)
+stray=$(find "$ROOT$STORE" -mindepth 1 \( ! -group "$gid" -o -perm /o=rwx \) ! -type l -print 2>/dev/null | wc -l)
+if [ "$stray" -gt 0 ]; then
+  find "$ROOT$STORE" -mindepth 1 ! -type l ! -group "$gid" -exec chgrp "$gid" {} +
+  find "$ROOT$STORE" -mindepth 1 ! -type l -perm /o=rwx -exec chmod o-rwx {} +
+  log "store $STORE: $stray files and folders given group $gid and no access for others"
+  changed=1
+fi
 ensure_dir "$CAPTURE" 700 0
 ensure_dir /var/lib/routerwatch-buffer 700 0
 defaults="$ROOT/etc/default/routerwatch"

@@ -1,7 +1,8 @@
 """Opening a store: DuckDB in memory with a DuckLake catalog attached as `lake`.
 
 A store is named by a directory (single host: `catalog.sqlite` + `data/` Parquet + `secret.key`,
-directory 0700) or, for a fleet, by a DuckLake URI (`ducklake:postgres:dbname=... host=...`) with
+directory 0700, or 2750 for the dashboard's group; `permissions.py` keeps it from other users; the data
+path is resolved again on every open, so a copied or restored store opens where it is) or, for a fleet, by a DuckLake URI (`ducklake:postgres:dbname=... host=...`) with
 `ROUTERWATCH_DATA_PATH` naming the shared data path (e.g. `s3://bucket/routerwatch/`).
 Writers commit through the catalog, so many writer processes and read-only readers coexist.
 
@@ -29,7 +30,7 @@ from typing import TypeVar
 import duckdb
 
 from collector.config import resolve_store
-from collector.store import anchor, extensions, remote
+from collector.store import anchor, extensions, permissions, remote
 from collector.store.errors import StoreBusyError, StoreError
 from collector.store.locking import LockTimeout, StoreLock
 
@@ -154,12 +155,21 @@ class Store:
             raise StoreError(
                 f"no store at {loc.display}: ingest a capture (`routerwatch ingest FILE`) or run the collector first"
             )
-        if loc.root is not None and not read_only:
-            try:
-                loc.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-                (loc.root / "data").mkdir(exist_ok=True, mode=0o700)
-            except OSError as exc:
-                raise StoreError(f"cannot create store directory {loc.root}: {exc.strerror}") from None
+        permissions.restrict_umask()  # whatever DuckDB, SQLite and we create here: never world-accessible
+        if loc.root is not None:
+            if not read_only:
+                try:
+                    loc.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+                except OSError as exc:
+                    raise StoreError(f"cannot create store directory {loc.root}: {exc.strerror}") from None
+            permissions.secure_store(loc.root)
+            if not read_only:
+                # a group store (deploy/install.sh: 2750 root:routerwatch) keeps data/ readable by its group
+                data_mode = 0o750 if loc.root.stat().st_mode & 0o040 else 0o700
+                try:
+                    (loc.root / "data").mkdir(exist_ok=True, mode=data_mode)
+                except OSError as exc:
+                    raise StoreError(f"cannot create store directory {loc.root}: {exc.strerror}") from None
         con = duckdb.connect(":memory:", config=dict(extensions.OFFLINE_CONFIG))
         extensions.load(con, *remote.extensions_for(loc.catalog, loc.data_path))
         for name, value in DUCKLAKE_SETTINGS.items():
@@ -170,6 +180,11 @@ class Store:
             con.close()
             raise
         opts = f"DATA_PATH '{_q(loc.data_path)}'"
+        if loc.root is not None:
+            # the catalog keeps the data path it was created with (absolute); a local store's data is
+            # always its own data/, so a store copied, moved or restored elsewhere opens where it is now
+            # (every file path in the catalog is relative to the data path)
+            opts += ", OVERRIDE_DATA_PATH true"
         if loc.sqlite_file is not None:
             # passed to every SQLite connection DuckLake opens (one per transaction); a reader cannot
             # switch the journal mode, and needs not: the mode is stored in the file

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from collector.store.connection import LAKE, Store
 from collector.store.errors import StoreError
+from collector.store.permissions import private_dir, private_umask
 
 CLEANUP_DELAY_MIN = 60  # files no snapshot references are deleted this long after they were dropped
 
@@ -40,26 +41,30 @@ def _file_count(store: Store) -> int:
 
 
 def export_duckdb(store: Store, path: str | Path) -> list[str]:
-    """Copy every table into one plain .duckdb file (for people who want a single file)."""
+    """Copy every table into one plain .duckdb file (for people who want a single file), 0600: an
+    export holds what the store holds, so it is as private as the store."""
     path = Path(path)
     if path.exists():
         raise StoreError(f"{path} exists; choose a new file name")
     tables = store.tables()
-    store.sql(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS export_db")
-    try:
-        for t in tables:
-            store.sql(f'CREATE TABLE export_db."{t}" AS SELECT * FROM {LAKE}."{t}"')
-    finally:
-        store.sql("DETACH export_db")
+    with private_umask():  # the file and its WAL come out 0600, whatever the shell's umask
+        store.sql(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS export_db")
+        try:
+            for t in tables:
+                store.sql(f'CREATE TABLE export_db."{t}" AS SELECT * FROM {LAKE}."{t}"')
+        finally:
+            store.sql("DETACH export_db")
     return tables
 
 
 def export_parquet(store: Store, directory: str | Path) -> list[str]:
-    """One Parquet file per table in `directory`."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    """One Parquet file per table in `directory` (created 0700; the files 0600)."""
+    directory = private_dir(directory)
     tables = store.tables()
-    for t in tables:
-        target = str(directory / f"{t}.parquet").replace("'", "''")
-        store.sql(f"COPY (SELECT * FROM {LAKE}.\"{t}\") TO '{target}' (FORMAT parquet)")
+    with private_umask():
+        for t in tables:
+            target = directory / f"{t}.parquet"
+            target.unlink(missing_ok=True)  # a file from an earlier export would keep its old mode
+            store.sql(f"COPY (SELECT * FROM {LAKE}.\"{t}\") TO '{str(target).replace(chr(39), chr(39) * 2)}' "
+                      "(FORMAT parquet)")
     return tables
