@@ -35,6 +35,7 @@ import pyarrow.ipc as ipc
 
 from collector.store.connection import Store, is_transient
 from collector.store.errors import StoreError
+from collector.store.permissions import private_umask
 from collector.store.schema import TABLES
 from collector.store.writer import to_arrow
 
@@ -87,7 +88,8 @@ class Spool:
     def __init__(self, directory: Path, max_bytes: int):
         self.dir = directory
         self.max_bytes = max_bytes
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with private_umask():  # missing parents (the buffer directory) 0700 too
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.dir, 0o700)
         self._lockf = open(self.dir / ".lock", "a+")
         try:
