@@ -155,7 +155,6 @@ class Store:
             raise StoreError(
                 f"no store at {loc.display}: ingest a capture (`routerwatch ingest FILE`) or run the collector first"
             )
-        permissions.restrict_umask()  # whatever DuckDB, SQLite and we create here: never world-accessible
         if loc.root is not None:
             if not read_only:
                 try:

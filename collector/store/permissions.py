@@ -2,10 +2,13 @@
 
 Three rules, one place (docs/security.md "File modes" has the reasoning):
 - Every routerwatch process runs with a umask of at least 0o027 (`restrict_umask`, called when the
-  CLI starts and whenever a store opens): whatever DuckDB, SQLite, pyarrow, dumpcap or our own code
-  creates (catalog, WAL/-shm files, Parquet files and folders, locks, spool, capture ring, EVE files)
-  is never world-accessible and never group-writable. Group read stays possible on purpose: the
-  installed store is 2750 root:routerwatch so the dashboard's user reads what the collector writes.
+  CLI starts; services, the dashboard's Streamlit and every helper are started through it and inherit
+  it): whatever DuckDB, SQLite, pyarrow, dumpcap or our own code creates (catalog, WAL/-shm files,
+  Parquet files and folders, locks, spool, capture ring, EVE files) is never world-accessible and never
+  group-writable. Group read stays possible on purpose: the installed store is 2750 root:routerwatch so
+  the dashboard's user reads what the collector writes. Opening a store does not touch the umask: a
+  library must not change its host process's global state (a program embedding `Store` keeps its
+  own umask; the store's 0700 directory still keeps others out).
 - A local store's directory is 0700 when routerwatch creates it (2750 when deploy/install.sh does).
   An existing store that others can reach is tightened when this user may chmod it (with a notice),
   and refused otherwise (`secure_store`).

@@ -70,6 +70,34 @@ def test_store_and_capture_directories(installed: Path):
     assert "ROUTERWATCH_STORE=/var/lib/routerwatch" in (installed / "etc/default/routerwatch").read_text()
 
 
+def test_store_left_open_before_the_install_is_given_to_the_group(tmp_path: Path):
+    """A store a root `routerwatch ingest` filled (or a backup restored) before the install: what is
+    inside gets the dashboard's group and loses o+rwx; a second run changes nothing."""
+    base = tmp_path / "root"
+    store = base / "var/lib/routerwatch"
+    (store / "data/main/flows").mkdir(parents=True)
+    for d in (store / "data/main", store / "data/main/flows"):
+        os.chmod(d, 0o755)
+    (store / "catalog.sqlite").write_bytes(b"catalog")
+    (store / "data/main/flows/f.parquet").write_bytes(b"PAR1")
+    (store / "secret.key").write_bytes(b"k" * 32)
+    os.chmod(store / "catalog.sqlite", 0o644)
+    os.chmod(store / "data/main/flows/f.parquet", 0o644)
+    os.chmod(store / "secret.key", 0o600)
+    first = install(base, "--skip-deps")
+    assert first.returncode == 0, first.stderr
+    gid = group_id(base)
+    # data/main, data/main/flows, catalog, Parquet file, key (data/ itself is set up just before)
+    assert f"install: store /var/lib/routerwatch: 5 files and folders given group {gid} and no access for " \
+           "others" in first.stderr, first.stderr
+    got = {str(p.relative_to(store)): (stat.S_IMODE(p.stat().st_mode), p.stat().st_gid) for p in store.rglob("*")}
+    assert got == {"data": (0o2750, gid), "data/main": (0o750, gid), "data/main/flows": (0o750, gid),
+                   "catalog.sqlite": (0o640, gid), "data/main/flows/f.parquet": (0o640, gid),
+                   "secret.key": (0o600, gid)}
+    again = install(base, "--skip-deps")
+    assert again.returncode == 0 and "done (nothing to change)" in again.stderr, again.stderr
+
+
 def test_units_verify_and_dashboard_is_never_root(installed: Path):
     units = [installed / "etc/systemd/system" / u for u in UNITS]
     text = {u.name: u.read_text() for u in units}
