@@ -105,8 +105,9 @@ def secure_store(root: Path, *, notice: Callable[[str], None] | None = None) -> 
     World-accessible (any of o+rwx on the directory, or on what an older routerwatch left at its top
     level): tightened in place when this user owns it (or is root), with one line on stderr; refused
     with the chmod command to run when it cannot be. A store already private costs a few stat calls."""
-    root_mode = open_mode(root)
-    if root_mode is None:
+    try:
+        root_mode = stat.S_IMODE(os.stat(root).st_mode)  # a store named through a symlink: its directory
+    except FileNotFoundError:
         return
     top_open = [n for n in _TOP if (m := open_mode(root / n)) is not None and m & WORLD]
     if not root_mode & WORLD and not top_open:

@@ -278,3 +278,15 @@ def test_old_catalog_with_world_bits_is_noticed_from_the_top_level_alone(tmp_pat
     assert modes(store) == {".": 0o700, "catalog.sqlite": 0o600 | 0o040}
     permissions.secure_store(store, notice=seen.append)
     assert len(seen) == 1
+
+
+def test_store_named_through_a_symlink_is_tightened_once(tmp_path):
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    os.chmod(real, 0o755)
+    link.symlink_to(real)
+    seen: list[str] = []
+    permissions.secure_store(link, notice=seen.append)
+    permissions.secure_store(link, notice=seen.append)
+    assert seen == [f"routerwatch: store {link} was readable by other users: tightened (mode 0755 -> 0700)"]
+    assert stat.S_IMODE(real.stat().st_mode) == 0o700 and link.is_symlink()
