@@ -102,9 +102,11 @@ def store_dir_mode(existing: int) -> int:
 def secure_store(root: Path, *, notice: Callable[[str], None] | None = None) -> None:
     """Make sure other users cannot reach the store at `root` (an existing local store directory).
 
-    World-accessible (any of o+rwx on the directory, or on what an older routerwatch left at its top
-    level): tightened in place when this user owns it (or is root), with one line on stderr; refused
-    with the chmod command to run when it cannot be. A store already private costs a few stat calls."""
+    A directory others can reach (any of o+rwx): tightened in place when this user owns it (or is
+    root), with one line on stderr; refused with the chmod command to run when it cannot be. Entries
+    with o+rwx at its top level behind a closed directory (an older routerwatch's 0644 catalog):
+    tightened by the owner without a word, left alone by anyone else. A private store costs a few
+    stat calls."""
     try:
         root_mode = stat.S_IMODE(os.stat(root).st_mode)  # a store named through a symlink: its directory
     except FileNotFoundError:
@@ -121,12 +123,19 @@ def secure_store(root: Path, *, notice: Callable[[str], None] | None = None) -> 
     try:
         changed = _tighten(root, root_mode)
     except OSError as exc:
+        if not root_mode & WORLD:
+            return  # housekeeping only (see below): a store others cannot enter is not refused for it
         raise StoreError(_refusal(root, root_mode, exc.strerror or type(exc).__name__)) from None
+    if not root_mode & WORLD:
+        # files an older version (or a program embedding Store under umask 022) left 0644 behind a
+        # directory others cannot enter: nothing was exposed, so nothing to say; tightened all the same,
+        # so a copy of the store, or of its data/, is as private as the store
+        return
     say = notice or (lambda m: print(m, file=sys.stderr, flush=True))
-    what = [f"mode {root_mode:04o} -> {store_dir_mode(root_mode):04o}"] if root_mode & WORLD else []
+    what = f"mode {root_mode:04o} -> {store_dir_mode(root_mode):04o}"
     if changed:
-        what.append(f"{changed} entries inside lost o+rwx")
-    say(f"routerwatch: store {root} was readable by other users: tightened ({', '.join(what)})")
+        what += f", {changed} entries inside lost o+rwx"
+    say(f"routerwatch: store {root} was readable by other users: tightened ({what})")
 
 
 def _tighten(root: Path, root_mode: int) -> int:
