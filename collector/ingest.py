@@ -29,7 +29,8 @@ import numpy as np
 import pyarrow as pa
 
 from collector.capture import dissect, flows, headers, tshark
-from collector.capture.records import MappedFile, NotACapture, Records, read_records, sniff
+from collector.capture.records import MappedFile, NotACapture, Records, read_records
+from collector.capture.source import DEFAULT_WAIT_S, CaptureSource, CaptureUnavailable
 from collector.config import host_id as resolve_host_id
 from collector.store.writer import to_arrow
 
@@ -65,9 +66,10 @@ class IngestError(Exception):
 class IngestResult:
     run_id: str
     status: str  # 'ok' | 'partial' | 'duplicate'
-    file: str
+    file: str  # the capture's absolute path, or what a pipe was called ('<stdin>', the FIFO's path)
     sha256: str
     packets: int = 0
+    file_bytes: int = 0
     flows: int = 0
     dns: int = 0
     tls: int = 0
@@ -80,39 +82,26 @@ class IngestResult:
     decrypt: dict | None = None  # the decryption pipeline's stats (decode_capture), when there were keys
 
 
-def check_inputs(capture: Path, keylog: Path | None) -> str:
-    """Everything that must hold before the store is touched; returns 'pcap' or 'pcapng'."""
-    if not capture.exists():
-        raise IngestError(f"{capture}: no such file")
-    if capture.is_dir():
-        raise IngestError(f"{capture} is a directory, not a capture file")
+def check_keylog(keylog: Path | None) -> None:
+    """A key log must be a readable regular file holding key-log lines: else one line, before the store
+    is touched (tshark silently decrypts nothing with a wrong one)."""
+    if keylog is None:
+        return
     try:
-        kind = sniff(capture)
-    except PermissionError:
-        raise IngestError(f"{capture}: permission denied") from None
-    except OSError as exc:
-        raise IngestError(f"{capture}: cannot read ({exc.strerror})") from None
-    except NotACapture as exc:
+        from collector.tls.keylog import KeyLogError, read_keylog
+    except ImportError:
+        return  # no decryption in this build: _decrypt() warns
+    try:
+        read_keylog(keylog)
+    except KeyLogError as exc:
         raise IngestError(str(exc)) from None
-    if keylog is not None:
-        if not keylog.is_file():
-            raise IngestError(f"key log {keylog}: no such file")
-        if not os.access(keylog, os.R_OK):
-            raise IngestError(f"key log {keylog}: permission denied")
-        try:
-            from collector.tls.keylog import KeyLogError, read_keylog
-        except ImportError:
-            pass  # no decryption in this build: _decrypt() warns
-        else:
-            try:
-                read_keylog(keylog)  # garbage is a one-line error before the store is touched
-            except KeyLogError as exc:
-                raise IngestError(str(exc)) from None
+
+
+def check_tshark() -> None:
     try:
         tshark.tshark_path()
     except tshark.TsharkMissing as exc:
         raise IngestError(str(exc)) from None
-    return kind
 
 
 class _Hasher(threading.Thread):
@@ -170,21 +159,38 @@ def ingest(
     keylog: str | Path | None = None,
     host_id: str | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    wait_s: float = DEFAULT_WAIT_S,
 ) -> IngestResult:
-    """Ingest one capture file into the store (created if needed); see the module docstring."""
+    """Ingest one capture into the store (created if needed); see the module docstring. `capture` is a
+    file, a FIFO or '-' (stdin): a pipe is spooled to a private temporary file first, and refused when
+    nothing arrives in `wait_s` seconds. Every input that cannot be ingested raises IngestError (one
+    line); a capture damaged after its file header is ingested as far as it is readable (`partial`)."""
     t0 = time.monotonic()
-    capture = Path(capture)
+    source = CaptureSource(capture, wait_s)
     keylog = Path(keylog) if keylog else None
-    check_inputs(capture, keylog)
+    try:
+        source.check()
+        check_keylog(keylog)
+        check_tshark()
+        source.open()
+        return _ingest(source, store, keylog, host_id, batch_rows, t0)
+    except (CaptureUnavailable, NotACapture) as exc:
+        raise IngestError(str(exc)) from None
+    finally:
+        source.close()
+
+
+def _ingest(source: CaptureSource, store: str | None, keylog: Path | None, host_id: str | None, batch_rows: int,
+            t0: float) -> IngestResult:
+    capture = source.path
     host = resolve_host_id(host_id)
     run_id = uuid.uuid4().hex
     hasher = _Hasher(capture)
     hasher.start()
     opener = _StoreOpener(store)  # catalog attach + migrations overlap the record walk
     opener.start()
-    size = capture.stat().st_size
-    bar = _progress(size)
-    with MappedFile(capture) as mf:
+    bar = _progress(source.size)
+    with MappedFile(capture, source.name) as mf:
         try:
             rec = read_records(capture, mf, bar)
             STAGES.mark("record walk")
@@ -198,7 +204,8 @@ def ingest(
                 bar.close()
         hasher.join()
         sha = hasher.digest
-        res = IngestResult(run_id=run_id, status="ok", file=str(capture.absolute()), sha256=sha, packets=len(rec))
+        res = IngestResult(run_id=run_id, status="ok", file=source.name if source.spooled else str(capture.absolute()),
+                           sha256=sha, packets=len(rec), file_bytes=source.size)
         if rec.truncated:
             res.truncated = True
             res.errors.append(rec.error or "truncated")
@@ -214,7 +221,7 @@ def ingest(
                 with BatchWriter(st) as w:
                     w.add("ingest_runs", [_run_row(res, host, rec, keylog, None)])
                 return res
-            tables = _process(mf, rec, res, host, sha, run_id)
+            tables = _process(mf, rec, res, host, sha, run_id, capture)
             decrypt_stats = res.decrypt = _decrypt(capture, keylog, mf, rec, tables, res, host, run_id, st)
             _write(st, tables, res, host, rec, keylog, decrypt_stats, batch_rows, t0)
             STAGES.mark("commit")
@@ -231,7 +238,8 @@ def _already_ingested(st, sha: str, host: str) -> bool:
     return bool(row and row[0])
 
 
-def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: str, run_id: str) -> dict:
+def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: str, run_id: str,
+             capture: Path) -> dict:
     """Header walk, flow assignment and reductions, tshark dissection (overlapped), table building."""
     buf = mf.buf
     # tshark processes start now: their start-up overlaps the header walk; large captures use two
@@ -247,7 +255,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         else:
             from collector.capture.fallback import tshark_headers
 
-            hd = tshark_headers(Path(res.file), rec)
+            hd = tshark_headers(capture, rec)
         fa = flows.assign(hd)
         STAGES.mark("flow assignment")
         end = rec.data_off + rec.caplen
@@ -480,7 +488,7 @@ def _run_row(res: IngestResult, host: str, rec: Records, keylog: Path | None, de
         "run_id": res.run_id,
         "file": res.file,
         "sha256": res.sha256,
-        "file_bytes": Path(res.file).stat().st_size,
+        "file_bytes": res.file_bytes,
         "packets": res.packets,
         "truncated": res.truncated,
         "errors": "; ".join(res.errors) or None,

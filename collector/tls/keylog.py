@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,15 +42,25 @@ def read_keylog(path: str | os.PathLike) -> KeyLogInfo:
     p = Path(path)
     try:
         st = p.stat()
+    except FileNotFoundError:
+        raise KeyLogError(f"key log {p}: no such file") from None
+    except PermissionError:
+        raise KeyLogError(f"key log {p}: permission denied") from None
     except OSError as e:
         raise KeyLogError(f"key log {p}: {e.strerror or 'cannot be read'}") from None
-    if not p.is_file():
-        raise KeyLogError(f"key log {p} is not a regular file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would be read once, or block: never opened
+        what = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO (a pipe)" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise KeyLogError(f"key log {p} is {what}: give a regular key-log file (0600)")
+    if not os.access(p, os.R_OK):
+        raise KeyLogError(f"key log {p}: permission denied")
     if st.st_size > MAX_BYTES:
         raise KeyLogError(f"key log {p} is larger than {MAX_BYTES >> 20} MiB")
     info = KeyLogInfo(p, world_readable=bool(st.st_mode & 0o004))
     try:
         text = p.read_text("ascii", errors="replace")
+    except PermissionError:
+        raise KeyLogError(f"key log {p}: permission denied") from None
     except OSError as e:
         raise KeyLogError(f"key log {p}: {e.strerror or 'cannot be read'}") from None
     first_bad: int | None = None
