@@ -98,6 +98,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if res.status == "duplicate":
         print(f"{args.capture}: already ingested (sha256 {res.sha256[:12]}), nothing added")
         return 0
+    if res.status == "rekeyed":
+        print(f"{args.capture}: already ingested (sha256 {res.sha256[:12]}); with this key log: "
+              f"{res.decrypted_flows:,} more TLS connections decrypted, {res.new_exchanges:,} HTTP exchanges added "
+              f"in {res.duration_s:.1f} s (flows unchanged)")
+        line = decrypt_summary(res.decrypt)
+        if line:
+            print(f"  all keys together: {line}")
+        return 0
     print(f"{args.capture}: {res.packets:,} packets -> {res.flows:,} flows, {res.dns:,} DNS messages, "
           f"{res.tls:,} TLS handshakes in {res.duration_s:.1f} s ({res.status})")
     line = decrypt_summary(res.decrypt)

@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collector.capture import dissect, flows, headers, tshark
 from collector.capture.records import MappedFile, NotACapture, Records, read_records
@@ -65,7 +66,7 @@ class IngestError(Exception):
 @dataclass
 class IngestResult:
     run_id: str
-    status: str  # 'ok' | 'partial' | 'duplicate'
+    status: str  # 'ok' | 'partial' | 'duplicate' | 'rekeyed' (stored before; a new key log added decryptions)
     file: str  # the capture's absolute path, or what a pipe was called ('<stdin>', the FIFO's path)
     sha256: str
     packets: int = 0
@@ -80,6 +81,9 @@ class IngestResult:
     decrypted_flows: int = 0
     warnings: list[str] = field(default_factory=list)
     decrypt: dict | None = None  # the decryption pipeline's stats (decode_capture), when there were keys
+    keylog_digest: str | None = None  # keyed digest of the key log's secrets (collector.tls.keylog.keylog_digest)
+    new_exchanges: int = 0  # 'rekeyed': HTTP exchanges the new key log added
+    decrypted_uids: set[str] = field(default_factory=set)  # flows the decryption pipeline decrypted (this run)
 
 
 def check_keylog(keylog: Path | None) -> None:
@@ -215,7 +219,9 @@ def _ingest(source: CaptureSource, store: str | None, keylog: Path | None, host_
         st = opener.get()
         STAGES.mark("hash + store open")
         try:
-            if _already_ingested(st, sha, host):
+            res.keylog_digest = _keylog_digest(keylog, st)
+            prior = _prior_runs(st, sha, host)
+            if prior is not None and (keylog is None or res.keylog_digest in prior):
                 res.status = "duplicate"
                 res.duration_s = time.monotonic() - t0
                 with BatchWriter(st) as w:
@@ -223,19 +229,38 @@ def _ingest(source: CaptureSource, store: str | None, keylog: Path | None, host_
                 return res
             tables = _process(mf, rec, res, host, sha, run_id, capture)
             decrypt_stats = res.decrypt = _decrypt(capture, keylog, mf, rec, tables, res, host, run_id, st)
-            _write(st, tables, res, host, rec, keylog, decrypt_stats, batch_rows, t0)
+            if prior is not None:  # flows stored by an earlier run: only what the new key log adds
+                _write_rekeyed(st, tables, res, host, rec, keylog, decrypt_stats, t0)
+            else:
+                _write(st, tables, res, host, rec, keylog, decrypt_stats, batch_rows, t0)
             STAGES.mark("commit")
         finally:
             st.close()
     return res
 
 
-def _already_ingested(st, sha: str, host: str) -> bool:
-    row = st.sql(
-        "SELECT count(*) FROM ingest_runs WHERE sha256 = ? AND host_id = ? AND status IN ('ok', 'partial')",
+def _keylog_digest(keylog: Path | None, st) -> str | None:
+    if keylog is None:
+        return None
+    try:
+        from collector.tls.keylog import keylog_digest
+    except ImportError:
+        return None
+    return keylog_digest(keylog, st.secret_key())
+
+
+def _prior_runs(st, sha: str, host: str) -> set[str | None] | None:
+    """None when no earlier run stored this capture's flows (same content, same host); else the key-log
+    digests earlier runs decrypted it with (None for a run without a key log). The idempotency key of
+    an ingest is (host, capture sha256, key-log digest): a key log not used before is new work."""
+    rows = st.sql(
+        "SELECT status, json_extract_string(decrypt_stats, '$.keylog_digest') FROM ingest_runs "
+        "WHERE sha256 = ? AND host_id = ? AND status IN ('ok', 'partial', 'rekeyed')",
         [sha, host],
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()
+    if not any(status in ("ok", "partial") for status, _ in rows):
+        return None
+    return {d for _, d in rows}
 
 
 def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: str, run_id: str,
@@ -477,6 +502,7 @@ def _decrypt(capture: Path, keylog: Path | None, mf: MappedFile, rec: Records, t
     for row in tables["tls"]:
         row["decrypted"] = row["flow_uid"] in uids
     res.decrypted_flows = len(uids)
+    res.decrypted_uids = uids
     return dict(getattr(result, "stats", {}) or {})
 
 
@@ -504,8 +530,17 @@ def _run_row(res: IngestResult, host: str, rec: Records, keylog: Path | None, de
         "tls_handshakes": res.tls,
         "embedded_secrets": rec.dsb_secrets,
         "decrypted_flows": res.decrypted_flows,
-        "decrypt_stats": json.dumps(decrypt_stats, default=str) if decrypt_stats else None,
+        "decrypt_stats": _stats_json(decrypt_stats, res),
     }
+
+
+def _stats_json(decrypt_stats: dict | None, res: IngestResult) -> str | None:
+    stats = dict(decrypt_stats or {})
+    if res.keylog_digest is not None:
+        stats["keylog_digest"] = res.keylog_digest
+    if res.status == "rekeyed":
+        stats["new_exchanges"] = res.new_exchanges
+    return json.dumps(stats, default=str) if stats else None
 
 
 def _write(st, tables: dict, res: IngestResult, host: str, rec: Records, keylog: Path | None,
@@ -554,3 +589,74 @@ def _forget_interrupted(st, flow_tbl: pa.Table) -> None:
                               for t in ("dns", "tls", "flows")], what="removing an interrupted ingest's rows")
     finally:
         st.con.unregister("__rw_uids")
+
+
+def _write_rekeyed(st, tables: dict, res: IngestResult, host: str, rec: Records, keylog: Path | None,
+                   decrypt_stats: dict | None, t0: float) -> None:
+    """A capture stored before, with a key log not used on it before: its flows, DNS and TLS rows stay as
+    they are; the decrypted tables get the exchanges not stored yet (exchange ids are deterministic),
+    of flows not decrypted yet, and those flows' `tls.decrypted` turns true. One transaction with the
+    run record, so a crash leaves either all of it or nothing (and a re-run redoes it)."""
+    from collector.store.connection import retrying
+    from collector.store.writer import to_arrow
+
+    extra = {name: to_arrow(name, data) for name, data in (tables.get("extra") or {}).items()}
+    http = extra.get("http")
+    new_x: set[str] = set()
+    done: set[str] = set()
+    decrypted = set(res.decrypted_uids)
+    if http is not None and http.num_rows:
+        ids = http.select(["exchange_id"])
+        st.con.register("__rw_x", ids)
+        st.con.register("__rw_f", pa.table({"flow_uid": pa.array(sorted(decrypted), pa.string())}))
+        try:
+            known = {r[0] for r in st.sql("SELECT exchange_id FROM http WHERE host_id = ? AND exchange_id IN "
+                                          "(SELECT exchange_id FROM __rw_x)", [host]).fetchall()}
+            done = {r[0] for r in st.sql("SELECT flow_uid FROM tls WHERE host_id = ? AND decrypted AND flow_uid IN "
+                                         "(SELECT flow_uid FROM __rw_f)", [host]).fetchall()}
+        finally:
+            st.con.unregister("__rw_x")
+            st.con.unregister("__rw_f")
+        for row in http.select(["exchange_id", "flow_uid"]).to_pylist():
+            if row["exchange_id"] not in known and row["flow_uid"] not in done:
+                new_x.add(row["exchange_id"])
+    newly = sorted(decrypted - done)
+    res.status = "rekeyed"
+    res.flows = res.dns = res.tls = 0  # nothing added to flows, dns or tls
+    res.decrypted_flows = len(newly)
+    res.new_exchanges = len(new_x)
+    keep = pa.array(sorted(new_x), pa.string())
+    adds = {}
+    for name, t in extra.items():
+        t = t.filter(pc.is_in(t.column("exchange_id"), value_set=keep))
+        if t.num_rows:
+            adds[name] = t
+    res.duration_s = time.monotonic() - t0
+    run = to_arrow("ingest_runs", [_run_row(res, host, rec, keylog, decrypt_stats, tables.get("walk"))])
+
+    def commit() -> None:
+        con = st.con
+        con.execute("BEGIN")
+        try:
+            for name, t in {**adds, "ingest_runs": run}.items():
+                con.register("__rw_add", t)
+                try:
+                    con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM __rw_add")
+                finally:
+                    con.unregister("__rw_add")
+            if newly:
+                con.register("__rw_new", pa.table({"flow_uid": pa.array(newly, pa.string())}))
+                try:
+                    con.execute("UPDATE tls SET decrypted = true WHERE host_id = ? AND flow_uid IN "
+                                "(SELECT flow_uid FROM __rw_new)", [host])
+                finally:
+                    con.unregister("__rw_new")
+            con.execute("COMMIT")
+        except Exception:
+            try:
+                con.execute("ROLLBACK")
+            except Exception:
+                pass
+            raise
+
+    retrying(commit)

@@ -7,6 +7,8 @@ line. Errors name line numbers and labels, never the secrets.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 import stat
@@ -69,14 +71,7 @@ def read_keylog(path: str | os.PathLike) -> KeyLogInfo:
         if not line or line.startswith("#"):
             continue
         parts = line.split()
-        ok = (
-            len(parts) == 3
-            and parts[0] in LABELS
-            and _HEX.fullmatch(parts[1]) is not None
-            and _HEX.fullmatch(parts[2]) is not None
-            and (parts[0] == "RSA" or len(parts[1]) == 64)
-        )
-        if ok:
+        if _well_formed(parts):
             info.lines += 1
             info.labels[parts[0]] += 1
             if parts[0] != "RSA":
@@ -92,6 +87,31 @@ def read_keylog(path: str | os.PathLike) -> KeyLogInfo:
             )
         raise KeyLogError(f"key log {p} is empty")
     return info
+
+
+def _well_formed(parts: list[str]) -> bool:
+    """`<LABEL> <client random hex> <secret hex>` (RSA lines carry an encrypted pre-master instead)."""
+    return (
+        len(parts) == 3
+        and parts[0] in LABELS
+        and _HEX.fullmatch(parts[1]) is not None
+        and _HEX.fullmatch(parts[2]) is not None
+        and (parts[0] == "RSA" or len(parts[1]) == 64)
+    )
+
+
+def keylog_digest(path: str | os.PathLike, key: bytes) -> str:
+    """A keyed digest of the secrets in a key log: HMAC-SHA256 with the store's key over its well-formed
+    lines, normalised (lower-case hex, single spaces), de-duplicated and sorted, so comments, order and
+    repeats do not change it. Ingest records it to tell whether a later run brings keys an earlier one
+    did not have; keyed, so a stored digest cannot be tested against a guessed key log elsewhere."""
+    lines = set()
+    for line in Path(path).read_text("ascii", errors="replace").splitlines():
+        parts = line.split()
+        if _well_formed(parts):
+            lines.add(f"{parts[0]} {parts[1].lower()} {parts[2].lower()}")
+    body = "\n".join(sorted(lines)).encode()
+    return hmac.new(key, b"routerwatch key log v1\n" + body, hashlib.sha256).hexdigest()[:32]
 
 
 Secrets = dict[tuple[str, bytes], bytes]  # (label, client random) -> secret
