@@ -90,9 +90,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                      batch_rows=args.batch_rows, wait_s=args.wait)
     except IngestError as exc:
         raise UserError(str(exc)) from None
-    if res.truncated:
-        print(f"routerwatch: warning: {args.capture}: {'; '.join(res.errors)} (ingested what was readable)",
-              file=sys.stderr)
+    if res.truncated:  # errors[0] is the reader's account of the damage; later ones are also warnings
+        print(f"routerwatch: warning: {args.capture}: {res.errors[0]} (ingested what was readable)", file=sys.stderr)
     for w in res.warnings:
         print(f"routerwatch: warning: {w}", file=sys.stderr)
     if res.status == "duplicate":
@@ -116,7 +115,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def decrypt_summary(stats: dict | None) -> str | None:
     """One line on what decryption found (None without keys or without the pipeline)."""
-    if not stats or stats.get("unavailable"):
+    if not stats or stats.get("unavailable") or stats.get("failed"):
         return None
     with_data = stats.get("tls_streams_with_app_data", 0)
     how = stats.get("decryptor", "?")

@@ -23,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -35,9 +36,13 @@ from collector.capture.source import DEFAULT_WAIT_S, CaptureSource, CaptureUnava
 from collector.config import host_id as resolve_host_id
 from collector.store.writer import to_arrow
 
+if TYPE_CHECKING:
+    from collector.store import Store
+
 PROGRESS_MIN_BYTES = 32 << 20
 DEFAULT_BATCH_ROWS = 50_000
 PARALLEL_TSHARK_PACKETS = 200_000
+EARLY_TSHARK_PACKETS = 20_000
 _warned_no_decrypt = False
 
 
@@ -75,6 +80,7 @@ class IngestResult:
     dns: int = 0
     tls: int = 0
     truncated: bool = False
+    incomplete: bool = False  # a stage failed on this capture (tshark refused its packets): 'partial'
     errors: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     dissected_packets: int = 0
@@ -125,17 +131,22 @@ class _Hasher(threading.Thread):
 
 
 class _StoreOpener(threading.Thread):
-    """Open (create, migrate) the store in a thread; DuckDB releases the GIL while it works."""
+    """Open (create, migrate) the store in a thread; DuckDB releases the GIL while it works. A Store
+    the caller already holds is used as it is (and stays open: `owned` is False)."""
 
-    def __init__(self, spec: str | None):
+    def __init__(self, spec):
         super().__init__(name="routerwatch-store-open", daemon=True)
         self.spec = spec
         self.store = None
+        self.owned = not hasattr(spec, "secret_key")
         self.error: BaseException | None = None
 
     def run(self) -> None:
         from collector.store import Store
 
+        if not self.owned:
+            self.store = self.spec
+            return
         try:
             self.store = Store.open(self.spec)
         except BaseException as exc:  # re-raised in the caller's thread
@@ -159,13 +170,14 @@ def _progress(total: int):
 def ingest(
     capture: str | Path,
     *,
-    store: str | None = None,
+    store: str | Store | None = None,
     keylog: str | Path | None = None,
     host_id: str | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     wait_s: float = DEFAULT_WAIT_S,
 ) -> IngestResult:
-    """Ingest one capture into the store (created if needed); see the module docstring. `capture` is a
+    """Ingest one capture into the store (a spec, created if needed, or an open writable Store, left open);
+    see the module docstring. `capture` is a
     file, a FIFO or '-' (stdin): a pipe is spooled to a private temporary file first, and refused when
     nothing arrives in `wait_s` seconds. Every input that cannot be ingested raises IngestError (one
     line); a capture damaged after its file header is ingested as far as it is readable (`partial`)."""
@@ -184,7 +196,7 @@ def ingest(
         source.close()
 
 
-def _ingest(source: CaptureSource, store: str | None, keylog: Path | None, host_id: str | None, batch_rows: int,
+def _ingest(source: CaptureSource, store: str | Store | None, keylog: Path | None, host_id: str | None, batch_rows: int,
             t0: float) -> IngestResult:
     capture = source.path
     host = resolve_host_id(host_id)
@@ -200,7 +212,7 @@ def _ingest(source: CaptureSource, store: str | None, keylog: Path | None, host_
             STAGES.mark("record walk")
         except BaseException:
             opener.join()
-            if opener.store is not None:
+            if opener.store is not None and opener.owned:
                 opener.store.close()
             raise
         finally:
@@ -235,7 +247,8 @@ def _ingest(source: CaptureSource, store: str | None, keylog: Path | None, host_
                 _write(st, tables, res, host, rec, keylog, decrypt_stats, batch_rows, t0)
             STAGES.mark("commit")
         finally:
-            st.close()
+            if opener.owned:
+                st.close()
     return res
 
 
@@ -267,11 +280,12 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
              capture: Path) -> dict:
     """Header walk, flow assignment and reductions, tshark dissection (overlapped), table building."""
     buf = mf.buf
-    # tshark processes start now: their start-up overlaps the header walk; large captures use two
-    # (one per core), each dissecting the packets of every other flow
+    # for a large capture tshark processes start now: their start-up overlaps the header walk; the
+    # largest use two (one per core), each dissecting the packets of every other flow. A small capture
+    # starts one only once it is known to have packets that need it (many have none)
     workers = 2 if (os.cpu_count() or 1) >= 2 and len(rec) >= PARALLEL_TSHARK_PACKETS else 1
     args = tshark.base_args() + ["-r", "-", "-Y", dissect.DISPLAY_FILTER] + tshark.fields_args(dissect.FIELDS)
-    jobs = [tshark.TsharkJob(args) for _ in range(workers)]
+    jobs = [tshark.TsharkJob(args) for _ in range(workers)] if len(rec) >= EARLY_TSHARK_PACKETS else []
     try:
         fast = all(lt in headers.FAST_LINKTYPES for lt in set(rec.linktypes))
         if fast:
@@ -280,7 +294,11 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         else:
             from collector.capture.fallback import tshark_headers
 
-            hd = tshark_headers(capture, rec)
+            try:
+                hd = tshark_headers(mf.mm, rec)
+            except tshark.TsharkError as exc:
+                raise IngestError(f"{res.file}: {exc} (link types {', '.join(map(str, sorted(set(rec.linktypes))))})"
+                                  ) from None
         fa = flows.assign(hd)
         STAGES.mark("flow assignment")
         end = rec.data_off + rec.caplen
@@ -288,6 +306,8 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         sel = selection.records
         res.dissected_packets = int(len(sel))
         parts = [sel[fa.fid[sel] % workers == k] for k in range(workers)]
+        if not jobs:
+            jobs = [tshark.TsharkJob(args) if len(part) else tshark.TsharkJob(None) for part in parts]
         for job, part in zip(jobs, parts, strict=True):
             if len(part):
                 job.feed(tshark.small_pcapng(mf.mm, rec, part))
@@ -309,7 +329,14 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         for job, part in zip(jobs, parts, strict=True):
             if not len(part):
                 continue
-            d, h = dissect.parse(job.result())
+            try:
+                out = job.result()
+            except tshark.TsharkError as exc:  # flows stand; the DNS and hello fields of these packets are lost
+                res.errors.append(f"dissection of {len(part)} packets failed: {exc}")
+                res.warnings.append(res.errors[-1])
+                res.incomplete = True
+                continue
+            d, h = dissect.parse(out)
             dns_msgs += [(int(part[m.frame - 1]), m) for m in d]  # tshark frame N is part[N-1]
             hellos += [(int(part[x.frame - 1]), x) for x in h]
         STAGES.mark("tshark wait + parse")
@@ -481,13 +508,22 @@ def _decrypt(capture: Path, keylog: Path | None, mf: MappedFile, rec: Records, t
     ft = tables["flows"].select(
         ["flow_uid", "community_id", "ts_start", "ts_end", "proto", "src_ip", "src_port", "dst_ip", "dst_port", "server_name"]
     )
+    from collector.capture.tshark import TsharkError
     from collector.tls.native_decrypt import Walked
 
     read = tables.get("read")  # this run's header walk + flow assignment: the decryptor reuses them
     walked = Walked(mf, rec, *read) if read is not None else None
-    result = decode_capture(
-        capture, keylog, flows=ft, host_id=host, secret_key=st.secret_key(), run_id=run_id, walked=walked
-    )
+    try:
+        result = decode_capture(
+            capture, keylog, flows=ft, host_id=host, secret_key=st.secret_key(), run_id=run_id, walked=walked
+        )
+    except TsharkError as exc:  # the fallback decryptor (tshark) refused a damaged capture: flows stand
+        msg = f"decryption failed: {exc}"
+        res.errors.append(msg)
+        res.warnings.append(msg)
+        res.incomplete = True
+        tables["extra"] = {}
+        return {"failed": msg}
     from collector.store.schema import TABLES
 
     extra = dict(getattr(result, "tables", {}) or {})
@@ -561,7 +597,7 @@ def _write(st, tables: dict, res: IngestResult, host: str, rec: Records, keylog:
                 w.add(name, data.slice(start, batch_rows))
         for name, data in (tables.get("extra") or {}).items():
             w.add(name, data)
-        if res.truncated:
+        if res.truncated or res.incomplete:
             res.status = "partial"
         res.duration_s = time.monotonic() - t0
         w.add("ingest_runs", [_run_row(res, host, rec, keylog, decrypt_stats, tables.get("walk"))])

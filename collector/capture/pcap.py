@@ -20,6 +20,9 @@ def check_header(buf, size: int, name: str) -> tuple[str, bool]:
     major, minor = struct.unpack_from(endian + "HH", buf, 4)
     if major != 2:
         raise NotACapture(f"{name}: pcap version {major}.{minor} (only 2.x exists): not a pcap capture")
+    (network,) = struct.unpack_from(endian + "I", buf, 20)
+    if network & 0x0FFFFFFF > 0xFFFF:  # the low 28 bits; link types are 16-bit numbers (pcapng's field)
+        raise NotACapture(f"{name}: link type {network & 0x0FFFFFFF} does not exist: corrupt pcap file header")
     return endian, nano
 
 

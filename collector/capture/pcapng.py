@@ -83,7 +83,7 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
     section_base = 0  # global index of interface 0 of the current section
     sections: list[tuple[int, int, str]] = []  # (first EPB list position, iface base, endian)
     epb: list[int] = []
-    spb: list[tuple[int, int]] = []  # (block offset, global iface) — rare
+    spb: list[tuple[int, int, str]] = []  # (block offset, global iface, byte order) — rare
     append = epb.append
     dsb_blocks = dsb_lines = 0
     dsb_text: list[bytes] = []
@@ -128,7 +128,7 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
             ifaces.append((linktype, snaplen, units, tsoff))
         elif btype == SPB:
             if section_base < len(ifaces):
-                spb.append((off, section_base))
+                spb.append((off, section_base, e))
             else:
                 problems.append(f"simple packet block at byte {off} before any interface description: skipped")
         elif btype == DSB:
@@ -189,7 +189,7 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
         keep = ~drop
         data_off, cap, orig, iface, ts_ns = (x[keep] for x in (data_off, cap, orig, iface, ts_ns))
     if spb:
-        data_off, cap, orig, iface, ts_ns = _add_spb(mm, spb, ifaces, data_off, cap, orig, iface, ts_ns, e)
+        data_off, cap, orig, iface, ts_ns = _add_spb(mm, spb, ifaces, data_off, cap, orig, iface, ts_ns)
     if error is not None or problems:
         error = "; ".join(([error] if error else []) + problems[:3] + ([f"{len(problems) - 3} more"] if len(problems) > 3 else []))
     return Records(
@@ -239,10 +239,11 @@ def _timestamps(ts_hi: np.ndarray, ts_lo: np.ndarray, iface: np.ndarray,
     return ts_ns, bad
 
 
-def _add_spb(mm, spb, ifaces, data_off, cap, orig, iface, ts_ns, e):
-    """Simple Packet Blocks (no timestamp, interface 0 of their section), merged in file order."""
+def _add_spb(mm, spb, ifaces, data_off, cap, orig, iface, ts_ns):
+    """Simple Packet Blocks (no timestamp, interface 0 of their section, read in their section's byte
+    order), merged in file order."""
     extra_off, extra_cap, extra_orig, extra_if = [], [], [], []
-    for off, base in spb:
+    for off, base, e in spb:
         (blen,) = struct.unpack_from(e + "I", mm, off + 4)
         (olen,) = struct.unpack_from(e + "I", mm, off + 8)
         snap = ifaces[base][1] if base < len(ifaces) and ifaces[base][1] else olen
