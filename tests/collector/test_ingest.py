@@ -142,9 +142,11 @@ def test_corrupt_pcapng_block(tmp_path: Path, store_dir: Path, corpus: Path) -> 
         (lambda d: _write(d / "shb.pcapng", struct.pack("<IIIHHq", 0x0A0D0D0A, 4096, 0x1A2B3C4D, 1, 0, -1) +
                           struct.pack("<I", 28)), "block length 4096 in a 28-byte file"),
         (lambda d: Path("/dev/null"), "/dev/null is a character device, not a capture file"),
+        (lambda d: _write(d / "lt.pcap", struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 0x0FFFFFFF)),
+         "link type 268435455 does not exist"),  # found by the fuzz run: crashed writing tshark's pcapng
     ],
     ids=["missing", "directory", "not-a-capture", "empty", "13-bytes", "pcap-version", "pcapng-cut-header",
-         "pcapng-bad-bom", "pcapng-shb-length", "device"],
+         "pcapng-bad-bom", "pcapng-shb-length", "device", "pcap-linktype"],
 )
 def test_bad_input_one_line_error_store_untouched(tmp_path: Path, store_dir: Path, make, needle: str) -> None:
     target = make(tmp_path)
@@ -280,6 +282,50 @@ def test_decryption_secrets_block_longer_than_itself(tmp_path: Path, store_dir: 
         "block): skipped" in warn[0]
     assert sql(store_dir, "SELECT status, packets, embedded_secrets, decrypted_flows FROM ingest_runs") == [
         {"status": "partial", "packets": 50, "embedded_secrets": 0, "decrypted_flows": 0}]
+
+
+def test_frame_beyond_wiresharks_limit_is_still_dissected(tmp_path: Path, store_dir: Path) -> None:
+    """A DNS frame of 300 kB (our readers take up to 1 MiB; tshark refuses a whole pcapng over one frame
+    above 256 KiB): found by the fuzz run as a TsharkError traceback. The frame goes to tshark cut."""
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    from bench.fuzz_ingest import epb, idb, shb
+
+    q = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.0.1", dst="10.0.0.53")
+              / UDP(sport=5353, dport=53) / DNS(id=7, rd=1, qd=DNSQR(qname="big.example")))
+    t = 1_700_000_000 * 10**6
+    cap = tmp_path / "big.pcapng"
+    cap.write_bytes(shb() + idb(1) + epb(0, t, q) + epb(0, t + 1, q + b"\0" * 300_000))
+    p = run_cli("ingest", "--store", str(store_dir), str(cap))
+    assert p.returncode == 0 and not p.stderr.strip(), p.stderr
+    assert sql(store_dir, "SELECT query, count(*) AS n FROM dns GROUP BY query") == [{"query": "big.example", "n": 2}]
+    assert sql(store_dir, "SELECT status, packets FROM ingest_runs") == [{"status": "ok", "packets": 2}]
+
+
+def test_decryptor_fallback_refusing_a_damaged_capture_keeps_the_flows(corpus: Path, tmp_path: Path,
+                                                                         store_dir: Path) -> None:
+    """Packets naming an interface nobody described: our reader skips them, the native decryptor then
+    misses TLS bytes and hands over to tshark, which refuses the whole original file. Found by the fuzz
+    run as a TsharkError traceback; now the flows stand, the run is 'partial' and says why."""
+    from bench.fuzz_ingest import layout, pcap_to_pcapng
+
+    name = "tls12-tls13-http10-scapy-nss"
+    data = bytearray(pcap_to_pcapng((corpus / f"{name}.pcap").read_bytes(), (corpus / f"{name}.keys").read_bytes()))
+    epbs = [u for u in layout(bytes(data)).units if u[2] == 6]
+    for k in (0, 5):
+        struct.pack_into("<I", data, epbs[k][0] + 8, 7)
+    cap = tmp_path / "damaged.pcapng"
+    cap.write_bytes(bytes(data))
+    p = run_cli("ingest", "--store", str(store_dir), str(cap))
+    assert p.returncode == 0, p.stderr
+    warn = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(warn) == 2 and "2 packets name an interface that has no description block" in warn[0]
+    assert "decryption failed: tshark failed:" in warn[1] and "damaged or corrupt" in warn[1]
+    assert sql(store_dir, "SELECT status, packets, flows, decrypted_flows FROM ingest_runs") == [
+        {"status": "partial", "packets": 35, "flows": 2, "decrypted_flows": 0}]
+    assert sql(store_dir, "SELECT count(*) AS n FROM tls") == [{"n": 2}]
 
 
 def _frame() -> bytes:
