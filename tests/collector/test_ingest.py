@@ -291,7 +291,7 @@ def test_frame_beyond_wiresharks_limit_is_still_dissected(tmp_path: Path, store_
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
 
-    from bench.fuzz_ingest import epb, idb, shb
+    from tests.support.ingest_fuzz import epb, idb, shb
 
     q = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.0.1", dst="10.0.0.53")
               / UDP(sport=5353, dport=53) / DNS(id=7, rd=1, qd=DNSQR(qname="big.example")))
@@ -309,7 +309,7 @@ def test_decryptor_fallback_refusing_a_damaged_capture_keeps_the_flows(corpus: P
     """Packets naming an interface nobody described: our reader skips them, the native decryptor then
     misses TLS bytes and hands over to tshark, which refuses the whole original file. Found by the fuzz
     run as a TsharkError traceback; now the flows stand, the run is 'partial' and says why."""
-    from bench.fuzz_ingest import layout, pcap_to_pcapng
+    from tests.support.ingest_fuzz import layout, pcap_to_pcapng
 
     name = "tls12-tls13-http10-scapy-nss"
     data = bytearray(pcap_to_pcapng((corpus / f"{name}.pcap").read_bytes(), (corpus / f"{name}.keys").read_bytes()))

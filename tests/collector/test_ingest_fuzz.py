@@ -1,10 +1,10 @@
 """Mutation fuzzing of ingest over real (shared corpus) and generated pcap/pcapng captures
-(bench/fuzz_ingest.py): every mutated input is ingested or refused with one line (IngestError, what
+(tests/support/ingest_fuzz.py): every mutated input is ingested or refused with one line (IngestError, what
 the CLI prints), nothing else is ever raised, and the store stays readable after each.
 
 CI runs a short pass (ROUTERWATCH_INGEST_FUZZ_INPUTS inputs, default 120, stopping early after
 ROUTERWATCH_INGEST_FUZZ_SECONDS, default 100); the full run is
-`.venv/bin/python -m bench.fuzz_ingest --inputs 10000`.
+`.venv/bin/python bench/fuzz_ingest.py --inputs 10000`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.fuzz_ingest import run
+from tests.support.ingest_fuzz import run
 
 N = int(os.environ.get("ROUTERWATCH_INGEST_FUZZ_INPUTS", "120"))
 SECONDS = float(os.environ.get("ROUTERWATCH_INGEST_FUZZ_SECONDS", "100" if N <= 120 else "0")) or None

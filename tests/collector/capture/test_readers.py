@@ -224,7 +224,7 @@ def test_ja4_reference_values() -> None:
 def test_simple_packet_blocks_read_in_their_own_sections_byte_order(tmp_path: Path) -> None:
     """An SPB in a little-endian section followed by a big-endian section: its length fields are read
     little-endian (found by the fuzz run: read in the last section's order, a 1.4 GB captured length)."""
-    from bench.fuzz_ingest import epb, idb, shb, spb
+    from tests.support.ingest_fuzz import epb, idb, shb, spb
 
     f1, f2 = bytes(Ether() / tcp4()), bytes(Ether() / tcp4(sport=40001))
     path = tmp_path / "x.pcapng"
