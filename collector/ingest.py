@@ -8,7 +8,8 @@ Who does what, so no Python object touches every packet:
   hellos that span segments, QUIC Initials), in a background thread;
 - DuckDB joins DNS names to flows; results are written in Arrow batches that commit separately,
   so readers see a long ingest grow.
-Re-ingesting the same bytes adds nothing: capture identity is the content's sha256.
+Re-ingesting the same bytes adds nothing unless a key log not used on them before comes along: the
+idempotency key is (host, content sha256, keyed digest of the key log); see docs/decryption.md.
 """
 
 from __future__ import annotations
@@ -176,11 +177,11 @@ def ingest(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     wait_s: float = DEFAULT_WAIT_S,
 ) -> IngestResult:
-    """Ingest one capture into the store (a spec, created if needed, or an open writable Store, left open);
-    see the module docstring. `capture` is a
-    file, a FIFO or '-' (stdin): a pipe is spooled to a private temporary file first, and refused when
-    nothing arrives in `wait_s` seconds. Every input that cannot be ingested raises IngestError (one
-    line); a capture damaged after its file header is ingested as far as it is readable (`partial`)."""
+    """Ingest one capture into the store (a spec, created if needed, or an open writable Store, left
+    open); see the module docstring. `capture` is a file, a FIFO or '-' (stdin): a pipe is spooled to a
+    private temporary file first, and refused when nothing arrives in `wait_s` seconds. Every input that
+    cannot be ingested raises IngestError (one line, what the CLI prints); a capture damaged after its
+    file header is ingested as far as it is readable (`partial`)."""
     t0 = time.monotonic()
     source = CaptureSource(capture, wait_s)
     keylog = Path(keylog) if keylog else None

@@ -581,6 +581,7 @@ def _full_check(spec: str) -> None:
     from collector.store import Store
 
     with Store.open(spec, read_only=True) as ro:
+        ro.sql("SET enable_progress_bar = false")
         for t in ro.tables():
             ro.sql(f'SELECT * FROM "{t}"').to_arrow_table()
 
