@@ -570,6 +570,9 @@ _ENV_ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)=")
 _HEADER_ARG = re.compile(r"\s*([A-Za-z][A-Za-z0-9-]*)\s*:\s*(\S.*)", re.DOTALL)
 _URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:([^/\s@]+)@")
 _WORD = re.compile(r"\S+")
+_SPACE = re.compile(r"\s")
+_OTHER_SPACE = re.compile(r"[^\S ]")  # whitespace other than a space
+_NAMED_HINT = re.compile(r"(?:^|\s)-|[=:]")  # an option, NAME=value, a header or URL: else nothing is named
 _SPLIT_NAME = re.compile(r"[-_.]+")
 NAMED_KINDS = frozenset({"password", "token", "secret", "api_key", "key", "auth", "credential", "access_key",
                          "private_key", "url_password", *CREDENTIAL_HEADERS.values(), "bearer_token"})
@@ -726,13 +729,14 @@ def _tool_option(options: dict[str, tuple[str, str]], w: str) -> tuple[str, str,
     return None
 
 
-def command_secrets(argv: Sequence[str]) -> list[tuple[int, int, int, str]]:
+def command_secrets(argv: Sequence[str], nested: bool = True) -> list[tuple[int, int, int, str]]:
     """(argument index, start, end, kind) of every value on a command line that an option or variable
     name marks as a secret. An argument holding a command of its own (`sh -c "mysql -pX"`) is read word
-    by word too (quotes around a word are not part of its value)."""
+    by word too (quotes around a word are not part of its value); `nested=False`: the caller knows no
+    argument holds whitespace."""
     out = _scan_words(argv)
-    for i, a in enumerate(argv):
-        if len(a) < 6 or not any(c.isspace() for c in a):
+    for i, a in enumerate(argv if nested else ()):
+        if len(a) < 6 or _SPACE.search(a) is None:
             continue
         spans = [(m.start(), m.end()) for m in _WORD.finditer(a)]
         for j, s, e, kind in _scan_words([a[x:y] for x, y in spans]):
@@ -769,20 +773,24 @@ def redact_command(argv: Sequence[str] | str, fp: Fingerprinter) -> tuple[str, l
     if isinstance(argv, str):
         text = argv[:CMDLINE_SCAN_MAX]
         spans = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+        words = [text[s:e] for s, e in spans]
     else:
-        pieces: list[str] = []
-        spans, pos = [], 0
-        for a in argv:
-            if pos >= CMDLINE_SCAN_MAX:
-                break
-            pieces.append(a)
-            spans.append((pos, pos + len(a)))
-            pos += len(a) + 1
-        text = " ".join(pieces)[:CMDLINE_SCAN_MAX]
-    words = [text[s:e] for s, e in spans]
-    found = command_secrets(words) if any(_maybe_named(w) for w in words) else []
+        words = list(argv)
+        text = " ".join(words)
+        if len(text) > CMDLINE_SCAN_MAX:  # the arguments that start before the cap, the last one cut there
+            words, pos = [], 0
+            for a in argv:
+                if pos >= CMDLINE_SCAN_MAX:
+                    break
+                words.append(a[: CMDLINE_SCAN_MAX - pos])
+                pos += len(a) + 1
+            text = " ".join(words)
+        spans = None
+    nested = text.count(" ") != len(words) - 1 or _OTHER_SPACE.search(text) is not None
+    found = command_secrets(words, nested) if _NAMED_HINT.search(text) is not None else []
     pairs: list[tuple[SecretMatch, str]] = []
     if found:
+        spans = spans or _spans(words)
         out: list[str] = []
         pos = 0
         for i, s, e, kind in found:
@@ -806,6 +814,10 @@ def redact_command(argv: Sequence[str] | str, fp: Fingerprinter) -> tuple[str, l
     return text, pairs + more
 
 
-def _maybe_named(w: str) -> bool:
-    """Cheap pre-test: only words with an option dash, '=' or ':' (or a command inside) need the scan."""
-    return bool(w) and (w[0] == "-" or "=" in w or ":" in w or (len(w) >= 6 and " " in w))
+def _spans(words: Sequence[str]) -> list[tuple[int, int]]:
+    """(start, end) of each word in " ".join(words)."""
+    out, pos = [], 0
+    for w in words:
+        out.append((pos, pos + len(w)))
+        pos += len(w) + 1
+    return out
