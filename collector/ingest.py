@@ -514,17 +514,25 @@ def _decrypt(capture: Path, keylog: Path | None, mf: MappedFile, rec: Records, t
 
     read = tables.get("read")  # this run's header walk + flow assignment: the decryptor reuses them
     walked = Walked(mf, rec, *read) if read is not None else None
+    # a damaged capture: the decryptor (and its tshark fallback) reads a clean copy of the packets read
+    # here, so it never sees what the readers left out (tshark refuses whole files over one bad block,
+    # or hands back a timestamp from the year 148163)
+    clean = _clean_copy(mf, rec) if rec.truncated else None
     try:
         result = decode_capture(
-            capture, keylog, flows=ft, host_id=host, secret_key=st.secret_key(), run_id=run_id, walked=walked
+            Path(clean.name) if clean is not None else capture, keylog, flows=ft, host_id=host,
+            secret_key=st.secret_key(), run_id=run_id, walked=walked,
         )
-    except TsharkError as exc:  # the fallback decryptor (tshark) refused a damaged capture: flows stand
+    except TsharkError as exc:  # tshark refused the packets even so: flows stand
         msg = f"decryption failed: {exc}"
         res.errors.append(msg)
         res.warnings.append(msg)
         res.incomplete = True
         tables["extra"] = {}
         return {"failed": msg}
+    finally:
+        if clean is not None:
+            clean.close()
     from collector.store.schema import TABLES
 
     extra = dict(getattr(result, "tables", {}) or {})
@@ -541,6 +549,18 @@ def _decrypt(capture: Path, keylog: Path | None, mf: MappedFile, rec: Records, t
     res.decrypted_flows = len(uids)
     res.decrypted_uids = uids
     return dict(getattr(result, "stats", {}) or {})
+
+
+def _clean_copy(mf: MappedFile, rec: Records):
+    """A private temporary pcapng (0600, deleted on close) of exactly the records read, with the
+    capture's embedded key-log text as Decryption Secrets Blocks."""
+    import tempfile
+
+    f = tempfile.NamedTemporaryFile(prefix="routerwatch-clean-", suffix=".pcapng")
+    for part in tshark.pcapng_parts(mf.mm, rec, np.arange(len(rec)), rec.dsb_keylog):
+        f.write(part)
+    f.flush()
+    return f
 
 
 def _run_row(res: IngestResult, host: str, rec: Records, keylog: Path | None, decrypt_stats: dict | None,

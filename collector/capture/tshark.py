@@ -57,15 +57,18 @@ def small_pcapng(mm, rec: Records, idx: np.ndarray) -> bytes:
     return b"".join(pcapng_parts(mm, rec, idx))
 
 
-def pcapng_parts(mm, rec: Records, idx: np.ndarray) -> list:
+def pcapng_parts(mm, rec: Records, idx: np.ndarray, secrets: list[bytes] = ()) -> list:
     """The pieces of a clean pcapng of records `idx`: whatever damage the original file has, tshark reads
     this one, and its frame N is idx[N-1]. Frames beyond WTAP_MAX are cut to it (tshark refuses a
-    whole capture over one such frame)."""
+    whole capture over one such frame). `secrets`: key-log texts to carry as Decryption Secrets Blocks."""
     lts = sorted({rec.linktypes[i] for i in np.unique(rec.iface[idx]).tolist()}) if len(idx) else [1]
     lt_pos = {lt: k for k, lt in enumerate(lts)}
     iface_map = np.asarray([lt_pos.get(lt, 0) for lt in rec.linktypes] or [0], np.uint32)
     shb = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
     parts = [shb]
+    for text in secrets:
+        body = struct.pack("<II", 0x544C534B, len(text)) + text + b"\0" * (-len(text) % 4)
+        parts.append(struct.pack("<II", 0x0A, len(body) + 12) + body + struct.pack("<I", len(body) + 12))
     for lt in lts:
         opts = struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)  # if_tsresol = 10^-9
         blen = 20 + len(opts)
