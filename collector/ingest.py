@@ -648,6 +648,22 @@ def _forget_interrupted(st, flow_tbl: pa.Table) -> None:
         st.con.unregister("__rw_uids")
 
 
+def _flows_without_rows(st, table: str, host: str, uids: pa.ChunkedArray) -> list[str]:
+    """Of these flows, those `table` holds no rows of yet that belong to no exchange (a rekeyed run
+    adds such rows once: the first run may have stored them already, from plaintext)."""
+    from collector.store.schema import TABLES
+
+    has_x = "exchange_id" in {c[0] for c in TABLES[table]}
+    st.con.register("__rw_u", pa.table({"flow_uid": pc.unique(uids.combine_chunks())}))
+    try:
+        return [r[0] for r in st.sql(
+            "SELECT flow_uid FROM __rw_u WHERE flow_uid IS NOT NULL AND flow_uid NOT IN "
+            f"(SELECT flow_uid FROM {table} WHERE host_id = ? AND flow_uid IS NOT NULL"
+            f"{' AND exchange_id IS NULL' if has_x else ''})", [host]).fetchall()]
+    finally:
+        st.con.unregister("__rw_u")
+
+
 def _write_rekeyed(st, tables: dict, res: IngestResult, host: str, rec: Records, keylog: Path | None,
                    decrypt_stats: dict | None, t0: float) -> None:
     """A capture stored before, with a key log not used on it before: its flows, DNS and TLS rows stay as
@@ -685,7 +701,15 @@ def _write_rekeyed(st, tables: dict, res: IngestResult, host: str, rec: Records,
     keep = pa.array(sorted(new_x), pa.string())
     adds = {}
     for name, t in extra.items():
-        t = t.filter(pc.is_in(t.column("exchange_id"), value_set=keep))
+        # rows of an exchange go with their exchange; rows of no exchange (DoH lookups as dns rows, a
+        # secret seen outside any exchange) go with their flow, if it has no such rows stored yet
+        xid = t.column("exchange_id") if "exchange_id" in t.column_names else pa.nulls(t.num_rows, pa.string())
+        no_x = pc.is_null(xid)
+        of_flow = pa.repeat(False, t.num_rows)
+        if "flow_uid" in t.column_names and pc.any(no_x).as_py():
+            fresh = pa.array(_flows_without_rows(st, name, host, t.filter(no_x).column("flow_uid")), pa.string())
+            of_flow = pc.is_in(t.column("flow_uid"), value_set=fresh)
+        t = t.filter(pc.if_else(no_x, of_flow, pc.is_in(xid, value_set=keep)))
         if t.num_rows:
             adds[name] = t
     res.duration_s = time.monotonic() - t0
