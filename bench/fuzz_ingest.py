@@ -2,7 +2,7 @@
 inputs, each ingested or refused in one line, the store readable after each; prints the outcome counts
 and the time, exits 1 on any failure (its input is kept in the work directory's failures/).
 
-    .venv/bin/python bench/fuzz_ingest.py --inputs 10000 [--seed 1] [--workdir DIR] [--corpus DIR]
+    .venv/bin/python bench/fuzz_ingest.py --inputs 10000 [--seed 1] [--seconds S] [--workdir DIR] [--corpus DIR]
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ with its traceback for replay. The store must stay readable: its tables are coun
 through the ingest's own connection, and a separate read-only open reads every table in full every
 `check_every` inputs and at the end.
 
-    .venv/bin/python bench/fuzz_ingest.py --inputs 10000 [--seed 1] [--workdir DIR] [--corpus DIR]
+    .venv/bin/python bench/fuzz_ingest.py --inputs 10000 [--seed 1] [--seconds S] [--workdir DIR] [--corpus DIR]
 
 (`run(count, seed, workdir, corpus=...) -> FuzzReport` here; tests/collector/test_ingest_fuzz.py is the
 short CI pass). The full run's count and time are in docs/performance.md.
@@ -525,6 +525,7 @@ def run(count: int, seed: int, workdir: Path, *, corpus: Path | None = None, per
                     report.failures.append(f"input {i} (seed {s.name}, ops {ops}, keylog {kl is not None}): {outcome}")
                     failures_dir.mkdir(exist_ok=True)
                     (failures_dir / f"{i:06d}-{s.name}").write_bytes(data)
+                    (failures_dir / f"{i:06d}-{s.name}.txt").write_text(report.failures[-1] + "\n")
                     st = _reopen(st, store_spec)
                     break
                 report.outcomes[outcome.split(":", 1)[0]] += 1
@@ -611,16 +612,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", type=Path, help="store, inputs and failures (default: a new temporary directory)")
     ap.add_argument("--corpus", type=Path, default=default_corpus())
+    ap.add_argument("--seconds", type=float, help="stop after this many seconds even if fewer inputs ran")
+    ap.add_argument("--progress-every", type=int, default=100, help="a progress line every N inputs")
     args = ap.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="routerwatch-fuzz-"))
     print(f"fuzzing ingest: {args.inputs} inputs, seed {args.seed}, corpus {args.corpus}, work dir {workdir}", flush=True)
 
     def progress(r: FuzzReport, i: int) -> None:
-        if (i + 1) % 500 == 0:
+        if (i + 1) % max(1, args.progress_every) == 0:
             print(f"  {i + 1}: {dict(r.outcomes)}, {len(r.failures)} failures, {time.monotonic() - t0:.0f} s", flush=True)
 
     t0 = time.monotonic()
-    r = run(args.inputs, args.seed, workdir, corpus=args.corpus, progress=progress)
+    r = run(args.inputs, args.seed, workdir, corpus=args.corpus, progress=progress, time_budget_s=args.seconds)
     print(r.summary())
     print("mutations:", dict(r.ops))
     print("refusals:", dict(r.refusals.most_common(25)))
