@@ -90,16 +90,23 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     try:
         res = ingest(args.capture, store=args.store, keylog=args.keylog, host_id=args.host_id,
-                     batch_rows=args.batch_rows)
+                     batch_rows=args.batch_rows, wait_s=args.wait)
     except IngestError as exc:
         raise UserError(str(exc)) from None
-    if res.truncated:
-        print(f"routerwatch: warning: {args.capture}: {'; '.join(res.errors)} (ingested what was readable)",
-              file=sys.stderr)
+    if res.truncated:  # errors[0] is the reader's account of the damage; later ones are also warnings
+        print(f"routerwatch: warning: {args.capture}: {res.errors[0]} (ingested what was readable)", file=sys.stderr)
     for w in res.warnings:
         print(f"routerwatch: warning: {w}", file=sys.stderr)
     if res.status == "duplicate":
         print(f"{args.capture}: already ingested (sha256 {res.sha256[:12]}), nothing added")
+        return 0
+    if res.status == "rekeyed":
+        print(f"{args.capture}: already ingested (sha256 {res.sha256[:12]}); with this key log: "
+              f"{res.decrypted_flows:,} more TLS connections decrypted, {res.new_exchanges:,} HTTP exchanges added "
+              f"in {res.duration_s:.1f} s (flows unchanged)")
+        line = decrypt_summary(res.decrypt)
+        if line:
+            print(f"  all keys together: {line}")
         return 0
     print(f"{args.capture}: {res.packets:,} packets -> {res.flows:,} flows, {res.dns:,} DNS messages, "
           f"{res.tls:,} TLS handshakes in {res.duration_s:.1f} s ({res.status})")
@@ -111,7 +118,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def decrypt_summary(stats: dict | None) -> str | None:
     """One line on what decryption found (None without keys or without the pipeline)."""
-    if not stats or stats.get("unavailable"):
+    if not stats or stats.get("unavailable") or stats.get("failed"):
         return None
     with_data = stats.get("tls_streams_with_app_data", 0)
     how = stats.get("decryptor", "?")
@@ -123,10 +130,20 @@ def decrypt_summary(stats: dict | None) -> str | None:
 
 
 def _register_ingest(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ingest", help="ingest an offline pcap/pcapng (+ TLS key log) into the store")
-    p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file (any link type tshark reads)")
+    p = sub.add_parser(
+        "ingest", help="ingest an offline pcap/pcapng (+ TLS key log) into the store",
+        description="Read a pcap or pcapng capture into the store: flows, DNS, TLS handshakes, and with keys (a key "
+        "log, or Decryption Secrets Blocks inside a pcapng) the decrypted HTTP and LLM exchanges. Ingesting the "
+        "same capture again adds nothing; again with a new key log adds only what the new keys decrypt. Input "
+        "that cannot be ingested is refused with one line and exit status 2; a capture damaged after its "
+        "file header is ingested as far as it is readable (status 'partial', a warning names the damage).")
+    p.add_argument("capture", metavar="CAPTURE",
+                   help="pcap or pcapng file (any link type tshark reads), a FIFO, or - for stdin (a pipe is "
+                   "copied to a private temporary file, deleted afterwards)")
     p.add_argument("--keylog", metavar="FILE", help="TLS key log (SSLKEYLOGFILE format) for decryption")
     p.add_argument("--host-id", metavar="ID", help="host the capture came from (default: $ROUTERWATCH_HOST_ID, else hostname)")
+    p.add_argument("--wait", type=float, default=5.0, metavar="S",
+                   help="how long a pipe or FIFO may stay silent before its first bytes (default 5)")
     p.add_argument("--batch-rows", type=int, default=50_000, metavar="N",
                    help="rows per committed batch; readers see the store grow batch by batch (default 50000)")
     add_store_arg(p)

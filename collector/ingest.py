@@ -8,7 +8,8 @@ Who does what, so no Python object touches every packet:
   hellos that span segments, QUIC Initials), in a background thread;
 - DuckDB joins DNS names to flows; results are written in Arrow batches that commit separately,
   so readers see a long ingest grow.
-Re-ingesting the same bytes adds nothing: capture identity is the content's sha256.
+Re-ingesting the same bytes adds nothing unless a key log not used on them before comes along: the
+idempotency key is (host, content sha256, keyed digest of the key log); see docs/decryption.md.
 """
 
 from __future__ import annotations
@@ -23,19 +24,26 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collector.capture import dissect, flows, headers, tshark
-from collector.capture.records import MappedFile, NotACapture, Records, read_records, sniff
+from collector.capture.records import MappedFile, NotACapture, Records, read_records
+from collector.capture.source import DEFAULT_WAIT_S, CaptureSource, CaptureUnavailable
 from collector.config import host_id as resolve_host_id
 from collector.store.writer import to_arrow
+
+if TYPE_CHECKING:
+    from collector.store import Store
 
 PROGRESS_MIN_BYTES = 32 << 20
 DEFAULT_BATCH_ROWS = 50_000
 PARALLEL_TSHARK_PACKETS = 200_000
+EARLY_TSHARK_PACKETS = 20_000
 _warned_no_decrypt = False
 
 
@@ -64,55 +72,47 @@ class IngestError(Exception):
 @dataclass
 class IngestResult:
     run_id: str
-    status: str  # 'ok' | 'partial' | 'duplicate'
-    file: str
+    status: str  # 'ok' | 'partial' | 'duplicate' | 'rekeyed' (stored before; a new key log added decryptions)
+    file: str  # the capture's absolute path, or what a pipe was called ('<stdin>', the FIFO's path)
     sha256: str
     packets: int = 0
+    file_bytes: int = 0
     flows: int = 0
     dns: int = 0
     tls: int = 0
     truncated: bool = False
+    incomplete: bool = False  # a stage failed on this capture (tshark refused its packets): 'partial'
     errors: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     dissected_packets: int = 0
     decrypted_flows: int = 0
     warnings: list[str] = field(default_factory=list)
     decrypt: dict | None = None  # the decryption pipeline's stats (decode_capture), when there were keys
+    keylog_digest: str | None = None  # keyed digest of the key log's secrets (collector.tls.keylog.keylog_digest)
+    new_exchanges: int = 0  # 'rekeyed': HTTP exchanges the new key log added
+    decrypted_uids: set[str] = field(default_factory=set)  # flows the decryption pipeline decrypted (this run)
 
 
-def check_inputs(capture: Path, keylog: Path | None) -> str:
-    """Everything that must hold before the store is touched; returns 'pcap' or 'pcapng'."""
-    if not capture.exists():
-        raise IngestError(f"{capture}: no such file")
-    if capture.is_dir():
-        raise IngestError(f"{capture} is a directory, not a capture file")
+def check_keylog(keylog: Path | None) -> None:
+    """A key log must be a readable regular file holding key-log lines: else one line, before the store
+    is touched (tshark silently decrypts nothing with a wrong one)."""
+    if keylog is None:
+        return
     try:
-        kind = sniff(capture)
-    except PermissionError:
-        raise IngestError(f"{capture}: permission denied") from None
-    except OSError as exc:
-        raise IngestError(f"{capture}: cannot read ({exc.strerror})") from None
-    except NotACapture as exc:
+        from collector.tls.keylog import KeyLogError, read_keylog
+    except ImportError:
+        return  # no decryption in this build: _decrypt() warns
+    try:
+        read_keylog(keylog)
+    except KeyLogError as exc:
         raise IngestError(str(exc)) from None
-    if keylog is not None:
-        if not keylog.is_file():
-            raise IngestError(f"key log {keylog}: no such file")
-        if not os.access(keylog, os.R_OK):
-            raise IngestError(f"key log {keylog}: permission denied")
-        try:
-            from collector.tls.keylog import KeyLogError, read_keylog
-        except ImportError:
-            pass  # no decryption in this build: _decrypt() warns
-        else:
-            try:
-                read_keylog(keylog)  # garbage is a one-line error before the store is touched
-            except KeyLogError as exc:
-                raise IngestError(str(exc)) from None
+
+
+def check_tshark() -> None:
     try:
         tshark.tshark_path()
     except tshark.TsharkMissing as exc:
         raise IngestError(str(exc)) from None
-    return kind
 
 
 class _Hasher(threading.Thread):
@@ -132,17 +132,22 @@ class _Hasher(threading.Thread):
 
 
 class _StoreOpener(threading.Thread):
-    """Open (create, migrate) the store in a thread; DuckDB releases the GIL while it works."""
+    """Open (create, migrate) the store in a thread; DuckDB releases the GIL while it works. A Store
+    the caller already holds is used as it is (and stays open: `owned` is False)."""
 
-    def __init__(self, spec: str | None):
+    def __init__(self, spec):
         super().__init__(name="routerwatch-store-open", daemon=True)
         self.spec = spec
         self.store = None
+        self.owned = not hasattr(spec, "secret_key")
         self.error: BaseException | None = None
 
     def run(self) -> None:
         from collector.store import Store
 
+        if not self.owned:
+            self.store = self.spec
+            return
         try:
             self.store = Store.open(self.spec)
         except BaseException as exc:  # re-raised in the caller's thread
@@ -166,31 +171,49 @@ def _progress(total: int):
 def ingest(
     capture: str | Path,
     *,
-    store: str | None = None,
+    store: str | Store | None = None,
     keylog: str | Path | None = None,
     host_id: str | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    wait_s: float = DEFAULT_WAIT_S,
 ) -> IngestResult:
-    """Ingest one capture file into the store (created if needed); see the module docstring."""
+    """Ingest one capture into the store (a spec, created if needed, or an open writable Store, left
+    open); see the module docstring. `capture` is a file, a FIFO or '-' (stdin): a pipe is spooled to a
+    private temporary file first, and refused when nothing arrives in `wait_s` seconds. Every input that
+    cannot be ingested raises IngestError (one line, what the CLI prints); a capture damaged after its
+    file header is ingested as far as it is readable (`partial`)."""
     t0 = time.monotonic()
-    capture = Path(capture)
+    source = CaptureSource(capture, wait_s)
     keylog = Path(keylog) if keylog else None
-    check_inputs(capture, keylog)
+    try:
+        source.check()
+        check_keylog(keylog)
+        check_tshark()
+        source.open()
+        return _ingest(source, store, keylog, host_id, batch_rows, t0)
+    except (CaptureUnavailable, NotACapture) as exc:
+        raise IngestError(str(exc)) from None
+    finally:
+        source.close()
+
+
+def _ingest(source: CaptureSource, store: str | Store | None, keylog: Path | None, host_id: str | None, batch_rows: int,
+            t0: float) -> IngestResult:
+    capture = source.path
     host = resolve_host_id(host_id)
     run_id = uuid.uuid4().hex
     hasher = _Hasher(capture)
     hasher.start()
     opener = _StoreOpener(store)  # catalog attach + migrations overlap the record walk
     opener.start()
-    size = capture.stat().st_size
-    bar = _progress(size)
-    with MappedFile(capture) as mf:
+    bar = _progress(source.size)
+    with MappedFile(capture, source.name) as mf:
         try:
             rec = read_records(capture, mf, bar)
             STAGES.mark("record walk")
         except BaseException:
             opener.join()
-            if opener.store is not None:
+            if opener.store is not None and opener.owned:
                 opener.store.close()
             raise
         finally:
@@ -198,7 +221,8 @@ def ingest(
                 bar.close()
         hasher.join()
         sha = hasher.digest
-        res = IngestResult(run_id=run_id, status="ok", file=str(capture.absolute()), sha256=sha, packets=len(rec))
+        res = IngestResult(run_id=run_id, status="ok", file=source.name if source.spooled else str(capture.absolute()),
+                           sha256=sha, packets=len(rec), file_bytes=source.size)
         if rec.truncated:
             res.truncated = True
             res.errors.append(rec.error or "truncated")
@@ -208,37 +232,61 @@ def ingest(
         st = opener.get()
         STAGES.mark("hash + store open")
         try:
-            if _already_ingested(st, sha, host):
+            res.keylog_digest = _keylog_digest(keylog, st)
+            prior = _prior_runs(st, sha, host)
+            if prior is not None and (keylog is None or res.keylog_digest in prior):
                 res.status = "duplicate"
                 res.duration_s = time.monotonic() - t0
                 with BatchWriter(st) as w:
                     w.add("ingest_runs", [_run_row(res, host, rec, keylog, None)])
                 return res
-            tables = _process(mf, rec, res, host, sha, run_id)
+            tables = _process(mf, rec, res, host, sha, run_id, capture)
             decrypt_stats = res.decrypt = _decrypt(capture, keylog, mf, rec, tables, res, host, run_id, st)
-            _write(st, tables, res, host, rec, keylog, decrypt_stats, batch_rows, t0)
+            if prior is not None:  # flows stored by an earlier run: only what the new key log adds
+                _write_rekeyed(st, tables, res, host, rec, keylog, decrypt_stats, t0)
+            else:
+                _write(st, tables, res, host, rec, keylog, decrypt_stats, batch_rows, t0)
             STAGES.mark("commit")
         finally:
-            st.close()
+            if opener.owned:
+                st.close()
     return res
 
 
-def _already_ingested(st, sha: str, host: str) -> bool:
-    row = st.sql(
-        "SELECT count(*) FROM ingest_runs WHERE sha256 = ? AND host_id = ? AND status IN ('ok', 'partial')",
+def _keylog_digest(keylog: Path | None, st) -> str | None:
+    if keylog is None:
+        return None
+    try:
+        from collector.tls.keylog import keylog_digest
+    except ImportError:
+        return None
+    return keylog_digest(keylog, st.secret_key())
+
+
+def _prior_runs(st, sha: str, host: str) -> set[str | None] | None:
+    """None when no earlier run stored this capture's flows (same content, same host); else the key-log
+    digests earlier runs decrypted it with (None for a run without a key log). The idempotency key of
+    an ingest is (host, capture sha256, key-log digest): a key log not used before is new work."""
+    rows = st.sql(
+        "SELECT status, json_extract_string(decrypt_stats, '$.keylog_digest') FROM ingest_runs "
+        "WHERE sha256 = ? AND host_id = ? AND status IN ('ok', 'partial', 'rekeyed')",
         [sha, host],
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()
+    if not any(status in ("ok", "partial") for status, _ in rows):
+        return None
+    return {d for _, d in rows}
 
 
-def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: str, run_id: str) -> dict:
+def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: str, run_id: str,
+             capture: Path) -> dict:
     """Header walk, flow assignment and reductions, tshark dissection (overlapped), table building."""
     buf = mf.buf
-    # tshark processes start now: their start-up overlaps the header walk; large captures use two
-    # (one per core), each dissecting the packets of every other flow
+    # for a large capture tshark processes start now: their start-up overlaps the header walk; the
+    # largest use two (one per core), each dissecting the packets of every other flow. A small capture
+    # starts one only once it is known to have packets that need it (many have none)
     workers = 2 if (os.cpu_count() or 1) >= 2 and len(rec) >= PARALLEL_TSHARK_PACKETS else 1
     args = tshark.base_args() + ["-r", "-", "-Y", dissect.DISPLAY_FILTER] + tshark.fields_args(dissect.FIELDS)
-    jobs = [tshark.TsharkJob(args) for _ in range(workers)]
+    jobs = [tshark.TsharkJob(args) for _ in range(workers)] if len(rec) >= EARLY_TSHARK_PACKETS else []
     try:
         fast = all(lt in headers.FAST_LINKTYPES for lt in set(rec.linktypes))
         if fast:
@@ -247,7 +295,11 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         else:
             from collector.capture.fallback import tshark_headers
 
-            hd = tshark_headers(Path(res.file), rec)
+            try:
+                hd = tshark_headers(mf.mm, rec)
+            except tshark.TsharkError as exc:
+                raise IngestError(f"{res.file}: {exc} (link types {', '.join(map(str, sorted(set(rec.linktypes))))})"
+                                  ) from None
         fa = flows.assign(hd)
         STAGES.mark("flow assignment")
         end = rec.data_off + rec.caplen
@@ -255,6 +307,8 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         sel = selection.records
         res.dissected_packets = int(len(sel))
         parts = [sel[fa.fid[sel] % workers == k] for k in range(workers)]
+        if not jobs:
+            jobs = [tshark.TsharkJob(args) if len(part) else tshark.TsharkJob(None) for part in parts]
         for job, part in zip(jobs, parts, strict=True):
             if len(part):
                 job.feed(tshark.small_pcapng(mf.mm, rec, part))
@@ -276,7 +330,14 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         for job, part in zip(jobs, parts, strict=True):
             if not len(part):
                 continue
-            d, h = dissect.parse(job.result())
+            try:
+                out = job.result()
+            except tshark.TsharkError as exc:  # flows stand; the DNS and hello fields of these packets are lost
+                res.errors.append(f"dissection of {len(part)} packets failed: {exc}")
+                res.warnings.append(res.errors[-1])
+                res.incomplete = True
+                continue
+            d, h = dissect.parse(out)
             dns_msgs += [(int(part[m.frame - 1]), m) for m in d]  # tshark frame N is part[N-1]
             hellos += [(int(part[x.frame - 1]), x) for x in h]
         STAGES.mark("tshark wait + parse")
@@ -448,13 +509,30 @@ def _decrypt(capture: Path, keylog: Path | None, mf: MappedFile, rec: Records, t
     ft = tables["flows"].select(
         ["flow_uid", "community_id", "ts_start", "ts_end", "proto", "src_ip", "src_port", "dst_ip", "dst_port", "server_name"]
     )
+    from collector.capture.tshark import TsharkError
     from collector.tls.native_decrypt import Walked
 
     read = tables.get("read")  # this run's header walk + flow assignment: the decryptor reuses them
     walked = Walked(mf, rec, *read) if read is not None else None
-    result = decode_capture(
-        capture, keylog, flows=ft, host_id=host, secret_key=st.secret_key(), run_id=run_id, walked=walked
-    )
+    # a damaged capture: the decryptor (and its tshark fallback) reads a clean copy of the packets read
+    # here, so it never sees what the readers left out (tshark refuses whole files over one bad block,
+    # or hands back a timestamp from the year 148163)
+    clean = _clean_copy(mf, rec) if rec.truncated else None
+    try:
+        result = decode_capture(
+            Path(clean.name) if clean is not None else capture, keylog, flows=ft, host_id=host,
+            secret_key=st.secret_key(), run_id=run_id, walked=walked,
+        )
+    except TsharkError as exc:  # tshark refused the packets even so: flows stand
+        msg = f"decryption failed: {exc}"
+        res.errors.append(msg)
+        res.warnings.append(msg)
+        res.incomplete = True
+        tables["extra"] = {}
+        return {"failed": msg}
+    finally:
+        if clean is not None:
+            clean.close()
     from collector.store.schema import TABLES
 
     extra = dict(getattr(result, "tables", {}) or {})
@@ -469,7 +547,20 @@ def _decrypt(capture: Path, keylog: Path | None, mf: MappedFile, rec: Records, t
     for row in tables["tls"]:
         row["decrypted"] = row["flow_uid"] in uids
     res.decrypted_flows = len(uids)
+    res.decrypted_uids = uids
     return dict(getattr(result, "stats", {}) or {})
+
+
+def _clean_copy(mf: MappedFile, rec: Records):
+    """A private temporary pcapng (0600, deleted on close) of exactly the records read, with the
+    capture's embedded key-log text as Decryption Secrets Blocks."""
+    import tempfile
+
+    f = tempfile.NamedTemporaryFile(prefix="routerwatch-clean-", suffix=".pcapng")
+    for part in tshark.pcapng_parts(mf.mm, rec, np.arange(len(rec)), rec.dsb_keylog):
+        f.write(part)
+    f.flush()
+    return f
 
 
 def _run_row(res: IngestResult, host: str, rec: Records, keylog: Path | None, decrypt_stats: dict | None,
@@ -480,7 +571,7 @@ def _run_row(res: IngestResult, host: str, rec: Records, keylog: Path | None, de
         "run_id": res.run_id,
         "file": res.file,
         "sha256": res.sha256,
-        "file_bytes": Path(res.file).stat().st_size,
+        "file_bytes": res.file_bytes,
         "packets": res.packets,
         "truncated": res.truncated,
         "errors": "; ".join(res.errors) or None,
@@ -496,8 +587,17 @@ def _run_row(res: IngestResult, host: str, rec: Records, keylog: Path | None, de
         "tls_handshakes": res.tls,
         "embedded_secrets": rec.dsb_secrets,
         "decrypted_flows": res.decrypted_flows,
-        "decrypt_stats": json.dumps(decrypt_stats, default=str) if decrypt_stats else None,
+        "decrypt_stats": _stats_json(decrypt_stats, res),
     }
+
+
+def _stats_json(decrypt_stats: dict | None, res: IngestResult) -> str | None:
+    stats = dict(decrypt_stats or {})
+    if res.keylog_digest is not None:
+        stats["keylog_digest"] = res.keylog_digest
+    if res.status == "rekeyed":
+        stats["new_exchanges"] = res.new_exchanges
+    return json.dumps(stats, default=str) if stats else None
 
 
 def _write(st, tables: dict, res: IngestResult, host: str, rec: Records, keylog: Path | None,
@@ -518,7 +618,7 @@ def _write(st, tables: dict, res: IngestResult, host: str, rec: Records, keylog:
                 w.add(name, data.slice(start, batch_rows))
         for name, data in (tables.get("extra") or {}).items():
             w.add(name, data)
-        if res.truncated:
+        if res.truncated or res.incomplete:
             res.status = "partial"
         res.duration_s = time.monotonic() - t0
         w.add("ingest_runs", [_run_row(res, host, rec, keylog, decrypt_stats, tables.get("walk"))])
@@ -546,3 +646,98 @@ def _forget_interrupted(st, flow_tbl: pa.Table) -> None:
                               for t in ("dns", "tls", "flows")], what="removing an interrupted ingest's rows")
     finally:
         st.con.unregister("__rw_uids")
+
+
+def _flows_without_rows(st, table: str, host: str, uids: pa.ChunkedArray) -> list[str]:
+    """Of these flows, those `table` holds no rows of yet that belong to no exchange (a rekeyed run
+    adds such rows once: the first run may have stored them already, from plaintext)."""
+    from collector.store.schema import TABLES
+
+    has_x = "exchange_id" in {c[0] for c in TABLES[table]}
+    st.con.register("__rw_u", pa.table({"flow_uid": pc.unique(uids.combine_chunks())}))
+    try:
+        return [r[0] for r in st.sql(
+            "SELECT flow_uid FROM __rw_u WHERE flow_uid IS NOT NULL AND flow_uid NOT IN "
+            f"(SELECT flow_uid FROM {table} WHERE host_id = ? AND flow_uid IS NOT NULL"
+            f"{' AND exchange_id IS NULL' if has_x else ''})", [host]).fetchall()]
+    finally:
+        st.con.unregister("__rw_u")
+
+
+def _write_rekeyed(st, tables: dict, res: IngestResult, host: str, rec: Records, keylog: Path | None,
+                   decrypt_stats: dict | None, t0: float) -> None:
+    """A capture stored before, with a key log not used on it before: its flows, DNS and TLS rows stay as
+    they are; the decrypted tables get the exchanges not stored yet (exchange ids are deterministic),
+    of flows not decrypted yet, and those flows' `tls.decrypted` turns true. One transaction with the
+    run record, so a crash leaves either all of it or nothing (and a re-run redoes it)."""
+    from collector.store.connection import retrying
+    from collector.store.writer import to_arrow
+
+    extra = {name: to_arrow(name, data) for name, data in (tables.get("extra") or {}).items()}
+    http = extra.get("http")
+    new_x: set[str] = set()
+    done: set[str] = set()
+    decrypted = set(res.decrypted_uids)
+    if http is not None and http.num_rows:
+        ids = http.select(["exchange_id"])
+        st.con.register("__rw_x", ids)
+        st.con.register("__rw_f", pa.table({"flow_uid": pa.array(sorted(decrypted), pa.string())}))
+        try:
+            known = {r[0] for r in st.sql("SELECT exchange_id FROM http WHERE host_id = ? AND exchange_id IN "
+                                          "(SELECT exchange_id FROM __rw_x)", [host]).fetchall()}
+            done = {r[0] for r in st.sql("SELECT flow_uid FROM tls WHERE host_id = ? AND decrypted AND flow_uid IN "
+                                         "(SELECT flow_uid FROM __rw_f)", [host]).fetchall()}
+        finally:
+            st.con.unregister("__rw_x")
+            st.con.unregister("__rw_f")
+        for row in http.select(["exchange_id", "flow_uid"]).to_pylist():
+            if row["exchange_id"] not in known and row["flow_uid"] not in done:
+                new_x.add(row["exchange_id"])
+    newly = sorted(decrypted - done)
+    res.status = "rekeyed"
+    res.flows = res.dns = res.tls = 0  # nothing added to flows, dns or tls
+    res.decrypted_flows = len(newly)
+    res.new_exchanges = len(new_x)
+    keep = pa.array(sorted(new_x), pa.string())
+    adds = {}
+    for name, t in extra.items():
+        # rows of an exchange go with their exchange; rows of no exchange (DoH lookups as dns rows, a
+        # secret seen outside any exchange) go with their flow, if it has no such rows stored yet
+        xid = t.column("exchange_id") if "exchange_id" in t.column_names else pa.nulls(t.num_rows, pa.string())
+        no_x = pc.is_null(xid)
+        of_flow = pa.repeat(False, t.num_rows)
+        if "flow_uid" in t.column_names and pc.any(no_x).as_py():
+            fresh = pa.array(_flows_without_rows(st, name, host, t.filter(no_x).column("flow_uid")), pa.string())
+            of_flow = pc.is_in(t.column("flow_uid"), value_set=fresh)
+        t = t.filter(pc.if_else(no_x, of_flow, pc.is_in(xid, value_set=keep)))
+        if t.num_rows:
+            adds[name] = t
+    res.duration_s = time.monotonic() - t0
+    run = to_arrow("ingest_runs", [_run_row(res, host, rec, keylog, decrypt_stats, tables.get("walk"))])
+
+    def commit() -> None:
+        con = st.con
+        con.execute("BEGIN")
+        try:
+            for name, t in {**adds, "ingest_runs": run}.items():
+                con.register("__rw_add", t)
+                try:
+                    con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM __rw_add")
+                finally:
+                    con.unregister("__rw_add")
+            if newly:
+                con.register("__rw_new", pa.table({"flow_uid": pa.array(newly, pa.string())}))
+                try:
+                    con.execute("UPDATE tls SET decrypted = true WHERE host_id = ? AND flow_uid IN "
+                                "(SELECT flow_uid FROM __rw_new)", [host])
+                finally:
+                    con.unregister("__rw_new")
+            con.execute("COMMIT")
+        except Exception:
+            try:
+                con.execute("ROLLBACK")
+            except Exception:
+                pass
+            raise
+
+    retrying(commit)

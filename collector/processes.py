@@ -12,10 +12,11 @@ import os
 import re
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from collector.secrets import Fingerprinter, redact, secret_row
+from collector.secrets import CMDLINE_SCAN_MAX, Fingerprinter, redact_command, secret_row
 
 PROC = Path("/proc")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -37,6 +38,11 @@ class ProcInfo:
     container_id: str | None = None
     comm: str | None = None
     cgroup: str | None = None
+    # the raw argument list (memory only, until the process table redacts it into `cmdline`)
+    argv: list[str] | None = field(default=None, repr=False)
+
+
+ROW_FIELDS = ("pid", "ppid", "start_time", "exe", "cmdline", "uid", "container_id", "comm", "cgroup")
 
 
 def container_id(cgroup_path: str | None) -> str | None:
@@ -50,8 +56,14 @@ def container_id(cgroup_path: str | None) -> str | None:
 
 
 def args_text(raw: bytes) -> str:
-    """NUL-separated argv -> one command line."""
-    return raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")[:CMDLINE_MAX]
+    """NUL-separated argv -> one command line (NOT redacted: for display of a process of one's own)."""
+    return " ".join(args_list(raw))[:CMDLINE_MAX]
+
+
+def args_list(raw: bytes) -> list[str]:
+    """NUL-separated argv (an exec record's, /proc/PID/cmdline) -> the arguments (what a command line
+    redaction needs: `--password 'a b'` is two arguments, not three words)."""
+    return raw[:CMDLINE_SCAN_MAX].rstrip(b"\0").decode("utf-8", "replace").split("\0") if raw.strip(b"\0") else []
 
 
 def boot_time() -> float:
@@ -63,7 +75,8 @@ def boot_time() -> float:
 
 
 def read_proc(pid: int, btime: float | None = None) -> ProcInfo | None:
-    """What /proc says about `pid` now (None if it is gone). cmdline is NOT redacted here."""
+    """What /proc says about `pid` now (None if it is gone). cmdline and argv are NOT redacted here: the
+    process table redacts them (redact_command) before anything is stored."""
     base = PROC / str(pid)
     try:
         stat = (base / "stat").read_text()
@@ -81,7 +94,9 @@ def read_proc(pid: int, btime: float | None = None) -> ProcInfo | None:
     except OSError:
         pass
     try:
-        info.cmdline = args_text((base / "cmdline").read_bytes())
+        raw = (base / "cmdline").read_bytes()
+        info.argv = args_list(raw)
+        info.cmdline = " ".join(info.argv)[:CMDLINE_MAX]
     except OSError:
         pass
     try:
@@ -137,7 +152,7 @@ class ProcessTable:
     so a flow's parent chain can be rebuilt from the table even after every process has exited.
     """
 
-    def __init__(self, host_id: str, fingerprinter: Fingerprinter | None = None, max_entries: int = 65536,
+    def __init__(self, host_id: str, fingerprinter: Fingerprinter, max_entries: int = 65536,
                  btime: float | None = None):
         self.host_id = host_id
         self.fp = fingerprinter
@@ -167,9 +182,10 @@ class ProcessTable:
 
     # -- observations -------------------------------------------------------------------------
     def seen(self, pid: int, *, ppid: int | None = None, start: float | None = None, uid: int | None = None,
-             cgroup_id: int = 0, comm: str | None = None, exe: str | None = None, argv: bytes | None = None,
-             ts: float | None = None, is_exec: bool = False) -> ProcInfo:
-        """Record that `pid` (started at `start`) was active; returns its cached details."""
+             cgroup_id: int = 0, comm: str | None = None, exe: str | None = None,
+             argv: bytes | Sequence[str] | None = None, ts: float | None = None, is_exec: bool = False) -> ProcInfo:
+        """Record that `pid` (started at `start`) was active; returns its cached details. `argv`: the
+        exec record's NUL-separated arguments, or an argument list (its command line is redacted here)."""
         key = (pid, start) if start is not None else self._latest.get(pid)
         known = self._by_key.get(key) if key else None
         if known is not None and not is_exec:
@@ -188,7 +204,8 @@ class ProcessTable:
         if is_exec:
             info.exe = (live.exe if live and live.exe else None) or exe or info.exe
             if argv:
-                info.cmdline = args_text(argv)
+                info.argv = args_list(argv) if isinstance(argv, bytes) else list(argv)
+                info.cmdline = None
         if not info.exe and info.ppid:  # forked without exec: same image as the parent
             parent = self.get(info.ppid)
             if parent is not None:
@@ -214,16 +231,18 @@ class ProcessTable:
             pid = info.ppid
 
     def _remember(self, info: ProcInfo, ts: float | None) -> None:
-        if info.cmdline and self.fp is not None:
-            red, pairs = redact(info.cmdline, self.fp)
-            info.cmdline = red
+        raw = info.argv if info.argv is not None else info.cmdline
+        info.argv = None  # the raw arguments go; only the redacted command line stays (and is stored)
+        if raw:
+            red, pairs = redact_command(raw, self.fp)
+            info.cmdline = red[:CMDLINE_MAX]
             for m, f in pairs:
                 self._secrets.append(secret_row(m, f, direction="cmdline", location="cmdline", pid=info.pid,
                                                 host_id=self.host_id, ts=_ts(ts)))
         key = (info.pid, info.start_time if info.start_time is not None else -1.0)
         self._by_key[key] = info
         self._latest[info.pid] = key
-        row = asdict(info)
+        row = {k: getattr(info, k) for k in ROW_FIELDS}
         row.update(ts=_ts(ts), host_id=self.host_id)
         self._rows.append(row)
         while len(self._by_key) > self.max_entries:

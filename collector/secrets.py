@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import re
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -65,6 +65,7 @@ class SecretMatch:
     start: int
     end: int
     value: str
+    reveal_last4: bool = True  # False for short values of unknown shape (a password's last 4 give too much)
 
     def __repr__(self) -> str:
         return f"SecretMatch(kind={self.kind!r}, start={self.start}, end={self.end}, value=<redacted>)"
@@ -74,8 +75,8 @@ class SecretMatch:
         return canonical(self.kind, self.value)
 
     @property
-    def last4(self) -> str:
-        return self.canonical[-4:]
+    def last4(self) -> str | None:
+        return self.canonical[-4:] if self.reveal_last4 else None
 
 
 _AWS_PREFIX = "AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA"
@@ -491,3 +492,332 @@ def secret_row(
         "location": location,
         "pid": pid,
     }
+
+
+# -- command lines -------------------------------------------------------------------------------
+# A password or a random token on a command line has no shape a detector could know; the option or
+# variable that carries it names it. `command_secrets` finds such values by name (no fingerprints, no
+# raw values kept); `redact_command` is the one function every path that stores a command line calls
+# (eBPF exec records, /proc reads, the proxy's process rows): named values first, then every credential
+# shape (`redact`). docs/security.md lists the rules and what is deliberately left alone.
+
+CMDLINE_SCAN_MAX = 32 * 1024  # characters of a command line looked at (and stored, before the store's cap)
+SHORT_SECRET = 16  # a named value shorter than this gets no last4 (a typed password's end says too much)
+
+# option names, by their last word ('--db-password' -> 'password'); a word after it names something else
+# ('--token-file', '--password-stdin', '--secret-name'): that option's value is not the secret
+_OPTION_WORDS = {"secret": "secret", "token": "token", "password": "password", "passwd": "password",
+                 "passphrase": "password", "pass": "password", "apikey": "api_key", "credential": "credential",
+                 "credentials": "credential", "auth": "auth"}
+_OPTION_SUFFIXES = (("password", "password"), ("passwd", "password"), ("passphrase", "password"),
+                    ("secret", "secret"), ("token", "token"), ("apikey", "api_key"))  # '--authtoken', '--dbpassword'
+# '--<word>-key' is a secret unless the word makes it a public or structural key
+_KEY_NOT_SECRET = frozenset({
+    "public", "pub", "ssh", "sort", "primary", "partition", "foreign", "cache", "hot", "shard", "routing",
+    "lookup", "index", "map", "group", "join", "order", "unique", "dedup", "idempotency", "object", "row",
+    "column", "field", "label", "hash", "range", "dict", "name", "host", "trust", "gpg", "pgp"})  # fmt: skip
+_KEY_KINDS = {"api": "api_key", "access": "access_key", "private": "private_key", "secret": "secret"}
+# NAME=value: a NAME containing one of these (case-insensitive, '-' and '.' count as '_')
+_ENV_WORDS = (("PASSWORD", "password"), ("PASSWD", "password"), ("PASSPHRASE", "password"), ("SECRET", "secret"),
+              ("API_KEY", "api_key"), ("APIKEY", "api_key"), ("ACCESS_KEY", "access_key"),
+              ("PRIVATE_KEY", "private_key"), ("CREDENTIAL", "credential"))
+# ... unless its last word says the value is about the secret, not the secret ('PASSWORD_FILE=/run/...')
+_ENV_NOT_VALUE = frozenset({
+    "FILE", "PATH", "DIR", "URL", "URI", "ENDPOINT", "NAME", "ARN", "TYPE", "ENV", "VAR", "HEADER", "LENGTH",
+    "LEN", "SIZE", "TTL", "EXPIRY", "EXPIRES", "MODE", "ENABLED", "REQUIRED", "FORMAT", "PROMPT", "CMD",
+    "COMMAND", "HELPER", "PROVIDER", "STORE", "ALGORITHM", "ALG", "VERSION", "ROTATION", "SOURCE"})  # fmt: skip
+# Programs whose short options carry a password (their long forms, '--password=...', are generic).
+# mode: 'both' (-pVALUE or -p VALUE), 'attached' (only -pVALUE: mysql's '-p db' prompts, 'db' is a
+# database), 'userinfo' (user:PASSWORD), 'userinfo%' (user%PASSWORD)
+_MYSQL = {"-p": ("password", "attached")}
+_TOOL_OPTIONS: dict[str, tuple[dict[str, tuple[str, str]], str | None]] = {
+    **{t: (_MYSQL, None) for t in ("mysql", "mysqldump", "mysqladmin", "mysqlimport", "mysqlshow", "mysqlcheck",
+                                   "mysqlpump", "mysqlslap", "mysqlbinlog", "mariadb", "mariadb-dump",
+                                   "mariadb-admin", "mariadb-import", "mariadb-show", "mariadb-check")},
+    "sshpass": ({"-p": ("password", "both")}, None),
+    **{t: ({"-p": ("password", "both")}, None) for t in ("mongo", "mongosh", "mongodump", "mongorestore",
+                                                         "mongoexport", "mongoimport", "mongostat", "mongotop")},
+    "redis-cli": ({"-a": ("password", "both")}, None),
+    **{t: ({"-w": ("password", "both")}, None) for t in ("ldapsearch", "ldapmodify", "ldapadd", "ldapdelete",
+                                                         "ldapwhoami", "ldapmodrdn", "ldapcompare", "ldappasswd",
+                                                         "ldapexop")},
+    "curl": ({"-u": ("password", "userinfo"), "--user": ("password", "userinfo"),
+              "-U": ("password", "userinfo"), "--proxy-user": ("password", "userinfo")}, None),
+    "smbclient": ({"-U": ("password", "userinfo%"), "--user": ("password", "userinfo%")}, None),
+    **{t: ({"-P": ("password", "both")}, None) for t in ("sqlcmd", "bcp")},
+    "openssl": ({"-k": ("password", "both"), "-passin": ("password", "both"), "-passout": ("password", "both")},
+                None),
+    # '-p' is a password only after 'login' ('docker run -p 8080:80' publishes a port)
+    **{t: ({"-p": ("password", "both")}, "login") for t in ("docker", "podman", "nerdctl", "buildah", "skopeo",
+                                                            "helm", "oras", "crane", "regctl")},
+}
+# the program a word names is one of these (or another tool): the options after it are its own
+_OTHER_PROGRAMS = frozenset({
+    "ssh", "scp", "sftp", "rsync", "psql", "pg_dump", "pg_restore", "python", "python3", "node", "bun", "deno",
+    "bash", "sh", "zsh", "dash", "sudo", "doas", "env", "nc", "ncat", "socat", "git", "npm", "npx", "pip",
+    "pip3", "uv", "uvx", "make", "kubectl", "timeout", "nohup", "nice", "exec", "xargs"})  # fmt: skip
+_COMMAND_TAKERS = frozenset({"sshpass"})  # their first operand is the command they run: their options end there
+_NOT_SECRET_VALUES = frozenset({"", "true", "false", "none", "null", "stdin", "-"})
+# a value that points at the secret instead of being it: env:NAME / file:PATH / fd:N (openssl, many CLIs),
+# $VAR as typed (quoted), a path under a well-known root, or a file name with a key/config extension
+_REFERENCE = re.compile(
+    r"(?:env|file|fd|keychain|op|vault|secret-manager):\S|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?$"
+    r"|(?:~|\.\.?)/|/(?:etc|home|root|run|var|tmp|usr|opt|dev|proc|mnt|srv|media|nix|snap|Users|workspace|data"
+    r"|app|secrets|keys|certs)(?:/|$)"
+    r"|[\w.@~/-]*\.(?:pem|key|crt|cer|der|p8|p12|pfx|jks|keystore|json|txt|env|ya?ml|toml|ini|conf|cfg|gpg"
+    r"|asc|pub|ppk|kdbx|csr)$")
+_ENV_ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)=")
+_HEADER_ARG = re.compile(r"\s*([A-Za-z][A-Za-z0-9-]*)\s*:\s*(\S.*)", re.DOTALL)
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:([^/\s@]+)@")
+_WORD = re.compile(r"\S+")
+_SPACE = re.compile(r"\s")
+_OTHER_SPACE = re.compile(r"[^\S ]")  # whitespace other than a space
+_NAMED_HINT = re.compile(r"(?:^|\s)-|[=:]")  # an option, NAME=value, a header or URL: else nothing is named
+_SPLIT_NAME = re.compile(r"[-_.]+")
+NAMED_KINDS = frozenset({"password", "token", "secret", "api_key", "key", "auth", "credential", "access_key",
+                         "private_key", "url_password", *CREDENTIAL_HEADERS.values(), "bearer_token"})
+
+
+@lru_cache(maxsize=4096)
+def _option_kind(option: str) -> str | None:
+    """The kind of secret option `option` ('--api-key', '-token', '--db_password') takes, else None."""
+    parts = _SPLIT_NAME.split(option.lstrip("-").lower())
+    parts = [p for p in parts if p]
+    if not parts or parts[0] == "no" or len("".join(parts)) < 3:
+        return None
+    last = parts[-1]
+    if last == "key":
+        prev = parts[-2] if len(parts) > 1 else ""
+        return None if prev in _KEY_NOT_SECRET else _KEY_KINDS.get(prev, "key")
+    kind = _OPTION_WORDS.get(last)
+    if kind is None:
+        kind = next((k for w, k in _OPTION_SUFFIXES if last.endswith(w)), None)
+    return kind
+
+
+@lru_cache(maxsize=4096)
+def _variable_kind(name: str) -> str | None:
+    """The kind of secret a NAME=value assignment holds, by NAME, else None."""
+    n = name.upper().replace("-", "_").replace(".", "_")
+    words = [w for w in n.split("_") if w]
+    if not words or words[-1] in _ENV_NOT_VALUE:
+        return None
+    for w, kind in _ENV_WORDS:
+        if w in n:
+            return kind
+    if any(w.endswith("TOKEN") for w in words):  # HF_TOKEN, GITHUBTOKEN; not MAX_TOKENS, TOKENIZERS_...
+        return "token"
+    if "PASS" in words or n.endswith("_PWD"):  # DB_PASS, MYSQL_PWD (not PWD, the working directory)
+        return "password"
+    return None
+
+
+def _is_value(v: str) -> bool:
+    """Could `v` be the secret itself (not a flag, a boolean, a reference to it, or already redacted)?"""
+    return (v.lower() not in _NOT_SECRET_VALUES and not v.startswith("[REDACTED:")
+            and _REFERENCE.match(v) is None)
+
+
+def _value(out: list, i: int, w: str, start: int, kind: str, mode: str = "whole") -> None:
+    """Record the secret part of w[start:] (per mode) as (word, start, end, kind)."""
+    if mode == "userinfo" or mode == "userinfo%":
+        cut = w.find(":" if mode == "userinfo" else "%", start)
+        if cut < 0:
+            return  # only a user name: the program asks for the password
+        start = cut + 1
+    if start < len(w) and _is_value(w[start:]):
+        out.append((i, start, len(w), kind))
+
+
+def _header_value(out: list, i: int, w: str) -> bool:
+    """'Authorization: Bearer x', 'X-Api-Key: x' (curl -H, wget --header, httpie): the credential part."""
+    m = _HEADER_ARG.match(w)
+    if m is None:
+        return False
+    kind = CREDENTIAL_HEADERS.get(m.group(1).lower())
+    if kind is None:
+        return False
+    start = m.start(2)
+    if kind == "authorization":
+        scheme, sp, rest = m.group(2).partition(" ")
+        if sp and scheme.isalpha() and rest.strip():
+            kind = "bearer_token" if scheme.lower() == "bearer" else f"{scheme.lower()}_credentials"
+            start += len(scheme) + 1
+            start += len(w) - start - len(w[start:].lstrip())
+    if start < len(w):
+        out.append((i, start, len(w.rstrip()), kind))
+    return True
+
+
+def _scan_words(words: Sequence[str]) -> list[tuple[int, int, int, str]]:
+    """(word index, start, end, kind) of the values names mark as secrets, in order."""
+    out: list[tuple[int, int, int, str]] = []
+    tool: dict[str, tuple[str, str]] | None = None
+    needs: str | None = None  # a word the tool's options wait for ('login')
+    pending: tuple[str, str] | None = None  # (kind, mode) of an option whose value is the next word
+    takes_command = False
+    for i, w in enumerate(words):
+        if pending is not None:
+            kind, mode = pending
+            pending = None
+            if not (w.startswith("--") and len(w) > 2):  # a long option instead: that one took no value
+                if mode == "scheme":  # 'Authorization:' 'Bearer' 'TOKEN' split into words
+                    if w.isalpha() and i + 1 < len(words):
+                        pending = ("bearer_token" if w.lower() == "bearer" else f"{w.lower()}_credentials", "whole")
+                        continue
+                    mode = "whole"
+                _value(out, i, w, 0, kind, mode)
+                continue
+        if not w:
+            continue
+        if w[0] == "-" and len(w) > 1:
+            if tool is not None and needs is None:
+                hit = _tool_option(tool, w)
+                if hit is not None:
+                    kind, mode, at = hit
+                    if at is None:
+                        pending = (kind, mode)
+                    else:
+                        _value(out, i, w, at, kind, mode)
+                    continue
+            name, eq, _ = w.partition("=")
+            kind = _option_kind(name) if len(name) > 2 else None
+            if kind is not None:
+                if eq:
+                    _value(out, i, w, len(name) + 1, kind)
+                else:
+                    pending = (kind, "whole")
+            continue
+        if needs is not None and w == needs:
+            needs = None
+            continue
+        if "=" in w and (m := _ENV_ASSIGN.match(w)) is not None:
+            kind = _variable_kind(m.group(1))
+            if kind is not None:
+                _value(out, i, w, m.end(), kind)
+                continue
+        if ":" in w:
+            if w[-1] == ":" and (kind := CREDENTIAL_HEADERS.get(w.lstrip("'\"")[:-1].lower())) is not None:
+                pending = (kind, "scheme" if kind == "authorization" else "whole")  # 'X-Api-Key:' 'VALUE'
+                continue
+            if _header_value(out, i, w):
+                continue
+            if "@" in w and "://" in w:
+                out.extend((i, m.start(1), m.end(1), "url_password") for m in _URL_PASSWORD.finditer(w)
+                           if _is_value(m.group(1)))
+                continue
+        base = w.rpartition("/")[2]
+        if base in _TOOL_OPTIONS:
+            tool, needs = _TOOL_OPTIONS[base]
+            takes_command = base in _COMMAND_TAKERS
+        elif takes_command or base in _OTHER_PROGRAMS:
+            tool, needs, takes_command = None, None, False
+    return out
+
+
+def _tool_option(options: dict[str, tuple[str, str]], w: str) -> tuple[str, str, int | None] | None:
+    """(kind, mode, value start in w or None for 'the next word') when `w` is one of the tool's options."""
+    hit = options.get(w)
+    if hit is not None:
+        return (hit[0], hit[1], None) if hit[1] != "attached" else None
+    for opt, (kind, mode) in options.items():
+        if opt.startswith("--"):
+            if w.startswith(opt + "="):
+                return kind, mode, len(opt) + 1
+        elif len(opt) == 2 and w.startswith(opt) and len(w) > 2:
+            return kind, mode, 2
+    return None
+
+
+def command_secrets(argv: Sequence[str], nested: bool = True) -> list[tuple[int, int, int, str]]:
+    """(argument index, start, end, kind) of every value on a command line that an option or variable
+    name marks as a secret. An argument holding a command of its own (`sh -c "mysql -pX"`) is read word
+    by word too (quotes around a word are not part of its value); `nested=False`: the caller knows no
+    argument holds whitespace."""
+    out = _scan_words(argv)
+    for i, a in enumerate(argv if nested else ()):
+        if len(a) < 6 or _SPACE.search(a) is None:
+            continue
+        spans = [(m.start(), m.end()) for m in _WORD.finditer(a)]
+        for j, s, e, kind in _scan_words([a[x:y] for x, y in spans]):
+            base = spans[j][0]
+            s, e = base + s, base + e
+            if a[s] in "'\"":
+                s += 1
+            while e > s and a[e - 1] in "'\"":
+                e -= 1
+            if e > s:
+                out.append((i, s, e, kind))
+    if len(out) > 1:
+        out = _outermost(out)
+    return out
+
+
+def _outermost(spans: list[tuple[int, int, int, str]]) -> list[tuple[int, int, int, str]]:
+    """Per argument, drop spans inside another; order by position."""
+    spans.sort(key=lambda t: (t[0], t[1], -t[2]))
+    kept: list[tuple[int, int, int, str]] = []
+    for t in spans:
+        if kept and kept[-1][0] == t[0] and t[1] < kept[-1][2]:
+            continue
+        kept.append(t)
+    return kept
+
+
+def redact_command(argv: Sequence[str] | str, fp: Fingerprinter) -> tuple[str, list[tuple[SecretMatch, str]]]:
+    """A command line as stored: the arguments joined by spaces, each value an option or variable names
+    as a secret replaced by `[REDACTED:<kind>:<fingerprint[:12]>]`, then every credential shape (`redact`).
+    `argv` is the argument list (from an exec record or /proc/PID/cmdline), or a command line whose
+    argument boundaries are lost (a str: its words are its arguments). A value whose whole is a known
+    credential shape gets that kind and its canonical fingerprint (the same key seen in a header links)."""
+    if isinstance(argv, str):
+        text = argv[:CMDLINE_SCAN_MAX]
+        spans = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+        words = [text[s:e] for s, e in spans]
+    else:
+        words = list(argv)
+        text = " ".join(words)
+        if len(text) > CMDLINE_SCAN_MAX:  # the arguments that start before the cap, the last one cut there
+            words, pos = [], 0
+            for a in argv:
+                if pos >= CMDLINE_SCAN_MAX:
+                    break
+                words.append(a[: CMDLINE_SCAN_MAX - pos])
+                pos += len(a) + 1
+            text = " ".join(words)
+        spans = None
+    nested = text.count(" ") != len(words) - 1 or _OTHER_SPACE.search(text) is not None
+    found = command_secrets(words, nested) if _NAMED_HINT.search(text) is not None else []
+    pairs: list[tuple[SecretMatch, str]] = []
+    if found:
+        spans = spans or _spans(words)
+        out: list[str] = []
+        pos = 0
+        for i, s, e, kind in found:
+            s, e = spans[i][0] + s, min(spans[i][0] + e, len(text))
+            if s < pos or e <= s:
+                continue
+            value = text[s:e]
+            inner = detect(value)
+            if len(inner) == 1 and inner[0].start == 0 and inner[0].end == len(value):
+                m = SecretMatch(inner[0].kind, s, e, value)
+            else:
+                m = SecretMatch(kind, s, e, value, reveal_last4=len(value) >= SHORT_SECRET)
+            f = fp.fingerprint(m.canonical)
+            out.append(text[pos:s])
+            out.append(placeholder(m.kind, f))
+            pos = e
+            pairs.append((m, f))
+        out.append(text[pos:])
+        text = "".join(out)
+    text, more = redact(text, fp)
+    return text, pairs + more
+
+
+def _spans(words: Sequence[str]) -> list[tuple[int, int]]:
+    """(start, end) of each word in " ".join(words)."""
+    out, pos = [], 0
+    for w in words:
+        out.append((pos, pos + len(w)))
+        pos += len(w) + 1
+    return out

@@ -123,25 +123,27 @@ def create_keylog_run(cmd: Sequence[str], keylog_dir: Path | None = None, keep: 
     return run
 
 
-_SECRETISH = ("key", "token", "secret", "password", "passwd", "auth")
-
-
 def redact_argv(cmd: Sequence[str]) -> list[str]:
-    """The command for the sidecar, with values of secret-looking options replaced."""
-    out: list[str] = []
-    hide_next = False
-    for a in cmd:
-        if hide_next:
-            out.append("<redacted>")
-            hide_next = False
-            continue
-        name, eq, _ = a.partition("=")
-        secretish = name.startswith("-") and any(s in name.lower() for s in _SECRETISH)
-        if secretish and eq:
-            out.append(f"{name}=<redacted>")
-        else:
-            out.append(a)
-            hide_next = secretish and not eq
+    """The command for the sidecar: values an option or variable names as secrets, and credential
+    shapes, become `<redacted>` (the rules of the store's command lines: collector.secrets)."""
+    from collector.secrets import command_secrets, detect
+
+    out = list(cmd)
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for i, s, e, _kind in command_secrets(out):
+        spans.setdefault(i, []).append((s, e))
+    for i, a in enumerate(out):
+        for m in detect(a):
+            spans.setdefault(i, []).append((m.start, m.end))
+    for i, found in spans.items():
+        merged: list[list[int]] = []
+        for s, e in sorted(found):
+            if merged and s < merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        for s, e in reversed(merged):
+            out[i] = out[i][:s] + "<redacted>" + out[i][e:]
     return out
 
 

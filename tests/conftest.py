@@ -13,7 +13,8 @@ import pytest
 pytest_plugins = ["tests.support.fleet"]
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus" / "public"
+# beside the checkout (CI, /work/main); $ROUTERWATCH_CORPUS for a checkout elsewhere (a git worktree)
+CORPUS = Path(os.environ.get("ROUTERWATCH_CORPUS") or REPO.parent / "shared" / "corpus" / "public")
 BIN = Path(sys.executable).parent
 
 

@@ -43,6 +43,7 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "collector/capture/pcap.py": (f"{_C}/capture/test_readers.py",),
     "collector/capture/pcapng.py": (f"{_C}/capture/test_readers.py", f"{_C}/capture/test_corpus.py"),
     "collector/capture/records.py": (f"{_C}/capture/test_readers.py",),
+    "collector/capture/source.py": (f"{_C}/test_ingest.py",),  # stdin, FIFOs, devices through `routerwatch ingest`
     "collector/capture/tshark.py": (f"{_C}/test_ingest.py", f"{_C}/capture/test_tlspeek.py"),
     # the command line and its configuration
     "collector/cli.py": (f"{_C}/test_ingest.py", f"{_C}/test_wrap.py"),
@@ -71,7 +72,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "collector/llm/pipeline.py": (f"{_C}/llm/test_llm_decode.py",),
     "collector/llm/result.py": (f"{_C}/llm/test_llm_decode.py", f"{_C}/protocols/test_fuzz_parsers.py"),
     "collector/llm/router_headers.py": (f"{_C}/llm/test_llm_decode.py",),
-    "collector/processes.py": (f"{_C}/ebpf/test_probe_records.py", f"{_C}/live/test_keylog_live.py"),
     "collector/protocols/connection.py": (f"{_C}/protocols/test_http1.py", f"{_C}/protocols/test_http2.py"),
     "collector/protocols/messages.py": (f"{_C}/protocols/test_http1.py", f"{_C}/protocols/test_sse.py"),
     # proxy mode

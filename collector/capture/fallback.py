@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
-from pathlib import Path
+import tempfile
 
 import numpy as np
 
@@ -29,13 +29,25 @@ def _addr(text: str) -> tuple[int, int, int]:
     return 6, v >> 64, v & 0xFFFFFFFFFFFFFFFF
 
 
-def tshark_headers(path: Path, rec: Records) -> Headers:
-    args = tshark.base_args() + ["-r", str(path)]
-    args += ["-T", "fields", "-E", "separator=\t", "-E", "occurrence=f", "-E", "quote=n"]
-    for f in FIELDS:
-        args += ["-e", f]
-    p = subprocess.run(args, capture_output=True, text=True, errors="replace")
+def tshark_headers(mm, rec: Records) -> Headers:
+    """Header fields of every record. tshark reads a clean pcapng of exactly our records (written to a
+    private temporary file), not the original: frame N is then record N-1 even where the original is
+    damaged, and damage tshark would refuse the whole file over is already left out. TsharkError when
+    tshark cannot read it (a link type it does not know either)."""
     n = len(rec)
+    with tempfile.NamedTemporaryFile(prefix="routerwatch-headers-", suffix=".pcapng") as tmp:
+        for part in tshark.pcapng_parts(mm, rec, np.arange(n)):
+            tmp.write(part)
+        tmp.flush()
+        args = tshark.base_args() + ["-r", tmp.name]
+        args += ["-T", "fields", "-E", "separator=\t", "-E", "occurrence=f", "-E", "quote=n"]
+        for f in FIELDS:
+            args += ["-e", f]
+        p = subprocess.run(args, capture_output=True, text=True, errors="replace")
+    if p.returncode != 0 and not p.stdout:
+        first = next((ln for ln in p.stderr.splitlines() if ln.strip() and "Running as user" not in ln),
+                     f"exit status {p.returncode}")
+        raise tshark.TsharkError(f"tshark cannot read its packets: {first[:300]}")
     cols = {k: np.zeros(n, np.int64) for k in ("ver", "proto", "sport", "dport", "flags", "seq", "plen", "iplen", "ipid", "fo", "mf")}
     src_hi, src_lo = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
     dst_hi, dst_lo = np.zeros(n, np.uint64), np.zeros(n, np.uint64)

@@ -6,18 +6,31 @@ import struct
 
 import numpy as np
 
-from collector.capture.records import MAX_CAPLEN, PCAP_MAGICS, MappedFile, Records, gather_words
+from collector.capture.records import MAX_CAPLEN, PCAP_MAGICS, MappedFile, NotACapture, Records, gather_words
 
 PROGRESS_EVERY = 1 << 16
+
+
+def check_header(buf, size: int, name: str) -> tuple[str, bool]:
+    """(byte order, nanosecond?) of a pcap whose first bytes are `buf` (a file of `size` bytes);
+    NotACapture when its 24-byte file header is cut short or is no pcap header."""
+    if size < 24 or len(buf) < 24:
+        raise NotACapture(f"{name}: the file ends inside the pcap file header ({size} of 24 bytes)")
+    endian, nano = PCAP_MAGICS[bytes(buf[:4])]
+    major, minor = struct.unpack_from(endian + "HH", buf, 4)
+    if major != 2:
+        raise NotACapture(f"{name}: pcap version {major}.{minor} (only 2.x exists): not a pcap capture")
+    (network,) = struct.unpack_from(endian + "I", buf, 20)
+    if network & 0x0FFFFFFF > 0xFFFF:  # the low 28 bits; link types are 16-bit numbers (pcapng's field)
+        raise NotACapture(f"{name}: link type {network & 0x0FFFFFFF} does not exist: corrupt pcap file header")
+    return endian, nano
 
 
 def read_pcap(mapped: MappedFile, progress=None) -> Records:
     """All complete records; a cut-short or corrupt tail sets `truncated` and `error`."""
     mm = mapped.mm
-    n = len(mm)
-    if n < 24:
-        return _empty("pcap", truncated=True, error="file ends inside the pcap header")
-    endian, nano = PCAP_MAGICS[bytes(mm[:4])]
+    n = len(mm) if mm is not None else 0
+    endian, nano = check_header(mm, n, mapped.name)
     (network,) = struct.unpack_from(endian + "I", mm, 20)
     linktype = network & 0x0FFFFFFF
     caplen_at = struct.Struct(endian + "I").unpack_from
@@ -62,8 +75,3 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
         truncated=error is not None,
         error=error,
     )
-
-
-def _empty(fmt: str, truncated: bool, error: str | None) -> Records:
-    z = np.zeros(0, np.int64)
-    return Records(fmt, z, z, z, z, np.zeros(0, np.int32), [], truncated=truncated, error=error)

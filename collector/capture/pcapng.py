@@ -10,7 +10,7 @@ import struct
 
 import numpy as np
 
-from collector.capture.records import MAX_CAPLEN, MappedFile, Records, gather_words
+from collector.capture.records import MAX_CAPLEN, MappedFile, NotACapture, Records, gather_words
 
 SHB, IDB, PB_OLD, SPB, EPB, DSB = 0x0A0D0D0A, 1, 2, 3, 6, 0x0A
 BOM = 0x1A2B3C4D
@@ -18,36 +18,77 @@ TLS_KEYLOG = 0x544C534B
 PROGRESS_EVERY = 1 << 16
 
 
-def _idb_options(mm, start: int, end: int, e: str) -> tuple[int, int]:
-    """(ticks per second, offset seconds) from if_tsresol / if_tsoffset."""
+MIN_BLOCK = {SHB: 28, IDB: 20, EPB: 32, PB_OLD: 32, SPB: 16, DSB: 20}  # the fixed fields of each block
+MAX_DECIMAL_RES = 18  # if_tsresol 10^-18 s: ticks per second still fit an int64
+MAX_BINARY_RES = 62
+MAX_TSOFFSET_S = 4_000_000_000  # if_tsoffset: ~126 years either way; beyond, nanoseconds overflow an int64
+INT64_MAX = (1 << 63) - 1
+
+
+def _idb_options(mm, start: int, end: int, e: str, where: str) -> tuple[int, int]:
+    """(ticks per second, offset seconds) from if_tsresol / if_tsoffset; NotACapture for values that
+    make the interface's timestamps meaningless (they would overflow any representation)."""
     units, tsoff = 1_000_000, 0
     off = start
     while off + 4 <= end:
         code, length = struct.unpack_from(e + "HH", mm, off)
-        if code == 0:
-            break
+        if code == 0 or off + 4 + length > end:
+            break  # end of options, or an option running past its block: the rest is not read
         if code == 9 and length >= 1:
             v = mm[off + 4]
-            units = 10 ** (v & 0x7F) if not v & 0x80 else 2 ** (v & 0x7F)
+            exp = v & 0x7F
+            if v & 0x80:
+                if exp > MAX_BINARY_RES:
+                    raise NotACapture(f"{where}: time resolution if_tsresol 0x{v:02x} (2^-{exp} s) is finer than any "
+                                      "clock; the interface description is corrupt")
+                units = 1 << exp
+            else:
+                if exp > MAX_DECIMAL_RES:
+                    raise NotACapture(f"{where}: time resolution if_tsresol 0x{v:02x} (10^-{exp} s) is finer than any "
+                                      "clock; the interface description is corrupt")
+                units = 10**exp
         elif code == 14 and length >= 8:
             (tsoff,) = struct.unpack_from(e + "q", mm, off + 4)
+            if abs(tsoff) > MAX_TSOFFSET_S:
+                raise NotACapture(f"{where}: timestamp offset if_tsoffset {tsoff} s is beyond any date; the interface "
+                                  "description is corrupt")
         off += 4 + ((length + 3) & ~3)
     return units, tsoff
 
 
+def check_header(buf, size: int, name: str) -> None:
+    """A pcapng file (first bytes `buf`, `size` bytes in all) must open with a whole, valid Section
+    Header Block; else NotACapture."""
+    if size < MIN_BLOCK[SHB] or len(buf) < MIN_BLOCK[SHB]:
+        raise NotACapture(f"{name}: the file ends inside the pcapng section header ({size} of 28 bytes)")
+    for e in "<>":
+        if struct.unpack_from(e + "I", buf, 8)[0] == BOM:
+            break
+    else:
+        raise NotACapture(f"{name}: corrupt pcapng section header (byte-order magic {bytes(buf[8:12]).hex()})")
+    (blen,) = struct.unpack_from(e + "I", buf, 4)
+    (major,) = struct.unpack_from(e + "H", buf, 12)
+    if blen < MIN_BLOCK[SHB] or blen % 4 or blen > size:
+        raise NotACapture(f"{name}: corrupt pcapng section header (block length {blen} in a {size}-byte file)")
+    if major != 1:
+        raise NotACapture(f"{name}: pcapng version {major} (only 1.x exists): corrupt section header")
+
+
 def read_pcapng(mapped: MappedFile, progress=None) -> Records:
     mm = mapped.mm
-    n = len(mm)
+    n = len(mm) if mm is not None else 0
+    check_header(mm, n, mapped.name)
     e = "<"
     ifaces: list[tuple[int, int, int, int]] = []  # (linktype, snaplen, units, tsoffset)
     section_base = 0  # global index of interface 0 of the current section
     sections: list[tuple[int, int, str]] = []  # (first EPB list position, iface base, endian)
     epb: list[int] = []
-    spb: list[tuple[int, int]] = []  # (block offset, global iface) — rare
+    spb: list[tuple[int, int, str]] = []  # (block offset, global iface, byte order) — rare
     append = epb.append
     dsb_blocks = dsb_lines = 0
     dsb_text: list[bytes] = []
-    error = None
+    problems: list[str] = []  # damage after which the walk went on (the block length was sound)
+    error = None  # damage that stopped the walk
     off = 0
     last = 0
     hdr = struct.Struct("<II")
@@ -64,31 +105,39 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
                 break
             hdr = struct.Struct(e + "II")
             _, blen = hdr.unpack_from(mm, off)
+            if off + 14 <= n and struct.unpack_from(e + "H", mm, off + 12)[0] != 1:
+                error = f"corrupt section header at byte {off} (version {struct.unpack_from(e + 'H', mm, off + 12)[0]})"
+                break
             section_base = len(ifaces)
             sections.append((len(epb), section_base, e))
-        if blen < 12 or blen % 4 or blen > MAX_CAPLEN + 64:
-            error = f"corrupt block at byte {off} (length {blen})"
+        if blen < 12 or blen % 4 or blen > MAX_CAPLEN + 64 or blen < MIN_BLOCK.get(btype, 12):
+            error = f"corrupt block at byte {off} (type {btype:#x}, length {blen})"
             break
         if off + blen > n:
             error = f"cut short in the middle of a block at byte {off}"
             break
-        if btype == EPB:
+        if btype == EPB or btype == PB_OLD:  # the obsolete Packet Block has an EPB's field layout
             append(off)
             if progress is not None and len(epb) - last >= PROGRESS_EVERY:
                 progress.update(off - progress.n)
                 last = len(epb)
         elif btype == IDB:
             linktype, _, snaplen = struct.unpack_from(e + "HHI", mm, off + 8)
-            units, tsoff = _idb_options(mm, off + 16, off + blen - 4, e)
+            where = f"{mapped.name}: interface {len(ifaces) - section_base} (block at byte {off})"
+            units, tsoff = _idb_options(mm, off + 16, off + blen - 4, e, where)
             ifaces.append((linktype, snaplen, units, tsoff))
         elif btype == SPB:
-            spb.append((off, section_base))
-        elif btype == PB_OLD:
-            append(off)  # same field layout as an EPB (16-bit interface id + 16-bit drops)
+            if section_base < len(ifaces):
+                spb.append((off, section_base, e))
+            else:
+                problems.append(f"simple packet block at byte {off} before any interface description: skipped")
         elif btype == DSB:
             stype, slen = struct.unpack_from(e + "II", mm, off + 8)
             dsb_blocks += 1
-            if stype == TLS_KEYLOG:
+            if slen > blen - MIN_BLOCK[DSB]:
+                problems.append(f"corrupt decryption secrets block at byte {off} (secrets length {slen} in a "
+                                f"{blen}-byte block): skipped")
+            elif stype == TLS_KEYLOG:
                 data = bytes(mm[off + 16 : off + 16 + slen])
                 dsb_text.append(data)
                 dsb_lines += sum(1 for line in data.splitlines() if line.strip() and not line.startswith(b"#"))
@@ -108,7 +157,9 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
     cap = np.zeros(count, np.int64)
     orig = np.zeros(count, np.int64)
     blen_arr = np.zeros(count, np.int64)
+    bad_if = np.zeros(count, bool)
     bounds = [s[0] for s in sections] + [count]
+    if_bounds = [s[1] for s in sections] + [len(ifaces)]
     for k, (first, base, end) in enumerate(sections):
         sl = slice(first, bounds[k + 1])
         b = blocks[sl]
@@ -119,32 +170,28 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
         is_old = w[:, 0] == PB_OLD
         if is_old.any():
             raw_if = np.where(is_old, raw_if >> 16 if big else raw_if & 0xFFFF, raw_if)
+        bad_if[sl] = raw_if >= if_bounds[k + 1] - base  # an interface of this section only
         iface[sl] = raw_if + base
         ts_hi[sl], ts_lo[sl], cap[sl], orig[sl], blen_arr[sl] = w[:, 3], w[:, 4], w[:, 5], w[:, 6], w[:, 1]
     data_off = blocks + 28
-    bad_if = iface >= len(ifaces)
     if bad_if.any():
-        error = error or f"{int(bad_if.sum())} packets name an interface that has no description block"
+        problems.append(f"{int(bad_if.sum())} packets name an interface that has no description block")
     # a caplen running past its block is corruption: drop those records
-    bad_len = (28 + cap + 4 > blen_arr) | bad_if
+    bad_len = (28 + cap + 4 > blen_arr) & ~bad_if
     if bad_len.any():
-        error = error or f"{int(bad_len.sum())} corrupt packet blocks skipped"
-        keep = ~bad_len
-        data_off, cap, orig, iface, ts_hi, ts_lo = (x[keep] for x in (data_off, cap, orig, iface, ts_hi, ts_lo))
-    ts64 = (ts_hi << 32) | ts_lo
-    ts_ns = np.zeros(len(ts64), np.int64)
-    for i, (_, _, units, tsoff) in enumerate(ifaces):
-        m = iface == i
-        if not m.any():
-            continue
-        t = ts64[m]
-        if 1_000_000_000 % units == 0:
-            ns = t * (1_000_000_000 // units)
-        else:
-            ns = (t // units) * 1_000_000_000 + ((t % units) * 1_000_000_000) // units
-        ts_ns[m] = ns + tsoff * 1_000_000_000
+        problems.append(f"{int(bad_len.sum())} corrupt packet blocks skipped")
+    ts_ns, bad_ts = _timestamps(ts_hi, ts_lo, np.where(bad_if, 0, iface), ifaces)
+    bad_ts &= ~(bad_if | bad_len)
+    if bad_ts.any():
+        problems.append(f"{int(bad_ts.sum())} packets with timestamps beyond any date skipped")
+    drop = bad_if | bad_len | bad_ts
+    if drop.any():
+        keep = ~drop
+        data_off, cap, orig, iface, ts_ns = (x[keep] for x in (data_off, cap, orig, iface, ts_ns))
     if spb:
-        data_off, cap, orig, iface, ts_ns = _add_spb(mm, spb, ifaces, data_off, cap, orig, iface, ts_ns, e)
+        data_off, cap, orig, iface, ts_ns = _add_spb(mm, spb, ifaces, data_off, cap, orig, iface, ts_ns)
+    if error is not None or problems:
+        error = "; ".join(([error] if error else []) + problems[:3] + ([f"{len(problems) - 3} more"] if len(problems) > 3 else []))
     return Records(
         fmt="pcapng",
         data_off=data_off,
@@ -161,10 +208,42 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
     )
 
 
-def _add_spb(mm, spb, ifaces, data_off, cap, orig, iface, ts_ns, e):
-    """Simple Packet Blocks (no timestamp, interface 0 of their section), merged in file order."""
+def _timestamps(ts_hi: np.ndarray, ts_lo: np.ndarray, iface: np.ndarray,
+                ifaces: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Nanoseconds since the epoch per packet from its interface's resolution and offset, and a mask of
+    packets whose timestamp is beyond what an int64 of nanoseconds holds (year 2262) or before 1970."""
+    ts_ns = np.zeros(len(ts_hi), np.int64)
+    bad = ts_hi >= 1 << 31  # a 64-bit tick count of 2^63 or more: no resolution makes that a date
+    ts64 = (np.where(bad, 0, ts_hi) << 32) | ts_lo
+    for i, (_, _, units, tsoff) in enumerate(ifaces):
+        m = iface == i
+        if not m.any():
+            continue
+        t = ts64[m]
+        off_ns = tsoff * 1_000_000_000
+        if 1_000_000_000 % units == 0:
+            mult = 1_000_000_000 // units
+            over = t > (INT64_MAX - max(off_ns, 0)) // mult
+            ns = np.where(over, 0, t) * mult
+        else:  # finer than a nanosecond, or a binary fraction: whole seconds, then the fraction
+            sec = t // units
+            over = sec > (INT64_MAX - max(off_ns, 0)) // 1_000_000_000 - 1
+            if units <= INT64_MAX // 1_000_000_000:
+                frac = ((t % units) * 1_000_000_000) // units  # exact
+            else:  # (t % units) * 10^9 would overflow: float64 is within a nanosecond here
+                frac = ((t % units).astype(np.float64) * (1e9 / units)).astype(np.int64)
+            ns = np.where(over, 0, sec) * 1_000_000_000 + frac
+        ns = ns + off_ns
+        bad[m] |= over | (ns < 0)
+        ts_ns[m] = ns
+    return ts_ns, bad
+
+
+def _add_spb(mm, spb, ifaces, data_off, cap, orig, iface, ts_ns):
+    """Simple Packet Blocks (no timestamp, interface 0 of their section, read in their section's byte
+    order), merged in file order."""
     extra_off, extra_cap, extra_orig, extra_if = [], [], [], []
-    for off, base in spb:
+    for off, base, e in spb:
         (blen,) = struct.unpack_from(e + "I", mm, off + 4)
         (olen,) = struct.unpack_from(e + "I", mm, off + 8)
         snap = ifaces[base][1] if base < len(ifaces) and ifaces[base][1] else olen

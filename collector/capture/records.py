@@ -23,7 +23,10 @@ MAX_CAPLEN = 0x40000 * 4  # 1 MiB: larger "packets" mean the file is corrupt, no
 
 
 class NotACapture(Exception):
-    """The file is neither pcap nor pcapng (or is empty)."""
+    """The file cannot be read as a capture: neither pcap nor pcapng, empty, its file header cut short
+    or corrupt, or an interface description that makes its timestamps meaningless. One line, for the
+    user. (Damage after a valid file header is not this: the readers keep what is readable and set
+    `Records.truncated` / `error`.)"""
 
 
 @dataclass
@@ -53,23 +56,32 @@ class Records:
         return lt[self.iface] if len(lt) else np.zeros(len(self), np.int64)
 
 
-def sniff(path: Path) -> str:
-    """'pcap' or 'pcapng' from the magic number, else NotACapture (one line, for the user)."""
+def sniff(path: Path, name: str | None = None) -> str:
+    """'pcap' or 'pcapng' from the magic number, else NotACapture (one line, for the user; `name` is
+    what to call the file in it, default its path)."""
     with open(path, "rb") as f:
         head = f.read(4)
+    return kind_of(head, name or str(path))
+
+
+def kind_of(head: bytes, name: str) -> str:
+    """'pcap' or 'pcapng' from a file's first 4 bytes, else NotACapture."""
     if head in PCAP_MAGICS:
         return "pcap"
     if head == PCAPNG_MAGIC:
         return "pcapng"
     if not head:
-        raise NotACapture(f"{path} is empty, not a pcap or pcapng capture")
-    raise NotACapture(f"{path} is not a pcap or pcapng capture (unknown magic {head.hex()})")
+        raise NotACapture(f"{name} is empty, not a pcap or pcapng capture")
+    if len(head) < 4:
+        raise NotACapture(f"{name} is {len(head)} bytes long, not a pcap or pcapng capture")
+    raise NotACapture(f"{name} is not a pcap or pcapng capture (unknown magic {head.hex()})")
 
 
 class MappedFile:
     """A read-only memory map of a capture and a uint8 numpy view of it."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, name: str | None = None):
+        self.name = name or str(path)  # what messages call the file
         self._f = open(path, "rb")
         size = Path(path).stat().st_size
         self.mm = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if size else None

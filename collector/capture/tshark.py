@@ -15,6 +15,7 @@ import numpy as np
 
 from collector.capture.records import Records
 
+WTAP_MAX = 262144  # the largest frame Wireshark reads for most link types (WTAP_MAX_PACKET_SIZE_STANDARD)
 INSTALL_HINT = "tshark is not installed (or not on PATH): install it with `apt-get install tshark`"
 # dissectors that cost time and add nothing to flows/DNS/TLS-handshake fields
 DISABLED = ("x509af", "x509ce", "x509sat", "x509if", "pkcs-1", "pkix1explicit", "pkix1implicit", "ocsp",
@@ -53,18 +54,28 @@ def fields_args(fields: list[str]) -> list[str]:
 
 def small_pcapng(mm, rec: Records, idx: np.ndarray) -> bytes:
     """A pcapng holding records `idx` (original frame bytes, nanosecond timestamps)."""
+    return b"".join(pcapng_parts(mm, rec, idx))
+
+
+def pcapng_parts(mm, rec: Records, idx: np.ndarray, secrets: list[bytes] = ()) -> list:
+    """The pieces of a clean pcapng of records `idx`: whatever damage the original file has, tshark reads
+    this one, and its frame N is idx[N-1]. Frames beyond WTAP_MAX are cut to it (tshark refuses a
+    whole capture over one such frame). `secrets`: key-log texts to carry as Decryption Secrets Blocks."""
     lts = sorted({rec.linktypes[i] for i in np.unique(rec.iface[idx]).tolist()}) if len(idx) else [1]
     lt_pos = {lt: k for k, lt in enumerate(lts)}
     iface_map = np.asarray([lt_pos.get(lt, 0) for lt in rec.linktypes] or [0], np.uint32)
     shb = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
     parts = [shb]
+    for text in secrets:
+        body = struct.pack("<II", 0x544C534B, len(text)) + text + b"\0" * (-len(text) % 4)
+        parts.append(struct.pack("<II", 0x0A, len(body) + 12) + body + struct.pack("<I", len(body) + 12))
     for lt in lts:
         opts = struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)  # if_tsresol = 10^-9
         blen = 20 + len(opts)
         parts.append(struct.pack("<IIHHI", 1, blen, lt, 0, 0) + opts + struct.pack("<I", blen))
     if not len(idx):
-        return b"".join(parts)
-    cap = rec.caplen[idx]
+        return parts
+    cap = np.minimum(rec.caplen[idx], WTAP_MAX)
     pad = (-cap) % 4
     blen = 32 + cap + pad
     hdr = np.zeros(len(idx), dtype=[("t", "<u4"), ("l", "<u4"), ("if", "<u4"), ("th", "<u4"), ("tl", "<u4"), ("c", "<u4"), ("o", "<u4")])
@@ -80,19 +91,23 @@ def small_pcapng(mm, rec: Records, idx: np.ndarray) -> bytes:
         append(hb[j * 28 : j * 28 + 28])
         append(mm[o : o + c])
         append(pads[p] + trail[j * 4 : j * 4 + 4])
-    return b"".join(parts)
+    return parts
 
 
 class TsharkJob:
     """A tshark process started early (its dissector registration then overlaps our own work) that
     reads a capture from stdin once `feed()` hands it one; output is collected in a thread."""
 
-    def __init__(self, args: list[str]):
+    def __init__(self, args: list[str] | None):
+        """`args` None: a job that will be cancelled (nothing to dissect), no process."""
         self.args = args
         self.stdout = ""
         self.stderr = ""
         self.returncode: int | None = None
         self._thread: threading.Thread | None = None
+        if args is None:
+            self._proc = None
+            return
         try:
             self._proc: subprocess.Popen | None = subprocess.Popen(
                 args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -232,7 +232,7 @@ class StoreSink(ProxySink):
         if self.processes is None:
             return
         self.processes.seen(info.pid, ppid=info.ppid, start=info.start_time, uid=info.uid, comm=info.comm,
-                            exe=info.exe, argv=(info.cmdline or "").encode(), is_exec=True)
+                            exe=info.exe, argv=info.argv, is_exec=True)
         rows, secrets = self.processes.take_rows()
         self.writer.add("processes", rows)
         self.writer.add("secrets_seen", secrets)

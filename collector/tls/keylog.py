@@ -7,8 +7,11 @@ line. Errors name line numbers and labels, never the secrets.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,15 +44,25 @@ def read_keylog(path: str | os.PathLike) -> KeyLogInfo:
     p = Path(path)
     try:
         st = p.stat()
+    except FileNotFoundError:
+        raise KeyLogError(f"key log {p}: no such file") from None
+    except PermissionError:
+        raise KeyLogError(f"key log {p}: permission denied") from None
     except OSError as e:
         raise KeyLogError(f"key log {p}: {e.strerror or 'cannot be read'}") from None
-    if not p.is_file():
-        raise KeyLogError(f"key log {p} is not a regular file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would be read once, or block: never opened
+        what = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO (a pipe)" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise KeyLogError(f"key log {p} is {what}: give a regular key-log file (0600)")
+    if not os.access(p, os.R_OK):
+        raise KeyLogError(f"key log {p}: permission denied")
     if st.st_size > MAX_BYTES:
         raise KeyLogError(f"key log {p} is larger than {MAX_BYTES >> 20} MiB")
     info = KeyLogInfo(p, world_readable=bool(st.st_mode & 0o004))
     try:
         text = p.read_text("ascii", errors="replace")
+    except PermissionError:
+        raise KeyLogError(f"key log {p}: permission denied") from None
     except OSError as e:
         raise KeyLogError(f"key log {p}: {e.strerror or 'cannot be read'}") from None
     first_bad: int | None = None
@@ -58,14 +71,7 @@ def read_keylog(path: str | os.PathLike) -> KeyLogInfo:
         if not line or line.startswith("#"):
             continue
         parts = line.split()
-        ok = (
-            len(parts) == 3
-            and parts[0] in LABELS
-            and _HEX.fullmatch(parts[1]) is not None
-            and _HEX.fullmatch(parts[2]) is not None
-            and (parts[0] == "RSA" or len(parts[1]) == 64)
-        )
-        if ok:
+        if _well_formed(parts):
             info.lines += 1
             info.labels[parts[0]] += 1
             if parts[0] != "RSA":
@@ -81,6 +87,31 @@ def read_keylog(path: str | os.PathLike) -> KeyLogInfo:
             )
         raise KeyLogError(f"key log {p} is empty")
     return info
+
+
+def _well_formed(parts: list[str]) -> bool:
+    """`<LABEL> <client random hex> <secret hex>` (RSA lines carry an encrypted pre-master instead)."""
+    return (
+        len(parts) == 3
+        and parts[0] in LABELS
+        and _HEX.fullmatch(parts[1]) is not None
+        and _HEX.fullmatch(parts[2]) is not None
+        and (parts[0] == "RSA" or len(parts[1]) == 64)
+    )
+
+
+def keylog_digest(path: str | os.PathLike, key: bytes) -> str:
+    """A keyed digest of the secrets in a key log: HMAC-SHA256 with the store's key over its well-formed
+    lines, normalised (lower-case hex, single spaces), de-duplicated and sorted, so comments, order and
+    repeats do not change it. Ingest records it to tell whether a later run brings keys an earlier one
+    did not have; keyed, so a stored digest cannot be tested against a guessed key log elsewhere."""
+    lines = set()
+    for line in Path(path).read_text("ascii", errors="replace").splitlines():
+        parts = line.split()
+        if _well_formed(parts):
+            lines.add(f"{parts[0]} {parts[1].lower()} {parts[2].lower()}")
+    body = "\n".join(sorted(lines)).encode()
+    return hmac.new(key, b"routerwatch key log v1\n" + body, hashlib.sha256).hexdigest()[:32]
 
 
 Secrets = dict[tuple[str, bytes], bytes]  # (label, client random) -> secret

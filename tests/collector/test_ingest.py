@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -130,8 +132,21 @@ def test_corrupt_pcapng_block(tmp_path: Path, store_dir: Path, corpus: Path) -> 
         (lambda d: d, "is a directory"),
         (lambda d: _write(d / "notes.txt", b"hello, this is not a capture\n"), "not a pcap or pcapng"),
         (lambda d: _write(d / "empty.pcap", b""), "empty"),
+        (lambda d: _write(d / "cut.pcap", b"\xd4\xc3\xb2\xa1" + b"\x02\x00\x04\x00" + b"\0" * 5),
+         "ends inside the pcap file header (13 of 24 bytes)"),
+        (lambda d: _write(d / "v3.pcap", struct.pack("<IHHiIII", 0xA1B2C3D4, 3, 0, 0, 0, 65535, 1)), "pcap version 3.0"),
+        (lambda d: _write(d / "cut.pcapng", b"\x0a\x0d\x0d\x0a" + b"\x1c\0\0\0" + b"\x4d\x3c\x2b\x1a"),
+         "ends inside the pcapng section header (12 of 28 bytes)"),
+        (lambda d: _write(d / "bom.pcapng", struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x11223344, 1, 0, -1) +
+                          struct.pack("<I", 28)), "corrupt pcapng section header (byte-order magic 44332211)"),
+        (lambda d: _write(d / "shb.pcapng", struct.pack("<IIIHHq", 0x0A0D0D0A, 4096, 0x1A2B3C4D, 1, 0, -1) +
+                          struct.pack("<I", 28)), "block length 4096 in a 28-byte file"),
+        (lambda d: Path("/dev/null"), "/dev/null is a character device, not a capture file"),
+        (lambda d: _write(d / "lt.pcap", struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 0x0FFFFFFF)),
+         "link type 268435455 does not exist"),  # found by the fuzz run: crashed writing tshark's pcapng
     ],
-    ids=["missing", "directory", "not-a-capture", "empty"],
+    ids=["missing", "directory", "not-a-capture", "empty", "13-bytes", "pcap-version", "pcapng-cut-header",
+         "pcapng-bad-bom", "pcapng-shb-length", "device", "pcap-linktype"],
 )
 def test_bad_input_one_line_error_store_untouched(tmp_path: Path, store_dir: Path, make, needle: str) -> None:
     target = make(tmp_path)
@@ -152,10 +167,184 @@ def test_unreadable_file(tmp_path: Path, small_pcap: Path, store_dir: Path) -> N
     assert not store_dir.exists()
 
 
-def test_missing_keylog_file(small_pcap: Path, tmp_path: Path, store_dir: Path) -> None:
-    p = run_cli("ingest", "--store", str(store_dir), "--keylog", str(tmp_path / "nope.keys"), str(small_pcap))
-    assert_one_line_error(p, "key log", "no such file")
+@pytest.mark.parametrize("kind, needle", [("missing", "no such file"), ("directory", "is a directory"),
+                                          ("fifo", "is a FIFO (a pipe)")])
+def test_keylog_that_is_no_file(small_pcap: Path, tmp_path: Path, store_dir: Path, kind: str, needle: str) -> None:
+    keys = tmp_path / "keys"
+    if kind == "directory":
+        keys.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(keys)  # never opened: a FIFO key log with no writer must not hang the ingest
+    p = run_cli("ingest", "--store", str(store_dir), "--keylog", str(keys), str(small_pcap), timeout=60)
+    assert_one_line_error(p, f"key log {keys}", needle)
     assert not store_dir.exists()
+
+
+def test_capture_from_stdin_is_spooled_privately_and_deleted(small_pcap: Path, tmp_path: Path) -> None:
+    """`cat x.pcap | routerwatch ingest -` (and /dev/stdin): the pipe is copied to a 0600 file under
+    $TMPDIR that is gone afterwards; the flows are those of the file itself."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    a, b = tmp_path / "a", tmp_path / "b"
+    for store, arg in ((a, "-"), (b, "/dev/stdin")):
+        p = subprocess.run(f"cat {small_pcap} | {BIN / 'routerwatch'} ingest --store {store} --host-id h1 {arg}",
+                           shell=True, capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(tmp)})
+        assert p.returncode == 0, p.stderr
+        assert not list(tmp.iterdir())
+    assert run_cli("ingest", "--store", str(tmp_path / "c"), "--host-id", "h1", str(small_pcap)).returncode == 0
+    uids = "SELECT list(flow_uid ORDER BY flow_uid) AS u, count(*) AS n FROM flows"
+    assert sql(a, uids) == sql(b, uids) == sql(tmp_path / "c", uids) and sql(a, uids)[0]["n"] == 155
+    assert sql(a, "SELECT file, file_bytes, status FROM ingest_runs") == [
+        {"file": "<stdin>", "file_bytes": small_pcap.stat().st_size, "status": "ok"}]
+
+
+def test_fifo_is_spooled_while_its_writer_writes(small_pcap: Path, tmp_path: Path, store_dir: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    fifo = tmp_path / "cap.fifo"
+    os.mkfifo(fifo)
+    ing = subprocess.Popen([str(BIN / "routerwatch"), "ingest", "--store", str(store_dir), str(fifo)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp)})
+    data = small_pcap.read_bytes()
+    with open(fifo, "wb") as w:
+        w.write(data[:100_000])
+        w.flush()
+        deadline = time.monotonic() + 30
+        while not list(tmp.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (spool,) = list(tmp.iterdir())
+        assert stat.S_IMODE(spool.stat().st_mode) == 0o600
+        w.write(data[100_000:])
+    out, err = ing.communicate(timeout=300)
+    assert ing.returncode == 0, err
+    assert not list(tmp.iterdir())
+    assert sql(store_dir, "SELECT file, packets, status FROM ingest_runs") == [
+        {"file": str(fifo), "packets": 2988, "status": "ok"}]
+
+
+def test_fifo_with_no_writer_is_refused_not_waited_on_forever(tmp_path: Path, store_dir: Path) -> None:
+    fifo = tmp_path / "nobody.fifo"
+    os.mkfifo(fifo)
+    t = time.monotonic()
+    p = run_cli("ingest", "--store", str(store_dir), "--wait", "1", str(fifo), timeout=60)
+    assert_one_line_error(p, f"{fifo}: nothing arrived in 1 s")
+    assert time.monotonic() - t < 30
+    assert not store_dir.exists()
+
+
+def test_stdin_that_is_no_capture_is_refused_at_its_first_bytes(tmp_path: Path, store_dir: Path) -> None:
+    """An endless non-capture stream is refused after 4 bytes, not read to its (missing) end."""
+    p = subprocess.run(f"yes | {BIN / 'routerwatch'} ingest --store {store_dir} -", shell=True, capture_output=True,
+                       text=True, timeout=60)
+    assert_one_line_error(p, "<stdin> is not a pcap or pcapng capture (unknown magic 790a790a)")
+    p = subprocess.run([str(BIN / "routerwatch"), "ingest", "--store", str(store_dir), "-"], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    assert_one_line_error(p, "<stdin> is a character device, not a capture file")
+    assert not store_dir.exists()
+
+
+@pytest.mark.parametrize("res, offset, needle", [
+    (0x7F, 0, "if_tsresol 0x7f (10^-127 s)"), (0xFF, 0, "if_tsresol 0xff (2^-127 s)"),
+    (19, 0, "if_tsresol 0x13 (10^-19 s)"), (None, 2**62, "if_tsoffset 4611686018427387904 s"),
+], ids=["tsresol-0x7f", "tsresol-0xff", "tsresol-19", "tsoffset-2^62"])
+def test_pcapng_interface_with_impossible_clock(tmp_path: Path, store_dir: Path, res, offset: int, needle: str) -> None:
+    """An interface whose time resolution or offset no clock has: refused in one line, nothing written
+    (before: OverflowError)."""
+    from tests.collector.capture.test_readers import write_pcapng
+
+    cap = tmp_path / "clock.pcapng"
+    write_pcapng(cap, [(1, 6, 0), (1, res, offset)], [(0, 1_700_000_000 * 10**6, _frame()), (1, 5, _frame())])
+    p = run_cli("ingest", "--store", str(store_dir), str(cap))
+    assert_one_line_error(p, f"{cap}: interface 1 (block at byte ", needle)
+    if store_dir.exists():  # the store may have been opened while the file was read: nothing is in it
+        assert sql(store_dir, "SELECT (SELECT count(*) FROM ingest_runs) + (SELECT count(*) FROM flows) AS n") == [
+            {"n": 0}]
+
+
+def test_decryption_secrets_block_longer_than_itself(tmp_path: Path, store_dir: Path) -> None:
+    """A DSB declaring more secret bytes than the block holds is skipped (before: the following packets
+    were read as key-log text: 632 bogus embedded secrets, status ok); the packets after it count."""
+    from tests.collector.capture.test_readers import _block
+
+    f = _frame()
+    t = 1_700_000_000 * 10**6
+    shb = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    idb = _block(1, struct.pack("<HHI", 1, 0, 0))
+    dsb = _block(0x0A, struct.pack("<II", 0x544C534B, 5000) + b"CLIENT_RANDOM " + b"a" * 64 + b" " + b"b" * 96 + b"\n")
+    pkts = [_block(6, struct.pack("<IIIII", 0, (t + i) >> 32, (t + i) & 0xFFFFFFFF, len(f), len(f)) + f
+                   + b"CLIENT_RANDOM " + b"c" * 64 + b" " + b"d" * 96 + b"\n") for i in range(50)]
+    cap = tmp_path / "dsb.pcapng"
+    cap.write_bytes(shb + idb + dsb + b"".join(pkts))
+    p = run_cli("ingest", "--store", str(store_dir), str(cap))
+    assert p.returncode == 0, p.stderr
+    warn = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(warn) == 1 and "corrupt decryption secrets block at byte 48 (secrets length 5000 in a 196-byte " \
+        "block): skipped" in warn[0]
+    assert sql(store_dir, "SELECT status, packets, embedded_secrets, decrypted_flows FROM ingest_runs") == [
+        {"status": "partial", "packets": 50, "embedded_secrets": 0, "decrypted_flows": 0}]
+
+
+def test_frame_beyond_wiresharks_limit_is_still_dissected(tmp_path: Path, store_dir: Path) -> None:
+    """A DNS frame of 300 kB (our readers take up to 1 MiB; tshark refuses a whole pcapng over one frame
+    above 256 KiB): found by the fuzz run as a TsharkError traceback. The frame goes to tshark cut."""
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    from tests.support.ingest_fuzz import epb, idb, shb
+
+    q = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.0.1", dst="10.0.0.53")
+              / UDP(sport=5353, dport=53) / DNS(id=7, rd=1, qd=DNSQR(qname="big.example")))
+    t = 1_700_000_000 * 10**6
+    cap = tmp_path / "big.pcapng"
+    cap.write_bytes(shb() + idb(1) + epb(0, t, q) + epb(0, t + 1, q + b"\0" * 300_000))
+    p = run_cli("ingest", "--store", str(store_dir), str(cap))
+    assert p.returncode == 0 and not p.stderr.strip(), p.stderr
+    assert sql(store_dir, "SELECT query, count(*) AS n FROM dns GROUP BY query") == [{"query": "big.example", "n": 2}]
+    assert sql(store_dir, "SELECT status, packets FROM ingest_runs") == [{"status": "ok", "packets": 2}]
+
+
+@pytest.mark.parametrize("damage, warning, decrypted, exchanges", [
+    ("interface", "2 packets name an interface that has no description block", 1, 1),
+    ("timestamp", "1 packets with timestamps beyond any date skipped", 2, 1),  # the lost packet held a request
+])
+def test_damaged_capture_is_decrypted_from_the_packets_read(corpus: Path, tmp_path: Path, store_dir: Path,
+                                                            damage: str, warning: str, decrypted: int,
+                                                            exchanges: int) -> None:
+    """Packets the readers leave out (naming an interface nobody described, or stamped beyond year 2262):
+    the native decryptor then misses TLS bytes and hands over to tshark, which reads a clean copy of the
+    packets read here. Found by the fuzz run: tshark over the original refused the whole file
+    (TsharkError), or handed back a timestamp from the year 148163 (ValueError)."""
+    from tests.support.ingest_fuzz import layout, pcap_to_pcapng
+
+    name = "tls12-tls13-http10-scapy-nss"
+    data = bytearray(pcap_to_pcapng((corpus / f"{name}.pcap").read_bytes(), (corpus / f"{name}.keys").read_bytes()))
+    epbs = [u for u in layout(bytes(data)).units if u[2] == 6]
+    if damage == "interface":
+        for k in (0, 5):
+            struct.pack_into("<I", data, epbs[k][0] + 8, 7)
+    else:
+        struct.pack_into("<I", data, epbs[9][0] + 12, 0x7FFF_FFFF)  # ts high word: ~year 294,000
+    cap = tmp_path / "damaged.pcapng"
+    cap.write_bytes(bytes(data))
+    p = run_cli("ingest", "--store", str(store_dir), str(cap))
+    assert p.returncode == 0, p.stderr
+    warn = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(warn) == 1 and warning in warn[0], warn
+    assert "the native decryptor declined: the capture missed bytes of a TLS stream" in p.stdout
+    assert sql(store_dir, "SELECT status, flows, decrypted_flows FROM ingest_runs") == [
+        {"status": "partial", "flows": 2, "decrypted_flows": decrypted}]
+    assert sql(store_dir, "SELECT count(*) AS n, bool_and(year(ts) = 2025) AS sane FROM http") == [
+        {"n": exchanges, "sane": True}]
+
+
+def _frame() -> bytes:
+    """An Ethernet + IPv4 + TCP SYN frame."""
+    from scapy.layers.l2 import Ether
+
+    from tests.collector.capture.test_readers import tcp4
+
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / tcp4())
 
 
 def test_tshark_missing_says_how_to_install(small_pcap: Path, tmp_path: Path, store_dir: Path) -> None:

@@ -48,3 +48,69 @@ def test_garbage_keylog_is_a_one_line_error(corpus: Path, tmp_path: Path, store_
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("routerwatch: error:") and "key log" in lines[0]
     assert not store_dir.exists()
+
+
+def test_a_better_key_log_later_decrypts_what_an_earlier_run_could_not(corpus: Path, tmp_path: Path) -> None:
+    """The idempotency key is (host, capture sha256, key-log digest): a wrong key log first, the right one
+    later adds the decrypted rows and nothing else (before: 'already ingested, nothing added' forever);
+    the end state equals one run with the right key log."""
+    name = "tls12-tls13-http10-scapy-nss"
+    cap, right, wrong = corpus / f"{name}.pcap", corpus / f"{name}.keys", corpus / "tls12-illustrated.keys"
+    a, one = tmp_path / "a", tmp_path / "one"
+
+    def ingest(store: Path, *keys: Path) -> str:
+        p = run_cli("ingest", "--store", str(store), "--host-id", "h1", *[x for k in keys for x in ("--keylog", str(k))],
+                    str(cap))
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    ingest(a, wrong)
+    assert sql(a, "SELECT count(*) AS n FROM http") == [{"n": 0}]
+    out = ingest(a, right)
+    assert "already ingested" in out and "2 more TLS connections decrypted, 2 HTTP exchanges added" in out
+    # the same keys again, reordered with a comment and a repeat: the same digest, nothing to do
+    same = tmp_path / "same.keys"
+    lines = right.read_text().splitlines()
+    same.write_text("# copy\n" + "\n".join(reversed(lines + lines[:1])) + "\n")
+    assert "nothing added" in ingest(a, same)
+    assert "nothing added" in ingest(a)  # no key log: nothing new either
+    runs = sql(a, "SELECT status, flows, decrypted_flows, decrypt_stats->>'new_exchanges' AS nx FROM ingest_runs "
+                  "ORDER BY ts")
+    assert runs == [{"status": "ok", "flows": 2, "decrypted_flows": 0, "nx": None},
+                    {"status": "rekeyed", "flows": 0, "decrypted_flows": 2, "nx": "2"},
+                    {"status": "duplicate", "flows": 0, "decrypted_flows": 0, "nx": None},
+                    {"status": "duplicate", "flows": 0, "decrypted_flows": 0, "nx": None}]
+    ingest(one, right)
+    for q in ("SELECT flow_uid, community_id, bytes_out, bytes_in FROM flows ORDER BY flow_uid",
+              "SELECT flow_uid, version, sni, decrypted FROM tls ORDER BY flow_uid",
+              "SELECT exchange_id, flow_uid, method, path, status FROM http ORDER BY exchange_id",
+              "SELECT exchange_id, kind, location, direction FROM secrets_seen ORDER BY ALL"):
+        assert sql(a, q) == sql(one, q), q
+    # a key log holding both sets: new digest, but every exchange it decrypts is stored: adds nothing
+    both = tmp_path / "both.keys"
+    both.write_text(wrong.read_text() + right.read_text())
+    assert "0 more TLS connections decrypted, 0 HTTP exchanges added" in ingest(a, both)
+    assert sql(a, "SELECT count(*) AS n FROM http") == [{"n": 2}]
+
+
+def test_key_log_added_to_a_capture_with_embedded_secrets(corpus: Path, store_dir: Path) -> None:
+    """A pcapng decrypted by its own Decryption Secrets Blocks, then given the same keys as a key log:
+    a new digest, nothing new decrypted, no exchange stored twice."""
+    cap = corpus / "http2-tls13-youtube-chrome.pcapng"
+    assert run_cli("ingest", "--store", str(store_dir), str(cap)).returncode == 0
+    before = sql(store_dir, "SELECT count(*) AS n FROM http")[0]["n"]
+    p = run_cli("ingest", "--store", str(store_dir), "--keylog", str(corpus / "http2-tls13-youtube-chrome.keys"), str(cap))
+    assert p.returncode == 0 and "0 more TLS connections decrypted, 0 HTTP exchanges added" in p.stdout, p.stdout
+    assert sql(store_dir, "SELECT count(*) AS n, count(DISTINCT exchange_id) AS d FROM http") == [{"n": before, "d": before}]
+
+
+def test_keylog_digest_is_keyed_and_normalised(tmp_path: Path) -> None:
+    from collector.tls.keylog import keylog_digest
+
+    line = "CLIENT_RANDOM " + "AB" * 32 + " " + "cd" * 48
+    a, b = tmp_path / "a.keys", tmp_path / "b.keys"
+    a.write_text(line + "\n")
+    b.write_text("# comment\n\n" + line.lower() + "\n" + line + "\nnot a key line\n")
+    assert keylog_digest(a, b"k" * 32) == keylog_digest(b, b"k" * 32)
+    assert keylog_digest(a, b"k" * 32) != keylog_digest(a, b"j" * 32)
+    assert "cd" * 48 not in keylog_digest(a, b"k" * 32) and len(keylog_digest(a, b"k" * 32)) == 32

@@ -256,3 +256,120 @@ def test_case_insensitive_detectors_any_case_and_after_two_character_lowercase_l
         for name in ("private key", "PrivateKeY", "WALLET_KEY"):
             found = detect(f"{prefix}x {name}: {eth}")
             assert [(m.kind, m.value) for m in found] == [("eth_private_key", eth)], (prefix, name)
+
+
+# -- command lines (redact_command: flag- and variable-named secrets) ----------------------------
+RANDOM40 = "Zq3xV9pL2mN8bT4wR7yK1cH6jD5fG0sA3eU8iO2q"  # no known shape: only its name marks it
+
+
+def _cmd(argv, fp):
+    from collector.secrets import redact_command
+
+    text, pairs = redact_command(argv, fp)
+    return text, [(m.kind, m.last4) for m, _ in pairs]
+
+
+@pytest.mark.parametrize("argv, redacted, kinds", [
+    # every flag the issue names, as `--flag value` and `--flag=value`
+    (["agent", "--secret", RANDOM40, "-v"], "agent --secret {} -v", ["secret"]),
+    (["agent", f"--token={RANDOM40}"], "agent --token={}", ["token"]),
+    (["agent", "--password", RANDOM40, f"--passwd={RANDOM40}"], "agent --password {} --passwd={}",
+     ["password", "password"]),
+    (["agent", "--api-key", RANDOM40, f"--apikey={RANDOM40}"], "agent --api-key {} --apikey={}", ["api_key"] * 2),
+    (["agent", "--key", RANDOM40, "--auth", RANDOM40, f"--credential={RANDOM40}"],
+     "agent --key {} --auth {} --credential={}", ["key", "auth", "credential"]),
+    # compound and single-dash (Go flag package) names; the last word decides
+    (["srv", "--db-password", RANDOM40, f"-token={RANDOM40}", "--client_secret", RANDOM40, "--authtoken", RANDOM40],
+     "srv --db-password {} -token={} --client_secret {} --authtoken {}", ["password", "token", "secret", "token"]),
+    # NAME=value (env, make, docker -e / --build-arg, helm --set)
+    (["env", f"OPENAI_API_KEY={RANDOM40}", f"db_password={RANDOM40}", f"HF_TOKEN={RANDOM40}", "agent"],
+     "env OPENAI_API_KEY={} db_password={} HF_TOKEN={} agent", ["api_key", "password", "token"]),
+    (["docker", "run", "-e", f"AWS_SECRET_ACCESS_KEY={RANDOM40}", "-e", f"GH_CREDENTIALS={RANDOM40}", "img"],
+     "docker run -e AWS_SECRET_ACCESS_KEY={} -e GH_CREDENTIALS={} img", ["secret", "credential"]),
+    (["helm", "install", "--set", f"auth.password={RANDOM40}", "x"], "helm install --set auth.password={} x",
+     ["password"]),
+    # -p of tools that take a password there
+    (["mysql", "-uroot", f"-p{RANDOM40}", "shop"], "mysql -uroot -p{} shop", ["password"]),
+    (["sshpass", "-p", RANDOM40, "ssh", "-p", "2222", "host"], "sshpass -p {} ssh -p 2222 host", ["password"]),
+    (["/usr/bin/sshpass", f"-p{RANDOM40}", "scp", "a", "b:"], "/usr/bin/sshpass -p{} scp a b:", ["password"]),
+    (["mongosh", "-u", "admin", "-p", RANDOM40], "mongosh -u admin -p {}", ["password"]),
+    (["redis-cli", "-a", RANDOM40, "ping"], "redis-cli -a {} ping", ["password"]),
+    (["ldapsearch", "-x", "-D", "cn=admin", "-w", RANDOM40], "ldapsearch -x -D cn=admin -w {}", ["password"]),
+    (["docker", "login", "-u", "me", "-p", RANDOM40, "reg.example"], "docker login -u me -p {} reg.example",
+     ["password"]),
+    (["openssl", "enc", "-k", RANDOM40, "-passout", f"pass:{RANDOM40}"], "openssl enc -k {} -passout {}",
+     ["password", "password"]),
+    # user:password, headers and URLs with a password
+    (["curl", "-u", f"bob:{RANDOM40}", "https://x.example"], "curl -u bob:{} https://x.example", ["password"]),
+    (["curl", "-H", f"Authorization: Bearer {RANDOM40}", "-H", f"X-Api-Key: {RANDOM40}"],
+     "curl -H Authorization: Bearer {} -H X-Api-Key: {}", ["bearer_token", "api_key_header"]),
+    (["psql", f"postgresql://app:{RANDOM40}@db:5432/x"], "psql postgresql://app:{}@db:5432/x", ["url_password"]),
+    # a command inside an argument is read word by word
+    (["sh", "-c", f"mysql -p{RANDOM40} shop && curl -H 'X-Api-Key: {RANDOM40}' http://x"],
+     "sh -c mysql -p{} shop && curl -H 'X-Api-Key: {}' http://x", ["password", "api_key_header"]),
+])
+def test_command_line_named_secrets(fp, argv, redacted, kinds):
+    text, found = _cmd(argv, fp)
+    assert RANDOM40 not in text
+    f = fp.fingerprint(RANDOM40)
+    holes = [f"[REDACTED:{k}:{f[:12]}]" for k in kinds]
+    if "pass:" in " ".join(argv):  # openssl's pass:VALUE is redacted whole (its fingerprint is of pass:VALUE)
+        holes[-1] = text.split()[-1]
+    assert text == redacted.format(*holes)
+    assert found == [(k, RANDOM40[-4:]) for k in kinds]
+
+
+@pytest.mark.parametrize("argv", [
+    ["python", "-m", "http.server", "-p", "8080"],  # -p of a tool that takes no password there
+    ["mysql", "-p", "shop"],  # mysql's lone -p prompts; 'shop' is the database
+    ["docker", "run", "-p", "8080:80", "img"],  # -p before 'login' publishes a port
+    ["ssh", "-p", "2222", "-i", "/root/.ssh/id_ed25519", "host"],
+    ["curl", "--key", "/etc/ssl/private/client.key", "--cert", "client.crt", "https://x"],  # paths name files
+    ["agent", "--key-file", "creds.bin", "--token-file", "tok", "--password-stdin", "--secret-name", "prod"],
+    ["agent", "--max-tokens", "4096", "--sort-key", "name", "--public-key", "ssh-ed25519 AAAAC3Nz"],
+    ["env", "MAX_TOKENS=4096", "TOKENIZERS_PARALLELISM=false", "PWD=/home/a", "DB_PASSWORD_FILE=/run/secrets/db"],
+    ["openssl", "pkcs12", "-passin", "env:P12_PASS", "-passout", "file:/run/secrets/out"],
+    ["agent", "--token", "--verbose"],  # a long option where the value would be: the flag had none
+    ["agent", "--auth=false", "--no-auth", "x"],
+    ["curl", "-u", "bob", "https://x"],  # only a user name: curl asks for the password
+])
+def test_command_line_left_alone(fp, argv):
+    assert _cmd(argv, fp) == (" ".join(argv), [])
+
+
+def test_command_line_value_of_known_shape_keeps_its_kind_and_fingerprint(fp):
+    """A flag's value that is an OpenAI key is fingerprinted as one: the same key seen in a request
+    header links to this command line."""
+    key = PLANTED["openai_api_key"]
+    text, found = _cmd(["agent", "--api-key", key, "--note", PLANTED["github_token"]], fp)
+    assert found == [("openai_api_key", key[-4:]), ("github_token", PLANTED["github_token"][-4:])]
+    assert f"[REDACTED:openai_api_key:{fp.fingerprint(key)[:12]}]" in text
+    assert redact_headers([("Authorization", f"Bearer {key}")], fp)[1][0][2] == fp.fingerprint(key)
+
+
+def test_command_line_short_values_give_no_last4_and_text_input_works(fp):
+    text, found = _cmd("mysql -uroot -phunter2 shop", fp)  # a command line without argument boundaries
+    assert text == f"mysql -uroot -p[REDACTED:password:{fp.fingerprint('hunter2')[:12]}] shop"
+    assert found == [("password", None)]
+    from collector.secrets import redact_command
+
+    (m, f), = redact_command(["x", "--password", "hunter2"], fp)[1]
+    row = secret_row(m, f, direction="cmdline", location="cmdline")
+    assert row["last4"] is None and "hunter2" not in json.dumps(row)
+    # a redacted command line redacted again is unchanged (no placeholder becomes a "secret")
+    assert _cmd(text, fp) == (text, [])
+
+
+def test_command_line_redaction_is_cheap(fp):
+    """Exec records arrive by the thousand per second: an ordinary command line costs microseconds."""
+    import time
+
+    from collector.secrets import redact_command
+
+    argv = ["/usr/bin/python3", "-m", "pytest", "-x", "-q", "tests/collector/test_ingest.py", "--tb=short"]
+    n = 5000
+    t = time.process_time()
+    for _ in range(n):
+        redact_command(argv, fp)
+    per = (time.process_time() - t) / n
+    assert per < 200e-6, f"{per * 1e6:.1f} us per command line"

@@ -219,3 +219,16 @@ def test_ja4_reference_values() -> None:
     assert got == "t13d1516h2_8daaf6152771_e5627efa2ab1"
     assert ja4(proto="q", version=0x0303, ciphers=[], extensions=[], supported_versions=[], has_sni=False,
                alpn_first=None, sig_algs=[]) == "q12i000000_000000000000_000000000000"
+
+
+def test_simple_packet_blocks_read_in_their_own_sections_byte_order(tmp_path: Path) -> None:
+    """An SPB in a little-endian section followed by a big-endian section: its length fields are read
+    little-endian (found by the fuzz run: read in the last section's order, a 1.4 GB captured length)."""
+    from tests.support.ingest_fuzz import epb, idb, shb, spb
+
+    f1, f2 = bytes(Ether() / tcp4()), bytes(Ether() / tcp4(sport=40001))
+    path = tmp_path / "x.pcapng"
+    path.write_bytes(shb("<") + idb(1, "<") + spb(f1, "<") + shb(">") + idb(1, ">") + epb(0, T0 * 10**6, f2, ">"))
+    rec, h = walk(path)
+    assert rec.caplen.tolist() == [len(f1), len(f2)] and not rec.truncated
+    assert h.sport.tolist() == [40000, 40001]

@@ -143,3 +143,28 @@ def test_kill_9_keeps_every_committed_batch(live):
     after = q(c.store, "SELECT count(*) FROM flows WHERE dst_port = ?", [s1.port])[0][0]
     assert after >= committed
     assert q(c.store, "SELECT count(*) FROM collector_stats")[0][0] >= 1
+
+
+def test_exec_command_line_secrets_are_redacted_at_the_source(live):
+    """A process gone before /proc can be read is known from its eBPF exec record only: the value of its
+    --secret (40 random characters, no credential shape) is stored as a fingerprint, never in clear."""
+    secret = "Zq3xV9pL2mN8bT4wR7yK1cH6jD5fG0sA3eU8iO2q"
+    c = live("--no-capture", "--interval", "1", "--max-delay", "0.5", "--poll", "0.1")
+    out = subprocess.run(["/bin/sh", "-c", "echo $$", "agent", "--secret", secret, f"DB_PASSWORD={secret}"],
+                         capture_output=True, text=True, check=True, timeout=30)
+    pid = int(out.stdout)
+    time.sleep(1.5)
+    assert c.stop() == 0, c.output()
+    with Store.open(str(c.store), read_only=True) as s:
+        fp = s.secret_key()
+        rows = s.sql("SELECT cmdline FROM processes WHERE pid = ?", [pid]).fetchall()
+        secrets = s.sql("SELECT kind, fingerprint, last4, direction FROM secrets_seen WHERE pid = ? ORDER BY kind",
+                        [pid]).fetchall()
+        dump = {t: s.sql(f'SELECT * FROM "{t}"').fetchall() for t in s.tables()}
+    from collector.secrets import Fingerprinter
+
+    f = Fingerprinter(fp).fingerprint(secret)
+    assert rows and all(r[0] == f"/bin/sh -c echo $$ agent --secret [REDACTED:secret:{f[:12]}] "
+                        f"DB_PASSWORD=[REDACTED:password:{f[:12]}]" for r in rows), rows
+    assert set(secrets) == {("secret", f, secret[-4:], "cmdline"), ("password", f, secret[-4:], "cmdline")}
+    assert secret not in repr(dump)

@@ -154,3 +154,22 @@ def test_doh_lookups_become_dns_rows(tmp_path: Path, store_dir: Path) -> None:
     assert all(r["linked"] for r in rows)
     versions = {r["query"]: r["http_version"] for r in rows if r["http_version"]}
     assert versions["get-h1.doh.example"] == "HTTP/1.1" and versions["get-h2c.doh.example"] == "HTTP/2"
+
+    # the key log given only later (ingest's 'rekeyed' run): the lookups inside TLS, which are not tied
+    # to an exchange of their own, are added then, once; the plaintext ones stay as the first run stored them
+    later = tmp_path / "later"
+    assert run_cli("ingest", "--store", str(later), str(cap.path)).returncode == 0
+    p = run_cli("ingest", "--store", str(later), "--keylog", str(keylog), str(cap.path))
+    assert p.returncode == 0 and "already ingested" in p.stdout, p.stderr
+    all_doh = ("SELECT flow_uid, query, qtype, is_response, rcode, answers FROM dns WHERE source = 'doh' "
+               "ORDER BY ALL")
+    q1, q2 = (run_cli("sql", "--store", str(s), "--format", "json", all_doh) for s in (store_dir, later))
+    assert q1.returncode == 0 and q2.returncode == 0, (q1.stderr, q2.stderr)
+    assert json.loads(q2.stdout) == json.loads(q1.stdout) and len(json.loads(q1.stdout)) == len(rows)
+    # a key log with a line more (a new digest): nothing decrypts anew, no lookup is stored twice
+    more = tmp_path / "more.keys"
+    more.write_text(keylog.read_text() + "CLIENT_RANDOM " + "00" * 32 + " " + "11" * 48 + "\n")
+    p = run_cli("ingest", "--store", str(later), "--keylog", str(more), str(cap.path))
+    assert p.returncode == 0 and "0 more TLS connections decrypted" in p.stdout, p.stdout
+    q3 = run_cli("sql", "--store", str(later), "--format", "json", all_doh)
+    assert json.loads(q3.stdout) == json.loads(q1.stdout)

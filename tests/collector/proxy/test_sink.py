@@ -108,3 +108,37 @@ def test_rows_the_store_does_not_declare_are_refused_loudly(tmp_path: Path) -> N
         assert st.sql("SELECT count(*) FROM http").fetchone() == (0,)
         (detail,) = st.sql("SELECT detail FROM proxy_events WHERE kind = 'sink-loss'").fetchone()
         assert "no column(s) stauts" in json.loads(detail)["last_error"]
+
+
+def test_process_rows_of_attributed_agents_have_their_command_line_secrets_redacted(tmp_path: Path) -> None:
+    """The proxy's `processes` rows (read from /proc for the pids it attributes connections to) go through
+    the same redaction as eBPF exec records: a flag-named secret of no known shape never reaches the store."""
+    import subprocess
+    import sys
+
+    from collector.processes import ProcessTable, read_proc
+
+    secret = "Zq3xV9pL2mN8bT4wR7yK1cH6jD5fG0sA3eU8iO2q"
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--secret", secret])
+    try:
+        deadline = time.monotonic() + 10
+        while (info := read_proc(p.pid)) is None or not info.argv or info.argv[-1] != secret:
+            assert time.monotonic() < deadline, "the child never showed its argv"
+            time.sleep(0.01)
+        with Store.open(str(tmp_path / "store")) as st:
+            fp = Fingerprinter(st.secret_key())
+            w = BatchWriter(st)
+            sink = StoreSink(w, ExchangeDecoder(fp), host_id="h1", threaded=False, processes=ProcessTable("h1", fp))
+            sink.handle(("proc", info))
+            assert sink.errors == 0, sink.last_error
+            sink.close()
+            w.close()
+            (cmd,) = st.sql("SELECT cmdline FROM processes WHERE pid = ?", [p.pid]).fetchone()
+            assert cmd.endswith(f"--secret [REDACTED:secret:{fp.fingerprint(secret)[:12]}]"), cmd
+            seen = st.sql("SELECT kind, direction, pid, fingerprint FROM secrets_seen").fetchall()
+            assert seen == [("secret", "cmdline", p.pid, fp.fingerprint(secret))]
+            dump = json.dumps(st.sql("SELECT * FROM processes").fetchall(), default=str)
+            assert secret not in dump
+    finally:
+        p.kill()
+        p.wait()

@@ -82,7 +82,7 @@ def test_wrong_key_log_fails_loudly(corpus, tmp_path):
     r = decode_capture(corpus / name, wrong, host_id="h", secret_key=KEY, run_id="r")
     assert r.tables["http"] == [] and r.stats["decrypted_flows"] == 0 and r.stats["undecrypted_flows"] == 1
     assert r.errors and "decrypted none" in r.errors[0] and r.stats["keylog_sessions_matched"] == 0
-    with pytest.raises(KeyLogError, match="No such file"):
+    with pytest.raises(KeyLogError, match="no such file"):
         decode_capture(corpus / name, tmp_path / "missing.keys", host_id="h", secret_key=KEY, run_id="r")
     garbage = tmp_path / "garbage.keys"
     garbage.write_text("CLIENT_RANDOM zz 00\nhello world\n")
