@@ -35,6 +35,7 @@ from pathlib import Path
 import duckdb
 
 from collector.store import Store
+from collector.store.sqltext import sql_literal
 
 TIMEOUT_ENV = "ROUTERWATCH_SQL_TIMEOUT"
 MEMORY_ENV = "ROUTERWATCH_SQL_MEMORY_LIMIT"
@@ -155,8 +156,7 @@ def _tree(con: duckdb.DuckDBPyConnection, sql: str) -> dict:
     if "\x00" in sql:  # the statement travels as a C string below: a NUL would cut what is checked
         raise Refused("the statement contains a NUL character")
     # a literal, not a bound parameter: binding one makes DuckDB import pandas (~0.5 s CPU per command)
-    quoted = sql.replace("'", "''")
-    raw = con.execute(f"SELECT json_serialize_sql('{quoted}')").fetchone()[0]
+    raw = con.execute(f"SELECT json_serialize_sql({sql_literal(sql)})").fetchone()[0]
     tree = json.loads(raw)
     if tree.get("error"):
         msg = str(tree.get("error_message") or "unknown").splitlines()[0]
@@ -279,8 +279,7 @@ def lock_down(store: Store, limits: Limits) -> None:
     con.execute(f"SET memory_limit = '{_SIZE.match(limits.memory).group(0).strip()}'")
     # DuckLake's Parquet files, read below. A literal, not a bound list: binding a Python list makes
     # DuckDB import pandas (~0.5 s of CPU, most of a `routerwatch sql` command's start-up)
-    data_dir = str(loc.data_path).replace("'", "''")
-    con.execute(f"SET allowed_directories = ['{data_dir}']")
+    con.execute(f"SET allowed_directories = [{sql_literal(str(loc.data_path))}]")
     con.execute("SET enable_external_access = false")
     con.execute("DETACH memory")  # the only writable database besides temp: gone
     con.execute("SET lock_configuration = true")

@@ -33,6 +33,7 @@ from collector.config import resolve_store
 from collector.store import anchor, extensions, permissions, remote
 from collector.store.errors import StoreBusyError, StoreError
 from collector.store.locking import LockTimeout, StoreLock
+from collector.store.sqltext import sql_escape
 
 LAKE = "lake"
 DATA_PATH_ENV = "ROUTERWATCH_DATA_PATH"
@@ -178,7 +179,7 @@ class Store:
         except StoreError:
             con.close()
             raise
-        opts = f"DATA_PATH '{_q(loc.data_path)}'"
+        opts = f"DATA_PATH '{sql_escape(loc.data_path)}'"
         if loc.root is not None:
             # the catalog keeps the data path it was created with (absolute); a local store's data is
             # always its own data/, so a store copied, moved or restored elsewhere opens where it is now
@@ -191,7 +192,7 @@ class Store:
         if read_only:
             opts += ", READ_ONLY"
         try:
-            retrying(lambda: con.execute(f"ATTACH '{_q(loc.catalog)}' AS {LAKE} ({opts})"))
+            retrying(lambda: con.execute(f"ATTACH '{sql_escape(loc.catalog)}' AS {LAKE} ({opts})"))
         except duckdb.Error as exc:
             con.close()
             raise StoreError(_open_error(loc, exc, read_only)) from None
@@ -312,8 +313,6 @@ class Store:
         self.close()
 
 
-def _q(s: str) -> str:
-    return s.replace("'", "''")
 
 
 def _first_line(exc: BaseException) -> str:

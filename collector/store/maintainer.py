@@ -26,6 +26,7 @@ import duckdb
 from collector.store import extensions
 from collector.store.connection import Store
 from collector.store.maintenance import compact
+from collector.store.sqltext import sql_escape
 
 LEASE = "maintenance"
 _PG_ALIAS = "rw_lease_db"
@@ -47,8 +48,6 @@ def _pg_conninfo(catalog: str) -> str | None:
     return catalog[len(prefix):] if catalog.startswith(prefix) else None
 
 
-def _lit(s: str) -> str:
-    return s.replace("'", "''")
 
 
 def take_lease(store: Store, holder: str, ttl_s: float, name: str = LEASE) -> str:
@@ -61,23 +60,23 @@ def take_lease(store: Store, holder: str, ttl_s: float, name: str = LEASE) -> st
     attached = {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
     if _PG_ALIAS not in attached:
         extensions.load(con, "postgres_scanner")
-        con.execute(f"ATTACH '{_lit(conninfo)}' AS {_PG_ALIAS} (TYPE postgres)")
+        con.execute(f"ATTACH '{sql_escape(conninfo)}' AS {_PG_ALIAS} (TYPE postgres)")
     sql = (
         "CREATE TABLE IF NOT EXISTS routerwatch_lease (name text PRIMARY KEY, holder text NOT NULL, "
         "expires timestamptz NOT NULL); "
-        f"INSERT INTO routerwatch_lease VALUES ('{_lit(name)}', '{_lit(holder)}', now() + interval '{float(ttl_s)} seconds') "
+        f"INSERT INTO routerwatch_lease VALUES ('{sql_escape(name)}', '{sql_escape(holder)}', now() + interval '{float(ttl_s)} seconds') "
         "ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires = EXCLUDED.expires "
         "WHERE routerwatch_lease.expires < now() OR routerwatch_lease.holder = EXCLUDED.holder"
     )
     con.execute("CALL postgres_execute(?, ?)", [_PG_ALIAS, sql])
     row = con.execute(
-        f"SELECT holder FROM postgres_query('{_PG_ALIAS}', 'SELECT holder FROM routerwatch_lease WHERE name = ''{_lit(_lit(name))}''')"
+        f"SELECT holder FROM postgres_query('{_PG_ALIAS}', 'SELECT holder FROM routerwatch_lease WHERE name = ''{sql_escape(sql_escape(name))}''')"
     ).fetchone()
     owner = row[0] if row else holder
     if owner != holder and _dead_here(owner):  # its holder died on this host without releasing it: take over
         con.execute("CALL postgres_execute(?, ?)", [_PG_ALIAS, (
-            f"UPDATE routerwatch_lease SET holder = '{_lit(holder)}', expires = now() + interval '{float(ttl_s)} seconds' "
-            f"WHERE name = '{_lit(name)}' AND holder = '{_lit(owner)}'")])
+            f"UPDATE routerwatch_lease SET holder = '{sql_escape(holder)}', expires = now() + interval '{float(ttl_s)} seconds' "
+            f"WHERE name = '{sql_escape(name)}' AND holder = '{sql_escape(owner)}'")])
         return take_lease(store, holder, ttl_s, name)
     return owner
 
@@ -100,7 +99,7 @@ def release_lease(store: Store, holder: str, name: str = LEASE) -> None:
         return
     try:
         store.con.execute("CALL postgres_execute(?, ?)", [
-            _PG_ALIAS, f"DELETE FROM routerwatch_lease WHERE name = '{_lit(name)}' AND holder = '{_lit(holder)}'"])
+            _PG_ALIAS, f"DELETE FROM routerwatch_lease WHERE name = '{sql_escape(name)}' AND holder = '{sql_escape(holder)}'"])
     except duckdb.Error:
         pass  # it expires on its own
 

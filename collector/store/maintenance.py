@@ -7,6 +7,7 @@ from pathlib import Path
 from collector.store.connection import LAKE, Store
 from collector.store.errors import StoreError
 from collector.store.permissions import private_dir, private_umask
+from collector.store.sqltext import sql_escape
 
 CLEANUP_DELAY_MIN = 60  # files no snapshot references are deleted this long after they were dropped
 
@@ -65,6 +66,6 @@ def export_parquet(store: Store, directory: str | Path) -> list[str]:
         for t in tables:
             target = directory / f"{t}.parquet"
             target.unlink(missing_ok=True)  # a file from an earlier export would keep its old mode
-            store.sql(f"COPY (SELECT * FROM {LAKE}.\"{t}\") TO '{str(target).replace(chr(39), chr(39) * 2)}' "
+            store.sql(f"COPY (SELECT * FROM {LAKE}.\"{t}\") TO '{sql_escape(str(target))}' "
                       "(FORMAT parquet)")
     return tables

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import duckdb
 
 from collector.store.errors import StoreError
+from collector.store.sqltext import sql_literal
 
 ENDPOINT_ENV = "ROUTERWATCH_S3_ENDPOINT"
 REGION_ENV = "ROUTERWATCH_S3_REGION"
@@ -61,8 +62,6 @@ def _bool(name: str, default: bool) -> bool:
     raise StoreError(f"{name}={v!r}: use true or false")
 
 
-def _literal(v: str) -> str:
-    return "'" + v.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
@@ -99,12 +98,12 @@ class S3Settings:
         return cls(endpoint, region, style, use_ssl, chain, max(1, timeout))
 
     def secret_sql(self, name: str = "routerwatch_s3") -> str:
-        opts = ["TYPE s3", "PROVIDER credential_chain", f"CHAIN {_literal(self.chain)}", "REFRESH 'auto'",
-                f"URL_STYLE {_literal(self.url_style)}", f"USE_SSL {'true' if self.use_ssl else 'false'}"]
+        opts = ["TYPE s3", "PROVIDER credential_chain", f"CHAIN {sql_literal(self.chain)}", "REFRESH 'auto'",
+                f"URL_STYLE {sql_literal(self.url_style)}", f"USE_SSL {'true' if self.use_ssl else 'false'}"]
         if self.region:
-            opts.append(f"REGION {_literal(self.region)}")
+            opts.append(f"REGION {sql_literal(self.region)}")
         if self.endpoint:
-            opts.append(f"ENDPOINT {_literal(self.endpoint)}")
+            opts.append(f"ENDPOINT {sql_literal(self.endpoint)}")
         return f"CREATE OR REPLACE SECRET {name} ({', '.join(opts)})"
 
 

@@ -37,7 +37,7 @@ from collector.store.connection import Store, is_transient
 from collector.store.errors import StoreError
 from collector.store.permissions import private_umask
 from collector.store.schema import TABLES
-from collector.store.writer import to_arrow
+from collector.store.writer import insert_arrow, to_arrow
 
 BUFFER_ENV = "ROUTERWATCH_BUFFER_DIR"
 BATCHES_TABLE = "store_batches"
@@ -306,12 +306,7 @@ class SpoolingWriter:
                 # one transaction (under a local store's write lock; none on a PostgreSQL catalog)
                 with store.transaction("spooled batch", lock_timeout=30.0) as tx:
                     for table, parts in batch.tables.items():
-                        name = f"__rw_spool_{table}"
-                        tx.register(name, pa.concat_tables(parts))
-                        try:
-                            tx.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
-                        finally:
-                            tx.unregister(name)
+                        insert_arrow(tx, table, pa.concat_tables(parts))
                     tx.execute(f"INSERT INTO {BATCHES_TABLE} (ts, host_id, batch_id, rows) VALUES (?, ?, ?, ?)",
                                [batch.ts, self.host_id, batch.id, batch.rows])
             except (duckdb.Error, StoreError, OSError) as exc:
