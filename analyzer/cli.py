@@ -104,13 +104,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if res is None:
             with analyze_lock(store, log=None if args.quiet else note):  # another run first, if one is going
                 try:
-                    res = analyze(store, catalog, rules)
+                    res = analyze(store, catalog, rules, preview=bool(args.rule))
                 except AnalyzeError as exc:
                     raise UserError(str(exc)) from None
-    emit(res, args.eve, args.webhook, lambda m: print(f"routerwatch: {m}", file=sys.stderr))
+    preview = res.preview
+    if preview:
+        if args.eve or args.webhook:
+            note("--rule runs are previews: no alert is sent for findings that are not stored")
+    else:
+        emit(res, args.eve, args.webhook, lambda m: print(f"routerwatch: {m}", file=sys.stderr))
     if not args.quiet:
         out = sys.stderr if args.eve == "-" else sys.stdout
         new = ", ".join(f"{n:,} {t}" for t, n in res.new_rows.items() if n) or "nothing new"
+        if preview:
+            print(f"preview ({', '.join(args.rule)}; nothing stored: the next full run analyses these rows "
+                  "with every rule)", file=out)
         print(f"{by}analyzed {new} in {res.duration_s:.2f} s: {len(res.findings)} new finding(s)"
               + (f", {res.suppressed} suppressed as duplicates" if res.suppressed else ""), file=out)
         shown = sorted(res.findings, key=lambda f: (str(f["ts"]), f["rule_id"]))
@@ -122,7 +130,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             rest = Counter(f["rule_id"] for f in shown[50:])
             print(f"  ... and {len(shown) - 50} more: " + ", ".join(f"{r} {n}" for r, n in rest.most_common())
                   + " (`routerwatch findings` lists them)", file=out)
-        print(f"ledger: {res.ledger_seq} entries, head {res.ledger_head}", file=out)
+        if not preview:
+            print(f"ledger: {res.ledger_seq} entries, head {res.ledger_head}", file=out)
     return 0
 
 
@@ -134,6 +143,9 @@ def _follow(args: argparse.Namespace) -> int:
 
     if args.interval <= 0:
         raise UserError("--interval must be a positive number of seconds")
+    if args.rule:
+        raise UserError("--follow runs every rule (a continuous analyzer of a subset would hide the rows it "
+                        "read from the others); preview a rule with `routerwatch analyze --rule ID`")
     _load(_store_root(args.store), args)  # a broken catalog or rule is an error now, not in a loop
     stop = threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -338,12 +350,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(builtin + RULES_DIR) over the rows new since the last run, and append findings and "
                        "ledger entries. Running it twice adds nothing. Beside a running analyzer service "
                        "(`--follow`, `routerwatch up`, the systemd unit) it lets the service analyse what is new "
-                       "and reports what the service found (with --rule or --rules-dir it waits for the service's "
-                       "current run, then runs itself). With --follow it runs continuously: whenever another "
+                       "and reports what the service found (with --rules-dir it waits for the service's current run, "
+                       "then runs itself). With --rule it previews those rules: findings printed, nothing stored. "
+                       "With --follow it runs continuously: whenever another "
                        "writer commits, alerts leave as findings are made; SIGTERM or Ctrl-C stops it.")
     add_store_arg(a)
     a.add_argument("--rules-dir", metavar="DIR", help="extra rules (default: DIR/rules beside the store, if present)")
-    a.add_argument("--rule", action="append", metavar="ID", help="run only this rule (repeatable)")
+    a.add_argument("--rule", action="append", metavar="ID",
+                   help="preview only this rule (repeatable) over the rows new since the last run: its findings "
+                        "are printed, nothing is stored, so the next run still analyses those rows with every rule")
     a.add_argument("--eve", metavar="FILE", help="append EVE-style JSON-lines alerts to FILE ('-' for stdout)")
     a.add_argument("--webhook", metavar="URL", help="POST new findings as JSON to URL")
     a.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")

@@ -70,6 +70,7 @@ class RunResult:
     ledger_head: str = ledger.GENESIS
     timings: dict[str, float] = field(default_factory=dict)
     locked_s: float = 0.0  # how long the write phase held the store's write lock (other writers waited)
+    preview: bool = False  # computed, then rolled back: nothing of this run is in the store
 
 
 def _now() -> dt.datetime:
@@ -305,6 +306,12 @@ class WatermarkMoved(Exception):
     """Another analyzer committed a run between this run's read and write phases."""
 
 
+class _Preview(Exception):  # noqa: N818 - not an error: carries a preview run's results out of its rolled-back transaction
+    def __init__(self, results: tuple[list[dict], int, int, str]):
+        super().__init__("preview")
+        self.results = results
+
+
 @dataclass
 class _Read:
     """What the read phase produced for the write phase."""
@@ -415,13 +422,15 @@ def _write_phase(con: duckdb.DuckDBPyConnection, read: _Read, catalog: Catalog, 
 
 
 def analyze(target: Store | duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule], *, full: bool = False,
-            skip_if_nothing_new: bool = False) -> RunResult | None:
+            skip_if_nothing_new: bool = False, preview: bool = False) -> RunResult | None:
     """One analyze run (see module docstring). `target` is the store (its write lock and retries are
     used), or a bare DuckDB connection with the store's tables (rule fixtures: no lock, no retry).
     `full` ignores the watermark (enrichment and ledger still skip nothing twice because they key on
     the new rows only: use it on a fresh store or after deleting the analyzer's tables). With
     `skip_if_nothing_new` (the continuous analyzer) a run that would find no new rows writes nothing
-    and returns None."""
+    and returns None. A `preview` run (a subset of the rules: `analyze --rule`) computes everything as
+    a run would and rolls it back: had it committed, its watermarks would hide the rows it read from
+    every rule it did not run."""
     store = target if isinstance(target, Store) else None
     con = store.con if store is not None else target
     t0 = time.perf_counter()
@@ -458,6 +467,8 @@ def analyze(target: Store | duckdb.DuckDBPyConnection, catalog: Catalog, rules: 
                 "rules": json.dumps({r.id: r.rev for r in rules}),
             }])
             clock["t"] = time.perf_counter()
+            if preview:
+                raise _Preview((findings, suppressed, seq, head))
             return findings, suppressed, seq, head
 
         clock["t"] = time.perf_counter()
@@ -477,9 +488,11 @@ def analyze(target: Store | duckdb.DuckDBPyConnection, catalog: Catalog, rules: 
                     raise
         except WatermarkMoved:
             continue  # another analyzer's run came first: read again from its watermark
+        except _Preview as p:
+            findings, suppressed, seq, head = p.results
         mark("commit", None)
         return RunResult(run_id, read.new_rows, findings, suppressed, time.perf_counter() - t0, seq, head, timings,
-                         locked_s=time.perf_counter() - clock["locked"])
+                         locked_s=time.perf_counter() - clock["locked"], preview=preview)
     raise AnalyzeError("other analyzer runs kept committing first; try again")
 
 

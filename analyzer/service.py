@@ -95,6 +95,7 @@ class Delegated:
     duration_s: float
     ledger_seq: int
     ledger_head: str
+    preview: bool = False  # the service's runs are stored runs (engine.RunResult's field, for the CLI)
 
 
 def service_holder(store) -> str | None:

@@ -257,3 +257,25 @@ def test_rules_test_fails_when_a_corpus_misses_the_bar(tmp_path):
     assert p.returncode == 0 and "corpora" not in p.stdout
     p = run_cli("rules", "test", "--corpus", str(tmp_path / "nope"))
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "no benign/ or attack/" in p.stderr
+
+
+def test_rule_preview_stores_nothing_and_hides_nothing(store_dir, tmp_path):
+    """`analyze --rule X` previews X over the new rows: its findings are printed, nothing is stored.
+    Before, it committed a run whose watermarks moved past the rows it read, so the next full run never
+    showed them to the other rules (an injected download-and-execute went unreported)."""
+    seed(store_dir)
+    eve = tmp_path / "alerts.eve.json"
+    rc, out, err = cli("analyze", "--rule", "ac1b-conditional-injection", "--eve", str(eve), store_dir=store_dir)
+    assert rc == 0, err
+    assert out.startswith("preview (ac1b-conditional-injection; nothing stored") and "ac1b-conditional-injection:" in out
+    assert "1 new finding(s)" in out and "ledger:" not in out
+    assert "no alert is sent" in err and not eve.exists()
+    assert findings(store_dir) == []
+    with Store.open(str(store_dir), read_only=True) as s:
+        assert s.sql("SELECT count(*) FROM analyzer_runs").fetchone() == (0,)
+        assert s.sql("SELECT count(*) FROM ledger").fetchone() == (0,)
+    rc, out, err = cli("analyze", store_dir=store_dir)
+    assert rc == 0, err
+    assert {"ac1-download-exec", "ac1b-conditional-injection"} <= {f["rule_id"] for f in findings(store_dir)}
+    rc, _, err = cli("analyze", "--follow", "--rule", "ac1-download-exec", store_dir=store_dir)
+    assert rc == 2 and err.strip().splitlines() == [err.strip()] and "--follow runs every rule" in err

@@ -60,9 +60,10 @@ def test_follow_analyzes_new_commits_and_a_manual_run_waits_its_turn(store_dir, 
         assert [m.returncode for m in manual] == [0, 0], [m.stderr for m in manual]
         assert all(m.stdout.startswith("the analyzer service (pid ") for m in manual), [m.stdout for m in manual]
         assert _runs(store_dir) == runs_before  # nothing analysed twice
-        # with its own rule selection it runs itself, after the service's current run
+        # a rule preview runs itself, after the service's current run, and stores nothing
         own = run_cli("analyze", "--store", str(store_dir), "--rule", "model-substitution")
-        assert own.returncode == 0 and own.stdout.startswith("analyzed "), own.stdout + own.stderr
+        assert own.returncode == 0 and own.stdout.startswith("preview (model-substitution"), own.stdout + own.stderr
+        assert _runs(store_dir) == runs_before
         with Store.open(str(store_dir)) as store, BatchWriter(store) as w:
             w.add("llm_exchanges", [{"ts": t(100), "exchange_id": "X9", "host_id": "agent-1", "api": "openai.chat",
                                      "host": "127.0.0.1:9102", "model_requested": "gpt-4o",
