@@ -6,11 +6,23 @@ over TLS on loopback, with SSLKEYLOGFILE unset."""
 from __future__ import annotations
 
 import json
+import signal as _signal
+import subprocess as _subprocess
+import sys as _sys
+import textwrap as _textwrap
+import time as _time
 
+import numpy as np
 import pytest
 
+from collector.ebpf import events as ev
+from collector.live.ebpf_rows import RowBuilder
+from collector.live.plaintext import _HDR, PlaintextAssembler
+from collector.processes import ProcessTable
+from collector.secrets import Fingerprinter
 from collector.store import Store
 from tests.collector.live.conftest import needs_ebpf
+from tests.collector.protocols.wire import h1_request, h1_response, h2_connection, openai_chat_stream
 from tests.support.clients import collect_agent, start_agent
 from tests.support.fixtures import pki_dir, zoo  # noqa: F401
 
@@ -77,16 +89,8 @@ def test_node_fetch_without_keylog_is_decoded_from_uprobes_on_the_node_binary(li
 # Real HTTP/1.1 and HTTP/2 bytes go through the real assembler, decoders and flow-row builder as the
 # probes would report them (SSL records, the socket's `socks` entry while open, its destroy record).
 
-import json as _json  # noqa: E402
 
-import numpy as np  # noqa: E402
 
-from collector.ebpf import events as ev  # noqa: E402
-from collector.live.ebpf_rows import RowBuilder  # noqa: E402
-from collector.live.plaintext import _HDR, PlaintextAssembler  # noqa: E402
-from collector.processes import ProcessTable  # noqa: E402
-from collector.secrets import Fingerprinter  # noqa: E402
-from tests.collector.protocols.wire import h1_request, h1_response, h2_connection, openai_chat_stream  # noqa: E402
 
 HOST = "host-keepalive"
 CLOCK = ev.Clock(mono_offset_ns=1_700_000_000 * 10**9, boot_epoch=1_699_990_000.0)
@@ -101,7 +105,7 @@ class Conn:
         self.sk = sk
         self.ts = 5_000_000_000  # kernel ns
         self.opened = self.ts
-        self.rows = RowBuilder(HOST, ProcessTable(HOST, btime=CLOCK.boot_epoch), CLOCK)
+        self.rows = RowBuilder(HOST, ProcessTable(HOST, Fingerprinter(b"k" * 32), btime=CLOCK.boot_epoch), CLOCK)
 
     def _io(self, data: bytes, direction: int) -> list[bytes]:
         self.ts += 10_000_000
@@ -148,14 +152,14 @@ class Conn:
 
 
 def chat_request(n: int, pad: int = 0) -> bytes:
-    body = _json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"q{n} " + "x" * pad}],
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"q{n} " + "x" * pad}],
                         "tools": [{"type": "function", "function": {"name": "bash"}}]}).encode()
     return h1_request("POST", "/v1/chat/completions", "router.test", body,
                       headers=[("Authorization", f"Bearer {KEY}"), ("Content-Type", "application/json")])
 
 
 def chat_response(n: int) -> bytes:
-    body = _json.dumps({"id": f"c{n}", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [{
+    body = json.dumps({"id": f"c{n}", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [{
         "index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": None, "tool_calls": [
             {"id": f"call_{n}", "type": "function", "function": {"name": "bash", "arguments": f'{{"cmd": "ls {n}"}}'}}]}}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 7}}).encode()
@@ -190,7 +194,7 @@ def flat(polls: list[dict[str, list[dict]]]) -> dict[str, list[dict]]:
 
 
 def paths(poll: dict[str, list[dict]]) -> list[str]:
-    return [_json.loads(r["request_body"])["messages"][0]["content"].split()[0] for r in poll.get("llm_exchanges", [])]
+    return [json.loads(r["request_body"])["messages"][0]["content"].split()[0] for r in poll.get("llm_exchanges", [])]
 
 
 def test_keepalive_exchange_is_emitted_before_close_and_rows_equal_the_close_only_path():
@@ -235,11 +239,11 @@ def test_streaming_response_is_emitted_only_once_complete():
 
 def test_h2_connection_emits_finished_streams_early_and_keeps_its_bytes():
     def ex(n: int):
-        body = _json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"q{n}"}]}).encode()
+        body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"q{n}"}]}).encode()
         return ([(":method", "POST"), (":path", "/v1/chat/completions"), (":scheme", "https"),
                  (":authority", "router.test"), ("authorization", f"Bearer {KEY}"), ("content-type", "application/json")],
                 body, [(":status", "200"), ("content-type", "application/json")],
-                _json.dumps({"id": f"c{n}", "model": "gpt-4o-mini", "choices": [
+                json.dumps({"id": f"c{n}", "model": "gpt-4o-mini", "choices": [
                     {"index": 0, "message": {"role": "assistant", "content": f"a{n}" * 50}}]}).encode())
 
     one, two = h2_connection([ex(1)]), h2_connection([ex(1), ex(2)])
@@ -299,11 +303,6 @@ def test_live_flow_is_the_flow_row_the_destroy_record_gives():
 
 
 # -- live: a keep-alive SDK client against the real collector -----------------------------------------
-import signal as _signal  # noqa: E402
-import subprocess as _subprocess  # noqa: E402
-import sys as _sys  # noqa: E402
-import textwrap as _textwrap  # noqa: E402
-import time as _time  # noqa: E402
 
 KEEPALIVE_AGENT = _textwrap.dedent("""
     import sys, openai
