@@ -82,10 +82,12 @@ class ProbeOptions:
     ssl_libraries: list[str] = field(default_factory=list)  # extra binaries exporting SSL_* (e.g. node)
     discover_ssl: bool = True  # also probe binaries found defining SSL_* (collector.ebpf.targets)
     ringbuf_pages: int = 16384  # 64 MiB: ~350k connection records, seconds of slack if the drain stalls
-    # 512 KiB of plaintext per SSL call, the rest counted as truncated: an SDK writes a request body
-    # in one SSL_write, and agents send prompts of several hundred KiB (whole conversations). The
-    # copy loop is unrolled: 256 chunks (1 MiB) exceed what the verifier accepts (E2BIG)
-    ssl_max_chunks: int = 128
+    # 256 KiB of plaintext per SSL call, the rest counted as truncated: an SDK writes a request body
+    # in one SSL_write, and agents send prompts of hundreds of KiB (whole conversations). The copy
+    # loop is unrolled: 256 chunks (1 MiB) exceed what the verifier accepts (E2BIG), and with 128
+    # the collector could not attach its uprobes under the systemd unit's capabilities (no
+    # CAP_SYS_ADMIN; tests/deploy/test_install.py), which 64 can
+    ssl_max_chunks: int = 64
     go_tls: bool = True  # Go crypto/tls uprobes on Go binaries (running, exec'd, or in ssl_libraries)
     log: Callable[[str], None] | None = None  # attach/refusal messages (Go binaries found later)
     netns_inum: int | None = None  # scope: only this network namespace (nsfs inode), filtered in the kernel

@@ -60,7 +60,7 @@
 #endif
 #define SSL_CHUNK 4096
 #ifndef SSL_MAX_CHUNKS
-#define SSL_MAX_CHUNKS 128
+#define SSL_MAX_CHUNKS 64
 #endif
 #define ARGS_LEN 384
 #define FNAME_LEN 192
