@@ -82,17 +82,33 @@ class ProbeOptions:
     ssl_libraries: list[str] = field(default_factory=list)  # extra binaries exporting SSL_* (e.g. node)
     discover_ssl: bool = True  # also probe binaries found defining SSL_* (collector.ebpf.targets)
     ringbuf_pages: int = 16384  # 64 MiB: ~350k connection records, seconds of slack if the drain stalls
-    # 256 KiB of plaintext per SSL call, the rest counted as truncated: an SDK writes a request body
-    # in one SSL_write, and agents send prompts of hundreds of KiB (whole conversations). The copy
-    # loop is unrolled: 256 chunks (1 MiB) exceed what the verifier accepts (E2BIG), and with 128
-    # the collector could not attach its uprobes under the systemd unit's capabilities (no
-    # CAP_SYS_ADMIN; tests/deploy/test_install.py), which 64 can
+    # 4 KiB chunks of plaintext per SSL call, the rest counted as truncated: an SDK writes a request
+    # body in one SSL_write, and agents send prompts of hundreds of KiB (whole conversations), so 64
+    # (256 KiB) where the kernel takes it. The copy loop is unrolled: 256 chunks exceed the verifier's
+    # size limit (E2BIG); without CAP_SYS_ADMIN (the systemd unit's capabilities) attaching the
+    # uprobes failed intermittently with 64 and 128 (perf_event_open: EINVAL; cause not found), never
+    # with 16, so there the limit stays 16 (64 KiB): see `ssl_chunks`
     ssl_max_chunks: int = 64
     go_tls: bool = True  # Go crypto/tls uprobes on Go binaries (running, exec'd, or in ssl_libraries)
     log: Callable[[str], None] | None = None  # attach/refusal messages (Go binaries found later)
     netns_inum: int | None = None  # scope: only this network namespace (nsfs inode), filtered in the kernel
     cgroup_id: int | None = None  # scope: only tasks in this cgroup v2 (its id) or below it
     cgroup_level: int = 0  # depth of that cgroup under the cgroup2 root
+
+
+CAP_SYS_ADMIN = 21
+SSL_CHUNKS_WITHOUT_SYS_ADMIN = 16
+
+
+def ssl_chunks(wanted: int) -> int:
+    """The per-call plaintext limit (in 4 KiB chunks) this process can load: `wanted` with
+    CAP_SYS_ADMIN, at most 16 without it (see ProbeOptions.ssl_max_chunks)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        eff = int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), 16)
+    except (OSError, StopIteration, ValueError):
+        eff = 0
+    return wanted if eff & (1 << CAP_SYS_ADMIN) else min(wanted, SSL_CHUNKS_WITHOUT_SYS_ADMIN)
 
 
 class Probes:
@@ -110,7 +126,7 @@ class Probes:
         cflags = [f"-D{k}={v}" for k, v in probe_offsets().items()]
         cflags += [
             f"-DRINGBUF_PAGES={self.options.ringbuf_pages}",
-            f"-DSSL_MAX_CHUNKS={self.options.ssl_max_chunks}",
+            f"-DSSL_MAX_CHUNKS={ssl_chunks(self.options.ssl_max_chunks)}",
             "-Wno-unused-value",
             "-Wno-pointer-sign",
             "-Wno-compare-distinct-pointer-types",
