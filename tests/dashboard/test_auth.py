@@ -52,7 +52,8 @@ def _session(password: str) -> AppTest:
 def test_throttled_across_sessions(dash_env, monkeypatch, capfd):
     monkeypatch.setenv("ROUTERWATCH_DASHBOARD_AUTH", "token")
     monkeypatch.setenv("ROUTERWATCH_DASHBOARD_TOKEN", TOKEN)
-    monkeypatch.setattr(auth.time, "sleep", lambda s: None)  # the per-session delay is not what is tested
+    monkeypatch.setattr(auth, "_guess_delay", lambda s: None)  # the per-session delay is not what is tested
+    # (not time.sleep itself: that turned Streamlit's own waits into busy loops, 3.4 s a session, >60 s in CI)
     clock = Clock()
     monkeypatch.setattr(auth, "THROTTLE", SignInThrottle(clock=clock))
     for i in range(10):  # ten different sessions, one wrong guess each
