@@ -20,6 +20,8 @@ the last Store using it closes, or when this process dies in any way.
 
 from __future__ import annotations
 
+import contextlib
+import select
 import subprocess
 import sys
 import threading
@@ -34,8 +36,11 @@ try:
     con.execute("SELECT count(*) FROM sqlite_master").fetchall()
 except sqlite3.Error:
     sys.exit(0)
+sys.stdout.write("held\n")
+sys.stdout.flush()
 sys.stdin.buffer.read()
 """
+READY_S = 10.0  # how long hold() waits for the anchor to have the catalog open
 
 _lock = threading.Lock()
 _anchors: dict[str, tuple[subprocess.Popen, int]] = {}
@@ -46,13 +51,40 @@ def hold(catalog: str) -> None:
     with _lock:
         proc, n = _anchors.get(catalog, (None, 0))
         if proc is None or proc.poll() is not None:
-            try:
-                proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _CODE, catalog], stdin=subprocess.PIPE,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            except OSError:  # best effort: without it the store still works, with second-long stalls
+            proc = _start(catalog)
+            if proc is None:  # best effort: without it the store still works, with second-long stalls
                 return
             n = 0
         _anchors[catalog] = (proc, n + 1)
+
+
+def _start(catalog: str) -> subprocess.Popen | None:
+    """An anchor that has the catalog open, or None. Waiting for its word matters: an anchor that
+    opened only after this process had closed its own connections (a loaded machine) would outlive
+    this process's use of the store, holding and recreating the WAL files behind everyone's back."""
+    try:
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _CODE, catalog], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+    ready, _, _ = select.select([proc.stdout], [], [], READY_S)
+    if ready and proc.stdout.readline() == b"held\n":
+        return proc
+    _end(proc)  # could not open the catalog (gone, unreadable), or too slow to be of use
+    return None
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """Close the anchor's stdin (its signal to leave) and reap it; one that lingers is killed."""
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    with contextlib.suppress(OSError):
+        proc.stdout.close()
 
 
 def release(catalog: str) -> None:
@@ -65,11 +97,7 @@ def release(catalog: str) -> None:
             _anchors[catalog] = (proc, n - 1)
             return
         del _anchors[catalog]
-    try:
-        proc.stdin.close()
-        proc.wait(timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    _end(proc)
 
 
 def running(catalog: str) -> int | None:

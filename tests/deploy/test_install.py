@@ -127,6 +127,23 @@ def unit_caps() -> list[str]:
     return [c.removeprefix("CAP_").lower() for c in caps]
 
 
+def who_has(path: Path) -> str:
+    """For a failure message: the file's mode and owner now, and the processes that hold it open."""
+    try:
+        st = path.stat()
+        now = f"now {oct(st.st_mode)} {st.st_uid}:{st.st_gid} ino {st.st_ino}"
+    except OSError as e:
+        now = f"now {e}"
+    holders = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.path.realpath(fd) == str(path) for fd in fd_dir.iterdir()):
+                holders.append((fd_dir.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200])
+        except OSError:
+            continue
+    return f"{now}; held by {holders}"
+
+
 def group_id(root: Path) -> int:
     for line in (root / "etc/group").read_text().splitlines():
         name, _x, gid, *_ = line.split(":")
@@ -164,6 +181,8 @@ def test_collector_runs_with_unit_caps_and_dashboard_group_reads_only(installed:
 
     gid = group_id(installed)
     files = [p for p in store.rglob("*") if p.is_file() and p.name != "secret.key"]
+    # a one-shot command leaves nothing behind that holds the store (its catalog anchor included)
+    assert not [h for p in files if "held by []" not in (h := who_has(p))], [who_has(p) for p in files]
     assert any(p.name == "catalog.sqlite" for p in files) and any(p.suffix == ".parquet" for p in files)
     for p in [store, *store.rglob("*")]:
         if p.name == "secret.key":
@@ -173,7 +192,8 @@ def test_collector_runs_with_unit_caps_and_dashboard_group_reads_only(installed:
         assert st.st_mode & stat.S_IRGRP and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH), (p, oct(st.st_mode))
     as_dashboard = ["setpriv", "--reuid=65534", f"--regid={gid}", "--clear-groups", "--"]
     for p in files:
-        assert subprocess.run([*as_dashboard, "cat", str(p)], capture_output=True).returncode == 0, p
+        r = subprocess.run([*as_dashboard, "cat", str(p)], capture_output=True)
+        assert r.returncode == 0, (p, r.stderr, who_has(p))
     denied = subprocess.run([*as_dashboard, "touch", str(store / "data" / "intruder")], capture_output=True)
     assert denied.returncode != 0
     # and reads it, through the WAL files it cannot write, without changing a file
