@@ -187,13 +187,19 @@ class PlaintextAssembler:
                 self.decoded_flows.clear()
             self.decoded_flows.add(flow_uid)
 
+    def _open_flow(self, s: _Stream) -> dict | None:
+        """The flow row the stream's socket will get at destroy, while it is open (None if unknown)."""
+        if self.live_flow is None or not s.sk:
+            return None
+        return self.live_flow(s.sk, s.first_ts)
+
     def _settled(self, s: _Stream, out: dict[str, list]) -> None:
         """Emit the finished exchanges of an open stream (see the module docstring)."""
         s.dirty = False
         if self._completed is None or self.live_flow is None or not s.sk or s.tracked is False:
             return
         if s.flow is None:
-            flow = self.live_flow(s.sk, s.first_ts)
+            flow = self._open_flow(s)
             if flow is None or (flow.get("direction") == "inbound" and not self.inbound):
                 s.tracked = False  # decoded at its end, as before (or skipped there, if inbound)
                 return
@@ -239,7 +245,9 @@ class PlaintextAssembler:
                 if s.sk:
                     self._by_sk.get(s.sk, set()).discard(key)
                 if s.chunks:
-                    self._emit(s, s.flow)
+                    # a socket still open (the collector stops; its owner is gone but the peer has
+                    # not closed yet) is named by its live entry, as an early emission would be
+                    self._emit(s, s.flow or self._open_flow(s))
             elif s.dirty and now - s.last >= max(s.wait, self.settle_s):
                 settled.append(s)
         out: dict[str, list] = {}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.live.procnet import TCP_LISTEN, read_tcp
 from collector.store import Store
 from tests.collector.live.conftest import needs_ebpf
 from tests.support.fixtures import pki_dir, zoo  # noqa: F401
@@ -59,6 +60,17 @@ def _exec_and_attach(c, binary: Path, url: str, env: dict, wait: Path, **kw) -> 
     return parse_lines(out)
 
 
+def closing_done(port: int, timeout: float = 30.0) -> None:
+    """Wait until no connection to `port` is open any more (TIME_WAIT and CLOSE are done)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [t for t in read_tcp() if port in (t[1], t[3]) and t[4] not in (TCP_LISTEN, "06", "07")]
+        if not left:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"connections to port {port} still open after {timeout} s: {left}")
+
+
 def test_go_client_plaintext_from_uprobes(live, zoo, goclients, tmp_path):  # noqa: F811
     # paced SSE events: the client's Read calls block in the netpoller between events, so goroutines
     # park and resume (possibly on another thread) inside the probed calls
@@ -78,6 +90,9 @@ def test_go_client_plaintext_from_uprobes(live, zoo, goclients, tmp_path):  # no
                                    capture_output=True, text=True, timeout=60)
                 assert r.returncode == 0, r.stderr
                 runs.append(parse_lines(r.stdout))
+    # the clients are gone, but a socket is destroyed (its flow row written) only once the router has
+    # closed its side too: stopping before that would leave flows unwritten (a test race, not a loss)
+    closing_done(router.port)
     assert c.stop() == 0, c.output()
 
     with Store.open(str(c.store), read_only=True) as s:

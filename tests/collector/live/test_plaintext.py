@@ -292,6 +292,20 @@ def test_socket_unknown_to_the_probes_is_decoded_at_close_only():
     assert [paths(p) for p in polls] == [[], [], ["q1"]]  # not settled: at close
 
 
+def test_connection_still_open_when_the_collector_stops_is_named_by_its_live_flow():
+    """The agent is gone but its peer has not closed yet (no destroy record) and the stream never
+    settled: the final poll names the exchange by the flow the socket has, not by none."""
+    conn = Conn()
+    asm = assembler(conn, settle_s=60.0)
+    drive(asm, conn, [conn.write(chat_request(1)), conn.read(chat_response(1)), "poll"])
+    rows = dict(asm.poll(final=True))["llm_exchanges"]
+    assert [r["flow_uid"] for r in rows] == [conn.destroy()[1]["flow_uid"][0].as_py()]
+    ref = conn.twin()  # probes that do not know the socket: decoded, unnamed, as before
+    asm = assembler(ref, live=False, settle_s=60.0)
+    drive(asm, ref, [ref.write(chat_request(1)), ref.read(chat_response(1)), "poll"])
+    assert [r["flow_uid"] for r in dict(asm.poll(final=True))["llm_exchanges"]] == [None]
+
+
 def test_live_flow_is_the_flow_row_the_destroy_record_gives():
     conn = Conn()
     live = conn.live_flow(SK, conn.ts)
