@@ -361,55 +361,64 @@ class StoreSink(ProxySink):
 class ProcessSink(ProxySink):
     """A StoreSink in a child process: decoding and secret scanning are CPU-heavy, and in the
     proxy's process they would hold the GIL against the relay (measured: tens of ms of added
-    latency). The relay only pickles observations onto a queue; the child decodes and writes.
-    Agent attribution stays here (it needs the agent's sockets while they exist)."""
+    latency). The relay only queues observations (pickled on collector.parallel's writer thread); the
+    child decodes and writes. Agent attribution stays here (it needs the agent's sockets while they
+    exist).
+
+    The child is collector.parallel's `Child` (`python -m collector.proxy.sink`), not a fork: the proxy
+    has threads. The store's address travels as the first message, never on the command line (a
+    DuckLake address may carry a password, and every user may read a process's arguments). When
+    the proxy dies, the child's stdin closes: it flushes what it holds and exits."""
 
     def __init__(self, store_spec: str, host_id: str, start_timeout: float = 120.0):
-        import multiprocessing as mp
+        from collector.parallel import Child
 
-        ctx = mp.get_context("spawn")  # never fork a process that has threads
         self.owners = SocketOwners(None)
-        self._q = ctx.Queue(QUEUE_MAX)
-        self._errors = ctx.Value("i", 0)
-        self._ready = ctx.Event()
-        recv, send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_child_main, args=(self._q, store_spec, host_id, self._errors, self._ready, send),
-                                 name="routerwatch-proxy-sink", daemon=True)
-        self._proc.start()
-        send.close()
+        self._errors = 0  # the child's count of consecutive failed observations
+        self._started = threading.Event()
+        self._failed: str | None = None
+        self._child = Child("collector.proxy.sink", on_reply=self._reply, limit=QUEUE_MAX,
+                            name="routerwatch-proxy-sink")
+        self._child.send(("open", store_spec, host_id))
         deadline = time.monotonic() + start_timeout
-        while not self._ready.wait(0.05):
+        while not self._started.wait(0.05):
             err = None
-            if recv.poll():
-                try:
-                    err = recv.recv()
-                except EOFError:
-                    err = None
-            if err is None and not self._proc.is_alive():
-                err = f"the recording process exited ({self._proc.exitcode})"
-            if err is None and time.monotonic() > deadline:
+            if not self._child.alive():
+                self._started.wait(0.5)  # its last reply may still be on its way
+                err = self._failed or f"the recording process exited ({self._child.proc.returncode})"
+            elif time.monotonic() > deadline:
                 err = "the recording process did not start"
-            if err is not None:
-                self._proc.kill()
+            if err is not None and not self._started.is_set():
+                self._child.kill()
                 raise RuntimeError(err)
+        if self._failed is not None:
+            self._child.kill()
+            raise RuntimeError(self._failed)
         self.dropped = 0
         self._procs_sent: set[int] = set()
         self._lock = threading.Lock()
         self._held: dict[str, list[tuple]] = {}  # observations of connections still being attributed
 
+    def _reply(self, message: tuple) -> None:
+        """The child's messages: ('ready',), ('failed', why) at start; ('errors', n) when its count changes."""
+        if message[0] == "errors":
+            self._errors = message[1]
+            return
+        if message[0] == "failed":
+            self._failed = message[1]
+        self._started.set()
+
     @property
     def healthy(self) -> bool:  # type: ignore[override]
-        return self._proc.is_alive() and self._errors.value < 3 and not self._q.full()
+        return self._child.alive() and self._errors < 3 and not self._child.full()
 
     def _put(self, item: tuple) -> None:
-        try:
-            self._q.put_nowait(item)
-        except queue.Full:
+        if not self._child.send(item, block=False):
             self.dropped += 1
 
     def set_root_pid(self, pid: int) -> None:
         self.owners.root_pid = pid
-        self._q.put(("root", pid))
+        self._child.send(("root", pid))
 
     def attribute(self, conn: ProxiedConnection) -> None:
         """Runs in a worker thread while upstream connects; the connection's observations wait for it,
@@ -463,47 +472,48 @@ class ProcessSink(ProxySink):
                 self._put(item)
         if self.dropped:
             self._put(("event", None, "sink-loss", json.dumps({"dropped_in_proxy": self.dropped}), time.time()))
-        self._q.put(None)
-        self._proc.join(timeout)
-        if self._proc.is_alive():
-            self._proc.kill()
+        self._child.finish(timeout)
 
 
-def _child_main(q, store_spec: str, host_id: str, errors, ready, report) -> None:  # noqa: ANN001
-    """The recording process: open the store, decode and write until told to stop (or orphaned)."""
-    import os
-
+def _child_main() -> int:
+    """The recording process: open the store named by the first message, then decode and write each
+    observation until the proxy closes the pipe (it finished, or died: then too the rows are flushed)."""
+    from collector.parallel import reply, serve
     from collector.processes import ProcessTable
     from collector.proxy.decode import ExchangeDecoder
     from collector.secrets import Fingerprinter
     from collector.store import Store
     from collector.store.writer import BatchWriter
 
-    parent = os.getppid()
+    requests = serve()
+    opening = next(requests, None)
+    if opening is None or opening[0] != "open":
+        return 2
+    _, store_spec, host_id = opening
     try:
         st = Store.open(store_spec)
     except Exception as exc:
-        report.send(f"cannot open the store: {exc}")
-        return
+        reply(("failed", f"cannot open the store: {exc}"))
+        return 1
     with st:
         writer = BatchWriter(st, max_delay=1.0, background=True)
         fp = Fingerprinter(st.secret_key())
         sink = StoreSink(writer, ExchangeDecoder(fp), host_id=host_id, threaded=False,
                          processes=ProcessTable(host_id, fp))
-        ready.set()
-        while True:
-            try:
-                item = q.get(timeout=1.0)
-            except queue.Empty:
-                if os.getppid() != parent:  # the proxy died without a goodbye: flush and go
-                    break
-                continue
-            if item is None:
-                break
+        reply(("ready",))
+        errors = 0
+        for item in requests:
             if item[0] == "root":
                 sink.set_root_pid(item[1])
                 continue
             sink.handle(item)
-            errors.value = sink.errors
+            if sink.errors != errors:
+                errors = sink.errors
+                reply(("errors", errors))
         sink.close()
         writer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child_main())

@@ -142,3 +142,49 @@ def test_process_rows_of_attributed_agents_have_their_command_line_secrets_redac
     finally:
         p.kill()
         p.wait()
+
+
+def test_the_recording_process_keeps_what_a_dead_proxy_sent(tmp_path: Path) -> None:
+    """ProcessSink in a proxy process that dies without close(): its recorder sees its stdin close,
+    writes what it was sent (here an exchange, its connection's flows and an event) and exits; the
+    store's address never appears on the recorder's command line."""
+    import subprocess
+    import sys
+
+    store = str(tmp_path / "store")
+    script = (
+        "import os, sys, time\n"
+        "from tests.collector.proxy.test_sink import _conn, _ws_exchange\n"
+        "from collector.proxy.sink import ProcessSink\n"
+        f"sink = ProcessSink({store!r}, 'h1')\n"
+        "conn = _conn()\n"
+        "sink.connection_opened(conn); sink.attribute(conn)\n"
+        "sink.exchange(conn, _ws_exchange()); sink.connection_closed(conn)\n"
+        "sink.event(None, 'test-event', 'the proxy is about to die')\n"
+        "pid = sink._child.proc.pid\n"
+        "print(open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode(), flush=True)\n"
+        "print(pid, flush=True)\n"
+        "while sink._child._outbox.qsize():\n"
+        "    time.sleep(0.01)\n"
+        "os._exit(9)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parents[3])
+    assert p.returncode == 9, p.stderr[-2000:]
+    cmdline, recorder = p.stdout.splitlines()[-2], int(p.stdout.split()[-1])
+    assert cmdline.endswith(" -m collector.proxy.sink ") and store not in cmdline
+
+    def running() -> bool:
+        try:
+            return not Path(f"/proc/{recorder}/stat").read_text().rsplit(")", 1)[1].startswith(" Z")
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 120
+    while running():
+        assert time.monotonic() < deadline, "the recorder outlived its proxy"
+        time.sleep(0.05)
+    with Store.open(store, read_only=True) as st:
+        assert st.sql("SELECT kind, detail FROM proxy_events").fetchall() == [("test-event", "the proxy is about to die")]
+        assert st.sql("SELECT proxy_leg FROM flows ORDER BY 1").fetchall() == [("agent",), ("upstream",)]
+        assert st.sql("SELECT count(*) FROM llm_exchanges").fetchone() == (1,)
