@@ -111,7 +111,10 @@ def startup(repeat: int) -> None:
               f"{statistics.median(c for _, c in runs) * 1000:>10.1f}")
 
 
-def decode(capture: Path, keylog: Path, repeat: int) -> None:
+MODES = ("one process", "decode worker", "forked split")
+
+
+def decode(capture: Path, keylog: Path, repeat: int, only: tuple[str, ...] = MODES) -> None:
     from collector.tls.native_decrypt import NativeDecrypt
     from collector.tls.pipeline import decode_capture
 
@@ -131,8 +134,9 @@ def decode(capture: Path, keylog: Path, repeat: int) -> None:
 
     print(f"decode_capture on {capture.name} ({capture.stat().st_size / 1e6:.1f} MB), each mode {repeat}x in turn:")
     print(f"{'mode':<16}{'load':>6}{'wall s':>8}{'cpu self':>10}{'cpu child':>10}{'cpu all':>9}")
-    modes = (("one process", lambda: run(False)), ("decode worker", lambda: with_thread(lambda: run(True))),
-             ("forked split", lambda: run(True)))
+    modes = [(name, fn) for name, fn in (("one process", lambda: run(False)),
+                                         ("decode worker", lambda: with_thread(lambda: run(True))),
+                                         ("forked split", lambda: run(True))) if name in only]
     reference = None
     for _ in range(repeat):
         for name, fn in modes:
@@ -156,13 +160,17 @@ def main() -> int:
     ap.add_argument("--capture", type=Path, help="a capture with TLS key log (see bench/decode.py --keep)")
     ap.add_argument("--keylog", type=Path)
     ap.add_argument("--no-startup", action="store_true", help="only the decode modes")
+    ap.add_argument("--modes", default=",".join(MODES), help=f"decode modes to time (of: {', '.join(MODES)})")
     a = ap.parse_args()
     if not a.no_startup:
         startup(a.repeat)
     if a.capture is not None:
         if a.keylog is None:
             raise SystemExit("--capture needs --keylog")
-        decode(a.capture, a.keylog, max(1, a.repeat // 2))
+        only = tuple(m.strip() for m in a.modes.split(","))
+        if not set(only) <= set(MODES):
+            raise SystemExit(f"--modes: choose from {', '.join(MODES)}")
+        decode(a.capture, a.keylog, max(1, a.repeat // 2), only)
     return 0
 
 

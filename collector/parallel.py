@@ -28,10 +28,12 @@ The one place that forks is the split of one big capture in `routerwatch ingest`
 (collector.tls.pipeline._split): it shares the capture already read and walked with the child at no
 cost (copy-on-write) and runs only in a process with a single thread, where fork is safe.
 
-Replies are read by a thread of the parent and handed to `on_reply` in order; requests are pickled and
-written by another thread (a pipe holds 64 KiB: a writer that blocked on a busy child would stall the
-caller), as multiprocessing.Queue does. `limit` bounds the requests not yet written (send(block=False)
-then refuses one, and the caller counts it as dropped).
+Replies are read by a thread of the parent and handed to `on_reply` in order; requests are written by
+another thread (a pipe holds 64 KiB: a writer that blocked on a busy child would stall the caller).
+They are pickled in that thread too, as multiprocessing.Queue does (the proxy's relay must return at
+once), or with `pickle_in_caller` in the caller's thread (the decoder's: pickling there costs no
+hand-over of the GIL to the writer for each batch). `limit` bounds the requests not yet written
+(send(block=False) then refuses one, and the caller counts it as dropped).
 """
 
 from __future__ import annotations
@@ -43,12 +45,22 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 _LEN = struct.Struct("<Q")
 _STOP = object()  # the outbox's end marker
+
+
+class _Pickled:
+    """A request already framed by send() (pickle_in_caller)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
 _ROOT = str(Path(__file__).resolve().parent.parent)  # the directory holding this `collector` package
 
 
@@ -79,13 +91,14 @@ class Child:
     """Parent side: a `python -m <module>` child, requests in, replies out (see the module docstring)."""
 
     def __init__(self, module: str, *, on_reply: Callable[[Any], None] | None = None, limit: int = 0,
-                 name: str = "routerwatch-child"):
+                 pickle_in_caller: bool = False, name: str = "routerwatch-child"):
         env = dict(os.environ)
         if _ROOT not in _site_dirs():  # a checkout (a bench's sys.path): the child imports the same code
             env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env)
         self._on_reply = on_reply
+        self._pickle_in_caller = pickle_in_caller
         self.replies = 0
         self.error: str | None = None  # a request that could not be pickled (its type only)
         self._outbox: queue.Queue[Any] = queue.Queue(limit)
@@ -99,11 +112,14 @@ class Child:
         assert stdin is not None
         try:
             while (obj := self._outbox.get()) is not _STOP:
-                try:
-                    data = _frame(obj)
-                except Exception as e:  # never the request itself in the message: it may hold secrets
-                    self.error = self.error or f"{type(e).__name__} pickling a {type(obj).__name__}"
-                    continue
+                if isinstance(obj, _Pickled):
+                    data = obj.data
+                else:
+                    try:
+                        data = _frame(obj)
+                    except Exception as e:  # never the request itself in the message: it may hold secrets
+                        self.error = self.error or f"{type(e).__name__} pickling a {type(obj).__name__}"
+                        continue
                 stdin.write(data)
                 stdin.flush()
             stdin.close()
@@ -119,8 +135,10 @@ class Child:
                 self._on_reply(pickle.loads(data))
 
     def send(self, obj: Any, block: bool = True) -> bool:
-        """Queue a request (pickled later, on the writer thread); False when the outbox is full and
-        `block` is False."""
+        """Queue a request (pickled here with pickle_in_caller, else on the writer thread); False when
+        the outbox is full and `block` is False."""
+        if self._pickle_in_caller:
+            obj = _Pickled(_frame(obj))
         try:
             self._outbox.put(obj, block=block)
         except queue.Full:
@@ -136,10 +154,11 @@ class Child:
     def finish(self, timeout: float | None = None) -> int:
         """Send what is queued, close the child's stdin (its serve() ends), wait for its last reply
         and its exit; a child still running after `timeout` seconds is killed. Its exit status."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._outbox.put(_STOP)
         self._writer.join(timeout)
         try:
-            self.proc.wait(timeout)
+            self.proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.kill()
         self._reader.join()

@@ -20,7 +20,8 @@ class DecodeWorker:
         self.sent = 0
         self.got: list = []
         self.error: str | None = None
-        self.child = Child("collector.tls.worker", on_reply=self._got, name="routerwatch-decode")
+        self.child = Child("collector.tls.worker", on_reply=self._got, pickle_in_caller=True,
+                           name="routerwatch-decode")
 
     def _got(self, message: tuple[str, object]) -> None:
         kind, value = message

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from collector.parallel import Child
 
 ECHO = "tests.support.echo_child"
 
 
-def test_replies_come_back_in_order_past_the_pipe_buffer() -> None:
+@pytest.mark.parametrize("pickle_in_caller", [False, True])
+def test_replies_come_back_in_order_past_the_pipe_buffer(pickle_in_caller: bool) -> None:
     """200 requests of 100 KB (far past a pipe's 64 KiB, both ways) come back whole and in order, and
-    the child's stray print()s never reach the reply pipe."""
+    the child's stray print()s never reach the reply pipe; requests pickled on either thread."""
     got: list = []
-    child = Child(ECHO, on_reply=got.append)
+    child = Child(ECHO, on_reply=got.append, pickle_in_caller=pickle_in_caller)
     sent = [(i, bytes([i % 251]) * 100_000) for i in range(200)]
     for item in sent:
         assert child.send(("echo", item))
@@ -75,3 +78,12 @@ def test_a_request_that_cannot_be_pickled_is_named_by_type_only() -> None:
     assert child.finish(timeout=60) == 0
     assert got == ["before", "after", ("bye", 2)]
     assert child.error is not None and child.error.endswith("pickling a tuple") and "sk-" not in child.error
+
+
+def test_pickling_in_the_callers_thread_raises_there() -> None:
+    """With pickle_in_caller (the decode worker) an unpicklable request raises in send(), as a bug
+    should, and nothing was queued."""
+    child = Child(ECHO, pickle_in_caller=True)
+    with pytest.raises(Exception, match="pickle"):
+        child.send(("echo", lambda: None))
+    assert child.finish(timeout=60) == 0 and child.replies == 1
