@@ -11,6 +11,13 @@ unsure of a capture), collector.tls.streams rebuilds connections and parses HTTP
 collector.llm.pipeline turns exchanges into redacted rows, shared with a worker process. Each
 exchange links to its flow by Community ID within the flow's time bound (ports are reused).
 Cleartext HTTP in the same capture is decoded too (source 'cleartext').
+
+Two kinds of second process, on purpose: the decode worker (collector.tls.worker) is a fresh
+interpreter on collector.parallel, routerwatch's one mechanism for child processes, because callers
+such as the live collector have threads and fork is unsafe there. A big capture in a process with no
+other thread (`routerwatch ingest`) is instead split with a forked child (_split): it starts in ~1.5 ms
+of CPU against ~0.35 s for a fresh interpreter and inherits the capture already read, walked and
+checked, which a fresh child would have to read again (measured: docs/performance.md, "Parallelism").
 """
 
 from __future__ import annotations

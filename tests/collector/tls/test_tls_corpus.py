@@ -188,3 +188,22 @@ def test_split_capture_gives_the_same_rows(corpus, monkeypatch):
     again = decode_capture(*args, host_id="h", secret_key=KEY, run_id="r")
     assert again.tables == local.tables and not again.stats["split"]
     assert "the decode child exited without a result: the capture was decoded again in one process" in again.warnings
+
+
+def test_a_dead_decode_worker_fails_its_caller_not_the_process():
+    """The decode worker killed (the OOM killer, a parser's crash) while batches are out: results()
+    raises a RuntimeError naming the exit status and no data (the live collector logs it and goes on)."""
+    from collector.llm.pipeline import DecodeContext
+    from collector.secrets import Fingerprinter
+    from collector.tls.worker import DecodeWorker
+
+    ctx = DecodeContext("h", Fingerprinter(KEY), "keylog")
+    worker = DecodeWorker()
+    try:
+        worker.submit((ctx, ctx, []))
+        worker.child.proc.kill()
+        worker.submit((ctx, ctx, []))
+        with pytest.raises(RuntimeError, match=r"^decode worker failed: exit status -9$"):
+            worker.results()
+    finally:
+        worker.close()
