@@ -52,6 +52,7 @@ from typing import Any, BinaryIO
 
 _LEN = struct.Struct("<Q")
 _STOP = object()  # the outbox's end marker
+_ROOT = str(Path(__file__).resolve().parent.parent)  # the directory holding this `collector` package
 
 
 class _Pickled:
@@ -61,7 +62,6 @@ class _Pickled:
 
     def __init__(self, data: bytes):
         self.data = data
-_ROOT = str(Path(__file__).resolve().parent.parent)  # the directory holding this `collector` package
 
 
 def _site_dirs() -> set[str]:
