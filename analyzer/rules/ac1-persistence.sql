@@ -13,18 +13,13 @@
 --   entry in ~/.ssh/authorized_keys, /etc/ld.so.preload, rc.local, sudoers or a login item, or appends a
 --   payload (a download, a decoder, a PROMPT_COMMAND or LD_PRELOAD hook, a background job) to a shell
 --   rc file: the foothold outlives the agent's session.
-SELECT coalesce(t.ts, e.ts) AS ts, coalesce(t.host_id, e.host_id) AS host_id, e.pid, e.flow_uid, t.exchange_id,
-       ec.router,
-       t.exchange_id || ':' || t.idx AS dedup,
-       json_object('tool_call_idx', t.idx, 'tool', t.name, 'writes', list(DISTINCT i.detail),
+SELECT any_value(i.ts) AS ts, any_value(i.host_id) AS host_id, i.pid, i.flow_uid, i.exchange_id, i.router,
+       any_value(i.dedup) AS dedup,
+       json_object('tool_call_idx', i.idx, 'tool', i.tool, 'writes', list(DISTINCT i.detail),
                    'hosts', list(DISTINCT i.host) FILTER (WHERE i.host IS NOT NULL)) AS evidence,
-       format('persistence in tool call {} of exchange {} from {}: {}', t.name, t.exchange_id,
-              coalesce(ec.router, e.host), left(any_value(i.detail), 120)) AS summary
-FROM new_tool_calls t
-JOIN tool_call_indicators i
-  ON i.exchange_id = t.exchange_id AND i.idx = t.idx AND i.direction = coalesce(t.direction, 'response')
-LEFT JOIN run_llm_exchanges e ON e.exchange_id = t.exchange_id
-LEFT JOIN run_exchange_classes ec ON ec.exchange_id = t.exchange_id
-WHERE coalesce(t.direction, 'response') = 'response'
-  AND i.kind = 'persistence' AND coalesce(i.context, 'command') = 'command'
-GROUP BY t.ts, e.ts, t.host_id, e.host_id, e.pid, e.flow_uid, t.exchange_id, t.idx, t.name, ec.router, e.host
+       format('persistence in tool call {} of exchange {} from {}: {}', i.tool, i.exchange_id,
+              coalesce(i.router, i.exchange_host), left(any_value(i.detail), 120)) AS summary
+FROM rw_response_indicators i  -- the engine's view: indicators of new tool calls in responses
+WHERE i.kind = 'persistence' AND coalesce(i.context, 'command') = 'command'
+GROUP BY i.call_ts, i.exchange_ts, i.call_host_id, i.exchange_host_id, i.pid, i.flow_uid, i.exchange_id, i.idx,
+         i.tool, i.router, i.exchange_host

@@ -17,11 +17,6 @@ WITH q AS (
     SELECT d.host_id, lower(rtrim(d.query, '.')) AS name, min(d.ts) AS first_ts
     FROM dns d JOIN q ON q.host_id IS NOT DISTINCT FROM d.host_id AND q.name = lower(rtrim(d.query, '.'))
     GROUP BY ALL
-), agents AS (
-    SELECT DISTINCT host_id, pid FROM llm_exchanges WHERE pid IS NOT NULL
-    UNION
-    SELECT DISTINCT host_id, pid FROM processes
-    WHERE lower(coalesce(comm, regexp_extract(exe, '[^/]+$'))) IN (SELECT name FROM cat_agents)
 ), resp AS (
     SELECT e.host_id, e.ts, e.exchange_id FROM llm_exchanges e
     WHERE e.exchange_id IN (SELECT exchange_id FROM tool_calls WHERE coalesce(direction, 'response') = 'response')
@@ -43,6 +38,6 @@ FROM hits h
 WHERE NOT rw_allowlisted(h.name)
   AND NOT regexp_matches(h.name, '^[0-9.]+$|:')  -- resolver calls for IP literals are not DNS lookups
   AND h.name NOT IN (SELECT dest FROM exchange_classes WHERE dest IS NOT NULL)
-  AND ((h.pid IS NOT NULL AND EXISTS (SELECT 1 FROM agents a WHERE a.host_id IS NOT DISTINCT FROM h.host_id AND a.pid = h.pid))
+  AND ((h.pid IS NOT NULL AND EXISTS (SELECT 1 FROM rw_agent_processes a WHERE a.host_id IS NOT DISTINCT FROM h.host_id AND a.pid = h.pid))
        OR (h.pid IS NULL AND h.after_exchange IS NOT NULL))
 QUALIFY row_number() OVER (PARTITION BY h.host_id, h.name ORDER BY h.ts) = 1

@@ -12,15 +12,10 @@
 --   before, and that is neither a provider, a router, allowlisted nor loopback (unless loopback is
 --   switched off in the allowlist). One finding per destination for the whole fleet, on the host
 --   that went there first: what per-host rules report once per host, this reports once.
-WITH agents AS (
-    SELECT DISTINCT host_id, pid FROM llm_exchanges WHERE pid IS NOT NULL
-    UNION
-    SELECT DISTINCT host_id, pid FROM processes
-    WHERE lower(coalesce(comm, regexp_extract(exe, '[^/]+$'))) IN (SELECT name FROM cat_agents)
-), cand AS (
+WITH cand AS (
     SELECT f.*, coalesce(f.server_name, f.dst_ip) AS dest
     FROM new_flows f
-    JOIN agents a ON a.host_id IS NOT DISTINCT FROM f.host_id AND a.pid = f.pid
+    JOIN rw_agent_processes a ON a.host_id IS NOT DISTINCT FROM f.host_id AND a.pid = f.pid
     WHERE coalesce(f.direction, 'outbound') = 'outbound'
       AND NOT (coalesce(f.dst_port, 0) IN (53, 5353) AND coalesce(f.proto, 'udp') = 'udp')
     QUALIFY row_number() OVER (PARTITION BY dest, f.dst_port ORDER BY f.ts_start, f.host_id, f.flow_uid) = 1

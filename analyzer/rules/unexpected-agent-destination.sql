@@ -10,16 +10,11 @@
 --   A process that talks to an LLM API (or whose name is a known agent) opens a connection to a
 --   destination this host never used before that is neither a provider, a router, allowlisted nor
 --   loopback. Needs process attribution (live collector).
-WITH agents AS (
-    SELECT DISTINCT host_id, pid FROM llm_exchanges WHERE pid IS NOT NULL
-    UNION
-    SELECT DISTINCT host_id, pid FROM processes
-    WHERE lower(coalesce(comm, regexp_extract(exe, '[^/]+$'))) IN (SELECT name FROM cat_agents)
-), cand AS (
+WITH cand AS (
     SELECT f.*, fc.dest, fc.class
     FROM (SELECT flow_uid, host_id, dest, class FROM flow_classes WHERE first_seen AND class = 'other') fc
     JOIN new_flows f ON fc.flow_uid = f.flow_uid AND fc.host_id IS NOT DISTINCT FROM f.host_id
-    JOIN agents a ON a.host_id IS NOT DISTINCT FROM f.host_id AND a.pid = f.pid
+    JOIN rw_agent_processes a ON a.host_id IS NOT DISTINCT FROM f.host_id AND a.pid = f.pid
     WHERE NOT (coalesce(f.dst_port, 0) IN (53, 5353) AND coalesce(f.proto, 'udp') = 'udp')
 ), allowed AS (
     SELECT dest, dst_port, rw_allowed(dest, dst_port) AS ok FROM (SELECT DISTINCT dest, dst_port FROM cand)
