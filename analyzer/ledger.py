@@ -366,69 +366,72 @@ def _check_v2(con: duckdb.DuckDBPyConnection, entries: list, problem) -> int:
     """Recompute every part a v2 entry covers from the store and name the differences; returns the
     number of tool-call rows committed since the last analyze (not covered yet, not a problem)."""
     ex_entries = {ex: (seq, p) for seq, kind, ex, _f, p in entries if kind == "exchange"}
-    calls_expected: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    calls_seq: dict[str, int] = {}
-    for seq, kind, ex, _f, p in entries:
-        if kind in ("exchange", "tool_calls"):
-            calls_expected[ex]  # noqa: B018 - an exchange without tool calls must stay without
-            for key, lst in (p.get("tool_calls") or {}).items():
-                calls_expected[ex][key].extend(lst)
-            calls_seq.setdefault(ex, seq)
-    current: dict[str, list[dict]] = defaultdict(list)
-    calls_now: dict[str, list[dict]] = defaultdict(list)
-    ids = sorted(set(ex_entries) | set(calls_expected))
-    pending = 0
-    if ids:
-        con.register("__rw_ledger_ids", pa.table({"exchange_id": pa.array(ids, pa.string())}))
-        try:
-            digests = digest_sql("llm_exchanges", EXCHANGE_COLUMNS, _columns(con, "llm_exchanges"))
-            for r in _dicts(con.execute(f"SELECT exchange_id, {digests} FROM llm_exchanges "
-                                        "JOIN __rw_ledger_ids USING (exchange_id)")):
-                current[r["exchange_id"]].append(r)
-            # rows past the last analyze's watermark are not covered yet (the next run covers them)
-            mark = int(_watermarks(con).get("tool_calls", -1))
-            for r in _dicts(con.execute(f"SELECT rowid > ? AS __pending, exchange_id, direction, idx, "
-                                        f"{digest_sql('tool_calls', TOOL_CALL_COLUMNS)} FROM tool_calls "
-                                        "JOIN __rw_ledger_ids USING (exchange_id)", [mark])):
-                if r.pop("__pending"):
-                    pending += 1
-                else:
-                    calls_now[r["exchange_id"]].append(r)
-        finally:
-            con.unregister("__rw_ledger_ids")
+    calls_expected, calls_seq = _expected_tool_calls(entries)
+    current, calls_now, pending = _current_exchanges(con, sorted(set(ex_entries) | set(calls_expected)))
     for ex, (seq, p) in sorted(ex_entries.items(), key=lambda kv: kv[1][0]):
-        now = current.get(ex, [])
-        if not now:
-            problem(f"ledger entry {seq}: exchange {ex} was deleted from llm_exchanges")
-            continue
-        if len(now) > 1:
-            problem(f"ledger entry {seq}: exchange {ex} now has {len(now)} rows in llm_exchanges (rows added)")
-            continue
-        changed = _changed(p.get("llm_exchanges") or {}, column_digests(now[0]), EXCHANGE_COLUMNS)
-        if changed:
-            problem(f"ledger entry {seq}: exchange {ex} was modified in llm_exchanges: {', '.join(changed)}")
+        _check_row(problem, f"ledger entry {seq}: ", f"exchange {ex}", "llm_exchanges", current.get(ex, []),
+                   p.get("llm_exchanges") or {}, EXCHANGE_COLUMNS)
     # tool calls: everything the entries for an exchange cover, against the rows now
     for ex, expected in sorted(calls_expected.items(), key=lambda kv: calls_seq[kv[0]]):
-        seq = calls_seq[ex]
-        actual = tool_call_parts(calls_now.get(ex, []))
-        for key in sorted(set(expected) | set(actual)):
-            e = sorted(expected.get(key, []), key=canonical)
-            a = actual.get(key, [])
-            if e == a:
-                continue
-            if len(e) == len(a) == 1:
-                problem(f"ledger entry {seq}: tool call {key} of exchange {ex} was modified in tool_calls: "
-                        f"{', '.join(_changed(e[0], a[0], TOOL_CALL_COLUMNS)) or 'columns'}")
-            elif len(a) < len(e):
-                problem(f"ledger entry {seq}: tool call {key} of exchange {ex} was deleted from tool_calls")
-            elif len(a) > len(e):
-                problem(f"ledger entry {seq}: tool call {key} of exchange {ex} was added to tool_calls "
-                        "after its ledger entry")
+        where = f"ledger entry {calls_seq[ex]}: "
+        for key, how, changed in _part_changes(expected, tool_call_parts(calls_now.get(ex, [])), TOOL_CALL_COLUMNS):
+            problem(where + {
+                "modified": f"tool call {key} of exchange {ex} was modified in tool_calls: {changed}",
+                "deleted": f"tool call {key} of exchange {ex} was deleted from tool_calls",
+                "added": f"tool call {key} of exchange {ex} was added to tool_calls after its ledger entry",
+                "several": f"tool calls {key} of exchange {ex} were modified in tool_calls",
+            }[how])
+    _check_findings(con, entries, problem)
+    _check_coverage(con, entries, problem)
+    return pending
+
+
+def _expected_tool_calls(entries: list) -> tuple[dict[str, dict[str, list]], dict[str, int]]:
+    """What the `exchange` and `tool_calls` entries cover, per exchange and tool-call key, and the
+    first entry of each exchange (where a difference is reported)."""
+    expected: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    first_seq: dict[str, int] = {}
+    for seq, kind, ex, _f, p in entries:
+        if kind in ("exchange", "tool_calls"):
+            expected[ex]  # noqa: B018 - an exchange without tool calls must stay without
+            for key, lst in (p.get("tool_calls") or {}).items():
+                expected[ex][key].extend(lst)
+            first_seq.setdefault(ex, seq)
+    return expected, first_seq
+
+
+def _current_exchanges(con: duckdb.DuckDBPyConnection,
+                       ids: list[str]) -> tuple[dict[str, list[dict]], dict[str, list[dict]], int]:
+    """The column digests of the exchanges `ids` and of their tool calls as the store has them now,
+    and the number of tool-call rows past the last analyze's watermark (left out: not covered yet)."""
+    current: dict[str, list[dict]] = defaultdict(list)
+    calls_now: dict[str, list[dict]] = defaultdict(list)
+    pending = 0
+    if not ids:
+        return current, calls_now, pending
+    con.register("__rw_ledger_ids", pa.table({"exchange_id": pa.array(ids, pa.string())}))
+    try:
+        digests = digest_sql("llm_exchanges", EXCHANGE_COLUMNS, _columns(con, "llm_exchanges"))
+        for r in _dicts(con.execute(f"SELECT exchange_id, {digests} FROM llm_exchanges "
+                                    "JOIN __rw_ledger_ids USING (exchange_id)")):
+            current[r["exchange_id"]].append(r)
+        # rows past the last analyze's watermark are not covered yet (the next run covers them)
+        mark = int(_watermarks(con).get("tool_calls", -1))
+        for r in _dicts(con.execute(f"SELECT rowid > ? AS __pending, exchange_id, direction, idx, "
+                                    f"{digest_sql('tool_calls', TOOL_CALL_COLUMNS)} FROM tool_calls "
+                                    "JOIN __rw_ledger_ids USING (exchange_id)", [mark])):
+            if r.pop("__pending"):
+                pending += 1
             else:
-                problem(f"ledger entry {seq}: tool calls {key} of exchange {ex} were modified in tool_calls")
-    # findings
+                calls_now[r["exchange_id"]].append(r)
+    finally:
+        con.unregister("__rw_ledger_ids")
+    return current, calls_now, pending
+
+
+def _check_findings(con: duckdb.DuckDBPyConnection, entries: list, problem) -> None:
+    """Each `finding` entry against its row in findings now, then the findings no entry covers."""
     fin_entries = [(seq, f, p) for seq, kind, _ex, f, p in entries if kind == "finding"]
-    covered = {f for _s, f, _p in fin_entries}
     rows = _dicts(con.execute(f"SELECT finding_id, rule_id, run_id, {digest_sql('findings', FINDING_COLUMNS)} "
                               "FROM findings"))
     by_id: dict[str, list[dict]] = defaultdict(list)
@@ -436,19 +439,40 @@ def _check_v2(con: duckdb.DuckDBPyConnection, entries: list, problem) -> int:
         by_id[r["finding_id"]].append(r)
     for seq, fid, p in fin_entries:
         now = by_id.get(fid, [])
-        if not now:
-            problem(f"ledger entry {seq}: finding {fid} was deleted from findings")
-            continue
-        if len(now) > 1:
-            problem(f"ledger entry {seq}: finding {fid} now has {len(now)} rows in findings (rows added)")
-            continue
-        changed = _changed(p.get("findings") or {}, column_digests(now[0]), FINDING_COLUMNS)
+        _check_row(problem, f"ledger entry {seq}: ", f"finding {fid}", "findings", now, p.get("findings") or {},
+                   FINDING_COLUMNS, modified_as=f"finding {fid} ({now[0].get('rule_id')})" if len(now) == 1 else None)
+    _check_uncovered_findings(con, rows, {f for _s, f, _p in fin_entries}, bool(entries), problem)
+
+
+def _check_row(problem, where: str, subject: str, table: str, now: list[dict], expected: dict[str, str],
+               columns: tuple[str, ...], modified_as: str | None = None) -> None:
+    """One row an entry covers (an exchange, a finding) against the rows with its id now: deleted,
+    duplicated (rows added) or modified (naming the columns)."""
+    if not now:
+        problem(f"{where}{subject} was deleted from {table}")
+    elif len(now) > 1:
+        problem(f"{where}{subject} now has {len(now)} rows in {table} (rows added)")
+    else:
+        changed = _changed(expected, column_digests(now[0]), columns)
         if changed:
-            problem(f"ledger entry {seq}: finding {fid} ({now[0].get('rule_id')}) was modified in findings: "
-                    f"{', '.join(changed)}")
-    _check_uncovered_findings(con, rows, covered, bool(entries), problem)
-    _check_coverage(con, entries, problem)
-    return pending
+            problem(f"{where}{modified_as or subject} was modified in {table}: {', '.join(changed)}")
+
+
+def _part_changes(expected: dict[str, list], actual: dict[str, list],
+                  columns: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """The keyed parts (tool calls, coverage rows) whose rows differ: (key, how, changed columns), how
+    being 'modified' (one row each side), 'deleted' (fewer rows now), 'added' (more rows now) or
+    'several' (as many rows, not the same)."""
+    out = []
+    for key in sorted(set(expected) | set(actual)):
+        e, a = sorted(expected.get(key, []), key=canonical), actual.get(key, [])
+        if e == a:
+            continue
+        if len(e) == len(a) == 1:
+            out.append((key, "modified", ", ".join(_changed(e[0], a[0], columns)) or "columns"))
+        else:
+            out.append((key, "deleted" if len(a) < len(e) else "added" if len(a) > len(e) else "several", ""))
+    return out
 
 
 def _check_coverage(con: duckdb.DuckDBPyConnection, entries: list, problem) -> None:
@@ -473,17 +497,10 @@ def _check_coverage(con: duckdb.DuckDBPyConnection, entries: list, problem) -> N
     for fid in sorted(set(expected) | set(now), key=lambda f: (first_seq.get(f, 1 << 62), str(f))):
         exp, act = expected.get(fid, {}), coverage_parts(now.get(fid, []))
         where = f"ledger entry {first_seq[fid]}: " if fid in first_seq else ""
-        for key in sorted(set(exp) | set(act)):
-            e, a = sorted(exp.get(key, []), key=canonical), act.get(key, [])
-            if e == a:
-                continue
-            if len(e) == len(a) == 1:
-                problem(f"{where}coverage of {key} by finding {fid} was modified in finding_coverage: "
-                        f"{', '.join(_changed(e[0], a[0], COVERAGE_COLUMNS)) or 'columns'}")
-            elif len(a) < len(e):
-                problem(f"{where}coverage of {key} by finding {fid} was deleted from finding_coverage")
-            else:
-                problem(f"{where}coverage of {key} by finding {fid} is not in the ledger: added outside analyze")
+        for key, how, changed in _part_changes(exp, act, COVERAGE_COLUMNS):
+            what = {"modified": f"was modified in finding_coverage: {changed}",
+                    "deleted": "was deleted from finding_coverage"}.get(how, "is not in the ledger: added outside analyze")
+            problem(f"{where}coverage of {key} by finding {fid} {what}")
 
 
 def _watermarks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
