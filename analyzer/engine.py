@@ -18,13 +18,14 @@ phase's watermarks, so a retry writes exactly the same rows.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -375,12 +376,27 @@ class _Read:
         return t.num_rows
 
 
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN, the body, COMMIT on a bare connection (a read phase, or a rule fixture's in-memory
+    DuckDB: no store lock, unlike `Store.transaction`); ROLLBACK on any error."""
+    con.execute("BEGIN")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # a failed COMMIT has already ended the transaction
+        raise
+
+
 def _read_phase(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule], full: bool,
                 classifier: Classifier, skip_if_nothing_new: bool) -> _Read | None:
     """Watermarks, `new_<table>` copies and the Python enrichment, in one read transaction (no lock).
     None when `skip_if_nothing_new` and no table a rule or the enrichment reads has new rows."""
-    con.execute("BEGIN")
-    try:
+    with _transaction(con):  # a read transaction: nothing of the lake changes (the temp tables stay)
         lo = {} if full else last_watermarks(con)
         relevant = relevant_sources(rules)
         hi = current_watermarks(con, relevant, lo)
@@ -394,13 +410,6 @@ def _read_phase(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Ru
             if read.new_rows["llm_exchanges"]:
                 read.suspected, read.ex_routers = enrich_exchanges(con, catalog, classifier, read.stage,
                                                                    read.suspicious)
-    except BaseException:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
-        raise
-    con.execute("COMMIT")  # a read transaction: nothing of the lake changes (the temp tables stay)
     return read
 
 
@@ -520,16 +529,8 @@ def analyze(target: Store | duckdb.DuckDBPyConnection, catalog: Catalog, rules: 
             if store is not None:
                 findings, suppressed, seq, head = store.write(body, what="an analyze run")
             else:
-                con.execute("BEGIN")
-                try:
+                with _transaction(con):
                     findings, suppressed, seq, head = body(con)
-                    con.execute("COMMIT")
-                except BaseException:
-                    try:
-                        con.execute("ROLLBACK")
-                    except duckdb.Error:
-                        pass
-                    raise
         except WatermarkMoved:
             continue  # another analyzer's run came first: read again from its watermark
         except _Preview as p:
