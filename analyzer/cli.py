@@ -328,6 +328,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """The analyzer's commands, one `_add_<command>` each."""
+    _add_sql(sub)
+    _add_analyze(sub)
+    _add_findings(sub)
+    _add_report(sub)
+    _add_ledger(sub)
+    _add_canary(sub)
+    _add_rules(sub)
+    _add_demo(sub)
+
+
+def _add_sql(sub: argparse._SubParsersAction) -> None:
+    """`routerwatch sql`: read-only SQL in the sandbox."""
     p = sub.add_parser(
         "sql",
         help="run read-only SQL over the store (interactive without QUERY)",
@@ -345,6 +358,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("query", nargs="?", metavar="QUERY")
     p.set_defaults(func=cmd_sql)
 
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    """`routerwatch analyze`: one run, a preview of some rules, or the continuous analyzer."""
     a = sub.add_parser("analyze", help="enrich new rows, run the rules, write findings and the ledger (incremental)",
                        description="Classify destinations and exchanges, analyse tool calls, run every rule "
                        "(builtin + RULES_DIR) over the rows new since the last run, and append findings and "
@@ -371,6 +387,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 3600; 0: never)")
     a.set_defaults(func=cmd_analyze)
 
+
+def _add_findings(sub: argparse._SubParsersAction) -> None:
+    """`routerwatch findings`: the filters over stored findings."""
     f = sub.add_parser("findings", help="list findings (filter by rule, severity, class, host, router, time)")
     add_store_arg(f)
     f.add_argument("--rule", action="append", metavar="ID")
@@ -385,6 +404,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--format", choices=["table", "json", "csv"], default="table")
     f.set_defaults(func=cmd_findings)
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    """`routerwatch report`."""
     r = sub.add_parser("report", help="a report of routers and findings as Markdown, HTML or JSON")
     add_store_arg(r)
     r.add_argument("--format", choices=["md", "html", "json"], default="md")
@@ -392,6 +414,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--since", metavar="WHEN", help="ISO time or a span such as 24h, 7d")
     r.set_defaults(func=cmd_report)
 
+
+def _add_ledger(sub: argparse._SubParsersAction) -> None:
+    """`routerwatch ledger verify`."""
     lg = sub.add_parser("ledger", help="the hash-chained ledger of exchanges")
     lsub = lg.add_subparsers(dest="ledger_cmd", required=True, metavar="ACTION")
     lv = lsub.add_parser("verify", help="recompute the chain; detect modified, deleted or reordered entries")
@@ -399,6 +424,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     lv.add_argument("--head", metavar="HASH", help="a head hash recorded elsewhere earlier (an external anchor)")
     lv.set_defaults(func=cmd_ledger_verify)
 
+
+def _add_canary(sub: argparse._SubParsersAction) -> None:
+    """`routerwatch canary new|list`."""
     cn = sub.add_parser("canary", help="canary credentials (printed once, stored as fingerprints)")
     csub = cn.add_subparsers(dest="canary_cmd", required=True, metavar="ACTION")
     cnew = csub.add_parser("new", help="print a new realistic-format canary once and register its fingerprint")
@@ -411,6 +439,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cl.add_argument("--format", choices=["table", "json", "csv"], default="table")
     cl.set_defaults(func=cmd_canary_list)
 
+
+def _add_rules(sub: argparse._SubParsersAction) -> None:
+    """`routerwatch rules list|test`."""
     ru = sub.add_parser("rules", help="list detection rules, or run their fixtures")
     rsub = ru.add_subparsers(dest="rules_cmd", required=True, metavar="ACTION")
     rl = rsub.add_parser("list", help="builtin and user rules")
@@ -429,6 +460,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rt.add_argument("--no-corpus", action="store_true", help="fixtures only")
     rt.set_defaults(func=cmd_rules_test)
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    """`routerwatch demo`."""
     dm = sub.add_parser("demo", help="loopback router zoo + scripted SDK agent, captured, analyzed, shown",
                         description="Start honest and malicious routers on loopback, run a scripted agent on the "
                         "real openai/anthropic SDKs through them under capture (tool calls executed safely: "
