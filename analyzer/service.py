@@ -214,89 +214,54 @@ def _last_run(store, catalog, rules, seen: int | None, stats: FollowStats, opts:
         log(f"last run skipped: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
 
 
+@dataclass
+class _Loop:
+    """What `follow` carries from one round to the next."""
+
+    rules_dirs: list[Path]
+    watched: list[Path]  # catalog and rules files: reloaded when their signature changes
+    loaded: tuple | None = None
+    catalog: object = None
+    rules: list | None = None
+    seen: int | None = None  # the snapshot id the last run (or skip) covered
+    not_before: float = 0.0  # a run that used c CPU seconds is followed by c seconds of rest: <= 50% of a CPU
+    next_compact: float | None = None
+
+
+def _say(msg: str) -> None:
+    print(f"routerwatch analyze: {msg}", file=sys.stderr, flush=True)
+
+
 def follow(opts: FollowOptions, stop: threading.Event, log: Log | None = None) -> FollowStats:
     """Analyze continuously until `stop` is set. Returns what it did."""
-    from analyzer.engine import AnalyzeError, analyze
-    from analyzer.rules import RuleError, load_rules
+    from analyzer.engine import AnalyzeError
+    from analyzer.rules import RuleError
     from analyzer.rules.loader import builtin_rules_dir
-    from collector.catalog import load_catalog
     from collector.catalog.loader import CatalogError, user_catalog_path
     from collector.store import Store
+    from collector.store.connection import is_transient
     from collector.store.errors import StoreError
 
-    def say(msg: str) -> None:
-        print(f"routerwatch analyze: {msg}", file=sys.stderr, flush=True)
-
-    log = log or say
+    log = log or _say
     stats = FollowStats()
     store = Store.open(opts.store)
     root = store.location.root
-    service = None
-    if root is not None:  # a person's `routerwatch analyze` sees this and lets the service do the work
-        from collector.store.locking import LockTimeout, StoreLock
-
-        service = StoreLock(root, "service")
-        try:
-            service.acquire("analyze --follow", 0.0)
-        except LockTimeout:
-            log(f"another analyzer service follows this store ({service.holder()}); waiting for it to stop")
-            while True:
-                try:
-                    service.acquire("analyze --follow", 1.0)
-                    break
-                except LockTimeout:
-                    if stop.is_set():
-                        store.close()
-                        return stats
+    service, stopped = _service_lock(root, stop, log)
+    if stopped:
+        store.close()
+        return stats
     rules_dirs = [Path(opts.rules_dir)] if opts.rules_dir else ([root / "rules"] if root is not None else [])
-    watched = [user_catalog_path(root), builtin_rules_dir(), *rules_dirs]
-    loaded: tuple | None = None
-    catalog = rules = None
-    seen: int | None = None
+    loop = _Loop(rules_dirs, [user_catalog_path(root), builtin_rules_dir(), *rules_dirs],
+                 next_compact=time.monotonic() + opts.compact_every if opts.compact_every > 0 else None)
     backoff = 0.0
-    not_before = 0.0  # a run that used c CPU seconds is followed by c seconds of rest: <= 50% of a CPU
-    next_compact = time.monotonic() + opts.compact_every if opts.compact_every > 0 else None
     last_note = time.monotonic()
     if not opts.quiet:
         log(f"following {store.location.spec} (checking for new commits every {opts.interval:g} s)")
     try:
         while not stop.is_set():
             try:
-                sig = _signature(watched)
-                if sig != loaded:
-                    catalog = load_catalog(root)
-                    rules = load_rules(*[d for d in rules_dirs if d.is_dir()], only=opts.only)
-                    if loaded is not None and not opts.quiet:
-                        log(f"reloaded the catalog and {len(rules)} rules")
-                    loaded, seen = sig, None  # new rules or catalog: look again
-                snap = store.snapshot_id() if time.monotonic() >= not_before else seen
-                if snap != seen:
-                    with analyze_lock(store, log=log if not opts.quiet else None):
-                        cpu0 = time.process_time()
-                        res = analyze(store, catalog, rules, skip_if_nothing_new=True)
-                        cpu = time.process_time() - cpu0
-                    seen = snap
-                    if res is None:
-                        stats.skipped += 1
-                    else:
-                        not_before = time.monotonic() + cpu
-                        stats.runs += 1
-                        stats.findings += len(res.findings)
-                        for t, n in res.new_rows.items():
-                            stats.rows[t] = stats.rows.get(t, 0) + n
-                        emit(res, opts.eve, opts.webhook, log)
-                        if res.findings and not opts.quiet:
-                            for f in sorted(res.findings, key=lambda f: (str(f["ts"]), f["rule_id"]))[:20]:
-                                log(f"[{f['severity']}] {f['rule_id']}: {f['summary'] or f['title']}")
-                        if opts.max_runs is not None and stats.runs >= opts.max_runs:
-                            break
-                if next_compact is not None and time.monotonic() >= next_compact:
-                    from collector.store.maintainer import holder_name, maintain_once
-
-                    # on a fleet store, under the maintenance lease: one process compacts per round
-                    if maintain_once(store, holder=holder_name(), period_s=opts.compact_every, expire_hours=24.0).ran:
-                        stats.compactions += 1
-                    next_compact = time.monotonic() + opts.compact_every
+                if _round(store, root, loop, opts, stats, log):
+                    break
                 backoff = 0.0
             except (AnalyzeError, CatalogError, RuleError, StoreError) as exc:
                 stats.failures += 1
@@ -304,8 +269,6 @@ def follow(opts: FollowOptions, stop: threading.Event, log: Log | None = None) -
                 backoff = min(60.0, max(2.0, backoff * 2))
                 log(f"error: {exc} (trying again in {backoff:.0f} s)")
             except Exception as exc:  # noqa: BLE001 - a service reports and goes on; the next run starts afresh
-                from collector.store.connection import is_transient
-
                 stats.failures += 1
                 stats.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 backoff = min(60.0, max(1.0 if is_transient(exc) else 5.0, backoff * 2))
@@ -314,8 +277,8 @@ def follow(opts: FollowOptions, stop: threading.Event, log: Log | None = None) -
                 last_note = time.monotonic()
                 log(f"{stats.runs} runs, {stats.findings} findings, {stats.failures} failed runs so far")
             stop.wait(max(opts.interval, backoff))
-        if catalog is not None and rules is not None:
-            _last_run(store, catalog, rules, seen, stats, opts, log)
+        if loop.catalog is not None and loop.rules is not None:
+            _last_run(store, loop.catalog, loop.rules, loop.seen, stats, opts, log)
     finally:
         if service is not None:
             service.release()
@@ -323,3 +286,76 @@ def follow(opts: FollowOptions, stop: threading.Event, log: Log | None = None) -
     if not opts.quiet:
         log(f"stopped: {stats.runs} runs, {stats.findings} findings, {stats.failures} failed runs")
     return stats
+
+
+def _service_lock(root: Path | None, stop: threading.Event, log: Log) -> tuple[object | None, bool]:
+    """The store's service lock, held while following (a person's `routerwatch analyze` sees it and
+    lets the service do the work); waits while another service holds it. Returns (lock or None for a
+    store without a root, whether `stop` was set while waiting)."""
+    if root is None:
+        return None, False
+    from collector.store.locking import LockTimeout, StoreLock
+
+    service = StoreLock(root, "service")
+    try:
+        service.acquire("analyze --follow", 0.0)
+    except LockTimeout:
+        log(f"another analyzer service follows this store ({service.holder()}); waiting for it to stop")
+        while True:
+            try:
+                service.acquire("analyze --follow", 1.0)
+                break
+            except LockTimeout:
+                if stop.is_set():
+                    return service, True
+    return service, False
+
+
+def _round(store, root: Path | None, loop: _Loop, opts: FollowOptions, stats: FollowStats, log: Log) -> bool:
+    """One poll: reload catalog and rules if their files changed, analyze if the store's snapshot
+    moved (and the CPU rest is over), compact when due. True when `max_runs` is reached."""
+    from analyzer.engine import analyze
+    from analyzer.rules import load_rules
+    from collector.catalog import load_catalog
+
+    sig = _signature(loop.watched)
+    if sig != loop.loaded:
+        loop.catalog = load_catalog(root)
+        loop.rules = load_rules(*[d for d in loop.rules_dirs if d.is_dir()], only=opts.only)
+        if loop.loaded is not None and not opts.quiet:
+            log(f"reloaded the catalog and {len(loop.rules)} rules")
+        loop.loaded, loop.seen = sig, None  # new rules or catalog: look again
+    snap = store.snapshot_id() if time.monotonic() >= loop.not_before else loop.seen
+    if snap != loop.seen:
+        with analyze_lock(store, log=log if not opts.quiet else None):
+            cpu0 = time.process_time()
+            res = analyze(store, loop.catalog, loop.rules, skip_if_nothing_new=True)
+            cpu = time.process_time() - cpu0
+        loop.seen = snap
+        if res is None:
+            stats.skipped += 1
+        else:
+            loop.not_before = time.monotonic() + cpu
+            _record(res, stats, opts, log)
+            if opts.max_runs is not None and stats.runs >= opts.max_runs:
+                return True
+    if loop.next_compact is not None and time.monotonic() >= loop.next_compact:
+        from collector.store.maintainer import holder_name, maintain_once
+
+        # on a fleet store, under the maintenance lease: one process compacts per round
+        if maintain_once(store, holder=holder_name(), period_s=opts.compact_every, expire_hours=24.0).ran:
+            stats.compactions += 1
+        loop.next_compact = time.monotonic() + opts.compact_every
+    return False
+
+
+def _record(res, stats: FollowStats, opts: FollowOptions, log: Log) -> None:
+    """A run that wrote something: counted, its alerts sent, its first findings logged."""
+    stats.runs += 1
+    stats.findings += len(res.findings)
+    for t, n in res.new_rows.items():
+        stats.rows[t] = stats.rows.get(t, 0) + n
+    emit(res, opts.eve, opts.webhook, log)
+    if res.findings and not opts.quiet:
+        for f in sorted(res.findings, key=lambda f: (str(f["ts"]), f["rule_id"]))[:20]:
+            log(f"[{f['severity']}] {f['rule_id']}: {f['summary'] or f['title']}")
