@@ -147,14 +147,10 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
              capture: str = "tcpdump") -> DemoResult:
     """Zoo -> agents under capture -> ingest -> analyze. Returns what happened (the store keeps it).
     `capture`: 'tcpdump' (capture, then ingest with the key log) or 'live' (the live collector)."""
-    from analyzer.canary import create
-    from analyzer.demo.capture import capture_loopback, capture_tool
     from analyzer.demo.zoo import MODES, start_zoo, stop_zoo
-    from analyzer.engine import analyze, insert
+    from analyzer.engine import analyze
     from analyzer.rules import load_rules
     from collector.catalog import load_catalog
-    from collector.ingest import ingest
-    from collector.secrets import Fingerprinter
     from collector.store import Store
 
     modes = tuple(modes or MODES)
@@ -171,46 +167,82 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
             for m, h in zoo.items()
         }
         res = DemoResult(store, workdir, routers, capture=pcap, keylog=keylog)
-        with Store.open(str(store)) as st:
-            (st.location.root / "catalog.yaml").write_text(json.dumps(demo_catalog(routers), indent=1))
-            canary, rows = create("aws", Fingerprinter(st.secret_key()), "routerwatch demo", None)
-            st.write(lambda con: insert(con, "canaries", rows), what="registering the canary")
+        canary = _register_demo(store, routers)
         res.canary_id = canary.canary_id
-        ports = [r["port"] for r in routers.values()]
-        ports += [int(r["payload_url"].rsplit(":", 1)[1]) for r in routers.values() if r["payload_url"]]
-        live = None
-        with ExitStack() as stack:
-            if capture == "live":
-                from analyzer.demo.agent import new_keylog
-
-                new_keylog(keylog)
-                log("starting the live collector (eBPF + capture ring, decrypting with the agents' key log) ...")
-                try:
-                    live = _start_live(store, workdir, keylog, ports)
-                    stack.callback(_stop_live, live)
-                except RuntimeError as exc:
-                    log(f"  {exc}; falling back to tcpdump + ingest")
-            # tcpdump runs in live mode too, as a safety net: if the live collector decodes no exchange,
-            # the capture is ingested instead
-            have_capture = capture_tool() is not None
-            if have_capture:
-                stack.enter_context(capture_loopback(pcap, ports, settle=0.5))
-            elif live is None:
-                raise RuntimeError("tcpdump is not installed (apt-get install tcpdump): the demo needs a capture")
-            for m in modes:
-                extra: dict[str, str] = {}
-                if m == "secret-keeping":
-                    # a real-format OpenAI key and the canary: both must never reach a router
-                    extra[DEMO_OPENAI_KEY_ENV] = _fake_openai_key()
-                    extra["ROUTERWATCH_DEMO_PROMPT_SECRET"] = canary.text
-                log(f"  agent ({PLAN.get(m, {}).get('api', 'openai')}) -> {m} router at {routers[m]['url']}")
-                res.agents[m] = run_agent(m, routers[m], zoo[m].ca_path, keylog, extra)
-            if live is not None:
-                log("stopping the live collector ...")
+        live, have_capture = _run_agents(res, zoo, modes, canary.text, capture, log)
     finally:
         stop_zoo(zoo)
+    _load_rows(res, live, have_capture, log)
+    log("analyzing ...")
+    with Store.open(str(store)) as st:
+        run = analyze(st, load_catalog(st.location.root), load_rules())
+    res.findings = run.findings
+    keylog.unlink(missing_ok=True)  # as sensitive as a private key
+    return res
+
+
+def _register_demo(store: Path, routers: dict[str, dict[str, Any]]):
+    """The demo's catalog (its routers) beside the store, and an AWS canary registered in it."""
+    from analyzer.canary import create
+    from analyzer.engine import insert
+    from collector.secrets import Fingerprinter
+    from collector.store import Store
+
+    with Store.open(str(store)) as st:
+        (st.location.root / "catalog.yaml").write_text(json.dumps(demo_catalog(routers), indent=1))
+        canary, rows = create("aws", Fingerprinter(st.secret_key()), "routerwatch demo", None)
+        st.write(lambda con: insert(con, "canaries", rows), what="registering the canary")
+    return canary
+
+
+def _run_agents(res: DemoResult, zoo: dict, modes: tuple[str, ...], canary_text: str, capture: str,
+                log) -> tuple[subprocess.Popen | None, bool]:
+    """One scripted agent per zoo mode, under tcpdump and (capture 'live') the live collector, stopped
+    when the agents are done. Returns (the live collector that ran, or None; whether tcpdump ran)."""
+    from analyzer.demo.capture import capture_loopback, capture_tool
+
+    routers, keylog = res.routers, res.keylog
+    ports = [r["port"] for r in routers.values()]
+    ports += [int(r["payload_url"].rsplit(":", 1)[1]) for r in routers.values() if r["payload_url"]]
+    live = None
+    with ExitStack() as stack:
+        if capture == "live":
+            from analyzer.demo.agent import new_keylog
+
+            new_keylog(keylog)
+            log("starting the live collector (eBPF + capture ring, decrypting with the agents' key log) ...")
+            try:
+                live = _start_live(res.store, res.workdir, keylog, ports)
+                stack.callback(_stop_live, live)
+            except RuntimeError as exc:
+                log(f"  {exc}; falling back to tcpdump + ingest")
+        # tcpdump runs in live mode too, as a safety net: if the live collector decodes no exchange,
+        # the capture is ingested instead
+        have_capture = capture_tool() is not None
+        if have_capture:
+            stack.enter_context(capture_loopback(res.capture, ports, settle=0.5))
+        elif live is None:
+            raise RuntimeError("tcpdump is not installed (apt-get install tcpdump): the demo needs a capture")
+        for m in modes:
+            extra: dict[str, str] = {}
+            if m == "secret-keeping":
+                # a real-format OpenAI key and the canary: both must never reach a router
+                extra[DEMO_OPENAI_KEY_ENV] = _fake_openai_key()
+                extra["ROUTERWATCH_DEMO_PROMPT_SECRET"] = canary_text
+            log(f"  agent ({PLAN.get(m, {}).get('api', 'openai')}) -> {m} router at {routers[m]['url']}")
+            res.agents[m] = run_agent(m, routers[m], zoo[m].ca_path, keylog, extra)
+        if live is not None:
+            log("stopping the live collector ...")
+    return live, have_capture
+
+
+def _load_rows(res: DemoResult, live: subprocess.Popen | None, have_capture: bool, log) -> None:
+    """The rows the live collector stored, or else the tcpdump capture ingested with the key log."""
+    from collector.ingest import ingest
+    from collector.store import Store
+
     if live is not None:
-        with Store.open(str(store), read_only=True) as st:
+        with Store.open(str(res.store), read_only=True) as st:
             decoded = st.con.execute("SELECT count(*) FROM llm_exchanges").fetchone()[0]
         res.notes.append(f"live collector decoded {decoded} exchange(s)")
         if decoded == 0 and have_capture:
@@ -218,16 +250,10 @@ def run_demo(store: Path, workdir: Path, *, modes: tuple[str, ...] | None = None
             res.notes.append("fell back to the tcpdump capture")
             live = None
     if live is None:
-        log(f"ingesting the capture ({pcap.stat().st_size:,} bytes) with the agents' key log ...")
-        ing = ingest(str(pcap), store=str(store), keylog=str(keylog), host_id="demo-agent-host")
+        log(f"ingesting the capture ({res.capture.stat().st_size:,} bytes) with the agents' key log ...")
+        ing = ingest(str(res.capture), store=str(res.store), keylog=str(res.keylog), host_id="demo-agent-host")
         for w in getattr(ing, "warnings", []) or []:
             res.notes.append(str(w))
-    log("analyzing ...")
-    with Store.open(str(store)) as st:
-        run = analyze(st, load_catalog(st.location.root), load_rules())
-    res.findings = run.findings
-    keylog.unlink(missing_ok=True)  # as sensitive as a private key
-    return res
 
 
 def print_summary(res: DemoResult, out=sys.stdout) -> None:
