@@ -182,6 +182,39 @@ def link(page: str, label: str, **params: Any) -> None:
     st.page_link(page, label=label, query_params={k: str(v) for k, v in params.items()})
 
 
+def selected_id(sel: Any, rows: pd.DataFrame, column: str, key: str, param: str, label: str) -> str:
+    """The id a list page shows in detail: the row picked in its table (`sel`, from a single-row
+    `st.dataframe` selection), else what is in the text box `key`, which a link from another page
+    fills from the query parameter `param` on the session's first visit. Stripped; '' for none."""
+    picked = ""
+    if sel is not None and getattr(sel, "selection", None) and sel.selection.rows:
+        picked = str(rows.iloc[sel.selection.rows[0]][column])
+    if picked:
+        st.session_state[key] = picked
+    elif key not in st.session_state:
+        st.session_state[key] = st.query_params.get(param, "")
+    return st.text_input(label, key=key).strip()
+
+
+def first_row(frame: pd.DataFrame, missing: str) -> pd.Series | None:
+    """The row a detail view shows, or None after a warning `missing` when the store has none."""
+    if frame.empty:
+        st.warning(missing)
+        return None
+    return frame.iloc[0]
+
+
+def table_section(title: str, frame: pd.DataFrame, empty: str = "none", note: str = "") -> bool:
+    """A bold title (and a `note` in parentheses) over `frame` as a table, or a caption `empty` when
+    it has no rows. True when the table is shown."""
+    st.markdown(f"**{title}**" + (f" ({note})" if note else ""))
+    if frame.empty:
+        st.caption(empty)
+        return False
+    st.dataframe(frame, hide_index=True)
+    return True
+
+
 def as_counts(frame: pd.DataFrame, *cols: str) -> pd.DataFrame:
     """Count columns as integers (SQL sums arrive as floats, and a styled table prints floats with six
     decimals: `160001.000000`)."""

@@ -24,11 +24,9 @@ def _pretty(text: str | None) -> str:
 
 def detail(exchange_id: str) -> None:
     d = ui.cached(q.exchange_detail, exchange_id)
-    ex = d["exchange"]
-    if ex.empty:
-        st.warning(f"No exchange {exchange_id!r} in the store.")
+    e = ui.first_row(d["exchange"], f"No exchange {exchange_id!r} in the store.")
+    if e is None:
         return
-    e = ex.iloc[0]
     st.subheader(f"Exchange {exchange_id}")
     st.markdown(f"**{e['host']}** · `{e['api']}` · {e['path']} · {e['ts']} · host {e['host_id']}")
     c = st.columns(4)
@@ -72,11 +70,7 @@ def detail(exchange_id: str) -> None:
     for r in d["tool_calls"].itertuples():
         st.markdown(f"`{r.direction}` #{r.idx} **{r.name}**", unsafe_allow_html=False)
         st.markdown(ui.highlight(_pretty(r.arguments)), unsafe_allow_html=True)
-    st.markdown("**Secrets seen** (fingerprints only: the store never holds a raw secret)")
-    if d["secrets"].empty:
-        st.caption("none")
-    else:
-        st.dataframe(d["secrets"], hide_index=True)
+    ui.table_section("Secrets seen", d["secrets"], note="fingerprints only: the store never holds a raw secret")
     left, right = st.columns(2)
     with left:
         st.markdown("**Request** (redacted)")
@@ -105,16 +99,9 @@ def body() -> None:
                "Select a row for its detail.")
     sel = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="single-row", key="ex_table",
                        height=300)
-    picked = None
-    if sel is not None and getattr(sel, "selection", None) and sel.selection.rows:
-        picked = str(rows.iloc[sel.selection.rows[0]]["exchange_id"])
-    if picked:
-        st.session_state["ex_id"] = picked
-    elif "ex_id" not in st.session_state:
-        st.session_state["ex_id"] = st.query_params.get("exchange", "")
-    exchange_id = st.text_input("Exchange id", key="ex_id")
+    exchange_id = ui.selected_id(sel, rows, "exchange_id", "ex_id", "exchange", "Exchange id")
     if exchange_id:
-        detail(exchange_id.strip())
+        detail(exchange_id)
 
 
 ui.live(body)

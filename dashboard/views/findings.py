@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from dashboard import queries as q
 from dashboard import ui
+from dashboard.annotations import Annotations
 
 st.title("Findings")
 SEVERITIES = ["critical", "high", "medium", "low"]
@@ -21,6 +23,22 @@ SEVERITIES = ["critical", "high", "medium", "low"]
 def body() -> None:
     w = ui.window()
     notes = ui.annotations()
+    acked = notes.acknowledged()
+    rows, sel = _listing(w, acked)
+    _gate(w)
+    fid = ui.selected_id(sel, rows, "finding_id", "fd_id", "finding", "Finding id")
+    if not fid:
+        return
+    f = ui.first_row(ui.cached(q.finding, fid), f"No finding {fid!r}.")
+    if f is None:
+        return
+    _detail(f, fid)
+    _triage(fid, notes, fid in acked)
+
+
+def _listing(w: q.Window, acked: set[str]) -> tuple[pd.DataFrame, object]:
+    """Counts per severity, the filters, the chart per class and the selectable table of findings.
+    Returns the rows shown and the table's selection."""
     counts = ui.cached(q.findings_counts, w)
     by_sev = counts.groupby("severity")["n"].sum() if not counts.empty else {}
     c = st.columns(4)
@@ -32,7 +50,6 @@ def body() -> None:
     cls = f2.multiselect("Attack class", classes, key="fd_cls", placeholder="all classes")
     show_acked = f3.checkbox("Show acknowledged", key="fd_acked")
     rows = ui.cached(q.findings, w, tuple(sev), tuple(cls))
-    acked = notes.acknowledged()
     rows = rows.assign(acknowledged=rows["finding_id"].isin(acked))
     if not show_acked:
         rows = rows[~rows["acknowledged"]]
@@ -47,6 +64,11 @@ def body() -> None:
             lambda r: [f"color:{ui.SEVERITY_COLORS.get(r['severity'], '')};font-weight:bold"
                        if col == "severity" else "" for col in r.index], axis=1),
         hide_index=True, on_select="rerun", selection_mode="single-row", key="fd_table", height=300)
+    return rows, sel
+
+
+def _gate(w: q.Window) -> None:
+    """The policy gate's decisions in the window, when there are any."""
     gate = ui.cached(q.gate_counts, w)
     if gate:
         with st.expander(f"Policy gate: {gate.get('block', 0):,} blocked, {gate.get('record', 0):,} recorded, "
@@ -54,21 +76,11 @@ def body() -> None:
             st.caption("Tool calls judged by `wrap --proxy --enforce` and `routerwatch gate` hooks before the agent "
                        "ran them; a blocked call never reached the agent (proxy) or was denied (hook).")
             st.dataframe(ui.cached(q.gate_decisions, w), hide_index=True, key="fd_gate", height=220)
-    picked = None
-    if sel is not None and getattr(sel, "selection", None) and sel.selection.rows:
-        picked = str(rows.iloc[sel.selection.rows[0]]["finding_id"])
-    if picked:
-        st.session_state["fd_id"] = picked
-    elif "fd_id" not in st.session_state:
-        st.session_state["fd_id"] = st.query_params.get("finding", "")
-    fid = st.text_input("Finding id", key="fd_id").strip()
-    if not fid:
-        return
-    hit = ui.cached(q.finding, fid)
-    if hit.empty:
-        st.warning(f"No finding {fid!r}.")
-        return
-    f = hit.iloc[0]
+
+
+def _detail(f: pd.Series, fid: str) -> None:
+    """One finding: what and where, links to its exchange, flow, router and process, the evidence and
+    what it accounts for."""
     st.subheader(f"{f['severity'].upper()} · {f['attack_class']} · {f['title']}")
     st.caption(f"rule {f['rule_id']} rev {f['rule_rev']} · host {f['host_id']} · pid {f['pid']} · {f['ts']}")
     links = st.columns(4)
@@ -89,7 +101,10 @@ def body() -> None:
     except ValueError:
         st.code(str(f["evidence"]))
     coverage(fid)
-    is_acked = fid in acked
+
+
+def _triage(fid: str, notes: Annotations, is_acked: bool) -> None:
+    """Acknowledge, reopen or annotate one finding (the dashboard's own state file), and its history."""
     st.markdown(f"**Status:** {'acknowledged' if is_acked else 'open'}")
     with st.form(f"triage_{fid}", clear_on_submit=True):
         note = st.text_area("Note", placeholder="what you checked, who owns it…")

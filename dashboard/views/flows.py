@@ -20,40 +20,22 @@ def _packets(paths: tuple[str, ...], flow: dict) -> list[dict]:
 
 def flow_detail(uid: str) -> None:
     d = ui.cached(q.flow_detail, uid)
-    fl = d["flow"]
-    if fl.empty:
-        st.warning(f"No flow {uid!r} in the store.")
+    f = ui.first_row(d["flow"], f"No flow {uid!r} in the store.")
+    if f is None:
         return
-    f = fl.iloc[0]
     st.subheader(f"Flow {uid}")
     st.markdown(f"`{f['proto']}` **{f['src_ip']}:{f['src_port']} → {f['dst_ip']}:{f['dst_port']}** "
                 f"({f['server_name'] or 'no name'}) · {f['ts_start']} → {f['ts_end']} · "
                 f"out {ui.human_bytes(f['bytes_out'])} / in {ui.human_bytes(f['bytes_in'])} · state {f['tcp_state']}")
     left, right = st.columns(2)
     with left:
-        st.markdown("**Process**")
-        if d["process"].empty:
-            st.caption("not attributed to a process")
-        else:
-            st.dataframe(d["process"], hide_index=True)
+        if ui.table_section("Process", d["process"], "not attributed to a process"):
             pid = int(d["process"].iloc[0]["pid"])
             ui.link("views/destinations.py", f"Process {pid} timeline", pid=pid)
-        st.markdown("**TLS**")
-        if d["tls"].empty:
-            st.caption("no TLS record")
-        else:
-            st.dataframe(d["tls"], hide_index=True)
+        ui.table_section("TLS", d["tls"], "no TLS record")
     with right:
-        st.markdown("**DNS that named it**")
-        if d["dns"].empty:
-            st.caption("no DNS record")
-        else:
-            st.dataframe(d["dns"], hide_index=True)
-        st.markdown("**LLM exchanges on this flow**")
-        if d["exchanges"].empty:
-            st.caption("none")
-        else:
-            st.dataframe(d["exchanges"], hide_index=True)
+        ui.table_section("DNS that named it", d["dns"], "no DNS record")
+        if ui.table_section("LLM exchanges on this flow", d["exchanges"]):
             for x in d["exchanges"]["exchange_id"].head(5):
                 ui.link("views/exchanges.py", f"Exchange {x}", exchange=x)
     st.markdown("**Packets**")
@@ -101,14 +83,7 @@ def body() -> None:
     sel = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="single-row", key="fl_table",
                        height=320, column_config={"bytes_out": st.column_config.NumberColumn(format="compact"),
                                                   "bytes_in": st.column_config.NumberColumn(format="compact")})
-    picked = None
-    if sel is not None and getattr(sel, "selection", None) and sel.selection.rows:
-        picked = str(rows.iloc[sel.selection.rows[0]]["flow_uid"])
-    if picked:
-        st.session_state["fl_id"] = picked
-    elif "fl_id" not in st.session_state:
-        st.session_state["fl_id"] = st.query_params.get("flow", "")
-    uid = st.text_input("Flow uid", key="fl_id").strip()
+    uid = ui.selected_id(sel, rows, "flow_uid", "fl_id", "flow", "Flow uid")
     if uid:
         flow_detail(uid)
 
