@@ -19,7 +19,8 @@ from collector.llm.result import (
     as_str,
     fix_surrogates,
     json_events,
-    note,
+    message_items,
+    note_message,
 )
 from collector.protocols.sse import SseEvent
 
@@ -30,15 +31,10 @@ def _dump(v: Any) -> str:
 
 def request_tool_calls(req: Any) -> list[ToolCall]:
     out: list[ToolCall] = []
-    if not isinstance(req, dict) or not isinstance(req.get("messages"), list):
-        return out
-    for m in req["messages"]:
-        if not isinstance(m, dict) or not isinstance(m.get("content"), list):
-            continue
-        for block in m["content"]:
-            if isinstance(block, dict) and block.get("type") == "tool_use":
-                out.append(ToolCall(len(out), as_str(block.get("name")), _dump(block.get("input", {})),
-                                    as_str(block.get("id")), "request"))
+    for block in message_items(req, "content"):
+        if isinstance(block, dict) and block.get("type") == "tool_use":
+            out.append(ToolCall(len(out), as_str(block.get("name")), _dump(block.get("input", {})),
+                                as_str(block.get("id")), "request"))
     return out
 
 
@@ -69,11 +65,7 @@ def _stream(res: LlmResult, s: dict[str, Any], events: list[SseEvent], t0: float
         if typ == "message_start":
             msg = e.get("message")
             if isinstance(msg, dict):
-                model = as_str(msg.get("model"))
-                if model:
-                    res.model_returned = res.model_returned or model
-                    note(s, "models", model)
-                note(s, "ids", as_str(msg.get("id")))
+                note_message(res, s, msg)
                 _usage(res, msg.get("usage"))
         elif typ == "content_block_start":
             cb = e.get("content_block")

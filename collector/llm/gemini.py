@@ -17,10 +17,10 @@ from collector.llm.result import (
     as_int,
     as_list,
     as_str,
+    json_events,
     loads,
-    new_stream_summary,
     note,
-    stamp,
+    start_stream,
 )
 from collector.protocols.sse import SseEvent
 
@@ -60,15 +60,8 @@ def decode_generate(path: str, req: Any, resp_body: bytes | None, events: list[S
     calls: list[ToolCall] = []
     text: list[str] = []
     if events is not None:
-        res.streamed = True
-        s = new_stream_summary()
-        res.stream = s
-        for ev in events:
-            stamp(s, ev, t0)
-            body = loads(ev.data)
-            if not isinstance(body, dict):
-                s["invalid_json"] += 1
-                continue
+        s = start_stream(res)
+        for _ev, body in json_events(s, events, t0, done_marker=False, stop_at_done=False):
             s["types"]["chunk"] = s["types"].get("chunk", 0) + 1
             note(s, "models", as_str(body.get("modelVersion")))
             note(s, "ids", as_str(body.get("responseId")))

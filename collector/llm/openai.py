@@ -20,27 +20,26 @@ from collector.llm.result import (
     as_str,
     fix_surrogates,
     json_events,
-    note,
+    message_items,
+    note_message,
 )
 from collector.protocols.sse import SseEvent
 
 
 # -- Chat Completions --------------------------------------------------------------------------------
+def _function_call(idx: int, fn: dict, call_id: Any, direction: str = "response") -> ToolCall:
+    """A ToolCall from an object holding `name` and `arguments` (a JSON string as the API sends it;
+    anything else becomes "")."""
+    args = fn.get("arguments")
+    return ToolCall(idx, as_str(fn.get("name")), args if isinstance(args, str) else "", as_str(call_id), direction)
+
+
 def chat_request_tool_calls(req: Any) -> list[ToolCall]:
     out: list[ToolCall] = []
-    if not isinstance(req, dict) or not isinstance(req.get("messages"), list):
-        return out
-    for m in req["messages"]:
-        if not isinstance(m, dict) or not isinstance(m.get("tool_calls"), list):
-            continue
-        for tc in m["tool_calls"]:
-            fn = tc.get("function") if isinstance(tc, dict) else None
-            if isinstance(fn, dict):
-                args = fn.get("arguments")
-                out.append(
-                    ToolCall(len(out), as_str(fn.get("name")), args if isinstance(args, str) else "",
-                             as_str(tc.get("id")), "request")
-                )
+    for tc in message_items(req, "tool_calls"):
+        fn = tc.get("function") if isinstance(tc, dict) else None
+        if isinstance(fn, dict):
+            out.append(_function_call(len(out), fn, tc.get("id"), "request"))
     return out
 
 
@@ -54,10 +53,7 @@ def _chat_body(res: LlmResult, body: dict) -> None:
         for tc in as_list(msg.get("tool_calls")):
             fn = tc.get("function") if isinstance(tc, dict) else None
             if isinstance(fn, dict):
-                args = fn.get("arguments")
-                res.tool_calls.append(
-                    ToolCall(n, as_str(fn.get("name")), args if isinstance(args, str) else "", as_str(tc.get("id")))
-                )
+                res.tool_calls.append(_function_call(n, fn, tc.get("id")))
                 n += 1
 
 
@@ -142,11 +138,7 @@ def responses_request_tool_calls(req: Any) -> list[ToolCall]:
     if isinstance(req, dict) and isinstance(req.get("input"), list):
         for item in req["input"]:
             if isinstance(item, dict) and item.get("type") == "function_call":
-                args = item.get("arguments")
-                out.append(
-                    ToolCall(len(out), as_str(item.get("name")), args if isinstance(args, str) else "",
-                             as_str(item.get("call_id")), "request")
-                )
+                out.append(_function_call(len(out), item, item.get("call_id"), "request"))
     return out
 
 
@@ -163,10 +155,7 @@ def _output_calls(res: LlmResult, output: Any) -> None:
         if not isinstance(item, dict):
             continue
         if item.get("type") == "function_call":
-            args = item.get("arguments")
-            res.tool_calls.append(
-                ToolCall(n, as_str(item.get("name")), args if isinstance(args, str) else "", as_str(item.get("call_id")))
-            )
+            res.tool_calls.append(_function_call(n, item, item.get("call_id")))
             n += 1
         elif item.get("type") == "message":
             for part in as_list(item.get("content")):
@@ -189,11 +178,7 @@ def _responses_stream(res: LlmResult, s: dict[str, Any], events: list[SseEvent],
         s["types"][typ] = s["types"].get(typ, 0) + 1
         resp = e.get("response")
         if isinstance(resp, dict):
-            model = as_str(resp.get("model"))
-            if model:
-                res.model_returned = res.model_returned or model
-                note(s, "models", model)
-            note(s, "ids", as_str(resp.get("id")))
+            note_message(res, s, resp)
             if resp.get("usage"):
                 _responses_usage(res, resp.get("usage"))
         oi = as_int(e.get("output_index"))

@@ -105,17 +105,6 @@ def new_stream_summary() -> dict[str, Any]:
     }
 
 
-def stamp(summary: dict[str, Any], ev: Any, t0: float | None) -> None:
-    summary["events"] += 1
-    if ev.ts is not None and t0 is not None:
-        ms = round((ev.ts - t0) * 1000, 3)
-        if summary["first_ms"] is None:
-            summary["first_ms"] = ms
-        summary["last_ms"] = ms
-    if not ev.complete:
-        summary["incomplete_last_event"] = True
-
-
 def start_stream(res: LlmResult) -> dict[str, Any]:
     """Mark `res` streamed and attach a fresh stream summary."""
     res.streamed = True
@@ -124,12 +113,15 @@ def start_stream(res: LlmResult) -> dict[str, Any]:
 
 
 def json_events(
-    summary: dict[str, Any], events: Iterable[Any], t0: float | None, *, done_marker: bool = True
+    summary: dict[str, Any], events: Iterable[Any], t0: float | None, *, done_marker: bool = True,
+    stop_at_done: bool = True,
 ) -> Iterator[tuple[Any, dict]]:
-    """The part every stream decoder shares: stamp each event, count events after the terminal one
-    (a decoder sets summary['done']), honour `data: [DONE]`, count and skip invalid JSON.
-    Yields (event, parsed object) for the decoder's own logic."""
-    for ev in events:  # stamp() inlined: this loop runs once per streamed event
+    """The part every stream decoder shares: stamp each event (count, first and last time, an
+    incomplete last event), count and skip events after the terminal one (a decoder sets
+    summary['done']; Gemini's `finishReason` is not terminal: `stop_at_done=False` reads on), honour
+    `data: [DONE]`, count and skip invalid JSON. Yields (event, parsed object) for the decoder's own
+    logic. One loop, no per-event helper call: it runs once per streamed event."""
+    for ev in events:
         summary["events"] += 1
         if ev.ts is not None and t0 is not None:
             ms = round((ev.ts - t0) * 1000, 3)
@@ -138,7 +130,7 @@ def json_events(
             summary["last_ms"] = ms
         if not ev.complete:
             summary["incomplete_last_event"] = True
-        if summary["done"]:
+        if summary["done"] and stop_at_done:
             summary["after_done"] += 1
             continue
         data = ev.data
@@ -155,6 +147,24 @@ def json_events(
 def note(summary: dict[str, Any], key: str, value: Any) -> None:
     if value is not None and value not in summary[key] and len(summary[key]) < 16:
         summary[key].append(value)
+
+
+def note_message(res: LlmResult, summary: dict[str, Any], message: dict) -> None:
+    """The model and id a stream's message object names (Anthropic's `message_start.message`, the
+    Responses API's `response`): the first model is the one returned; both go into the summary."""
+    model = as_str(message.get("model"))
+    if model:
+        res.model_returned = res.model_returned or model
+        note(summary, "models", model)
+    note(summary, "ids", as_str(message.get("id")))
+
+
+def message_items(req: Any, key: str) -> Iterator[Any]:
+    """Each element of the `messages[*].<key>` lists of a request: the history an agent resends."""
+    if isinstance(req, dict):
+        for m in as_list(req.get("messages")):
+            if isinstance(m, dict):
+                yield from as_list(m.get(key))
 
 
 @dataclass(frozen=True)
