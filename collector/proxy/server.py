@@ -50,6 +50,16 @@ HEAD_LIMIT = 64 * 1024
 CONNECT_TIMEOUT = 30.0
 
 
+def half_close(dst: asyncio.StreamWriter) -> None:
+    """End one direction of a relayed connection: a FIN where the transport can send one (so the other
+    side may still answer), else close it; a peer already gone is not an error here."""
+    with contextlib.suppress(Exception):
+        if dst.can_write_eof():
+            dst.write_eof()
+        else:
+            dst.close()
+
+
 @dataclass
 class Endpoint:
     ip: str
@@ -498,11 +508,7 @@ class InterceptingProxy:
             except (ConnectionError, ssl.SSLError, OSError):
                 pass
             finally:
-                with contextlib.suppress(Exception):
-                    if dst.can_write_eof():
-                        dst.write_eof()
-                    else:
-                        dst.close()
+                half_close(dst)
 
         gate = self._connection_gate(conn) if tap is not None else None
         if gate is not None:

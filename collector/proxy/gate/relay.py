@@ -20,8 +20,7 @@ from collector.policy.judge import Context, Judge, judge_for
 from collector.policy.policy import Policy
 from collector.proxy.gate import judge_pending
 from collector.proxy.gate.conn import ConnGate, Judged
-
-READ_SIZE = 256 * 1024
+from collector.proxy.server import READ_SIZE, half_close
 
 
 @dataclass
@@ -101,11 +100,7 @@ async def gated_pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, gate:
     except (ConnectionError, ssl.SSLError, OSError):
         pass
     finally:
-        with contextlib.suppress(Exception):
-            if dst.can_write_eof():
-                dst.write_eof()
-            else:
-                dst.close()
+        half_close(dst)
 
 
 def agent_of_pid(pid: int | None, _cache: dict = {}) -> str | None:  # noqa: B006 - a deliberate per-process cache
