@@ -37,7 +37,7 @@ from collector.store.connection import Store, is_transient
 from collector.store.errors import StoreError
 from collector.store.permissions import private_umask
 from collector.store.schema import TABLES
-from collector.store.writer import insert_arrow, to_arrow
+from collector.store.writer import PendingRows, insert_arrow, to_arrow
 
 BUFFER_ENV = "ROUTERWATCH_BUFFER_DIR"
 BATCHES_TABLE = "store_batches"
@@ -191,10 +191,7 @@ class SpoolingWriter:
         self.max_rows = max_rows
         self.log = log or (lambda _m: None)
         self.spool = Spool(spool_dir or spool_dir_for(host_id), max_spool_bytes)
-        self._pending: dict[str, list[pa.Table]] = {}
-        self._rows = 0
-        self._first_add: float | None = None
-        self._lock = threading.Lock()  # pending rows only
+        self._pending = PendingRows()
         self._commit_lock = threading.Lock()  # the store connection: one transaction at a time
         self._stop = threading.Event()
         self._due = threading.Event()
@@ -217,13 +214,7 @@ class SpoolingWriter:
         batch = to_arrow(table, rows)
         if batch.num_rows == 0:
             return
-        with self._lock:
-            self._pending.setdefault(table, []).append(batch)
-            self._rows += batch.num_rows
-            if self._first_add is None:
-                self._first_add = time.monotonic()
-            full = self._rows >= self.max_rows
-        if not full:
+        if self._pending.add(table, batch) < self.max_rows:
             return
         if self.store is None or self._commit_lock.locked():
             self._spill(self._take())  # the store is away or busy: disk, not memory, and never wait
@@ -231,7 +222,7 @@ class SpoolingWriter:
             self._due.set()
 
     def pending_rows(self) -> int:
-        return self._rows
+        return self._pending.rows
 
     def flush(self) -> int:
         """Commit (or, with the store away, spool) what is pending; returns rows handled."""
@@ -273,13 +264,8 @@ class SpoolingWriter:
 
     # -- internals ---------------------------------------------------------------------------------
     def _take(self) -> Batch | None:
-        with self._lock:
-            if not self._pending:
-                return None
-            pending, self._pending = self._pending, {}
-            self._rows = 0
-            self._first_add = None
-        return Batch(pending)
+        taken = self._pending.take()
+        return None if taken is None else Batch(taken[0])
 
     def _spill(self, batch: Batch | None) -> None:
         if batch is None:
@@ -391,7 +377,7 @@ class SpoolingWriter:
             if self._stop.is_set():
                 break
             if self.store is None and not self._reconnect():
-                first = self._first_add
+                first = self._pending.first_add
                 if first is not None and time.monotonic() - first >= self.max_delay:
                     self._spill(self._take())  # memory stays bounded while the store is away
                 continue
@@ -399,7 +385,7 @@ class SpoolingWriter:
                 self._replay()
                 if self.store is None:
                     continue
-            first = self._first_add
+            first = self._pending.first_add
             if due or (first is not None and time.monotonic() - first >= self.max_delay):
                 self.flush()
         # closing: one last chance for what is buffered, then the final flush (in close())

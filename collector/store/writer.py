@@ -36,6 +36,44 @@ def insert_arrow(con, table: str, batch: pa.Table) -> None:  # noqa: ANN001 - a 
         con.unregister(name)
 
 
+class PendingRows:
+    """The rows a writer holds until its next commit, per table in arrival order, with their count and
+    when the oldest came (what a `max_delay` timer watches). One short lock, never held across a
+    commit, so the caller adding rows never waits for the store."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.tables: dict[str, list[pa.Table]] = {}
+        self.rows = 0
+        self.first_add: float | None = None
+
+    def add(self, table: str, batch: pa.Table) -> int:
+        """Queue `batch` (a conformed, non-empty table); returns the rows now pending."""
+        with self._lock:
+            self.tables.setdefault(table, []).append(batch)
+            self.rows += batch.num_rows
+            if self.first_add is None:
+                self.first_add = time.monotonic()
+            return self.rows
+
+    def take(self) -> tuple[dict[str, list[pa.Table]], int, float | None] | None:
+        """Everything pending (tables, row count, oldest add time), leaving nothing; None when empty."""
+        with self._lock:
+            if not self.tables:
+                return None
+            taken = self.tables, self.rows, self.first_add
+            self.tables, self.rows, self.first_add = {}, 0, None
+            return taken
+
+    def put_back(self, tables: dict[str, list[pa.Table]], rows: int, first_add: float | None) -> None:
+        """Return what `take()` gave (a commit failed) ahead of the rows added since, keeping the order."""
+        with self._lock:
+            for t, batches in tables.items():
+                self.tables.setdefault(t, [])[:0] = batches
+            self.rows += rows
+            self.first_add = first_add  # the older of the two: it was added first
+
+
 class BatchWriter:
     """Collects rows per table and commits them together.
 
@@ -62,10 +100,7 @@ class BatchWriter:
         self.hard_rows = hard_rows if hard_rows is not None else 4 * max_rows
         self.deadline = deadline  # how long one flush keeps retrying before it gives up (rows kept)
         self.failed_flushes = 0
-        self._pending: dict[str, list[pa.Table]] = {}
-        self._rows = 0
-        self._first_add: float | None = None
-        self._lock = threading.Lock()  # guards _pending/_rows/_first_add only; never held across a commit
+        self._pending = PendingRows()
         self._commit_lock = threading.Lock()  # one flush at a time: batches commit in order
         self._stop = threading.Event()
         self._due = threading.Event()  # max_rows reached: the background thread flushes now
@@ -82,12 +117,7 @@ class BatchWriter:
         batch = to_arrow(table, rows)
         if batch.num_rows == 0:
             return
-        with self._lock:
-            self._pending.setdefault(table, []).append(batch)
-            self._rows += batch.num_rows
-            if self._first_add is None:
-                self._first_add = time.monotonic()
-            rows = self._rows
+        rows = self._pending.add(table, batch)
         if rows < self.max_rows:
             return
         if self._thread is not None and rows < self.hard_rows:
@@ -96,7 +126,7 @@ class BatchWriter:
             self.flush()  # no writer thread (the caller commits), or memory bound reached
 
     def pending_rows(self) -> int:
-        return self._rows
+        return self._pending.rows
 
     def flush(self, deadline: float | None = None) -> int:
         """Commit everything pending in one transaction; returns rows written.
@@ -106,22 +136,16 @@ class BatchWriter:
         and the exception propagates: nothing is dropped silently.
         """
         with self._commit_lock:
-            with self._lock:
-                if not self._pending:
-                    return 0
-                pending, self._pending = self._pending, {}
-                count, self._rows = self._rows, 0
-                first, self._first_add = self._first_add, None
+            taken = self._pending.take()
+            if taken is None:
+                return 0
+            pending, count, first = taken
             try:
                 self.store.retry(lambda lock_timeout: self._commit(pending, lock_timeout),
                                  what=f"a batch of {count:,} rows", rows=count,
                                  deadline=self.deadline if deadline is None else deadline)
             except Exception:
-                with self._lock:
-                    for t, tables in pending.items():
-                        self._pending.setdefault(t, [])[:0] = tables
-                    self._rows += count
-                    self._first_add = first
+                self._pending.put_back(pending, count, first)
                 raise
             for t, tables in pending.items():
                 self.rows_written[t] = self.rows_written.get(t, 0) + sum(x.num_rows for x in tables)
@@ -142,7 +166,7 @@ class BatchWriter:
             if self._stop.is_set():
                 break
             self._due.clear()
-            first = self._first_add
+            first = self._pending.first_add
             if due or (first is not None and time.monotonic() - first >= self.max_delay):
                 try:
                     self.flush()

@@ -113,7 +113,7 @@ def test_batch_writer_failed_commit_keeps_rows_in_order(store_dir):
             w.flush()
         assert w.pending_rows() == 100
         w.add("flows", _flows(50, start=100))
-        assert w._pending["flows"][0].column("flow_uid")[0].as_py() == "F0"
+        assert w._pending.tables["flows"][0].column("flow_uid")[0].as_py() == "F0"
         assert w.flush() == 150
         assert store.sql("SELECT count(*) FROM flows").fetchone()[0] == 150
 
