@@ -47,7 +47,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "collector/capture/tshark.py": (f"{_C}/test_ingest.py", f"{_C}/capture/test_tlspeek.py"),
     # the command line and its configuration
     "collector/cli.py": (f"{_C}/test_ingest.py", f"{_C}/test_wrap.py"),
-    "collector/config.py": (f"{_C}/test_ingest.py", f"{_D}/test_cli.py"),
     # eBPF (as root, real probes) and Go binaries
     "collector/ebpf/events.py": (f"{_C}/ebpf/test_probe_records.py",),
     "collector/ebpf/go_tls.py": (f"{_C}/ebpf/test_go_binaries.py", f"{_C}/live/test_go_tls.py"),

@@ -27,6 +27,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from collector.config import routerwatch_dir
+
 DEFAULT_FILTER = "tcp or (udp port 53)"
 _DROPS = re.compile(r"received/dropped on interface '[^']*': (\d+)/(\d+)")
 _SEG = re.compile(r"seg_\d+_(\d{14})\.pcap$")
@@ -75,7 +77,7 @@ def take_packet_drops(sock: socket.socket) -> int:
 
 
 def default_capture_dir() -> Path:
-    return Path("/var/lib/routerwatch-capture") if os.geteuid() == 0 else Path.home() / ".cache/routerwatch/capture"
+    return routerwatch_dir(None, "/var/lib/routerwatch-capture", lambda: Path.home() / ".cache/routerwatch/capture")
 
 
 class CaptureRing:

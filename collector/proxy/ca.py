@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from collector.config import routerwatch_dir, xdg_dir
+
 CA_DIR_ENV = "ROUTERWATCH_PROXY_CA_DIR"
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
@@ -28,13 +30,8 @@ CA_KEY = "ca.key"
 
 def default_ca_dir() -> Path:
     """$ROUTERWATCH_PROXY_CA_DIR, else /etc/routerwatch/proxy-ca as root, else ~/.config/routerwatch/proxy-ca."""
-    env = os.environ.get(CA_DIR_ENV)
-    if env:
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/etc/routerwatch/proxy-ca")
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "routerwatch" / "proxy-ca"
+    return routerwatch_dir(CA_DIR_ENV, "/etc/routerwatch/proxy-ca",
+                           lambda: xdg_dir("XDG_CONFIG_HOME", ".config") / "proxy-ca")
 
 
 def _now() -> dt.datetime:

@@ -33,6 +33,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from collector.config import routerwatch_dir
 from collector.store.connection import Store, is_transient
 from collector.store.errors import StoreError
 from collector.store.permissions import private_umask
@@ -45,12 +46,8 @@ _DONE = "COMPLETE"
 
 
 def default_spool_root() -> Path:
-    env = os.environ.get(BUFFER_ENV)
-    if env:
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/var/lib/routerwatch-buffer")
-    return Path.home() / ".local" / "state" / "routerwatch" / "buffer"
+    return routerwatch_dir(BUFFER_ENV, "/var/lib/routerwatch-buffer",
+                           lambda: Path.home() / ".local" / "state" / "routerwatch" / "buffer")
 
 
 def spool_dir_for(host_id: str, root: Path | None = None) -> Path:
