@@ -13,7 +13,7 @@ import zlib
 import brotli
 import zstandard
 
-from collector.protocols.messages import Chunk
+from collector.protocols.messages import Chunk, HttpRequest, HttpResponse
 
 DEFAULT_KEEP = 16 * 1024 * 1024  # decoded bytes kept for parsing (LLM JSON, SSE)
 MAX_DECODED = 1024 * 1024 * 1024  # stop decoding (and hashing) a body past this many decoded bytes
@@ -241,6 +241,17 @@ class Body:
         self._ts = ts
         self.decoder.flush()
         return self.data
+
+    def finish_into(self, msg: HttpRequest | HttpResponse, ts: float) -> None:
+        """End the body and record it on the message it belongs to (HTTP/1.1 and HTTP/2 alike): the
+        kept bytes, decoded size, SHA-256, whether it was capped, a decoding error unless the message
+        already has one, and a response's timed chunks."""
+        msg.body = self.finish(ts)
+        msg.body_size, msg.body_sha256, msg.body_capped = self.size, self.sha256, self.overflow
+        if self.error and not msg.error:
+            msg.error = self.error
+        if isinstance(msg, HttpResponse):
+            msg.chunks = self.chunks
 
     @property
     def data(self) -> bytes:

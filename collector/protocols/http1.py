@@ -301,18 +301,8 @@ class Http1Parser:
         if msg is None:
             return
         if body is not None:
-            msg.body = body.finish(ts)
-            msg.body_size = body.size
-            msg.body_sha256 = body.sha256
-            msg.body_capped = body.overflow
-            if body.error and not msg.error:
-                msg.error = body.error
-            if isinstance(msg, HttpResponse):
-                msg.chunks = body.chunks
-        if isinstance(msg, HttpRequest):
-            msg.ts_end = ts
-        else:
-            msg.ts_end = ts
+            body.finish_into(msg, ts)
+        msg.ts_end = ts
         self.out.append(msg)
         self.msg = None
         self.body = None

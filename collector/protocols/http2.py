@@ -294,26 +294,18 @@ class H2Parser:
                 self.out.append((s.req, s.resp))
 
     def _finish_req(self, s: _Stream, ts: float) -> None:
-        req, body = s.req, s.req_body
-        if req is None:
-            return
-        if body is not None:
-            req.body = body.finish(ts)
-            req.body_size, req.body_sha256, req.body_capped = body.size, body.sha256, body.overflow
-            if body.error and not req.error:
-                req.error = body.error
+        if s.req is not None:
+            _finish(s.req, s.req_body, ts)
             s.req_body = None
-        req.ts_end = ts
 
     def _finish_resp(self, s: _Stream, ts: float) -> None:
-        resp, body = s.resp, s.resp_body
-        if resp is None:
-            return
-        if body is not None:
-            resp.body = body.finish(ts)
-            resp.body_size, resp.body_sha256, resp.body_capped = body.size, body.sha256, body.overflow
-            resp.chunks = body.chunks
-            if body.error and not resp.error:
-                resp.error = body.error
+        if s.resp is not None:
+            _finish(s.resp, s.resp_body, ts)
             s.resp_body = None
-        resp.ts_end = ts
+
+
+def _finish(msg: HttpRequest | HttpResponse, body: Body | None, ts: float) -> None:
+    """A stream's message is complete at `ts` (END_STREAM or the connection's end)."""
+    if body is not None:
+        body.finish_into(msg, ts)
+    msg.ts_end = ts
