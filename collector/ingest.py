@@ -35,6 +35,7 @@ from collector.capture import dissect, flows, headers, tshark
 from collector.capture.records import MappedFile, NotACapture, Records, read_records
 from collector.capture.source import DEFAULT_WAIT_S, CaptureSource, CaptureUnavailable
 from collector.config import host_id as resolve_host_id
+from collector.protocols.dns import DnsMessage
 from collector.store.writer import to_arrow
 
 if TYPE_CHECKING:
@@ -325,7 +326,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         uid_arr = np.asarray(uids, dtype=object)
 
         STAGES.mark("ids, endpoints")
-        dns_msgs: list[tuple[int, dissect.DnsMessage]] = []  # (record index, message)
+        dns_msgs: list[tuple[int, DnsMessage]] = []  # (record index, message)
         hellos: list[tuple[int, dissect.Hello]] = []
         for job, part in zip(jobs, parts, strict=True):
             if not len(part):

@@ -11,6 +11,7 @@ import functools
 from dataclasses import dataclass, field
 
 from collector.capture.ja4 import ja4
+from collector.protocols.dns import QTYPES, RCODES, DnsMessage
 
 FIELDS = [
     "frame.number",
@@ -24,24 +25,8 @@ FIELDS = [
 ]
 _I = {name: i for i, name in enumerate(FIELDS)}
 DISPLAY_FILTER = "dns || tls.handshake.type == 1 || tls.handshake.type == 2"
-QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV",
-          35: "NAPTR", 41: "OPT", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS",
-          252: "AXFR", 255: "ANY", 257: "CAA"}
-RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 6: "YXDOMAIN",
-          7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
 TLS_VERSIONS = {0x0304: "TLS 1.3", 0x0303: "TLS 1.2", 0x0302: "TLS 1.1", 0x0301: "TLS 1.0", 0x0300: "SSL 3.0"}
 SIG_LISTS = (13, 50, 34)  # extensions whose lists tshark reports as tls.handshake.sig_hash_alg
-
-
-@dataclass
-class DnsMessage:
-    frame: int
-    trans_id: int
-    is_response: bool
-    rcode: str | None
-    query: str | None
-    qtype: str | None
-    answers: list[str] = field(default_factory=list)
 
 
 @dataclass

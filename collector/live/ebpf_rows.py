@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow as pa
 
 from collector.capture.community_id import community_ids
-from collector.capture.dissect import QTYPES
 from collector.ebpf import events as ev
 from collector.processes import ProcessTable
+from collector.protocols.dns import QTYPES
 
 EAI = {0: "NOERROR", -2: "NXDOMAIN", -3: "SERVFAIL", -5: "NODATA", -4: "FAIL", -11: "SYSTEM"}
 

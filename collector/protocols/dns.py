@@ -16,22 +16,28 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-from collector.capture.dissect import QTYPES, RCODES
-
 MAX_POINTERS = 32
 MAX_RECORDS = 256
 DNS_MESSAGE = "application/dns-message"
 DNS_JSON = ("application/dns-json", "application/x-javascript")
+QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV",
+          35: "NAPTR", 41: "OPT", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS",
+          252: "AXFR", 255: "ANY", 257: "CAA"}
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 6: "YXDOMAIN",
+          7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
 
 
 @dataclass
 class DnsMessage:
+    """One DNS message, however it was read: the wire parser here, DoH, or tshark's fields."""
+
     trans_id: int
     is_response: bool
     rcode: str | None
     query: str | None
     qtype: str | None
     answers: list[str] = field(default_factory=list)
+    frame: int = 0  # tshark's frame number (capture/dissect.py); 0 where no capture frame is behind it
 
 
 def parse_message(data: bytes) -> DnsMessage | None:
