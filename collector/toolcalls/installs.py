@@ -9,6 +9,7 @@ index settings (`--index-url`, `--extra-index-url`, `--find-links`, `--trusted-h
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from collector.toolcalls.hosts import parse_url
 from collector.toolcalls.model import CUSTOM_INDEX, INSTALL_URL, Analysis, HostRef, Indicator, Install
@@ -123,30 +124,43 @@ def _from_url(spec: str, text: str, out: Analysis) -> None:
     out.hosts.append(HostRef(h.host, h.port, h.url, "install"))
 
 
-def _pip(args: list[str], text: str, out: Analysis) -> None:
-    skip = None
+_REDIRECTS = (">", ">>", "<", "2>", "&>", "2>&1")
+
+
+def _words(args: list[str], value_opts: set[str], *, redirect_ends: bool = True) -> Iterator[tuple[str | None, str, int]]:
+    """An install command's words as (option, value, position): an option written `--opt=value`, or one
+    of `value_opts` followed by its value, comes as (option, value); an operand as (None, word); other
+    flags are passed over. A shell redirection ends the command (its target is no package)."""
+    takes: str | None = None
     for i, a in enumerate(args):
-        if skip:
-            if skip in PIP_INDEX_OPTS:
-                _index(a, text, out)
-            elif skip == "--trusted-host":
-                _index("https://" + a, text, out)
-            elif skip in ("-e", "--editable") and "://" in a:
-                _from_url(a, text, out)
-            skip = None
+        if takes is not None:
+            yield takes, a, i
+            takes = None
             continue
-        if a in (">", ">>", "<", "2>", "&>", "2>&1") or a.startswith("2>"):
-            break
+        if redirect_ends and (a in _REDIRECTS or a.startswith("2>")):
+            return
         if a.startswith("-"):
             opt, eq, val = a.partition("=")
             if eq:
-                if opt in PIP_INDEX_OPTS:
-                    _index(val, text, out)
-                elif opt == "--trusted-host":
-                    _index("https://" + val, text, out)
-                continue
-            if a in PIP_VALUE_OPTS or a in PIP_INDEX_OPTS or a == "--trusted-host":
-                skip = a
+                yield opt, val, i
+            elif a in value_opts:
+                takes = a
+            continue
+        yield None, a, i
+
+
+_PIP_TAKES_VALUE = PIP_VALUE_OPTS | PIP_INDEX_OPTS | {"--trusted-host"}
+
+
+def _pip(args: list[str], text: str, out: Analysis) -> None:
+    for opt, a, i in _words(args, _PIP_TAKES_VALUE):
+        if opt is not None:
+            if opt in PIP_INDEX_OPTS:
+                _index(a, text, out)
+            elif opt == "--trusted-host":
+                _index("https://" + a, text, out)
+            elif opt in ("-e", "--editable") and "://" in a:
+                _from_url(a, text, out)
             continue
         if a == "@" and i + 1 < len(args):  # PEP 508: `name @ https://...`
             continue
@@ -159,24 +173,10 @@ def _pip(args: list[str], text: str, out: Analysis) -> None:
 
 
 def _npm(args: list[str], text: str, out: Analysis) -> None:
-    skip = None
-    for a in args:
-        if skip:
-            if skip == "--registry":
-                _index(a, text, out)
-            skip = None
-            continue
-        if a in (">", ">>", "<", "2>", "&>", "2>&1") or a.startswith("2>"):
-            break
-        if a.startswith("-"):
-            opt, eq, val = a.partition("=")
+    for opt, a, _ in _words(args, NPM_VALUE_OPTS | {"--registry"}):
+        if opt is not None:
             if opt == "--registry":
-                if eq:
-                    _index(val, text, out)
-                else:
-                    skip = a
-            elif a in NPM_VALUE_OPTS:
-                skip = a
+                _index(a, text, out)
             continue
         s = a.strip("'\"")
         alias = re.match(r"^(@?[^@/]+(?:/[^@]+)?)@npm:(.+)$", s)  # `lodash@npm:lodahs`: the real package is after npm:
@@ -198,28 +198,16 @@ def _npm(args: list[str], text: str, out: Analysis) -> None:
 
 
 def _cargo(args: list[str], text: str, out: Analysis) -> None:
-    skip = None
-    for a in args:
-        if skip:
-            if skip == "--git":
-                _from_url(a, text, out)
-            elif skip == "--index":
-                _index(a, text, out)
-            skip = None
-            continue
-        if a.startswith("-"):
-            opt, eq, val = a.partition("=")
-            if opt in ("--git", "--index"):
-                if eq:
-                    (_from_url if opt == "--git" else _index)(val, text, out)
-                else:
-                    skip = opt
-            elif a in CARGO_VALUE_OPTS:
-                skip = a
-            continue
-        name = normalise_package("cargo", a)
-        if name:
-            out.installs.append(Install("cargo", name, a))
+    # no redirection check, as before: `>` and its target are no valid crate name
+    for opt, a, _ in _words(args, CARGO_VALUE_OPTS | {"--git", "--index"}, redirect_ends=False):
+        if opt == "--git":
+            _from_url(a, text, out)
+        elif opt == "--index":
+            _index(a, text, out)
+        elif opt is None:
+            name = normalise_package("cargo", a)
+            if name:
+                out.installs.append(Install("cargo", name, a))
 
 
 def normalise_package(manager: str, spec: str) -> str | None:

@@ -107,6 +107,20 @@ def test_package_installs(cmd, expect):
     assert [(p.manager, p.package) for p in analyze_command(cmd)[0].installs] == expect
 
 
+def test_option_values_either_spelling():
+    """`--opt value` and `--opt=value` name the same package source (pip's --editable=URL was missed)."""
+    a = analyze_command("pip install --editable=git+https://a.example/x.git -e git+https://b.example/y.git "
+                        "--index-url=https://c.example/simple --trusted-host d.example requests > log; "
+                        "npm i --registry=https://e.example left-pad; "
+                        "cargo install --git=https://f.example/r --index sparse+https://g.example/ foo")[0]
+    assert [(i.kind, i.url) for i in a.indicators] == [
+        ("install_url", "https://a.example/x.git"), ("install_url", "https://b.example/y.git"),
+        ("custom_index", "https://c.example/simple"), ("custom_index", "https://d.example"),
+        ("custom_index", "https://e.example"), ("install_url", "https://f.example/r"),
+        ("custom_index", "sparse+https://g.example/")]
+    assert [(p.manager, p.package) for p in a.installs] == [("pip", "requests"), ("npm", "left-pad"), ("cargo", "foo")]
+
+
 def test_typosquat_distance():
     assert damerau_levenshtein("reqeusts", "requests", 2) == 1
     assert damerau_levenshtein("abcdef", "uvwxyz", 2) == 3
