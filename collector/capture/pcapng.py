@@ -7,6 +7,7 @@ offset), Simple Packet Blocks, and counts Decryption Secrets Blocks (TLS key-log
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -75,9 +76,52 @@ def check_header(buf, size: int, name: str) -> None:
 
 
 def read_pcapng(mapped: MappedFile, progress=None) -> Records:
+    """The packet records of a pcapng file in three steps: walk the blocks (offsets, interfaces,
+    sections, key-log secrets), gather the packet blocks' fields with numpy, drop the damaged ones."""
     mm = mapped.mm
     n = len(mm) if mm is not None else 0
     check_header(mm, n, mapped.name)
+    w = _walk_blocks(mm, n, mapped.name, progress)
+    data_off, cap, orig, iface, ts_ns = _packet_fields(mapped.buf, w)
+    if w.spb:
+        data_off, cap, orig, iface, ts_ns = _add_spb(mm, w.spb, w.ifaces, data_off, cap, orig, iface, ts_ns)
+    error, problems = w.error, w.problems
+    if error is not None or problems:
+        error = "; ".join(([error] if error else []) + problems[:3] + ([f"{len(problems) - 3} more"] if len(problems) > 3 else []))
+    return Records(
+        fmt="pcapng",
+        data_off=data_off,
+        caplen=cap,
+        origlen=np.maximum(orig, cap),
+        ts_ns=ts_ns,
+        iface=iface.astype(np.int32),
+        linktypes=[i[0] for i in w.ifaces],
+        truncated=error is not None,
+        error=error,
+        dsb_blocks=w.dsb_blocks,
+        dsb_secrets=w.dsb_lines,
+        dsb_keylog=w.dsb_text,
+    )
+
+
+@dataclass
+class _Walk:
+    """What the walk over a file's blocks found (read_pcapng's first step)."""
+
+    ifaces: list[tuple[int, int, int, int]]  # (linktype, snaplen, units, tsoffset), numbered across sections
+    sections: list[tuple[int, int, str]]  # (first EPB list position, iface base, endian)
+    epb: list[int]  # offsets of the (Enhanced) Packet Blocks
+    spb: list[tuple[int, int, str]]  # (block offset, global iface, byte order) — rare
+    dsb_blocks: int
+    dsb_lines: int
+    dsb_text: list[bytes]
+    problems: list[str]  # damage after which the walk went on (the block length was sound)
+    error: str | None  # damage that stopped the walk
+
+
+def _walk_blocks(mm, n: int, name: str, progress) -> _Walk:  # noqa: ANN001 - an mmap and a tqdm-like bar
+    """One pass over the blocks, recording offsets only: a Python loop, so nothing else happens per
+    packet here (the fields are gathered with numpy afterwards)."""
     e = "<"
     ifaces: list[tuple[int, int, int, int]] = []  # (linktype, snaplen, units, tsoffset)
     section_base = 0  # global index of interface 0 of the current section
@@ -123,7 +167,7 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
                 last = len(epb)
         elif btype == IDB:
             linktype, _, snaplen = struct.unpack_from(e + "HHI", mm, off + 8)
-            where = f"{mapped.name}: interface {len(ifaces) - section_base} (block at byte {off})"
+            where = f"{name}: interface {len(ifaces) - section_base} (block at byte {off})"
             units, tsoff = _idb_options(mm, off + 16, off + blen - 4, e, where)
             ifaces.append((linktype, snaplen, units, tsoff))
         elif btype == SPB:
@@ -147,9 +191,15 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
             error = f"cut short in the middle of a block header at byte {off}"
     if progress is not None:
         progress.update(off - progress.n)
+    return _Walk(ifaces, sections, epb, spb, dsb_blocks, dsb_lines, dsb_text, problems, error)
 
-    blocks = np.asarray(epb, dtype=np.int64)
-    buf = mapped.buf
+
+def _packet_fields(buf: np.ndarray, walk: _Walk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(data offset, caplen, origlen, interface, ts_ns) of the packet blocks, gathered per section
+    (each has its own byte order and interfaces); a block naming an interface its section lacks, a
+    caplen running past its block or a timestamp beyond any date is dropped and noted in walk.problems."""
+    blocks = np.asarray(walk.epb, dtype=np.int64)
+    sections, ifaces, problems = walk.sections, walk.ifaces, walk.problems
     count = len(blocks)
     iface = np.zeros(count, np.int64)
     ts_hi = np.zeros(count, np.int64)
@@ -188,24 +238,7 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
     if drop.any():
         keep = ~drop
         data_off, cap, orig, iface, ts_ns = (x[keep] for x in (data_off, cap, orig, iface, ts_ns))
-    if spb:
-        data_off, cap, orig, iface, ts_ns = _add_spb(mm, spb, ifaces, data_off, cap, orig, iface, ts_ns)
-    if error is not None or problems:
-        error = "; ".join(([error] if error else []) + problems[:3] + ([f"{len(problems) - 3} more"] if len(problems) > 3 else []))
-    return Records(
-        fmt="pcapng",
-        data_off=data_off,
-        caplen=cap,
-        origlen=np.maximum(orig, cap),
-        ts_ns=ts_ns,
-        iface=iface.astype(np.int32),
-        linktypes=[i[0] for i in ifaces],
-        truncated=error is not None,
-        error=error,
-        dsb_blocks=dsb_blocks,
-        dsb_secrets=dsb_lines,
-        dsb_keylog=dsb_text,
-    )
+    return data_off, cap, orig, iface, ts_ns
 
 
 def _timestamps(ts_hi: np.ndarray, ts_lo: np.ndarray, iface: np.ndarray,
