@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -26,6 +27,9 @@ from collector.processes import ProcessTable
 from collector.secrets import Fingerprinter
 from collector.store import Store
 from collector.store.writer import BatchWriter
+
+if TYPE_CHECKING:
+    from collector.store.spool import SpoolingWriter
 
 
 @dataclass
@@ -74,6 +78,9 @@ class Collector:
             print(f"routerwatch collect: {msg}", file=sys.stderr, flush=True)
 
     def open(self) -> None:
+        """Start everything `run()` drains, in order: scope and store, the writer, the probes (or the
+        degraded /proc/net poller), the plaintext assembler, the capture ring with key-log decryption;
+        then the stats row and the start-up line."""
         from collector.live.scope import resolve
 
         self.scope = resolve(self.o.netns, self.o.cgroup)  # ScopeError before anything starts
@@ -82,6 +89,22 @@ class Collector:
         self.clock = ev.Clock.now()
         self.processes = ProcessTable(self.host_id, self.fp, btime=self.clock.boot_epoch)
         self.rows = RowBuilder(self.host_id, self.processes, self.clock)
+        self.writer = self._open_writer()
+        self._open_probes()
+        self.plaintext = None
+        if self.probes is not None and self.o.ssl:
+            from collector.live.plaintext import PlaintextAssembler
+
+            # exchanges of connections still open are emitted once finished, named by the flow their
+            # socket's probes entry says it will be (collector.live.plaintext)
+            self.plaintext = PlaintextAssembler(self.host_id, self.fp, self.clock, live_flow=self._live_flow)
+        if self.o.capture:
+            self._open_capture()
+        self._announce()
+
+    def _open_writer(self) -> BatchWriter | SpoolingWriter:
+        """A BatchWriter on a local store; a SpoolingWriter (same interface) on a fleet store or with
+        --buffer-dir."""
         if self.store.location.root is None or self.o.buffer_dir:
             # a remote store can go away (PostgreSQL restarting, object storage unreachable): batches
             # then wait on disk and are replayed exactly once when it answers again
@@ -91,13 +114,15 @@ class Collector:
 
             spec = self.o.store
             root = Path(self.o.buffer_dir) if self.o.buffer_dir else None
-            self.writer = SpoolingWriter(lambda: Store.open(spec), host_id=self.host_id, store=self.store,
-                                         spool_dir=spool_dir_for(self.host_id, root),
-                                         max_delay=min(self.o.max_delay, 5.0), max_rows=self.o.max_rows,
-                                         max_spool_bytes=self.o.buffer_mb << 20, log=self._log)
-        else:
-            self.writer = BatchWriter(self.store, max_delay=min(self.o.max_delay, 5.0), max_rows=self.o.max_rows,
-                                      background=True)
+            return SpoolingWriter(lambda: Store.open(spec), host_id=self.host_id, store=self.store,
+                                  spool_dir=spool_dir_for(self.host_id, root),
+                                  max_delay=min(self.o.max_delay, 5.0), max_rows=self.o.max_rows,
+                                  max_spool_bytes=self.o.buffer_mb << 20, log=self._log)
+        return BatchWriter(self.store, max_delay=min(self.o.max_delay, 5.0), max_rows=self.o.max_rows,
+                           background=True)
+
+    def _open_probes(self) -> None:
+        """The eBPF probes, else (whole host only: a scope needs eBPF) the degraded /proc/net poller."""
         if self.o.ebpf:
             from collector.ebpf.loader import ProbeError, ProbeOptions, Probes
 
@@ -121,34 +146,33 @@ class Collector:
 
             self.mode = "procnet"
             self.sources.append(ProcNetPoller(self.host_id, self.processes, self.clock))
-        self.plaintext = None
-        if self.probes is not None and self.o.ssl:
-            from collector.live.plaintext import PlaintextAssembler
 
-            # exchanges of connections still open are emitted once finished, named by the flow their
-            # socket's probes entry says it will be (collector.live.plaintext)
-            self.plaintext = PlaintextAssembler(self.host_id, self.fp, self.clock, live_flow=self._live_flow)
-        if self.o.capture:
-            try:
-                from collector.live.capture import CaptureRing
+    def _open_capture(self) -> None:
+        """The packet capture ring and, once it runs, the live key-log decryptor over it; a capture
+        that cannot start is logged and the collector goes on without it."""
+        try:
+            from collector.live.capture import CaptureRing
 
-                kw = {"bpf_filter": self.o.capture_filter} if self.o.capture_filter else {}
-                ring = CaptureRing(self.o.capture_dir, iface=self.o.capture_iface, retain_mb=self.o.capture_retain_mb,
-                                   prefix=self.scope.command_prefix(), **kw)
-                ring.start()
-                self.sources.append(ring)
-                self.mode += "+capture"
-            except Exception as exc:  # no dumpcap/tcpdump or no capture rights: say so, keep going
-                self._log(f"packet capture unavailable: {exc}")
-            else:
-                from collector.live.decrypt import LiveDecryptor
-                from collector.live.keylog_watch import KeylogWatcher
+            kw = {"bpf_filter": self.o.capture_filter} if self.o.capture_filter else {}
+            ring = CaptureRing(self.o.capture_dir, iface=self.o.capture_iface, retain_mb=self.o.capture_retain_mb,
+                               prefix=self.scope.command_prefix(), **kw)
+            ring.start()
+            self.sources.append(ring)
+            self.mode += "+capture"
+        except Exception as exc:  # no dumpcap/tcpdump or no capture rights: say so, keep going
+            self._log(f"packet capture unavailable: {exc}")
+            return
+        from collector.live.decrypt import LiveDecryptor
+        from collector.live.keylog_watch import KeylogWatcher
 
-                watcher = KeylogWatcher(self.o.keylog_dir, self.o.keylogs)
-                decoded = self.plaintext.decoded_flows if self.plaintext is not None else set()
-                self.decryptor = LiveDecryptor(ring, watcher, self.processes, self.host_id, self.store.secret_key(),
-                                               already_decoded=decoded.__contains__, log=self._log)
-                self.decryptor.start(self.writer.add)
+        watcher = KeylogWatcher(self.o.keylog_dir, self.o.keylogs)
+        decoded = self.plaintext.decoded_flows if self.plaintext is not None else set()
+        self.decryptor = LiveDecryptor(ring, watcher, self.processes, self.host_id, self.store.secret_key(),
+                                       already_decoded=decoded.__contains__, log=self._log)
+        self.decryptor.start(self.writer.add)
+
+    def _announce(self) -> None:
+        """The stats row's fixed facts and the start-up line (DEGRADED when eBPF is unavailable)."""
         from collector import __version__
 
         self.stats = Stats(self.host_id, self.mode, meta={
