@@ -289,18 +289,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
     args = tshark.base_args() + ["-r", "-", "-Y", dissect.DISPLAY_FILTER] + tshark.fields_args(dissect.FIELDS)
     jobs = [tshark.TsharkJob(args) for _ in range(workers)] if len(rec) >= EARLY_TSHARK_PACKETS else []
     try:
-        fast = all(lt in headers.FAST_LINKTYPES for lt in set(rec.linktypes))
-        if fast:
-            hd = headers.walk(buf, rec)
-            STAGES.mark("header walk")
-        else:
-            from collector.capture.fallback import tshark_headers
-
-            try:
-                hd = tshark_headers(mf.mm, rec)
-            except tshark.TsharkError as exc:
-                raise IngestError(f"{res.file}: {exc} (link types {', '.join(map(str, sorted(set(rec.linktypes))))})"
-                                  ) from None
+        hd, fast = _headers(mf, rec, res)
         fa = flows.assign(hd)
         STAGES.mark("flow assignment")
         end = rec.data_off + rec.caplen
@@ -308,13 +297,9 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         sel = selection.records
         res.dissected_packets = int(len(sel))
         parts = [sel[fa.fid[sel] % workers == k] for k in range(workers)]
-        if not jobs:
+        if not jobs:  # (assigned here, so that a failure below still cancels them)
             jobs = [tshark.TsharkJob(args) if len(part) else tshark.TsharkJob(None) for part in parts]
-        for job, part in zip(jobs, parts, strict=True):
-            if len(part):
-                job.feed(tshark.small_pcapng(mf.mm, rec, part))
-            else:
-                job.cancel()
+        _feed_dissectors(jobs, parts, mf, rec)
         STAGES.mark("select + small pcapng")
 
         agg = flows.aggregate(hd, fa, rec.ts_ns)
@@ -326,21 +311,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         uid_arr = np.asarray(uids, dtype=object)
 
         STAGES.mark("ids, endpoints")
-        dns_msgs: list[tuple[int, DnsMessage]] = []  # (record index, message)
-        hellos: list[tuple[int, dissect.Hello]] = []
-        for job, part in zip(jobs, parts, strict=True):
-            if not len(part):
-                continue
-            try:
-                out = job.result()
-            except tshark.TsharkError as exc:  # flows stand; the DNS and hello fields of these packets are lost
-                res.errors.append(f"dissection of {len(part)} packets failed: {exc}")
-                res.warnings.append(res.errors[-1])
-                res.incomplete = True
-                continue
-            d, h = dissect.parse(out)
-            dns_msgs += [(int(part[m.frame - 1]), m) for m in d]  # tshark frame N is part[N-1]
-            hellos += [(int(part[x.frame - 1]), x) for x in h]
+        dns_msgs, hellos = _dissected(jobs, parts, res)
         STAGES.mark("tshark wait + parse")
     except BaseException:
         for job in jobs:
@@ -360,6 +331,53 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
     con.close()
     res.flows = fa.count
     return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_rows, "walk": res_walk, "read": (hd, fa) if fast else None}
+
+
+def _headers(mf: MappedFile, rec: Records, res: IngestResult) -> tuple[headers.Headers, bool]:
+    """Every record's headers: the numpy walk for the link types it reads (True), else tshark's."""
+    if all(lt in headers.FAST_LINKTYPES for lt in set(rec.linktypes)):
+        hd = headers.walk(mf.buf, rec)
+        STAGES.mark("header walk")
+        return hd, True
+    from collector.capture.fallback import tshark_headers
+
+    try:
+        return tshark_headers(mf.mm, rec), False
+    except tshark.TsharkError as exc:
+        raise IngestError(f"{res.file}: {exc} (link types {', '.join(map(str, sorted(set(rec.linktypes))))})"
+                          ) from None
+
+
+def _feed_dissectors(jobs: list[tshark.TsharkJob], parts: list[np.ndarray], mf: MappedFile, rec: Records) -> None:
+    """Hand each tshark job its share of the selected packets as a small pcapng; a job with no
+    packets is cancelled."""
+    for job, part in zip(jobs, parts, strict=True):
+        if len(part):
+            job.feed(tshark.small_pcapng(mf.mm, rec, part))
+        else:
+            job.cancel()
+
+
+def _dissected(jobs: list[tshark.TsharkJob], parts: list[np.ndarray], res: IngestResult
+               ) -> tuple[list[tuple[int, DnsMessage]], list[tuple[int, dissect.Hello]]]:
+    """The DNS messages and TLS hellos tshark found, each with its record index; a failed job loses
+    only its packets' fields (noted in `res`, which is marked incomplete)."""
+    dns_msgs: list[tuple[int, DnsMessage]] = []
+    hellos: list[tuple[int, dissect.Hello]] = []
+    for job, part in zip(jobs, parts, strict=True):
+        if not len(part):
+            continue
+        try:
+            out = job.result()
+        except tshark.TsharkError as exc:  # flows stand; the DNS and hello fields of these packets are lost
+            res.errors.append(f"dissection of {len(part)} packets failed: {exc}")
+            res.warnings.append(res.errors[-1])
+            res.incomplete = True
+            continue
+        d, h = dissect.parse(out)
+        dns_msgs += [(int(part[m.frame - 1]), m) for m in d]  # tshark frame N is part[N-1]
+        hellos += [(int(part[x.frame - 1]), x) for x in h]
+    return dns_msgs, hellos
 
 
 def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment, rec: Records,

@@ -62,9 +62,10 @@ class FlowAssignment:
 def assign(h: Headers) -> FlowAssignment:
     """Each record's flow and direction (module docstring: tshark's conversations, Zeek's originator).
 
-    One function although it is long: its steps (canonical 5-tuple, sort, SYN-split, originator,
-    fragments) are consecutive numpy passes over the same sorted arrays, each needing several of the
-    previous ones' intermediates (splitting it would pass a dozen arrays between the pieces)."""
+    Long for one function: its steps (canonical 5-tuple, sort, SYN-split, originator) are consecutive
+    numpy passes over the same sorted arrays, each needing several of the previous ones'
+    intermediates (splitting them would pass a dozen arrays between the pieces); the fragments, which
+    need only the result, are joined by _join_fragments."""
     n = len(h.ok)
     valid = h.ok & ~h.frag_later
     idx = np.nonzero(valid)[0]
@@ -114,20 +115,7 @@ def assign(h: Headers) -> FlowAssignment:
     is_orig = np.zeros(n, bool)
     is_orig[order] = src_is_a == orig_is_a[fid_sorted]
 
-    # non-first fragments: join the flow of their first fragment
-    later = np.nonzero(h.frag_later)[0]
-    if len(later):
-        firsts = np.nonzero(valid & h.frag_first)[0]
-        fk_first = _mix(h.ver[firsts], h.proto[firsts], h.src_hi[firsts], h.src_lo[firsts], h.dst_hi[firsts], h.dst_lo[firsts], h.ipid[firsts])
-        fk_later = _mix(h.ver[later], h.proto[later], h.src_hi[later], h.src_lo[later], h.dst_hi[later], h.dst_lo[later], h.ipid[later])
-        srt = np.argsort(fk_first, kind="stable")
-        pos_f = np.searchsorted(fk_first[srt], fk_later)
-        pos_f = np.minimum(pos_f, max(len(srt) - 1, 0))
-        hit = (fk_first[srt][pos_f] == fk_later) if len(srt) else np.zeros(len(later), bool)
-        src_rec = firsts[srt][pos_f] if len(srt) else later
-        fid[later] = np.where(hit, fid[src_rec], -1)
-        is_orig[later] = np.where(hit, is_orig[src_rec], False)
-
+    _join_fragments(h, valid, fid, is_orig)
     return FlowAssignment(
         fid=fid,
         is_orig=is_orig,
@@ -145,6 +133,24 @@ def assign(h: Headers) -> FlowAssignment:
         order=order,
         starts=starts,
     )
+
+
+def _join_fragments(h: Headers, valid: np.ndarray, fid: np.ndarray, is_orig: np.ndarray) -> None:
+    """Non-first IP fragments (no ports of their own) join the flow and direction of their first
+    fragment, matched on (version, protocol, addresses, IP id); an unmatched one stays in no flow."""
+    later = np.nonzero(h.frag_later)[0]
+    if not len(later):
+        return
+    firsts = np.nonzero(valid & h.frag_first)[0]
+    fk_first = _mix(h.ver[firsts], h.proto[firsts], h.src_hi[firsts], h.src_lo[firsts], h.dst_hi[firsts], h.dst_lo[firsts], h.ipid[firsts])
+    fk_later = _mix(h.ver[later], h.proto[later], h.src_hi[later], h.src_lo[later], h.dst_hi[later], h.dst_lo[later], h.ipid[later])
+    srt = np.argsort(fk_first, kind="stable")
+    pos_f = np.searchsorted(fk_first[srt], fk_later)
+    pos_f = np.minimum(pos_f, max(len(srt) - 1, 0))
+    hit = (fk_first[srt][pos_f] == fk_later) if len(srt) else np.zeros(len(later), bool)
+    src_rec = firsts[srt][pos_f] if len(srt) else later
+    fid[later] = np.where(hit, fid[src_rec], -1)
+    is_orig[later] = np.where(hit, is_orig[src_rec], False)
 
 
 @dataclass
