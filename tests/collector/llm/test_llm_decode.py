@@ -236,3 +236,20 @@ def test_header_and_path_cache_gives_the_same_rows(ctx):
     assert ("path", "openai_api_key") in kinds
     assert KEY not in json.dumps(first.tables, default=str)
     assert ctx.cache and pickle.loads(pickle.dumps(ctx)).cache == {}
+
+
+def test_gemini_stream_reads_on_after_finish_reason():
+    """Gemini's finishReason is not a terminal event: a later chunk (usage) is still read and not
+    counted as after-done; invalid JSON is counted; each event is stamped."""
+    from collector.llm.gemini import decode_generate
+    from collector.protocols.sse import SseEvent
+
+    data = [{"candidates": [{"content": {"parts": [{"text": "hi"}]}, "finishReason": "STOP"}], "responseId": "r1"},
+            "{not json",
+            {"usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4}, "modelVersion": "gemini-x-001"}]
+    events = [SseEvent("message", d if isinstance(d, str) else json.dumps(d), None, 10.0 + i) for i, d in enumerate(data)]
+    res = decode_generate("/v1beta/models/gemini-x:streamGenerateContent", {}, None, events, 10.0)
+    s = res.stream
+    assert (res.text, res.input_tokens, res.output_tokens, res.model_returned, res.truncated) == ("hi", 3, 4, "gemini-x-001", False)
+    assert (s["events"], s["invalid_json"], s["after_done"], s["done"], s["first_ms"], s["last_ms"]) == (3, 1, 0, True, 0.0, 2000.0)
+    assert (s["types"], s["ids"], s["models"]) == ({"chunk": 2}, ["r1"], ["gemini-x-001"])
