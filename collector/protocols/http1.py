@@ -113,8 +113,8 @@ class Http1Parser:
         """Consume the buffer through the parser's states (head, fixed body, chunk size/data/trailer,
         until close) as far as its bytes go.
 
-        One loop rather than a method per state: it runs for every chunk fed on the decode hot path,
-        and the states hand each other `buf` and `pos` as locals, not attributes."""
+        Long because it is one loop rather than a method per state: it runs for every chunk fed on the
+        decode hot path, and the states hand each other `buf` and `pos` as locals, not attributes."""
         buf = self.buf
         pos = 0
         while self.state != _DEAD:
