@@ -106,23 +106,28 @@ def attach_tracepoint(name: str, prog_fd: int) -> int:
 
 
 @lru_cache(maxsize=1)
-def _uprobe_pmu() -> tuple[int, int]:
-    """(perf type of the `uprobe` PMU, the config bit that makes it a return probe)."""
+def _uprobe_pmu() -> tuple[int, int, int]:
+    """(perf type of the `uprobe` PMU, the config bit that makes it a return probe, the config
+    shift of the USDT semaphore offset)."""
     try:
         ptype = int((PMU / "uprobe/type").read_text())
         fmt = (PMU / "uprobe/format/retprobe").read_text().strip()  # "config:0"
+        ref = PMU / "uprobe/format/ref_ctr_offset"  # "config:32-63" (kernels since 4.20)
+        shift = int(ref.read_text().strip().split(":", 1)[1].split("-")[0]) if ref.exists() else 32
     except OSError as exc:
         raise BpfSysError(exc.errno or 2, f"no uprobe PMU ({exc})") from None
-    return ptype, int(fmt.split(":", 1)[1])
+    return ptype, int(fmt.split(":", 1)[1]), shift
 
 
-def attach_uprobe(path: str, offset: int, prog_fd: int, retprobe: bool = False) -> int:
+def attach_uprobe(path: str, offset: int, prog_fd: int, retprobe: bool = False, ref_ctr_offset: int = 0) -> int:
     """Attach a kprobe-type program to the instruction at file `offset` of `path` (every process
-    mapping that file, now or later); returns the perf event fd."""
-    ptype, bit = _uprobe_pmu()
+    mapping that file, now or later); returns the perf event fd. `ref_ctr_offset` is a USDT
+    semaphore's file offset, which every probe on one instruction must agree on (EINVAL otherwise)."""
+    ptype, bit, shift = _uprobe_pmu()
     cpath = ctypes.create_string_buffer(os.fsencode(path))
     what = f"{'uretprobe' if retprobe else 'uprobe'} {path}+{offset:#x}"
-    fd = _perf_event_open(ptype, (1 << bit) if retprobe else 0, ctypes.addressof(cpath), offset, what)
+    config = ((1 << bit) if retprobe else 0) | (ref_ctr_offset << shift)
+    fd = _perf_event_open(ptype, config, ctypes.addressof(cpath), offset, what)
     return _set_bpf(fd, prog_fd, what)
 
 

@@ -9,9 +9,11 @@ descriptors to the parent over a Unix socket (SCM_RIGHTS). The parent (collector
 attaches them itself (collector.ebpf.bpfsys) and reads the maps through the same fds; the kernel
 keeps the objects alive as long as it holds them. The child then exits and its memory goes with it.
 
-Protocol: the request arrives as JSON on stdin (`source`, `cflags`, `maps`: the maps the parent
-reads); the reply is one message on
-the socket whose fd is argv[1]: a JSON header (`programs`: name -> {index, kind}, `maps`: name ->
+The kernel's BTF is parsed here too (`btf_offsets`: the struct offsets the probes read become `-D`
+constants), for the same reason: the parsed type table is ~40 MB of Python objects.
+
+Protocol: the request arrives as JSON on stdin (`source`, `cflags`, `btf_offsets`, `maps`: the maps
+the parent reads); the reply is one message on the socket whose fd is argv[1]: a JSON header (`programs`: name -> {index, kind}, `maps`: name ->
 index, or `error`) with the fds attached in index order.
 
     python -m collector.ebpf.build FD < request.json
@@ -68,7 +70,12 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[1]))
     try:
         req = json.load(sys.stdin)
-        header, fds, _b = compile_and_load(req["source"], req["cflags"], req["maps"])
+        cflags = req["cflags"]
+        if req.get("btf_offsets"):  # parsed here: the kernel's whole BTF as objects is ~40 MB
+            from collector.ebpf.btf import probe_offsets
+
+            cflags = [*(f"-D{k}={v}" for k, v in probe_offsets().items()), *cflags]
+        header, fds, _b = compile_and_load(req["source"], cflags, req["maps"])
     except Exception as exc:  # compile or verifier error: the parent raises it as ProbeError
         sock.sendall(json.dumps({"error": str(exc).strip() or type(exc).__name__}).encode())
         return 1

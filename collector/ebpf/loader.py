@@ -14,6 +14,7 @@ syscalls (collector.ebpf.bpfsys) and never imports bcc.
 from __future__ import annotations
 
 import ctypes.util
+import errno
 import importlib.util
 import json
 import mmap
@@ -27,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.ebpf import bpfsys
-from collector.ebpf.btf import probe_offsets
 from collector.ebpf.ringbuf import RingReader
 
 SOURCE = Path(__file__).with_name("probes.bpf.c")
 TRACEFS = Path("/sys/kernel/tracing")
 BUILD_TIMEOUT_S = 900  # bcc's compile takes ~5 s of CPU; on a loaded host minutes of wall time
 MAPS = ("events", "counters", "socks")  # the maps this process reads
+BCC_STRAY_REF_CTR = 6  # the ref_ctr_offset uprobes attached by Debian's python3-bpfcc 0.26 carry here
 
 # counter index -> name (see probes.bpf.c C_*)
 COUNTERS = {
@@ -123,10 +124,11 @@ def ssl_chunks(wanted: int) -> int:
     return wanted if eff & (1 << CAP_SYS_ADMIN) else min(wanted, SSL_CHUNKS_WITHOUT_SYS_ADMIN)
 
 
-def build_objects(cflags: list[str], maps: tuple[str, ...] = MAPS,
-                  timeout: float = BUILD_TIMEOUT_S) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
-    """Compile and load probes.bpf.c in a child process (collector.ebpf.build); returns the loaded
-    programs ({name: (fd, kind)}) and maps ({name: fd}), now owned by this process."""
+def build_objects(cflags: list[str], maps: tuple[str, ...] = MAPS, timeout: float = BUILD_TIMEOUT_S,
+                  btf_offsets: bool = True) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
+    """Compile and load probes.bpf.c in a child process (collector.ebpf.build), with the kernel's
+    struct offsets (collector.ebpf.btf, read there) added to `cflags` when `btf_offsets`; returns the
+    loaded programs ({name: (fd, kind)}) and maps ({name: fd}), now owned by this process."""
     if importlib.util.find_spec("bcc") is None:
         raise ProbeError("bcc is not importable; run deploy/deps.sh")
     here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -138,7 +140,8 @@ def build_objects(cflags: list[str], maps: tuple[str, ...] = MAPS,
         finally:
             there.close()
         assert proc.stdin is not None
-        proc.stdin.write(json.dumps({"source": str(SOURCE), "cflags": cflags, "maps": list(maps)}).encode())
+        proc.stdin.write(json.dumps({"source": str(SOURCE), "cflags": cflags, "btf_offsets": btf_offsets,
+                                    "maps": list(maps)}).encode())
         proc.stdin.close()
         here.settimeout(timeout)
         try:
@@ -207,8 +210,7 @@ class Probes:
         if os.geteuid() != 0:
             raise ProbeError("eBPF needs root (or CAP_BPF+CAP_PERFMON)")
         ensure_tracefs()
-        cflags = [f"-D{k}={v}" for k, v in probe_offsets().items()]
-        cflags += [
+        cflags = [  # the BTF offsets are added by the compiler child (build_objects)
             f"-DRINGBUF_PAGES={self.options.ringbuf_pages}",
             f"-DSSL_MAX_CHUNKS={ssl_chunks(self.options.ssl_max_chunks)}",
             "-Wno-unused-value",
@@ -307,7 +309,17 @@ class Probes:
         self._attach_uprobe_at(path, file_offset(path, vaddr), fn, retprobe)
 
     def _attach_uprobe_at(self, path: str, offset: int, fn: str, retprobe: bool = False) -> None:
-        self._uprobes.append(bpfsys.attach_uprobe(path, offset, self.programs[fn], retprobe=retprobe))
+        try:
+            fd = bpfsys.attach_uprobe(path, offset, self.programs[fn], retprobe=retprobe)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # another tracer holds this instruction with a USDT semaphore offset: Debian's bcc
+            # (python3-bpfcc 0.26) leaves BCC_STRAY_REF_CTR there (see _attach_pair); agreeing with it
+            # writes nothing more (the kernel bumps the counter once, when the breakpoint goes in)
+            fd = bpfsys.attach_uprobe(path, offset, self.programs[fn], retprobe=retprobe,
+                                      ref_ctr_offset=BCC_STRAY_REF_CTR)
+        self._uprobes.append(fd)
 
     def _attach_ssl(self, lib: str) -> int:
         offs = uprobe_targets(lib, [sym for sym, _fn in SSL_FUNCS])
@@ -322,10 +334,11 @@ class Probes:
 
     def _attach_pair(self, path: str, offset: int, sym: str, enter: str, ret: str) -> bool:
         """An entry probe and its return probe on one function, both or neither; a refusal is logged
-        and leaves that function unprobed rather than failing the rest. EINVAL here usually means
-        another tracer holds a uprobe on the same instruction with a different USDT semaphore
-        offset (the kernel logs "ref_ctr_offset mismatch"): Debian's python3-bpfcc 0.26 passes
-        libbcc's bpf_attach_uprobe one argument too few, so its uprobes carry a stray one."""
+        and leaves that function unprobed rather than failing the rest. EINVAL means another tracer
+        holds a uprobe on the same instruction with a different USDT semaphore offset (the kernel
+        logs "ref_ctr_offset mismatch"): Debian's python3-bpfcc 0.26 calls libbcc's 7-argument
+        bpf_attach_uprobe with 6, so its uprobes carry whatever was on the stack (0x6 on the
+        development machine, every time); _attach_uprobe_at retries with that value."""
         try:
             self._attach_uprobe_at(path, offset, enter)
         except OSError as exc:
