@@ -99,8 +99,9 @@ class ProbeOptions:
     # body in one SSL_write, and agents send prompts of hundreds of KiB (whole conversations), so 64
     # (256 KiB) where the kernel takes it. The copy loop is unrolled: 256 chunks exceed the verifier's
     # size limit (E2BIG); without CAP_SYS_ADMIN (the systemd unit's capabilities) attaching the
-    # uprobes failed intermittently with 64 and 128 (perf_event_open: EINVAL; cause not found), never
-    # with 16, so there the limit stays 16 (64 KiB): see `ssl_chunks`
+    # uprobes through bcc failed intermittently with 64 and 128 (perf_event_open: EINVAL), never with
+    # 16, so there the limit stays 16 (64 KiB): see `ssl_chunks`. That EINVAL was most likely bcc's
+    # stray USDT semaphore offset (Probes._attach_pair), not the program's size: to be re-measured
     ssl_max_chunks: int = 64
     go_tls: bool = True  # Go crypto/tls uprobes on Go binaries (running, exec'd, or in ssl_libraries)
     log: Callable[[str], None] | None = None  # attach/refusal messages (Go binaries found later)
