@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/X.py`: the repo root
 
+from collector.ebpf.bpfsys import prog_run_stats  # noqa: E402
 from collector.ebpf.loader import ProbeOptions, Probes  # noqa: E402
 from tests.support.goclient import build_goclient  # noqa: E402
 
@@ -54,9 +54,7 @@ def main() -> None:
                 probes.drain()  # keep the ring buffer empty, as the collector would
             runs = {}
             for name in PROGS:
-                info = Path(f"/proc/self/fdinfo/{probes.bpf.funcs[name.encode()].fd}").read_text()
-                runs[name] = (int(re.search(r"run_time_ns:\s*(\d+)", info).group(1)),
-                              int(re.search(r"run_cnt:\s*(\d+)", info).group(1)))
+                runs[name] = prog_run_stats(probes.programs[name])
         finally:
             STATS.write_text(orig)
             probes.close()

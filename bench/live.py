@@ -10,9 +10,10 @@
    the kernel's own counters (collector_stats.detail).
 3. Sustained DNS-query records: compiled generators sendto() small DNS queries to 127.0.0.x:53 at
    fixed rates (--dns-rates); generated vs kernel-seen vs lost vs `dns` rows stored.
+4. Idle memory: the collector's RSS (eBPF and a capture on lo) --rss-settle seconds after it is ready.
 
     sudo .venv/bin/python bench/live.py [--connections 20000] [--rounds 10] [--seconds 10] [--procs 2]
-                                        [--dns-rates 50000,60000,80000] [--only connect|sustained|dns]
+                                        [--dns-rates 50000,60000,80000] [--only connect|sustained|dns|rss]
 """
 
 from __future__ import annotations
@@ -159,9 +160,10 @@ def pinned(cpus: set[int] | None):
     return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
 
 
-def start_collector(store: Path, *extra: str, cpus: set[int] | None = None) -> subprocess.Popen:
+def start_collector(store: Path, *extra: str, cpus: set[int] | None = None, capture: bool = False) -> subprocess.Popen:
     log = open(store.parent / f"collect-{time.time_ns()}.log", "w+")
-    p = subprocess.Popen([str(BIN / "routerwatch"), "collect", "--store", str(store), "--no-capture", "-q",
+    cap = ["--capture-dir", str(store.parent / "capture"), "--iface", "lo"] if capture else ["--no-capture"]
+    p = subprocess.Popen([str(BIN / "routerwatch"), "collect", "--store", str(store), *cap, "-q",
                           "--interval", "1", *extra], stdout=log, stderr=log, preexec_fn=pinned(cpus))
     p.log = log  # type: ignore[attr-defined]
     # ready when the first collector_stats row is committed (probes attached, loop running)
@@ -408,6 +410,32 @@ def sustained_events(seconds: float, procs: int, tmp: Path) -> dict:
             "loadavg": os.getloadavg()[0]}
 
 
+def rss_kb(pid: int) -> int:
+    """Resident memory of one process (VmRSS), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def idle_rss(tmp: Path, settle: float) -> dict:
+    """The collector's resident memory idling with eBPF and a capture on lo: `settle` seconds after
+    it is ready (probes attached, first collector_stats row stored), with its helper processes
+    (the capture) apart. RSS does not depend on how busy the machine is."""
+    store = tmp / "rss-store"
+    p = start_collector(store, "--buffer-dir", str(tmp / "rss-buffer"), capture=True)
+    try:
+        time.sleep(settle)
+        kids = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(p.pid)], capture_output=True,
+                              text=True).stdout.split()
+        children = {f"{kids[i + 1]}[{kids[i]}]": rss_kb(int(kids[i])) for i in range(0, len(kids), 2)}
+        return {"collector_rss_mb": round(rss_kb(p.pid) / 1024, 1),
+                "children_rss_mb": {k: round(v / 1024, 1) for k, v in children.items()},
+                "settle_s": settle, "loadavg": os.getloadavg()[0]}
+    finally:
+        stop(p)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--connections", type=int, default=20000)
@@ -415,13 +443,16 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--dns-rates", default="50000,60000,80000", help="queries/s for the DNS phase, comma-separated")
-    ap.add_argument("--only", choices=["connect", "sustained", "dns"], help="run one phase")
+    ap.add_argument("--only", choices=["connect", "sustained", "dns", "rss"], help="run one phase")
+    ap.add_argument("--rss-settle", type=float, default=20, help="seconds the collector idles before its RSS is read")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/live.py needs root (eBPF)")
     with tempfile.TemporaryDirectory(prefix="rw-bench-live-") as d:
         tmp = Path(d)
         res = {}
+        if a.only in (None, "rss"):
+            res["idle_rss"] = idle_rss(tmp, a.rss_settle)
         if a.only in (None, "connect"):
             with BpfStats():
                 res["connect_workload"] = connect_ratio(a.connections, a.rounds, tmp)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 from pathlib import Path
 
+from collector.ebpf.bpfsys import prog_run_stats
 from collector.ebpf.loader import ProbeOptions, Probes
 
 STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
@@ -43,12 +43,10 @@ def main() -> None:
         for _ in range(n // 10):
             os.close(os.open("/dev/null", os.O_RDONLY))
         for name in PROGS:
-            f = probes.bpf.funcs.get(f"tracepoint__syscalls__sys_enter_{name}".encode())
-            if f is None:
+            fd = probes.programs.get(f"tracepoint__syscalls__sys_enter_{name}")
+            if fd is None:
                 continue
-            info = Path(f"/proc/self/fdinfo/{f.fd}").read_text()
-            ns = int(re.search(r"run_time_ns:\s*(\d+)", info).group(1))
-            cnt = int(re.search(r"run_cnt:\s*(\d+)", info).group(1))
+            ns, cnt = prog_run_stats(fd)
             print(f"sys_enter_{name}: {ns / max(cnt, 1):.0f} ns/call over {cnt} calls")
     finally:
         STATS.write_text(orig)

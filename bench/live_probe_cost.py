@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -32,39 +31,26 @@ from collector.ebpf.loader import ProbeOptions, Probes  # noqa: E402
 
 
 def snapshot(probes: Probes) -> dict[str, tuple[int, int]]:
-    out = {}
-    for name, f in probes.bpf.funcs.items():
-        info = Path(f"/proc/self/fdinfo/{f.fd}").read_text()
-        out[name.decode()] = (int(re.search(r"run_time_ns:\s*(\d+)", info).group(1)),
-                              int(re.search(r"run_cnt:\s*(\d+)", info).group(1)))
-    return out
+    return probes.program_stats()
 
 
-def tracepoint_functions(probes: Probes) -> dict[tuple[bool, bytes], bytes]:
-    """Every attached tracepoint -> its BPF function, keyed by (raw?, name): classic ones (bcc's
-    TRACEPOINT_PROBE naming) and raw ones (RAW_TRACEPOINT_PROBE), so detaching really detaches every
-    probe the workload hits."""
-    out = {(False, tp): b"tracepoint__" + tp.replace(b":", b"__") for tp in list(probes.bpf.tracepoint_fds)}
-    out.update({(True, tp): b"raw_tracepoint__" + tp for tp in list(probes.bpf.raw_tracepoint_fds)})
-    return out
+def tracepoint_keys(probes: Probes) -> list[tuple[str, str]]:
+    """Every attached tracepoint, classic ("tracepoint", "cat:event") and raw ("raw_tracepoint",
+    name), so detaching really detaches every probe the workload hits."""
+    return list(probes.links)
 
 
-def set_attached(probes: Probes, tps: dict[tuple[bool, bytes], bytes], on: bool) -> None:
-    bpf = probes.bpf
-    for (is_raw, tp), fn in tps.items():
-        fds = bpf.raw_tracepoint_fds if is_raw else bpf.tracepoint_fds
-        if on and tp not in fds:
-            (bpf.attach_raw_tracepoint if is_raw else bpf.attach_tracepoint)(tp=tp, fn_name=fn)
-        elif not on and tp in fds:
-            (bpf.detach_raw_tracepoint if is_raw else bpf.detach_tracepoint)(tp)
+def set_attached(probes: Probes, keys: list[tuple[str, str]], on: bool) -> None:
+    for key in keys:
+        (probes.attach if on else probes.detach)(key)
 
 
 def attached_ratio(probes: Probes, conn: str, port: str, server_pid: int, n: int, pairs: int,
                    cpus: set[int] | None, leave_out: tuple[str, ...] = ()) -> dict:
-    tps = tracepoint_functions(probes)
-    out = {k: fn for k, fn in tps.items() if any(k[1].decode().startswith(p) for p in leave_out)}
+    tps = tracepoint_keys(probes)
+    out = [k for k in tps if any(k[1].startswith(p) for p in leave_out)]
     set_attached(probes, out, False)  # left out of both phases: the cost of the rest
-    tps = {k: fn for k, fn in tps.items() if k not in out}
+    tps = [k for k in tps if k not in out]
     rates: dict[bool, list[float]] = {False: [], True: []}
     cpu: dict[bool, list[float]] = {False: [], True: []}
     pair_ratios: list[float] = []
@@ -92,7 +78,7 @@ def attached_ratio(probes: Probes, conn: str, port: str, server_pid: int, n: int
             "ratio_attached_over_detached": spread(pair_ratios),
             "workload_cpu_us_per_connect_detached": spread(cpu[False], 2),
             "workload_cpu_us_per_connect_attached": spread(cpu[True], 2),
-            "left_out": sorted(k[1].decode() for k in out), "loadavg": os.getloadavg()[0]}
+            "left_out": sorted(k[1] for k in out), "loadavg": os.getloadavg()[0]}
 
 
 def main() -> None:

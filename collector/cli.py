@@ -367,6 +367,9 @@ def _register_gate(sub: argparse._SubParsersAction) -> None:
 
 # -- live collector ------------------------------------------------------------------------------
 def cmd_collect(args: argparse.Namespace) -> int:
+    from collector.live.lean import refuse_unused_modules
+
+    refuse_unused_modules()  # before DuckDB is imported: pandas and pyarrow.dataset stay out (~50 MB)
     from collector.live.collect import CollectOptions, collect
     from collector.live.scope import ScopeError, resolve
 

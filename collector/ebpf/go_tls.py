@@ -42,7 +42,7 @@ class GoRefused(Exception):
 @dataclass
 class GoTlsFunc:
     name: str
-    entry: int  # virtual address (what bcc's attach_uprobe(addr=) takes for EXEC and PIE alike)
+    entry: int  # virtual address (the loader turns it into the file offset a uprobe is placed by)
     rets: list[int]  # virtual addresses of every RET instruction inside the function
 
 
@@ -152,21 +152,19 @@ def _raise_nofile() -> None:
 
 
 class GoAttacher:
-    """Attaches the Go TLS probes of a loaded BPF program (probes.bpf.c `go_tls_*`) to Go binaries,
+    """Attaches the Go TLS probes (probes.bpf.c `go_tls_*`, loaded with the rest) to Go binaries,
     each real file once: at start (running processes' executables, `--ssl-lib` paths) and whenever a
     new executable is exec'd (`execs`). Uprobes live on the file, so every process running it, now or
     later, is covered. Refusals are logged once per file and counted."""
 
     FUNCS = ("go_tls_write_enter", "go_tls_read_enter", "go_tls_return")
 
-    def __init__(self, bpf: object, log: Callable[[str], None] | None = None, max_binaries: int = 128):
-        from bcc import BPF
-
-        self.bpf = bpf
+    def __init__(self, attach: Callable[..., None], log: Callable[[str], None] | None = None,
+                 max_binaries: int = 128):
+        # attach(path, vaddr, program_name): collector.ebpf.loader.Probes.attach_uprobe
+        self.attach = attach
         self.log = log or (lambda _m: None)
         self.max_binaries = max_binaries
-        for fn in self.FUNCS:  # a verifier rejection is a bug: surface it at start
-            bpf.load_func(fn.encode(), BPF.KPROBE)  # type: ignore[attr-defined]
         _raise_nofile()  # each uprobe is a perf-event fd (~17 per binary): a 1024 soft limit is too low
         self._seen: dict[tuple[int, int, int], str] = {}  # (dev, ino, mtime_ns) -> status
         self.attached: list[GoTlsTarget] = []
@@ -203,14 +201,13 @@ class GoAttacher:
             self.counts["go_tls_refused"] += 1
             self.log(f"Go TLS uprobes refused: {path}: already {self.max_binaries} Go binaries probed")
             return "refused"
-        name = path.encode()
         done = 0
         try:
-            for fn, enter in ((t.write, b"go_tls_write_enter"), (t.read, b"go_tls_read_enter")):
-                self.bpf.attach_uprobe(name=name, addr=fn.entry, fn_name=enter)  # type: ignore[attr-defined]
+            for fn, enter in ((t.write, "go_tls_write_enter"), (t.read, "go_tls_read_enter")):
+                self.attach(path, fn.entry, enter)
                 done += 1
                 for ret in fn.rets:
-                    self.bpf.attach_uprobe(name=name, addr=ret, fn_name=b"go_tls_return")  # type: ignore[attr-defined]
+                    self.attach(path, ret, "go_tls_return")
                     done += 1
         except Exception as exc:  # the file changed under us, or the uprobe limit: keep what attached
             self.counts["go_tls_attach_errors"] += 1

@@ -1,27 +1,40 @@
-"""Compile and attach the probes with bcc; drain their ring buffer in bulk.
+"""Compile the probes (in a child process, with bcc), attach them, drain their ring buffer in bulk.
 
 Probe choice (why these and nothing else): see docs/collector-and-ebpf.md ("eBPF design"). In short,
 only tracepoints and uprobes are used (kprobes/fentry are absent on some kernels), struct offsets
 come from BTF (collector.ebpf.btf), and every record goes through one ring buffer submitted without
 wakeups, drained by `Probes.drain()` on the caller's timer.
+
+Memory: bcc compiles with LLVM in-process and what that leaves resident (~230 MB) would stay for the
+collector's life, so the compile runs in a short-lived child (collector.ebpf.build) that hands the
+loaded programs and maps over as file descriptors; this process attaches them with a few raw
+syscalls (collector.ebpf.bpfsys) and never imports bcc.
 """
 
 from __future__ import annotations
 
-import ctypes
 import ctypes.util
+import errno
+import importlib.util
+import json
 import mmap
 import os
+import socket
 import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collector.ebpf.btf import probe_offsets
+from collector.ebpf import bpfsys
 from collector.ebpf.ringbuf import RingReader
 
 SOURCE = Path(__file__).with_name("probes.bpf.c")
 TRACEFS = Path("/sys/kernel/tracing")
+BUILD_TIMEOUT_S = 900  # bcc's compile takes ~5 s of CPU; on a loaded host minutes of wall time
+MAPS = ("events", "counters", "socks")  # the maps this process reads
+BCC_STRAY_REF_CTR = 6  # the ref_ctr_offset uprobes attached by Debian's python3-bpfcc 0.26 carry here
 
 # counter index -> name (see probes.bpf.c C_*)
 COUNTERS = {
@@ -53,7 +66,7 @@ class ProbeError(Exception):
 
 
 def ensure_tracefs() -> None:
-    """bcc attaches tracepoints through tracefs; minimal hosts and containers may not mount it."""
+    """Tracepoints are attached by their tracefs ids; minimal hosts and containers may not mount it."""
     if (TRACEFS / "events").is_dir():
         return
     r = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True, text=True)
@@ -86,8 +99,9 @@ class ProbeOptions:
     # body in one SSL_write, and agents send prompts of hundreds of KiB (whole conversations), so 64
     # (256 KiB) where the kernel takes it. The copy loop is unrolled: 256 chunks exceed the verifier's
     # size limit (E2BIG); without CAP_SYS_ADMIN (the systemd unit's capabilities) attaching the
-    # uprobes failed intermittently with 64 and 128 (perf_event_open: EINVAL; cause not found), never
-    # with 16, so there the limit stays 16 (64 KiB): see `ssl_chunks`
+    # uprobes through bcc failed intermittently with 64 and 128 (perf_event_open: EINVAL), never with
+    # 16, so there the limit stays 16 (64 KiB): see `ssl_chunks`. That EINVAL was most likely bcc's
+    # stray USDT semaphore offset (Probes._attach_pair), not the program's size: to be re-measured
     ssl_max_chunks: int = 64
     go_tls: bool = True  # Go crypto/tls uprobes on Go binaries (running, exec'd, or in ssl_libraries)
     log: Callable[[str], None] | None = None  # attach/refusal messages (Go binaries found later)
@@ -111,20 +125,93 @@ def ssl_chunks(wanted: int) -> int:
     return wanted if eff & (1 << CAP_SYS_ADMIN) else min(wanted, SSL_CHUNKS_WITHOUT_SYS_ADMIN)
 
 
+def build_objects(cflags: list[str], maps: tuple[str, ...] = MAPS, timeout: float = BUILD_TIMEOUT_S,
+                  btf_offsets: bool = True) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
+    """Compile and load probes.bpf.c in a child process (collector.ebpf.build), with the kernel's
+    struct offsets (collector.ebpf.btf, read there) added to `cflags` when `btf_offsets`; returns the
+    loaded programs ({name: (fd, kind)}) and maps ({name: fd}), now owned by this process."""
+    if importlib.util.find_spec("bcc") is None:
+        raise ProbeError("bcc is not importable; run deploy/deps.sh")
+    here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with here, tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "collector.ebpf.build", str(there.fileno())],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                                    pass_fds=(there.fileno(),), cwd=Path(__file__).resolve().parents[2])
+        finally:
+            there.close()
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps({"source": str(SOURCE), "cflags": cflags, "btf_offsets": btf_offsets,
+                                    "maps": list(maps)}).encode())
+        proc.stdin.close()
+        here.settimeout(timeout)
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(here, 1 << 20, 253)
+        except TimeoutError:
+            proc.kill()
+            proc.wait()
+            raise ProbeError(f"compiling the BPF program took more than {timeout:.0f} s") from None
+        proc.wait()
+        header = json.loads(msg) if msg else {"error": f"the compiler process exited with status {proc.returncode}"}
+        if "error" in header:
+            for fd in fds:
+                os.close(fd)
+            err.seek(0)
+            detail = err.read().decode(errors="replace").strip().splitlines()[-20:]
+            raise ProbeError(f"the BPF program failed to load: {header['error']}"
+                             + ("\n" + "\n".join(detail) if detail else ""))
+    programs = {name: (fds[p["index"]], p["kind"]) for name, p in header["programs"].items()}
+    return programs, {name: fds[i] for name, i in header["maps"].items()}
+
+
+def uprobe_targets(path: str, names: list[str]) -> dict[str, int]:
+    """{function name: file offset} of the functions among `names` that ELF file `path` defines
+    (a uprobe is placed by file offset; a symbol's value is a virtual address)."""
+    from collector.ebpf.elf import ElfFile
+
+    elf = ElfFile.open(path)
+    if elf is None:
+        return {}
+    with elf:
+        try:
+            syms = elf.symbols(names)
+        except ValueError:
+            return {}
+        out = {}
+        for n, sym in syms.items():
+            off = elf.file_offset(sym.value) if sym.value else None
+            if off is not None:
+                out[n] = off
+        return out
+
+
+def file_offset(path: str, vaddr: int) -> int:
+    """The file offset of virtual address `vaddr` in ELF file `path` (what a uprobe is placed by)."""
+    from collector.ebpf.elf import ElfFile
+
+    elf = ElfFile.open(path)
+    if elf is None:
+        raise ProbeError(f"{path}: not an ELF64 file")
+    with elf:
+        off = elf.file_offset(vaddr)
+    if off is None:
+        raise ProbeError(f"{path}: address {vaddr:#x} is in no section of the file")
+    return off
+
+
 class Probes:
-    """The loaded BPF program. `drain()` returns raw records grouped by type byte."""
+    """The loaded BPF program. `drain()` returns raw records grouped by type byte.
+
+    `programs` maps each BPF function name to its program fd, `maps` each map name to its fd;
+    `links` holds the tracepoint attachments ({(kind, tracepoint): fd}, closed to detach), which
+    `detach`/`attach` toggle (bench/live_probe_cost.py measures the probes that way)."""
 
     def __init__(self, options: ProbeOptions | None = None):
         self.options = options or ProbeOptions()
         if os.geteuid() != 0:
             raise ProbeError("eBPF needs root (or CAP_BPF+CAP_PERFMON)")
-        try:
-            from bcc import BPF  # Debian's python3-bpfcc, linked into the venv by deploy/deps.sh
-        except ImportError as exc:
-            raise ProbeError(f"bcc is not importable ({exc}); run deploy/deps.sh") from None
         ensure_tracefs()
-        cflags = [f"-D{k}={v}" for k, v in probe_offsets().items()]
-        cflags += [
+        cflags = [  # the BTF offsets are added by the compiler child (build_objects)
             f"-DRINGBUF_PAGES={self.options.ringbuf_pages}",
             f"-DSSL_MAX_CHUNKS={ssl_chunks(self.options.ssl_max_chunks)}",
             "-Wno-unused-value",
@@ -138,17 +225,38 @@ class Probes:
         if self.options.cgroup_id is not None:
             cflags += [f"-DSCOPE_CGROUP={int(self.options.cgroup_id)}ULL",
                        f"-DSCOPE_CGROUP_LEVEL={int(self.options.cgroup_level)}"]
+        progs, self.maps = build_objects(cflags)
+        self.programs = {name: fd for name, (fd, _kind) in progs.items()}
+        self.links: dict[tuple[str, str], int] = {}
+        self._uprobes: list[int] = []
+        self._ring: RingReader | None = None
+        self.go = None
+        self.attached: list[str] = []
         try:
-            self.bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
-        except Exception as exc:
-            raise ProbeError(f"the BPF program failed to load: {exc}") from None
-        self.attached: list[str] = ["tracepoints" if self.options.dns_send else "tracepoints (no DNS send-call probes)"]
+            key_size, self._sock_size = bpfsys.map_sizes(self.maps["socks"])
+            if key_size != 8:
+                raise ProbeError(f"the socks map has {key_size}-byte keys, not a u64")
+            self._attach_all(progs)
+        except BaseException:
+            self.close()
+            raise
+
+    def _attach_all(self, progs: dict[str, tuple[int, str]]) -> None:
+        for name, (_fd, kind) in progs.items():
+            if kind == "tracepoint":
+                self.attach(("tracepoint", name[len("tracepoint__"):].replace("__", ":", 1)))
+            elif kind == "raw_tracepoint":
+                self.attach(("raw_tracepoint", name[len("raw_tracepoint__"):]))
+        self.attached.append("tracepoints" if self.options.dns_send else "tracepoints (no DNS send-call probes)")
         if self.options.dns:
             libc = find_library("c")
             if libc:
-                self.bpf.attach_uprobe(name=libc.encode(), sym=b"getaddrinfo", fn_name=b"gai_enter")
-                self.bpf.attach_uretprobe(name=libc.encode(), sym=b"getaddrinfo", fn_name=b"gai_return")
-                self.attached.append(f"getaddrinfo@{libc}")
+                off = uprobe_targets(libc, ["getaddrinfo"]).get("getaddrinfo")
+                if off is None:
+                    self._log(f"{libc} does not define getaddrinfo: no getaddrinfo probes")
+                elif self._attach_pair(libc, off, "getaddrinfo", "gai_enter", "gai_return"):
+                    self.attached.append(f"getaddrinfo@{libc}")
+        candidates: list[str] = []
         if self.options.ssl:
             from collector.ebpf.targets import candidate_paths, ssl_binaries
 
@@ -164,39 +272,100 @@ class Probes:
                 n = self._attach_ssl(lib)
                 if n:
                     self.attached.append(f"ssl({n})@{lib}")
-        self.go = None
         if self.options.ssl and self.options.go_tls:
             from collector.ebpf.go_tls import GoAttacher
 
             # Go binaries among running processes and --ssl-lib paths now; exec'd ones in drain()
-            self.go = GoAttacher(self.bpf, self.options.log)
+            self.go = GoAttacher(self.attach_uprobe, self.options.log)
             for p in [*self.options.ssl_libraries, *candidates]:
                 if self.go.add(p) == "attached":
                     self.attached.append(f"go-tls({self.go.attached[-1].probes})@{os.path.realpath(p)}")
-        # read from the ring buffer's mapping directly (collector.ebpf.ringbuf), not through bcc's
-        # per-record ctypes callback
-        self._ring = RingReader(self.bpf[b"events"].map_fd, self.options.ringbuf_pages * mmap.PAGESIZE)
-        self._socks = self.bpf[b"socks"]
+        # read from the ring buffer's mapping directly (collector.ebpf.ringbuf)
+        self._ring = RingReader(self.maps["events"], self.options.ringbuf_pages * mmap.PAGESIZE)
+
+    # -- attachments ------------------------------------------------------------------------------
+    def attach(self, key: tuple[str, str]) -> None:
+        """Attach the tracepoint program for `key` = ("tracepoint", "cat:event") or ("raw_tracepoint", name)."""
+        kind, tp = key
+        if key in self.links:
+            return
+        try:
+            if kind == "tracepoint":
+                fd = bpfsys.attach_tracepoint(tp, self.programs["tracepoint__" + tp.replace(":", "__", 1)])
+            else:
+                fd = bpfsys.raw_tracepoint_open(tp, self.programs["raw_tracepoint__" + tp])
+        except OSError as exc:
+            raise ProbeError(f"attaching {kind} {tp} failed: {exc}") from None
+        self.links[key] = fd
+
+    def detach(self, key: tuple[str, str]) -> None:
+        """Detach one tracepoint program (closing the last fd of an attachment ends it)."""
+        fd = self.links.pop(key, None)
+        if fd is not None:
+            os.close(fd)
+
+    def attach_uprobe(self, path: str, vaddr: int, fn: str, retprobe: bool = False) -> None:
+        """Probe the function at virtual address `vaddr` of ELF file `path` with program `fn`
+        (raises OSError/ProbeError when the kernel or the file refuses)."""
+        self._attach_uprobe_at(path, file_offset(path, vaddr), fn, retprobe)
+
+    def _attach_uprobe_at(self, path: str, offset: int, fn: str, retprobe: bool = False) -> None:
+        try:
+            fd = bpfsys.attach_uprobe(path, offset, self.programs[fn], retprobe=retprobe)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # another tracer holds this instruction with a USDT semaphore offset: Debian's bcc
+            # (python3-bpfcc 0.26) leaves BCC_STRAY_REF_CTR there (see _attach_pair); agreeing with it
+            # writes nothing more (the kernel bumps the counter once, when the breakpoint goes in)
+            fd = bpfsys.attach_uprobe(path, offset, self.programs[fn], retprobe=retprobe,
+                                      ref_ctr_offset=BCC_STRAY_REF_CTR)
+        self._uprobes.append(fd)
 
     def _attach_ssl(self, lib: str) -> int:
-        from bcc import BPF
-
-        for _sym, fn in SSL_FUNCS:  # a verifier rejection is a bug: surface it, don't skip silently
-            self.bpf.load_func(fn.encode(), BPF.KPROBE)
-        self.bpf.load_func(b"ssl_return_probe", BPF.KPROBE)
+        offs = uprobe_targets(lib, [sym for sym, _fn in SSL_FUNCS])
         n = 0
         for sym, fn in SSL_FUNCS:
-            try:
-                self.bpf.attach_uprobe(name=lib.encode(), sym=sym.encode(), fn_name=fn.encode())
-                self.bpf.attach_uretprobe(name=lib.encode(), sym=sym.encode(), fn_name=b"ssl_return_probe")
-                n += 1
-            except Exception:  # symbol absent in this build (e.g. no _ex before OpenSSL 1.1.1)
+            if sym not in offs:  # absent in this build (e.g. no _ex before OpenSSL 1.1.1)
                 continue
+            if not self._attach_pair(lib, offs[sym], sym, fn, "ssl_return_probe"):
+                continue
+            n += 1
         return n
 
+    def _attach_pair(self, path: str, offset: int, sym: str, enter: str, ret: str) -> bool:
+        """An entry probe and its return probe on one function, both or neither; a refusal is logged
+        and leaves that function unprobed rather than failing the rest. EINVAL means another tracer
+        holds a uprobe on the same instruction with a different USDT semaphore offset (the kernel
+        logs "ref_ctr_offset mismatch"): Debian's python3-bpfcc 0.26 calls libbcc's 7-argument
+        bpf_attach_uprobe with 6, so its uprobes carry whatever was on the stack (0x6 on the
+        development machine, every time); _attach_uprobe_at retries with that value."""
+        try:
+            self._attach_uprobe_at(path, offset, enter)
+        except OSError as exc:
+            self._log(f"uprobe {sym}@{path} refused: {exc}")
+            return False
+        try:
+            self._attach_uprobe_at(path, offset, ret, retprobe=True)
+        except OSError as exc:  # an entry probe without its return probe would only leak calls
+            os.close(self._uprobes.pop())
+            self._log(f"uretprobe {sym}@{path} refused: {exc}")
+            return False
+        return True
+
+    def _log(self, msg: str) -> None:
+        if self.options.log is not None:
+            self.options.log(msg)
+
+    def program_stats(self) -> dict[str, tuple[int, int]]:
+        """{program: (run_time_ns, run_cnt)} while the kernel's BPF statistics are on."""
+        return {name: bpfsys.prog_run_stats(fd) for name, fd in self.programs.items()}
+
+    # -- records ----------------------------------------------------------------------------------
     def drain(self) -> dict[int, list[bytes]]:
         """Everything the kernel submitted so far, as raw records keyed by record type."""
         out: dict[int, list[bytes]] = {}
+        assert self._ring is not None
         self._ring.consume(out)
         if self.go is not None and out.get(2):  # T_EXEC: a Go agent started after the collector
             self.go.execs(out[2])
@@ -205,12 +374,11 @@ class Probes:
     def socket(self, sk: int) -> bytes | None:
         """The `socks` entry of a socket still open (struct sock_state, events.SOCK_STATE), None when
         the probes do not track it (opened before they loaded, already destroyed, the table full)."""
-        table = self._socks
-        try:
-            leaf = table[table.Key(sk)]
-        except KeyError:
-            return None
-        return ctypes.string_at(ctypes.addressof(leaf), ctypes.sizeof(leaf))
+        return bpfsys.map_lookup(self.maps["socks"], sk.to_bytes(8, "little"), self._sock_size)
+
+    def sockets(self) -> list[int]:
+        """The sockets (kernel `struct sock` addresses) the `socks` map holds now."""
+        return [int.from_bytes(k, "little") for k in bpfsys.map_keys(self.maps["socks"], 8)]
 
     def attach_counters(self) -> dict[str, int]:
         """Userspace attach counters (Go binaries probed, uprobes, refusals)."""
@@ -218,15 +386,17 @@ class Probes:
 
     def counters(self) -> dict[str, int]:
         """Kernel-side counters (summed over CPUs): events seen and events lost."""
-        table = self.bpf[b"counters"]
-        out: dict[str, int] = {}
-        for idx, name in COUNTERS.items():
-            vals = table[ctypes.c_int(idx)]
-            out[name] = int(sum(vals))
-        return out
+        fd = self.maps["counters"]
+        return {name: sum(bpfsys.percpu_array_u64(fd, idx)) for idx, name in COUNTERS.items()}
 
     def close(self) -> None:
-        self._ring.close()
-        self.bpf.cleanup()
-
-
+        """Detach everything and release the programs and maps (the kernel frees them with the last fd)."""
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        for fd in [*self._uprobes, *self.links.values(), *self.programs.values(), *self.maps.values()]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._uprobes, self.links, self.programs, self.maps = [], {}, {}, {}

@@ -3,11 +3,13 @@
 bcc's `ring_buffer_consume()` calls a ctypes callback per record (~2-3 µs each here, most of the
 collector's drain time at tens of thousands of records per second). The ring buffer's layout is
 kernel ABI (include/uapi/linux/bpf.h, kernel/bpf/ringbuf.c): a consumer-position page the reader
-writes, then a read-only producer-position page followed by the data area, which the kernel maps
-twice in a row so a record that wraps is still contiguous. Each record has an 8-byte header (length
-with BUSY and DISCARD bits, page offset) and is padded to 8 bytes. This reader walks the headers
-from the consumer position to the producer position, copies each committed record once, stops at
-the first record still being written, and publishes the new consumer position.
+writes, then a read-only producer-position page followed by the data area, which the kernel offers
+twice in a row so a record that wraps is contiguous. This reader maps the data area once (a mapping
+of both copies shows as twice the ring's size in the collector's RSS) and joins the two pieces of
+the rare record that wraps. Each record has an 8-byte header (length with BUSY and DISCARD bits,
+page offset) and is padded to 8 bytes, so a header never wraps. The reader walks the headers from
+the consumer position to the producer position, copies each committed record once, stops at the
+first record still being written, and publishes the new consumer position.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ class RingReader:
             raise ValueError("a BPF ring buffer's size is a power of two")
         page = mmap.PAGESIZE
         self.mask = data_size - 1
+        self.size = data_size
         self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        self._prod = mmap.mmap(map_fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._prod = mmap.mmap(map_fd, page + data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._data = memoryview(self._prod)[page:]
         self._prod_pos = memoryview(self._prod)[:8]
 
@@ -37,7 +40,7 @@ class RingReader:
         """Append every committed record to sink[first byte] (the record type); returns how many."""
         cons = struct.unpack_from("<Q", self._cons, 0)[0]
         prod = struct.unpack("<Q", self._prod_pos)[0]
-        data, mask, n = self._data, self.mask, 0
+        data, mask, end, n = self._data, self.mask, self.size, 0
         unpack = struct.unpack_from
         while cons < prod:
             off = cons & mask
@@ -46,7 +49,11 @@ class RingReader:
                 break  # reserved, not yet submitted: later records wait for it (the kernel's order)
             size = hdr & ~(BUSY | DISCARD)
             if not hdr & DISCARD:
-                rec = bytes(data[off + HDR : off + HDR + size])
+                start = (off + HDR) & mask
+                if start + size <= end:
+                    rec = bytes(data[start : start + size])
+                else:  # wraps past the end of the single mapping: its tail is at the start
+                    rec = bytes(data[start:end]) + bytes(data[: start + size - end])
                 lst = sink.get(rec[0])
                 if lst is None:
                     sink[rec[0]] = [rec]

@@ -90,13 +90,13 @@ def test_conn_record_matches_the_socket_and_proc(probes):
 def live_entries(probes, port: int) -> list[tuple[int, np.void]]:
     """(sk, sock_state) of the open sockets with `port` at either end, read through Probes.socket."""
     out = []
-    for k in list(probes._socks.keys()):
-        raw = probes.socket(k.value)
+    for sk in probes.sockets():
+        raw = probes.socket(sk)
         if raw is None:
             continue
         st = np.frombuffer(raw, dtype=ev.SOCK_STATE)[0]
         if port in (int(st["sport"]), int(st["dport"])):
-            out.append((k.value, st))
+            out.append((sk, st))
     return out
 
 
@@ -221,7 +221,7 @@ def test_resets_sent_and_received_give_one_zeek_state_to_both_ends(probes, abort
     from collector.live.ebpf_rows import conn_state
 
     probes.drain()
-    assert {b"tcp_send_reset", b"tcp_receive_reset", b"tcp_destroy_sock"} <= set(probes.bpf.raw_tracepoint_fds)
+    assert {("raw_tracepoint", t) for t in ("tcp_send_reset", "tcp_receive_reset", "tcp_destroy_sock")} <= set(probes.links)
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen()
@@ -257,7 +257,8 @@ def test_resets_sent_and_received_give_one_zeek_state_to_both_ends(probes, abort
 @needs_ebpf
 def test_ring_reader_keeps_every_record_across_wraps(probes):
     """collector.ebpf.ringbuf reads the ring buffer's mapping directly: 3 x 50k DNS-query records
-    (~20 MB through the 16 MiB ring, so the consumer position wraps), each drained whole and in order."""
+    (~20 MB through the 64 MiB ring: the consumer position wraps every few runs of this module),
+    each drained whole and in order. The wrap itself: test_ring_reader_joins_a_record_that_wraps."""
     probes.drain()
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, never read: no ICMP per datagram
     sink.bind(("127.0.0.99", 53))
@@ -273,6 +274,44 @@ def test_ring_reader_keeps_every_record_across_wraps(probes):
     sink.close()
     tx.close()
     assert probes.counters()["dnsq_lost"] == lost0
+
+
+def test_ring_reader_joins_a_record_that_wraps():
+    """The reader maps the data area once (not the kernel's two back-to-back copies, which would show
+    twice the ring in RSS), so a record crossing the end is joined from its two pieces. A memfd laid
+    out like a BPF ring (consumer page, producer page, data) stands in for the kernel's."""
+    import mmap
+    import struct
+
+    from collector.ebpf.ringbuf import BUSY, DISCARD, RingReader
+
+    page, size = mmap.PAGESIZE, 2 * mmap.PAGESIZE
+    fd = os.memfd_create("ring")
+    os.ftruncate(fd, 2 * page + size)
+    buf = mmap.mmap(fd, 2 * page + size)
+    data = memoryview(buf)[2 * page:]
+    pos = size - 24  # the first record starts 24 bytes before the end: its body wraps
+    recs = [bytes([5]) + bytes(range(1, 40)), bytes([1]) + b"discarded!", bytes([2]) + b"x" * 100]
+    flags = [0, DISCARD, 0]
+    for rec, flag in zip(recs, flags, strict=True):
+        struct.pack_into("<II", data, pos % size, len(rec) | flag, 0)
+        for i, b in enumerate(rec):
+            data[(pos + 8 + i) % size] = b
+        pos += (len(rec) + 8 + 7) & ~7
+    struct.pack_into("<Q", buf, 0, size - 24)  # consumer position
+    struct.pack_into("<Q", buf, page, pos)  # producer position
+    reader = RingReader(fd, size)
+    sink: dict[int, list[bytes]] = {}
+    assert reader.consume(sink) == 2
+    assert sink == {5: [recs[0]], 2: [recs[2]]}
+    assert struct.unpack_from("<Q", buf, 0)[0] == pos  # published: the kernel may reuse the space
+    struct.pack_into("<I", data, pos % size, 16 | BUSY)  # reserved, not yet committed: it waits
+    struct.pack_into("<Q", buf, page, pos + 24)
+    assert reader.consume(sink) == 0 and struct.unpack_from("<Q", buf, 0)[0] == pos
+    reader.close()
+    data.release()
+    buf.close()
+    os.close(fd)
 
 
 @needs_ebpf
@@ -312,10 +351,10 @@ def test_no_dns_send_compiles_out_the_syscall_probes(probes):
     connection records still come."""
     from collector.ebpf.loader import ProbeOptions, Probes
 
-    assert any(k.startswith(b"syscalls:") for k in probes.bpf.tracepoint_fds)  # the default has them
+    assert any(tp.startswith("syscalls:") for _kind, tp in probes.links)  # the default has them
     p = Probes(ProbeOptions(ssl=False, dns=False, dns_send=False))
     try:
-        assert not any(k.startswith(b"syscalls:") for k in p.bpf.tracepoint_fds)
+        assert not any(tp.startswith("syscalls:") for _kind, tp in p.links)
         assert "no DNS send-call probes" in p.attached[0]
         p.drain()
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -1,0 +1,69 @@
+"""collector.live.lean and what it is for: the running `routerwatch collect` holds neither the BPF
+compiler (bcc, LLVM, clang: the compile runs in a child that exits) nor pandas / pyarrow.dataset."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.collector.live.conftest import needs_ebpf
+
+
+def _run(code: str) -> str:
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_refused_modules_fail_to_import_and_duckdb_works_without_them():
+    out = _run(
+        "import sys\n"
+        "from collector.live.lean import refuse_unused_modules\n"
+        "assert refuse_unused_modules()\n"
+        "import duckdb, pyarrow as pa\n"
+        "con = duckdb.connect()\n"
+        "assert con.execute('SELECT ? + 1', [41]).fetchone() == (42,)\n"  # a bound parameter
+        "t = pa.table({'x': [1, 2, 3]})\n"
+        "con.execute('CREATE TABLE y AS SELECT * FROM t')\n"  # an Arrow scan
+        "assert con.execute('SELECT sum(x) FROM y').fetchone() == (6,)\n"
+        "for m in ('pandas', 'pyarrow.dataset'):\n"
+        "    try:\n"
+        "        __import__(m)\n"
+        "    except ModuleNotFoundError as e:\n"
+        "        print(m, 'refused:', 'collector process' in str(e))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pandas' or m.startswith('pyarrow.dataset')))\n"
+    )
+    assert out.splitlines() == ["pandas refused: True", "pyarrow.dataset refused: True", "[]"]
+
+
+def test_nothing_is_refused_once_loaded():
+    assert _run("import pandas\nfrom collector.live.lean import refuse_unused_modules\n"
+                "print(refuse_unused_modules())\nimport pandas.io.json") == "False"
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@needs_ebpf
+def test_running_collector_maps_no_compiler_and_no_pandas(live, tmp_path):
+    c = live("--iface", "lo", "--capture-dir", str(tmp_path / "cap"), "--buffer-dir", str(tmp_path / "buf"),
+             "--interval", "1")
+    assert "probes: tracepoints" in c.banner  # eBPF up, not the degraded mode
+    time.sleep(3)  # a few stats intervals: the store written, the loop running
+    assert c.proc.poll() is None, c.output()
+    maps = Path(f"/proc/{c.proc.pid}/maps").read_text()
+    # pyarrow/_dataset.cpython-*.so is pyarrow.dataset (libarrow_dataset.so comes with pyarrow.lib itself)
+    for lib in ("libLLVM", "libclang", "libbcc", "/pandas/", "pyarrow/_dataset."):
+        assert lib not in maps, f"{lib} is mapped in the collector"
+    assert "libduckdb" in maps or "duckdb" in maps  # the check reads the right process's maps
+    kids = subprocess.run(["ps", "-o", "args=", "--ppid", str(c.proc.pid)], capture_output=True, text=True).stdout
+    assert "collector.ebpf.build" not in kids  # the compiler child has exited
+    # 2026-12-06: 310-370 MB (64 of them the ring buffer's mapping), against ~570 MB with the compiler
+    # resident; a bound that the compiler coming back (~200 MB) would break
+    assert _rss_kb(c.proc.pid) < 450 * 1024
