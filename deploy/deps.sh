@@ -7,6 +7,10 @@
 #   - bcc's Python module linked into the venv (it comes from Debian, not PyPI)
 # Usage: deploy/deps.sh [--test]   (--test also installs the test extras and the browser)
 set -euo pipefail
+# The venv is program code that the dashboard's unprivileged user runs: readable by all, whatever the
+# admin's umask (with 027 the dashboard unit could not import routerwatch). Data modes are set by
+# routerwatch itself (collector/store/permissions.py), not by this umask.
+umask 022
 here=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${VENV:-$here/.venv}
 with_test=0

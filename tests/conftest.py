@@ -38,3 +38,15 @@ def run_cli(*args: str, env: dict | None = None, input: str | None = None, timeo
     return subprocess.run(
         [str(BIN / "routerwatch"), *args], capture_output=True, text=True, env=e, input=input, timeout=timeout
     )
+
+
+@pytest.fixture(autouse=True)
+def _umask_restored():
+    """Every test starts with the umask the suite started with. A test that runs a command in-process
+    (collector.cli.main tightens the process umask to 027 for good, as the real command does) must not
+    change what later tests create: an install into a scratch root then made var/lib 0750, and the
+    dashboard's user could not reach the store (a failure that appeared only in the whole suite)."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)

@@ -33,8 +33,9 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
 
 
 def install(root: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(INSTALL), "--root", str(root), "--no-start", *extra], capture_output=True,
-                          text=True, timeout=600)
+    """install.sh as a hardened admin runs it (umask 027): what the dashboard's user must read stays readable."""
+    return subprocess.run(["bash", "-c", 'umask 027; exec bash "$0" "$@"', str(INSTALL), "--root", str(root),
+                           "--no-start", *extra], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,9 @@ def installed() -> Path:
     """One install into a scratch root under a world-traversable directory (the dashboard's uid walks it)."""
     base = Path(tempfile.mkdtemp(prefix="rw-install-", dir="/tmp"))
     os.chmod(base, 0o755)
+    for d in ("var", "var/lib", "etc"):  # there on every real system, 0755, whatever the admin's umask
+        (base / d).mkdir()
+        os.chmod(base / d, 0o755)
     first = install(base)  # with deploy/deps.sh, as a user would run it
     assert first.returncode == 0, first.stderr
     assert "user routerwatch: created" in first.stderr
