@@ -158,6 +158,28 @@ def test_later_coverage_of_an_earlier_finding(store):
     assert any(f"coverage of exchange X1-again by finding {fid} was deleted" in p for p in problems(store))
 
 
+def test_an_analyze_run_committing_during_verify_is_not_a_forgery(store, store_dir, monkeypatch):
+    """verify reads one snapshot: a run that commits new findings, coverage and entries between its
+    first and last read (the analyzer service beside `ledger verify`) is simply not seen yet."""
+    from analyzer import ledger
+
+    with BatchWriter(store) as w:
+        w.add("llm_exchanges", exchanges(4, start=10))  # two more model substitutions to find
+    real = ledger._check_v2
+
+    def with_a_run_committing(con, entries, problem):
+        r = run_cli("analyze", "--store", str(store_dir))
+        assert r.returncode == 0, r.stderr
+        return real(con, entries, problem)
+
+    monkeypatch.setattr(ledger, "_check_v2", with_a_run_committing)
+    v = verify(store.con)
+    assert v.ok, v.problems
+    monkeypatch.undo()
+    after = verify(store.con)  # and the run is there for the next verify, whole
+    assert after.ok and after.entries > v.entries, (v.entries, after.entries)
+
+
 def test_tool_call_deleted(store):
     store.con.execute("DELETE FROM tool_calls WHERE exchange_id = 'X2' AND direction = 'request'")
     ps = problems(store)
