@@ -67,3 +67,4 @@ def test_running_collector_maps_no_compiler_and_no_pandas(live, tmp_path):
     # 2026-12-06: 310-370 MB (64 of them the ring buffer's mapping), against ~570 MB with the compiler
     # resident; a bound that the compiler coming back (~200 MB) would break
     assert _rss_kb(c.proc.pid) < 450 * 1024
+    assert c.stop() == 0, c.output()  # stopped, not killed: a SIGKILLed collector leaves its dumpcap running

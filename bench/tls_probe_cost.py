@@ -1,0 +1,190 @@
+"""What the probes cost a TLS client like an SDK agent: keep-alive HTTPS requests, probes on vs off.
+
+A loopback HTTPS server (Python's ssl, so OpenSSL) answers small JSON POSTs; a client (http.client
+over OpenSSL, as the openai SDK's stack ends up) makes --requests of them over one kept-alive
+connection. The collector's probes are loaded once in this process, as `routerwatch collect` loads
+them (tracepoints, getaddrinfo, the libssl uprobes on the libssl both processes map), and every
+probe is detached and attached in turn, alternated --pairs times (order swapped every pair). The
+workload (client and server) is pinned to CPU 0; this process drains the ring on the other CPU
+while a round runs, as the collector does (a ring left full would make the probes look cheaper:
+a failed reserve costs less than a copied record). Reported: requests/s and workload CPU per
+request, the attached/detached ratio per pair (median, quartiles, range), and the kernel's BPF time
+per request from its run-time statistics.
+
+    sudo .venv/bin/python bench/tls_probe_cost.py [--requests 10000] [--pairs 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/X.py`: the repo root
+
+from bench.live import BpfStats, cpu_seconds, pinned, run_child, spread  # noqa: E402
+from collector.ebpf.loader import ProbeOptions, Probes  # noqa: E402
+
+SERVER = r"""
+import http.server, json, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = b'{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"}}]}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"""
+
+CLIENT = r"""
+import http.client, json, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.check_hostname = False
+c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
+body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}).encode()
+n = int(sys.argv[3])
+t0 = time.perf_counter()
+for _ in range(n):
+    c.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"})
+    r = c.getresponse()
+    r.read()
+print(time.perf_counter() - t0)
+"""
+
+
+def self_signed(d: Path) -> tuple[str, str]:
+    key, cert = d / "key.pem", d / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+class Drainer:
+    """Drain the ring continuously while a round runs (the collector's job), counting records."""
+
+    def __init__(self, probes: Probes) -> None:
+        self.probes, self.records, self._stop = probes, 0, threading.Event()
+        self._t: threading.Thread | None = None
+
+    def __enter__(self) -> Drainer:
+        self._stop.clear()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.records += sum(len(v) for v in self.probes.drain().values())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+        self.records += sum(len(v) for v in self.probes.drain().values())
+
+
+def set_attached(probes: Probes, libs: list[str], tracepoints: list[tuple[str, str]], on: bool) -> None:
+    """All probes on or off: the tracepoints by their links, the uprobes by closing or re-making
+    their perf events (bench-only use of the loader's internals)."""
+    for key in tracepoints:
+        (probes.attach if on else probes.detach)(key)
+    if on:
+        for lib in libs:
+            probes._attach_ssl(lib)
+    else:
+        while probes._uprobes:
+            os.close(probes._uprobes.pop())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=10_000, help="requests per round (one kept-alive connection)")
+    ap.add_argument("--pairs", type=int, default=16, help="detached/attached pairs, alternated")
+    opts = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("needs root (eBPF)")
+    two = len(os.sched_getaffinity(0)) >= 2
+    work, mine = ({0}, {1}) if two else (None, None)
+    if mine:
+        os.sched_setaffinity(0, mine)
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = self_signed(Path(d))
+        server = subprocess.Popen([sys.executable, "-c", SERVER, cert, key], stdout=subprocess.PIPE, text=True,
+                                  preexec_fn=pinned(work))
+        port = server.stdout.readline().strip()
+        probes = Probes(ProbeOptions(discover_ssl=False, go_tls=False))
+        try:
+            libs = [a.split("@", 1)[1] for a in probes.attached if a.startswith("ssl(")]
+            if not libs:
+                raise SystemExit(f"no libssl uprobes attached: {probes.attached}")
+            tracepoints = list(probes.links)
+            client = [sys.executable, "-c", CLIENT, port, cert, str(opts.requests)]
+            run_child(client[:-1] + ["200"], work)  # warm-up: handshake, imports, page cache
+            rates: dict[bool, list[float]] = {False: [], True: []}
+            cpu: dict[bool, list[float]] = {False: [], True: []}
+            ratios: list[float] = []
+            records = 0
+            bpf_ns = 0
+
+            def one(on: bool) -> float:
+                nonlocal records, bpf_ns
+                set_attached(probes, libs, tracepoints, on)
+                before = sum(ns for ns, _ in probes.program_stats().values())
+                srv0 = cpu_seconds(server.pid)
+                with Drainer(probes) as dr:
+                    out, c = run_child(client, work)
+                cpu[on].append((c + cpu_seconds(server.pid) - srv0) / opts.requests * 1e6)
+                if on:
+                    records += dr.records
+                    bpf_ns += sum(ns for ns, _ in probes.program_stats().values()) - before
+                rate = opts.requests / float(out)
+                rates[on].append(rate)
+                return rate
+
+            with BpfStats():
+                for i in range(opts.pairs):
+                    if i % 2 == 0:
+                        off, on = one(False), one(True)
+                    else:
+                        on = one(True)
+                        off = one(False)
+                    ratios.append(on / off)
+                    print(f"pair {i + 1}/{opts.pairs}: {off:.0f} -> {on:.0f} requests/s ({on / off:.3f})",
+                          file=sys.stderr, flush=True)
+            lost = probes.counters()
+        finally:
+            probes.close()
+            server.kill()
+            server.wait()
+    n_on = opts.requests * opts.pairs
+    print(json.dumps({
+        "requests_per_round": opts.requests, "pairs": opts.pairs, "uprobes_on": libs,
+        "requests_per_s_detached": spread(rates[False], 0), "requests_per_s_attached": spread(rates[True], 0),
+        "ratio_attached_over_detached": spread(ratios),
+        "slowdown_median_pct": round((1 - spread(ratios)["median"]) * 100, 2),
+        "workload_cpu_us_per_request_detached": spread(cpu[False], 1),
+        "workload_cpu_us_per_request_attached": spread(cpu[True], 1),
+        "bpf_ns_per_request": round(bpf_ns / n_on), "ring_records_per_request": round(records / n_on, 2),
+        "kernel_counters": lost, "loadavg": os.getloadavg()[0],
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
