@@ -343,7 +343,7 @@ def _round(store, root: Path | None, loop: _Loop, opts: FollowOptions, stats: Fo
         from collector.store.maintainer import holder_name, maintain_once
 
         # on a fleet store, under the maintenance lease: one process compacts per round
-        if maintain_once(store, holder=holder_name(), period_s=opts.compact_every, expire_hours=24.0).ran:
+        if maintain_once(store, holder=holder_name(), period_s=opts.compact_every, expire_hours=24.0, log=log).ran:
             stats.compactions += 1
         loop.next_compact = time.monotonic() + opts.compact_every
     return False

@@ -89,7 +89,7 @@ class Results:
             k.wall.append(wall)
             if not ok:
                 k.failed += 1
-                k.errors.append(error[-600:])
+                k.errors.append(error[-3000:])  # a native crash: faulthandler's stack is at the end
 
 
 def run_cmd(res: Results, kind: str, cmd: list[str], env: dict | None = None, timeout: float = 600,
@@ -308,7 +308,8 @@ def soak(a: argparse.Namespace) -> dict:
     router = start_router("inject", certdir=work / "pki")
     server, load_port = load_server()
     env = dict(os.environ, ROUTERWATCH_HOST_ID=LIVE_HOST, ROUTERWATCH_KEYLOG_DIR=str(work / "keys"),
-               ROUTERWATCH_DASHBOARD_STATE=str(work / "state"))
+               ROUTERWATCH_DASHBOARD_STATE=str(work / "state"),
+               PYTHONFAULTHANDLER="1")  # a native crash in a command prints where it happened
     env.pop("SSLKEYLOGFILE", None)
     up_log = open(work / "up.log", "w")
     up = subprocess.Popen([RW, "up", "--store", str(store), "--port", str(port), "--eve", str(eve),
@@ -365,7 +366,7 @@ def soak(a: argparse.Namespace) -> dict:
             (a.ingest_every, ingest, 10),
             (120, lambda: run_cmd(res, "canary new", [RW, "canary", "new", "--kind", "aws", "--store", str(store),
                                                       "--label", "soak"], env=env), 30),
-            (180, lambda: run_cmd(res, "store compact", [RW, "store", "compact", "--store", str(store)], env=env), 45),
+            (a.compact_every, lambda: run_cmd(res, "store compact", [RW, "store", "compact", "--store", str(store)], env=env), 45),
             (60, lambda: run_cmd(res, "report", [RW, "report", "--store", str(store), "--format", "json", "-o",
                                                  str(work / "report.json")], env=env), 20),
             (60, lambda: run_cmd(res, "ledger verify", [RW, "ledger", "verify", "--store", str(store)], env=env), 35),
@@ -545,7 +546,7 @@ def report(out: dict) -> str:
         lines.append(f"{k:<18} {v['run']:4d}  {v['failed']:6d} {_num(v['p50_s'], 6)} {_num(v['p99_s'], 6)} "
                      f"{_num(v['max_s'], 6)}")
         for e in v["errors"]:
-            lines.append(f"    error: {e[:300]}")
+            lines.append("    error: " + e[-1500:].replace("\n", "\n      "))
     lines += ["", "rows (generated vs stored)"]
     for k, v in out["rows"].items():
         lines.append(f"  {k}: {v}")
@@ -579,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--analyze-every", type=float, default=10.0)
     ap.add_argument("--ingest-every", type=float, default=60.0)
     ap.add_argument("--page-every", type=float, default=15.0)
+    ap.add_argument("--compact-every", type=float, default=180.0, help="seconds between `routerwatch store compact`")
     ap.add_argument("--sql-pause", type=float, default=1.0, help="pause between `routerwatch sql` commands")
     ap.add_argument("--ingest-packets", type=int, default=20000, help="size of the capture ingested each time")
     ap.add_argument("--workdir", help="keep everything here (default: a temp dir, removed unless --keep)")

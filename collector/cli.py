@@ -32,11 +32,9 @@ def add_store_arg(p: argparse.ArgumentParser) -> None:
 
 # -- store maintenance and export ----------------------------------------------------------------
 def cmd_store_compact(args: argparse.Namespace) -> int:
-    from collector.store import Store
-    from collector.store.maintenance import compact
+    from collector.store.maintenance import compact_isolated
 
-    with Store.open(args.store) as store:
-        res = compact(store, expire_older_than_hours=args.expire_hours)
+    res = compact_isolated(args.store, expire_older_than_hours=args.expire_hours)
     print(f"compacted: {res['files_before']} -> {res['files_after']} data files")
     return 0
 

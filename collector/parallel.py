@@ -9,7 +9,9 @@ stdout (length-prefixed frames), and `serve()` / `reply()` for the child's side.
         reply(work(request))
 
 Users: the decode worker of collector.tls.pipeline (LLM decoding + secret scanning of big captures
-beside the decryption) and the proxy's recording process (collector.proxy.sink.ProcessSink).
+beside the decryption), the proxy's recording process (collector.proxy.sink.ProcessSink), and store
+compaction (collector.store.maintenance.compact_isolated: a native crash inside DuckDB costs one
+attempt, not the command or the service that asked for it).
 
 Why a fresh interpreter and not multiprocessing or fork:
 - fork() copies a process that may run other threads (DuckDB's, bcc's perf readers, the proxy's

@@ -91,7 +91,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "collector/store/locking.py": (f"{_C}/store/test_concurrency.py",),
     "collector/store/maintainer.py": (f"{_C}/store/test_fleet_store.py",),  # the maintenance lease
     "collector/store/remote.py": (f"{_C}/store/test_fleet_store.py", f"{_C}/store/test_fleet_backends.py"),
-    "collector/store/maintenance.py": (f"{_C}/store/test_store.py",),
     "collector/store/migrate.py": (f"{_C}/store/test_store.py",),
     "collector/store/writer.py": (f"{_C}/store/test_store.py", f"{_C}/store/test_concurrency.py"),
     # TLS decryption

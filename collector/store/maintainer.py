@@ -25,7 +25,7 @@ import duckdb
 
 from collector.store import extensions
 from collector.store.connection import Store
-from collector.store.maintenance import compact
+from collector.store.maintenance import compact_isolated
 from collector.store.sqltext import sql_escape
 
 LEASE = "maintenance"
@@ -104,11 +104,12 @@ def release_lease(store: Store, holder: str, name: str = LEASE) -> None:
         pass  # it expires on its own
 
 
-def maintain_once(store: Store, *, holder: str, period_s: float, expire_hours: float) -> Round:
+def maintain_once(store: Store, *, holder: str, period_s: float, expire_hours: float,
+                  log: Callable[[str], None] | None = None) -> Round:
     owner = take_lease(store, holder, ttl_s=3 * period_s)
     if owner != holder:
         return Round(False, owner, {})
-    detail = compact(store, expire_older_than_hours=expire_hours)
+    detail = compact_isolated(store.location.spec, expire_older_than_hours=expire_hours, warn=log)
     if store.location.root is None:  # files a failed commit left behind (an object store gone mid-upload)
         try:
             store.sql("CALL ducklake_delete_orphaned_files('lake', older_than => now() - INTERVAL '1 hour')").fetchall()
@@ -126,7 +127,7 @@ def run(spec: str | None, *, every_s: float | None, expire_hours: float, log: Ca
         t0 = time.monotonic()
         try:
             with Store.open(spec) as store:
-                r = maintain_once(store, holder=holder, period_s=period, expire_hours=expire_hours)
+                r = maintain_once(store, holder=holder, period_s=period, expire_hours=expire_hours, log=log)
                 if every_s is None:
                     release_lease(store, holder)
         except Exception as exc:  # noqa: BLE001 - a store that is away: try again next round
