@@ -25,7 +25,8 @@ from collector.live.ebpf_rows import RowBuilder
 from collector.live.stats import Stats
 from collector.processes import ProcessTable
 from collector.secrets import Fingerprinter
-from collector.store import Store
+from collector.store import Store, StoreError
+from collector.store.connection import StoreLocation
 from collector.store.writer import BatchWriter
 
 if TYPE_CHECKING:
@@ -84,8 +85,9 @@ class Collector:
         from collector.live.scope import resolve
 
         self.scope = resolve(self.o.netns, self.o.cgroup)  # ScopeError before anything starts
-        self.store = Store.open(self.o.store)
-        self.fp = Fingerprinter(self.store.secret_key())
+        self.location = StoreLocation.parse(self.o.store)  # a bad spec: StoreError before anything starts
+        self.store = self._open_store()
+        self.fp = Fingerprinter(self.location.secret_key())
         self.clock = ev.Clock.now()
         self.processes = ProcessTable(self.host_id, self.fp, btime=self.clock.boot_epoch)
         self.rows = RowBuilder(self.host_id, self.processes, self.clock)
@@ -102,10 +104,28 @@ class Collector:
             self._open_capture()
         self._announce()
 
+    def _buffered(self) -> bool:
+        """Batches wait on disk while the store is away: a fleet store, or any store with --buffer-dir."""
+        return self.location.root is None or bool(self.o.buffer_dir)
+
+    def _open_store(self) -> Store | None:
+        """The store, or None when a buffered store does not answer at start (PostgreSQL or the
+        object store restarting while this collector starts, as after a host reboot): the collector
+        records into its buffer from the first second and the writer catches up once the store
+        answers. Only a store without a buffer must answer now (an error then is one line)."""
+        try:
+            return Store.open(self.o.store)
+        except StoreError as exc:
+            if not self._buffered():
+                raise
+            self._log(f"store {self.location.display} unreachable at start ({str(exc).splitlines()[0][:300]}); "
+                      "recording into the buffer until it answers")
+            return None
+
     def _open_writer(self) -> BatchWriter | SpoolingWriter:
         """A BatchWriter on a local store; a SpoolingWriter (same interface) on a fleet store or with
         --buffer-dir."""
-        if self.store.location.root is None or self.o.buffer_dir:
+        if self._buffered():
             # a remote store can go away (PostgreSQL restarting, object storage unreachable): batches
             # then wait on disk and are replayed exactly once when it answers again
             from pathlib import Path
@@ -139,7 +159,8 @@ class Collector:
         if self.probes is None and not self.scope.whole_host:
             from collector.live.scope import ScopeError
 
-            self.store.close()
+            if self.store is not None:
+                self.store.close()
             raise ScopeError(f"a scoped collector ({self.scope.describe()}) needs eBPF: {self.reason}")
         if self.probes is None:
             from collector.live.procnet import ProcNetPoller
@@ -167,7 +188,7 @@ class Collector:
 
         watcher = KeylogWatcher(self.o.keylog_dir, self.o.keylogs)
         decoded = self.plaintext.decoded_flows if self.plaintext is not None else set()
-        self.decryptor = LiveDecryptor(ring, watcher, self.processes, self.host_id, self.store.secret_key(),
+        self.decryptor = LiveDecryptor(ring, watcher, self.processes, self.host_id, self.location.secret_key(),
                                        already_decoded=decoded.__contains__, log=self._log)
         self.decryptor.start(self.writer.add)
 
@@ -179,11 +200,11 @@ class Collector:
             "version": __version__, "pid": os.getpid(), "scope": self.scope.describe(),
             "started_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")})
         if self.probes is not None:
-            self._log(f"mode={self.mode} store={self.store.location.display} scope={self.scope.describe()} "
+            self._log(f"mode={self.mode} store={self.location.display} scope={self.scope.describe()} "
                       f"probes: {', '.join(self.probes.attached)}")
         else:
             self._log(f"mode={self.mode} (DEGRADED: eBPF unavailable: {self.reason}; flows come from "
-                      f"/proc/net polling without byte counts or short-lived processes) store={self.store.location.display}")
+                      f"/proc/net polling without byte counts or short-lived processes) store={self.location.display}")
 
     def _live_flow(self, sk: int, first_ts: int) -> dict | None:
         state = self.probes.socket(sk) if self.probes is not None else None
@@ -230,7 +251,8 @@ class Collector:
             if self.probes is not None:
                 self.probes.close()
             self.writer.close()
-            self.store.close()
+            if self.store is not None:
+                self.store.close()
             self._log(f"stopped: {self.stats.totals.get('flows', 0)} flows, "
                       f"{self.stats.totals.get('processes', 0)} processes written")
 

@@ -5,6 +5,7 @@ commit outcomes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 import time
@@ -253,3 +254,47 @@ def test_writers_starting_together_on_an_empty_catalog(fleet_env):
     errs = [p.communicate(timeout=180)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errs
     assert count("SELECT count(*) FROM dns") == 4
+
+
+def test_collector_started_while_postgres_is_down_records_then_catches_up(fleet_env, postgres: PostgresServer,
+                                                                          tmp_path):
+    """A host reboots while the central PostgreSQL restarts: `routerwatch collect` must not exit (the
+    unit would restart it in a loop and record nothing): it records into its buffer from the start and
+    the rows of that time reach the store once PostgreSQL answers."""
+    import signal
+    import subprocess
+
+    from tests.conftest import BIN
+
+    Store.open().close()  # the catalog exists (another host created it); now PostgreSQL goes away
+    postgres.stop()
+    log = tmp_path / "collect.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([str(BIN / "routerwatch"), "collect", "--no-ebpf", "--no-capture", "--host-id",
+                                 "rebooted", "--interval", "1", "--max-delay", "0.5",
+                                 "--buffer-dir", str(tmp_path / "buffer")],
+                                stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **fleet_env})
+    try:
+        wait(lambda: "recording into the buffer until it answers" in log.read_text() or proc.poll() is not None,
+             timeout=60)
+        assert proc.poll() is None, log.read_text()
+        time.sleep(3)  # stats rows every second, all spooled
+        assert proc.poll() is None, log.read_text()
+    finally:
+        postgres.start()
+    back = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # the store's timestamps are naive UTC
+    try:
+        def caught_up() -> bool:
+            try:
+                with Store.open(read_only=True) as s:
+                    first = s.sql("SELECT min(ts) FROM collector_stats WHERE host_id = 'rebooted'").fetchone()[0]
+            except StoreError:
+                return False
+            return first is not None and first < back  # a row recorded while PostgreSQL was away
+        wait(caught_up, timeout=90)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=120)
+    text = log.read_text()
+    assert rc == 0 and "Traceback" not in text, text
+    assert "unreachable at start" in text, text
