@@ -16,6 +16,7 @@ cannot be decrypted from one segment alone). Key logs are never written here.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -105,6 +106,7 @@ class CaptureRing:
         if not tool:
             raise RuntimeError("dumpcap not found (deploy/deps.sh installs tshark, which brings it)")
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._end_orphan()
         cmd = [tool, "-q", "-i", self.iface, "-f", self.filter, "-P", "-b", f"duration:{self.rotate_s}",
                "-w", str(self.dir / "seg.pcap")]
         if self.snaplen:
@@ -126,6 +128,43 @@ class CaptureRing:
         except OSError:
             self._socks = []
         self.live_drops = bool(self._socks)
+
+    def _writer_pid(self) -> int | None:
+        """The pid of a dumpcap that writes this ring now (from the pid file, checked against its
+        command line: a reused pid is never taken for it), else None."""
+        try:
+            pid = int((self.dir / PID_FILE).read_text().strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        target = str(self.dir / "seg.pcap").encode()
+        return pid if any(a.endswith(b"dumpcap") for a in argv) and target in argv else None
+
+    def _end_orphan(self) -> None:
+        """A dumpcap left writing this ring by a collector that was killed (-9, an OOM kill: it gets
+        no chance to stop its child, and outside a service manager's cgroup nobody else does) is
+        ended before a new one starts: two would write the same segment names. One whose parent
+        still runs is another collector's, and this one refuses the directory instead."""
+        pid = self._writer_pid()
+        if pid is None:
+            return
+        try:
+            ppid = int(next(ln.split()[1] for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                            if ln.startswith("PPid:")))
+            parent = Path(f"/proc/{ppid}/cmdline").read_bytes()
+        except (OSError, StopIteration, ValueError):
+            return  # it has just exited
+        if b"routerwatch" in parent or b"collector" in parent:
+            raise RuntimeError(f"capture directory {self.dir} is in use by another collector (pid {ppid}); "
+                               "give each collector its own --capture-dir")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)  # it finishes its segment
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and self._writer_pid() == pid:
+            time.sleep(0.05)
+        if self._writer_pid() == pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def poll_drops(self) -> int:
         """Add the kernel's drops since the last call to `drops`; returns the running total."""
@@ -150,13 +189,7 @@ class CaptureRing:
         named in the pid file whose command line writes into this directory)?"""
         if self.proc is not None:
             return self.proc.poll() is None
-        try:
-            pid = int((self.dir / PID_FILE).read_text().strip())
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            return False
-        target = str(self.dir / "seg.pcap").encode()
-        return any(a.endswith(b"dumpcap") for a in argv) and target in argv
+        return self._writer_pid() is not None
 
     def covering(self, ts_start: float, ts_end: float) -> list[Path]:
         """Segments that may hold packets between ts_start and ts_end. A segment ends where the next

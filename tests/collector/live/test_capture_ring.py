@@ -5,10 +5,13 @@ write (mtime), so a later flow gets no stale segment (the decrypt path and the d
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from collector.live.capture import CaptureRing
 
@@ -51,3 +54,52 @@ def test_running_writer_keeps_the_newest_segment_open(tmp_path):
         fake.kill()
         fake.wait()
     assert CaptureRing(tmp_path).covering(t0 + 600, t0 + 610) == []  # the writer is gone: bounded again
+
+
+needs_root_capture = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("dumpcap"),
+                                        reason="capturing on lo needs root and dumpcap (deploy/deps.sh installs tshark)")
+OWNER = """
+import sys, time
+from collector.live.capture import CaptureRing
+ring = CaptureRing(sys.argv[1], iface="lo", bpf_filter="tcp port 9")
+ring.start()
+print(ring.proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return b"dumpcap" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+@needs_root_capture
+def test_a_dumpcap_orphaned_by_a_killed_collector_is_ended_by_the_next_one(tmp_path):
+    """kill -9 of the collector leaves its dumpcap writing the ring (it runs in its own session); the
+    next collector on the ring ends it before starting its own. While the first collector still runs,
+    a second one refuses the directory instead of taking it over."""
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    orphan = int(owner.stdout.readline())
+    second = CaptureRing(tmp_path, iface="lo", bpf_filter="tcp port 9")
+    try:
+        with pytest.raises(RuntimeError, match="in use by another collector"):
+            second.start()
+        assert _alive(orphan)
+        owner.kill()
+        owner.wait()
+        time.sleep(0.5)
+        assert _alive(orphan), "the scenario: dumpcap outlives a collector killed with -9"
+        ring = CaptureRing(tmp_path, iface="lo", bpf_filter="tcp port 9")
+        ring.start()
+        try:
+            assert not _alive(orphan) and ring.writer_alive()
+        finally:
+            ring.close()
+    finally:
+        owner.kill()
+        owner.wait()
+        second.close()
+        if _alive(orphan):
+            os.kill(orphan, 9)
