@@ -63,6 +63,10 @@ TINY_PACKETS = 120  # a few flows: startup, imports and store setup, almost no d
 SURICATA_YAML = """%YAML 1.1
 ---
 default-log-dir: {log}
+classification-file: /dev/null
+reference-config-file: /dev/null
+stats:
+  enabled: no
 outputs:
   - eve-log:
       enabled: yes
