@@ -6,8 +6,9 @@
 The peers are installed for the bench only (the product needs none of them):
 `sudo bash bench/install_peers.sh` unpacks Suricata 7 from Debian's bookworm-backports into
 bench/.peers/suricata (private apt lists; backports is not enabled system-wide) and pip-installs
-nfstream into .venv. A peer that is missing is reported in one line with the command that installs
-it, and the bench goes on with the others.
+nfstream into .venv (ROUTERWATCH_BENCH_SURICATA_DIR names another unpacked Suricata). A peer that is
+missing is reported in one line with the command that installs it, and the bench goes on with the
+others.
 
 Ours: the whole `routerwatch ingest` command (flows with TCP state and history, DNS messages with
 answers, TLS with JA4, all committed), into a new store (created and migrated inside the timing) and
@@ -55,7 +56,7 @@ from tests.support.gen_capture import generate  # noqa: E402
 TSHARK_FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "ip.proto", "tcp.srcport",
                  "tcp.dstport", "udp.srcport", "udp.dstport", "tls.handshake.extensions_server_name", "dns.qry.name"]
 PEERS = ("tshark", "suricata", "nfstream")
-SURICATA_DIR = HERE / ".peers" / "suricata"
+SURICATA_DIR = Path(os.environ.get("ROUTERWATCH_BENCH_SURICATA_DIR") or HERE / ".peers" / "suricata")  # where install_peers.sh unpacks it
 INSTALL = "sudo bash bench/install_peers.sh"
 TINY_PACKETS = 120  # a few flows: startup, imports and store setup, almost no data
 
