@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/X.py`: the repo root
 
 from bench.live import BpfStats, cpu_seconds, pinned, run_child, spread  # noqa: E402
+from collector.ebpf import bpfsys  # noqa: E402
 from collector.ebpf.loader import ProbeOptions, Probes  # noqa: E402
 
 SERVER = r"""
@@ -110,7 +111,7 @@ def set_attached(probes: Probes, libs: list[str], tracepoints: list[tuple[str, s
             probes._attach_ssl(lib)
     else:
         while probes._uprobes:
-            os.close(probes._uprobes.pop())
+            bpfsys.detach(probes._uprobes.pop())
 
 
 def main() -> None:

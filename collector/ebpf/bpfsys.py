@@ -7,13 +7,25 @@ stable ABI (include/uapi/linux/bpf.h, perf_event.h): attach a program to a trace
 tracepoint or a uprobe (each attachment lives as long as its fd), and read a per-CPU array map.
 The calls are the ones bcc itself makes (`bpf_attach_tracepoint`, `bpf_attach_raw_tracepoint`,
 `bpf_attach_uprobe` through the `uprobe` PMU), so the kernel objects are the same.
+
+Also as bcc does, a uprobe the `uprobe` PMU refuses (EACCES/EPERM) is made a second way: a tracefs
+uprobe event (`uprobe_events`), opened as a tracepoint. The PMU wants more than CAP_PERFMON on some
+kernels: on 6.18 here every uprobe failed with EACCES under the collector unit's capabilities (no
+CAP_SYS_ADMIN), which cost the systemd collector its libssl, getaddrinfo and Go probes, while a
+tracepoint needs only CAP_PERFMON and the uid 0 the unit runs as may write tracefs. Such an event
+is named `routerwatch/rw_<pid>_<n>` and removed when its fd is closed through `detach()`; events
+of a collector that died without removing them are removed by the next one (`remove_stale_events`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
+import itertools
 import os
 import platform
+import re
 import struct
 from functools import lru_cache
 from pathlib import Path
@@ -85,9 +97,19 @@ def _set_bpf(fd: int, prog_fd: int, what: str) -> int:
     libc = _libc()
     if libc.ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd) != 0 or libc.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0) != 0:
         err = _fail(what)
-        os.close(fd)
+        detach(fd)
         raise err
     return fd
+
+
+def detach(fd: int) -> None:
+    """Close an attachment's fd (which detaches its program); a tracefs uprobe event made for it is
+    removed as well."""
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    made = _tracefs_events.pop(fd, None)
+    if made is not None:
+        _remove_event(*made)
 
 
 def tracepoint_id(category: str, event: str) -> int:
@@ -121,14 +143,93 @@ def _uprobe_pmu() -> tuple[int, int, int]:
 
 def attach_uprobe(path: str, offset: int, prog_fd: int, retprobe: bool = False, ref_ctr_offset: int = 0) -> int:
     """Attach a kprobe-type program to the instruction at file `offset` of `path` (every process
-    mapping that file, now or later); returns the perf event fd. `ref_ctr_offset` is a USDT
-    semaphore's file offset, which every probe on one instruction must agree on (EINVAL otherwise)."""
-    ptype, bit, shift = _uprobe_pmu()
-    cpath = ctypes.create_string_buffer(os.fsencode(path))
+    mapping that file, now or later); returns the perf event fd (close it with `detach()`).
+    `ref_ctr_offset` is a USDT semaphore's file offset, which every probe on one instruction must
+    agree on (EINVAL otherwise). Through the `uprobe` PMU, else a tracefs event (module docstring)."""
     what = f"{'uretprobe' if retprobe else 'uprobe'} {path}+{offset:#x}"
+    try:
+        ptype, bit, shift = _uprobe_pmu()
+    except BpfSysError:  # a kernel without the PMU: tracefs is the only way
+        return _set_bpf(_tracefs_uprobe(path, offset, retprobe, ref_ctr_offset, what), prog_fd, what)
+    cpath = ctypes.create_string_buffer(os.fsencode(path))
     config = ((1 << bit) if retprobe else 0) | (ref_ctr_offset << shift)
-    fd = _perf_event_open(ptype, config, ctypes.addressof(cpath), offset, what)
+    try:
+        fd = _perf_event_open(ptype, config, ctypes.addressof(cpath), offset, what)
+    except BpfSysError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM):
+            raise
+        fd = _tracefs_uprobe(path, offset, retprobe, ref_ctr_offset, what)
     return _set_bpf(fd, prog_fd, what)
+
+
+EVENT_GROUP = "routerwatch"
+_tracefs_events: dict[int, tuple[Path, str]] = {}  # perf fd -> (tracefs root, "group/name") made for it
+_event_seq = itertools.count()
+_EVENT_LINE = re.compile(rf"^[pr]:{EVENT_GROUP}/(rw_(\d+)_\d+) ")
+
+
+def _uprobe_events() -> Path | None:
+    return next((r for r in TRACEFS if (r / "uprobe_events").exists()), None)
+
+
+def _tracefs_uprobe(path: str, offset: int, retprobe: bool, ref_ctr_offset: int, what: str) -> int:
+    """A uprobe made as a tracefs event and opened as a tracepoint (perf event fd)."""
+    root = _uprobe_events()
+    if root is None:
+        raise BpfSysError(errno.EACCES, f"{what}: the uprobe PMU refused it and tracefs has no uprobe_events")
+    if any(c.isspace() for c in path):  # uprobe_events is a space-separated command line
+        raise BpfSysError(errno.EINVAL, f"{what}: the uprobe PMU refused it and tracefs cannot name this path")
+    name = f"rw_{os.getpid()}_{next(_event_seq)}"
+    ref = f"({ref_ctr_offset:#x})" if ref_ctr_offset else ""
+    try:
+        _write_events(root, f"{'r' if retprobe else 'p'}:{EVENT_GROUP}/{name} {path}:{offset:#x}{ref}\n")
+    except OSError as exc:
+        raise BpfSysError(exc.errno or errno.EACCES, f"{what}: the uprobe PMU refused it, and tracefs "
+                          f"uprobe_events too: {exc.strerror}") from None
+    event = f"{EVENT_GROUP}/{name}"
+    try:
+        tid = int((root / "events" / EVENT_GROUP / name / "id").read_text())
+        fd = _perf_event_open(PERF_TYPE_TRACEPOINT, tid, 0, 0, what)
+    except (OSError, ValueError):
+        _remove_event(root, event)
+        raise
+    _tracefs_events[fd] = (root, event)
+    return fd
+
+
+def _write_events(root: Path, line: str) -> None:
+    """One command to uprobe_events, appended (O_APPEND, one write: Python's "a" mode seeks to the
+    end first, which tracefs refuses with EINVAL; opening it for writing without O_APPEND would
+    remove every uprobe event of every tracer)."""
+    fd = os.open(root / "uprobe_events", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def _remove_event(root: Path, event: str) -> None:
+    with contextlib.suppress(OSError):
+        _write_events(root, f"-:{event}\n")
+
+
+def remove_stale_events() -> int:
+    """Remove the tracefs uprobe events of routerwatch processes that no longer run (a collector
+    killed with -9 leaves its events registered, though unused); returns how many."""
+    root = _uprobe_events()
+    if root is None:
+        return 0
+    try:
+        lines = (root / "uprobe_events").read_text().splitlines()
+    except OSError:
+        return 0
+    n = 0
+    for line in lines:
+        m = _EVENT_LINE.match(line)
+        if m and int(m.group(2)) != os.getpid() and not Path(f"/proc/{m.group(2)}").exists():
+            _remove_event(root, f"{EVENT_GROUP}/{m.group(1)}")
+            n += 1
+    return n
 
 
 @lru_cache(maxsize=1)

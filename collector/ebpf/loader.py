@@ -97,32 +97,16 @@ class ProbeOptions:
     ringbuf_pages: int = 16384  # 64 MiB: ~350k connection records, seconds of slack if the drain stalls
     # 4 KiB chunks of plaintext per SSL call, the rest counted as truncated: an SDK writes a request
     # body in one SSL_write, and agents send prompts of hundreds of KiB (whole conversations), so 64
-    # (256 KiB) where the kernel takes it. The copy loop is unrolled: 256 chunks exceed the verifier's
-    # size limit (E2BIG); without CAP_SYS_ADMIN (the systemd unit's capabilities) attaching the
-    # uprobes through bcc failed intermittently with 64 and 128 (perf_event_open: EINVAL), never with
-    # 16, so there the limit stays 16 (64 KiB): see `ssl_chunks`. That EINVAL was most likely bcc's
-    # stray USDT semaphore offset (Probes._attach_pair), not the program's size: to be re-measured
+    # (256 KiB). The copy loop is unrolled: 256 chunks exceed the verifier's size limit (E2BIG). Under
+    # the collector unit's capabilities (no CAP_SYS_ADMIN) this was once held to 16 after attaching
+    # failed now and then with EINVAL: that was bcc's stray USDT semaphore offset (Probes._attach_pair),
+    # and 64 chunks loaded and attached 12 times of 12 under those capabilities since (docs/collector-and-ebpf.md)
     ssl_max_chunks: int = 64
     go_tls: bool = True  # Go crypto/tls uprobes on Go binaries (running, exec'd, or in ssl_libraries)
     log: Callable[[str], None] | None = None  # attach/refusal messages (Go binaries found later)
     netns_inum: int | None = None  # scope: only this network namespace (nsfs inode), filtered in the kernel
     cgroup_id: int | None = None  # scope: only tasks in this cgroup v2 (its id) or below it
     cgroup_level: int = 0  # depth of that cgroup under the cgroup2 root
-
-
-CAP_SYS_ADMIN = 21
-SSL_CHUNKS_WITHOUT_SYS_ADMIN = 16
-
-
-def ssl_chunks(wanted: int) -> int:
-    """The per-call plaintext limit (in 4 KiB chunks) this process can load: `wanted` with
-    CAP_SYS_ADMIN, at most 16 without it (see ProbeOptions.ssl_max_chunks)."""
-    try:
-        status = Path("/proc/self/status").read_text()
-        eff = int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), 16)
-    except (OSError, StopIteration, ValueError):
-        eff = 0
-    return wanted if eff & (1 << CAP_SYS_ADMIN) else min(wanted, SSL_CHUNKS_WITHOUT_SYS_ADMIN)
 
 
 def build_objects(cflags: list[str], maps: tuple[str, ...] = MAPS, timeout: float = BUILD_TIMEOUT_S,
@@ -213,7 +197,7 @@ class Probes:
         ensure_tracefs()
         cflags = [  # the BTF offsets are added by the compiler child (build_objects)
             f"-DRINGBUF_PAGES={self.options.ringbuf_pages}",
-            f"-DSSL_MAX_CHUNKS={ssl_chunks(self.options.ssl_max_chunks)}",
+            f"-DSSL_MAX_CHUNKS={int(self.options.ssl_max_chunks)}",
             "-Wno-unused-value",
             "-Wno-pointer-sign",
             "-Wno-compare-distinct-pointer-types",
@@ -236,6 +220,7 @@ class Probes:
             key_size, self._sock_size = bpfsys.map_sizes(self.maps["socks"])
             if key_size != 8:
                 raise ProbeError(f"the socks map has {key_size}-byte keys, not a u64")
+            bpfsys.remove_stale_events()  # tracefs uprobes left by a collector that was killed
             self._attach_all(progs)
         except BaseException:
             self.close()
@@ -348,7 +333,7 @@ class Probes:
         try:
             self._attach_uprobe_at(path, offset, ret, retprobe=True)
         except OSError as exc:  # an entry probe without its return probe would only leak calls
-            os.close(self._uprobes.pop())
+            bpfsys.detach(self._uprobes.pop())
             self._log(f"uretprobe {sym}@{path} refused: {exc}")
             return False
         return True
@@ -394,7 +379,9 @@ class Probes:
         if self._ring is not None:
             self._ring.close()
             self._ring = None
-        for fd in [*self._uprobes, *self.links.values(), *self.programs.values(), *self.maps.values()]:
+        for fd in self._uprobes:
+            bpfsys.detach(fd)  # and a tracefs uprobe event made for it
+        for fd in [*self.links.values(), *self.programs.values(), *self.maps.values()]:
             try:
                 os.close(fd)
             except OSError:
