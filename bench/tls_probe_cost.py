@@ -11,7 +11,12 @@ a failed reserve costs less than a copied record). Reported: requests/s and work
 request, the attached/detached ratio per pair (median, quartiles, range), and the kernel's BPF time
 per request from its run-time statistics.
 
-    sudo .venv/bin/python bench/tls_probe_cost.py [--requests 10000] [--pairs 16]
+    sudo .venv/bin/python bench/tls_probe_cost.py [--requests 10000] [--pairs 16] [--client-only]
+
+--client-only runs the server on a Python with its own, statically linked OpenSSL
+(.cache/static-ssl-python, built by `deploy/deps.sh --test`; `--server-python` names another), which
+the probes loaded here do not cover: only the client pays for them, as on an agent host, where the
+TLS server (the router) is another machine.
 """
 
 from __future__ import annotations
@@ -118,7 +123,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=10_000, help="requests per round (one kept-alive connection)")
     ap.add_argument("--pairs", type=int, default=16, help="detached/attached pairs, alternated")
+    ap.add_argument("--client-only", action="store_true",
+                    help="server on a Python with its own OpenSSL, unprobed: only the client's SSL calls are probed")
+    ap.add_argument("--server-python", default=str(Path(__file__).resolve().parents[1] / ".cache" / "static-ssl-python"
+                                                   / "bin" / "python3.11"),
+                    help="the server's Python with --client-only (default: .cache/static-ssl-python)")
     opts = ap.parse_args()
+    server_python = opts.server_python if opts.client_only else sys.executable
+    if opts.client_only and not os.path.exists(server_python):
+        raise SystemExit(f"{server_python} is missing: `bash deploy/deps.sh --test` builds it, or pass --server-python")
     if os.geteuid() != 0:
         raise SystemExit("needs root (eBPF)")
     two = len(os.sched_getaffinity(0)) >= 2
@@ -127,7 +140,7 @@ def main() -> None:
         os.sched_setaffinity(0, mine)
     with tempfile.TemporaryDirectory() as d:
         cert, key = self_signed(Path(d))
-        server = subprocess.Popen([sys.executable, "-c", SERVER, cert, key], stdout=subprocess.PIPE, text=True,
+        server = subprocess.Popen([server_python, "-c", SERVER, cert, key], stdout=subprocess.PIPE, text=True,
                                   preexec_fn=pinned(work))
         port = server.stdout.readline().strip()
         probes = Probes(ProbeOptions(discover_ssl=False, go_tls=False))
@@ -177,6 +190,7 @@ def main() -> None:
     n_on = opts.requests * opts.pairs
     print(json.dumps({
         "requests_per_round": opts.requests, "pairs": opts.pairs, "uprobes_on": libs,
+        "probed": "client only" if opts.client_only else "client and server",
         "requests_per_s_detached": spread(rates[False], 0), "requests_per_s_attached": spread(rates[True], 0),
         "ratio_attached_over_detached": spread(ratios),
         "slowdown_median_pct": round((1 - spread(ratios)["median"]) * 100, 2),
