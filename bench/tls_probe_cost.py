@@ -17,13 +17,24 @@ per request from its run-time statistics.
 (.cache/static-ssl-python, built by `deploy/deps.sh --test`; `--server-python` names another), which
 the probes loaded here do not cover: only the client pays for them, as on an agent host, where the
 TLS server (the router) is another machine.
+
+--profile K splits the cost of one probe hit instead (the per-call profile): K rounds of each of
+five variants, order rotated every round: detached; a do-nothing BPF program (two instructions) on
+the entries of the exported SSL_read/SSL_write and _ex functions (where the collector probed until
+2026-12-06); the same program on the entries the collector probes now (collector/ebpf/ssl_entry.py:
+OpenSSL's internal read/write functions where found); on those entries and their returns; the
+collector's own programs. The differences in workload CPU per request, divided by the SSL calls per
+request, give what one uprobe hit costs the kernel at each place, and what the programs add.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -34,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python b
 
 from bench.live import BpfStats, cpu_seconds, pinned, run_child, spread  # noqa: E402
 from collector.ebpf import bpfsys  # noqa: E402
-from collector.ebpf.loader import ProbeOptions, Probes  # noqa: E402
+from collector.ebpf.loader import SSL_FUNCS, ProbeOptions, Probes, uprobe_targets  # noqa: E402
+from collector.ebpf.ssl_entry import probe_points  # noqa: E402
 
 SERVER = r"""
 import http.server, json, ssl, sys
@@ -106,6 +118,77 @@ class Drainer:
         self.records += sum(len(v) for v in self.probes.drain().values())
 
 
+def noop_program() -> int:
+    """A kprobe-type BPF program that does nothing (r0 = 0; exit): a probe hit's cost without any
+    work in BPF."""
+    insns = bytes.fromhex("b700000000000000" "9500000000000000")
+    lic = ctypes.create_string_buffer(b"GPL")
+    code = ctypes.create_string_buffer(insns)
+    # bpf_attr for BPF_PROG_LOAD: prog_type, insn_cnt, insns, license, log_level, log_size, log_buf, kern_version
+    attr = ctypes.create_string_buffer(struct.pack("<IIQQIIQI", 2, len(insns) // 8, ctypes.addressof(code),
+                                                   ctypes.addressof(lic), 0, 0, 0, 0) + bytes(64))
+    return bpfsys.bpf(5, attr, "load of a no-op kprobe program")  # BPF_PROG_LOAD
+
+
+def attach_noop(prog: int, libs: list[str], where: str, returns: bool = False) -> list[int]:
+    """The no-op program on the entries (and returns) of the SSL functions: `where` is "exported"
+    (SSL_read/SSL_write and their _ex forms) or "collector" (the points the collector probes)."""
+    fds = []
+    for lib in libs:
+        offs = uprobe_targets(lib, [sym for sym, _fn in SSL_FUNCS])
+        points = list(offs.values()) if where == "exported" else [p.offset for p in probe_points(lib, offs)]
+        for off in points:
+            fds.append(bpfsys.attach_uprobe(lib, off, prog))
+            if returns:
+                fds.append(bpfsys.attach_uprobe(lib, off, prog, retprobe=True))
+    return fds
+
+
+VARIANTS = ("detached", "noop exported entries", "noop collector entries", "noop collector entries+returns",
+            "collector")
+
+
+def profile(probes: Probes, libs: list[str], tracepoints: list[tuple[str, str]], client: list[str], work,
+            server_pid: int, rounds: int, requests: int) -> dict:
+    """The per-call profile (see the module docstring): workload CPU per request for each variant,
+    and the cost per hit derived from their differences."""
+    prog = noop_program()
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    calls = 0.0
+    try:
+        for r in range(rounds):
+            k = r % len(VARIANTS)
+            for variant in VARIANTS[k:] + VARIANTS[:k]:
+                set_attached(probes, libs, tracepoints, variant == "collector")
+                fds = [] if not variant.startswith("noop") else attach_noop(
+                    prog, libs, "exported" if "exported" in variant else "collector", returns=variant.endswith("returns"))
+                srv0 = cpu_seconds(server_pid)
+                before = probes.counters()["ssl_seen"]
+                with Drainer(probes):
+                    _out, c = run_child(client, work)
+                cpu[variant].append((c + cpu_seconds(server_pid) - srv0) / requests * 1e6)
+                if variant == "collector":
+                    calls += (probes.counters()["ssl_seen"] - before) / requests
+                for fd in fds:
+                    bpfsys.detach(fd)
+                print(f"round {r + 1}/{rounds} {variant}: {cpu[variant][-1]:.1f} us/request", file=sys.stderr, flush=True)
+    finally:
+        os.close(prog)
+        set_attached(probes, libs, tracepoints, False)
+    med = {v: statistics.median(xs) for v, xs in cpu.items()}
+    per_req = calls / rounds  # SSL calls per request (client and/or server)
+    return {
+        "workload_cpu_us_per_request": {v: spread(xs, 1) for v, xs in cpu.items()},
+        "ssl_calls_per_request": round(per_req, 2),
+        "us_per_hit_exported_entry": round((med["noop exported entries"] - med["detached"]) / per_req, 2),
+        "us_per_hit_collector_entry": round((med["noop collector entries"] - med["detached"]) / per_req, 2),
+        "us_per_hit_collector_return": round(
+            (med["noop collector entries+returns"] - med["noop collector entries"]) / per_req, 2),
+        "us_programs_add_per_call": round((med["collector"] - med["noop collector entries+returns"]) / per_req, 2),
+        "us_collector_per_call": round((med["collector"] - med["detached"]) / per_req, 2),
+    }
+
+
 def set_attached(probes: Probes, libs: list[str], tracepoints: list[tuple[str, str]], on: bool) -> None:
     """All probes on or off: the tracepoints by their links, the uprobes by closing or re-making
     their perf events (bench-only use of the loader's internals)."""
@@ -123,6 +206,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=10_000, help="requests per round (one kept-alive connection)")
     ap.add_argument("--pairs", type=int, default=16, help="detached/attached pairs, alternated")
+    ap.add_argument("--profile", type=int, default=0, metavar="K",
+                    help="instead of pairs: K rounds of four variants, the cost per probe hit (module docstring)")
     ap.add_argument("--client-only", action="store_true",
                     help="server on a Python with its own OpenSSL, unprobed: only the client's SSL calls are probed")
     ap.add_argument("--server-python", default=str(Path(__file__).resolve().parents[1] / ".cache" / "static-ssl-python"
@@ -151,6 +236,13 @@ def main() -> None:
             tracepoints = list(probes.links)
             client = [sys.executable, "-c", CLIENT, port, cert, str(opts.requests)]
             run_child(client[:-1] + ["200"], work)  # warm-up: handshake, imports, page cache
+            if opts.profile:
+                with BpfStats():
+                    out = profile(probes, libs, tracepoints, client, work, server.pid, opts.profile, opts.requests)
+                print(json.dumps({"requests_per_round": opts.requests, "rounds": opts.profile,
+                                  "probed": "client only" if opts.client_only else "client and server",
+                                  **out, "loadavg": os.getloadavg()[0]}, indent=1))
+                return
             rates: dict[bool, list[float]] = {False: [], True: []}
             cpu: dict[bool, list[float]] = {False: [], True: []}
             ratios: list[float] = []

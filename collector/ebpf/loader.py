@@ -308,14 +308,16 @@ class Probes:
         self._uprobes.append(fd)
 
     def _attach_ssl(self, lib: str) -> int:
+        """Entry and return probes on the SSL read/write functions of `lib`: on OpenSSL's internal
+        read/write functions where they can be found (a tenth of the cost per call: see
+        collector/ebpf/ssl_entry.py), else on the exported ones present in this build."""
+        from collector.ebpf.ssl_entry import probe_points
+
         offs = uprobe_targets(lib, [sym for sym, _fn in SSL_FUNCS])
         n = 0
-        for sym, fn in SSL_FUNCS:
-            if sym not in offs:  # absent in this build (e.g. no _ex before OpenSSL 1.1.1)
-                continue
-            if not self._attach_pair(lib, offs[sym], sym, fn, "ssl_return_probe"):
-                continue
-            n += 1
+        for point in probe_points(lib, offs):
+            if self._attach_pair(lib, point.offset, point.label, point.program, "ssl_return_probe"):
+                n += 1
         return n
 
     def _attach_pair(self, path: str, offset: int, sym: str, enter: str, ret: str) -> bool:

@@ -131,7 +131,7 @@ def test_uprobes_attach_under_the_collector_units_capabilities():
     assert not [m for m in out["said"] if "refused" in m], out["said"]
     assert any(a.startswith("getaddrinfo@") for a in out["attached"]), out
     assert any(a.startswith("ssl(") for a in out["attached"]), out
-    assert out["events"] >= 10 and out["left"] == 0, out  # made through tracefs, and removed again
+    assert out["events"] >= 6 and out["left"] == 0, out  # made through tracefs (getaddrinfo, ssl), and removed again
     assert out["got"] == [200 * 1024] and out["ssl_seen"] >= 2 and out["truncated"] == 0, out
 
 
