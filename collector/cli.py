@@ -381,6 +381,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
         raise UserError("--max-delay is at most 5 seconds")
     if args.buffer_mb <= 0:
         raise UserError("--buffer-mb must be positive")
+    if args.ring_mb not in RING_MB_CHOICES:
+        raise UserError(f"--ring-mb must be a power of two from 1 to 1024, not {args.ring_mb}")
     options = CollectOptions(
         store=args.store, host_id=args.host_id, interval=args.interval, duration=args.duration, poll=args.poll,
         max_delay=args.max_delay, ebpf=not args.no_ebpf, ssl=not args.no_ssl, ssl_libraries=args.ssl_lib or [],
@@ -388,11 +390,15 @@ def cmd_collect(args: argparse.Namespace) -> int:
         capture=not args.no_capture, capture_dir=args.capture_dir, capture_iface=args.iface,
         capture_retain_mb=args.capture_retain_mb, capture_filter=args.capture_filter, keylogs=args.keylog or [],
         quiet=args.quiet, netns=args.netns, cgroup=args.cgroup, buffer_dir=args.buffer_dir, buffer_mb=args.buffer_mb,
+        ring_mb=args.ring_mb,
     )
     try:
         return collect(options)
     except ScopeError as exc:
         raise UserError(str(exc)) from None
+
+
+RING_MB_CHOICES = tuple(1 << i for i in range(11))  # a BPF ring buffer is a power-of-two number of pages
 
 
 def _register_collect(sub: argparse._SubParsersAction) -> None:
@@ -403,6 +409,10 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until SIGTERM)")
     c.add_argument("--poll", type=float, default=0.2, metavar="S", help="ring-buffer drain period (default 0.2)")
     c.add_argument("--max-delay", type=float, default=2.0, metavar="S", help="store lag bound, <= 5 (default 2)")
+    c.add_argument("--ring-mb", type=int, default=64, metavar="MB",
+                   help="the probes' ring buffer, a power of two (default 64): kernel memory, mapped into the "
+                        "collector and counted in its RSS; what it holds is the slack when draining falls behind "
+                        "(lost records are counted in collector_stats)")
     c.add_argument("--no-ebpf", action="store_true", help="skip eBPF (capture + /proc/net polling only)")
     c.add_argument("--no-ssl", action="store_true", help="no libssl plaintext uprobes")
     c.add_argument("--no-dns-send", action="store_true",

@@ -8,6 +8,7 @@ loses at most the open batch (each flush is one transaction).
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import sys
@@ -57,6 +58,7 @@ class CollectOptions:
     cgroup: str | None = None  # scope: record only tasks in this cgroup (path under the cgroup v2 mount)
     buffer_dir: str | None = None  # spool root while the store is away (default: fleet stores only, see spool.py)
     buffer_mb: int = 1024  # spool bound; beyond it batches are dropped and counted
+    ring_mb: int = 64  # the probes' ring buffer (a power of two)
     quiet: bool = False
 
 
@@ -150,7 +152,8 @@ class Collector:
                 self.probes = Probes(ProbeOptions(ssl=self.o.ssl, ssl_libraries=self.o.ssl_libraries, dns_send=self.o.dns_send,
                                                  log=self._log, netns_inum=self.scope.netns_inum,
                                                  cgroup_id=self.scope.cgroup_id,
-                                                 cgroup_level=self.scope.cgroup_level))
+                                                 cgroup_level=self.scope.cgroup_level,
+                                                 ringbuf_pages=(self.o.ring_mb << 20) // mmap.PAGESIZE))
                 self.mode = "ebpf"
             except ProbeError as exc:
                 self.reason = str(exc)

@@ -68,3 +68,35 @@ def test_running_collector_maps_no_compiler_and_no_pandas(live, tmp_path):
     # resident; a bound that the compiler coming back (~200 MB) would break
     assert _rss_kb(c.proc.pid) < 450 * 1024
     assert c.stop() == 0, c.output()  # stopped, not killed: a SIGKILLed collector leaves its dumpcap running
+
+
+def _ring_kb(pid: int) -> int:
+    """Resident size of the probes' ring buffer mapping(s) in process `pid`."""
+    total, in_ring = 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        if "-" in line.split(" ", 1)[0] and not line.startswith(("Rss", "Size")):
+            in_ring = line.rstrip().endswith("anon_inode:bpf-map")
+        elif in_ring and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@needs_ebpf
+def test_ring_mb_sets_the_ring_and_the_rss_it_costs(live, tmp_path):
+    """The ring is kernel memory mapped whole into the collector: --ring-mb 8 maps 8 MiB (plus the
+    consumer and producer pages), not the default 64."""
+    c = live("--no-capture", "--ring-mb", "8", "--interval", "1")
+    assert "probes: tracepoints" in c.banner
+    try:
+        ring = _ring_kb(c.proc.pid)
+        assert 8 * 1024 <= ring < 9 * 1024, ring
+    finally:
+        assert c.stop() == 0, c.output()
+
+
+def test_ring_mb_must_be_a_power_of_two():
+    from tests.conftest import run_cli
+
+    r = run_cli("collect", "--ring-mb", "48", "--duration", "1")
+    assert r.returncode == 2 and "--ring-mb must be a power of two from 1 to 1024, not 48" in r.stderr
+    assert "Traceback" not in r.stderr
