@@ -84,6 +84,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # -- offline capture ingest -----------------------------------------------------------------------
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from collector.live.lean import refuse_unused_modules
+
+    refuse_unused_modules()  # pyarrow's pandas check alone imported pandas: ~0.19 s of a ~2 s ingest
     from collector.ingest import IngestError, ingest
 
     try:

@@ -7,7 +7,9 @@ installed, and inserts Arrow tables as fast: 0.10 against 0.12 CPU-s per 1M rows
 collector uses neither. Loaded, they cost ~50 MB of resident memory for the life of a daemon that
 runs on every agent host. `refuse_unused_modules()` makes importing them fail in this process only,
 exactly as if they were not installed. `routerwatch collect` calls it first thing; library users
-(tests, other commands) are unaffected.
+(tests, other commands) are unaffected. `routerwatch ingest` calls it too: building an Arrow array
+from numpy asks pyarrow's pandas shim whether the input is a pandas Series, which imported pandas
+(0.19 s of a 2 s ingest of 500k packets, measured with `python -X importtime`).
 """
 
 from __future__ import annotations
