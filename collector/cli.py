@@ -86,7 +86,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from collector.live.lean import refuse_unused_modules
 
-    refuse_unused_modules()  # pyarrow's pandas check alone imported pandas: ~0.19 s of a ~2 s ingest
+    refuse_unused_modules()  # pyarrow's pandas check alone imported pandas (~40 MB; collector/live/lean.py)
     from collector.ingest import IngestError, ingest
 
     try:

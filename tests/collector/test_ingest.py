@@ -376,8 +376,8 @@ def test_capture_without_flows(tmp_path: Path, store_dir: Path) -> None:
 
 
 def test_ingest_leaves_pandas_unloaded(tmp_path):
-    """pyarrow's pandas check imported pandas in every ingest (0.19 s of a 2 s ingest of 500k
-    packets, ~50 MB); `routerwatch ingest` refuses it as the collector does (collector/live/lean.py)."""
+    """pyarrow's pandas check imported pandas in every ingest (~40 MB of resident memory);
+    `routerwatch ingest` refuses it as the collector does (collector/live/lean.py)."""
     import sys
 
     cap = tmp_path / "c.pcap"
