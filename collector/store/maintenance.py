@@ -1,11 +1,12 @@
 """Store maintenance and single-file exports.
 
-Compaction runs in a child process (`compact_isolated`): once in a CI soak, `routerwatch store compact`
-beside the live collector, the analyzer service and an ingest died inside DuckDB with glibc's
-"double free or corruption (!prev)" (SIGABRT), not reproduced in 133 further compactions under similar
-load (docs/store-and-fleet.md). A native crash there must cost one attempt, not the command or the maintenance service: each
-step is one DuckLake transaction, so a step that died before its commit changed nothing in the
-catalog (files it had begun writing are unreferenced, and the next round's cleanup deletes them).
+Compaction runs in a child process (`compact_isolated`): once in a CI soak, `routerwatch store
+compact` beside the live collector, the analyzer service and an ingest died inside DuckDB with
+glibc's "double free or corruption (!prev)" (SIGABRT), not reproduced in 133 further compactions
+under similar load (docs/store-and-fleet.md). A native crash there must cost one attempt, not the
+command or the maintenance service: each step is one DuckLake transaction, so a step that died
+before its commit changed nothing in the catalog (files it had begun writing are unreferenced, and
+the next round's cleanup deletes them).
 """
 
 from __future__ import annotations
