@@ -125,13 +125,15 @@ def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:
     return min(cap, base * 1.5**attempt) * (0.5 + random.random())
 
 
-def retrying(fn: Callable[[], T], attempts: int = 20, base_delay: float = 0.05) -> T:
-    """Run `fn` (no transaction of its own: ATTACH, a catalog probe), retrying transient errors."""
+def retrying(fn: Callable[[], T], attempts: int = 20, base_delay: float = 0.05,
+             also: tuple[str, ...] = ()) -> T:
+    """Run `fn` (no transaction of its own: ATTACH, a catalog probe), retrying transient errors and
+    errors whose text contains one of `also`."""
     for i in range(attempts):
         try:
             return fn()
         except (duckdb.Error, StoreError) as exc:
-            if i == attempts - 1 or not is_transient(exc):
+            if i == attempts - 1 or not (is_transient(exc) or any(s in str(exc) for s in also)):
                 raise
             time.sleep(backoff(i, base_delay))
     raise AssertionError("unreachable")
@@ -192,7 +194,12 @@ class Store:
         if read_only:
             opts += ", READ_ONLY"
         try:
-            retrying(lambda: con.execute(f"ATTACH '{sql_escape(loc.catalog)}' AS {LAKE} ({opts})"))
+            # DuckLake creates an empty catalog's tables with plain CREATE TABLE: hosts opening a new
+            # PostgreSQL catalog at once collide there ("duplicate key" while the winner's transaction
+            # is open, "relation ... already exists" once it committed); the next attempt finds the
+            # catalog made and attaches to it
+            retrying(lambda: con.execute(f"ATTACH '{sql_escape(loc.catalog)}' AS {LAKE} ({opts})"),
+                     also=("already exists",) if loc.sqlite_file is None else ())
         except duckdb.Error as exc:
             con.close()
             raise StoreError(_open_error(loc, exc, read_only)) from None

@@ -247,13 +247,24 @@ def test_writers_starting_together_on_an_empty_catalog(fleet_env):
     import subprocess
     import sys
 
-    code = ("from collector.store import Store\n"
+    # each process imports first and then waits for the start signal, so the opens really coincide
+    # (started one after another, the first often created the catalog before the last had imported)
+    code = ("import sys\n"
+            "from collector.store import Store\n"
+            "sys.stdin.read()\n"
             "with Store.open() as s:\n"
             "    s.sql(\"INSERT INTO dns (host_id, query) VALUES ('h', 'x')\")\n")
-    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    errs = [p.communicate(timeout=180)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0, 0], errs
-    assert count("SELECT count(*) FROM dns") == 4
+    n = 6
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    time.sleep(3)  # imports done
+    for p in procs:
+        p.stdin.close()
+    errs = [p.stderr.read() for p in procs]
+    for p in procs:
+        p.wait(timeout=180)
+    assert [p.returncode for p in procs] == [0] * n, errs
+    assert count("SELECT count(*) FROM dns") == n
 
 
 def test_collector_started_while_postgres_is_down_records_then_catches_up(fleet_env, postgres: PostgresServer,
