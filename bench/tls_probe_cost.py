@@ -11,7 +11,7 @@ a failed reserve costs less than a copied record). Reported: requests/s and work
 request, the attached/detached ratio per pair (median, quartiles, range), and the kernel's BPF time
 per request from its run-time statistics.
 
-    sudo .venv/bin/python bench/tls_probe_cost.py [--requests 10000] [--pairs 16] [--client-only]
+    sudo .venv/bin/python bench/tls_probe_cost.py [--requests 10000] [--pairs 16] [--client-only] [--no-dns-send]
 
 --client-only runs the server on a Python with its own, statically linked OpenSSL
 (.cache/static-ssl-python, built by `deploy/deps.sh --test`; `--server-python` names another), which
@@ -213,6 +213,8 @@ def main() -> None:
     ap.add_argument("--server-python", default=str(Path(__file__).resolve().parents[1] / ".cache" / "static-ssl-python"
                                                    / "bin" / "python3.11"),
                     help="the server's Python with --client-only (default: .cache/static-ssl-python)")
+    ap.add_argument("--no-dns-send", action="store_true",
+                    help="load the program as `collect --no-dns-send` does (no syscall tracepoints compiled in)")
     opts = ap.parse_args()
     server_python = opts.server_python if opts.client_only else sys.executable
     if opts.client_only and not os.path.exists(server_python):
@@ -228,7 +230,7 @@ def main() -> None:
         server = subprocess.Popen([server_python, "-c", SERVER, cert, key], stdout=subprocess.PIPE, text=True,
                                   preexec_fn=pinned(work))
         port = server.stdout.readline().strip()
-        probes = Probes(ProbeOptions(discover_ssl=False, go_tls=False))
+        probes = Probes(ProbeOptions(discover_ssl=False, go_tls=False, dns_send=not opts.no_dns_send))
         try:
             libs = [a.split("@", 1)[1] for a in probes.attached if a.startswith("ssl(")]
             if not libs:
@@ -240,6 +242,7 @@ def main() -> None:
                 with BpfStats():
                     out = profile(probes, libs, tracepoints, client, work, server.pid, opts.profile, opts.requests)
                 print(json.dumps({"requests_per_round": opts.requests, "rounds": opts.profile,
+                                  "dns_send_probes": not opts.no_dns_send,
                                   "probed": "client only" if opts.client_only else "client and server",
                                   **out, "loadavg": os.getloadavg()[0]}, indent=1))
                 return
@@ -247,19 +250,20 @@ def main() -> None:
             cpu: dict[bool, list[float]] = {False: [], True: []}
             ratios: list[float] = []
             records = 0
-            bpf_ns = 0
+            by_program: dict[str, int] = {}  # BPF run time while attached, per program
 
             def one(on: bool) -> float:
-                nonlocal records, bpf_ns
+                nonlocal records
                 set_attached(probes, libs, tracepoints, on)
-                before = sum(ns for ns, _ in probes.program_stats().values())
+                before = probes.program_stats()
                 srv0 = cpu_seconds(server.pid)
                 with Drainer(probes) as dr:
                     out, c = run_child(client, work)
                 cpu[on].append((c + cpu_seconds(server.pid) - srv0) / opts.requests * 1e6)
                 if on:
                     records += dr.records
-                    bpf_ns += sum(ns for ns, _ in probes.program_stats().values()) - before
+                    for name, (ns, _n) in probes.program_stats().items():
+                        by_program[name] = by_program.get(name, 0) + ns - before.get(name, (0, 0))[0]
                 rate = opts.requests / float(out)
                 rates[on].append(rate)
                 return rate
@@ -282,13 +286,17 @@ def main() -> None:
     n_on = opts.requests * opts.pairs
     print(json.dumps({
         "requests_per_round": opts.requests, "pairs": opts.pairs, "uprobes_on": libs,
+        "dns_send_probes": not opts.no_dns_send,
         "probed": "client only" if opts.client_only else "client and server",
         "requests_per_s_detached": spread(rates[False], 0), "requests_per_s_attached": spread(rates[True], 0),
         "ratio_attached_over_detached": spread(ratios),
         "slowdown_median_pct": round((1 - spread(ratios)["median"]) * 100, 2),
         "workload_cpu_us_per_request_detached": spread(cpu[False], 1),
         "workload_cpu_us_per_request_attached": spread(cpu[True], 1),
-        "bpf_ns_per_request": round(bpf_ns / n_on), "ring_records_per_request": round(records / n_on, 2),
+        "bpf_ns_per_request": round(sum(by_program.values()) / n_on),
+        "bpf_ns_per_request_by_program": {k: round(v / n_on) for k, v in sorted(by_program.items(), key=lambda kv: -kv[1])
+                                          if v >= n_on},
+        "ring_records_per_request": round(records / n_on, 2),
         "kernel_counters": lost, "loadavg": os.getloadavg()[0],
     }, indent=1))
 

@@ -59,11 +59,23 @@ class _Stages:
         if not self.on:
             return
         t, c = time.monotonic(), time.process_time()
-        print(f"  {name:<22} wall {t - self._t:6.2f} s   cpu {c - self._c:6.2f} s", file=sys.stderr)
+        print(f"  {name:<22} wall {t - self._t:6.2f} s   cpu {c - self._c:6.2f} s   {_rss()}", file=sys.stderr)
         self._t, self._c = t, c
 
 
 STAGES = _Stages()
+
+
+def _rss() -> str:
+    """This process's resident memory now and at its peak, anonymous and file-backed (the mapped
+    capture counts there), from /proc/self/status."""
+    try:
+        with open("/proc/self/status") as f:
+            kv = dict(line.split(":", 1) for line in f if line.startswith(("VmHWM", "RssAnon", "RssFile")))
+    except OSError:
+        return ""
+    mb = {k: int(v.split()[0]) // 1024 for k, v in kv.items()}
+    return f"anon {mb.get('RssAnon', 0)} MB  file {mb.get('RssFile', 0)} MB  peak {mb.get('VmHWM', 0)} MB"
 
 
 class IngestError(Exception):
@@ -336,7 +348,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
 def _headers(mf: MappedFile, rec: Records, res: IngestResult) -> tuple[headers.Headers, bool]:
     """Every record's headers: the numpy walk for the link types it reads (True), else tshark's."""
     if all(lt in headers.FAST_LINKTYPES for lt in set(rec.linktypes)):
-        hd = headers.walk(mf.buf, rec)
+        hd = headers.walk_mapped(mf, rec)
         STAGES.mark("header walk")
         return hd, True
     from collector.capture.fallback import tshark_headers

@@ -193,13 +193,19 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: 
     r_r = rank(payload & ~orig)
     proto = fa.proto[f]
     po = h.payload_off[rec]
-    first_byte = np.where(payload & (po < end[rec]), buf[np.minimum(po, len(buf) - 1)], 0)
+    plen = h.plen[rec]
+    # the first payload bytes are read only where they decide something (each flow's first client
+    # packets and first server packet): reading them for every packet maps every page of the capture
+    at = np.nonzero(payload & ((orig & (r_o < 2)) | (~orig & (r_r == 0))) & (po >= 0) & (po < end[rec]))[0]
+    first_byte = np.zeros(len(rec), np.uint8)
+    first_byte[at] = buf[po[at]]
     tcp = proto == TCP
     udp = proto == UDP
     # a TLS record that does not fit its segment (a ClientHello split over segments) needs the next
     # segments too: peek at the record header of each flow's first client payload packet
-    plen = h.plen[rec]
-    rec_len = (buf[np.minimum(po + 3, len(buf) - 1)].astype(np.int64) << 8) | buf[np.minimum(po + 4, len(buf) - 1)]
+    at5 = at[po[at] + 5 <= end[rec[at]]]
+    rec_len = np.zeros(len(rec), np.int64)
+    rec_len[at5] = (buf[po[at5] + 3].astype(np.int64) << 8) | buf[po[at5] + 4]
     split = (first_byte == 0x16) & (po + 5 <= end[rec]) & (rec_len + 5 > plen)
     first_split = np.zeros(len(starts), bool)
     m0 = payload & orig & (r_o == 0)

@@ -8,7 +8,7 @@ import numpy as np
 
 from collector.capture.records import MAX_CAPLEN, PCAP_MAGICS, MappedFile, NotACapture, Records, gather_words
 
-PROGRESS_EVERY = 1 << 16
+RELEASE_EVERY = 16 << 20  # bytes walked between releases of the pages passed (and progress updates)
 
 
 def check_header(buf, size: int, name: str) -> tuple[str, bool]:
@@ -38,7 +38,7 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
     append = offs.append
     off = 24
     error = None
-    last = 0
+    mark = RELEASE_EVERY  # a plain int compare per record; the rare work happens at each mark
     while off + 16 <= n:
         (cap,) = caplen_at(mm, off + 8)
         if cap > MAX_CAPLEN:
@@ -50,9 +50,11 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
             break
         append(off)
         off = end
-        if progress is not None and len(offs) - last >= PROGRESS_EVERY:
-            progress.update(off - progress.n)
-            last = len(offs)
+        if off >= mark:
+            mapped.release(off)
+            mark = off + RELEASE_EVERY
+            if progress is not None:
+                progress.update(off - progress.n)
     else:
         if off != n:
             error = f"cut short in the middle of a record header at byte {off}"
@@ -61,7 +63,7 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
     hdr = np.asarray(offs, dtype=np.int64)
     buf = mapped.buf
     big = endian == ">"
-    w = gather_words(buf, hdr, 4, big)
+    w = gather_words(buf, hdr, 4, big, mapped)
     sec, frac, cap, orig = w[:, 0], w[:, 1], w[:, 2], w[:, 3]
     ts = sec * 1_000_000_000 + (frac if nano else frac * 1000)
     return Records(

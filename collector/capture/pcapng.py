@@ -16,7 +16,7 @@ from collector.capture.records import MAX_CAPLEN, MappedFile, NotACapture, Recor
 SHB, IDB, PB_OLD, SPB, EPB, DSB = 0x0A0D0D0A, 1, 2, 3, 6, 0x0A
 BOM = 0x1A2B3C4D
 TLS_KEYLOG = 0x544C534B
-PROGRESS_EVERY = 1 << 16
+RELEASE_EVERY = 16 << 20  # bytes walked between releases of the pages passed (and progress updates)
 
 
 MIN_BLOCK = {SHB: 28, IDB: 20, EPB: 32, PB_OLD: 32, SPB: 16, DSB: 20}  # the fixed fields of each block
@@ -81,8 +81,8 @@ def read_pcapng(mapped: MappedFile, progress=None) -> Records:
     mm = mapped.mm
     n = len(mm) if mm is not None else 0
     check_header(mm, n, mapped.name)
-    w = _walk_blocks(mm, n, mapped.name, progress)
-    data_off, cap, orig, iface, ts_ns = _packet_fields(mapped.buf, w)
+    w = _walk_blocks(mapped, n, progress)
+    data_off, cap, orig, iface, ts_ns = _packet_fields(mapped, w)
     if w.spb:
         data_off, cap, orig, iface, ts_ns = _add_spb(mm, w.spb, w.ifaces, data_off, cap, orig, iface, ts_ns)
     error, problems = w.error, w.problems
@@ -119,9 +119,10 @@ class _Walk:
     error: str | None  # damage that stopped the walk
 
 
-def _walk_blocks(mm, n: int, name: str, progress) -> _Walk:  # noqa: ANN001 - an mmap and a tqdm-like bar
+def _walk_blocks(mapped: MappedFile, n: int, progress) -> _Walk:  # noqa: ANN001 - a tqdm-like bar
     """One pass over the blocks, recording offsets only: a Python loop, so nothing else happens per
     packet here (the fields are gathered with numpy afterwards)."""
+    mm, name = mapped.mm, mapped.name
     e = "<"
     ifaces: list[tuple[int, int, int, int]] = []  # (linktype, snaplen, units, tsoffset)
     section_base = 0  # global index of interface 0 of the current section
@@ -134,7 +135,7 @@ def _walk_blocks(mm, n: int, name: str, progress) -> _Walk:  # noqa: ANN001 - an
     problems: list[str] = []  # damage after which the walk went on (the block length was sound)
     error = None  # damage that stopped the walk
     off = 0
-    last = 0
+    mark = RELEASE_EVERY  # a plain int compare per block; the rare work happens at each mark
     hdr = struct.Struct("<II")
     while off + 12 <= n:
         btype, blen = hdr.unpack_from(mm, off)
@@ -162,9 +163,11 @@ def _walk_blocks(mm, n: int, name: str, progress) -> _Walk:  # noqa: ANN001 - an
             break
         if btype == EPB or btype == PB_OLD:  # the obsolete Packet Block has an EPB's field layout
             append(off)
-            if progress is not None and len(epb) - last >= PROGRESS_EVERY:
-                progress.update(off - progress.n)
-                last = len(epb)
+            if off >= mark:
+                mapped.release(off)
+                mark = off + RELEASE_EVERY
+                if progress is not None:
+                    progress.update(off - progress.n)
         elif btype == IDB:
             linktype, _, snaplen = struct.unpack_from(e + "HHI", mm, off + 8)
             where = f"{name}: interface {len(ifaces) - section_base} (block at byte {off})"
@@ -194,7 +197,7 @@ def _walk_blocks(mm, n: int, name: str, progress) -> _Walk:  # noqa: ANN001 - an
     return _Walk(ifaces, sections, epb, spb, dsb_blocks, dsb_lines, dsb_text, problems, error)
 
 
-def _packet_fields(buf: np.ndarray, walk: _Walk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _packet_fields(mapped: MappedFile, walk: _Walk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(data offset, caplen, origlen, interface, ts_ns) of the packet blocks, gathered per section
     (each has its own byte order and interfaces); a block naming an interface its section lacks, a
     caplen running past its block or a timestamp beyond any date is dropped and noted in walk.problems."""
@@ -214,7 +217,7 @@ def _packet_fields(buf: np.ndarray, walk: _Walk) -> tuple[np.ndarray, np.ndarray
         sl = slice(first, bounds[k + 1])
         b = blocks[sl]
         big = end == ">"
-        w = gather_words(buf, b, 7, big)  # type, length, interface, ts high, ts low, caplen, origlen
+        w = gather_words(mapped.buf, b, 7, big, mapped)  # type, length, interface, ts high, ts low, caplen, origlen
         raw_if = w[:, 2]
         # the obsolete Packet Block stores a 16-bit interface id; EPB a 32-bit one
         is_old = w[:, 0] == PB_OLD

@@ -6,6 +6,7 @@ The pcap and pcapng readers only find record offsets in a Python loop; everythin
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,11 @@ class Records:
     def __len__(self) -> int:
         return int(self.data_off.shape[0])
 
+    def slice(self, i: int, j: int) -> Records:
+        """Records i..j-1 (views of the arrays), for work done a slice at a time."""
+        return dataclasses.replace(self, data_off=self.data_off[i:j], caplen=self.caplen[i:j],
+                                   origlen=self.origlen[i:j], ts_ns=self.ts_ns[i:j], iface=self.iface[i:j])
+
     def linktype(self) -> np.ndarray:
         """Per-packet link type."""
         lt = np.asarray(self.linktypes, dtype=np.int64)
@@ -87,6 +93,22 @@ class MappedFile:
         self.mm = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         self.buf = np.frombuffer(self.mm, dtype=np.uint8) if self.mm is not None else np.zeros(0, np.uint8)
 
+    def release(self, end: int | None = None, start: int = 0) -> None:
+        """Drop the mapped pages of bytes [start, end) (default: all) from this process's resident set.
+
+        A pass over the whole capture maps every page of it, so the process's RSS would grow by the
+        capture's size (and stay there) although nothing but the page cache holds those bytes. The
+        readers release what they have passed; a later read of a released page maps it back from the
+        page cache (a minor fault), so releasing too much is slower, never wrong (a read-only shared
+        mapping: MADV_DONTNEED only unmaps)."""
+        if self.mm is None:
+            return
+        size = len(self.mm)
+        end = size if end is None else min(end, size)
+        start -= start % mmap.PAGESIZE
+        if end > start:
+            self.mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+
     def close(self) -> None:
         self.buf = np.zeros(0, np.uint8)
         if self.mm is not None:
@@ -115,12 +137,24 @@ def read_records(path: Path, mapped: MappedFile, progress=None) -> Records:
     return read_pcapng(mapped, progress)
 
 
-def gather_words(buf: np.ndarray, idx: np.ndarray, words: int, big: bool) -> np.ndarray:
+GATHER_CHUNK = 1 << 17  # records per slice of a gather that releases the pages behind it
+
+
+def gather_words(buf: np.ndarray, idx: np.ndarray, words: int, big: bool,
+                 mapped: MappedFile | None = None) -> np.ndarray:
     """`words` consecutive 32-bit integers at each index, as an (n, words) int64 array: one row
-    copy per record (cache-friendly) instead of a gather per byte."""
+    copy per record (cache-friendly) instead of a gather per byte. With `mapped` (the file `buf`
+    maps; `idx` ascending), a slice at a time, releasing the pages passed."""
     width = 4 * words
     if not len(idx):
         return np.zeros((0, words), np.int64)
     win = np.lib.stride_tricks.sliding_window_view(buf, width)
-    rows = np.ascontiguousarray(win[idx])
-    return rows.view(">u4" if big else "<u4").astype(np.int64)
+    dtype = ">u4" if big else "<u4"
+    if mapped is None or len(idx) <= GATHER_CHUNK:
+        return np.ascontiguousarray(win[idx]).view(dtype).astype(np.int64)
+    out = np.empty((len(idx), words), np.int64)
+    for i in range(0, len(idx), GATHER_CHUNK):
+        part = idx[i:i + GATHER_CHUNK]
+        out[i:i + len(part)] = np.ascontiguousarray(win[part]).view(dtype)
+        mapped.release(int(part[-1]))
+    return out

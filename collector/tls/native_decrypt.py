@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from collector.capture.flows import FlowAssignment, assign, endpoints
-from collector.capture.headers import FAST_LINKTYPES, TCP, Headers, walk
+from collector.capture.headers import FAST_LINKTYPES, TCP, Headers, walk_mapped
 from collector.capture.records import MappedFile, NotACapture, Records, read_records
 from collector.capture.tlspeek import client_hello_body
 from collector.tls.keylog import Secrets, load_secrets
@@ -246,7 +246,7 @@ class NativeDecrypt:
         if len(rec) == 0:
             return None
         _walkable(rec)
-        h = walk(mf.buf, rec)
+        h = walk_mapped(mf, rec)
         return Walked(mf, rec, h, assign(h))
 
     def _check(self, w: Walked | None) -> tuple | None:
