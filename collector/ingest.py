@@ -293,7 +293,6 @@ def _prior_runs(st, sha: str, host: str) -> set[str | None] | None:
 def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: str, run_id: str,
              capture: Path) -> dict:
     """Header walk, flow assignment and reductions, tshark dissection (overlapped), table building."""
-    buf = mf.buf
     # for a large capture tshark processes start now: their start-up overlaps the header walk; the
     # largest use two (one per core), each dissecting the packets of every other flow. A small capture
     # starts one only once it is known to have packets that need it (many have none)
@@ -305,7 +304,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         fa = flows.assign(hd)
         STAGES.mark("flow assignment")
         end = rec.data_off + rec.caplen
-        selection = flows.select_for_dissection(hd, fa, buf, end)
+        selection = flows.select_for_dissection(hd, fa, mf, end)
         sel = selection.records
         res.dissected_packets = int(len(sel))
         parts = [sel[fa.fid[sel] % workers == k] for k in range(workers)]
@@ -354,7 +353,7 @@ def _headers(mf: MappedFile, rec: Records, res: IngestResult) -> tuple[headers.H
     from collector.capture.fallback import tshark_headers
 
     try:
-        return tshark_headers(mf.mm, rec), False
+        return tshark_headers(mf, rec), False
     except tshark.TsharkError as exc:
         raise IngestError(f"{res.file}: {exc} (link types {', '.join(map(str, sorted(set(rec.linktypes))))})"
                           ) from None
@@ -365,7 +364,7 @@ def _feed_dissectors(jobs: list[tshark.TsharkJob], parts: list[np.ndarray], mf: 
     packets is cancelled."""
     for job, part in zip(jobs, parts, strict=True):
         if len(part):
-            job.feed(tshark.small_pcapng(mf.mm, rec, part))
+            job.feed(tshark.small_pcapng(mf, rec, part))
         else:
             job.cancel()
 
@@ -588,7 +587,7 @@ def _clean_copy(mf: MappedFile, rec: Records):
     import tempfile
 
     f = tempfile.NamedTemporaryFile(prefix="routerwatch-clean-", suffix=".pcapng")
-    for part in tshark.pcapng_parts(mf.mm, rec, np.arange(len(rec)), rec.dsb_keylog):
+    for part in tshark.pcapng_parts(mf, rec, np.arange(len(rec)), rec.dsb_keylog):
         f.write(part)
     f.flush()
     return f

@@ -14,7 +14,7 @@ import numpy as np
 
 from collector.capture import tshark
 from collector.capture.headers import TCP, UDP, Headers
-from collector.capture.records import Records
+from collector.capture.records import MappedFile, Records
 
 FIELDS = ["frame.number", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "ip.proto", "ipv6.nxt",
           "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.len",
@@ -29,14 +29,14 @@ def _addr(text: str) -> tuple[int, int, int]:
     return 6, v >> 64, v & 0xFFFFFFFFFFFFFFFF
 
 
-def tshark_headers(mm, rec: Records) -> Headers:
+def tshark_headers(mapped: MappedFile, rec: Records) -> Headers:
     """Header fields of every record. tshark reads a clean pcapng of exactly our records (written to a
     private temporary file), not the original: frame N is then record N-1 even where the original is
     damaged, and damage tshark would refuse the whole file over is already left out. TsharkError when
     tshark cannot read it (a link type it does not know either)."""
     n = len(rec)
     with tempfile.NamedTemporaryFile(prefix="routerwatch-headers-", suffix=".pcapng") as tmp:
-        for part in tshark.pcapng_parts(mm, rec, np.arange(n)):
+        for part in tshark.pcapng_parts(mapped, rec, np.arange(n)):
             tmp.write(part)
         tmp.flush()
         args = tshark.base_args() + ["-r", tmp.name]

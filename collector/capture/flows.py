@@ -19,6 +19,7 @@ import pyarrow as pa
 from collector.capture import community_id, tlspeek
 from collector.capture.dissect import Hello
 from collector.capture.headers import TCP, UDP, Headers
+from collector.capture.records import MappedFile
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -162,7 +163,7 @@ class Selection:
     client_hellos: dict[int, tuple[int, Hello]] = field(default_factory=dict)  # fid -> (record, hello)
 
 
-def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: np.ndarray) -> Selection:
+def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, end: np.ndarray) -> Selection:
     """Record indices tshark must see:
     - DNS over UDP: every response, and the queries no response answered (a response repeats its
       question, so one row per transaction suffices, as in Zeek's dns.log); fragments included;
@@ -196,16 +197,17 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: 
     plen = h.plen[rec]
     # the first payload bytes are read only where they decide something (each flow's first client
     # packets and first server packet): reading them for every packet maps every page of the capture
+    # (every MappedFile read below goes in file order and releases the pages behind it)
     at = np.nonzero(payload & ((orig & (r_o < 2)) | (~orig & (r_r == 0))) & (po >= 0) & (po < end[rec]))[0]
+    head = mapped.take(po[at], 5)
     first_byte = np.zeros(len(rec), np.uint8)
-    first_byte[at] = buf[po[at]]
+    first_byte[at] = head[:, 0]
     tcp = proto == TCP
     udp = proto == UDP
     # a TLS record that does not fit its segment (a ClientHello split over segments) needs the next
     # segments too: peek at the record header of each flow's first client payload packet
-    at5 = at[po[at] + 5 <= end[rec[at]]]
     rec_len = np.zeros(len(rec), np.int64)
-    rec_len[at5] = (buf[po[at5] + 3].astype(np.int64) << 8) | buf[po[at5] + 4]
+    rec_len[at] = np.where(po[at] + 5 <= end[rec[at]], (head[:, 3].astype(np.int64) << 8) | head[:, 4], 0)
     split = (first_byte == 0x16) & (po + 5 <= end[rec]) & (rec_len + 5 > plen)
     first_split = np.zeros(len(starts), bool)
     m0 = payload & orig & (r_o == 0)
@@ -215,18 +217,18 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: 
     limit = np.minimum(end[rec[ch_at]], po[ch_at] + plen[ch_at])
     client_hellos: dict[int, tuple[int, Hello]] = {}
     parsed = np.zeros(len(starts), bool)
-    for i, a, z in zip(ch_at.tolist(), po[ch_at].tolist(), limit.tolist(), strict=True):
-        ch = tlspeek.client_hello(buf[a:z].tobytes())
+    for i, body in zip(ch_at.tolist(), mapped.slices(po[ch_at], limit), strict=True):
+        ch = tlspeek.client_hello(body)
         if ch is not None:
             client_hellos[int(f[i])] = (int(rec[i]), ch)
             parsed[grp[i]] = True
     need_o = np.where(first_split[grp], 3, np.where(parsed[grp], 0, 1))
     sel = dns_flow[f] & tcp
     udp_dns = np.nonzero(dns_flow[f] & udp)[0]
-    sel[udp_dns] = _dns_wanted(h, rec[udp_dns], buf, end)
+    sel[udp_dns] = _dns_wanted(h, rec[udp_dns], mapped, end)
     sel |= tcp & payload & orig & (r_o < need_o)
     first_resp = np.nonzero(tcp & payload & ~orig & (r_r == 0) & ~dns_flow[f] & (first_byte == 0x16))[0]
-    sh = tlspeek.peek(buf, po[first_resp], plen[first_resp], end[rec[first_resp]])
+    sh = tlspeek.peek_mapped(mapped, po[first_resp], plen[first_resp], end[rec[first_resp]])
     sel[first_resp[~sh.ok]] = True
     hellos = {
         int(fid): (int(v), int(c), sh.alpn[i])
@@ -237,13 +239,13 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, buf: np.ndarray, end: 
     return Selection(np.sort(rec[sel]), hellos, client_hellos)
 
 
-def _dns_wanted(h: Headers, rec: np.ndarray, buf: np.ndarray, end: np.ndarray) -> np.ndarray:
+def _dns_wanted(h: Headers, rec: np.ndarray, mapped: MappedFile, end: np.ndarray) -> np.ndarray:
     """UDP DNS packets worth dissecting: responses, unanswered queries, fragments, anything odd."""
     po = h.payload_off[rec]
     ok = (h.plen[rec] >= 12) & (po >= 0) & (po + 3 <= end[rec]) & ~h.frag_later[rec]
-    take = lambda k: buf.take(po + k, mode="clip").astype(np.int64)  # noqa: E731
-    tid = (take(0) << 8) | take(1)
-    qr = (take(2) & 0x80) != 0
+    head = mapped.take(po, 3).astype(np.int64)
+    tid = (head[:, 0] << 8) | head[:, 1]
+    qr = (head[:, 2] & 0x80) != 0
     # a query is answered when a response with its id travels the other way between the same ends
     a_lo = np.minimum(h.src_lo[rec], h.dst_lo[rec]) ^ np.maximum(h.src_hi[rec], h.dst_hi[rec])
     b_lo = np.maximum(h.src_lo[rec], h.dst_lo[rec]) ^ np.minimum(h.src_hi[rec], h.dst_hi[rec])

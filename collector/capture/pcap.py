@@ -6,9 +6,15 @@ import struct
 
 import numpy as np
 
-from collector.capture.records import MAX_CAPLEN, PCAP_MAGICS, MappedFile, NotACapture, Records, gather_words
-
-RELEASE_EVERY = 16 << 20  # bytes walked between releases of the pages passed (and progress updates)
+from collector.capture.records import (
+    MAX_CAPLEN,
+    PCAP_MAGICS,
+    RELEASE_SPAN,
+    MappedFile,
+    NotACapture,
+    Records,
+    gather_words,
+)
 
 
 def check_header(buf, size: int, name: str) -> tuple[str, bool]:
@@ -38,7 +44,7 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
     append = offs.append
     off = 24
     error = None
-    mark = RELEASE_EVERY  # a plain int compare per record; the rare work happens at each mark
+    mark = RELEASE_SPAN  # a plain int compare per record; the rare work happens at each mark
     while off + 16 <= n:
         (cap,) = caplen_at(mm, off + 8)
         if cap > MAX_CAPLEN:
@@ -52,7 +58,7 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
         off = end
         if off >= mark:
             mapped.release(off)
-            mark = off + RELEASE_EVERY
+            mark = off + RELEASE_SPAN
             if progress is not None:
                 progress.update(off - progress.n)
     else:

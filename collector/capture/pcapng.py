@@ -11,12 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collector.capture.records import MAX_CAPLEN, MappedFile, NotACapture, Records, gather_words
+from collector.capture.records import MAX_CAPLEN, RELEASE_SPAN, MappedFile, NotACapture, Records, gather_words
 
 SHB, IDB, PB_OLD, SPB, EPB, DSB = 0x0A0D0D0A, 1, 2, 3, 6, 0x0A
 BOM = 0x1A2B3C4D
 TLS_KEYLOG = 0x544C534B
-RELEASE_EVERY = 16 << 20  # bytes walked between releases of the pages passed (and progress updates)
 
 
 MIN_BLOCK = {SHB: 28, IDB: 20, EPB: 32, PB_OLD: 32, SPB: 16, DSB: 20}  # the fixed fields of each block
@@ -135,7 +134,7 @@ def _walk_blocks(mapped: MappedFile, n: int, progress) -> _Walk:  # noqa: ANN001
     problems: list[str] = []  # damage after which the walk went on (the block length was sound)
     error = None  # damage that stopped the walk
     off = 0
-    mark = RELEASE_EVERY  # a plain int compare per block; the rare work happens at each mark
+    mark = RELEASE_SPAN  # a plain int compare per block; the rare work happens at each mark
     hdr = struct.Struct("<II")
     while off + 12 <= n:
         btype, blen = hdr.unpack_from(mm, off)
@@ -165,7 +164,7 @@ def _walk_blocks(mapped: MappedFile, n: int, progress) -> _Walk:  # noqa: ANN001
             append(off)
             if off >= mark:
                 mapped.release(off)
-                mark = off + RELEASE_EVERY
+                mark = off + RELEASE_SPAN
                 if progress is not None:
                     progress.update(off - progress.n)
         elif btype == IDB:

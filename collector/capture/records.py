@@ -7,6 +7,7 @@ The pcap and pcapng readers only find record offsets in a Python loop; everythin
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,59 @@ class MappedFile:
         if end > start:
             self.mm.madvise(mmap.MADV_DONTNEED, start, end - start)
 
+    def _spans(self, offsets: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """The order that sorts `offsets`, and where that order crosses each RELEASE_SPAN of the file."""
+        order = np.argsort(offsets, kind="stable")
+        ordered = offsets[order]
+        if not len(ordered):
+            return order, [0]
+        marks = np.arange(int(ordered[0]) + RELEASE_SPAN, int(ordered[-1]) + 1, RELEASE_SPAN)
+        bounds = [0, *np.searchsorted(ordered, marks).tolist(), len(ordered)]
+        return order, sorted(set(bounds))
+
+    def take(self, offsets: np.ndarray, width: int) -> np.ndarray:
+        """The `width` bytes at each offset as an (n, width) uint8 array (zeros outside the file),
+        read in file order, releasing the pages passed: a few bytes from packets all over the
+        capture would otherwise map all of it again (the kernel maps up to 64 KiB around each fault)."""
+        offsets = np.asarray(offsets, np.int64)
+        out = np.zeros((len(offsets), width), np.uint8)
+        size = len(self.buf)
+        if not len(offsets) or not size:
+            return out
+        order, bounds = self._spans(offsets)
+        win = np.lib.stride_tricks.sliding_window_view(self.buf, width) if size >= width else None
+        for i, j in itertools.pairwise(bounds):
+            sel = order[i:j]
+            at = offsets[sel]
+            whole = (at >= 0) & (at + width <= size)
+            if win is not None:
+                out[sel[whole]] = win[at[whole]]  # one row copy each
+            for k, a in zip(sel[~whole].tolist(), at[~whole].tolist(), strict=True):  # at the file's ends
+                lo, hi = max(a, 0), min(a + width, size)
+                if hi > lo:
+                    out[k, lo - a:hi - a] = self.buf[lo:hi]
+            self.release(int(at[-1]))
+        self.release()
+        return out
+
+    def slices(self, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
+        """The bytes [start, end) of each pair (clipped to the file), read in file order like take()."""
+        starts = np.asarray(starts, np.int64)
+        ends = np.asarray(ends, np.int64)
+        out: list[bytes] = [b""] * len(starts)
+        if not len(starts) or self.mm is None:
+            return out
+        order, bounds = self._spans(starts)
+        mm, size = self.mm, len(self.mm)
+        for i, j in itertools.pairwise(bounds):
+            sel = order[i:j].tolist()
+            for k, a, z in zip(sel, starts[sel].tolist(), ends[sel].tolist(), strict=True):
+                a = max(a, 0)
+                out[k] = mm[a:min(z, size)] if z > a else b""
+            self.release(int(starts[sel[-1]]))
+        self.release()
+        return out
+
     def close(self) -> None:
         self.buf = np.zeros(0, np.uint8)
         if self.mm is not None:
@@ -138,6 +192,7 @@ def read_records(path: Path, mapped: MappedFile, progress=None) -> Records:
 
 
 GATHER_CHUNK = 1 << 17  # records per slice of a gather that releases the pages behind it
+RELEASE_SPAN = 16 << 20  # bytes of the file a reader passes between releases of the pages behind it
 
 
 def gather_words(buf: np.ndarray, idx: np.ndarray, words: int, big: bool,

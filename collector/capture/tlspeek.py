@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collector.capture.dissect import Hello
+from collector.capture.records import MappedFile
 
 MAX_EXTENSIONS = 24
 
@@ -24,6 +25,27 @@ class ServerHellos:
     version: np.ndarray  # int64 (selected supported_version, else the legacy version)
     cipher: np.ndarray  # int64
     alpn: list[str | None]  # per row (None where absent or not ok)
+
+
+SERVER_HELLO_WINDOW = 2048  # bytes read per server packet: a ServerHello with a hybrid post-quantum
+                            # key share is ~1.2 KB; a longer one is not ok here and goes to tshark
+PEEK_CHUNK = 4096  # server packets per compact buffer (8 MiB)
+
+
+def peek_mapped(mapped: MappedFile, payload_off: np.ndarray, plen: np.ndarray, end: np.ndarray) -> ServerHellos:
+    """peek() over a mapped capture: the first SERVER_HELLO_WINDOW payload bytes of each packet are
+    copied (MappedFile.take: file order, pages released behind) into a compact buffer, a slice of
+    packets at a time, and parsed there."""
+    parts: list[ServerHellos] = []
+    for i in range(0, len(payload_off), PEEK_CHUNK):
+        p, n, e = payload_off[i:i + PEEK_CHUNK], plen[i:i + PEEK_CHUNK], end[i:i + PEEK_CHUNK]
+        rows = mapped.take(p, SERVER_HELLO_WINDOW)
+        base = np.arange(len(p), dtype=np.int64) * SERVER_HELLO_WINDOW
+        parts.append(peek(rows.ravel(), np.where(p >= 0, base, -1), n, base + np.clip(e - p, 0, SERVER_HELLO_WINDOW)))
+    if not parts:
+        return peek(np.zeros(0, np.uint8), payload_off, plen, end)
+    return ServerHellos(ok=np.concatenate([s.ok for s in parts]), version=np.concatenate([s.version for s in parts]),
+                        cipher=np.concatenate([s.cipher for s in parts]), alpn=[a for s in parts for a in s.alpn])
 
 
 def peek(buf: np.ndarray, payload_off: np.ndarray, plen: np.ndarray, end: np.ndarray) -> ServerHellos:

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from collector.capture.records import Records
+from collector.capture.records import MappedFile, Records
 
 WTAP_MAX = 262144  # the largest frame Wireshark reads for most link types (WTAP_MAX_PACKET_SIZE_STANDARD)
 INSTALL_HINT = "tshark is not installed (or not on PATH): install it with `apt-get install tshark`"
@@ -52,15 +52,16 @@ def fields_args(fields: list[str]) -> list[str]:
     return args
 
 
-def small_pcapng(mm, rec: Records, idx: np.ndarray) -> bytes:
+def small_pcapng(mapped: MappedFile, rec: Records, idx: np.ndarray) -> bytes:
     """A pcapng holding records `idx` (original frame bytes, nanosecond timestamps)."""
-    return b"".join(pcapng_parts(mm, rec, idx))
+    return b"".join(pcapng_parts(mapped, rec, idx))
 
 
-def pcapng_parts(mm, rec: Records, idx: np.ndarray, secrets: list[bytes] = ()) -> list:
+def pcapng_parts(mapped: MappedFile, rec: Records, idx: np.ndarray, secrets: list[bytes] = ()) -> list:
     """The pieces of a clean pcapng of records `idx`: whatever damage the original file has, tshark reads
     this one, and its frame N is idx[N-1]. Frames beyond WTAP_MAX are cut to it (tshark refuses a
-    whole capture over one such frame). `secrets`: key-log texts to carry as Decryption Secrets Blocks."""
+    whole capture over one such frame). `secrets`: key-log texts to carry as Decryption Secrets Blocks.
+    The frames are read with MappedFile.slices (file order, pages released behind)."""
     lts = sorted({rec.linktypes[i] for i in np.unique(rec.iface[idx]).tolist()}) if len(idx) else [1]
     lt_pos = {lt: k for k, lt in enumerate(lts)}
     iface_map = np.asarray([lt_pos.get(lt, 0) for lt in rec.linktypes] or [0], np.uint32)
@@ -87,9 +88,11 @@ def pcapng_parts(mm, rec: Records, idx: np.ndarray, secrets: list[bytes] = ()) -
     trail = blen.astype("<u4").tobytes()
     pads = [b"", b"\0", b"\0\0", b"\0\0\0"]
     append = parts.append
-    for j, (o, c, p) in enumerate(zip(rec.data_off[idx].tolist(), cap.tolist(), pad.tolist(), strict=True)):
+    start = rec.data_off[idx]
+    frames = mapped.slices(start, start + cap)
+    for j, (frame, p) in enumerate(zip(frames, pad.tolist(), strict=True)):
         append(hb[j * 28 : j * 28 + 28])
-        append(mm[o : o + c])
+        append(frame)
         append(pads[p] + trail[j * 4 : j * 4 + 4])
     return parts
 

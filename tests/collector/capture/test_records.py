@@ -76,3 +76,49 @@ def test_release_of_a_range_and_of_an_empty_file(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with MappedFile(empty) as mf:
         mf.release()
+
+
+def test_dissection_selection_reads_a_flow_dense_capture_a_span_at_a_time(tmp_path: Path, monkeypatch) -> None:
+    """A few payload bytes of every flow (first client and server packets, DNS ids, hellos, the
+    frames handed to tshark) are read in file order: the capture is never resident as a whole."""
+    from collector.capture import flows, tshark
+
+    cap = tmp_path / "dense.pcap"
+    generate(str(cap), 120_000)  # ~4,000 short flows
+    size = cap.stat().st_size
+    seen: list[int] = []
+    release = MappedFile.release
+
+    def watched(self: MappedFile, end: int | None = None, start: int = 0) -> None:
+        seen.append(mapping_rss(cap))
+        release(self, end, start)
+
+    with MappedFile(cap) as mf:
+        rec = read_records(cap, mf)
+        hd = headers.walk_mapped(mf, rec)
+        fa = flows.assign(hd)
+        monkeypatch.setattr(MappedFile, "release", watched)
+        sel = flows.select_for_dissection(hd, fa, mf, rec.data_off + rec.caplen)
+        tshark.small_pcapng(mf, rec, sel.records)
+        monkeypatch.undo()
+        after = mapping_rss(cap)
+    assert size > 60 * MB and len(sel.client_hellos) > 3000
+    assert len(seen) > 10
+    assert max(seen) < 24 * MB, (max(seen), size)  # a 16 MiB span and the kernel's fault-around
+    assert after < 1 * MB
+
+
+def test_take_and_slices_at_the_ends_of_the_file(tmp_path: Path) -> None:
+    cap = tmp_path / "x.bin"
+    data = bytes(range(256)) * 40
+    cap.write_bytes(data)
+    with MappedFile(cap) as mf:
+        offs = np.array([5000, -1, 0, len(data) - 2, len(data) + 9], np.int64)
+        got = mf.take(offs, 4)
+        assert got.tolist() == [list(data[5000:5004]), [0, 0, 1, 2], list(data[:4]), list(data[-2:]) + [0, 0],
+                                [0, 0, 0, 0]]
+        wide = mf.take(np.array([10], np.int64), len(data) + 100)  # wider than the file
+        assert bytes(wide[0, :len(data) - 10]) == data[10:] and not wide[0, len(data) - 10:].any()
+        assert mf.slices(np.array([7, -5, len(data) - 3, 20]), np.array([9, 2, len(data) + 50, 20])) == [
+            data[7:9], data[:2], data[-3:], b""]
+        assert mf.take(np.zeros(0, np.int64), 3).shape == (0, 3) and mf.slices(np.zeros(0), np.zeros(0)) == []

@@ -22,7 +22,7 @@ def _python_hellos(path) -> dict[int, dissect.Hello]:
             return {}
         hd = headers.walk(mf.buf, rec)
         fa = flows.assign(hd)
-        sel = flows.select_for_dissection(hd, fa, mf.buf, rec.data_off + rec.caplen)
+        sel = flows.select_for_dissection(hd, fa, mf, rec.data_off + rec.caplen)
         return {r + 1: h for r, h in sel.client_hellos.values()}
 
 
