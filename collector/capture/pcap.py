@@ -67,9 +67,8 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
     if progress is not None:
         progress.update(off - progress.n)
     hdr = np.asarray(offs, dtype=np.int64)
-    buf = mapped.buf
     big = endian == ">"
-    w = gather_words(buf, hdr, 4, big, mapped)
+    w = gather_words(mapped, hdr, 4, big)
     sec, frac, cap, orig = w[:, 0], w[:, 1], w[:, 2], w[:, 3]
     ts = sec * 1_000_000_000 + (frac if nano else frac * 1000)
     return Records(

@@ -216,7 +216,7 @@ def _packet_fields(mapped: MappedFile, walk: _Walk) -> tuple[np.ndarray, np.ndar
         sl = slice(first, bounds[k + 1])
         b = blocks[sl]
         big = end == ">"
-        w = gather_words(mapped.buf, b, 7, big, mapped)  # type, length, interface, ts high, ts low, caplen, origlen
+        w = gather_words(mapped, b, 7, big)  # type, length, interface, ts high, ts low, caplen, origlen
         raw_if = w[:, 2]
         # the obsolete Packet Block stores a 16-bit interface id; EPB a 32-bit one
         is_old = w[:, 0] == PB_OLD

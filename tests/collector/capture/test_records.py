@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.capture import headers, records
+from collector.capture import headers
 from collector.capture.records import MappedFile, read_records
 from tests.support.gen_capture import generate
 
@@ -41,11 +41,10 @@ def captures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | int]:
 
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
-def test_readers_and_header_walk_leave_little_of_the_capture_resident(captures, fmt: str, monkeypatch) -> None:
+def test_readers_and_header_walk_leave_little_of_the_capture_resident(captures, fmt: str) -> None:
     cap = captures[fmt]
     size = cap.stat().st_size
     assert size > 40 * MB
-    monkeypatch.setattr(records, "GATHER_CHUNK", 4096)  # slices of a test-sized capture
     with MappedFile(cap) as mf:
         rec = read_records(cap, mf)
         after_read = mapping_rss(cap)
