@@ -42,7 +42,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "collector/capture/ja4.py": (f"{_C}/capture/test_readers.py",),
     "collector/capture/pcap.py": (f"{_C}/capture/test_readers.py",),
     "collector/capture/pcapng.py": (f"{_C}/capture/test_readers.py", f"{_C}/capture/test_corpus.py"),
-    "collector/capture/records.py": (f"{_C}/capture/test_readers.py",),
     "collector/capture/source.py": (f"{_C}/test_ingest.py",),  # stdin, FIFOs, devices through `routerwatch ingest`
     "collector/capture/tshark.py": (f"{_C}/test_ingest.py", f"{_C}/capture/test_tlspeek.py"),
     # the command line and its configuration
