@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -57,11 +58,15 @@ def small_pcapng(mapped: MappedFile, rec: Records, idx: np.ndarray) -> bytes:
     return b"".join(pcapng_parts(mapped, rec, idx))
 
 
-def pcapng_parts(mapped: MappedFile, rec: Records, idx: np.ndarray, secrets: list[bytes] = ()) -> list:
+PARTS_CHUNK = 1 << 12  # frames read (MappedFile.slices) and yielded per step of pcapng_parts
+
+
+def pcapng_parts(mapped: MappedFile, rec: Records, idx: np.ndarray, secrets: list[bytes] = ()) -> Iterator[bytes]:
     """The pieces of a clean pcapng of records `idx`: whatever damage the original file has, tshark reads
     this one, and its frame N is idx[N-1]. Frames beyond WTAP_MAX are cut to it (tshark refuses a
     whole capture over one such frame). `secrets`: key-log texts to carry as Decryption Secrets Blocks.
-    The frames are read with MappedFile.slices (file order, pages released behind)."""
+    Yielded PARTS_CHUNK frames at a time (MappedFile.slices: file order, pages released behind), so
+    a caller writing them to a file holds one chunk, not a copy of the capture."""
     lts = sorted({rec.linktypes[i] for i in np.unique(rec.iface[idx]).tolist()}) if len(idx) else [1]
     lt_pos = {lt: k for k, lt in enumerate(lts)}
     iface_map = np.asarray([lt_pos.get(lt, 0) for lt in rec.linktypes] or [0], np.uint32)
@@ -74,8 +79,9 @@ def pcapng_parts(mapped: MappedFile, rec: Records, idx: np.ndarray, secrets: lis
         opts = struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)  # if_tsresol = 10^-9
         blen = 20 + len(opts)
         parts.append(struct.pack("<IIHHI", 1, blen, lt, 0, 0) + opts + struct.pack("<I", blen))
+    yield from parts
     if not len(idx):
-        return parts
+        return
     cap = np.minimum(rec.caplen[idx], WTAP_MAX)
     pad = (-cap) % 4
     blen = 32 + cap + pad
@@ -87,14 +93,15 @@ def pcapng_parts(mapped: MappedFile, rec: Records, idx: np.ndarray, secrets: lis
     hb = hdr.tobytes()
     trail = blen.astype("<u4").tobytes()
     pads = [b"", b"\0", b"\0\0", b"\0\0\0"]
-    append = parts.append
     start = rec.data_off[idx]
-    frames = mapped.slices(start, start + cap)
-    for j, (frame, p) in enumerate(zip(frames, pad.tolist(), strict=True)):
-        append(hb[j * 28 : j * 28 + 28])
-        append(frame)
-        append(pads[p] + trail[j * 4 : j * 4 + 4])
-    return parts
+    for i in range(0, len(idx), PARTS_CHUNK):
+        j = min(i + PARTS_CHUNK, len(idx))
+        frames = mapped.slices(start[i:j], start[i:j] + cap[i:j])
+        for k, (frame, p) in enumerate(zip(frames, pad[i:j].tolist(), strict=True), start=i):
+            yield hb[k * 28 : k * 28 + 28]
+            yield frame
+            yield pads[p] + trail[k * 4 : k * 4 + 4]
+        del frames  # before the next chunk is read: one chunk in memory, not two
 
 
 class TsharkJob:

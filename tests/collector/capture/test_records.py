@@ -121,3 +121,34 @@ def test_take_and_slices_at_the_ends_of_the_file(tmp_path: Path) -> None:
         assert mf.slices(np.array([7, -5, len(data) - 3, 20]), np.array([9, 2, len(data) + 50, 20])) == [
             data[7:9], data[:2], data[-3:], b""]
         assert mf.take(np.zeros(0, np.int64), 3).shape == (0, 3) and mf.slices(np.zeros(0), np.zeros(0)) == []
+
+
+def test_a_clean_copy_of_a_whole_capture_is_written_a_chunk_at_a_time(captures, tmp_path: Path) -> None:
+    """The tshark fallbacks write every record into a temporary pcapng: the frames stream through
+    (pcapng_parts yields a chunk at a time), never a copy of the whole capture in memory."""
+    import tracemalloc
+
+    from collector.capture import tshark
+
+    cap = captures["pcap"]
+    out = tmp_path / "copy.pcapng"
+    with MappedFile(cap) as mf:
+        rec = read_records(cap, mf)
+        tracemalloc.start()
+        try:
+            with open(out, "wb") as f:
+                for part in tshark.pcapng_parts(mf, rec, np.arange(len(rec))):
+                    f.write(part)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        frames = [bytes(mf.buf[o:o + c]) for o, c in zip(rec.data_off[[0, 7, -1]].tolist(),
+                                                          rec.caplen[[0, 7, -1]].tolist(), strict=True)]
+    assert cap.stat().st_size > 40 * MB
+    assert peak < 16 * MB, peak  # a chunk of frames and the per-record headers, not the capture (63 MB before)
+    with MappedFile(out) as mf:
+        copy = read_records(out, mf)
+        assert len(copy) == len(rec) and not copy.truncated
+        assert np.array_equal(copy.ts_ns, rec.ts_ns)
+        assert [bytes(mf.buf[o:o + c]) for o, c in zip(copy.data_off[[0, 7, -1]].tolist(),
+                                                       copy.caplen[[0, 7, -1]].tolist(), strict=True)] == frames
