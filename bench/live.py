@@ -10,7 +10,9 @@
    the kernel's own counters (collector_stats.detail).
 3. Sustained DNS-query records: compiled generators sendto() small DNS queries to 127.0.0.x:53 at
    fixed rates (--dns-rates); generated vs kernel-seen vs lost vs `dns` rows stored.
-4. Idle memory: the collector's RSS (eBPF and a capture on lo) --rss-settle seconds after it is ready.
+4. Memory: the collector's RSS (eBPF and a capture on lo) --rss-settle seconds after it is ready, then
+   under --rss-load seconds of a TLS keep-alive workload whose plaintext the libssl probes decode into
+   exchanges (bench/tls_probe_cost.py's client and server), and --rss-settle seconds after it.
 
     sudo .venv/bin/python bench/live.py [--connections 20000] [--rounds 10] [--seconds 10] [--procs 2]
                                         [--dns-rates 50000,60000,80000] [--only connect|sustained|dns|rss]
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as `python bench/live.py`: bench.tls_probe_cost's workload is imported
 BIN = Path(sys.executable).parent
 C_REFUSED = r"""
 #include <arpa/inet.h>
@@ -418,10 +421,12 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def idle_rss(tmp: Path, settle: float) -> dict:
-    """The collector's resident memory idling with eBPF and a capture on lo: `settle` seconds after
-    it is ready (probes attached, first collector_stats row stored), with its helper processes
-    (the capture) apart. RSS does not depend on how busy the machine is."""
+def idle_rss(tmp: Path, settle: float, load_s: float) -> dict:
+    """The collector's resident memory with eBPF and a capture on lo: idle `settle` seconds after it
+    is ready (probes attached, first collector_stats row stored), then during `load_s` seconds of a
+    TLS keep-alive workload (every request decoded into an exchange: the busiest path an agent host
+    gives it), then `settle` seconds after. Helper processes (the capture) apart. RSS does not depend
+    on how busy the machine is; what the workload makes of it does."""
     store = tmp / "rss-store"
     p = start_collector(store, "--buffer-dir", str(tmp / "rss-buffer"), capture=True)
     try:
@@ -429,11 +434,46 @@ def idle_rss(tmp: Path, settle: float) -> dict:
         kids = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(p.pid)], capture_output=True,
                               text=True).stdout.split()
         children = {f"{kids[i + 1]}[{kids[i]}]": rss_kb(int(kids[i])) for i in range(0, len(kids), 2)}
-        return {"collector_rss_mb": round(rss_kb(p.pid) / 1024, 1),
-                "children_rss_mb": {k: round(v / 1024, 1) for k, v in children.items()},
-                "settle_s": settle, "loadavg": os.getloadavg()[0]}
+        res = {"collector_rss_mb": round(rss_kb(p.pid) / 1024, 1),
+               "children_rss_mb": {k: round(v / 1024, 1) for k, v in children.items()},
+               "settle_s": settle, "loadavg": os.getloadavg()[0]}
+        if load_s > 0:
+            res.update(loaded_rss(p.pid, tmp, load_s))
+            time.sleep(settle)
+            res["after_load_rss_mb"] = round(rss_kb(p.pid) / 1024, 1)
     finally:
         stop(p)
+    if load_s > 0:
+        from collector.store import Store
+
+        with Store.open(str(store), read_only=True) as s:
+            res["exchanges_stored"] = s.sql("SELECT count(*) FROM llm_exchanges").fetchone()[0]
+    return res
+
+
+def loaded_rss(pid: int, tmp: Path, seconds: float) -> dict:
+    """Sample the collector's RSS every 0.5 s while keep-alive HTTPS clients (2,000 requests each)
+    run against one loopback server for `seconds`."""
+    from bench.tls_probe_cost import CLIENT, SERVER, self_signed
+
+    cert, key = self_signed(tmp)
+    server = subprocess.Popen([sys.executable, "-c", SERVER, cert, key], stdout=subprocess.PIPE, text=True)
+    port = server.stdout.readline().strip()
+    samples: list[float] = []
+    requests = 0
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            client = subprocess.Popen([sys.executable, "-c", CLIENT, port, cert, "2000"], stdout=subprocess.DEVNULL)
+            while client.poll() is None:
+                samples.append(rss_kb(pid) / 1024)
+                time.sleep(0.5)
+            requests += 2000 if client.returncode == 0 else 0
+    finally:
+        server.kill()
+        server.wait()
+    return {"load_s": seconds, "load_requests": requests, "load_rss_mb_median": round(statistics.median(samples), 1),
+            "load_rss_mb_max": round(max(samples), 1)}
 
 
 def main() -> int:
@@ -445,6 +485,8 @@ def main() -> int:
     ap.add_argument("--dns-rates", default="50000,60000,80000", help="queries/s for the DNS phase, comma-separated")
     ap.add_argument("--only", choices=["connect", "sustained", "dns", "rss"], help="run one phase")
     ap.add_argument("--rss-settle", type=float, default=20, help="seconds the collector idles before its RSS is read")
+    ap.add_argument("--rss-load", type=float, default=30,
+                    help="seconds of a TLS keep-alive workload after the idle reading (0: none)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/live.py needs root (eBPF)")
@@ -452,7 +494,7 @@ def main() -> int:
         tmp = Path(d)
         res = {}
         if a.only in (None, "rss"):
-            res["idle_rss"] = idle_rss(tmp, a.rss_settle)
+            res["idle_rss"] = idle_rss(tmp, a.rss_settle, a.rss_load)
         if a.only in (None, "connect"):
             with BpfStats():
                 res["connect_workload"] = connect_ratio(a.connections, a.rounds, tmp)
