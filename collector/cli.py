@@ -368,9 +368,10 @@ def _register_gate(sub: argparse._SubParsersAction) -> None:
 
 # -- live collector ------------------------------------------------------------------------------
 def cmd_collect(args: argparse.Namespace) -> int:
-    from collector.live.lean import refuse_unused_modules
+    from collector.live.lean import refuse_unused_modules, return_freed_memory
 
     refuse_unused_modules()  # before DuckDB is imported: pandas and pyarrow.dataset stay out (~50 MB)
+    return_freed_memory()  # Arrow's buffers from the C allocator, which gives them back
     from collector.live.collect import CollectOptions, collect
     from collector.live.scope import ScopeError, resolve
 

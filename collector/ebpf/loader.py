@@ -349,14 +349,20 @@ class Probes:
         return {name: bpfsys.prog_run_stats(fd) for name, fd in self.programs.items()}
 
     # -- records ----------------------------------------------------------------------------------
-    def drain(self) -> dict[int, list[bytes]]:
-        """Everything the kernel submitted so far, as raw records keyed by record type."""
+    def drain(self, max_bytes: int | None = None) -> dict[int, list[bytes]]:
+        """What the kernel submitted so far (about `max_bytes` of the ring at most), as raw records
+        keyed by record type; `pending()` says whether more is waiting."""
         out: dict[int, list[bytes]] = {}
         assert self._ring is not None
-        self._ring.consume(out)
+        self._ring.consume(out, max_bytes)
         if self.go is not None and out.get(2):  # T_EXEC: a Go agent started after the collector
             self.go.execs(out[2])
         return out
+
+    def pending(self) -> int:
+        """Bytes in the ring not drained yet."""
+        assert self._ring is not None
+        return self._ring.pending()
 
     def socket(self, sk: int) -> bytes | None:
         """The `socks` entry of a socket still open (struct sock_state, events.SOCK_STATE), None when

@@ -36,10 +36,17 @@ class RingReader:
         self._data = memoryview(self._prod)[page:]
         self._prod_pos = memoryview(self._prod)[:8]
 
-    def consume(self, sink: dict[int, list[bytes]]) -> int:
-        """Append every committed record to sink[first byte] (the record type); returns how many."""
+    def consume(self, sink: dict[int, list[bytes]], max_bytes: int | None = None) -> int:
+        """Append committed records to sink[first byte] (the record type); returns how many.
+
+        `max_bytes` stops after about that much of the ring (a whole record past it at most): what
+        is left stays in the kernel's memory, which holds it anyway, instead of being copied into
+        Python objects all at once (a full 64 MiB ring copied at once doubled the collector's RSS
+        under load). `pending()` says whether anything is left."""
         cons = struct.unpack_from("<Q", self._cons, 0)[0]
         prod = struct.unpack("<Q", self._prod_pos)[0]
+        if max_bytes is not None:
+            prod = min(prod, cons + max_bytes)
         data, mask, end, n = self._data, self.mask, self.size, 0
         unpack = struct.unpack_from
         while cons < prod:
@@ -63,6 +70,10 @@ class RingReader:
             cons += (size + HDR + 7) & ~7
         struct.pack_into("<Q", self._cons, 0, cons)
         return n
+
+    def pending(self) -> int:
+        """Bytes the kernel has submitted (or is writing) that the reader has not consumed."""
+        return struct.unpack("<Q", self._prod_pos)[0] - struct.unpack_from("<Q", self._cons, 0)[0]
 
     def close(self) -> None:
         self._data.release()

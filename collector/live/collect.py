@@ -23,12 +23,18 @@ import pyarrow as pa
 from collector.config import host_id as resolve_host_id
 from collector.ebpf import events as ev
 from collector.live.ebpf_rows import RowBuilder
+from collector.live.lean import trim_heap
 from collector.live.stats import Stats
 from collector.processes import ProcessTable
 from collector.secrets import Fingerprinter
 from collector.store import Store, StoreError
 from collector.store.connection import StoreLocation
 from collector.store.writer import BatchWriter
+
+# the most of the probes' ring one step copies into Python objects: a full ring copied at once
+# would add its size again to the collector's memory; the rest waits in the ring (kernel memory
+# allocated anyway) and the next step starts at once
+DRAIN_BYTES = 4 << 20
 
 if TYPE_CHECKING:
     from collector.store.spool import SpoolingWriter
@@ -231,7 +237,8 @@ class Collector:
                     next_stats = now + self.o.interval
                 if deadline is not None and now >= deadline:
                     break
-                self._stop.wait(self.o.poll)
+                if self.probes is None or self.probes.pending() < DRAIN_BYTES:
+                    self._stop.wait(self.o.poll)
         finally:
             self.close()
             for s, h in old.items():
@@ -260,9 +267,9 @@ class Collector:
                       f"{self.stats.totals.get('processes', 0)} processes written")
 
     # -- work --------------------------------------------------------------------------------------
-    def step(self, final: bool = False) -> None:
+    def step(self, final: bool = False, drain_all: bool = False) -> None:
         if self.probes is not None:
-            recs = self.probes.drain()
+            recs = self.probes.drain(None if final or drain_all else DRAIN_BYTES)
             self.stats.add("events", sum(len(v) for v in recs.values()))
             self.stats.add("exec_records", self.rows.execs(recs.get(ev.T_EXEC, [])))
             dns = self.rows.dns(recs.get(ev.T_DNS, []))
@@ -323,7 +330,7 @@ class Collector:
         if self.probes is not None:
             # snapshot the kernel's counters, then drain: every event they count is then recorded
             kernel = self.probes.counters()
-            self.step()
+            self.step(drain_all=True)
         backlog = self.plaintext.backlog() if self.plaintext is not None else 0
         if self.decryptor is not None:
             backlog += self.decryptor.backlog()
@@ -342,6 +349,7 @@ class Collector:
         for k, v in getattr(self.writer, "counters", lambda: {})().items():  # store buffering (fleet stores)
             self.stats.set(k, v)
         self.writer.add("collector_stats", [self.stats.row(decrypt_backlog=backlog, kernel=kernel)])
+        trim_heap()
 
 
 def collect(options: CollectOptions) -> int:
