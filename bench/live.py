@@ -421,14 +421,15 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def idle_rss(tmp: Path, settle: float, load_s: float) -> dict:
+def idle_rss(tmp: Path, settle: float, load_s: float, ring_mb: int | None = None) -> dict:
     """The collector's resident memory with eBPF and a capture on lo: idle `settle` seconds after it
     is ready (probes attached, first collector_stats row stored), then during `load_s` seconds of a
     TLS keep-alive workload (every request decoded into an exchange: the busiest path an agent host
     gives it), then `settle` seconds after. Helper processes (the capture) apart. RSS does not depend
     on how busy the machine is; what the workload makes of it does."""
     store = tmp / "rss-store"
-    p = start_collector(store, "--buffer-dir", str(tmp / "rss-buffer"), capture=True)
+    ring = ["--ring-mb", str(ring_mb)] if ring_mb else []
+    p = start_collector(store, "--buffer-dir", str(tmp / "rss-buffer"), *ring, capture=True)
     try:
         time.sleep(settle)
         kids = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(p.pid)], capture_output=True,
@@ -487,6 +488,7 @@ def main() -> int:
     ap.add_argument("--rss-settle", type=float, default=20, help="seconds the collector idles before its RSS is read")
     ap.add_argument("--rss-load", type=float, default=30,
                     help="seconds of a TLS keep-alive workload after the idle reading (0: none)")
+    ap.add_argument("--rss-ring-mb", type=int, help="the collector's --ring-mb for the memory phase (default: its own)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/live.py needs root (eBPF)")
@@ -494,7 +496,7 @@ def main() -> int:
         tmp = Path(d)
         res = {}
         if a.only in (None, "rss"):
-            res["idle_rss"] = idle_rss(tmp, a.rss_settle, a.rss_load)
+            res["idle_rss"] = idle_rss(tmp, a.rss_settle, a.rss_load, a.rss_ring_mb)
         if a.only in (None, "connect"):
             with BpfStats():
                 res["connect_workload"] = connect_ratio(a.connections, a.rounds, tmp)
