@@ -163,11 +163,14 @@ def pinned(cpus: set[int] | None):
     return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
 
 
+COLLECTOR_ARGS: list[str] = []  # options every collector the bench starts gets (--ring-mb)
+
+
 def start_collector(store: Path, *extra: str, cpus: set[int] | None = None, capture: bool = False) -> subprocess.Popen:
     log = open(store.parent / f"collect-{time.time_ns()}.log", "w+")
     cap = ["--capture-dir", str(store.parent / "capture"), "--iface", "lo"] if capture else ["--no-capture"]
     p = subprocess.Popen([str(BIN / "routerwatch"), "collect", "--store", str(store), *cap, "-q",
-                          "--interval", "1", *extra], stdout=log, stderr=log, preexec_fn=pinned(cpus))
+                          "--interval", "1", *COLLECTOR_ARGS, *extra], stdout=log, stderr=log, preexec_fn=pinned(cpus))
     p.log = log  # type: ignore[attr-defined]
     # ready when the first collector_stats row is committed (probes attached, loop running)
     from collector.store import Store
@@ -421,15 +424,14 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def idle_rss(tmp: Path, settle: float, load_s: float, ring_mb: int | None = None) -> dict:
+def idle_rss(tmp: Path, settle: float, load_s: float) -> dict:
     """The collector's resident memory with eBPF and a capture on lo: idle `settle` seconds after it
     is ready (probes attached, first collector_stats row stored), then during `load_s` seconds of a
     TLS keep-alive workload (every request decoded into an exchange: the busiest path an agent host
     gives it), then `settle` seconds after. Helper processes (the capture) apart. RSS does not depend
     on how busy the machine is; what the workload makes of it does."""
     store = tmp / "rss-store"
-    ring = ["--ring-mb", str(ring_mb)] if ring_mb else []
-    p = start_collector(store, "--buffer-dir", str(tmp / "rss-buffer"), *ring, capture=True)
+    p = start_collector(store, "--buffer-dir", str(tmp / "rss-buffer"), capture=True)
     try:
         time.sleep(settle)
         kids = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(p.pid)], capture_output=True,
@@ -488,15 +490,17 @@ def main() -> int:
     ap.add_argument("--rss-settle", type=float, default=20, help="seconds the collector idles before its RSS is read")
     ap.add_argument("--rss-load", type=float, default=30,
                     help="seconds of a TLS keep-alive workload after the idle reading (0: none)")
-    ap.add_argument("--rss-ring-mb", type=int, help="the collector's --ring-mb for the memory phase (default: its own)")
+    ap.add_argument("--ring-mb", type=int, help="the collector's --ring-mb in every phase (default: its own)")
     a = ap.parse_args()
+    if a.ring_mb:
+        COLLECTOR_ARGS.extend(["--ring-mb", str(a.ring_mb)])
     if os.geteuid() != 0:
         raise SystemExit("bench/live.py needs root (eBPF)")
     with tempfile.TemporaryDirectory(prefix="rw-bench-live-") as d:
         tmp = Path(d)
         res = {}
         if a.only in (None, "rss"):
-            res["idle_rss"] = idle_rss(tmp, a.rss_settle, a.rss_load, a.rss_ring_mb)
+            res["idle_rss"] = idle_rss(tmp, a.rss_settle, a.rss_load)
         if a.only in (None, "connect"):
             with BpfStats():
                 res["connect_workload"] = connect_ratio(a.connections, a.rounds, tmp)
