@@ -394,12 +394,10 @@ def _dissected(jobs: list[tshark.TsharkJob], parts: list[np.ndarray], res: Inges
 def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment, rec: Records,
               uids: list[str], host: str) -> tuple[list[dict], np.ndarray]:
     """One tls row per flow with a ClientHello (its first), joined with the flow's ServerHello."""
-    ch: dict[int, dissect.Hello] = {}
+    # ClientHello per flow as (record, (version, sni, alpn, ja4)): read here, else from tshark
+    ch: dict[int, tuple[int, tuple]] = dict(selection.client_hellos)  # parsed by tlspeek; tshark did not see these
     # ServerHello per flow as (version, cipher, selected ALPN): read with numpy, else from tshark
     sh: dict[int, tuple[int | None, int | None, str | None]] = dict(selection.server_hellos)
-    first_frame: dict[int, int] = {}
-    for fid, (r, h) in selection.client_hellos.items():  # parsed by tlspeek; tshark did not see these
-        ch[fid], first_frame[fid] = h, r
     hellos.sort(key=lambda x: x[0])  # file order, so "first" is the first seen
     for r, h in hellos:
         fid = int(fa.fid[r])
@@ -407,25 +405,25 @@ def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment
             continue
         if h.client:
             if fid not in ch:
-                ch[fid], first_frame[fid] = h, r
+                proto = "q" if fa.proto[fid] == headers.UDP else "t"
+                ch[fid] = (r, (h.version, h.sni, ",".join(h.alpn) if h.alpn else None, h.ja4(proto)))
         elif fid not in sh:
             sh[fid] = (h.version, h.cipher, h.alpn[0] if h.alpn else None)
     tls_rows = []
     sni = np.full(fa.count, None, dtype=object)
     no_server = (None, None, None)
-    for fid, h in ch.items():
-        proto = "q" if fa.proto[fid] == headers.UDP else "t"
+    for fid, (r, (ch_version, ch_sni, ch_alpn, ch_ja4)) in ch.items():
         version, cipher, alpn_selected = sh.get(fid, no_server)
-        sni[fid] = h.sni
+        sni[fid] = ch_sni
         tls_rows.append(
             {
-                "ts": _packet_time(rec, first_frame[fid]),
+                "ts": _packet_time(rec, r),
                 "host_id": host,
                 "flow_uid": uids[fid],
-                "version": dissect.version_name(version or h.version),
-                "sni": h.sni,
-                "alpn": ",".join(h.alpn) if h.alpn else None,
-                "ja4": h.ja4(proto),
+                "version": dissect.version_name(version or ch_version),
+                "sni": ch_sni,
+                "alpn": ch_alpn,
+                "ja4": ch_ja4,
                 "decrypted": False,
                 "cipher": f"0x{cipher:04x}" if cipher is not None else None,
                 "alpn_selected": alpn_selected,

@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow as pa
 
 from collector.capture import community_id, tlspeek
-from collector.capture.dissect import Hello
 from collector.capture.headers import TCP, UDP, Headers
 from collector.capture.records import MappedFile
 
@@ -160,7 +159,7 @@ class Selection:
 
     records: np.ndarray  # sorted record indices for tshark
     server_hellos: dict[int, tuple[int, int, str | None]]  # fid -> (version, cipher, selected ALPN)
-    client_hellos: dict[int, tuple[int, Hello]] = field(default_factory=dict)  # fid -> (record, hello)
+    client_hellos: dict[int, tuple[int, tlspeek.ClientHelloFields]] = field(default_factory=dict)  # fid -> (record, hello)
 
 
 def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, end: np.ndarray) -> Selection:
@@ -215,13 +214,12 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     # ClientHellos whole in the first client segment are parsed here (per flow, few thousand)
     ch_at = np.nonzero(m0 & tcp & ~dns_flow[f] & (first_byte == 0x16) & ~split & (po >= 0))[0]
     limit = np.minimum(end[rec[ch_at]], po[ch_at] + plen[ch_at])
-    client_hellos: dict[int, tuple[int, Hello]] = {}
+    parsed_ch = tlspeek.client_hellos(mapped.slices(po[ch_at], limit))
+    got = np.fromiter((x is not None for x in parsed_ch), bool, len(parsed_ch))
+    client_hellos = {fid: (r, ch) for fid, r, ch in zip(f[ch_at[got]].tolist(), rec[ch_at[got]].tolist(),
+                                                         (x for x in parsed_ch if x is not None), strict=True)}
     parsed = np.zeros(len(starts), bool)
-    for i, body in zip(ch_at.tolist(), mapped.slices(po[ch_at], limit), strict=True):
-        ch = tlspeek.client_hello(body)
-        if ch is not None:
-            client_hellos[int(f[i])] = (int(rec[i]), ch)
-            parsed[grp[i]] = True
+    parsed[grp[ch_at[got]]] = True
     need_o = np.where(first_split[grp], 3, np.where(parsed[grp], 0, 1))
     sel = dns_flow[f] & tcp
     udp_dns = np.nonzero(dns_flow[f] & udp)[0]
