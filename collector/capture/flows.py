@@ -248,7 +248,9 @@ def _dns_wanted(h: Headers, rec: np.ndarray, mapped: MappedFile, end: np.ndarray
     a_lo = np.minimum(h.src_lo[rec], h.dst_lo[rec]) ^ np.maximum(h.src_hi[rec], h.dst_hi[rec])
     b_lo = np.maximum(h.src_lo[rec], h.dst_lo[rec]) ^ np.minimum(h.src_hi[rec], h.dst_hi[rec])
     key = _mix(a_lo, b_lo, np.minimum(h.sport[rec], h.dport[rec]), np.maximum(h.sport[rec], h.dport[rec]), tid)
-    answered = np.isin(key, key[ok & qr])
+    responses = np.sort(key[ok & qr])  # (a sorted search: np.isin's unique() imports numpy.ma, 28 ms)
+    at = np.minimum(np.searchsorted(responses, key), max(len(responses) - 1, 0))
+    answered = responses[at] == key if len(responses) else np.zeros(len(key), bool)
     return ~ok | qr | ~answered
 
 

@@ -171,13 +171,19 @@ def walk_mapped(mapped: MappedFile, rec: Records, chunk: int = WALK_CHUNK) -> He
         out = walk(mapped.buf, rec)
         mapped.release()
         return out
-    parts = []
+    out: Headers | None = None  # filled a slice at a time (concatenating the slices' parts would hold both)
     for i in range(0, len(rec), chunk):
         j = min(i + chunk, len(rec))
-        parts.append(walk(mapped.buf, rec.slice(i, j)))
+        part = walk(mapped.buf, rec.slice(i, j))
+        if out is None:
+            out = Headers(**{f.name: np.empty(len(rec), getattr(part, f.name).dtype) for f in fields(Headers)})
+        for f in fields(Headers):
+            getattr(out, f.name)[i:j] = getattr(part, f.name)
+        del part
         mapped.release(int(rec.data_off[j - 1]))
     mapped.release()
-    return Headers(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Headers)})
+    assert out is not None
+    return out
 
 
 def walk(buf: np.ndarray, rec: Records) -> Headers:
