@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -145,32 +146,43 @@ class _Hasher(threading.Thread):
 
 
 class _StoreOpener(threading.Thread):
-    """Open (create, migrate) the store in a thread; DuckDB releases the GIL while it works. A Store
-    the caller already holds is used as it is (and stays open: `owned` is False)."""
+    """Open (create, migrate) the store in a thread, then run `then(store)` there (the check for
+    earlier runs of this capture); DuckDB releases the GIL while it works, so this overlaps the
+    record walk and the stages after it. A Store the caller already holds is used as it is (and
+    stays open: `owned` is False)."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, then=None):
         super().__init__(name="routerwatch-store-open", daemon=True)
         self.spec = spec
         self.store = None
         self.owned = not hasattr(spec, "secret_key")
         self.error: BaseException | None = None
+        self.then = then
+        self.value = None  # what `then` returned
 
     def run(self) -> None:
         from collector.store import Store
 
-        if not self.owned:
-            self.store = self.spec
-            return
         try:
-            self.store = Store.open(self.spec)
+            self.store = Store.open(self.spec) if self.owned else self.spec
+            if self.then is not None:
+                self.value = self.then(self.store)
         except BaseException as exc:  # re-raised in the caller's thread
             self.error = exc
 
     def get(self):
         self.join()
         if self.error is not None:
+            self.discard()
             raise self.error
         return self.store
+
+    def discard(self) -> None:
+        """Wait for the thread and close a store it opened (the ingest failed or is over)."""
+        self.join()
+        if self.store is not None and self.owned:
+            self.store.close()
+            self.store = None
 
 
 def _progress(total: int):
@@ -217,43 +229,59 @@ def _ingest(source: CaptureSource, store: str | Store | None, keylog: Path | Non
     run_id = uuid.uuid4().hex
     hasher = _Hasher(capture)
     hasher.start()
-    opener = _StoreOpener(store)  # catalog attach + migrations overlap the record walk
+
+    def earlier_runs(st) -> tuple[str | None, set[str | None] | None]:
+        """(this key log's digest, the digests earlier runs of this capture used): in the opener's thread."""
+        digest = _keylog_digest(keylog, st)
+        hasher.join()
+        return digest, _prior_runs(st, hasher.digest, host)
+
+    # catalog attach + migrations + the look-up of earlier runs overlap the record walk and the
+    # stages after it: the store is needed only once the tables are built
+    opener = _StoreOpener(store, earlier_runs)
     opener.start()
     bar = _progress(source.size)
     with MappedFile(capture, source.name) as mf:
         try:
-            rec = read_records(capture, mf, bar)
-            STAGES.mark("record walk")
+            try:
+                rec = read_records(capture, mf, bar)
+                STAGES.mark("record walk")
+            finally:
+                if bar is not None:
+                    bar.close()
+            res = _new_result(run_id, source, capture, "", rec)
+
+            def sha() -> str:
+                """The capture's sha256, once the hasher has it (the flow ids need it; nothing before them)."""
+                hasher.join()
+                res.sha256 = hasher.digest
+                return res.sha256
+
+            def duplicate() -> bool:
+                """Known already (the opener is done) to be stored before, with nothing new to add."""
+                return not opener.is_alive() and opener.error is None and _is_duplicate(opener.value, keylog)
+
+            try:
+                tables = _process(mf, rec, res, host, sha, run_id, capture, duplicate)
+            except _Duplicate:
+                tables = None
+            st = opener.get()
         except BaseException:
-            opener.join()
-            if opener.store is not None and opener.owned:
-                opener.store.close()
+            opener.discard()
             raise
-        finally:
-            if bar is not None:
-                bar.close()
-        hasher.join()
-        sha = hasher.digest
-        res = IngestResult(run_id=run_id, status="ok", file=source.name if source.spooled else str(capture.absolute()),
-                           sha256=sha, packets=len(rec), file_bytes=source.size)
-        if rec.truncated:
-            res.truncated = True
-            res.errors.append(rec.error or "truncated")
-
-        from collector.store import BatchWriter
-
-        st = opener.get()
-        STAGES.mark("hash + store open")
+        STAGES.mark("store open wait")
         try:
-            res.keylog_digest = _keylog_digest(keylog, st)
-            prior = _prior_runs(st, sha, host)
-            if prior is not None and (keylog is None or res.keylog_digest in prior):
+            res.keylog_digest, prior = opener.value
+            if tables is None or _is_duplicate(opener.value, keylog):
+                res = _new_result(run_id, source, capture, sha(), rec)  # nothing of the processing is kept
+                res.keylog_digest = opener.value[0]
                 res.status = "duplicate"
                 res.duration_s = time.monotonic() - t0
+                from collector.store import BatchWriter
+
                 with BatchWriter(st) as w:
                     w.add("ingest_runs", [_run_row(res, host, rec, keylog, None)])
                 return res
-            tables = _process(mf, rec, res, host, sha, run_id, capture)
             decrypt_stats = res.decrypt = _decrypt(capture, keylog, mf, rec, tables, res, host, run_id, st)
             if prior is not None:  # flows stored by an earlier run: only what the new key log adds
                 _write_rekeyed(st, tables, res, host, rec, keylog, decrypt_stats, t0)
@@ -261,9 +289,27 @@ def _ingest(source: CaptureSource, store: str | Store | None, keylog: Path | Non
                 _write(st, tables, res, host, rec, keylog, decrypt_stats, batch_rows, t0)
             STAGES.mark("commit")
         finally:
-            if opener.owned:
-                st.close()
+            opener.discard()
     return res
+
+
+class _Duplicate(Exception):
+    """Raised inside _process when the capture turns out to be stored already (the work stops)."""
+
+
+def _new_result(run_id: str, source: CaptureSource, capture: Path, sha: str, rec: Records) -> IngestResult:
+    res = IngestResult(run_id=run_id, status="ok", file=source.name if source.spooled else str(capture.absolute()),
+                       sha256=sha, packets=len(rec), file_bytes=source.size)
+    if rec.truncated:
+        res.truncated = True
+        res.errors.append(rec.error or "truncated")
+    return res
+
+
+def _is_duplicate(earlier: tuple[str | None, set[str | None] | None], keylog: Path | None) -> bool:
+    """Stored before, and the key log (if any) was used on it before: nothing to add."""
+    digest, prior = earlier
+    return prior is not None and (keylog is None or digest in prior)
 
 
 def _keylog_digest(keylog: Path | None, st) -> str | None:
@@ -290,9 +336,11 @@ def _prior_runs(st, sha: str, host: str) -> set[str | None] | None:
     return {d for _, d in rows}
 
 
-def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: str, run_id: str,
-             capture: Path) -> dict:
-    """Header walk, flow assignment and reductions, tshark dissection (overlapped), table building."""
+def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Callable[[], str], run_id: str,
+             capture: Path, duplicate: Callable[[], bool] = lambda: False) -> dict:
+    """Header walk, flow assignment and reductions, tshark dissection (overlapped), table building.
+    `sha()` gives the capture's sha256 (hashed in a thread meanwhile). Raises _Duplicate after the
+    header walk when `duplicate()` says the work is not needed."""
     # for a large capture tshark processes start now: their start-up overlaps the header walk; the
     # largest use two (one per core), each dissecting the packets of every other flow. A small capture
     # starts one only once it is known to have packets that need it (many have none)
@@ -301,6 +349,8 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
     jobs = [tshark.TsharkJob(args) for _ in range(workers)] if len(rec) >= EARLY_TSHARK_PACKETS else []
     try:
         hd, fast = _headers(mf, rec, res)
+        if duplicate():
+            raise _Duplicate
         fa = flows.assign(hd)
         STAGES.mark("flow assignment")
         end = rec.data_off + rec.caplen
@@ -318,7 +368,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: st
         ep = flows.endpoints(fa)
         cids = flows.community_ids(fa)
         ts0 = agg.column("ts0").to_numpy()
-        uids = flows.flow_uids(host, sha, fa, ts0)
+        uids = flows.flow_uids(host, sha(), fa, ts0)
         uid_arr = np.asarray(uids, dtype=object)
 
         STAGES.mark("ids, endpoints")

@@ -76,6 +76,37 @@ def test_reingest_adds_nothing_and_uids_are_stable(small_pcap: Path, tmp_path: P
     assert sql(a, uids) == sql(b, uids)
 
 
+def test_a_duplicate_known_before_the_flows_stops_after_the_header_walk(small_pcap: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The look-up of earlier runs runs beside the header walk; when it is done first and finds the
+    capture stored, nothing after the walk runs and the run row is the plain duplicate's."""
+    import threading
+
+    from collector import ingest as ingest_mod
+    from collector.capture import flows
+
+    store = tmp_path / "s"
+    first = ingest_mod.ingest(small_pcap, store=str(store), host_id="h1")
+    walk = ingest_mod._headers
+
+    def walk_after_the_lookup(*args):  # the store's thread finishes first, deterministically
+        for t in threading.enumerate():
+            if t.name == "routerwatch-store-open":
+                t.join()
+        return walk(*args)
+
+    def no_flows(*_):
+        raise AssertionError("flows assigned for a capture known to be stored")
+
+    monkeypatch.setattr(ingest_mod, "_headers", walk_after_the_lookup)
+    monkeypatch.setattr(flows, "assign", no_flows)
+    again = ingest_mod.ingest(small_pcap, store=str(store), host_id="h1")
+    assert (again.status, again.sha256, again.flows, again.dissected_packets) == ("duplicate", first.sha256, 0, 0)
+    assert sql(store, "SELECT status, flows, dissected_packets, sha256 FROM ingest_runs ORDER BY ts") == [
+        {"status": "ok", "flows": 155, "dissected_packets": first.dissected_packets, "sha256": first.sha256},
+        {"status": "duplicate", "flows": 0, "dissected_packets": 0, "sha256": first.sha256}]
+
+
 def test_truncated_capture_ingests_what_is_readable(small_pcap: Path, tmp_path: Path, store_dir: Path) -> None:
     cut = tmp_path / "cut.pcap"
     data = small_pcap.read_bytes()
