@@ -44,26 +44,29 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
     append = offs.append
     off = 24
     error = None
-    mark = RELEASE_SPAN  # a plain int compare per record; the rare work happens at each mark
-    while off + 16 <= n:
-        (cap,) = caplen_at(mm, off + 8)
-        if cap > MAX_CAPLEN:
-            error = f"corrupt record at byte {off}: captured length {cap}"
-            break
-        end = off + 16 + cap
-        if end > n:
-            error = f"cut short in the middle of a packet at byte {off}"
-            break
-        append(off)
-        off = end
-        if off >= mark:
+    last = n - 16  # the last offset a record header fits at
+    # the loop does the least per record: a caplen too large stops it; a record running past the
+    # end of the file is found afterwards (it can only be the last one walked)
+    while off <= last:
+        stop = min(off + RELEASE_SPAN, last)
+        while off <= stop:
+            (cap,) = caplen_at(mm, off + 8)
+            if cap > MAX_CAPLEN:
+                break
+            append(off)
+            off += 16 + cap
+        else:
             mapped.release(off)
-            mark = off + RELEASE_SPAN
             if progress is not None:
-                progress.update(off - progress.n)
-    else:
-        if off != n:
-            error = f"cut short in the middle of a record header at byte {off}"
+                progress.update(min(off, n) - progress.n)
+            continue
+        error = f"corrupt record at byte {off}: captured length {cap}"
+        break
+    if error is None and off > n:  # the last record walked runs past the end of the file
+        off = offs.pop()
+        error = f"cut short in the middle of a packet at byte {off}"
+    elif error is None and off != n:
+        error = f"cut short in the middle of a record header at byte {off}"
     if progress is not None:
         progress.update(off - progress.n)
     hdr = np.asarray(offs, dtype=np.int64)

@@ -107,6 +107,38 @@ def test_big_endian_and_nanosecond_pcap(tmp_path: Path) -> None:
             assert h.plen.tolist() == [10, 0]
 
 
+def test_pcap_damage_is_reported_at_the_record_it_begins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every whole record before the damage is kept, on both sides of a release span; the error names
+    the damaged record's offset."""
+    import collector.capture.pcap as pcap
+
+    monkeypatch.setattr(pcap, "RELEASE_SPAN", 4096)  # many spans in a small file
+    frames = [bytes(Ether() / tcp4(payload=bytes(40 + i % 90))) for i in range(400)]
+    path = tmp_path / "ok.pcap"
+    write_pcap(path, 1, frames)
+    whole = path.read_bytes()
+    offsets, off = [], 24
+    for f in frames:
+        offsets.append(off)
+        off += 16 + len(f)
+    rec = read_records(path, MappedFile(path))
+    assert (len(rec), rec.truncated, rec.error) == (400, False, None)
+    assert (rec.data_off - 16).tolist() == offsets
+    cases = {
+        "packet": (whole[:offsets[300] + 20], 300, f"cut short in the middle of a packet at byte {offsets[300]}"),
+        "header": (whole[:offsets[300] + 10], 300, f"cut short in the middle of a record header at byte {offsets[300]}"),
+        "corrupt": (whole[:offsets[250] + 8] + struct.pack("<I", (1 << 20) + 1) + whole[offsets[250] + 12:], 250,
+                    f"corrupt record at byte {offsets[250]}: captured length {(1 << 20) + 1}"),
+        "last": (whole[:-1], 399, f"cut short in the middle of a packet at byte {offsets[399]}"),
+    }
+    for name, (data, kept, error) in cases.items():
+        cut = tmp_path / f"{name}.pcap"
+        cut.write_bytes(data)
+        rec = read_records(cut, MappedFile(cut))
+        assert (len(rec), rec.truncated, rec.error) == (kept, True, error), name
+        assert (rec.data_off - 16).tolist() == offsets[:kept], name
+
+
 def test_ipv6_extension_headers_and_ipv4_fragments(tmp_path: Path) -> None:
     v6 = IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop() / UDP(sport=5000, dport=53) / Raw(b"q" * 20)
     big = IP(src="10.0.0.1", dst="10.0.0.53", id=4242) / UDP(sport=5001, dport=53) / Raw(b"r" * 3000)
