@@ -10,7 +10,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from collector import __version__
@@ -484,7 +483,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # -- entry point ----------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; given the `command` about to run, only the collector's own commands
+    when it is one of them (the analyzer's and dashboard's registrations import their packages: start-up
+    time every collector command would pay)."""
     parser = argparse.ArgumentParser(
         prog="routerwatch",
         description="Watch AI agents' LLM API traffic: capture, decrypt, attribute to processes, "
@@ -493,8 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"routerwatch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     register(sub)
-    for ep in sorted(entry_points(group="routerwatch.commands"), key=lambda e: e.name):
-        ep.load()(sub)
+    if command is None or command not in sub.choices:
+        from importlib.metadata import entry_points
+
+        for ep in sorted(entry_points(group="routerwatch.commands"), key=lambda e: e.name):
+            ep.load()(sub)
     return parser
 
 
@@ -502,7 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from collector.store.permissions import restrict_umask
 
     restrict_umask()  # nothing any command writes is world-accessible (docs/security.md "File modes")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

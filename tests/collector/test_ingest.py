@@ -60,6 +60,20 @@ def test_ingest_small_capture(small_pcap: Path, store_dir: Path) -> None:
     assert run[0]["flows"] == 155 and run[0]["format"] == "pcap" and run[0]["header_walk"] == "numpy"
 
 
+def test_ingest_starts_without_the_other_components_commands(tmp_path: Path) -> None:
+    """`routerwatch ingest` registers only the collector's commands (the analyzer's and dashboard's
+    imports are start-up time it never uses); the full command line is there for everything else."""
+    probe = ("import sys; from collector.cli import main; rc = main(['ingest', sys.argv[1]]); "
+             "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('analyzer', 'dashboard')))")
+    p = subprocess.run([str(BIN / "python"), "-c", probe, str(tmp_path / "missing.pcap")], capture_output=True,
+                       text=True)
+    assert p.stdout.split("\n")[0] == "2 []", p.stderr
+    assert "no such file" in p.stderr
+    top = run_cli("--help")
+    assert top.returncode == 0 and " sql " in top.stdout and " ingest " in top.stdout and " dashboard " in top.stdout
+    assert run_cli("sql", "--help").returncode == 0
+
+
 def test_reingest_adds_nothing_and_uids_are_stable(small_pcap: Path, tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     for _ in range(2):
