@@ -354,14 +354,24 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
         fa = flows.assign(hd)
         STAGES.mark("flow assignment")
         end = rec.data_off + rec.caplen
+        parts: list[np.ndarray] = []  # the records each job dissects: its frame N is parts[k][N-1]
+        if jobs:  # a tshark process is waiting: it starts on the DNS packets now, the rest follows
+            dns_part = flows.dns_for_dissection(hd, fa, mf, end)
+            if len(dns_part):
+                jobs[0].feed(tshark.small_pcapng(mf, rec, dns_part))
+                parts.append(dns_part)
+            STAGES.mark("DNS to tshark")
         selection = flows.select_for_dissection(hd, fa, mf, end)
         sel = selection.records
         res.dissected_packets = int(len(sel))
-        workers = 2 if (os.cpu_count() or 1) >= 2 and len(sel) >= PARALLEL_TSHARK_PACKETS else 1
-        parts = [sel[fa.fid[sel] % workers == k] for k in range(workers)]
+        rest = _without(sel, parts[0]) if parts else sel
+        workers = 2 if (os.cpu_count() or 1) >= 2 and len(rest) >= PARALLEL_TSHARK_PACKETS else 1
+        rest_parts = [rest[fa.fid[rest] % workers == k] for k in range(workers)]
+        idle = jobs[len(parts):]  # the early job, when it got no DNS packets
         # (assigned here, so that a failure below still cancels them)
-        jobs += [tshark.TsharkJob(args) if len(part) else tshark.TsharkJob(None) for part in parts[len(jobs):]]
-        _feed_dissectors(jobs, parts, mf, rec)
+        jobs += [tshark.TsharkJob(args) if len(part) else tshark.TsharkJob(None) for part in rest_parts[len(idle):]]
+        _feed_dissectors(jobs[len(parts):], rest_parts, mf, rec)
+        parts += rest_parts
         STAGES.mark("select + small pcapng")
 
         agg = flows.aggregate(hd, fa, rec.ts_ns)
@@ -408,6 +418,16 @@ def _headers(mf: MappedFile, rec: Records, res: IngestResult) -> tuple[headers.H
     except tshark.TsharkError as exc:
         raise IngestError(f"{res.file}: {exc} (link types {', '.join(map(str, sorted(set(rec.linktypes))))})"
                           ) from None
+
+
+def _without(sel: np.ndarray, part: np.ndarray) -> np.ndarray:
+    """The sorted records `sel` without `part` (sorted, a subset of them)."""
+    keep = np.ones(len(sel), bool)
+    at = np.searchsorted(sel, part)
+    if len(part) and (at[-1] >= len(sel) or not np.array_equal(sel[np.minimum(at, len(sel) - 1)], part)):
+        raise ValueError("the DNS records are not a subset of the selection")
+    keep[at] = False
+    return sel[keep]
 
 
 def _feed_dissectors(jobs: list[tshark.TsharkJob], parts: list[np.ndarray], mf: MappedFile, rec: Records) -> None:

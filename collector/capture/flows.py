@@ -237,6 +237,19 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     return Selection(np.sort(rec[sel]), hellos, client_hellos)
 
 
+def dns_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, end: np.ndarray) -> np.ndarray:
+    """The DNS part of select_for_dissection (every packet of a DNS flow over TCP; UDP DNS responses,
+    unanswered queries, fragments), sorted: known right after the flow assignment, so tshark can
+    start on it while the rest of the selection is worked out (a subset of its `records`)."""
+    rec = np.nonzero(fa.fid >= 0)[0]
+    dns_flow = (fa.a_port == 53) | (fa.b_port == 53)
+    rec = rec[dns_flow[fa.fid[rec]]]
+    sel = fa.proto[fa.fid[rec]] == TCP
+    udp = np.nonzero(fa.proto[fa.fid[rec]] == UDP)[0]
+    sel[udp] = _dns_wanted(h, rec[udp], mapped, end)
+    return rec[sel]
+
+
 def _dns_wanted(h: Headers, rec: np.ndarray, mapped: MappedFile, end: np.ndarray) -> np.ndarray:
     """UDP DNS packets worth dissecting: responses, unanswered queries, fragments, anything odd."""
     po = h.payload_off[rec]

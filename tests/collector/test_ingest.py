@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, run_cli
+from tests.conftest import BIN, CORPUS, run_cli
 from tests.support import tshark
 from tests.support.gen_capture import generate
 
@@ -119,6 +119,38 @@ def test_a_duplicate_known_before_the_flows_stops_after_the_header_walk(small_pc
     assert sql(store, "SELECT status, flows, dissected_packets, sha256 FROM ingest_runs ORDER BY ts") == [
         {"status": "ok", "flows": 155, "dissected_packets": first.dissected_packets, "sha256": first.sha256},
         {"status": "duplicate", "flows": 0, "dissected_packets": 0, "sha256": first.sha256}]
+
+
+@pytest.mark.parametrize("name", ["mixed-windows-dns-tls-http.pcapng", "dns-edns-udp-tcp-ipv6-ipv4frag.pcap",
+                                  "http-vlan-qinqinq.pcap", "http2-quic-tls13-cloudflare-ipv6.pcapng",
+                                  "dns-tcp-multirequest.pcap"])
+def test_dns_handed_to_tshark_first_stores_the_same_rows(name: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large capture's waiting tshark gets the DNS packets right after the flow assignment and a
+    second one the rest (hellos it cannot read, QUIC): the rows are those of one tshark given everything."""
+    from collector import ingest as ingest_mod
+    from collector.store import Store
+
+    cap = CORPUS / name
+    if not cap.exists():
+        pytest.skip(f"the shared corpus is not beside this checkout ({CORPUS}); CI always has it")
+    fed: list[int] = []
+    feed = ingest_mod.tshark.TsharkJob.feed
+    monkeypatch.setattr(ingest_mod.tshark.TsharkJob, "feed", lambda self, data: (fed.append(len(data)), feed(self, data)))
+    rows = {}
+    for early in (0, 1 << 40):  # every capture is "large", then none is
+        monkeypatch.setattr(ingest_mod, "EARLY_TSHARK_PACKETS", early)
+        store = tmp_path / str(early)
+        res = ingest_mod.ingest(cap, store=str(store), host_id="h1")
+        assert res.status == "ok" and res.dissected_packets > 0
+        with Store.open(str(store), read_only=True) as st:
+            rows[early] = {t: sorted(map(repr, st.sql(f"SELECT * EXCLUDE (capture_id) FROM {t}" if t == "flows" else
+                                                       f"SELECT * FROM {t}").fetchall()))
+                           for t in ("flows", "dns", "tls")}
+        if early == 0:
+            early_feeds = len(fed)
+    assert rows[0] == rows[1 << 40]
+    assert early_feeds >= 1 and len(fed) - early_feeds == 1  # one tshark when nothing is early
 
 
 def test_truncated_capture_ingests_what_is_readable(small_pcap: Path, tmp_path: Path, store_dir: Path) -> None:
