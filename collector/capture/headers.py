@@ -160,7 +160,7 @@ class _Ip:
                    ipid=z64.copy(), ok=np.zeros(n, bool))
 
 
-WALK_CHUNK = 1 << 17  # records per slice of walk_mapped
+WALK_CHUNK = 1 << 15  # records per slice of walk_mapped (its temporaries and resident file pages are those of one slice)
 
 
 def walk_mapped(mapped: MappedFile, rec: Records, chunk: int = WALK_CHUNK) -> Headers:
