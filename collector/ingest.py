@@ -67,6 +67,27 @@ class _Stages:
 STAGES = _Stages()
 
 
+def release_heap() -> None:
+    """Hand the C heap's free pages back to the kernel (glibc malloc_trim). numpy's temporaries of a
+    few MB come from the heap once glibc's mmap threshold has risen, and their pages stay resident
+    after they are freed: between the stages of a large capture that is tens of MB. A no-op where the
+    C library has no malloc_trim."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _find_malloc_trim():
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # glibc's soname (musl has no malloc_trim)
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
+
+
 def _rss() -> str:
     """This process's resident memory now and at its peak, anonymous and file-backed (the mapped
     capture counts there), from /proc/self/status."""
@@ -262,7 +283,8 @@ def _ingest(source: CaptureSource, store: str | Store | None, keylog: Path | Non
                 return not opener.is_alive() and opener.error is None and _is_duplicate(opener.value, keylog)
 
             try:
-                tables = _process(mf, rec, res, host, sha, run_id, capture, duplicate)
+                decrypting = keylog is not None or rec.dsb_secrets > 0  # the decryptor reuses the header walk
+                tables = _process(mf, rec, res, host, sha, run_id, capture, duplicate, keep_walk=decrypting)
             except _Duplicate:
                 tables = None
             st = opener.get()
@@ -337,10 +359,11 @@ def _prior_runs(st, sha: str, host: str) -> set[str | None] | None:
 
 
 def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Callable[[], str], run_id: str,
-             capture: Path, duplicate: Callable[[], bool] = lambda: False) -> dict:
+             capture: Path, duplicate: Callable[[], bool] = lambda: False, keep_walk: bool = True) -> dict:
     """Header walk, flow assignment and reductions, tshark dissection (overlapped), table building.
     `sha()` gives the capture's sha256 (hashed in a thread meanwhile). Raises _Duplicate after the
-    header walk when `duplicate()` says the work is not needed."""
+    header walk when `duplicate()` says the work is not needed. Without `keep_walk` the per-packet
+    headers are dropped once the flows are reduced (nothing after needs them: ~80 bytes a packet)."""
     # for a large capture a tshark process starts now: its start-up overlaps the header walk. A second
     # one (one per core, each dissecting the packets of every other flow) starts only for a large
     # selection, where it pays for its own start-up (~0.15 s of CPU). A small capture starts one only
@@ -349,9 +372,11 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
     jobs = [tshark.TsharkJob(args)] if len(rec) >= EARLY_TSHARK_PACKETS else []
     try:
         hd, fast = _headers(mf, rec, res)
+        release_heap()
         if duplicate():
             raise _Duplicate
         fa = flows.assign(hd)
+        release_heap()
         STAGES.mark("flow assignment")
         end = rec.data_off + rec.caplen
         parts: list[np.ndarray] = []  # the records each job dissects: its frame N is parts[k][N-1]
@@ -372,6 +397,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
         jobs += [tshark.TsharkJob(args) if len(part) else tshark.TsharkJob(None) for part in rest_parts[len(idle):]]
         _feed_dissectors(jobs[len(parts):], rest_parts, mf, rec)
         parts += rest_parts
+        release_heap()
         STAGES.mark("select + small pcapng")
 
         agg = flows.aggregate(hd, fa, rec.ts_ns)
@@ -382,6 +408,9 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
         uids = flows.flow_uids(host, sha(), fa, ts0)
         uid_arr = np.asarray(uids, dtype=object)
 
+        if not keep_walk:
+            del hd
+        release_heap()
         STAGES.mark("ids, endpoints")
         dns_msgs, hellos = _dissected(jobs, parts, res)
         STAGES.mark("tshark wait + parse")
@@ -402,7 +431,8 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
     STAGES.mark("tables + DNS names")
     con.close()
     res.flows = fa.count
-    return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_rows, "walk": res_walk, "read": (hd, fa) if fast else None}
+    return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_rows, "walk": res_walk,
+            "read": (hd, fa) if fast and keep_walk else None}
 
 
 def _headers(mf: MappedFile, rec: Records, res: IngestResult) -> tuple[headers.Headers, bool]:
