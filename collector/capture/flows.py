@@ -43,6 +43,11 @@ def _mix_columns(n: int, cols: Iterable[np.ndarray]) -> np.ndarray:
     return h
 
 
+def _index_dtype(n: int) -> type:
+    """int32 for positions and counts up to n (half the memory of int64), int64 beyond."""
+    return np.int32 if n < (1 << 31) - 2 else np.int64
+
+
 @dataclass
 class FlowAssignment:
     """Per-record flow id (-1: not part of a TCP/UDP flow) and direction; per-flow key."""
@@ -193,20 +198,21 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     rec = np.nonzero(fa.fid >= 0)[0]
     if not len(rec):
         return Selection(rec, {})
-    f = fa.fid[rec]
+    it = _index_dtype(len(rec))  # ranks, groups and flow ids (narrow: this stage's peak memory)
+    f = fa.fid[rec].astype(it)
     dns_flow = (fa.a_port == 53) | (fa.b_port == 53)
     # (flow, record) order so per-flow ranks are cumulative counts (rec is ascending: a stable sort
-    # by flow keeps it so within each flow). Ranks and groups are int32: this stage's peak memory
+    # by flow keeps it so within each flow)
     o = np.argsort(f, kind="stable")
     rec, f = rec[o], f[o]
     del o
     payload = (h.plen[rec] > 0) & ~h.frag_later[rec]
     orig = fa.is_orig[rec]
     starts = np.r_[0, np.nonzero(f[1:] != f[:-1])[0] + 1]
-    grp = np.repeat(np.arange(len(starts), dtype=np.int32), np.diff(np.r_[starts, len(rec)]))
+    grp = np.repeat(np.arange(len(starts), dtype=it), np.diff(np.r_[starts, len(rec)]))
 
     def rank(mask: np.ndarray) -> np.ndarray:
-        cs = np.cumsum(mask, dtype=np.int32)
+        cs = np.cumsum(mask, dtype=it)
         before = (cs - mask)[starts]
         return cs - before[grp] - 1
 
@@ -226,9 +232,11 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     udp = proto == UDP
     # a TLS record that does not fit its segment (a ClientHello split over segments) needs the next
     # segments too: peek at the record header of each flow's first client payload packet
-    rec_len = np.zeros(len(rec), np.int64)
-    rec_len[at] = np.where(po[at] + 5 <= end[rec[at]], (head[:, 3].astype(np.int64) << 8) | head[:, 4], 0)
-    split = (first_byte == 0x16) & (po + 5 <= end[rec]) & (rec_len + 5 > plen)
+    # (worked out where the first bytes were read: elsewhere first_byte is 0, so nothing is split)
+    fits = po[at] + 5 <= end[rec[at]]
+    rec_len = np.where(fits, (head[:, 3].astype(np.int64) << 8) | head[:, 4], 0)
+    split = np.zeros(len(rec), bool)
+    split[at] = (head[:, 0] == 0x16) & fits & (rec_len + 5 > plen[at])
     first_split = np.zeros(len(starts), bool)
     m0 = payload & orig & (r_o == 0)
     first_split[grp[m0]] = split[m0]
@@ -241,7 +249,7 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
                                                          (x for x in parsed_ch if x is not None), strict=True)}
     parsed = np.zeros(len(starts), bool)
     parsed[grp[ch_at[got]]] = True
-    need_o = np.where(first_split[grp], 3, np.where(parsed[grp], 0, 1))
+    need_o = np.where(first_split[grp], np.int8(3), np.where(parsed[grp], np.int8(0), np.int8(1)))
     sel = dns_flow[f] & tcp
     udp_dns = np.nonzero(dns_flow[f] & udp)[0]
     sel[udp_dns] = _dns_wanted(h, rec[udp_dns], mapped, end)
@@ -297,23 +305,22 @@ def aggregate(h: Headers, fa: FlowAssignment, ts_ns: np.ndarray) -> pa.Table:
                                                         "packets_in", "ip_bytes_out", "ip_bytes_in")}
         return pa.table({**empty, "history": pa.array([], pa.string()), "tcp_state": pa.array([], pa.string())})
     o = fa.is_orig[order]
-    ts = ts_ns[order]
-    plen, iplen = h.plen[order], h.iplen[order]
 
     def seg_sum(x: np.ndarray) -> np.ndarray:
         return np.add.reduceat(x, starts)
 
-    cols = {
-        "fid": np.arange(fa.count, dtype=np.int64),
-        "ts0": np.minimum.reduceat(ts, starts),
-        "ts1": np.maximum.reduceat(ts, starts),
-        "bytes_out": seg_sum(np.where(o, plen, 0)),
-        "bytes_in": seg_sum(np.where(o, 0, plen)),
-        "packets_out": seg_sum(o.astype(np.int64)),
-        "packets_in": seg_sum((~o).astype(np.int64)),
-        "ip_bytes_out": seg_sum(np.where(o, iplen, 0)),
-        "ip_bytes_in": seg_sum(np.where(o, 0, iplen)),
-    }
+    # one per-packet column gathered at a time (this stage's peak memory)
+    cols: dict[str, np.ndarray] = {"fid": np.arange(fa.count, dtype=np.int64)}
+    ts = ts_ns[order]
+    cols["ts0"], cols["ts1"] = np.minimum.reduceat(ts, starts), np.maximum.reduceat(ts, starts)
+    del ts
+    plen = h.plen[order]
+    cols["bytes_out"], cols["bytes_in"] = seg_sum(np.where(o, plen, 0)), seg_sum(np.where(o, 0, plen))
+    del plen
+    cols["packets_out"], cols["packets_in"] = seg_sum(o.astype(np.int64)), seg_sum((~o).astype(np.int64))
+    iplen = h.iplen[order]
+    cols["ip_bytes_out"], cols["ip_bytes_in"] = seg_sum(np.where(o, iplen, 0)), seg_sum(np.where(o, 0, iplen))
+    del iplen
     # non-first fragments carry no transport header: they add packets and IP bytes to their flow
     frag = np.nonzero(h.frag_later & (fa.fid >= 0))[0]
     if len(frag):
@@ -343,9 +350,10 @@ def _history(h: Headers, fa: FlowAssignment, packets_in: np.ndarray) -> tuple[li
     o = fa.is_orig[order]
     syn, ack, fin, rst = (fl & SYN) != 0, (fl & ACK) != 0, (fl & FIN) != 0, (fl & RST) != 0
     conds = [syn & ~ack, syn & ack, ack & ~syn & ~fin & ~rst & (plen == 0), plen > 0, fin, rst]
-    big = np.int64(len(order) + 1)
-    pos = np.arange(len(order), dtype=np.int64)
-    first = np.empty((len(starts), 12), np.int64)
+    it = _index_dtype(len(order))  # (narrow positions: this stage's peak memory)
+    big = it(len(order) + 1)
+    pos = np.arange(len(order), dtype=it)
+    first = np.empty((len(starts), 12), it)
     for k, c in enumerate(conds):
         first[:, 2 * k] = np.minimum.reduceat(np.where(c & o, pos, big), starts)
         first[:, 2 * k + 1] = np.minimum.reduceat(np.where(c & ~o, pos, big), starts)

@@ -34,7 +34,7 @@ class ServerHellos:
 
 SERVER_HELLO_WINDOW = 2048  # bytes read per server packet: a ServerHello with a hybrid post-quantum
                             # key share is ~1.2 KB; a longer one is not ok here and goes to tshark
-PEEK_CHUNK = 4096  # server packets per compact buffer (8 MiB)
+PEEK_CHUNK = 2048  # server packets per compact buffer (4 MiB)
 
 
 def peek_mapped(mapped: MappedFile, payload_off: np.ndarray, plen: np.ndarray, end: np.ndarray) -> ServerHellos:
