@@ -420,18 +420,17 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
         raise
     res_walk = "numpy" if fast else "tshark"
 
-    tls_rows, sni = _tls_rows(hellos, selection, fa, rec, uids, host)
-    dns_rows = _dns_rows(dns_msgs, fa, rec, uids, host)
-    res.dns, res.tls = len(dns_rows), len(tls_rows)
+    tls_tbl, sni = _tls_rows(hellos, selection, fa, rec, uids, host)
+    dns_tbl = _dns_rows(dns_msgs, fa, rec, uids, host)
+    res.dns, res.tls = dns_tbl.num_rows, tls_tbl.num_rows
 
     flow_tbl = _flow_table(fa, agg, ep, cids, uid_arr, sni, host, run_id)
-    dns_tbl = to_arrow("dns", dns_rows)
     con = duckdb.connect(":memory:")
     flow_tbl = _server_names(con, flow_tbl, dns_tbl)
     STAGES.mark("tables + DNS names")
     con.close()
     res.flows = fa.count
-    return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_rows, "walk": res_walk,
+    return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_tbl, "walk": res_walk,
             "read": (hd, fa) if fast and keep_walk else None}
 
 
@@ -493,7 +492,7 @@ def _dissected(jobs: list[tshark.TsharkJob], parts: list[np.ndarray], res: Inges
 
 
 def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment, rec: Records,
-              uids: list[str], host: str) -> tuple[list[dict], np.ndarray]:
+              uids: list[str], host: str) -> tuple[pa.Table, np.ndarray]:
     """One tls row per flow with a ClientHello (its first), joined with the flow's ServerHello."""
     # ClientHello per flow as (record, (version, sni, alpn, ja4)): read here, else from tshark
     ch: dict[int, tuple[int, tuple]] = dict(selection.client_hellos)  # parsed by tlspeek; tshark did not see these
@@ -510,57 +509,52 @@ def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment
                 ch[fid] = (r, (h.version, h.sni, ",".join(h.alpn) if h.alpn else None, h.ja4(proto)))
         elif fid not in sh:
             sh[fid] = (h.version, h.cipher, h.alpn[0] if h.alpn else None)
-    tls_rows = []
     sni = np.full(fa.count, None, dtype=object)
     no_server = (None, None, None)
+    recs: list[int] = []
+    cols: dict[str, list] = {k: [] for k in ("flow_uid", "version", "sni", "alpn", "ja4", "cipher", "alpn_selected")}
     for fid, (r, (ch_version, ch_sni, ch_alpn, ch_ja4)) in ch.items():
         version, cipher, alpn_selected = sh.get(fid, no_server)
         sni[fid] = ch_sni
-        tls_rows.append(
-            {
-                "ts": _packet_time(rec, r),
-                "host_id": host,
-                "flow_uid": uids[fid],
-                "version": dissect.version_name(version or ch_version),
-                "sni": ch_sni,
-                "alpn": ch_alpn,
-                "ja4": ch_ja4,
-                "decrypted": False,
-                "cipher": f"0x{cipher:04x}" if cipher is not None else None,
-                "alpn_selected": alpn_selected,
-            }
-        )
-    return tls_rows, sni
+        recs.append(r)
+        cols["flow_uid"].append(uids[fid])
+        cols["version"].append(dissect.version_name(version or ch_version))
+        cols["sni"].append(ch_sni)
+        cols["alpn"].append(ch_alpn)
+        cols["ja4"].append(ch_ja4)
+        cols["cipher"].append(f"0x{cipher:04x}" if cipher is not None else None)
+        cols["alpn_selected"].append(alpn_selected)
+    n = len(recs)
+    tls = to_arrow("tls", pa.table({
+        "ts": _packet_times(rec, recs), "host_id": pa.array([host] * n, pa.string()),
+        **{k: pa.array(v, pa.string()) for k, v in cols.items()}, "decrypted": pa.array([False] * n, pa.bool_()),
+    }))
+    return tls, sni
 
 
-_EPOCH = dt.datetime(1970, 1, 1)
+def _packet_times(rec: Records, idx: list[int]) -> pa.Array:
+    """Records' capture times as naive UTC timestamps, exact to the microsecond."""
+    return pa.array(rec.ts_ns[np.asarray(idx, np.int64)] // 1000, pa.timestamp("us"))
 
 
-def _packet_time(rec: Records, i: int) -> dt.datetime:
-    """A record's capture time as a naive UTC datetime, exact to the microsecond."""
-    return _EPOCH + dt.timedelta(microseconds=int(rec.ts_ns[i]) // 1000)
-
-
-def _dns_rows(dns_msgs: list, fa: flows.FlowAssignment, rec: Records, uids: list[str], host: str) -> list[dict]:
+def _dns_rows(dns_msgs: list, fa: flows.FlowAssignment, rec: Records, uids: list[str], host: str) -> pa.Table:
     """One dns row per dissected message, linked to its flow."""
-    dns_rows = []
-    for r, m in dns_msgs:
-        fid = int(fa.fid[r])
-        dns_rows.append(
-            {
-                "ts": _packet_time(rec, r),
-                "host_id": host,
-                "flow_uid": uids[fid] if fid >= 0 else None,
-                "query": m.query,
-                "qtype": m.qtype,
-                "rcode": m.rcode,
-                "answers": m.answers,
-                "trans_id": m.trans_id,
-                "is_response": m.is_response,
-                "source": "pcap",
-            }
-        )
-    return dns_rows
+    recs = [r for r, _ in dns_msgs]
+    fids = fa.fid[np.asarray(recs, np.int64)].tolist() if recs else []
+    msgs = [m for _, m in dns_msgs]
+    n = len(msgs)
+    return to_arrow("dns", pa.table({
+        "ts": _packet_times(rec, recs),
+        "host_id": pa.array([host] * n, pa.string()),
+        "flow_uid": pa.array([uids[f] if f >= 0 else None for f in fids], pa.string()),
+        "query": pa.array([m.query for m in msgs], pa.string()),
+        "qtype": pa.array([m.qtype for m in msgs], pa.string()),
+        "rcode": pa.array([m.rcode for m in msgs], pa.string()),
+        "answers": pa.array([m.answers for m in msgs], pa.list_(pa.string())),
+        "trans_id": pa.array([m.trans_id for m in msgs], pa.int32()),
+        "is_response": pa.array([m.is_response for m in msgs], pa.bool_()),
+        "source": pa.array(["pcap"] * n, pa.string()),
+    }))
 
 
 def _flow_table(fa: flows.FlowAssignment, agg: pa.Table, ep: dict, cids: list[str], uid_arr: np.ndarray,
@@ -673,8 +667,10 @@ def _decrypt(capture: Path, keylog: Path | None, mf: MappedFile, rec: Records, t
     res.warnings.extend(getattr(result, "errors", []) or [])
     res.warnings.extend(getattr(result, "warnings", []) or [])
     uids = set(getattr(result, "decrypted_flow_uids", set()) or set())
-    for row in tables["tls"]:
-        row["decrypted"] = row["flow_uid"] in uids
+    tls: pa.Table = tables["tls"]
+    at = tls.schema.get_field_index("decrypted")
+    tables["tls"] = tls.set_column(at, tls.schema.field(at),
+                                   pc.is_in(tls.column("flow_uid"), value_set=pa.array(sorted(uids), pa.string())))
     res.decrypted_flows = len(uids)
     res.decrypted_uids = uids
     return dict(getattr(result, "stats", {}) or {})
