@@ -36,6 +36,7 @@ from collector.capture import dissect, flows, headers, tshark
 from collector.capture.records import MappedFile, NotACapture, Records, read_records
 from collector.capture.source import DEFAULT_WAIT_S, CaptureSource, CaptureUnavailable
 from collector.config import host_id as resolve_host_id
+from collector.live.lean import trim_heap
 from collector.protocols.dns import DnsMessage
 from collector.store.writer import to_arrow
 
@@ -65,27 +66,6 @@ class _Stages:
 
 
 STAGES = _Stages()
-
-
-def release_heap() -> None:
-    """Hand the C heap's free pages back to the kernel (glibc malloc_trim). numpy's temporaries of a
-    few MB come from the heap once glibc's mmap threshold has risen, and their pages stay resident
-    after they are freed: between the stages of a large capture that is tens of MB. A no-op where the
-    C library has no malloc_trim."""
-    if _malloc_trim is not None:
-        _malloc_trim(0)
-
-
-def _find_malloc_trim():
-    import ctypes
-
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim  # glibc's soname (musl has no malloc_trim)
-    except (OSError, AttributeError):
-        return None
-
-
-_malloc_trim = _find_malloc_trim()
 
 
 def _rss() -> str:
@@ -372,11 +352,11 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
     jobs = [tshark.TsharkJob(args)] if len(rec) >= EARLY_TSHARK_PACKETS else []
     try:
         hd, fast = _headers(mf, rec, res)
-        release_heap()
+        trim_heap()
         if duplicate():
             raise _Duplicate
         fa = flows.assign(hd)
-        release_heap()
+        trim_heap()
         STAGES.mark("flow assignment")
         end = rec.data_off + rec.caplen
         parts: list[np.ndarray] = []  # the records each job dissects: its frame N is parts[k][N-1]
@@ -397,7 +377,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
         jobs += [tshark.TsharkJob(args) if len(part) else tshark.TsharkJob(None) for part in rest_parts[len(idle):]]
         _feed_dissectors(jobs[len(parts):], rest_parts, mf, rec)
         parts += rest_parts
-        release_heap()
+        trim_heap()
         STAGES.mark("select + small pcapng")
 
         agg = flows.aggregate(hd, fa, rec.ts_ns)
@@ -410,7 +390,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
 
         if not keep_walk:
             del hd
-        release_heap()
+        trim_heap()
         STAGES.mark("ids, endpoints")
         dns_msgs, hellos = _dissected(jobs, parts, res)
         STAGES.mark("tshark wait + parse")
