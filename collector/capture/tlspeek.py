@@ -183,7 +183,10 @@ def client_hellos(bodies: list[bytes]) -> list[ClientHelloFields | None]:
     ALPN bytes, so client_hello() parses one hello of each such group (few: one per client
     configuration) and its fields go to the whole group. Records the walk does not follow exactly
     (over MAX_CLIENT_EXTENSIONS extensions, two ALPN extensions, an ALPN entry running past its
-    extension, a list longer than MAX_KEY_REGION) are parsed one by one by client_hello()."""
+    extension, a list longer than MAX_KEY_REGION) are parsed one by one by client_hello().
+
+    Long because it mirrors client_hello() check for check, in order, over arrays: split into
+    pieces, each would take and return a dozen per-hello arrays."""
     n = len(bodies)
     out: list[ClientHelloFields | None] = [None] * n
     if not n:
