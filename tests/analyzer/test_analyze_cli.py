@@ -215,13 +215,13 @@ def test_watermark_survives_compaction(store_dir):
     from analyzer.engine import analyze
     from analyzer.rules import load_rules
     from collector.catalog import load_catalog
-    from collector.store.maintenance import compact
+    from collector.store.maintenance import compact_isolated
 
     seed(store_dir)
     with Store.open(str(store_dir)) as store:
         first = analyze(store.con, load_catalog(None), load_rules())
         assert first.new_rows["llm_exchanges"] == 6
-        compact(store)
+        compact_isolated(str(store_dir))
         with BatchWriter(store) as w:
             w.add("llm_exchanges", [{"ts": t(200), "exchange_id": "LATE", "host_id": "agent-1", "api": "openai.chat",
                                      "host": "api.openai.com"}])

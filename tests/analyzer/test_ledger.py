@@ -264,9 +264,9 @@ def test_unknown_anchor(store, store_dir):
 
 
 def test_survives_compaction(store, store_dir):
-    from collector.store.maintenance import compact
+    from collector.store.maintenance import compact_isolated
 
-    compact(store)
+    compact_isolated(str(store_dir))
     assert verify(store.con).ok
 
 

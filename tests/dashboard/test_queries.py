@@ -7,7 +7,7 @@ import datetime as dt
 import pyarrow as pa
 
 from collector.store import BatchWriter, Store
-from collector.store.maintenance import compact
+from collector.store.maintenance import compact_isolated
 from dashboard import queries as q
 from dashboard.capture import display_filter
 from tests.support.sample_data import SCENARIO, seed
@@ -37,8 +37,7 @@ def test_rollup_incremental_and_after_compaction(store_dir):
     first = q.destinations(r, w)
     new = first[first["destination"] == "new.example"].iloc[0]
     assert int(new["flows"]) == 75 and int(new["pid"]) == 77
-    with Store.open(str(store_dir)) as s:
-        compact(s)
+    compact_isolated(str(store_dir))
     _append(store_dir, 5, 100)
     assert q.overview_kpis(r, w)["flows"] == info.counts["flows"] + 80  # exact after files were rewritten
     top = q.top_destinations(r, w, limit=50)

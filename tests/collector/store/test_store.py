@@ -17,7 +17,7 @@ import pytest
 
 from collector.store import BatchWriter, Store, StoreError
 from collector.store import schema as schema_mod
-from collector.store.maintenance import compact, export_duckdb, export_parquet
+from collector.store.maintenance import compact_isolated, export_duckdb, export_parquet
 from collector.store.migrate import pending_changes
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0)
@@ -132,7 +132,7 @@ def test_compact_and_exports(store_dir, tmp_path):
         for i in range(5):
             with BatchWriter(store) as w:
                 w.add("flows", _flows(1000, start=i * 1000))
-        res = compact(store, expire_older_than_hours=0)
+        res = compact_isolated(str(store_dir), expire_older_than_hours=0)
         assert res["files_after"] < res["files_before"]
         assert store.sql("SELECT count(*) FROM flows").fetchone()[0] == 5000
     with Store.open(str(store_dir), read_only=True) as ro:
