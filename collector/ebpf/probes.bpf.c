@@ -12,8 +12,9 @@
 //   T_DNS   libc getaddrinfo uprobe/uretprobe: name and resolved addresses per pid
 //   T_SSL   libssl SSL_write/SSL_read(_ex) and Go crypto/tls (*Conn).Write/Read plaintext, chunked,
 //           with the socket it went through
-//   T_DNSQ  a DNS query as sent (sendto/sendmsg/sendmmsg to port 53, or on a socket connected to
-//           port 53): the first DNSQ_LEN bytes of the user buffer, read from user memory only
+//   T_DNSQ  a DNS query as sent (sendto/sendmsg/sendmmsg/write to port 53, or on a socket connected
+//           to port 53): the first DNSQ_LEN bytes of the user buffer, read from user memory only, at
+//           sock:sock_send_length (no syscall tracepoint: see "DNS queries at the socket send" below)
 // Every reserve failure is counted in `counters` so a missed event is visible, never silent.
 //
 // Scope (`routerwatch collect --netns/--cgroup`, e.g. several collectors on one machine, each
@@ -28,6 +29,7 @@
 #define RW_AF_INET 2
 #define RW_AF_INET6 10
 #define RW_IPPROTO_TCP 6
+#define RW_IPPROTO_UDP 17
 
 #define T_CONN 1
 #define T_EXEC 2
@@ -303,6 +305,10 @@ BPF_TABLE("lru_hash", u64, u64, ssl_socks, 65536);
 // the ciphertext is written to the socket right after SSL_write returns): tid -> SSL*
 BPF_TABLE("lru_hash", u64, u64, ssl_unbound, 16384);   // SSL* -> sk (LRU: SSL objects are freed unseen)
 
+#ifndef RW_NO_DNS_SEND
+static __always_inline void dnsq_send(void *skp, int tcp);  // DNS queries, at the end
+#endif
+
 static __always_inline void on_io(u64 sk, u64 n, int out) {
     u64 tid0 = bpf_get_current_pid_tgid();
     if (out) {
@@ -320,8 +326,12 @@ static __always_inline void on_io(u64 sk, u64 n, int out) {
             s->owned = 1;
             s->in_scope = task_in_scope();
         }
-        if (out) __sync_fetch_and_add(&s->app_sent, n);
-        else __sync_fetch_and_add(&s->app_recv, n);
+        if (out) {
+            __sync_fetch_and_add(&s->app_sent, n);
+#ifndef RW_NO_DNS_SEND
+            if (s->dport == 53) dnsq_send((void *)sk, 1);  // DNS over TCP (a tracked connection)
+#endif
+        } else __sync_fetch_and_add(&s->app_recv, n);
     }
     u64 tid = bpf_get_current_pid_tgid();
     struct ssl_call *c = ssl_calls.lookup(&tid);
@@ -339,10 +349,19 @@ static __always_inline int tcp_sock_io(void *skp) {
     return proto == RW_IPPROTO_TCP;
 }
 
+// Also where DNS queries are read (dnsq_send): every send of every socket passes here, in the
+// sending process's context, so UDP sends are looked at without a syscall tracepoint.
 RAW_TRACEPOINT_PROBE(sock_send_length) {
     int ret = (int)ctx->args[1];
-    if (ret <= 0 || !tcp_sock_io((void *)ctx->args[0])) return 0;
-    on_io(ctx->args[0], ret, 1);
+    void *skp = (void *)ctx->args[0];
+    u16 proto = 0;
+    bpf_probe_read_kernel(&proto, sizeof(proto), skp + OFF_SK_PROTOCOL);
+    if (proto == RW_IPPROTO_TCP) {
+        if (ret > 0) on_io((u64)skp, ret, 1);
+    }
+#ifndef RW_NO_DNS_SEND
+    else if (proto == RW_IPPROTO_UDP) dnsq_send(skp, 0);  // failed sends too: the query was made
+#endif
     return 0;
 }
 
@@ -739,18 +758,29 @@ int go_tls_return(struct pt_regs *ctx) {
     return 0;
 }
 
-// -- DNS queries at the send calls (resolvers of their own: dig, Go, raw sockets) -------------------
-// Only syscall arguments and user memory are read (the sockaddr, msghdr and payload the process
-// passed in), never kernel structs. A socket connect()ed to port 53 is remembered per (tgid, fd)
-// until close(), so send()/sendmsg() without an address are attributed too.
+// -- DNS queries at the socket send (resolvers of their own: dig, Go, c-ares, raw sockets) ----------
+// sock:sock_send_length (already attached for the TCP byte counts) fires after every socket send, in
+// the sending process's context, while the syscall's user arguments are still where the process
+// left them: the registers saved at syscall entry (bpf_task_pt_regs) give the syscall and its
+// arguments, and the destination and payload are read from user memory, never from kernel structs
+// beyond the socket's own connected peer. This replaced five syscall tracepoints (sendto, sendmsg,
+// sendmmsg, connect, close): while any syscall tracepoint is attached, every syscall on the host
+// takes the kernel's tracing entry path, which cost the connect storm ~3% (docs/performance.md);
+// here only UDP sends (and sends on a tracked TCP connection to port 53) do any work.
+// The destination: the address the process passed (sendto, sendmsg's msg_name), else the socket's
+// connected peer. Sends reach here through write/send/sendto/sendmsg/sendmmsg; io_uring and
+// 32-bit (compat) sends do not carry these syscall numbers and are not read.
 #define DNSQ_LEN 512
-#define DNSQ_MMSG 4          // messages looked at per sendmmsg (glibc sends A + AAAA as 2)
+#define DNSQ_MMSG 4          // messages read per sendmmsg (glibc sends A + AAAA as 2)
+#define NR_WRITE 1           // x86_64 syscall numbers
+#define NR_SENDTO 44
+#define NR_SENDMSG 46
+#define NR_SENDMMSG 307
 struct dns_dest {
     u16 family;
     u16 port;
     u8 addr[16];
 };
-BPF_HASH(dns_fds, u64, struct dns_dest, 16384);
 
 struct dnsq_event {
     u32 type;
@@ -781,18 +811,28 @@ static __always_inline int read_dns_dest(const void *uaddr, struct dns_dest *d) 
     return 1;
 }
 
-static __always_inline u64 fd_key(u64 fd) {
-    return (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (fd & 0xffffffff);
+// the socket's connected peer when it is port 53 (the port read first: most sends stop there)
+static __always_inline int sk_dns_dest(void *skp, struct dns_dest *d) {
+    u16 dport_be = 0;
+    bpf_probe_read_kernel(&dport_be, sizeof(dport_be), skp + OFF_SK_DPORT);
+    if (__builtin_bswap16(dport_be) != 53) return 0;
+    u16 fam = 0;
+    bpf_probe_read_kernel(&fam, sizeof(fam), skp + OFF_SK_FAMILY);
+    d->port = 53;
+    if (fam == RW_AF_INET6) {
+        d->family = 6;
+        bpf_probe_read_kernel(d->addr, 16, skp + OFF_SK_V6_DADDR);
+    } else {
+        d->family = 4;
+        bpf_probe_read_kernel(d->addr, 4, skp + OFF_SK_DADDR);
+    }
+    return 1;
 }
 
-// destination of a send: the address passed in, else the port-53 peer the fd was connected to
-static __always_inline int send_dest(u64 fd, const void *uaddr, struct dns_dest *d) {
+// destination of a send: the address passed in, else the port-53 peer the socket is connected to
+static __always_inline int send_dest(void *skp, const void *uaddr, struct dns_dest *d) {
     if (uaddr) return read_dns_dest(uaddr, d);
-    u64 key = fd_key(fd);
-    struct dns_dest *c = dns_fds.lookup(&key);
-    if (!c) return 0;
-    *d = *c;
-    return 1;
+    return sk_dns_dest(skp, d);
 }
 
 // built in a per-CPU scratch and output with only the query's bytes (a typical query is ~40 bytes of
@@ -823,36 +863,12 @@ static __always_inline void emit_dnsq(const struct dns_dest *d, const void *buf,
     if (events.ringbuf_output(e, size, BPF_RB_NO_WAKEUP) != 0) count(C_DNSQ_LOST);
 }
 
-#ifndef RW_NO_DNS_SEND  // --no-dns-send: any syscalls:* tracepoint sends every syscall on the host through
-                        // the kernel's tracing entry path; without these, DNS names come from getaddrinfo only
-// a lookup (lock-free) before each delete: almost no fd is a DNS socket, and a delete takes the
-// bucket lock even when the key is absent
-TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
-    struct dns_dest d = {};
-    u64 key = fd_key(args->fd);
-    if (read_dns_dest(args->uservaddr, &d)) dns_fds.update(&key, &d);
-    else if (dns_fds.lookup(&key)) dns_fds.delete(&key);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_close) {
-    u64 key = fd_key(args->fd);
-    if (dns_fds.lookup(&key)) dns_fds.delete(&key);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_sendto) {
-    struct dns_dest d = {};
-    if (send_dest(args->fd, args->addr, &d)) emit_dnsq(&d, args->buff, args->len);
-    return 0;
-}
-
 // struct user_msghdr (LP64): msg_name @0, msg_iov @16, msg_iovlen @24; struct iovec: base @0, len @8
-static __always_inline void dnsq_msghdr(u64 fd, const void *msg) {
+static __always_inline void dnsq_msghdr(void *skp, const void *msg) {
     u64 name = 0, iov = 0, iovlen = 0, base = 0, len = 0;
     if (bpf_probe_read_user(&name, 8, msg)) return;
     struct dns_dest d = {};
-    if (!send_dest(fd, (const void *)name, &d)) return;
+    if (!send_dest(skp, (const void *)name, &d)) return;
     bpf_probe_read_user(&iov, 8, msg + 16);
     bpf_probe_read_user(&iovlen, 8, msg + 24);
     if (iov && iovlen) {
@@ -862,17 +878,41 @@ static __always_inline void dnsq_msghdr(u64 fd, const void *msg) {
     emit_dnsq(&d, (const void *)base, len);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
-    dnsq_msghdr(args->fd, args->msg);
-    return 0;
-}
+#ifndef RW_NO_DNS_SEND
+// sendmmsg sends its messages one sock_sendmsg each, so this fires once per message: which one is
+// counted per thread (the vector's address and the next index). A call that failed part-way leaves
+// a stale position; the thread's next sendmmsg of the same vector then reads its messages in a
+// rotated order (each query still read once, from that call's own buffers).
+struct mmsg_pos {
+    u64 vec;
+    u32 next;
+    u32 vlen;
+};
+BPF_HASH(dnsq_mmsg, u64, struct mmsg_pos, 4096);
 
-// struct mmsghdr: a user_msghdr (56 bytes) + msg_len, 64 bytes each
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg) {
-    for (int i = 0; i < DNSQ_MMSG; i++) {
-        if (i >= args->vlen) break;
-        dnsq_msghdr(args->fd, (const void *)args->mmsg + 64 * i);
+static __always_inline void dnsq_send(void *skp, int tcp) {
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct pt_regs *uregs = (struct pt_regs *)bpf_task_pt_regs(task);
+    struct pt_regs r = {};
+    if (!uregs || bpf_probe_read_kernel(&r, sizeof(r), uregs)) return;
+    struct dns_dest d = {};
+    if (r.orig_ax == NR_SENDTO || r.orig_ax == NR_WRITE) {  // (fd, buf, len[, flags, addr]): send() is sendto
+        const void *addr = r.orig_ax == NR_SENDTO && !tcp ? (const void *)r.r8 : 0;
+        if (send_dest(skp, addr, &d)) emit_dnsq(&d, (const void *)r.si, r.dx);
+    } else if (r.orig_ax == NR_SENDMSG) {
+        dnsq_msghdr(skp, (const void *)r.si);
+    } else if (r.orig_ax == NR_SENDMMSG) {  // struct mmsghdr: a user_msghdr (56 bytes) + msg_len, 64 bytes each
+        u64 tid = bpf_get_current_pid_tgid();
+        struct mmsg_pos *p = dnsq_mmsg.lookup(&tid);
+        u32 i = p && p->vec == r.si && p->next < p->vlen ? p->next : 0;
+        u32 vlen = r.dx;
+        if (i + 1 < vlen) {
+            struct mmsg_pos np = {r.si, i + 1, vlen};
+            dnsq_mmsg.update(&tid, &np);
+        } else if (p) {
+            dnsq_mmsg.delete(&tid);
+        }
+        if (i < DNSQ_MMSG) dnsq_msghdr(skp, (const void *)(r.si + 64 * (u64)i));
     }
-    return 0;
 }
 #endif  // RW_NO_DNS_SEND
