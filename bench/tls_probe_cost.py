@@ -251,6 +251,7 @@ def main() -> None:
             ratios: list[float] = []
             records = 0
             by_program: dict[str, int] = {}  # BPF run time while attached, per program
+            runs: dict[str, int] = {}  # and its runs (probe hits)
 
             def one(on: bool) -> float:
                 nonlocal records
@@ -262,8 +263,9 @@ def main() -> None:
                 cpu[on].append((c + cpu_seconds(server.pid) - srv0) / opts.requests * 1e6)
                 if on:
                     records += dr.records
-                    for name, (ns, _n) in probes.program_stats().items():
+                    for name, (ns, n) in probes.program_stats().items():
                         by_program[name] = by_program.get(name, 0) + ns - before.get(name, (0, 0))[0]
+                        runs[name] = runs.get(name, 0) + n - before.get(name, (0, 0))[1]
                 rate = opts.requests / float(out)
                 rates[on].append(rate)
                 return rate
@@ -296,6 +298,7 @@ def main() -> None:
         "bpf_ns_per_request": round(sum(by_program.values()) / n_on),
         "bpf_ns_per_request_by_program": {k: round(v / n_on) for k, v in sorted(by_program.items(), key=lambda kv: -kv[1])
                                           if v >= n_on},
+        "bpf_runs_per_request_by_program": {k: round(runs[k] / n_on, 2) for k, v in by_program.items() if v >= n_on},
         "ring_records_per_request": round(records / n_on, 2),
         "kernel_counters": lost, "loadavg": os.getloadavg()[0],
     }, indent=1))

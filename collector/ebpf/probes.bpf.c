@@ -298,26 +298,32 @@ struct ssl_call {
     u32 num;
     u8 dir;         // 0 write (client->server for a client), 1 read
     u8 pad[3];
+    // an SSL* (or a Go conn key) whose last write hit no socket on this thread (memory-BIO stacks
+    // such as Node's TLSWrap: the ciphertext is written to the socket right after SSL_write
+    // returns; Go: the socket write follows Write's entry): the thread's next socket send names it
+    u64 unbound;
 };
-BPF_HASH(ssl_calls, u64, struct ssl_call, 16384);
-BPF_TABLE("lru_hash", u64, u64, ssl_socks, 65536);
-// SSL* whose last call hit no socket on this thread (memory-BIO stacks such as Node's TLSWrap:
-// the ciphertext is written to the socket right after SSL_write returns): tid -> SSL*
-BPF_TABLE("lru_hash", u64, u64, ssl_unbound, 16384);   // SSL* -> sk (LRU: SSL objects are freed unseen)
+// The call in flight on a thread, in the thread's own BPF storage (a task-local slot: no hash, no
+// bucket lock, freed with the thread; `ssl` 0 = no call in flight), so the entry, the return and
+// every socket send/receive of the thread find it for a few ns. It replaced a hash map keyed by
+// thread id for the call and another for the unbound SSL* (docs/performance.md, 2026-12-06).
+BPF_TASK_STORAGE(ssl_calls, struct ssl_call);
+
+static __always_inline struct ssl_call *ssl_call_of_thread(int create) {
+    return ssl_calls.task_storage_get(bpf_get_current_task_btf(), 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+BPF_TABLE("lru_hash", u64, u64, ssl_socks, 65536);  // SSL* -> sk (LRU: SSL objects are freed unseen)
 
 #ifndef RW_NO_DNS_SEND
 static __always_inline void dnsq_send(void *skp, int tcp);  // DNS queries, at the end
 #endif
 
 static __always_inline void on_io(u64 sk, u64 n, int out) {
-    u64 tid0 = bpf_get_current_pid_tgid();
-    if (out) {
-        u64 *ub = ssl_unbound.lookup(&tid0);
-        if (ub) {
-            u64 ssl = *ub;
-            ssl_socks.update(&ssl, &sk);
-            ssl_unbound.delete(&tid0);
-        }
+    struct ssl_call *c = ssl_call_of_thread(0);  // most threads have none: one lookup, no hash
+    if (c && out && c->unbound) {
+        u64 ssl = c->unbound;
+        ssl_socks.update(&ssl, &sk);
+        c->unbound = 0;
     }
     struct sock_state *s = socks.lookup(&sk);
     if (s) {
@@ -333,9 +339,7 @@ static __always_inline void on_io(u64 sk, u64 n, int out) {
 #endif
         } else __sync_fetch_and_add(&s->app_recv, n);
     }
-    u64 tid = bpf_get_current_pid_tgid();
-    struct ssl_call *c = ssl_calls.lookup(&tid);
-    if (c && c->sk != sk) {  // the socket I/O is the truth: SSL* addresses are reused after free
+    if (c && c->ssl && c->sk != sk) {  // the socket I/O is the truth: SSL* addresses are reused after free
         c->sk = sk;
         ssl_socks.update(&c->ssl, &sk);
     }
@@ -625,16 +629,15 @@ struct ssl_scratch_t {
 BPF_PERCPU_ARRAY(ssl_scratch, struct ssl_scratch_t, 1);
 
 static __always_inline int ssl_enter(struct pt_regs *ctx, u8 dir, u8 ex) {
-    u64 tid = bpf_get_current_pid_tgid();
-    struct ssl_call c = {};
-    c.ssl = PT_REGS_PARM1(ctx);
-    c.buf = PT_REGS_PARM2(ctx);
-    c.num = PT_REGS_PARM3(ctx);
-    c.len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
-    c.dir = dir;
-    u64 *known = ssl_socks.lookup(&c.ssl);
-    if (known) c.sk = *known;
-    ssl_calls.update(&tid, &c);
+    struct ssl_call *c = ssl_call_of_thread(1);
+    if (!c) return 0;
+    c->ssl = PT_REGS_PARM1(ctx);
+    c->buf = PT_REGS_PARM2(ctx);
+    c->num = PT_REGS_PARM3(ctx);
+    c->len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
+    c->dir = dir;
+    u64 *known = ssl_socks.lookup(&c->ssl);
+    c->sk = known ? *known : 0;
     return 0;
 }
 
@@ -669,11 +672,11 @@ static __always_inline void ssl_emit(u64 ssl, u64 sk, u64 buf, u64 total, u8 dir
 }
 
 static __always_inline int ssl_return(struct pt_regs *ctx) {
-    u64 tid = bpf_get_current_pid_tgid();
-    struct ssl_call *cp = ssl_calls.lookup(&tid);
-    if (!cp) return 0;
+    struct ssl_call *cp = ssl_call_of_thread(0);
+    if (!cp || !cp->ssl) return 0;
     struct ssl_call c = *cp;
-    ssl_calls.delete(&tid);
+    cp->ssl = 0;
+    u64 tid = bpf_get_current_pid_tgid();
     s64 rc = (int)PT_REGS_RC(ctx);
     u64 total = 0;
     if (c.len_ptr) {
@@ -687,7 +690,7 @@ static __always_inline int ssl_return(struct pt_regs *ctx) {
     if (!c.sk) {
         u64 *known = ssl_socks.lookup(&c.ssl);
         if (known) c.sk = *known;
-        else if (c.dir == 0) ssl_unbound.update(&tid, &c.ssl);
+        else if (c.dir == 0) cp->unbound = c.ssl;
     }
     ssl_emit(c.ssl, c.sk, c.buf, total, c.dir, tid);
     return 0;
@@ -705,7 +708,7 @@ int ssl_return_probe(struct pt_regs *ctx) { return ssl_return(ctx); }
 // when they grow, and a return address hijacked by a uretprobe breaks the program. Entry: RAX =
 // *Conn, RBX = buf, RCX = len; at a RET: RAX = n. A call is keyed by (tgid, goroutine) since R14
 // holds g and a goroutine blocked in Read may resume on another thread. The conn is tied to the
-// socket its thread writes next after Write's entry (ssl_unbound, as for memory-BIO libssl stacks),
+// socket its thread writes next after Write's entry (ssl_call.unbound, as for memory-BIO libssl stacks),
 // under a key mixed with the tgid: Go heaps start at the same address in every process.
 struct go_key {
     u64 g;
@@ -727,8 +730,8 @@ static __always_inline int go_enter(struct pt_regs *ctx, u8 dir) {
     struct go_call c = {ctx->ax, ctx->bx, ctx->cx, dir};
     go_calls.update(&k, &c);
     if (dir == 0) {
-        u64 key = go_conn_key(c.conn, tid >> 32);
-        ssl_unbound.update(&tid, &key);
+        struct ssl_call *t = ssl_call_of_thread(1);
+        if (t) t->unbound = go_conn_key(c.conn, tid >> 32);
     }
     return 0;
 }
@@ -745,8 +748,8 @@ int go_tls_return(struct pt_regs *ctx) {
     go_calls.delete(&k);
     u64 key = go_conn_key(c.conn, tid >> 32);
     if (c.dir == 0) {  // a Write that made no socket I/O must not tie a later, unrelated write
-        u64 *ub = ssl_unbound.lookup(&tid);
-        if (ub && *ub == key) ssl_unbound.delete(&tid);
+        struct ssl_call *t = ssl_call_of_thread(0);
+        if (t && t->unbound == key) t->unbound = 0;
     }
     s64 n = (s64)ctx->ax;
     if (n <= 0) return 0;
