@@ -242,8 +242,8 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
     if (ns == TCP_LISTEN) { socks.delete(&sk); return 0; }
     struct sock_state *s = socks.lookup(&sk);
     if (!s && ns == TCP_CLOSE) return 0;
-    if (!s) {
-        struct sock_state z = {};
+    struct sock_state z = {};
+    if (!s) {  // a new entry is filled on the stack and inserted once, at the end (no second lookup)
         z.ts_first = bpf_ktime_get_ns();
         u64 kcookie = 0;
         bpf_probe_read_kernel(&kcookie, sizeof(kcookie), skp + OFF_SK_COOKIE);
@@ -255,9 +255,7 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
             z.owned = 1;
             z.in_scope = task_in_scope();
         }
-        if (socks.update(&sk, &z) != 0) { count(C_MAP_FULL); return 0; }
-        s = socks.lookup(&sk);
-        if (!s) return 0;
+        s = &z;
     }
     s->last_state = ns;
     // the tuple is fixed once connected: read it at each connect (SYN_SENT) and until the local port is known
@@ -285,6 +283,7 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
         s->established = 1;
         s->ts_established = bpf_ktime_get_ns();
     }
+    if (s == &z && socks.update(&sk, &z) != 0) count(C_MAP_FULL);
     return 0;
 }
 
@@ -400,6 +399,49 @@ RAW_TRACEPOINT_PROBE(tcp_send_reset) {
 // its entry got then (sock_state.cookie: so an open connection's exchanges can name their flow before
 // it ends); any other gets the kernel's cookie when something already generated it (SO_COOKIE,
 // sock_diag, BPF), else SYNTHETIC_UID of the destroy time.
+// The record of a socket tracked from its connect/accept with its tuple known: the tuple, cookie and
+// byte counts come from its entry (the tuple is fixed once connected, and is what the entry said while
+// the socket was open), so only the segment counters are read from the socket.
+static __always_inline int conn_record_tracked(void *ksk, struct sock_state *s) {
+    u64 sk = (u64)ksk;
+    struct conn_event *e = events.ringbuf_reserve(sizeof(struct conn_event));
+    if (!e) {
+        count(C_CONN_LOST);
+        socks.delete(&sk);
+        return 0;
+    }
+    e->type = T_CONN;
+    e->family = s->family == RW_AF_INET6 ? 6 : 4;
+    e->outbound = s->outbound;
+    e->established = s->established;
+    e->owned = s->owned;
+    e->task = s->task;
+    e->sk = sk;
+    e->cookie = s->cookie;
+    e->ts_first = s->ts_first;
+    e->ts_established = s->ts_established;
+    e->ts_end = bpf_ktime_get_ns();
+    e->k_sent = 0;  // the application's counts are exact for a socket tracked from the start
+    e->k_recv = 0;
+    e->app_sent = s->app_sent;
+    e->app_recv = s->app_recv;
+    e->segs_out = 0;
+    e->segs_in = 0;
+    bpf_probe_read_kernel(&e->segs_out, 4, ksk + OFF_TCP_SEGS_OUT);
+    bpf_probe_read_kernel(&e->segs_in, 4, ksk + OFF_TCP_SEGS_IN);
+    e->sport = s->sport;
+    e->dport = s->dport;
+    e->last_state = s->last_state;
+    e->rst = s->rst;
+    e->pad[0] = 0;
+    e->pad[1] = 0;
+    __builtin_memcpy(e->saddr, s->saddr, 16);
+    __builtin_memcpy(e->daddr, s->daddr, 16);
+    socks.delete(&sk);
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 0;
+}
+
 RAW_TRACEPOINT_PROBE(tcp_destroy_sock) {
     void *ksk = (void *)ctx->args[0];
     u64 sk = (u64)ksk;
@@ -412,6 +454,7 @@ RAW_TRACEPOINT_PROBE(tcp_destroy_sock) {
     }
 #endif
     count(C_CONN_SEEN);
+    if (s && s->sport && s->dport) return conn_record_tracked(ksk, s);
     u8 skc[SKC_SPAN];
     bpf_probe_read_kernel(skc, sizeof(skc), ksk + SKC_LO);
     u16 dport_be = get16(SKC(skc, OFF_SK_DPORT));

@@ -227,6 +227,7 @@ def test_resets_sent_and_received_give_one_zeek_state_to_both_ends(probes, abort
     srv.listen()
     port = srv.getsockname()[1]
     c = socket.create_connection(("127.0.0.1", port))
+    cport = c.getsockname()[1]
     a, _ = srv.accept()
     c.sendall(b"hello")
     a.recv(5)
@@ -248,6 +249,10 @@ def test_resets_sent_and_received_give_one_zeek_state_to_both_ends(probes, abort
     sender, receiver = (inb, out) if aborter == "responder" else (out, inb)
     assert sender["rst"] & 2 and sender["rst"] & 4 and not sender["rst"] & 1
     assert receiver["rst"] & 1 and not receiver["rst"] & 2
+    # the bytes and the tuple of a connection closed by a reset (the record built from the entry)
+    assert (int(out["app_sent"]), int(out["app_recv"]), int(inb["app_sent"]), int(inb["app_recv"])) == (5, 0, 0, 5)
+    assert (int(out["sport"]), int(out["dport"]), int(inb["sport"]), int(inb["dport"])) == (cport, port, port, cport)
+    assert bytes(out["daddr"])[:4] == bytes(inb["saddr"])[:4] == bytes([127, 0, 0, 1])
     state, history = conn_state(recs["outbound"] == 1, recs["established"] == 1, recs["rst"],
                                 np.array([True, True]), np.array([False, False]))
     want = ("RSTR", "ShDr") if aborter == "responder" else ("RSTO", "ShDR")
