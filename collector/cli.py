@@ -419,10 +419,8 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--no-ebpf", action="store_true", help="skip eBPF (capture + /proc/net polling only)")
     c.add_argument("--no-ssl", action="store_true", help="no libssl plaintext uprobes")
     c.add_argument("--no-dns-send", action="store_true",
-                   help="no syscall probes for DNS queries sent by processes with their own resolver (DNS names "
-                        "then come from getaddrinfo and the capture only); any syscall probe makes every syscall "
-                        "on the host take the kernel's tracing path (a connect-heavy workload ran at 0.905 of its speed "
-                        "with the collector without them, 0.878 with them, on the 2-core test machine)")
+                   help="do not read DNS queries sent by processes with their own resolver (at each UDP send, "
+                        "and TCP sends to port 53); DNS names then come from getaddrinfo and the capture only")
     c.add_argument("--ssl-lib", action="append", metavar="PATH",
                    help="another binary exporting SSL_* (e.g. node) or a Go binary (crypto/tls) to probe; repeatable")
     c.add_argument("--no-capture", action="store_true", help="no packet capture ring")

@@ -91,7 +91,7 @@ def find_library(name: str) -> str | None:
 class ProbeOptions:
     ssl: bool = True  # libssl plaintext uprobes
     dns: bool = True  # getaddrinfo uprobe
-    dns_send: bool = True  # syscall tracepoints reading DNS queries of processes with their own resolver
+    dns_send: bool = True  # read DNS queries of processes with their own resolver at each UDP send (no syscall probes)
     ssl_libraries: list[str] = field(default_factory=list)  # extra binaries exporting SSL_* (e.g. node)
     discover_ssl: bool = True  # also probe binaries found defining SSL_* (collector.ebpf.targets)
     ringbuf_pages: int = 16384  # 64 MiB: ~350k connection records, seconds of slack if the drain stalls

@@ -12,8 +12,9 @@
 //   T_DNS   libc getaddrinfo uprobe/uretprobe: name and resolved addresses per pid
 //   T_SSL   libssl SSL_write/SSL_read(_ex) and Go crypto/tls (*Conn).Write/Read plaintext, chunked,
 //           with the socket it went through
-//   T_DNSQ  a DNS query as sent (sendto/sendmsg/sendmmsg to port 53, or on a socket connected to
-//           port 53): the first DNSQ_LEN bytes of the user buffer, read from user memory only
+//   T_DNSQ  a DNS query as sent (sendto/sendmsg/sendmmsg/write to port 53, or on a socket connected
+//           to port 53): the first DNSQ_LEN bytes of the user buffer, read from user memory only, at
+//           sock:sock_send_length (no syscall tracepoint: see "DNS queries at the socket send" below)
 // Every reserve failure is counted in `counters` so a missed event is visible, never silent.
 //
 // Scope (`routerwatch collect --netns/--cgroup`, e.g. several collectors on one machine, each
@@ -28,6 +29,7 @@
 #define RW_AF_INET 2
 #define RW_AF_INET6 10
 #define RW_IPPROTO_TCP 6
+#define RW_IPPROTO_UDP 17
 
 #define T_CONN 1
 #define T_EXEC 2
@@ -240,8 +242,8 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
     if (ns == TCP_LISTEN) { socks.delete(&sk); return 0; }
     struct sock_state *s = socks.lookup(&sk);
     if (!s && ns == TCP_CLOSE) return 0;
-    if (!s) {
-        struct sock_state z = {};
+    struct sock_state z = {};
+    if (!s) {  // a new entry is filled on the stack and inserted once, at the end (no second lookup)
         z.ts_first = bpf_ktime_get_ns();
         u64 kcookie = 0;
         bpf_probe_read_kernel(&kcookie, sizeof(kcookie), skp + OFF_SK_COOKIE);
@@ -253,9 +255,7 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
             z.owned = 1;
             z.in_scope = task_in_scope();
         }
-        if (socks.update(&sk, &z) != 0) { count(C_MAP_FULL); return 0; }
-        s = socks.lookup(&sk);
-        if (!s) return 0;
+        s = &z;
     }
     s->last_state = ns;
     // the tuple is fixed once connected: read it at each connect (SYN_SENT) and until the local port is known
@@ -283,6 +283,7 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
         s->established = 1;
         s->ts_established = bpf_ktime_get_ns();
     }
+    if (s == &z && socks.update(&sk, &z) != 0) count(C_MAP_FULL);
     return 0;
 }
 
@@ -296,22 +297,32 @@ struct ssl_call {
     u32 num;
     u8 dir;         // 0 write (client->server for a client), 1 read
     u8 pad[3];
+    // an SSL* (or a Go conn key) whose last write hit no socket on this thread (memory-BIO stacks
+    // such as Node's TLSWrap: the ciphertext is written to the socket right after SSL_write
+    // returns; Go: the socket write follows Write's entry): the thread's next socket send names it
+    u64 unbound;
 };
-BPF_HASH(ssl_calls, u64, struct ssl_call, 16384);
-BPF_TABLE("lru_hash", u64, u64, ssl_socks, 65536);
-// SSL* whose last call hit no socket on this thread (memory-BIO stacks such as Node's TLSWrap:
-// the ciphertext is written to the socket right after SSL_write returns): tid -> SSL*
-BPF_TABLE("lru_hash", u64, u64, ssl_unbound, 16384);   // SSL* -> sk (LRU: SSL objects are freed unseen)
+// The call in flight on a thread, in the thread's own BPF storage (a task-local slot: no hash, no
+// bucket lock, freed with the thread; `ssl` 0 = no call in flight), so the entry, the return and
+// every socket send/receive of the thread find it for a few ns. It replaced a hash map keyed by
+// thread id for the call and another for the unbound SSL* (docs/performance.md, 2026-12-06).
+BPF_TASK_STORAGE(ssl_calls, struct ssl_call);
+
+static __always_inline struct ssl_call *ssl_call_of_thread(int create) {
+    return ssl_calls.task_storage_get(bpf_get_current_task_btf(), 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+BPF_TABLE("lru_hash", u64, u64, ssl_socks, 65536);  // SSL* -> sk (LRU: SSL objects are freed unseen)
+
+#ifndef RW_NO_DNS_SEND
+static __always_inline void dnsq_send(void *skp, int tcp);  // DNS queries, at the end
+#endif
 
 static __always_inline void on_io(u64 sk, u64 n, int out) {
-    u64 tid0 = bpf_get_current_pid_tgid();
-    if (out) {
-        u64 *ub = ssl_unbound.lookup(&tid0);
-        if (ub) {
-            u64 ssl = *ub;
-            ssl_socks.update(&ssl, &sk);
-            ssl_unbound.delete(&tid0);
-        }
+    struct ssl_call *c = ssl_call_of_thread(0);  // most threads have none: one lookup, no hash
+    if (c && out && c->unbound) {
+        u64 ssl = c->unbound;
+        ssl_socks.update(&ssl, &sk);
+        c->unbound = 0;
     }
     struct sock_state *s = socks.lookup(&sk);
     if (s) {
@@ -320,12 +331,14 @@ static __always_inline void on_io(u64 sk, u64 n, int out) {
             s->owned = 1;
             s->in_scope = task_in_scope();
         }
-        if (out) __sync_fetch_and_add(&s->app_sent, n);
-        else __sync_fetch_and_add(&s->app_recv, n);
+        if (out) {
+            __sync_fetch_and_add(&s->app_sent, n);
+#ifndef RW_NO_DNS_SEND
+            if (s->dport == 53) dnsq_send((void *)sk, 1);  // DNS over TCP (a tracked connection)
+#endif
+        } else __sync_fetch_and_add(&s->app_recv, n);
     }
-    u64 tid = bpf_get_current_pid_tgid();
-    struct ssl_call *c = ssl_calls.lookup(&tid);
-    if (c && c->sk != sk) {  // the socket I/O is the truth: SSL* addresses are reused after free
+    if (c && c->ssl && c->sk != sk) {  // the socket I/O is the truth: SSL* addresses are reused after free
         c->sk = sk;
         ssl_socks.update(&c->ssl, &sk);
     }
@@ -339,10 +352,19 @@ static __always_inline int tcp_sock_io(void *skp) {
     return proto == RW_IPPROTO_TCP;
 }
 
+// Also where DNS queries are read (dnsq_send): every send of every socket passes here, in the
+// sending process's context, so UDP sends are looked at without a syscall tracepoint.
 RAW_TRACEPOINT_PROBE(sock_send_length) {
     int ret = (int)ctx->args[1];
-    if (ret <= 0 || !tcp_sock_io((void *)ctx->args[0])) return 0;
-    on_io(ctx->args[0], ret, 1);
+    void *skp = (void *)ctx->args[0];
+    u16 proto = 0;
+    bpf_probe_read_kernel(&proto, sizeof(proto), skp + OFF_SK_PROTOCOL);
+    if (proto == RW_IPPROTO_TCP) {
+        if (ret > 0) on_io((u64)skp, ret, 1);
+    }
+#ifndef RW_NO_DNS_SEND
+    else if (proto == RW_IPPROTO_UDP) dnsq_send(skp, 0);  // failed sends too: the query was made
+#endif
     return 0;
 }
 
@@ -377,6 +399,49 @@ RAW_TRACEPOINT_PROBE(tcp_send_reset) {
 // its entry got then (sock_state.cookie: so an open connection's exchanges can name their flow before
 // it ends); any other gets the kernel's cookie when something already generated it (SO_COOKIE,
 // sock_diag, BPF), else SYNTHETIC_UID of the destroy time.
+// The record of a socket tracked from its connect/accept with its tuple known: the tuple, cookie and
+// byte counts come from its entry (the tuple is fixed once connected, and is what the entry said while
+// the socket was open), so only the segment counters are read from the socket.
+static __always_inline int conn_record_tracked(void *ksk, struct sock_state *s) {
+    u64 sk = (u64)ksk;
+    struct conn_event *e = events.ringbuf_reserve(sizeof(struct conn_event));
+    if (!e) {
+        count(C_CONN_LOST);
+        socks.delete(&sk);
+        return 0;
+    }
+    e->type = T_CONN;
+    e->family = s->family == RW_AF_INET6 ? 6 : 4;
+    e->outbound = s->outbound;
+    e->established = s->established;
+    e->owned = s->owned;
+    e->task = s->task;
+    e->sk = sk;
+    e->cookie = s->cookie;
+    e->ts_first = s->ts_first;
+    e->ts_established = s->ts_established;
+    e->ts_end = bpf_ktime_get_ns();
+    e->k_sent = 0;  // the application's counts are exact for a socket tracked from the start
+    e->k_recv = 0;
+    e->app_sent = s->app_sent;
+    e->app_recv = s->app_recv;
+    e->segs_out = 0;
+    e->segs_in = 0;
+    bpf_probe_read_kernel(&e->segs_out, 4, ksk + OFF_TCP_SEGS_OUT);
+    bpf_probe_read_kernel(&e->segs_in, 4, ksk + OFF_TCP_SEGS_IN);
+    e->sport = s->sport;
+    e->dport = s->dport;
+    e->last_state = s->last_state;
+    e->rst = s->rst;
+    e->pad[0] = 0;
+    e->pad[1] = 0;
+    __builtin_memcpy(e->saddr, s->saddr, 16);
+    __builtin_memcpy(e->daddr, s->daddr, 16);
+    socks.delete(&sk);
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 0;
+}
+
 RAW_TRACEPOINT_PROBE(tcp_destroy_sock) {
     void *ksk = (void *)ctx->args[0];
     u64 sk = (u64)ksk;
@@ -389,6 +454,7 @@ RAW_TRACEPOINT_PROBE(tcp_destroy_sock) {
     }
 #endif
     count(C_CONN_SEEN);
+    if (s && s->sport && s->dport) return conn_record_tracked(ksk, s);
     u8 skc[SKC_SPAN];
     bpf_probe_read_kernel(skc, sizeof(skc), ksk + SKC_LO);
     u16 dport_be = get16(SKC(skc, OFF_SK_DPORT));
@@ -606,16 +672,15 @@ struct ssl_scratch_t {
 BPF_PERCPU_ARRAY(ssl_scratch, struct ssl_scratch_t, 1);
 
 static __always_inline int ssl_enter(struct pt_regs *ctx, u8 dir, u8 ex) {
-    u64 tid = bpf_get_current_pid_tgid();
-    struct ssl_call c = {};
-    c.ssl = PT_REGS_PARM1(ctx);
-    c.buf = PT_REGS_PARM2(ctx);
-    c.num = PT_REGS_PARM3(ctx);
-    c.len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
-    c.dir = dir;
-    u64 *known = ssl_socks.lookup(&c.ssl);
-    if (known) c.sk = *known;
-    ssl_calls.update(&tid, &c);
+    struct ssl_call *c = ssl_call_of_thread(1);
+    if (!c) return 0;
+    c->ssl = PT_REGS_PARM1(ctx);
+    c->buf = PT_REGS_PARM2(ctx);
+    c->num = PT_REGS_PARM3(ctx);
+    c->len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
+    c->dir = dir;
+    u64 *known = ssl_socks.lookup(&c->ssl);
+    c->sk = known ? *known : 0;
     return 0;
 }
 
@@ -650,11 +715,11 @@ static __always_inline void ssl_emit(u64 ssl, u64 sk, u64 buf, u64 total, u8 dir
 }
 
 static __always_inline int ssl_return(struct pt_regs *ctx) {
-    u64 tid = bpf_get_current_pid_tgid();
-    struct ssl_call *cp = ssl_calls.lookup(&tid);
-    if (!cp) return 0;
+    struct ssl_call *cp = ssl_call_of_thread(0);
+    if (!cp || !cp->ssl) return 0;
     struct ssl_call c = *cp;
-    ssl_calls.delete(&tid);
+    cp->ssl = 0;
+    u64 tid = bpf_get_current_pid_tgid();
     s64 rc = (int)PT_REGS_RC(ctx);
     u64 total = 0;
     if (c.len_ptr) {
@@ -668,7 +733,7 @@ static __always_inline int ssl_return(struct pt_regs *ctx) {
     if (!c.sk) {
         u64 *known = ssl_socks.lookup(&c.ssl);
         if (known) c.sk = *known;
-        else if (c.dir == 0) ssl_unbound.update(&tid, &c.ssl);
+        else if (c.dir == 0) cp->unbound = c.ssl;
     }
     ssl_emit(c.ssl, c.sk, c.buf, total, c.dir, tid);
     return 0;
@@ -686,7 +751,7 @@ int ssl_return_probe(struct pt_regs *ctx) { return ssl_return(ctx); }
 // when they grow, and a return address hijacked by a uretprobe breaks the program. Entry: RAX =
 // *Conn, RBX = buf, RCX = len; at a RET: RAX = n. A call is keyed by (tgid, goroutine) since R14
 // holds g and a goroutine blocked in Read may resume on another thread. The conn is tied to the
-// socket its thread writes next after Write's entry (ssl_unbound, as for memory-BIO libssl stacks),
+// socket its thread writes next after Write's entry (ssl_call.unbound, as for memory-BIO libssl stacks),
 // under a key mixed with the tgid: Go heaps start at the same address in every process.
 struct go_key {
     u64 g;
@@ -708,8 +773,8 @@ static __always_inline int go_enter(struct pt_regs *ctx, u8 dir) {
     struct go_call c = {ctx->ax, ctx->bx, ctx->cx, dir};
     go_calls.update(&k, &c);
     if (dir == 0) {
-        u64 key = go_conn_key(c.conn, tid >> 32);
-        ssl_unbound.update(&tid, &key);
+        struct ssl_call *t = ssl_call_of_thread(1);
+        if (t) t->unbound = go_conn_key(c.conn, tid >> 32);
     }
     return 0;
 }
@@ -726,8 +791,8 @@ int go_tls_return(struct pt_regs *ctx) {
     go_calls.delete(&k);
     u64 key = go_conn_key(c.conn, tid >> 32);
     if (c.dir == 0) {  // a Write that made no socket I/O must not tie a later, unrelated write
-        u64 *ub = ssl_unbound.lookup(&tid);
-        if (ub && *ub == key) ssl_unbound.delete(&tid);
+        struct ssl_call *t = ssl_call_of_thread(0);
+        if (t && t->unbound == key) t->unbound = 0;
     }
     s64 n = (s64)ctx->ax;
     if (n <= 0) return 0;
@@ -739,18 +804,29 @@ int go_tls_return(struct pt_regs *ctx) {
     return 0;
 }
 
-// -- DNS queries at the send calls (resolvers of their own: dig, Go, raw sockets) -------------------
-// Only syscall arguments and user memory are read (the sockaddr, msghdr and payload the process
-// passed in), never kernel structs. A socket connect()ed to port 53 is remembered per (tgid, fd)
-// until close(), so send()/sendmsg() without an address are attributed too.
+// -- DNS queries at the socket send (resolvers of their own: dig, Go, c-ares, raw sockets) ----------
+// sock:sock_send_length (already attached for the TCP byte counts) fires after every socket send, in
+// the sending process's context, while the syscall's user arguments are still where the process
+// left them: the registers saved at syscall entry (bpf_task_pt_regs) give the syscall and its
+// arguments, and the destination and payload are read from user memory, never from kernel structs
+// beyond the socket's own connected peer. This replaced five syscall tracepoints (sendto, sendmsg,
+// sendmmsg, connect, close): while any syscall tracepoint is attached, every syscall on the host
+// takes the kernel's tracing entry path, which cost the connect storm ~3% (docs/performance.md);
+// here only UDP sends (and sends on a tracked TCP connection to port 53) do any work.
+// The destination: the address the process passed (sendto, sendmsg's msg_name), else the socket's
+// connected peer. Sends reach here through write/send/sendto/sendmsg/sendmmsg; io_uring and
+// 32-bit (compat) sends do not carry these syscall numbers and are not read.
 #define DNSQ_LEN 512
-#define DNSQ_MMSG 4          // messages looked at per sendmmsg (glibc sends A + AAAA as 2)
+#define DNSQ_MMSG 4          // messages read per sendmmsg (glibc sends A + AAAA as 2)
+#define NR_WRITE 1           // x86_64 syscall numbers
+#define NR_SENDTO 44
+#define NR_SENDMSG 46
+#define NR_SENDMMSG 307
 struct dns_dest {
     u16 family;
     u16 port;
     u8 addr[16];
 };
-BPF_HASH(dns_fds, u64, struct dns_dest, 16384);
 
 struct dnsq_event {
     u32 type;
@@ -781,18 +857,28 @@ static __always_inline int read_dns_dest(const void *uaddr, struct dns_dest *d) 
     return 1;
 }
 
-static __always_inline u64 fd_key(u64 fd) {
-    return (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (fd & 0xffffffff);
+// the socket's connected peer when it is port 53 (the port read first: most sends stop there)
+static __always_inline int sk_dns_dest(void *skp, struct dns_dest *d) {
+    u16 dport_be = 0;
+    bpf_probe_read_kernel(&dport_be, sizeof(dport_be), skp + OFF_SK_DPORT);
+    if (__builtin_bswap16(dport_be) != 53) return 0;
+    u16 fam = 0;
+    bpf_probe_read_kernel(&fam, sizeof(fam), skp + OFF_SK_FAMILY);
+    d->port = 53;
+    if (fam == RW_AF_INET6) {
+        d->family = 6;
+        bpf_probe_read_kernel(d->addr, 16, skp + OFF_SK_V6_DADDR);
+    } else {
+        d->family = 4;
+        bpf_probe_read_kernel(d->addr, 4, skp + OFF_SK_DADDR);
+    }
+    return 1;
 }
 
-// destination of a send: the address passed in, else the port-53 peer the fd was connected to
-static __always_inline int send_dest(u64 fd, const void *uaddr, struct dns_dest *d) {
+// destination of a send: the address passed in, else the port-53 peer the socket is connected to
+static __always_inline int send_dest(void *skp, const void *uaddr, struct dns_dest *d) {
     if (uaddr) return read_dns_dest(uaddr, d);
-    u64 key = fd_key(fd);
-    struct dns_dest *c = dns_fds.lookup(&key);
-    if (!c) return 0;
-    *d = *c;
-    return 1;
+    return sk_dns_dest(skp, d);
 }
 
 // built in a per-CPU scratch and output with only the query's bytes (a typical query is ~40 bytes of
@@ -823,36 +909,12 @@ static __always_inline void emit_dnsq(const struct dns_dest *d, const void *buf,
     if (events.ringbuf_output(e, size, BPF_RB_NO_WAKEUP) != 0) count(C_DNSQ_LOST);
 }
 
-#ifndef RW_NO_DNS_SEND  // --no-dns-send: any syscalls:* tracepoint sends every syscall on the host through
-                        // the kernel's tracing entry path; without these, DNS names come from getaddrinfo only
-// a lookup (lock-free) before each delete: almost no fd is a DNS socket, and a delete takes the
-// bucket lock even when the key is absent
-TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
-    struct dns_dest d = {};
-    u64 key = fd_key(args->fd);
-    if (read_dns_dest(args->uservaddr, &d)) dns_fds.update(&key, &d);
-    else if (dns_fds.lookup(&key)) dns_fds.delete(&key);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_close) {
-    u64 key = fd_key(args->fd);
-    if (dns_fds.lookup(&key)) dns_fds.delete(&key);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_sendto) {
-    struct dns_dest d = {};
-    if (send_dest(args->fd, args->addr, &d)) emit_dnsq(&d, args->buff, args->len);
-    return 0;
-}
-
 // struct user_msghdr (LP64): msg_name @0, msg_iov @16, msg_iovlen @24; struct iovec: base @0, len @8
-static __always_inline void dnsq_msghdr(u64 fd, const void *msg) {
+static __always_inline void dnsq_msghdr(void *skp, const void *msg) {
     u64 name = 0, iov = 0, iovlen = 0, base = 0, len = 0;
     if (bpf_probe_read_user(&name, 8, msg)) return;
     struct dns_dest d = {};
-    if (!send_dest(fd, (const void *)name, &d)) return;
+    if (!send_dest(skp, (const void *)name, &d)) return;
     bpf_probe_read_user(&iov, 8, msg + 16);
     bpf_probe_read_user(&iovlen, 8, msg + 24);
     if (iov && iovlen) {
@@ -862,17 +924,41 @@ static __always_inline void dnsq_msghdr(u64 fd, const void *msg) {
     emit_dnsq(&d, (const void *)base, len);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
-    dnsq_msghdr(args->fd, args->msg);
-    return 0;
-}
+#ifndef RW_NO_DNS_SEND
+// sendmmsg sends its messages one sock_sendmsg each, so this fires once per message: which one is
+// counted per thread (the vector's address and the next index). A call that failed part-way leaves
+// a stale position; the thread's next sendmmsg of the same vector then reads its messages in a
+// rotated order (each query still read once, from that call's own buffers).
+struct mmsg_pos {
+    u64 vec;
+    u32 next;
+    u32 vlen;
+};
+BPF_HASH(dnsq_mmsg, u64, struct mmsg_pos, 4096);
 
-// struct mmsghdr: a user_msghdr (56 bytes) + msg_len, 64 bytes each
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg) {
-    for (int i = 0; i < DNSQ_MMSG; i++) {
-        if (i >= args->vlen) break;
-        dnsq_msghdr(args->fd, (const void *)args->mmsg + 64 * i);
+static __always_inline void dnsq_send(void *skp, int tcp) {
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct pt_regs *uregs = (struct pt_regs *)bpf_task_pt_regs(task);
+    struct pt_regs r = {};
+    if (!uregs || bpf_probe_read_kernel(&r, sizeof(r), uregs)) return;
+    struct dns_dest d = {};
+    if (r.orig_ax == NR_SENDTO || r.orig_ax == NR_WRITE) {  // (fd, buf, len[, flags, addr]): send() is sendto
+        const void *addr = r.orig_ax == NR_SENDTO && !tcp ? (const void *)r.r8 : 0;
+        if (send_dest(skp, addr, &d)) emit_dnsq(&d, (const void *)r.si, r.dx);
+    } else if (r.orig_ax == NR_SENDMSG) {
+        dnsq_msghdr(skp, (const void *)r.si);
+    } else if (r.orig_ax == NR_SENDMMSG) {  // struct mmsghdr: a user_msghdr (56 bytes) + msg_len, 64 bytes each
+        u64 tid = bpf_get_current_pid_tgid();
+        struct mmsg_pos *p = dnsq_mmsg.lookup(&tid);
+        u32 i = p && p->vec == r.si && p->next < p->vlen ? p->next : 0;
+        u32 vlen = r.dx;
+        if (i + 1 < vlen) {
+            struct mmsg_pos np = {r.si, i + 1, vlen};
+            dnsq_mmsg.update(&tid, &np);
+        } else if (p) {
+            dnsq_mmsg.delete(&tid);
+        }
+        if (i < DNSQ_MMSG) dnsq_msghdr(skp, (const void *)(r.si + 64 * (u64)i));
     }
-    return 0;
 }
 #endif  // RW_NO_DNS_SEND

@@ -50,7 +50,7 @@ class CollectOptions:
     max_delay: float = 2.0  # store lag bound (<= 5 s)
     ebpf: bool = True
     ssl: bool = True  # libssl plaintext uprobes
-    dns_send: bool = True  # syscall tracepoints for DNS queries of processes with their own resolver
+    dns_send: bool = True  # DNS queries of processes with their own resolver, read at each UDP send
     ssl_libraries: list[str] = field(default_factory=list)
     capture: bool = True  # packet capture ring + key-log decryption
     capture_dir: str | None = None

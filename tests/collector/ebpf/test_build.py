@@ -48,7 +48,7 @@ def test_every_program_and_the_read_maps_arrive_as_fds(built):
     progs, maps = built
     declared = _declared_programs()
     assert {name: kind for name, (_fd, kind) in progs.items()} == declared
-    assert len(declared) > 20  # the regexes found the program, not nothing
+    assert len(declared) >= 18  # the regexes found the program, not nothing
     for fd, _kind in progs.values():
         assert "prog_type" in _fdinfo(fd)  # a BPF program, owned by this process now
     assert set(maps) == {"events", "counters", "socks"}

@@ -227,6 +227,7 @@ def test_resets_sent_and_received_give_one_zeek_state_to_both_ends(probes, abort
     srv.listen()
     port = srv.getsockname()[1]
     c = socket.create_connection(("127.0.0.1", port))
+    cport = c.getsockname()[1]
     a, _ = srv.accept()
     c.sendall(b"hello")
     a.recv(5)
@@ -248,6 +249,10 @@ def test_resets_sent_and_received_give_one_zeek_state_to_both_ends(probes, abort
     sender, receiver = (inb, out) if aborter == "responder" else (out, inb)
     assert sender["rst"] & 2 and sender["rst"] & 4 and not sender["rst"] & 1
     assert receiver["rst"] & 1 and not receiver["rst"] & 2
+    # the bytes and the tuple of a connection closed by a reset (the record built from the entry)
+    assert (int(out["app_sent"]), int(out["app_recv"]), int(inb["app_sent"]), int(inb["app_recv"])) == (5, 0, 0, 5)
+    assert (int(out["sport"]), int(out["dport"]), int(inb["sport"]), int(inb["dport"])) == (cport, port, port, cport)
+    assert bytes(out["daddr"])[:4] == bytes(inb["saddr"])[:4] == bytes([127, 0, 0, 1])
     state, history = conn_state(recs["outbound"] == 1, recs["established"] == 1, recs["rst"],
                                 np.array([True, True]), np.array([False, False]))
     want = ("RSTR", "ShDr") if aborter == "responder" else ("RSTO", "ShDR")
@@ -383,22 +388,65 @@ def test_refused_connect_keeps_its_local_port(probes):
     assert all(r["rst"] & 1 and r["outbound"] == 1 and r["established"] == 0 for r in recs)
 
 
+def _query(tid: int, name: bytes = b"\x07example\x03com\x00") -> bytes:
+    return tid.to_bytes(2, "big") + b"\x01\x00\x00\x01" + bytes(6) + name + b"\x00\x01\x00\x01"
+
+
+def _my_queries(got) -> list[tuple[bytes, int, bytes]]:
+    """(payload, dport, first 4 bytes of daddr) of this process's DNS-query records."""
+    arr = ev.stack(got.get(ev.T_DNSQ, []), ev.DNSQ)
+    arr = arr[arr["tgid"] == os.getpid()]
+    return [(bytes(r["data"])[: int(r["len"])], int(r["dport"]), bytes(r["daddr"])[:4]) for r in arr]
+
+
 @needs_ebpf
-def test_no_dns_send_compiles_out_the_syscall_probes(probes):
-    """`collect --no-dns-send`: no syscalls:* tracepoint is attached (any one of them sends every syscall
-    on the host through the tracing entry path), a UDP query to port 53 gives no query record, and
-    connection records still come."""
+def test_dns_queries_are_read_at_the_socket_send_without_syscall_tracepoints(probes):
+    """The queries are read at sock:sock_send_length (the syscall's registers give the call and its
+    user arguments), so no syscalls:* tracepoint is attached: any one of them sends every syscall on
+    the host through the tracing entry path. Each way of sending is read once, with its own bytes:
+    sendto with an address, write() and send() on a connected socket, a query on a TCP connection to
+    port 53 (length-prefixed), and a UDP datagram to another port is not a query."""
+    assert not any(tp.startswith("syscalls:") for _kind, tp in probes.links)
+    probes.drain()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ip = f"127.0.{os.getpid() % 200 + 20}.98"  # a run's TIME_WAIT on port 53 must not block the next
+    sink.bind((ip, 53))
+    tcp_srv = socket.socket()
+    tcp_srv.bind((ip, 53))
+    tcp_srv.listen()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.sendto(_query(201), (ip, 53))
+    u.sendto(_query(202), (ip, 5353))  # not port 53: nothing
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.connect((ip, 53))
+    os.write(c.fileno(), _query(203))
+    c.send(_query(204))
+    t = socket.create_connection((ip, 53))
+    a, _ = tcp_srv.accept()
+    tq = _query(205)
+    t.sendall(len(tq).to_bytes(2, "big") + tq)
+    assert len(a.recv(len(tq) + 2, socket.MSG_WAITALL)) == len(tq) + 2
+    for x in (u, c, t, a, tcp_srv, sink):
+        x.close()
+    want = [(_query(201), 53, socket.inet_aton(ip)), (_query(203), 53, socket.inet_aton(ip)),
+            (_query(204), 53, socket.inet_aton(ip)),
+            (len(tq).to_bytes(2, "big") + tq, 53, socket.inet_aton(ip))]
+    got = drain_until(probes, lambda g: len(_my_queries(g)) >= len(want))
+    assert _my_queries(got) == want
+
+
+@needs_ebpf
+def test_no_dns_send_compiles_out_the_query_reader(probes):
+    """`collect --no-dns-send`: a UDP query to port 53 gives no query record, and connection records
+    still come."""
     from collector.ebpf.loader import ProbeOptions, Probes
 
-    assert any(tp.startswith("syscalls:") for _kind, tp in probes.links)  # the default has them
     p = Probes(ProbeOptions(ssl=False, dns=False, dns_send=False))
     try:
-        assert not any(tp.startswith("syscalls:") for _kind, tp in p.links)
         assert "no DNS send-call probes" in p.attached[0]
         p.drain()
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.sendto(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01",
-                 ("127.0.0.1", 53))
+        u.sendto(_query(0x1234), ("127.0.0.1", 53))
         u.close()
         srv = socket.socket()
         srv.bind(("127.0.0.1", 0))
