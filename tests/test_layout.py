@@ -37,7 +37,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     # capture: the readers and the vectorised walk on crafted and corpus captures
     "collector/capture/dissect.py": (f"{_C}/capture/test_readers.py", f"{_C}/test_ingest.py"),
     "collector/capture/fallback.py": (f"{_C}/capture/test_corpus.py",),  # link types only tshark walks
-    "collector/capture/flows.py": (f"{_C}/capture/test_readers.py", f"{_C}/capture/test_community_id.py"),
     "collector/capture/headers.py": (f"{_C}/capture/test_readers.py",),
     "collector/capture/ja4.py": (f"{_C}/capture/test_readers.py",),
     "collector/capture/pcap.py": (f"{_C}/capture/test_readers.py",),

@@ -194,7 +194,7 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     - other TCP flows: the first client payload packet (ClientHello) unless tlspeek parsed the
       hello from it, plus the next two when its TLS record does not fit the segment; the first server payload packet only when its
       ServerHello cannot be read here (tlspeek: not whole in that segment);
-    - other UDP flows: the first 2 client long-header packets (QUIC Initial)."""
+    - other UDP flows, off port 53: the first 2 client long-header packets (_quic_initials)."""
     rec = np.nonzero(fa.fid >= 0)[0]
     if not len(rec):
         return Selection(rec, {})
@@ -262,8 +262,19 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
         for i, (fid, v, c) in enumerate(zip(f[first_resp].tolist(), sh.version.tolist(), sh.cipher.tolist(), strict=True))
         if sh.ok[i]
     }
-    sel |= udp & payload & orig & (r_o < 2) & (((first_byte & 0x80) != 0) | (po < 0))
+    sel |= udp & ~dns_flow[f] & _quic_initials(payload & orig, r_o, first_byte, po)
     return Selection(np.sort(rec[sel]), hellos, client_hellos)
+
+
+def _quic_initials(client_payload: np.ndarray, rank: np.ndarray, first_byte: np.ndarray, po: np.ndarray) -> np.ndarray:
+    """QUIC Initial candidates: a flow's first 2 client payload packets with the long-header bit (a
+    ClientHello may span two Initials), or unknown payload (po < 0: the tshark header fallback).
+    Only for flows off port 53 (the caller): a DNS message starts with its random transaction id, and
+    no header check tells it from a long header (a query with id >= 0xC000, RD set and one question has
+    the long-header and fixed bits, a non-zero version and a 1-byte connection id). On DNS flows this
+    rule handed tshark the answered queries whose id is >= 0x8000, each adding a dns row by chance;
+    there the DNS rule alone decides (tshark dissects UDP port 53 as DNS anyway, never as QUIC)."""
+    return client_payload & (rank < 2) & (((first_byte & 0x80) != 0) | (po < 0))
 
 
 def dns_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, end: np.ndarray) -> np.ndarray:
