@@ -518,7 +518,9 @@ def _packet_times(rec: Records, idx: list[int]) -> pa.Array:
 
 
 def _dns_rows(dns_msgs: list, fa: flows.FlowAssignment, rec: Records, uids: list[str], host: str) -> pa.Table:
-    """One dns row per dissected message, linked to its flow."""
+    """One dns row per dissected message, linked to its flow, in capture order (the messages of one
+    frame in their order in it): _server_names breaks ties between equal timestamps by this order."""
+    dns_msgs = sorted(dns_msgs, key=lambda x: x[0])  # stable: a frame's messages keep their order
     recs = [r for r, _ in dns_msgs]
     fids = fa.fid[np.asarray(recs, np.int64)].tolist() if recs else []
     msgs = [m for _, m in dns_msgs]
@@ -568,15 +570,20 @@ def _flow_table(fa: flows.FlowAssignment, agg: pa.Table, ep: dict, cids: list[st
 
 
 def _server_names(con: duckdb.DuckDBPyConnection, flow_tbl: pa.Table, dns_tbl: pa.Table) -> pa.Table:
-    """server_name = SNI, else the latest DNS name (answered before the flow began) for dst_ip."""
+    """server_name = SNI, else the latest DNS name (answered before the flow began) for dst_ip.
+    Answers for one address with equal timestamps: the one later in the capture wins (`dns_tbl` is in
+    capture order, _dns_rows), so the name never depends on how DuckDB orders ties (its ASOF join
+    picks any of them, differently from run to run when it runs on several threads)."""
     con.register("__rw_flows", flow_tbl)
-    con.register("__rw_dns", dns_tbl)
+    con.register("__rw_dns", dns_tbl.append_column("pos", pa.array(np.arange(dns_tbl.num_rows, dtype=np.int64))))
     try:
         out = con.execute(
             """
             WITH ans AS (
-              SELECT DISTINCT ts, query, unnest(answers) AS ip FROM __rw_dns
-              WHERE is_response AND query IS NOT NULL AND len(answers) > 0),
+              SELECT ts, ip, arg_max(query, pos) AS query FROM (
+                SELECT ts, query, pos, unnest(answers) AS ip FROM __rw_dns
+                WHERE is_response AND query IS NOT NULL AND len(answers) > 0)
+              GROUP BY ts, ip),
             named AS (
               SELECT f.flow_uid, a.query FROM __rw_flows f
               ASOF JOIN ans a ON a.ip = f.dst_ip AND a.ts <= f.ts_start

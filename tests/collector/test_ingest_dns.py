@@ -1,12 +1,16 @@
-"""Ingest's DNS rows are facts of the capture: they never depend on a query's random transaction id."""
+"""Ingest's DNS rows and the DNS names it gives flows are facts of the capture: neither depends on a
+query's random transaction id nor on how DuckDB orders answers with equal timestamps."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+import numpy as np
+import pyarrow as pa
 import pytest
 
-from collector.ingest import ingest
+from collector.ingest import _server_names, ingest
 from collector.store import Store
 from tests.support import dns_capture
 
@@ -29,3 +33,44 @@ def test_dns_rows_do_not_depend_on_transaction_ids(tmp_path: Path, base_id: int)
         ("two.example", "AAAA", True, ["2001:db8::2"], 2),
     ]
     assert res.status == "ok" and res.dissected_packets == 6  # 3 responses, 1 unanswered query, 2 QUIC-like
+
+
+@pytest.mark.parametrize("names", [("a.example", "b.example"), ("b.example", "a.example"),
+                                   ("c.example", "a.example", "b.example")])
+def test_answers_with_equal_timestamps_name_a_flow_by_the_later_one(tmp_path: Path, names: tuple[str, ...]) -> None:
+    """Several answers for one address at the same instant: the flow to it is named by the one later in
+    the capture (the latest answer, as for answers at different times)."""
+    cap = dns_capture.tied_answers(tmp_path / "c.pcap", names)
+    ingest(cap, store=str(tmp_path / "s"), host_id="h1")
+    assert _rows(tmp_path / "s", "SELECT dst_ip, server_name FROM flows WHERE proto = 'tcp'") == [("192.0.2.9", names[-1])]
+
+
+def test_server_names_break_ties_the_same_way_on_every_run() -> None:
+    """Many addresses, each answered twice at the same instant (a.N first in the capture, then b.N), on
+    two DuckDB threads: every flow is named b.N on every run. DuckDB's ASOF join alone picked either,
+    differently from run to run."""
+    n = 20_000
+    base = np.datetime64("2024-01-01T00:00:00", "us")
+    ips = pa.array([f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}" for i in range(n)])
+    ts = base + np.arange(n).astype("timedelta64[us]")
+    dns = pa.table({  # capture order: a.N, b.N, a.N+1, b.N+1, ...
+        "ts": pa.array(np.repeat(ts, 2)),
+        "query": pa.array([f"{k}.{i}" for i in range(n) for k in "ab"]),
+        "answers": pa.array([[ip] for ip in ips.to_pylist() for _ in "ab"], pa.list_(pa.string())),
+        "is_response": pa.array(np.ones(2 * n, bool)),
+    })
+    flow_tbl = pa.table({
+        "flow_uid": pa.array([str(i) for i in range(n)]), "dst_ip": ips, "ts_start": pa.array(ts + np.timedelta64(5, "us")),
+        "sni": pa.nulls(n, pa.string()), "proto": pa.array(["tcp"] * n), "packets_in": pa.array(np.ones(n, np.int64)),
+        "tcp_state": pa.array(["S0"] * n),
+    })
+    want = [f"b.{i}" for i in range(n)]
+    con = duckdb.connect(":memory:")
+    con.execute("SET threads = 2")
+    try:
+        for _ in range(3):
+            out = _server_names(con, flow_tbl, dns).sort_by("flow_uid")
+            got = dict(zip(out.column("flow_uid").to_pylist(), out.column("server_name").to_pylist(), strict=True))
+            assert [got[str(i)] for i in range(n)] == want
+    finally:
+        con.close()
