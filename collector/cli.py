@@ -412,8 +412,8 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until SIGTERM)")
     c.add_argument("--poll", type=float, default=0.2, metavar="S", help="ring-buffer drain period (default 0.2)")
     c.add_argument("--max-delay", type=float, default=2.0, metavar="S", help="store lag bound, <= 5 (default 2)")
-    c.add_argument("--ring-mb", type=int, default=64, metavar="MB",
-                   help="the probes' ring buffer, a power of two (default 64): kernel memory, mapped into the "
+    c.add_argument("--ring-mb", type=int, default=32, metavar="MB",
+                   help="the probes' ring buffer, a power of two (default 32): kernel memory, mapped into the "
                         "collector and counted in its RSS; what it holds is the slack when draining falls behind "
                         "(lost records are counted in collector_stats)")
     c.add_argument("--no-ebpf", action="store_true", help="skip eBPF (capture + /proc/net polling only)")

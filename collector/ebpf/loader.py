@@ -94,7 +94,7 @@ class ProbeOptions:
     dns_send: bool = True  # read DNS queries of processes with their own resolver at each UDP send (no syscall probes)
     ssl_libraries: list[str] = field(default_factory=list)  # extra binaries exporting SSL_* (e.g. node)
     discover_ssl: bool = True  # also probe binaries found defining SSL_* (collector.ebpf.targets)
-    ringbuf_pages: int = 16384  # 64 MiB: ~350k connection records, seconds of slack if the drain stalls
+    ringbuf_pages: int = 8192  # 32 MiB: ~175k connection records, seconds of slack if the drain stalls
     # 4 KiB chunks of plaintext per SSL call, the rest counted as truncated: an SDK writes a request
     # body in one SSL_write, and agents send prompts of hundreds of KiB (whole conversations), so 64
     # (256 KiB). The copy loop is unrolled: 256 chunks exceed the verifier's size limit (E2BIG). Under

@@ -64,7 +64,7 @@ class CollectOptions:
     cgroup: str | None = None  # scope: record only tasks in this cgroup (path under the cgroup v2 mount)
     buffer_dir: str | None = None  # spool root while the store is away (default: fleet stores only, see spool.py)
     buffer_mb: int = 1024  # spool bound; beyond it batches are dropped and counted
-    ring_mb: int = 64  # the probes' ring buffer (a power of two)
+    ring_mb: int = 32  # the probes' ring buffer (a power of two; docs/performance.md, collector memory)
     quiet: bool = False
 
 

@@ -109,7 +109,7 @@ def _ring_kb(pid: int) -> int:
 @needs_ebpf
 def test_ring_mb_sets_the_ring_and_the_rss_it_costs(live, tmp_path):
     """The ring is kernel memory mapped whole into the collector: --ring-mb 8 maps 8 MiB (plus the
-    consumer and producer pages), not the default 64."""
+    consumer and producer pages), not the default 32."""
     c = live("--no-capture", "--ring-mb", "8", "--interval", "1")
     assert "probes: tracepoints" in c.banner
     try:
