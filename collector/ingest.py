@@ -3,9 +3,11 @@
 Who does what, so no Python object touches every packet:
 - a Python loop only finds record offsets (pcap.py / pcapng.py); numpy gathers every header field
   (headers.py), assigns flows and reduces each flow's packets to its counters and history
-  (flows.py), and reads ServerHellos and ClientHellos that fit their first segment (tlspeek.py);
-- tshark dissects a small pcapng holding only the packets that need a real dissector (DNS, TLS
-  hellos that span segments, QUIC Initials), in a background thread;
+  (flows.py), and reads ServerHellos and ClientHellos that fit their first segment (tlspeek.py) and
+  DNS-over-UDP messages (flows.read_dns: dnspeek.py, protocols/dns.py parse_like_tshark);
+- tshark dissects a small pcapng holding only the packets that need a real dissector (DNS the native
+  readers decline, over TCP or fragmented, TLS hellos that span segments, QUIC Initials), in a
+  background thread, and starts only when there are such packets;
 - DuckDB joins DNS names to flows; results are written in Arrow batches that commit separately,
   so readers see a long ingest grow.
 Re-ingesting the same bytes adds nothing unless a key log not used on them before comes along: the
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 PROGRESS_MIN_BYTES = 32 << 20
 DEFAULT_BATCH_ROWS = 50_000
 PARALLEL_TSHARK_PACKETS = 30_000  # selected packets: a second tshark process from here (~20 us a packet each)
-EARLY_TSHARK_PACKETS = 20_000
+EARLY_TSHARK_PACKETS = 20_000  # from here the DNS left to tshark gets its own process, before the selection
 _warned_no_decrypt = False
 
 
@@ -344,12 +346,13 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
     `sha()` gives the capture's sha256 (hashed in a thread meanwhile). Raises _Duplicate after the
     header walk when `duplicate()` says the work is not needed. Without `keep_walk` the per-packet
     headers are dropped once the flows are reduced (nothing after needs them: ~80 bytes a packet)."""
-    # for a large capture a tshark process starts now: its start-up overlaps the header walk. A second
-    # one (one per core, each dissecting the packets of every other flow) starts only for a large
-    # selection, where it pays for its own start-up (~0.15 s of CPU). A small capture starts one only
-    # once it is known to have packets that need it (many have none)
+    # tshark starts only for packets that need it (its start-up costs ~0.3 s of CPU): the DNS
+    # messages not read here (flows.read_dns), right after the flow assignment for a large capture
+    # (it works while the rest of the selection is made), and whatever else the selection holds. A
+    # second process (one per core, each dissecting the packets of every other flow) starts only for a
+    # large selection, where it pays for its own start-up (~0.15 s of CPU)
     args = tshark.base_args() + ["-r", "-", "-Y", dissect.DISPLAY_FILTER] + tshark.fields_args(dissect.FIELDS)
-    jobs = [tshark.TsharkJob(args)] if len(rec) >= EARLY_TSHARK_PACKETS else []
+    jobs: list[tshark.TsharkJob] = []
     try:
         hd, fast = _headers(mf, rec, res)
         trim_heap()
@@ -360,21 +363,23 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
         STAGES.mark("flow assignment")
         end = rec.data_off + rec.caplen
         parts: list[np.ndarray] = []  # the records each job dissects: its frame N is parts[k][N-1]
-        if jobs:  # a tshark process is waiting: it starts on the DNS packets now, the rest follows
-            dns_part = flows.dns_for_dissection(hd, fa, mf, end)
-            if len(dns_part):
-                jobs[0].feed(tshark.small_pcapng(mf, rec, dns_part))
-                parts.append(dns_part)
-            STAGES.mark("DNS to tshark")
+        dns_part = flows.dns_for_dissection(hd, fa, mf, end)
+        native_dns, dns_left = flows.read_dns(hd, mf, dns_part, rec.data_off, end)
+        if len(rec) >= EARLY_TSHARK_PACKETS and len(dns_left):
+            jobs.append(tshark.TsharkJob(args))
+            jobs[0].feed(tshark.small_pcapng(mf, rec, dns_left))
+            parts.append(dns_left)
+        STAGES.mark("DNS read")
         selection = flows.select_for_dissection(hd, fa, mf, end)
         sel = selection.records
         res.dissected_packets = int(len(sel))
-        rest = _without(sel, parts[0]) if parts else sel
+        rest = _without(sel, dns_part)
+        if not parts and len(dns_left):  # a small capture: one process for all of it
+            rest = np.sort(np.concatenate([rest, dns_left]))
         workers = 2 if (os.cpu_count() or 1) >= 2 and len(rest) >= PARALLEL_TSHARK_PACKETS else 1
         rest_parts = [rest[fa.fid[rest] % workers == k] for k in range(workers)]
-        idle = jobs[len(parts):]  # the early job, when it got no DNS packets
         # (assigned here, so that a failure below still cancels them)
-        jobs += [tshark.TsharkJob(args) if len(part) else tshark.TsharkJob(None) for part in rest_parts[len(idle):]]
+        jobs += [tshark.TsharkJob(args) if len(part) else tshark.TsharkJob(None) for part in rest_parts]
         _feed_dissectors(jobs[len(parts):], rest_parts, mf, rec)
         parts += rest_parts
         trim_heap()
@@ -393,6 +398,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
         trim_heap()
         STAGES.mark("ids, endpoints")
         dns_msgs, hellos = _dissected(jobs, parts, res)
+        dns_msgs += native_dns
         STAGES.mark("tshark wait + parse")
     except BaseException:
         for job in jobs:

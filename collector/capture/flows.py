@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from collector.capture import community_id, tlspeek
+from collector.capture import community_id, dnspeek, tlspeek
 from collector.capture.headers import TCP, UDP, Headers
 from collector.capture.records import MappedFile
+from collector.protocols.dns import DnsMessage
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -288,6 +289,40 @@ def dns_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, end: 
     udp = np.nonzero(fa.proto[fa.fid[rec]] == UDP)[0]
     sel[udp] = _dns_wanted(h, rec[udp], mapped, end)
     return rec[sel]
+
+
+def read_dns(h: Headers, mapped: MappedFile, recs: np.ndarray, begin: np.ndarray, end: np.ndarray
+             ) -> tuple[list[tuple[int, DnsMessage]], np.ndarray]:
+    """The DNS messages of records `recs` (dns_for_dissection's) read here, as (record, message), and
+    the records left to tshark (sorted): DNS over TCP, fragments, and every datagram where tshark's
+    fields could differ from what is read here. Read here: a UDP datagram from or to port 53 (the other
+    port not below it: tshark tries the lower port's dissector first) that fills its IP packet right
+    behind a plain header (IPv4 without options, IPv6 without extension headers: tshark hands the DNS
+    dissector exactly these bytes), whole in the capture, whose message dns.parse_like_tshark reads (dnspeek: the common
+    shape with numpy).
+    On bench/gen_capture.py's capture: all 8,621 messages, ~0.3 s of tshark's CPU time saved."""
+    po, plen = h.payload_off[recs], h.plen[recs]
+    sp, dp = h.sport[recs], h.dport[recs]
+    v4 = h.ver[recs] == 4
+    ip_len = np.where(v4, 20, 40)
+    cand = ((h.proto[recs] == UDP) & ~h.frag_first[recs] & ~h.frag_later[recs] & (plen >= 12)
+            & (po - 8 - ip_len >= begin[recs]) & (po + plen <= end[recs]) & (h.iplen[recs] == plen + 8 + ip_len)
+            & (((sp == 53) & (dp >= 53)) | ((dp == 53) & (sp >= 53))))
+    at = np.nonzero(cand)[0]
+    # each payload with the 48 bytes before it (the IP and UDP headers), one read in file order
+    chunks = mapped.slices(po[at] - 48, po[at] + plen[at])
+    heads = np.frombuffer(b"".join(c[:48] for c in chunks), np.uint8).reshape(-1, 48).astype(np.int64)
+    udp_len = (heads[:, 44] << 8) | heads[:, 45]
+    v4_ok = (heads[:, 20] == 0x45) & (((heads[:, 22] << 8) | heads[:, 23]) == plen[at] + 28) & (heads[:, 29] == UDP)
+    v6_ok = ((heads[:, 0] >> 4) == 6) & (((heads[:, 4] << 8) | heads[:, 5]) == plen[at] + 8) & (heads[:, 6] == UDP)
+    keep = (udp_len == plen[at] + 8) & np.where(v4[at], v4_ok, v6_ok)
+    msgs = dnspeek.messages([c[48:] for c, k in zip(chunks, keep.tolist(), strict=True) if k])
+    del chunks, heads
+    at = at[keep]
+    got = np.fromiter((m is not None for m in msgs), bool, len(msgs))
+    read = np.zeros(len(recs), bool)
+    read[at[got]] = True
+    return list(zip(recs[at[got]].tolist(), (m for m in msgs if m is not None), strict=True)), recs[~read]
 
 
 def _dns_wanted(h: Headers, rec: np.ndarray, mapped: MappedFile, end: np.ndarray) -> np.ndarray:

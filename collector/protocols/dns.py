@@ -13,6 +13,9 @@ import base64
 import binascii
 import ipaddress
 import json
+import re
+import socket
+import struct
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +28,11 @@ QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT",
           252: "AXFR", 255: "ANY", 257: "CAA"}
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 6: "YXDOMAIN",
           7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
+
+
+_PLAIN_LABELS = re.compile(rb"[A-Za-z0-9_-]*")
+_RR = struct.Struct("!HHIH")
+TSHARK_MAX_NAME = 253  # longest name text parse_like_tshark reads (tshark's limits are beyond it)
 
 
 @dataclass
@@ -85,12 +93,15 @@ def parse_message(data: bytes) -> DnsMessage | None:
     return DnsMessage(tid, is_resp, RCODES.get(flags & 0xF, str(flags & 0xF)) if is_resp else None, query, qtype, answers)
 
 
-def _name(data: bytes, pos: int) -> tuple[str | None, int]:
-    """A domain name at `pos` -> (name without the trailing dot, position after it)."""
-    labels: list[str] = []
+def _name(data: bytes, pos: int, strict: bool = False) -> tuple[str | None, int]:
+    """A domain name at `pos` -> (name without the trailing dot, position after it). `strict` (for
+    parse_like_tshark): labels of letters, digits, '-' and '_' only (what tshark prints as they are),
+    case kept, and every compression pointer pointing before the labels that led to it (no loops)."""
+    labels: list[bytes] = []
     jumps = 0
     end = None
     seen = 0
+    run = pos  # where the labels read since the last pointer began
     while True:
         if pos >= len(data):
             return None, pos
@@ -104,6 +115,9 @@ def _name(data: bytes, pos: int) -> tuple[str | None, int]:
             if end is None:
                 end = pos + 2
             pos = ((n & 0x3F) << 8) | data[pos + 1]
+            if strict and pos >= run:
+                return None, pos
+            run = pos
             jumps += 1
             continue
         if n & 0xC0:
@@ -114,9 +128,113 @@ def _name(data: bytes, pos: int) -> tuple[str | None, int]:
         seen += n + 1
         if seen > 255:
             return None, pos
-        labels.append(label.decode("ascii", "replace").lower())
+        labels.append(label)
         pos += 1 + n
-    return ".".join(labels), end if end is not None else pos
+    after = end if end is not None else pos
+    if strict:
+        if not _PLAIN_LABELS.fullmatch(b"".join(labels)):
+            return None, after
+        return b".".join(labels).decode("ascii"), after
+    return ".".join(x.decode("ascii", "replace").lower() for x in labels), after
+
+
+def parse_like_tshark(data: bytes) -> DnsMessage | None:
+    """A DNS-over-UDP payload -> the DnsMessage the ingest reads from tshark's fields for it
+    (capture/dissect.py), without tshark; None wherever the two could differ: then tshark reads it.
+
+    Read here: opcode QUERY, questions and records of class IN with plain names (_name strict, at most
+    TSHARK_MAX_NAME characters), records A, AAAA (not the ::/80 addresses tshark prints with an IPv4
+    tail), CNAME, NS, PTR, MX, SOA and OPT (options cookie, padding, client subnet, no extended RCODE),
+    every record whole and the message ending where its last record ends. What dissect.py makes of
+    tshark's fields is kept, oddities included: the query is lower-cased (CNAME answers are not), and a
+    message with one question, nothing in Authority/Additional and only A/AAAA/CNAME answers lists its
+    answers grouped by type (A, then AAAA, then CNAME: dissect._dns_simple), any other in wire order."""
+    n = len(data)
+    if n < 12:
+        return None
+    tid, flags, qd, an, ns, ar = struct.unpack_from("!6H", data)
+    if flags & 0x7800:  # opcode: UPDATE and others name their sections (and count fields) differently
+        return None
+    pos = 12
+    query = qtype = None
+    for i in range(qd):
+        name, pos = _name(data, pos, True)
+        if name is None or len(name) > TSHARK_MAX_NAME or pos + 4 > n:
+            return None
+        t, cls = struct.unpack_from("!HH", data, pos)
+        if cls != 1:
+            return None
+        if i == 0:
+            query, qtype = name.lower() if name else "<root>", QTYPES.get(t, str(t))
+        pos += 4
+    values: list[tuple[int, str]] = []  # the Answer section's A/AAAA/CNAME (type, value), wire order
+    for k in range(an + ns + ar):
+        owner, pos = _name(data, pos, True)
+        if owner is None or len(owner) > TSHARK_MAX_NAME or pos + 10 > n:
+            return None
+        rtype, cls, ttl, rdlen = _RR.unpack_from(data, pos)
+        start = pos + 10
+        pos = start + rdlen
+        if pos > n:
+            return None
+        if rtype == 41:
+            if owner or ttl >> 24 or not _opt_ok(data, start, pos):
+                return None
+            continue
+        if cls != 1:
+            return None
+        if rtype == 1:
+            if rdlen != 4:
+                return None
+            value = socket.inet_ntoa(data[start:pos])
+        elif rtype == 28:
+            if rdlen != 16 or not any(data[start:start + 10]):
+                return None
+            value = socket.inet_ntop(socket.AF_INET6, data[start:pos])
+        elif rtype in (5, 2, 12, 15, 6):  # CNAME, NS, PTR, MX (preference first), SOA (two names, 20 bytes)
+            value, at = _name(data, start + 2 if rtype == 15 else start, True)
+            if rtype == 6 and value:
+                second, at = _name(data, at, True)
+                value = value if second and len(second) <= TSHARK_MAX_NAME else None
+                at += 20
+            if not value or len(value) > TSHARK_MAX_NAME or at != pos:
+                return None
+        else:
+            return None
+        if k < an and rtype in (1, 28, 5):
+            values.append((rtype, value))
+    if pos != n:
+        return None
+    if qd == 1 and ns == 0 and ar == 0 and len(values) == an:  # dissect._dns_simple: grouped by type
+        answers = [v for t in (1, 28, 5) for vt, v in values if vt == t]
+    else:
+        answers = [v for _, v in values]
+    rcode = RCODES.get(flags & 0xF, str(flags & 0xF)) if flags & 0x8000 else None
+    return DnsMessage(tid, bool(flags & 0x8000), rcode, query, qtype, answers)
+
+
+OPT_CODES = {10, 12, 8}  # cookie, padding, client subnet: options whose bytes tshark reads within them
+
+
+def _opt_ok(data: bytes, pos: int, end: int) -> bool:
+    """An OPT record's options: each whole, of a kind whose bytes tshark reads within its length."""
+    while pos < end:
+        if pos + 4 > end:
+            return False
+        code, ln = struct.unpack_from("!HH", data, pos)
+        pos += 4
+        if code not in OPT_CODES or pos + ln > end:
+            return False
+        if code == 10 and not (ln == 8 or 16 <= ln <= 40):
+            return False
+        if code == 8:
+            if ln < 4:
+                return False
+            family, prefix = struct.unpack_from("!HB", data, pos)
+            if family not in (1, 2) or prefix > (32 if family == 1 else 128) or ln != 4 + (prefix + 7) // 8:
+                return False
+        pos += ln
+    return True
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str:
