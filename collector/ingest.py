@@ -370,7 +370,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
             jobs[0].feed(tshark.small_pcapng(mf, rec, dns_left))
             parts.append(dns_left)
         STAGES.mark("DNS read")
-        selection = flows.select_for_dissection(hd, fa, mf, end)
+        selection = flows.select_for_dissection(hd, fa, mf, end, dns_part)
         sel = selection.records
         res.dissected_packets = int(len(sel))
         rest = _without(sel, dns_part)

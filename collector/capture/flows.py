@@ -187,7 +187,8 @@ class Selection:
     client_hellos: dict[int, tuple[int, tlspeek.ClientHelloFields]] = field(default_factory=dict)  # fid -> (record, hello)
 
 
-def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, end: np.ndarray) -> Selection:
+def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, end: np.ndarray,
+                          dns: np.ndarray | None = None) -> Selection:
     """Record indices tshark must see:
     - DNS over UDP: every response, and the queries no response answered (a response repeats its
       question, so one row per transaction suffices, as in Zeek's dns.log); fragments included;
@@ -195,7 +196,8 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     - other TCP flows: the first client payload packet (ClientHello) unless tlspeek parsed the
       hello from it, plus the next two when its TLS record does not fit the segment; the first server payload packet only when its
       ServerHello cannot be read here (tlspeek: not whole in that segment);
-    - other UDP flows, off port 53: the first 2 client long-header packets (_quic_initials)."""
+    - other UDP flows, off port 53: the first 2 client long-header packets (_quic_initials).
+    `dns`: dns_for_dissection's records, when the caller has them (not worked out again)."""
     rec = np.nonzero(fa.fid >= 0)[0]
     if not len(rec):
         return Selection(rec, {})
@@ -251,9 +253,15 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     parsed = np.zeros(len(starts), bool)
     parsed[grp[ch_at[got]]] = True
     need_o = np.where(first_split[grp], np.int8(3), np.where(parsed[grp], np.int8(0), np.int8(1)))
-    sel = dns_flow[f] & tcp
-    udp_dns = np.nonzero(dns_flow[f] & udp)[0]
-    sel[udp_dns] = _dns_wanted(h, rec[udp_dns], mapped, end)
+    if dns is None:
+        sel = dns_flow[f] & tcp
+        udp_dns = np.nonzero(dns_flow[f] & udp)[0]
+        sel[udp_dns] = _dns_wanted(h, rec[udp_dns], mapped, end)
+    else:
+        wanted = np.zeros(len(fa.fid), bool)
+        wanted[dns] = True
+        sel = wanted[rec]
+        del wanted
     sel |= tcp & payload & orig & (r_o < need_o)
     first_resp = np.nonzero(tcp & payload & ~orig & (r_r == 0) & ~dns_flow[f] & (first_byte == 0x16))[0]
     sh = tlspeek.peek_mapped(mapped, po[first_resp], plen[first_resp], end[rec[first_resp]])
