@@ -266,10 +266,11 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     first_resp = np.nonzero(tcp & payload & ~orig & (r_r == 0) & ~dns_flow[f] & (first_byte == 0x16))[0]
     sh = tlspeek.peek_mapped(mapped, po[first_resp], plen[first_resp], end[rec[first_resp]])
     sel[first_resp[~sh.ok]] = True
-    hellos = {
-        int(fid): (int(v), int(c), sh.alpn[i])
-        for i, (fid, v, c) in enumerate(zip(f[first_resp].tolist(), sh.version.tolist(), sh.cipher.tolist(), strict=True))
-        if sh.ok[i]
+    hellos = {  # (Python ints from tolist(): a numpy scalar per flow cost ~0.03 s on 17k flows)
+        fid: (v, c, alpn)
+        for fid, v, c, alpn, ok in zip(f[first_resp].tolist(), sh.version.tolist(), sh.cipher.tolist(), sh.alpn,
+                                       sh.ok.tolist(), strict=True)
+        if ok
     }
     sel |= udp & ~dns_flow[f] & _quic_initials(payload & orig, r_o, first_byte, po)
     return Selection(np.sort(rec[sel]), hellos, client_hellos)
