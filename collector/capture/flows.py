@@ -253,15 +253,7 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     parsed = np.zeros(len(starts), bool)
     parsed[grp[ch_at[got]]] = True
     need_o = np.where(first_split[grp], np.int8(3), np.where(parsed[grp], np.int8(0), np.int8(1)))
-    if dns is None:
-        sel = dns_flow[f] & tcp
-        udp_dns = np.nonzero(dns_flow[f] & udp)[0]
-        sel[udp_dns] = _dns_wanted(h, rec[udp_dns], mapped, end)
-    else:
-        wanted = np.zeros(len(fa.fid), bool)
-        wanted[dns] = True
-        sel = wanted[rec]
-        del wanted
+    sel = _dns_selected(h, fa, rec, mapped, end, dns)
     sel |= tcp & payload & orig & (r_o < need_o)
     first_resp = np.nonzero(tcp & payload & ~orig & (r_r == 0) & ~dns_flow[f] & (first_byte == 0x16))[0]
     sh = tlspeek.peek_mapped(mapped, po[first_resp], plen[first_resp], end[rec[first_resp]])
@@ -274,6 +266,22 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     }
     sel |= udp & ~dns_flow[f] & _quic_initials(payload & orig, r_o, first_byte, po)
     return Selection(np.sort(rec[sel]), hellos, client_hellos)
+
+
+def _dns_selected(h: Headers, fa: FlowAssignment, rec: np.ndarray, mapped: MappedFile, end: np.ndarray,
+                  dns: np.ndarray | None) -> np.ndarray:
+    """Which of `rec` (flow records in any order) the DNS rule selects: dns_for_dissection's records
+    (`dns`, when the caller has them already), else worked out here."""
+    if dns is not None:
+        wanted = np.zeros(len(fa.fid), bool)
+        wanted[dns] = True
+        return wanted[rec]
+    f = fa.fid[rec]
+    dns_flow = ((fa.a_port == 53) | (fa.b_port == 53))[f]
+    sel = dns_flow & (fa.proto[f] == TCP)
+    udp_dns = np.nonzero(dns_flow & (fa.proto[f] == UDP))[0]
+    sel[udp_dns] = _dns_wanted(h, rec[udp_dns], mapped, end)
+    return sel
 
 
 def _quic_initials(client_payload: np.ndarray, rank: np.ndarray, first_byte: np.ndarray, po: np.ndarray) -> np.ndarray:
