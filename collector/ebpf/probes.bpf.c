@@ -123,18 +123,20 @@ static __always_inline int task_in_scope(void) {
     return 1;
 }
 
+// The task is read through its BTF-typed pointer (bpf_get_current_task_btf): plain loads, which the
+// verifier checks against the kernel's BTF at these offsets and makes fault-safe, instead of a
+// bpf_probe_read_kernel call each (~45 ns less a field here: docs/performance.md, 2026-12-06 12:00).
 static __always_inline void read_task(struct task_info *t) {
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    void *task = (void *)bpf_get_current_task();
-    void *parent = 0, *leader = 0;
+    void *task = (void *)bpf_get_current_task_btf();
     t->tgid = pid_tgid >> 32;
     t->uid = (u32)bpf_get_current_uid_gid();
     t->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(&t->comm, sizeof(t->comm));
-    bpf_probe_read_kernel(&parent, sizeof(parent), task + OFF_TASK_REAL_PARENT);
-    if (parent) bpf_probe_read_kernel(&t->ppid, sizeof(t->ppid), parent + OFF_TASK_TGID);
-    bpf_probe_read_kernel(&leader, sizeof(leader), task + OFF_TASK_GROUP_LEADER);
-    if (leader) bpf_probe_read_kernel(&t->start_ns, sizeof(t->start_ns), leader + OFF_TASK_START_TIME);
+    void *parent = *(void **)(task + OFF_TASK_REAL_PARENT);
+    if (parent) t->ppid = *(u32 *)(parent + OFF_TASK_TGID);
+    void *leader = *(void **)(task + OFF_TASK_GROUP_LEADER);
+    if (leader) t->start_ns = *(u64 *)(leader + OFF_TASK_START_TIME);
 }
 
 // -- TCP sockets --------------------------------------------------------------------------------
