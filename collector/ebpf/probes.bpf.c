@@ -358,12 +358,8 @@ static __always_inline void on_io(u64 sk, u64 n, int out) {
         } else __sync_fetch_and_add(&s->app_recv, n);
     }
     if (c && c->ssl && c->sk != sk) {  // the socket I/O is the truth: SSL* addresses are reused after free
-        // the call's SSL* -> socket entry is looked up here, at its first socket I/O, not at the
-        // call's entry: most calls of a keep-alive client make none ("want read"; a read served
-        // from a record already received) and need no socket unless they return data
-        u64 *known = c->sk ? 0 : ssl_socks.lookup(&c->ssl);
         c->sk = sk;
-        if (!known || *known != sk) ssl_socks.update(&c->ssl, &sk);
+        ssl_socks.update(&c->ssl, &sk);
     }
 }
 
@@ -705,7 +701,8 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, u8 dir, u8 ex) {
     c->num = PT_REGS_PARM3(ctx);
     c->len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
     c->dir = dir;
-    c->sk = 0;  // found at the call's first socket I/O (on_io) or, if it made none, at its return
+    u64 *known = ssl_socks.lookup(&c->ssl);
+    c->sk = known ? *known : 0;
     return 0;
 }
 
