@@ -125,7 +125,7 @@ static __always_inline int task_in_scope(void) {
 
 // The task is read through its BTF-typed pointer (bpf_get_current_task_btf): plain loads, which the
 // verifier checks against the kernel's BTF at these offsets and makes fault-safe, instead of a
-// bpf_probe_read_kernel call each (~45 ns less a field here: docs/performance.md, 2026-12-06 12:00).
+// bpf_probe_read_kernel call each (~30 ns less a field here: docs/performance.md, 2026-12-06 (12:10)).
 static __always_inline void read_task(struct task_info *t) {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     void *task = (void *)bpf_get_current_task_btf();
@@ -235,7 +235,7 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
     // ESTABLISHED and is disconnected (ports cleared) before it is destroyed. Any other CLOSE changes
     // nothing but the entry's last state, and every socket passes CLOSE before tcp_destroy_sock (the
     // kernel destroys a TCP socket only in CLOSE), so the destroy record says CLOSE without an update
-    // here (docs/performance.md, 2026-12-06 13:00). A socket first seen closing (opened before the
+    // here (docs/performance.md, 2026-12-06 (12:10)). A socket first seen closing (opened before the
     // collector) gets no entry, so its record carries the kernel's own byte counts.
     if (ns == TCP_CLOSE) {
         if ((int)ctx->args[1] != TCP_SYN_SENT) return 0;
