@@ -123,18 +123,20 @@ static __always_inline int task_in_scope(void) {
     return 1;
 }
 
+// The task is read through its BTF-typed pointer (bpf_get_current_task_btf): plain loads, which the
+// verifier checks against the kernel's BTF at these offsets and makes fault-safe, instead of a
+// bpf_probe_read_kernel call each (~30 ns less a field here: docs/performance.md, 2026-12-06 (12:10)).
 static __always_inline void read_task(struct task_info *t) {
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    void *task = (void *)bpf_get_current_task();
-    void *parent = 0, *leader = 0;
+    void *task = (void *)bpf_get_current_task_btf();
     t->tgid = pid_tgid >> 32;
     t->uid = (u32)bpf_get_current_uid_gid();
     t->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(&t->comm, sizeof(t->comm));
-    bpf_probe_read_kernel(&parent, sizeof(parent), task + OFF_TASK_REAL_PARENT);
-    if (parent) bpf_probe_read_kernel(&t->ppid, sizeof(t->ppid), parent + OFF_TASK_TGID);
-    bpf_probe_read_kernel(&leader, sizeof(leader), task + OFF_TASK_GROUP_LEADER);
-    if (leader) bpf_probe_read_kernel(&t->start_ns, sizeof(t->start_ns), leader + OFF_TASK_START_TIME);
+    void *parent = *(void **)(task + OFF_TASK_REAL_PARENT);
+    if (parent) t->ppid = *(u32 *)(parent + OFF_TASK_TGID);
+    void *leader = *(void **)(task + OFF_TASK_GROUP_LEADER);
+    if (leader) t->start_ns = *(u64 *)(leader + OFF_TASK_START_TIME);
 }
 
 // -- TCP sockets --------------------------------------------------------------------------------
@@ -145,7 +147,7 @@ struct sock_state {
     u8 outbound;         // 1: this host connected (SYN_SENT seen in the connecting process)
     u8 established;
     u8 owned;            // task filled (connect or first send/recv in process context)
-    u8 last_state;       // last of SYN_SENT / ESTABLISHED / CLOSE seen (other closing states are not followed)
+    u8 last_state;       // last of SYN_SENT / ESTABLISHED / CLOSE-from-SYN_SENT seen (destroy records say CLOSE)
     u64 app_sent;        // bytes the application handed to sendmsg/write (sock:sock_send_length)
     u64 app_recv;        // bytes the application read (sock:sock_recv_length, MSG_PEEK excluded)
     // the 4-tuple as last seen in a state change: a refused connect is disconnected (ports and
@@ -225,43 +227,60 @@ static __always_inline u16 get16(const u8 *p) {
 // offsets (OFF_SK_*), like everything else read from kernel structs.
 RAW_TRACEPOINT_PROBE(inet_sock_set_state) {
     int ns = (int)ctx->args[2];
-    // Only connect (SYN_SENT), ESTABLISHED and CLOSE carry what a flow needs (owner, tuple, success);
-    // the other closing transitions (up to three more per socket) return here without a map lookup.
-    // An accepted socket is created by the kernel at the handshake's last ACK and established at
-    // once: its entry is made at ESTABLISHED. CLOSE only completes an entry's tuple: connect() sets
-    // SYN_SENT before it picks the local port, and a refused connect never reaches ESTABLISHED and
-    // is disconnected (ports cleared) before it is destroyed. A socket first seen closing (opened
-    // before the collector) gets no entry, so its record carries the kernel's own byte counts.
-    if (ns != TCP_SYN_SENT && ns != TCP_ESTABLISHED && ns != TCP_CLOSE && ns != TCP_LISTEN) return 0;
+    // Only connect (SYN_SENT), ESTABLISHED and CLOSE from SYN_SENT carry what a flow needs (owner,
+    // tuple, success); the other transitions (four more per connection) return here without a map
+    // lookup. An accepted socket is created by the kernel at the handshake's last ACK and established
+    // at once: its entry is made at ESTABLISHED. CLOSE from SYN_SENT only completes an entry's tuple:
+    // connect() sets SYN_SENT before it picks the local port, and a refused connect never reaches
+    // ESTABLISHED and is disconnected (ports cleared) before it is destroyed. Any other CLOSE changes
+    // nothing but the entry's last state, and every socket passes CLOSE before tcp_destroy_sock (the
+    // kernel destroys a TCP socket only in CLOSE), so the destroy record says CLOSE without an update
+    // here (docs/performance.md, 2026-12-06 (12:10)). A socket first seen closing (opened before the
+    // collector) gets no entry, so its record carries the kernel's own byte counts.
+    if (ns == TCP_CLOSE) {
+        if ((int)ctx->args[1] != TCP_SYN_SENT) return 0;
+    } else if (ns != TCP_SYN_SENT && ns != TCP_ESTABLISHED && ns != TCP_LISTEN) return 0;
     void *skp = (void *)ctx->args[0];
     if (!sk_in_scope(skp)) return 0;
-    u16 proto = 0;
-    bpf_probe_read_kernel(&proto, sizeof(proto), skp + OFF_SK_PROTOCOL);
-    if (proto != RW_IPPROTO_TCP) return 0;
     u64 sk = (u64)skp;
     if (ns == TCP_LISTEN) { socks.delete(&sk); return 0; }
-    struct sock_state *s = socks.lookup(&sk);
-    if (!s && ns == TCP_CLOSE) return 0;
+    struct sock_state *s = socks.lookup(&sk);  // an entry is only ever made for a TCP socket
     struct sock_state z = {};
-    if (!s) {  // a new entry is filled on the stack and inserted once, at the end (no second lookup)
+    u8 skc[SKC_SPAN];
+    int have_skc = 0;
+    if (s) {
+        asm volatile("" : "+r"(s));  // keeps clang from computing field addresses before the null check
+    } else {  // a new entry is filled on the stack and inserted once, at the end (no second lookup)
+        if (ns == TCP_CLOSE) return 0;
+        u16 proto = 0;
+        bpf_probe_read_kernel(&proto, sizeof(proto), skp + OFF_SK_PROTOCOL);
+        if (proto != RW_IPPROTO_TCP) return 0;
         z.ts_first = bpf_ktime_get_ns();
         u64 kcookie = 0;
-        bpf_probe_read_kernel(&kcookie, sizeof(kcookie), skp + OFF_SK_COOKIE);
-        z.cookie = kcookie ? kcookie : SYNTHETIC_UID(z.ts_first);
         if (ns == TCP_SYN_SENT) {
+            bpf_probe_read_kernel(&kcookie, sizeof(kcookie), skp + OFF_SK_COOKIE);
             // connect() runs in the connecting process: attribute here, even for short-lived ones
             read_task(&z.task);
             z.outbound = 1;
             z.owned = 1;
             z.in_scope = task_in_scope();
+        } else {  // ESTABLISHED: the tuple is read below anyway, and the cookie is in the same span
+            bpf_probe_read_kernel(skc, sizeof(skc), skp + SKC_LO);
+            have_skc = 1;
+            __builtin_memcpy(&kcookie, SKC(skc, OFF_SK_COOKIE), 8);
+            z.established = 1;
+            z.ts_established = z.ts_first;
         }
+        z.cookie = kcookie ? kcookie : SYNTHETIC_UID(z.ts_first);
         s = &z;
     }
     s->last_state = ns;
-    // the tuple is fixed once connected: read it at each connect (SYN_SENT) and until the local port is known
-    if (!s->sport || ns == TCP_SYN_SENT) {
-        u8 skc[SKC_SPAN];
-        bpf_probe_read_kernel(skc, sizeof(skc), skp + SKC_LO);
+    if (ns == TCP_SYN_SENT) {
+        // connect() picks the local port after SYN_SENT: the tuple is read at ESTABLISHED or, for a
+        // connect that fails, at CLOSE; a reconnect (after a disconnect) reads it again
+        s->sport = 0;
+    } else if (!s->sport) {  // the tuple is fixed once connected: read it until the local port is known
+        if (!have_skc) bpf_probe_read_kernel(skc, sizeof(skc), skp + SKC_LO);
         u16 dport = get16(SKC(skc, OFF_SK_DPORT));
         if (dport) {
             u8 inet[INET_SPAN];
@@ -431,7 +450,7 @@ static __always_inline int conn_record_tracked(void *ksk, struct sock_state *s) 
     bpf_probe_read_kernel(&e->segs_in, 4, ksk + OFF_TCP_SEGS_IN);
     e->sport = s->sport;
     e->dport = s->dport;
-    e->last_state = s->last_state;
+    e->last_state = TCP_CLOSE;  // a socket is destroyed only in CLOSE (see inet_sock_set_state)
     e->rst = s->rst;
     e->pad[0] = 0;
     e->pad[1] = 0;
@@ -505,7 +524,7 @@ RAW_TRACEPOINT_PROBE(tcp_destroy_sock) {
         e->owned = s->owned;
         e->ts_first = s->ts_first;
         e->ts_established = s->ts_established;
-        e->last_state = s->last_state;
+        e->last_state = TCP_CLOSE;
         e->rst = s->rst;
         e->app_sent = s->app_sent;
         e->app_recv = s->app_recv;
@@ -651,7 +670,7 @@ int gai_return(struct pt_regs *ctx) {
 }
 
 // -- libssl plaintext ---------------------------------------------------------------------------
-struct ssl_event {
+struct ssl_head {
     u32 type;
     u32 len;          // bytes in this chunk
     u64 ssl;
@@ -663,6 +682,9 @@ struct ssl_event {
     u8 dir;           // 0 SSL_write, 1 SSL_read
     u8 truncated;     // the call returned more than SSL_MAX_CHUNKS * SSL_CHUNK
     u8 pad[2];
+};
+struct ssl_event {
+    struct ssl_head h;
     u8 data[SSL_CHUNK];
 };
 struct ssl_scratch_t {
@@ -684,30 +706,64 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, u8 dir, u8 ex) {
     return 0;
 }
 
+static __always_inline void ssl_head_fill(struct ssl_head *h, u64 ssl, u64 sk, u64 total, u8 dir, u64 tid) {
+    h->type = T_SSL;
+    h->ssl = ssl;
+    h->sk = sk;
+    h->ts = bpf_ktime_get_ns();
+    h->tgid = tid >> 32;
+    h->total = total;
+    h->dir = dir;
+    h->truncated = total > (u64)SSL_MAX_CHUNKS * SSL_CHUNK;
+}
+
+// A call of at most one chunk (a keep-alive client's request headers and body, a response) is read
+// straight from user memory into a ring record of the smallest size class that holds it: one copy,
+// where the per-CPU scratch below costs two (probe_read into the scratch, ringbuf_output's memcpy).
+// The record is up to twice the bytes it carries (the reader takes `len` bytes; the rest is whatever
+// the ring held). The reserve size must be a constant, hence one branch per class.
+static __always_inline int ssl_emit_small(u64 ssl, u64 sk, u64 buf, u64 total, u8 dir, u64 tid) {
+    struct ssl_event *e;
+    const u32 head = sizeof(struct ssl_head);
+    if (total > SSL_CHUNK) return 0;
+    if (total <= 128) e = events.ringbuf_reserve(head + 128);
+    else if (total <= 256) e = events.ringbuf_reserve(head + 256);
+    else if (total <= 512) e = events.ringbuf_reserve(head + 512);
+    else if (total <= 1024) e = events.ringbuf_reserve(head + 1024);
+    else if (total <= 2048) e = events.ringbuf_reserve(head + 2048);
+    else e = events.ringbuf_reserve(head + SSL_CHUNK);
+    if (!e) { count(C_SSL_LOST); return 1; }
+    if (bpf_probe_read_user(e->data, total, (void *)buf) != 0) {
+        events.ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+        return 1;
+    }
+    ssl_head_fill(&e->h, ssl, sk, total, dir, tid);
+    e->h.len = total;
+    e->h.offset = 0;
+    e->h.pad[0] = 0;
+    e->h.pad[1] = 0;
+    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    return 1;
+}
+
 // one plaintext call -> T_SSL records of at most SSL_CHUNK bytes (libssl and Go crypto/tls alike)
 static __always_inline void ssl_emit(u64 ssl, u64 sk, u64 buf, u64 total, u8 dir, u64 tid) {
     if (!task_in_scope()) return;
+    count(C_SSL_SEEN);
+    if (ssl_emit_small(ssl, sk, buf, total, dir, tid)) return;
     u32 zero = 0;
     struct ssl_scratch_t *scratch = ssl_scratch.lookup(&zero);
     if (!scratch) return;
     struct ssl_event *e = &scratch->e;
-    count(C_SSL_SEEN);
-    e->type = T_SSL;
-    e->ssl = ssl;
-    e->sk = sk;
-    e->ts = bpf_ktime_get_ns();
-    e->tgid = tid >> 32;
-    e->total = total;
-    e->dir = dir;
-    e->truncated = total > (u64)SSL_MAX_CHUNKS * SSL_CHUNK;
-    if (e->truncated) count(C_SSL_TRUNC);
+    ssl_head_fill(&e->h, ssl, sk, total, dir, tid);
+    if (e->h.truncated) count(C_SSL_TRUNC);
     for (int i = 0; i < SSL_MAX_CHUNKS; i++) {
         u64 off = (u64)i * SSL_CHUNK;
         if (off >= total) break;
         u64 n = total - off;
         if (n > SSL_CHUNK) n = SSL_CHUNK;
-        e->offset = off;
-        e->len = n;
+        e->h.offset = off;
+        e->h.len = n;
         if (bpf_probe_read_user(e->data, n & 0x1fff, (void *)(buf + off)) != 0) break;
         u64 size = (offsetof(struct ssl_event, data) + n) & 0x1fff;
         if (events.ringbuf_output(e, size, BPF_RB_NO_WAKEUP) != 0) { count(C_SSL_LOST); break; }

@@ -460,3 +460,78 @@ def test_no_dns_send_compiles_out_the_query_reader(probes):
         assert ev.T_CONN in got and ev.T_DNSQ not in got
     finally:
         p.close()
+
+
+SSL_SIZES = (1, 128, 129, 300, 1024, 2048, 2049, 4096, 4097, 70_000)
+
+
+@needs_ebpf
+def test_ssl_records_of_small_calls_equal_the_chunked_path(tmp_path):
+    """A call of at most one 4 KiB chunk is read straight into a ring record of a size class (one
+    copy), a larger one through the per-CPU scratch, chunk by chunk: both give the same header
+    fields (call total, chunk offset and length, direction, socket, pid) and exactly the bytes
+    written, at every class boundary; the socket is the one the destroy record names, and a socket
+    tracked from its connect says CLOSE as its last state."""
+    import ssl
+    import threading
+
+    from collector.ebpf.loader import ProbeOptions, Probes
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(tmp_path / "k"), "-out", str(tmp_path / "c"), "-days", "1", "-subj", "/CN=x"],
+                   check=True, capture_output=True)
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(tmp_path / "c", tmp_path / "k")
+    cctx = ssl.create_default_context()
+    cctx.check_hostname, cctx.verify_mode = False, ssl.CERT_NONE
+    payloads = [bytes((i * 7 + n) & 0xFF for i in range(n)) for n in SSL_SIZES]
+    p = Probes(ProbeOptions(dns=False, dns_send=False, discover_ssl=False, go_tls=False))
+    try:
+        lsock = socket.create_server(("127.0.0.5", 0))
+        port = lsock.getsockname()[1]
+
+        def serve() -> None:
+            c, _ = lsock.accept()
+            with sctx.wrap_socket(c, server_side=True) as t:
+                want = sum(SSL_SIZES)
+                while want > 0:
+                    want -= len(t.recv(65536))
+                t.sendall(b"ok")
+
+        th = threading.Thread(target=serve)
+        th.start()
+        p.drain()
+        with cctx.wrap_socket(socket.create_connection(("127.0.0.5", port))) as t:
+            cport = t.getsockname()[1]
+            for data in payloads:
+                t.sendall(data)  # one SSL_write_ex each (blocking socket, no partial writes)
+            assert t.recv(2) == b"ok"
+            th.join(10)
+        lsock.close()
+
+        def conn(got):
+            arr = ev.stack(got.get(ev.T_CONN, []), ev.CONN)
+            return arr[(arr["sport"] == cport) & (arr["dport"] == port)]
+
+        got = drain_until(p, lambda g: len(conn(g)) >= 1)
+    finally:
+        p.close()
+    rec = conn(got)[0]
+    assert rec["last_state"] == 7 and rec["established"] == 1  # TCP_CLOSE
+    sk = int(rec["sk"])
+    heads = [(np.frombuffer(r[: ev.SSL_HEADER.itemsize], dtype=ev.SSL_HEADER)[0], r) for r in got.get(ev.T_SSL, [])]
+    mine = [(h, r) for h, r in heads if int(h["sk"]) == sk and h["dir"] == 0]
+    calls: list[tuple[int, bytes]] = []
+    for h, r in mine:
+        assert h["tgid"] == os.getpid() and h["truncated"] == 0 and int(h["ssl"]) != 0
+        assert int(h["len"]) == min(4096, int(h["total"]) - int(h["offset"]))
+        if int(h["offset"]) == 0:
+            calls.append((int(h["total"]), b""))
+        total, data = calls[-1]
+        assert int(h["total"]) == total and int(h["offset"]) == len(data)
+        calls[-1] = (total, data + r[ev.SSL_HEADER.itemsize : ev.SSL_HEADER.itemsize + int(h["len"])])
+    assert [t for t, _ in calls] == list(SSL_SIZES)
+    assert [d for _, d in calls] == payloads
+    read = [r[ev.SSL_HEADER.itemsize : ev.SSL_HEADER.itemsize + int(h["len"])]
+            for h, r in heads if int(h["sk"]) == sk and h["dir"] == 1]
+    assert read == [b"ok"]
