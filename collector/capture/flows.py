@@ -298,12 +298,11 @@ def _split_client_hellos(h: Headers, mapped: MappedFile, end: np.ndarray, rec: n
     when tshark would reassemble exactly these bytes. `rec`, `f`: records and flows in (flow, record)
     order; `client`: positions in them of every flow's first HELLO_SEGMENTS client payload segments;
     `first`: positions of the flows' first ones whose record (of `need` bytes, its header included)
-    runs past them. Read here: the record
-    is whole in the first HELLO_SEGMENTS segments, which are consecutive in sequence space (each
-    one's seq = the previous seq + its payload length: no retransmission, overlap, gap or reordering
-    before the record ends), whole in the capture, neither IP fragments nor SYN or RST segments, and
-    whose payloads end exactly where the record does (tshark then reports the hello in the last of
-    them: the record kept). Modern clients' hellos (a post-quantum key share: ~1.3-1.9 KB) take two
+    runs past them. Read here: the record is whole in the first HELLO_SEGMENTS segments, which are
+    consecutive in sequence space (each one's seq = the previous seq + its payload length: no
+    retransmission, overlap, gap or reordering before the record ends), whole in the capture,
+    neither IP fragments nor SYN or RST segments, and whose payloads end exactly where the record
+    does (tshark then reports the hello in the last of them: the record kept). Modern clients' hellos (a post-quantum key share: ~1.3-1.9 KB) take two
     segments. Returns which of `first` were read, and fid -> (record, hello) for those; the others
     stay with tshark, which is handed HELLO_SEGMENTS segments."""
     cols = np.searchsorted(client, first)[:, None] + np.arange(HELLO_SEGMENTS)
