@@ -1,6 +1,6 @@
 """Write a large synthetic pcap (tests/support/gen_capture.py): many TLS 1.3 flows, each after DNS.
 
-    python bench/gen_capture.py OUT.pcap [--packets 500000] [--data 20]
+    python bench/gen_capture.py OUT.pcap [--packets 500000] [--data 20] [--pq]
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out")
     ap.add_argument("--packets", type=int, default=500_000)
     ap.add_argument("--data", type=int, default=20, help="application-data packets per connection")
+    ap.add_argument("--pq", action="store_true",
+                    help="ClientHellos with a post-quantum key share, over two segments (~1.6 KB)")
     a = ap.parse_args(argv)
     t = time.monotonic()
-    info = generate(a.out, a.packets, a.data)
+    info = generate(a.out, a.packets, a.data, pq=a.pq)
     print(f"wrote {a.out}: {info} ({os.path.getsize(a.out) / 1e6:.0f} MB) in {time.monotonic() - t:.1f} s", file=sys.stderr)
     return 0
 

@@ -10,6 +10,7 @@ of the first packet. TCP state and history letters follow Zeek's conn.log.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from collector.protocols.dns import DnsMessage
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
+HELLO_SEGMENTS = 3  # a ClientHello record running past its first segment: read from (or tshark gets) this many
+HELLO_CHUNK = 4096  # split ClientHellos read at once (~1.7 KB each with a post-quantum key share)
 
 
 def _mix(*cols: np.ndarray) -> np.ndarray:
@@ -194,8 +197,9 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
       question, so one row per transaction suffices, as in Zeek's dns.log); fragments included;
     - DNS over TCP: every packet (messages span segments);
     - other TCP flows: the first client payload packet (ClientHello) unless tlspeek parsed the
-      hello from it, plus the next two when its TLS record does not fit the segment; the first server payload packet only when its
-      ServerHello cannot be read here (tlspeek: not whole in that segment);
+      hello from it or, when its TLS record does not fit the segment, from the next ones
+      (_split_client_hellos), else the first HELLO_SEGMENTS; the first server payload packet only
+      when its ServerHello cannot be read here (tlspeek: not whole in that segment);
     - other UDP flows, off port 53: the first 2 client long-header packets (_quic_initials).
     `dns`: dns_for_dissection's records, when the caller has them (not worked out again)."""
     rec = np.nonzero(fa.fid >= 0)[0]
@@ -243,16 +247,15 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     first_split = np.zeros(len(starts), bool)
     m0 = payload & orig & (r_o == 0)
     first_split[grp[m0]] = split[m0]
-    # ClientHellos whole in the first client segment are parsed here (per flow, few thousand)
-    ch_at = np.nonzero(m0 & tcp & ~dns_flow[f] & (first_byte == 0x16) & ~split & (po >= 0))[0]
-    limit = np.minimum(end[rec[ch_at]], po[ch_at] + plen[ch_at])
-    parsed_ch = tlspeek.client_hellos(mapped.slices(po[ch_at], limit))
-    got = np.fromiter((x is not None for x in parsed_ch), bool, len(parsed_ch))
-    client_hellos = {fid: (r, ch) for fid, r, ch in zip(f[ch_at[got]].tolist(), rec[ch_at[got]].tolist(),
-                                                         (x for x in parsed_ch if x is not None), strict=True)}
+    first_tls = np.nonzero(m0 & tcp & ~dns_flow[f] & (first_byte == 0x16) & (po >= 0))[0]
+    client_hellos, read = _read_client_hellos(h, mapped, end, rec, f, first_tls, split[first_tls],
+                                              rec_len[np.searchsorted(at, first_tls)] + 5,
+                                              np.nonzero(payload & orig & (r_o < HELLO_SEGMENTS))[0])
     parsed = np.zeros(len(starts), bool)
-    parsed[grp[ch_at[got]]] = True
-    need_o = np.where(first_split[grp], np.int8(3), np.where(parsed[grp], np.int8(0), np.int8(1)))
+    parsed[grp[first_tls[read]]] = True
+    first_split &= ~parsed
+    need_o = np.where(first_split[grp], np.int8(HELLO_SEGMENTS),
+                      np.where(parsed[grp], np.int8(0), np.int8(1)))
     sel = _dns_selected(h, fa, rec, mapped, end, dns)
     sel |= tcp & payload & orig & (r_o < need_o)
     first_resp = np.nonzero(tcp & payload & ~orig & (r_r == 0) & ~dns_flow[f] & (first_byte == 0x16))[0]
@@ -266,6 +269,73 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     }
     sel |= udp & ~dns_flow[f] & _quic_initials(payload & orig, r_o, first_byte, po)
     return Selection(np.sort(rec[sel]), hellos, client_hellos)
+
+
+def _read_client_hellos(h: Headers, mapped: MappedFile, end: np.ndarray, rec: np.ndarray, f: np.ndarray,
+                        first: np.ndarray, split: np.ndarray, size: np.ndarray, client: np.ndarray
+                        ) -> tuple[dict, np.ndarray]:
+    """The ClientHellos read here, fid -> (record, fields), and which of `first` (positions in `rec`
+    of TCP flows' first client payload segments starting with a handshake record of `size` bytes)
+    they come from: whole in that segment (tlspeek.client_hellos, all at once) or, where `split`
+    (the record runs past it), in the next ones (_split_client_hellos; `client`: see there)."""
+    one = first[~split]
+    limit = np.minimum(end[rec[one]], h.payload_off[rec[one]] + h.plen[rec[one]])
+    parsed_ch = tlspeek.client_hellos(mapped.slices(h.payload_off[rec[one]], limit))
+    got = np.fromiter((x is not None for x in parsed_ch), bool, len(parsed_ch))
+    out = {fid: (r, ch) for fid, r, ch in zip(f[one[got]].tolist(), rec[one[got]].tolist(),
+                                              (x for x in parsed_ch if x is not None), strict=True)}
+    read = np.zeros(len(first), bool)
+    read[np.nonzero(~split)[0][got]] = True
+    read_split, more = _split_client_hellos(h, mapped, end, rec, f, client, first[split], size[split])
+    out.update(more)
+    read[np.nonzero(split)[0][read_split]] = True
+    return out, read
+
+
+def _split_client_hellos(h: Headers, mapped: MappedFile, end: np.ndarray, rec: np.ndarray, f: np.ndarray,
+                         client: np.ndarray, first: np.ndarray, need: np.ndarray) -> tuple[np.ndarray, dict]:
+    """ClientHellos whose TLS record runs past the flow's first client payload segment, read here
+    when tshark would reassemble exactly these bytes. `rec`, `f`: records and flows in (flow, record)
+    order; `client`: positions in them of every flow's first HELLO_SEGMENTS client payload segments;
+    `first`: positions of the flows' first ones whose record (of `need` bytes, its header included)
+    runs past them. Read here: the record is whole in the first HELLO_SEGMENTS segments, which are
+    consecutive in sequence space (each one's seq = the previous seq + its payload length: no
+    retransmission, overlap, gap or reordering before the record ends), whole in the capture,
+    neither IP fragments nor SYN or RST segments, and whose payloads end exactly where the record
+    does (tshark then reports the hello in the last of them: the record kept). Modern clients' hellos (a post-quantum key share: ~1.3-1.9 KB) take two
+    segments. Returns which of `first` were read, and fid -> (record, hello) for those; the others
+    stay with tshark, which is handed HELLO_SEGMENTS segments."""
+    cols = np.searchsorted(client, first)[:, None] + np.arange(HELLO_SEGMENTS)
+    pos = client[np.minimum(cols, max(len(client) - 1, 0))]
+    present = (cols < len(client)) & (f[pos] == f[first][:, None])  # the same flow's next segments
+    seg = rec[pos]  # (flows, HELLO_SEGMENTS) records
+    po, plen = h.payload_off[seg], np.where(present, h.plen[seg], 0)
+    seq = h.seq[seg].astype(np.int64)
+    consecutive = np.ones(seg.shape, bool)
+    consecutive[:, 1:] = ((seq[:, 1:] - seq[:, :-1]) & 0xFFFFFFFF) == plen[:, :-1]
+    cum = np.cumsum(plen, axis=1)
+    covered = cum >= need[:, None]
+    last = np.argmax(covered, axis=1)  # the segment where the record ends
+    upto = np.arange(HELLO_SEGMENTS) <= last[:, None]
+    sound = (present & consecutive & (po >= 0) & (po + plen <= end[seg]) & ~h.frag_first[seg]
+             & ((h.flags[seg] & (SYN | RST)) == 0))
+    ok = (covered.any(axis=1) & (cum[np.arange(len(seg)), last] == need) & (plen[:, 0] >= 5)
+          & (sound | ~upto).all(axis=1))
+    ok = np.nonzero(ok)[0]
+    ok = ok[np.argsort(seg[ok, 0], kind="stable")]  # in file order: each slice of them reads a part of it
+    read = np.zeros(len(first), bool)
+    out: dict[int, tuple[int, tlspeek.ClientHelloFields]] = {}
+    for c in range(0, len(ok), HELLO_CHUNK):  # a slice at a time: ~3 copies of its bytes are held at once
+        at = ok[c:c + HELLO_CHUNK]
+        parts = mapped.slices(po[at][upto[at]], (po + plen)[at][upto[at]])  # row by row, segment order
+        bounds = np.r_[0, np.cumsum(last[at] + 1)].tolist()
+        hellos = tlspeek.client_hellos([b"".join(parts[a:z]) for a, z in itertools.pairwise(bounds)])
+        del parts
+        for i, fid, r, ch in zip(at.tolist(), f[first[at]].tolist(), seg[at, last[at]].tolist(), hellos, strict=True):
+            if ch is not None:
+                read[i] = True
+                out[fid] = (r, ch)
+    return read, out
 
 
 def _dns_selected(h: Headers, fa: FlowAssignment, rec: np.ndarray, mapped: MappedFile, end: np.ndarray,

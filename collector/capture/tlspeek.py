@@ -1,13 +1,14 @@
 """ServerHello fields read with numpy (negotiated version, cipher, selected ALPN), and ClientHellos
-read from their first segment (SNI, ALPN, JA4).
+(SNI, ALPN, JA4) read from the TLS record's bytes: their first segment, or the first few
+reassembled by flows._split_client_hellos.
 
 A ServerHello is a short fixed layout followed by a few extensions, so it is read vectorised for
 all flows at once; only the selected ALPN string is decoded per flow. ClientHellos are walked the
 same way (client_hellos: numpy over all hellos, one step per extension index); the fields they
 share with other hellos (ciphers, extensions, versions, ALPN, signature algorithms: JA4's inputs)
 are parsed once per distinct set by the per-hello parser (client_hello), which stays the
-reference and reads whatever the vectorised walk declines. A hello that is not entirely inside its
-first segment (or anything unexpected) is left to tshark, which reassembles.
+reference and reads whatever the vectorised walk declines. A hello whose segments tshark might
+reassemble differently (flows._split_client_hellos), or anything unexpected, is left to tshark.
 """
 
 from __future__ import annotations

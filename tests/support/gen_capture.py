@@ -34,19 +34,29 @@ def _qname(name: str) -> bytes:
     return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00"
 
 
-def client_hello(sni: str, rnd: bytes) -> bytes:
+MSS = 1460  # TCP payload bytes per segment at MTU 1500 (no TCP options)
+PQ_KEY_SHARE = 1216  # X25519MLKEM768's client key share: the hello no longer fits one segment
+
+
+def client_hello(sni: str, rnd: bytes, pq: bytes = b"") -> bytes:
+    """A TLS 1.3 ClientHello record; `pq`: an X25519MLKEM768 key share (1,216 bytes) offered before
+    X25519's, as OpenSSL 3.5+, Chrome, Go 1.24+ and Node do, and a GREASE encrypted_client_hello
+    extension of 218 bytes like Chrome's (its bytes taken from `pq`): the record is then 1,666
+    bytes, over two segments."""
     s = sni.encode()
     sn = struct.pack("!BH", 0, len(s)) + s
     ext = struct.pack("!HHH", 0, len(sn) + 2, len(sn)) + sn
-    groups = struct.pack("!HHH", 0x1D, 0x17, 0x18)
+    groups = (struct.pack("!H", 0x11EC) if pq else b"") + struct.pack("!HHH", 0x1D, 0x17, 0x18)
     ext += struct.pack("!HHH", 10, len(groups) + 2, len(groups)) + groups
     sigs = struct.pack("!HHHHH", 0x0403, 0x0804, 0x0401, 0x0503, 0x0805)
     ext += struct.pack("!HHH", 13, len(sigs) + 2, len(sigs)) + sigs
     alpn = b"\x02h2\x08http/1.1"
     ext += struct.pack("!HHH", 16, len(alpn) + 2, len(alpn)) + alpn
     ext += struct.pack("!HHB", 43, 5, 4) + b"\x03\x04\x03\x03"
-    ks = struct.pack("!HH", 0x1D, 32) + rnd
+    ks = (struct.pack("!HH", 0x11EC, len(pq)) + pq if pq else b"") + struct.pack("!HH", 0x1D, 32) + rnd
     ext += struct.pack("!HHH", 51, len(ks) + 2, len(ks)) + ks
+    if pq:
+        ext += struct.pack("!HH", 0xFE0D, 218) + pq[:218]
     ciphers = struct.pack("!HHHHH", 0x1301, 0x1302, 0x1303, 0xC02F, 0xC030)
     body = b"\x03\x03" + rnd + b"\x20" + rnd + struct.pack("!H", len(ciphers)) + ciphers + b"\x01\x00"
     body += struct.pack("!H", len(ext)) + ext
@@ -62,8 +72,10 @@ def server_hello(rnd: bytes, filler: bytes) -> bytes:
     return rec + b"\x17\x03\x03" + struct.pack("!H", len(filler)) + filler
 
 
-def generate(path: str, packets: int = 500_000, data: int = 20, seed: int = 1) -> dict:
-    """Write the capture; returns what it contains (for checking an ingest of it)."""
+def generate(path: str, packets: int = 500_000, data: int = 20, seed: int = 1, pq: bool = False) -> dict:
+    """Write the capture; returns what it contains (for checking an ingest of it). `pq`: every
+    ClientHello carries a post-quantum key share and goes out in two segments (MSS bytes, then the
+    rest), as today's clients send it; the default capture is unchanged byte for byte."""
     rng = np.random.default_rng(seed)
     per_flow = 1 + 3 + 2 + data + 3  # DNS for every other connection
     flows = max(1, packets // per_flow)
@@ -94,11 +106,13 @@ def generate(path: str, packets: int = 500_000, data: int = 20, seed: int = 1) -
             ts_list.append(t + 500)
             t += 1000
         cseq, sseq = 1000 + i, 5000 + i
+        hello = client_hello(sni, noise[i % 60000 : i % 60000 + 32],
+                             noise[i % 50000 : i % 50000 + PQ_KEY_SHARE] if pq else b"")
         seg = [
             (True, 0x02, b""),
             (False, 0x12, b""),
             (True, 0x10, b""),
-            (True, 0x18, client_hello(sni, noise[i % 60000 : i % 60000 + 32])),
+            *[(True, 0x10 if k + MSS < len(hello) else 0x18, hello[k : k + MSS]) for k in range(0, len(hello), MSS)],
             (False, 0x18, server_hello(noise[i % 50000 : i % 50000 + 32], noise[:900])),
         ]
         for k, size in enumerate(sizes[i]):

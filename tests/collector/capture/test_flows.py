@@ -3,8 +3,11 @@ rule, never by the chance value of a DNS transaction id."""
 
 from __future__ import annotations
 
+import itertools
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from collector.capture import flows, headers
@@ -68,3 +71,110 @@ def test_read_dns_reads_plain_datagrams_and_leaves_the_rest_to_tshark(tmp_path: 
     read, left = _read_dns(tmp_path / "odd.pcap")
     assert read == [(3, "odd.example", [])]
     assert left == [0, 1, 2]
+
+
+def _tcp_capture(path: Path, flows_: list[list[tuple[int, bytes, int]]], snap: dict[tuple[int, int], int] | None = None
+                 ) -> Path:
+    """A pcap of TCP flows to port 443, one after the other: each a handshake, then its client
+    segments as (seq offset from ISN+1, payload, TCP flags), then a server ACK. `snap`: (flow, segment)
+    -> bytes of that segment's payload kept in the capture (a truncated record)."""
+    import struct
+
+    from tests.support.gen_capture import ETH_HDR, _ip, _tcp
+
+    recs: list[tuple[bytes, int]] = []
+    for i, segs in enumerate(flows_):
+        c, s, sport, isn = bytes([10, 0, 0, 1 + i]), bytes([192, 0, 2, 1 + i]), 40000 + i, 1000 * (i + 1)
+
+        def pkt(src: bytes, dst: bytes, sp: int, dp: int, seq: int, flags: int, payload: bytes = b"") -> bytes:
+            return ETH_HDR + _ip(src, dst, 6, 20 + len(payload), 1) + _tcp(sp, dp, seq, 7, flags) + payload
+
+        frames = [pkt(c, s, sport, 443, isn, 0x02), pkt(s, c, 443, sport, 7, 0x12), pkt(c, s, sport, 443, isn + 1, 0x10)]
+        cut: list[int | None] = [None, None, None]
+        for k, (off, payload, flags) in enumerate(segs):
+            frames.append(pkt(c, s, sport, 443, isn + 1 + off, flags, payload))
+            cut.append((snap or {}).get((i, k)))
+        frames.append(pkt(s, c, 443, sport, 8, 0x10))
+        cut.append(None)
+        recs += [(f, len(f) if n is None else 54 + n) for f, n in zip(frames, cut, strict=True)]  # 54: headers
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        for k, (f, caplen) in enumerate(recs):
+            out.write(struct.pack("<IIII", 1_700_000_000 + k, 0, caplen, len(f)) + f[:caplen])
+    return path
+
+
+def _split(hello: bytes, *cuts: int) -> list[tuple[int, bytes, int]]:
+    """The hello in consecutive segments ending at `cuts` (and the record's end)."""
+    bounds = [0, *cuts, len(hello)]
+    return [(a, hello[a:z], 0x18 if z == len(hello) else 0x10) for a, z in itertools.pairwise(bounds)]
+
+
+def test_split_client_hellos_equal_tshark_and_doubtful_ones_go_to_tshark(tmp_path: Path) -> None:
+    """A ClientHello whose record runs past its first segment is read here when the next segments
+    carry exactly the rest, in sequence (2 or 3 segments, like a post-quantum key share's); its
+    fields equal tshark's reassembly of the same capture, in the frame tshark reports it in (the
+    last segment). Retransmitted, reordered, gapped, overlapping, truncated, over-long or
+    over-filled ones are declined: tshark gets the flow's first segments, as before."""
+    from tests.support.gen_capture import PQ_KEY_SHARE, client_hello
+
+    def hello(i: int) -> bytes:
+        return client_hello(f"h{i}.example", bytes([i]) * 32, bytes([i + 1]) * PQ_KEY_SHARE)
+
+    h = [hello(i) for i in range(11)]
+    assert len(h[0]) > 1460
+    read_here = [_split(h[0], 1460), _split(h[1], 700, 1400), _split(h[2], 5)]
+    declined = [
+        [*_split(h[3], 1460)[:1], *_split(h[3], 1460)],  # the first segment retransmitted
+        _split(h[4], 1460)[::-1],  # reordered
+        [_split(h[5], 1460)[0], (1470, h[5][1470:], 0x18)],  # a gap: 10 bytes never sent
+        [_split(h[6], 1460)[0], (1450, h[6][1450:], 0x18)],  # overlapping the first segment by 10 bytes
+        _split(h[7], 1460),  # truncated by the capture (snap below)
+        _split(h[8], 400, 800, 1200),  # 4 segments
+        [*_split(h[9], 1460)[:1], (1460, h[9][1460:] + b"\x17\x03\x03\x00\x01\x00", 0x18)],  # more after it
+        [*_split(h[10], 1460)[:1], (1460, h[10][1460:1600], 0x10)],  # the rest never sent
+    ]
+    cap = _tcp_capture(tmp_path / "split.pcap", read_here + declined, snap={(7, 1): 100})
+    with MappedFile(cap) as mf:
+        rec = read_records(cap, mf, None)
+        hd = headers.walk_mapped(mf, rec)
+        fa = flows.assign(hd)
+        sel = flows.select_for_dissection(hd, fa, mf, rec.data_off + rec.caplen)
+    from collector.capture import dissect, tshark
+
+    args = tshark.base_args() + ["-r", str(cap), "-Y", "tls.handshake.type == 1"] + tshark.fields_args(dissect.FIELDS)
+    theirs = {x.frame: x for x in dissect.parse(subprocess.run(args, capture_output=True, text=True).stdout)[1]}
+    flow = np.maximum(fa.a_port, fa.b_port) - 40000  # flow id -> the flow's index above
+    mine = {int(flow[fa.fid[r]]): (r, ch) for r, ch in sel.client_hellos.values()}
+    assert sorted(mine) == [0, 1, 2]
+    for r, ch in mine.values():
+        t = theirs[r + 1]  # tshark's frame N is record N-1
+        assert ch == (t.version, t.sni, ",".join(t.alpn) or None, t.ja4("t"))
+    assert [mine[i][1].sni for i in range(3)] == ["h0.example", "h1.example", "h2.example"]
+    fid = flow[fa.fid[sel.records]]
+    assert not set(fid.tolist()) & {0, 1, 2}  # nothing of them goes to tshark
+    # the first 3 client segments, as before (the reordered flow: its first one only, which does not
+    # start with a TLS record header)
+    assert [int((fid == i).sum()) for i in range(3, 11)] == [3, 1, 2, 2, 2, 3, 2, 2]
+
+
+def test_generated_post_quantum_hellos_are_read_here_as_tshark_reads_them(tmp_path: Path) -> None:
+    """bench/gen_capture.py --pq's hellos (1,666 bytes, two segments): every one read here, none
+    handed to tshark, each equal to tshark's reassembly in the frame tshark reports it in."""
+    from collector.capture import dissect, tshark
+    from tests.support.gen_capture import generate
+
+    cap = tmp_path / "pq.pcap"
+    info = generate(str(cap), packets=600, data=2, pq=True)
+    with MappedFile(cap) as mf:
+        rec = read_records(cap, mf, None)
+        hd = headers.walk_mapped(mf, rec)
+        fa = flows.assign(hd)
+        sel = flows.select_for_dissection(hd, fa, mf, rec.data_off + rec.caplen)
+    args = tshark.base_args() + ["-r", str(cap), "-Y", "tls.handshake.type == 1"] + tshark.fields_args(dissect.FIELDS)
+    theirs = {x.frame: x for x in dissect.parse(subprocess.run(args, capture_output=True, text=True).stdout)[1]}
+    assert len(sel.client_hellos) == len(theirs) == info["tcp_flows"]
+    for r, ch in sel.client_hellos.values():
+        t = theirs[r + 1]
+        assert ch == (t.version, t.sni, ",".join(t.alpn) or None, t.ja4("t"))
+    assert not (fa.proto[fa.fid[sel.records]] == headers.TCP).any()
