@@ -193,6 +193,12 @@ class Store:
             opts += f", META_BUSY_TIMEOUT {BUSY_TIMEOUT_MS}" + ("" if read_only else ", META_JOURNAL_MODE 'WAL'")
         if read_only:
             opts += ", READ_ONLY"
+        # an existing catalog is anchored before this process's first SQLite connection opens: that
+        # connection closes at the end of the ATTACH's transaction, and closing last it would delete
+        # the -wal/-shm files a reader that cannot write the directory needs (anchor.py)
+        anchored = loc.sqlite_file is not None and Path(loc.sqlite_file).exists()
+        if anchored:
+            anchor.hold(loc.sqlite_file)
         try:
             # DuckLake creates an empty catalog's tables with plain CREATE TABLE: hosts opening a new
             # PostgreSQL catalog at once collide there ("duplicate key" while the winner's transaction
@@ -202,11 +208,14 @@ class Store:
                      also=("already exists",) if loc.sqlite_file is None else ())
         except duckdb.Error as exc:
             con.close()
+            if anchored:
+                anchor.release(loc.sqlite_file)
             raise StoreError(_open_error(loc, exc, read_only)) from None
         con.execute(f"USE {LAKE}")
         store = cls(loc, con, read_only)
         if loc.sqlite_file is not None:
-            anchor.hold(loc.sqlite_file)
+            if not anchored:  # a new catalog: anchored now that it exists
+                anchor.hold(loc.sqlite_file)
             store._anchored = loc.sqlite_file
         if not read_only and migrate:
             from collector.store.migrate import migrate as _migrate

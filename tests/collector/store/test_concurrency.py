@@ -74,6 +74,35 @@ def test_catalog_in_wal_mode_and_wal_files_kept(store_dir):
     assert (store_dir / "catalog.sqlite-wal").exists() and (store_dir / "catalog.sqlite-shm").exists()
 
 
+def test_opening_an_existing_store_never_removes_the_wal_files(store_dir):
+    """A writer process opening a store nobody else has open: its first SQLite connection (the
+    ATTACH's) must not close last, or the -wal/-shm files vanish until its next transaction and a
+    read-only reader opening then fails (seen in CI under load: the anchor started after the ATTACH)."""
+    with Store.open(str(store_dir)) as s, BatchWriter(s) as w:
+        w.add("dns", [{"query": "x"}])
+    wal = store_dir / "catalog.sqlite-wal"
+    assert wal.exists()
+    gone: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            if not wal.exists():
+                gone.append(time.monotonic())
+
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        for _ in range(3):
+            subprocess.run([sys.executable, "-c", "import sys; from collector.store import BatchWriter, Store\n"
+                            "with Store.open(sys.argv[1]) as s, BatchWriter(s) as w: w.add('dns', [{'query': 'y'}])",
+                            str(store_dir)], cwd=REPO, check=True, timeout=120)
+    finally:
+        stop.set()
+        t.join()
+    assert gone == [], f"-wal missing at {len(gone)} of the watcher's looks"
+
+
 def _group_readable_store(root: Path) -> tuple[Path, int]:
     """A store laid out as install.sh does: root-owned, group `nogroup` reads, nobody writes but root."""
     gid = 65534
