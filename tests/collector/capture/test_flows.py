@@ -135,15 +135,7 @@ def test_split_client_hellos_equal_tshark_and_doubtful_ones_go_to_tshark(tmp_pat
         [*_split(h[10], 1460)[:1], (1460, h[10][1460:1600], 0x10)],  # the rest never sent
     ]
     cap = _tcp_capture(tmp_path / "split.pcap", read_here + declined, snap={(7, 1): 100})
-    with MappedFile(cap) as mf:
-        rec = read_records(cap, mf, None)
-        hd = headers.walk_mapped(mf, rec)
-        fa = flows.assign(hd)
-        sel = flows.select_for_dissection(hd, fa, mf, rec.data_off + rec.caplen)
-    from collector.capture import dissect, tshark
-
-    args = tshark.base_args() + ["-r", str(cap), "-Y", "tls.handshake.type == 1"] + tshark.fields_args(dissect.FIELDS)
-    theirs = {x.frame: x for x in dissect.parse(subprocess.run(args, capture_output=True, text=True).stdout)[1]}
+    fa, sel, theirs = _selection_and_tshark_hellos(cap)
     flow = np.maximum(fa.a_port, fa.b_port) - 40000  # flow id -> the flow's index above
     mine = {int(flow[fa.fid[r]]): (r, ch) for r, ch in sel.client_hellos.values()}
     assert sorted(mine) == [0, 1, 2]
@@ -161,11 +153,22 @@ def test_split_client_hellos_equal_tshark_and_doubtful_ones_go_to_tshark(tmp_pat
 def test_generated_post_quantum_hellos_are_read_here_as_tshark_reads_them(tmp_path: Path) -> None:
     """bench/gen_capture.py --pq's hellos (1,666 bytes, two segments): every one read here, none
     handed to tshark, each equal to tshark's reassembly in the frame tshark reports it in."""
-    from collector.capture import dissect, tshark
     from tests.support.gen_capture import generate
 
     cap = tmp_path / "pq.pcap"
     info = generate(str(cap), packets=600, data=2, pq=True)
+    fa, sel, theirs = _selection_and_tshark_hellos(cap)
+    assert len(sel.client_hellos) == len(theirs) == info["tcp_flows"]
+    for r, ch in sel.client_hellos.values():
+        t = theirs[r + 1]
+        assert ch == (t.version, t.sni, ",".join(t.alpn) or None, t.ja4("t"))
+    assert not (fa.proto[fa.fid[sel.records]] == headers.TCP).any()
+
+
+def _selection_and_tshark_hellos(cap: Path) -> tuple:
+    """The flows and the dissection selection of capture `cap`, and tshark's ClientHellos by frame."""
+    from collector.capture import dissect, tshark
+
     with MappedFile(cap) as mf:
         rec = read_records(cap, mf, None)
         hd = headers.walk_mapped(mf, rec)
@@ -173,8 +176,4 @@ def test_generated_post_quantum_hellos_are_read_here_as_tshark_reads_them(tmp_pa
         sel = flows.select_for_dissection(hd, fa, mf, rec.data_off + rec.caplen)
     args = tshark.base_args() + ["-r", str(cap), "-Y", "tls.handshake.type == 1"] + tshark.fields_args(dissect.FIELDS)
     theirs = {x.frame: x for x in dissect.parse(subprocess.run(args, capture_output=True, text=True).stdout)[1]}
-    assert len(sel.client_hellos) == len(theirs) == info["tcp_flows"]
-    for r, ch in sel.client_hellos.values():
-        t = theirs[r + 1]
-        assert ch == (t.version, t.sni, ",".join(t.alpn) or None, t.ja4("t"))
-    assert not (fa.proto[fa.fid[sel.records]] == headers.TCP).any()
+    return fa, sel, theirs
