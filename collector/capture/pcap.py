@@ -1,4 +1,5 @@
-"""Classic pcap: a Python loop finds record offsets; numpy gathers timestamps and lengths."""
+"""Classic pcap: numpy follows the chain of record offsets (a Python loop where it cannot) and gathers
+timestamps and lengths."""
 
 from __future__ import annotations
 
@@ -33,55 +34,115 @@ def check_header(buf, size: int, name: str) -> tuple[str, bool]:
 
 
 def read_pcap(mapped: MappedFile, progress=None) -> Records:
-    """All complete records; a cut-short or corrupt tail sets `truncated` and `error`."""
+    """All complete records; a cut-short or corrupt tail sets `truncated` and `error`.
+
+    Record offsets form a chain (each header gives the next one's offset), which a Python loop
+    follows at ~1 µs a record. `_chain` follows it with numpy a span of the file at a time and hands
+    over to the loop wherever it cannot vouch for a header (a timestamp in another 18-hour window, a
+    captured length too large, the span's end); the loop decides those records with the old rules."""
     mm = mapped.mm
     n = len(mm) if mm is not None else 0
     endian, nano = check_header(mm, n, mapped.name)
     (network,) = struct.unpack_from(endian + "I", mm, 20)
     linktype = network & 0x0FFFFFFF
     caplen_at = struct.Struct(endian + "I").unpack_from
-    offs: list[int] = []
-    append = offs.append
-    off = 24
+    offs: list[np.ndarray] = []  # record offsets, in file order, a run at a time
+    words: list[np.ndarray | None] = []  # each run's header words when _chain read them, else None
     error = None
     last = n - 16  # the last offset a record header fits at
-    # the loop does the least per record: a caplen too large stops it; a record running past the
-    # end of the file is found afterwards (it can only be the last one walked)
+    off = 24
     while off <= last:
-        stop = min(off + RELEASE_SPAN, last)
-        while off <= stop:
+        span_end = min(off + RELEASE_SPAN, last + 1)
+        run, w, off = _chain(mapped, off, span_end, endian)
+        if len(run):
+            offs.append(run)
+            words.append(w)
+        # the loop goes on from where the chain stopped: a few records, then the chain again (it
+        # stopped early, e.g. at a new timestamp window); to the span's end when the chain got little done
+        budget = LOOP_RECORDS if len(run) >= LOOP_RECORDS else -1
+        slow: list[int] = []
+        while off < span_end and budget:
             (cap,) = caplen_at(mm, off + 8)
             if cap > MAX_CAPLEN:
+                error = f"corrupt record at byte {off}: captured length {cap}"
                 break
-            append(off)
+            slow.append(off)
             off += 16 + cap
-        else:
+            budget -= 1
+        if slow:
+            offs.append(np.asarray(slow, np.int64))
+            words.append(None)
+        if error is not None:
+            break
+        if off >= span_end:
             mapped.release(off)
             if progress is not None:
                 progress.update(min(off, n) - progress.n)
-            continue
-        error = f"corrupt record at byte {off}: captured length {cap}"
-        break
+    at = np.concatenate(offs) if offs else np.zeros(0, np.int64)
+    w = np.concatenate([x if x is not None else gather_words(mapped, o, 4, endian == ">")
+                        for o, x in zip(offs, words, strict=True)]) if offs else np.zeros((0, 4), np.int64)
     if error is None and off > n:  # the last record walked runs past the end of the file
-        off = offs.pop()
+        off = int(at[-1])
+        at, w = at[:-1], w[:-1]
         error = f"cut short in the middle of a packet at byte {off}"
     elif error is None and off != n:
         error = f"cut short in the middle of a record header at byte {off}"
     if progress is not None:
         progress.update(off - progress.n)
-    hdr = np.asarray(offs, dtype=np.int64)
-    big = endian == ">"
-    w = gather_words(mapped, hdr, 4, big)
     sec, frac, cap, orig = w[:, 0], w[:, 1], w[:, 2], w[:, 3]
     ts = sec * 1_000_000_000 + (frac if nano else frac * 1000)
     return Records(
         fmt="pcap",
-        data_off=hdr + 16,
+        data_off=at + 16,
         caplen=cap,
         origlen=np.maximum(orig, cap),
         ts_ns=ts,
-        iface=np.zeros(len(offs), np.int32),
+        iface=np.zeros(len(at), np.int32),
         linktypes=[linktype],
         truncated=error is not None,
         error=error,
     )
+
+
+LOOP_RECORDS = 64  # records the loop decides after the chain stops early, before the chain tries again
+
+
+def _chain(mapped: MappedFile, off: int, end: int, endian: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(offsets, header words as an (n, 4) int64 array, the offset after them) of the records from
+    `off` (a record's offset) on, before `end`, found without a Python step per record.
+
+    Candidates are the offsets in [off, end) whose 16 high bits of the timestamp's seconds equal
+    those of the record at `off` (18-hour windows: payload bytes rarely match) and whose captured
+    length is at most MAX_CAPLEN. Each candidate's successor is its offset + 16 + captured length;
+    the records are the successors from `off` on while they stay candidates, enumerated by pointer
+    doubling (log2(n) gathers). Every link is the same arithmetic the loop does, so a stray
+    candidate in a payload can never join the chain: it is only reached if a record points at it."""
+    buf = mapped.buf
+    empty = np.zeros(0, np.int64), np.zeros((0, 4), np.int64), off
+    hi_at, u2 = (2, np.dtype("<u2")) if endian == "<" else (0, np.dtype(">u2"))
+    want = int(buf[off + hi_at:off + hi_at + 2].view(u2)[0])
+    found = []
+    for a in (off + hi_at, off + hi_at + 1):  # the two byte parities of a 16-bit view
+        m = (end + hi_at - a + 1) // 2  # views whose position p = a + 2i - hi_at is below end
+        found.append(np.flatnonzero(buf[a:a + 2 * m].view(u2) == want) * 2 + (a - hi_at))
+    p = np.sort(np.concatenate(found))
+    p = p[p < end]
+    if not len(p) or p[0] != off:
+        return empty
+    w = np.lib.stride_tricks.sliding_window_view(buf, 16)[p].view(np.dtype(endian + "u4")).astype(np.int64)
+    ok = w[:, 2] <= MAX_CAPLEN
+    if not ok[0]:
+        return empty
+    p, w = p[ok], w[ok]
+    nxt = p + 16 + w[:, 2]
+    k = len(p)
+    at = np.searchsorted(p, nxt)
+    hit = at < k
+    hit[hit] = p[at[hit]] == nxt[hit]
+    jump = np.append(np.where(hit, at, k), k)  # k: the chain leaves the candidates (absorbing)
+    path = np.zeros(1, np.int64)
+    while path[-1] != k:  # path = the first 2^i records; jump = the 2^i-th successor
+        path = np.concatenate([path, jump[path]])
+        jump = jump[jump]
+    path = path[:int(np.argmax(path == k))]
+    return p[path], w[path], int(nxt[path[-1]])

@@ -139,6 +139,41 @@ def test_pcap_damage_is_reported_at_the_record_it_begins(tmp_path: Path, monkeyp
         assert (rec.data_off - 16).tolist() == offsets[:kept], name
 
 
+def test_pcap_chain_equals_the_record_loop_on_hostile_payloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pcap._chain (numpy) finds exactly the records a one-record-at-a-time walk finds: payloads full
+    of fake record headers with the capture's timestamp bits, timestamps that cross 18-hour windows
+    (the chain hands over to the loop there), in both byte orders, across many release spans, and
+    with damage at the end."""
+    import collector.capture.pcap as pcap
+
+    monkeypatch.setattr(pcap, "RELEASE_SPAN", 4096)
+    rng = random.Random(5)
+    for endian in "<>":
+        out = [struct.pack(endian + "IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+        offsets, off, sec = [], 24, T0
+        for i in range(3000):
+            sec += rng.choice([0, 1, 7, 70_000]) if i % 400 == 399 else rng.choice([0, 0, 1])
+            fake_sec = rng.choice([sec, sec, T0, sec - 70_000, sec + 70_000])  # this window and others
+            fake = struct.pack(endian + "IIII", fake_sec, rng.randrange(10**6), rng.randrange(1, 200), 60)
+            body = bytearray(rng.randbytes(rng.randrange(0, 300)))
+            for _ in range(rng.randrange(0, 4)):  # fake headers at random places, some half outside
+                at = rng.randrange(-8, max(1, len(body)))
+                for k, b in enumerate(fake):
+                    if 0 <= at + k < len(body):
+                        body[at + k] = b
+            offsets.append(off)
+            out.append(struct.pack(endian + "IIII", sec, i % 10**6, len(body), len(body) + i % 3) + bytes(body))
+            off += 16 + len(body)
+        path = tmp_path / f"hostile{endian == '>'}.pcap"
+        whole = b"".join(out)
+        for data, kept in ((whole, 3000), (whole[:offsets[2500] + 30], 2500), (whole[:offsets[2999] + 9], 2999)):
+            path.write_bytes(data)
+            rec = read_records(path, MappedFile(path))
+            assert len(rec) == kept
+            assert (rec.data_off - 16).tolist() == offsets[:kept]
+            assert rec.truncated == (kept < 3000)
+
+
 def test_ipv6_extension_headers_and_ipv4_fragments(tmp_path: Path) -> None:
     v6 = IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop() / UDP(sport=5000, dport=53) / Raw(b"q" * 20)
     big = IP(src="10.0.0.1", dst="10.0.0.53", id=4242) / UDP(sport=5001, dport=53) / Raw(b"r" * 3000)
