@@ -14,6 +14,7 @@ from collector.capture.records import (
     MappedFile,
     NotACapture,
     Records,
+    chain_run,
     gather_words,
 )
 
@@ -113,10 +114,8 @@ def _chain(mapped: MappedFile, off: int, end: int, endian: str) -> tuple[np.ndar
 
     Candidates are the offsets in [off, end) whose 16 high bits of the timestamp's seconds equal
     those of the record at `off` (18-hour windows: payload bytes rarely match) and whose captured
-    length is at most MAX_CAPLEN. Each candidate's successor is its offset + 16 + captured length;
-    the records are the successors from `off` on while they stay candidates, enumerated by pointer
-    doubling (log2(n) gathers). Every link is the same arithmetic the loop does, so a stray
-    candidate in a payload can never join the chain: it is only reached if a record points at it."""
+    length is at most MAX_CAPLEN. Each candidate's successor is its offset + 16 + captured length
+    (records.chain_run follows them from `off`)."""
     buf = mapped.buf
     empty = np.zeros(0, np.int64), np.zeros((0, 4), np.int64), off
     hi_at, u2 = (2, np.dtype("<u2")) if endian == "<" else (0, np.dtype(">u2"))
@@ -135,14 +134,5 @@ def _chain(mapped: MappedFile, off: int, end: int, endian: str) -> tuple[np.ndar
         return empty
     p, w = p[ok], w[ok]
     nxt = p + 16 + w[:, 2]
-    k = len(p)
-    at = np.searchsorted(p, nxt)
-    hit = at < k
-    hit[hit] = p[at[hit]] == nxt[hit]
-    jump = np.append(np.where(hit, at, k), k)  # k: the chain leaves the candidates (absorbing)
-    path = np.zeros(1, np.int64)
-    while path[-1] != k:  # path = the first 2^i records; jump = the 2^i-th successor
-        path = np.concatenate([path, jump[path]])
-        jump = jump[jump]
-    path = path[:int(np.argmax(path == k))]
+    path = chain_run(p, nxt)
     return p[path], w[path], int(nxt[path[-1]])

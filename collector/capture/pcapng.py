@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collector.capture.records import MAX_CAPLEN, RELEASE_SPAN, MappedFile, NotACapture, Records, gather_words
+from collector.capture.records import (
+    MAX_CAPLEN,
+    RELEASE_SPAN,
+    MappedFile,
+    NotACapture,
+    Records,
+    chain_run,
+    gather_words,
+)
 
 SHB, IDB, PB_OLD, SPB, EPB, DSB = 0x0A0D0D0A, 1, 2, 3, 6, 0x0A
 BOM = 0x1A2B3C4D
@@ -119,8 +127,9 @@ class _Walk:
 
 
 def _walk_blocks(mapped: MappedFile, n: int, progress) -> _Walk:  # noqa: ANN001 - a tqdm-like bar
-    """One pass over the blocks, recording offsets only: a Python loop, so nothing else happens per
-    packet here (the fields are gathered with numpy afterwards)."""
+    """One pass over the blocks, recording offsets only (the fields are gathered with numpy
+    afterwards). A Python loop reads the rare blocks; runs of Enhanced Packet Blocks are followed
+    by _chain, which hands back at the first block it cannot vouch for."""
     mm, name = mapped.mm, mapped.name
     e = "<"
     ifaces: list[tuple[int, int, int, int]] = []  # (linktype, snaplen, units, tsoffset)
@@ -135,6 +144,7 @@ def _walk_blocks(mapped: MappedFile, n: int, progress) -> _Walk:  # noqa: ANN001
     error = None  # damage that stopped the walk
     off = 0
     mark = RELEASE_SPAN  # a plain int compare per block; the rare work happens at each mark
+    chain_at = 0  # the next offset at which a packet block hands over to _chain
     hdr = struct.Struct("<II")
     while off + 12 <= n:
         btype, blen = hdr.unpack_from(mm, off)
@@ -162,6 +172,12 @@ def _walk_blocks(mapped: MappedFile, n: int, progress) -> _Walk:  # noqa: ANN001
             break
         if btype == EPB or btype == PB_OLD:  # the obsolete Packet Block has an EPB's field layout
             append(off)
+            if btype == EPB and off >= chain_at:  # the packet blocks after it, without a step each
+                run, after = _chain(mapped, off + blen, min(off + blen + RELEASE_SPAN, n), e)
+                epb.extend(run.tolist())
+                chain_at = 0 if len(run) >= CHAIN_MIN else off + RELEASE_SPAN  # little done: loop a span
+                if len(run):
+                    off, blen = after, 0
             if off >= mark:
                 mapped.release(off)
                 mark = off + RELEASE_SPAN
@@ -194,6 +210,35 @@ def _walk_blocks(mapped: MappedFile, n: int, progress) -> _Walk:  # noqa: ANN001
     if progress is not None:
         progress.update(off - progress.n)
     return _Walk(ifaces, sections, epb, spb, dsb_blocks, dsb_lines, dsb_text, problems, error)
+
+
+CHAIN_MIN = 64  # a chain shorter than this: the loop takes the rest of the span (no scan per block)
+
+
+def _chain(mapped: MappedFile, off: int, end: int, e: str) -> tuple[np.ndarray, int]:
+    """(offsets, the offset after them) of the Enhanced Packet Blocks from `off` on, before `end`,
+    that the loop would take one at a time: sound lengths (a multiple of 4, within the EPB's
+    minimum and MAX_CAPLEN + 64) and whole in the file. Candidates are the 4-byte-aligned offsets
+    (from `off`: block lengths are multiples of 4) holding the EPB type; each one's successor is
+    its offset + block length (records.chain_run). Empty when `off` holds no such block."""
+    buf, n = mapped.buf, len(mapped.buf)
+    words = (min(end, n - 8) - off + 3) // 4  # type and length must both lie in the file
+    if words <= 0:
+        return np.zeros(0, np.int64), off
+    u4 = np.dtype(e + "u4")
+    v = buf[off:off + 4 * words + 4].view(u4)
+    i = np.flatnonzero(v[:words] == EPB)
+    if not len(i) or i[0] != 0:
+        return np.zeros(0, np.int64), off
+    blen = v[i + 1].astype(np.int64)
+    p = off + 4 * i
+    ok = (blen % 4 == 0) & (blen >= MIN_BLOCK[EPB]) & (blen <= MAX_CAPLEN + 64) & (p + blen <= n)
+    if not ok[0]:
+        return np.zeros(0, np.int64), off
+    p, blen = p[ok], blen[ok]
+    nxt = p + blen
+    path = chain_run(p, nxt)
+    return p[path], int(nxt[path[-1]])
 
 
 def _packet_fields(mapped: MappedFile, walk: _Walk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

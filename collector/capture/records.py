@@ -194,6 +194,25 @@ def read_records(path: Path, mapped: MappedFile, progress=None) -> Records:
 RELEASE_SPAN = 16 << 20  # bytes of the file a reader passes between releases of the pages behind it
 
 
+def chain_run(p: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+    """Positions in `p` (sorted candidate offsets) of the chain p[0] -> nxt[0] -> ... while each next
+    offset is a candidate: the records a reader's loop would walk one at a time, found by pointer
+    doubling (log2(run) gathers, no Python step per record). Each link is the reader's own
+    arithmetic (`nxt`), so a stray candidate in packet bytes joins only if a record points at it."""
+    k = len(p)
+    if not k:
+        return np.zeros(0, np.int64)
+    at = np.searchsorted(p, nxt)
+    hit = at < k
+    hit[hit] = p[at[hit]] == nxt[hit]
+    jump = np.append(np.where(hit, at, k), k)  # k: the chain leaves the candidates (absorbing)
+    path = np.zeros(1, np.int64)
+    while path[-1] != k:  # path = the first 2^i records; jump = the 2^i-th successor
+        path = np.concatenate([path, jump[path]])
+        jump = jump[jump]
+    return path[:int(np.argmax(path == k))]
+
+
 def gather_words(mapped: MappedFile, idx: np.ndarray, words: int, big: bool) -> np.ndarray:
     """`words` consecutive 32-bit integers at each offset, as an (n, words) int64 array: one row
     copy per record (MappedFile.take) instead of a gather per byte."""

@@ -208,6 +208,57 @@ def test_pcapng_interfaces_resolutions_and_secrets(tmp_path: Path) -> None:
     assert rec.dsb_blocks == 1 and rec.dsb_secrets == 1
 
 
+def test_pcapng_chain_equals_the_block_loop_on_hostile_payloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pcapng._chain (numpy, runs of packet blocks) finds exactly the blocks the one-block-at-a-time
+    loop finds: packet bytes full of fake EPB headers, interface, secrets and simple packet blocks
+    between the runs, a second section in the other byte order, and damage at the end."""
+    import collector.capture.pcapng as pcapng
+
+    monkeypatch.setattr(pcapng, "RELEASE_SPAN", 4096)
+    monkeypatch.setattr(pcapng, "CHAIN_MIN", 4)
+    rng = random.Random(9)
+    out, offsets, off, frames = [], [], 0, []
+
+    def add(block: bytes, packet: bytes | None = None) -> None:
+        nonlocal off
+        if packet is not None:
+            offsets.append(off)
+            frames.append(packet)
+        out.append(block)
+        off += len(block)
+
+    for e in "<>":
+        def blk(t: int, body: bytes, e: str = e) -> bytes:
+            return struct.pack(e + "II", t, len(body) + 12) + body + struct.pack(e + "I", len(body) + 12)
+
+        add(blk(0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1)))
+        add(blk(1, struct.pack(e + "HHI", 1, 0, 0) + struct.pack(e + "HH", 0, 0)))
+        for i in range(1500):
+            body = bytearray(rng.randbytes(rng.randrange(14, 200)))
+            for _ in range(rng.randrange(0, 4)):  # fake EPB headers, some with lengths that point at real blocks
+                fake = struct.pack(e + "II", 6, rng.choice([32, 36, 64, 4 * rng.randrange(8, 80), 7]))
+                at = rng.randrange(0, len(body))
+                body[at:at + 8] = fake[:len(body) - at]
+            pad = bytes(-len(body) % 4)
+            add(blk(6, struct.pack(e + "IIIII", 0, 0, i, len(body), len(body)) + bytes(body) + pad), bytes(body))
+            if i % 300 == 299:
+                add(blk(1, struct.pack(e + "HHI", 1, 0, 0) + struct.pack(e + "HH", 0, 0)))
+            if i % 500 == 499:
+                add(blk(0x0A, struct.pack(e + "II", 0x544C534B, 8) + b"# xy\n\n\n\n"))
+    whole = b"".join(out)
+    path = tmp_path / "hostile.pcapng"
+    bad = offsets[1700] + 4  # block 1700's length (second section: big-endian) made odd
+    odd = whole[:bad] + struct.pack(">I", struct.unpack_from(">I", whole, bad)[0] + 2) + whole[bad + 4:]
+    for data, kept in ((whole, 3000), (whole[:offsets[2200] + 30], 2200), (odd, 1700)):
+        path.write_bytes(data)
+        rec = read_records(path, MappedFile(path))
+        assert len(rec) == kept
+        assert (rec.data_off - 28).tolist() == offsets[:kept]
+        assert rec.truncated == (kept < 3000)
+        mf = MappedFile(path)
+        assert [bytes(mf.buf[a:a + c]) for a, c in zip(rec.data_off.tolist(), rec.caplen.tolist(), strict=True)] == frames[:kept]
+
+
 def test_port_reuse_with_new_isn_is_a_new_flow(tmp_path: Path) -> None:
     def conn(seq: int) -> list[bytes]:
         return [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=80, flags=f, seq=s))
