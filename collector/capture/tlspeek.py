@@ -40,18 +40,26 @@ PEEK_CHUNK = 2048  # server packets per compact buffer (4 MiB)
 
 def peek_mapped(mapped: MappedFile, payload_off: np.ndarray, plen: np.ndarray, end: np.ndarray) -> ServerHellos:
     """peek() over a mapped capture: the first SERVER_HELLO_WINDOW payload bytes of each packet are
-    copied (MappedFile.take: file order, pages released behind) into a compact buffer, a slice of
-    packets at a time, and parsed there."""
+    copied (MappedFile.take: pages released behind) into a compact buffer, a slice of packets at a
+    time, and parsed there. The slices go in file order, so each maps only its own stretch of the
+    file (in the callers' flow order every slice would map pages all over it)."""
+    order = np.argsort(payload_off, kind="stable")
     parts: list[ServerHellos] = []
-    for i in range(0, len(payload_off), PEEK_CHUNK):
-        p, n, e = payload_off[i:i + PEEK_CHUNK], plen[i:i + PEEK_CHUNK], end[i:i + PEEK_CHUNK]
+    for i in range(0, len(order), PEEK_CHUNK):
+        o = order[i:i + PEEK_CHUNK]
+        p, n, e = payload_off[o], plen[o], end[o]
         rows = mapped.take(p, SERVER_HELLO_WINDOW)
         base = np.arange(len(p), dtype=np.int64) * SERVER_HELLO_WINDOW
         parts.append(peek(rows.ravel(), np.where(p >= 0, base, -1), n, base + np.clip(e - p, 0, SERVER_HELLO_WINDOW)))
     if not parts:
         return peek(np.zeros(0, np.uint8), payload_off, plen, end)
-    return ServerHellos(ok=np.concatenate([s.ok for s in parts]), version=np.concatenate([s.version for s in parts]),
-                        cipher=np.concatenate([s.cipher for s in parts]), alpn=[a for s in parts for a in s.alpn])
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))  # row of each input in the file-ordered results
+    alpn = [a for s in parts for a in s.alpn]
+    return ServerHellos(ok=np.concatenate([s.ok for s in parts])[back],
+                        version=np.concatenate([s.version for s in parts])[back],
+                        cipher=np.concatenate([s.cipher for s in parts])[back],
+                        alpn=[alpn[k] for k in back.tolist()])
 
 
 def peek(buf: np.ndarray, payload_off: np.ndarray, plen: np.ndarray, end: np.ndarray) -> ServerHellos:

@@ -8,6 +8,7 @@ import random
 import struct
 import subprocess
 
+import numpy as np
 import pytest
 
 from collector.capture import dissect, flows, headers, tlspeek, tshark
@@ -166,3 +167,37 @@ def test_client_hellos_of_the_corpus_equal_the_per_hello_parser() -> None:
     expected = _reference(bodies)
     assert tlspeek.client_hellos(bodies) == expected
     assert sum(x is not None for x in expected) >= 10
+
+
+def _server_hello(cipher: int, alpn: bytes | None) -> bytes:
+    ext = struct.pack(">HHH", 43, 2, 0x0304)
+    if alpn is not None:
+        ext += struct.pack(">HHHB", 16, len(alpn) + 3, len(alpn) + 1, len(alpn)) + alpn
+    body = struct.pack(">H", 0x0303) + bytes(32) + b"\0" + struct.pack(">HB", cipher, 0) + struct.pack(">H", len(ext)) + ext
+    hs = b"\x02" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x03" + struct.pack(">H", len(hs)) + hs
+
+
+def test_peek_mapped_equals_peek_in_any_order(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """peek_mapped reads the hellos in file order, a chunk at a time; its rows come back in the
+    caller's order, equal to peek() over the whole file."""
+    monkeypatch.setattr(tlspeek, "PEEK_CHUNK", 7)
+    rng = random.Random(3)
+    blob, offs = bytearray(), []
+    for i in range(60):
+        blob += rng.randbytes(rng.randrange(0, 3000))
+        offs.append(len(blob))
+        blob += _server_hello(0x1301 + i % 3, [b"h2", b"http/1.1", None][i % 3])
+    path = tmp_path / "hellos.bin"
+    path.write_bytes(bytes(blob))
+    po = np.asarray(offs + [rng.randrange(len(blob)) for _ in range(40)] + [-1], np.int64)
+    rng.shuffle(po)
+    plen = np.full(len(po), 200, np.int64)
+    end = np.minimum(po + 200, len(blob))
+    with MappedFile(path) as mf:
+        got = tlspeek.peek_mapped(mf, po, plen, end)
+        want = tlspeek.peek(mf.buf, po, plen, end)
+    assert got.ok.sum() >= 60
+    assert got.ok.tolist() == want.ok.tolist() and got.alpn == want.alpn
+    assert got.version[got.ok].tolist() == want.version[want.ok].tolist()
+    assert got.cipher[got.ok].tolist() == want.cipher[want.ok].tolist()
