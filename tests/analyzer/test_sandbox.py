@@ -205,7 +205,8 @@ def test_parser_layer_alone():
                  "EXPLAIN ANALYZE SELECT 1", "SELECT * FROM read_text('x')", "SELECT * FROM system.main.glob('*')",
                  "SELECT * FROM \"read_blob\"('x')", "WITH a AS (SELECT * FROM query('SELECT 1')) SELECT * FROM a",
                  "SELECT (SELECT max(content) FROM read_text('x'))", "SELECT * FROM range(3), LATERAL read_csv('x')",
-                 "SELECT * FROM 'x.parquet'", "SELECT getenv('X')"):
+                 "SELECT * FROM 'x.parquet'", "SELECT getenv('X')", "LOAD '/tmp/x.duckdb_extension'",
+                 "INSTALL '/tmp/x.duckdb_extension'", "SELECT 1; LOAD json"):
         with pytest.raises(Refused):
             plan(con, stmt, 10)
     assert [p.kind for p in plan(con, "SELECT 1; EXPLAIN SELECT 2; SHOW TABLES; DESCRIBE SELECT 1", 10)] == [
@@ -236,6 +237,8 @@ def test_sql_command_does_not_import_pandas(hs):
 
 def test_connection_layer_alone(hs, tmp_path):
     """Below the statement checks, the connection itself is locked: run straight on it."""
+    evil = tmp_path.parent / "evil.duckdb_extension"  # a would-be unsigned extension (never loaded)
+    evil.write_bytes(b"\x7fELF" + bytes(4096))
     with Sandbox.open(str(hs.root)) as sb:
         con = sb.store.con
         for stmt in ("SET enable_external_access = true", "SET lock_configuration = false",
@@ -244,7 +247,10 @@ def test_connection_layer_alone(hs, tmp_path):
                 con.execute(stmt)
         for stmt in (f"SELECT * FROM read_blob('{hs.root}/secret.key')", "SELECT * FROM read_text('/etc/hostname')",
                      f"COPY (SELECT 1) TO '{tmp_path}/x.csv'", f"ATTACH '{tmp_path}/y.db'",
-                     "DELETE FROM flows", "CREATE TABLE lake.t AS SELECT 1", "CREATE TABLE memory.t AS SELECT 1"):
+                     "DELETE FROM flows", "CREATE TABLE lake.t AS SELECT 1", "CREATE TABLE memory.t AS SELECT 1",
+                     # the store's connections accept unsigned extensions (collector/store/extensions.py):
+                     # only external access being off stops a LOAD of a file here
+                     f"LOAD '{evil}'", f"INSTALL '{evil}'"):
             with pytest.raises(duckdb.Error):
                 con.execute(stmt)
         dbs = dict(con.execute("SELECT database_name, readonly FROM duckdb_databases() WHERE NOT internal").fetchall())
