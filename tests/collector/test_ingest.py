@@ -60,6 +60,22 @@ def test_ingest_small_capture(small_pcap: Path, store_dir: Path) -> None:
     assert run[0]["flows"] == 155 and run[0]["format"] == "pcap" and run[0]["header_walk"] == "numpy"
 
 
+def test_the_capture_hash_is_the_files_sha256_across_windows(small_pcap: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """_Hasher maps the capture a window at a time: the digest is the whole file's sha256 whatever
+    the window (one page, an odd number of pages, larger than the file)."""
+    import hashlib
+    import mmap
+
+    from collector import ingest
+
+    want = hashlib.sha256(small_pcap.read_bytes()).hexdigest()
+    for window in (mmap.PAGESIZE, 3 * mmap.PAGESIZE, 1 << 30):
+        monkeypatch.setattr(ingest, "HASH_WINDOW", window)
+        h = ingest._Hasher(small_pcap)
+        h.run()
+        assert h.digest == want, window
+
+
 def test_ingest_starts_without_the_other_components_commands(tmp_path: Path) -> None:
     """`routerwatch ingest` registers only the collector's commands (the analyzer's and dashboard's
     imports are start-up time it never uses); the full command line is there for everything else."""
