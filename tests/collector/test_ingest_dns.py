@@ -65,12 +65,67 @@ def test_server_names_break_ties_the_same_way_on_every_run() -> None:
         "tcp_state": pa.array(["S0"] * n),
     })
     want = [f"b.{i}" for i in range(n)]
+    for _ in range(3):
+        out = _server_names(flow_tbl, dns).sort_by("flow_uid")
+        got = dict(zip(out.column("flow_uid").to_pylist(), out.column("server_name").to_pylist(), strict=True))
+        assert [got[str(i)] for i in range(n)] == want
+
+
+# The as-of join _server_names does with numpy, in SQL (what ingest ran until 2026-12-06): the
+# reference it must equal
+REFERENCE = """
+    WITH ans AS (
+      SELECT ts, ip, arg_max(query, pos) AS query FROM (
+        SELECT ts, query, pos, unnest(answers) AS ip FROM d
+        WHERE is_response AND query IS NOT NULL AND len(answers) > 0)
+      GROUP BY ts, ip),
+    named AS (
+      SELECT f.flow_uid, a.query FROM f
+      ASOF JOIN ans a ON a.ip = f.dst_ip AND a.ts <= f.ts_start
+      WHERE f.sni IS NULL)
+    SELECT f.* EXCLUDE (sni, tcp_state), coalesce(f.sni, n.query) AS server_name,
+           CASE WHEN f.proto = 'udp' THEN (CASE WHEN f.packets_in > 0 THEN 'SF' ELSE 'S0' END)
+                ELSE f.tcp_state END AS tcp_state
+    FROM f LEFT JOIN named n USING (flow_uid)
+"""
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_server_names_equal_the_sql_as_of_join(seed: int) -> None:
+    """Random flows and DNS rows over few addresses and few instants (many ties): answers listing an
+    address twice or a null, unanswered and null-named messages, queries, flows with an SNI, flows
+    that began before any answer, UDP flows with and without replies: equal to DuckDB's ASOF join."""
+    rng = np.random.default_rng(seed)
+    base = np.datetime64("2024-01-01T00:00:00", "us")
+    addrs = [f"192.0.2.{i}" for i in range(6)] + ["2001:db8::1", "2001:db8::2"]
+    m = int(rng.integers(0, 300))
+
+    def answer() -> list[str | None]:
+        k = int(rng.integers(0, 4))
+        return [None if rng.random() < 0.05 else str(rng.choice(addrs)) for _ in range(k)]
+
+    dns = pa.table({
+        "ts": pa.array(base + rng.integers(0, 40, m).astype("timedelta64[us]")),
+        "query": pa.array([None if rng.random() < 0.1 else f"q{rng.integers(0, 50)}.example" for _ in range(m)], pa.string()),
+        "answers": pa.array([answer() for _ in range(m)], pa.list_(pa.string())),
+        "is_response": pa.array(rng.random(m) < 0.8),
+    })
+    n = int(rng.integers(1, 400))
+    flow_tbl = pa.table({
+        "flow_uid": pa.array([f"f{i}" for i in range(n)]),
+        "dst_ip": pa.array([str(rng.choice(addrs + ["198.51.100.1"])) for _ in range(n)]),
+        "ts_start": pa.array(base + rng.integers(-5, 45, n).astype("timedelta64[us]")),
+        "sni": pa.array([f"sni{i}" if rng.random() < 0.3 else None for i in range(n)], pa.string()),
+        "proto": pa.array([str(rng.choice(["tcp", "udp", "icmp"])) for _ in range(n)]),
+        "packets_in": pa.array(rng.integers(0, 3, n)),
+        "tcp_state": pa.array([str(rng.choice(["SF", "S0", "REJ"])) for _ in range(n)]),
+    })
     con = duckdb.connect(":memory:")
-    con.execute("SET threads = 2")
-    try:
-        for _ in range(3):
-            out = _server_names(con, flow_tbl, dns).sort_by("flow_uid")
-            got = dict(zip(out.column("flow_uid").to_pylist(), out.column("server_name").to_pylist(), strict=True))
-            assert [got[str(i)] for i in range(n)] == want
-    finally:
-        con.close()
+    con.register("f", flow_tbl)
+    con.register("d", dns.append_column("pos", pa.array(np.arange(m, dtype=np.int64))))
+    want = con.execute(REFERENCE).to_arrow_table().sort_by("flow_uid")
+    con.close()
+    got = _server_names(flow_tbl, dns)
+    assert got.column("ts_start").to_pylist() == sorted(flow_tbl.column("ts_start").to_pylist())
+    assert got.sort_by("flow_uid").to_pylist() == want.to_pylist()
+    assert got.column_names == want.column_names
