@@ -194,13 +194,9 @@ def _walk_blocks(mapped: MappedFile, n: int, progress) -> _Walk:  # noqa: ANN001
             else:
                 problems.append(f"simple packet block at byte {off} before any interface description: skipped")
         elif btype == DSB:
-            stype, slen = struct.unpack_from(e + "II", mm, off + 8)
             dsb_blocks += 1
-            if slen > blen - MIN_BLOCK[DSB]:
-                problems.append(f"corrupt decryption secrets block at byte {off} (secrets length {slen} in a "
-                                f"{blen}-byte block): skipped")
-            elif stype == TLS_KEYLOG:
-                data = bytes(mm[off + 16 : off + 16 + slen])
+            data = _secrets(mm, off, blen, e, problems)
+            if data is not None:
                 dsb_text.append(data)
                 dsb_lines += sum(1 for line in data.splitlines() if line.strip() and not line.startswith(b"#"))
         off += blen
@@ -210,6 +206,17 @@ def _walk_blocks(mapped: MappedFile, n: int, progress) -> _Walk:  # noqa: ANN001
     if progress is not None:
         progress.update(off - progress.n)
     return _Walk(ifaces, sections, epb, spb, dsb_blocks, dsb_lines, dsb_text, problems, error)
+
+
+def _secrets(mm, off: int, blen: int, e: str, problems: list[str]) -> bytes | None:  # noqa: ANN001 - an mmap
+    """The TLS key-log text of the Decryption Secrets Block at `off` (None for other secrets; a
+    secrets length past the block is noted in `problems`)."""
+    stype, slen = struct.unpack_from(e + "II", mm, off + 8)
+    if slen > blen - MIN_BLOCK[DSB]:
+        problems.append(f"corrupt decryption secrets block at byte {off} (secrets length {slen} in a "
+                        f"{blen}-byte block): skipped")
+        return None
+    return bytes(mm[off + 16 : off + 16 + slen]) if stype == TLS_KEYLOG else None
 
 
 CHAIN_MIN = 64  # a chain shorter than this: the loop takes the rest of the span (no scan per block)
