@@ -76,6 +76,33 @@ def test_the_capture_hash_is_the_files_sha256_across_windows(small_pcap: Path, m
         assert h.digest == want, window
 
 
+def test_a_rerun_after_an_interrupted_ingest_leaves_no_duplicates(small_pcap: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ingest that dies after committing some batches but before its run row (the crash case):
+    the next ingest of the capture finds those rows by one flow's uid and start time, removes them,
+    and stores every row once."""
+    from collector import ingest as ingest_mod
+
+    store = tmp_path / "s"
+    real = ingest_mod._run_row
+
+    def crash(*a, **k):  # noqa: ANN002, ANN003
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ingest_mod, "_run_row", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_mod.ingest(small_pcap, store=str(store), host_id="h1", batch_rows=40)
+    left = sql(store, "SELECT count(*) AS n FROM flows")[0]["n"]
+    assert left > 0  # batches committed, no run row
+    assert sql(store, "SELECT count(*) AS n FROM ingest_runs")[0]["n"] == 0
+    monkeypatch.setattr(ingest_mod, "_run_row", real)
+    res = ingest_mod.ingest(small_pcap, store=str(store), host_id="h1")
+    assert res.status == "ok" and res.flows == 155
+    counts = sql(store, "SELECT (SELECT count(*) FROM flows) AS flows, (SELECT count(DISTINCT flow_uid) FROM flows) AS uids, "
+                        "(SELECT count(*) FROM tls) AS tls, (SELECT count(DISTINCT flow_uid) FROM tls) AS tls_uids")
+    assert counts == [{"flows": 155, "uids": 155, "tls": 103, "tls_uids": 103}]
+
+
 def test_ingest_starts_without_the_other_components_commands(tmp_path: Path) -> None:
     """`routerwatch ingest` registers only the collector's commands (the analyzer's and dashboard's
     imports are start-up time it never uses); the full command line is there for everything else."""
