@@ -52,9 +52,13 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
     error = None
     last = n - 16  # the last offset a record header fits at
     off = 24
+    mark = RELEASE_SPAN  # the next file position at which the pages behind are released
+    window = CHAIN_WINDOW  # bytes _chain scans: doubles while it gets through them, shrinks when it stops short
     while off <= last:
-        span_end = min(off + RELEASE_SPAN, last + 1)
+        span_end = min(off + window, last + 1)
         run, w, off = _chain(mapped, off, span_end, endian)
+        # (a capture that keeps changing timestamp windows costs a small scan per stop, not a span's)
+        window = min(2 * window, RELEASE_SPAN) if off >= span_end else CHAIN_WINDOW
         if len(run):
             offs.append(run)
             words.append(w)
@@ -75,8 +79,9 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
             words.append(None)
         if error is not None:
             break
-        if off >= span_end:
+        if off >= mark:  # by file position: the chain may stop short of its span more than once
             mapped.release(off)
+            mark = off + RELEASE_SPAN
             if progress is not None:
                 progress.update(min(off, n) - progress.n)
     at = np.concatenate(offs) if offs else np.zeros(0, np.int64)
@@ -106,6 +111,7 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
 
 
 LOOP_RECORDS = 64  # records the loop decides after the chain stops early, before the chain tries again
+CHAIN_WINDOW = 64 << 10  # the first and the after-a-stop scan of _chain, in bytes
 
 
 def _chain(mapped: MappedFile, off: int, end: int, endian: str) -> tuple[np.ndarray, np.ndarray, int]:

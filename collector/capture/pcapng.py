@@ -144,7 +144,7 @@ def _walk_blocks(mapped: MappedFile, n: int, progress) -> _Walk:  # noqa: ANN001
     error = None  # damage that stopped the walk
     off = 0
     mark = RELEASE_SPAN  # a plain int compare per block; the rare work happens at each mark
-    chain_at = 0  # the next offset at which a packet block hands over to _chain
+    runs = _Runs()
     hdr = struct.Struct("<II")
     while off + 12 <= n:
         btype, blen = hdr.unpack_from(mm, off)
@@ -172,10 +172,9 @@ def _walk_blocks(mapped: MappedFile, n: int, progress) -> _Walk:  # noqa: ANN001
             break
         if btype == EPB or btype == PB_OLD:  # the obsolete Packet Block has an EPB's field layout
             append(off)
-            if btype == EPB and off >= chain_at:  # the packet blocks after it, without a step each
-                run, after = _chain(mapped, off + blen, min(off + blen + RELEASE_SPAN, n), e)
+            if btype == EPB and off >= runs.at:  # the packet blocks after it, without a step each
+                run, after = runs.follow(mapped, off + blen, n, e)
                 epb.extend(run.tolist())
-                chain_at = 0 if len(run) >= CHAIN_MIN else off + RELEASE_SPAN  # little done: loop a span
                 if len(run):
                     off, blen = after, 0
             if off >= mark:
@@ -220,6 +219,25 @@ def _secrets(mm, off: int, blen: int, e: str, problems: list[str]) -> bytes | No
 
 
 CHAIN_MIN = 64  # a chain shorter than this: the loop takes the rest of the span (no scan per block)
+CHAIN_WINDOW = 64 << 10  # the first and the after-a-stop scan of _chain, in bytes
+
+
+@dataclass
+class _Runs:
+    """Where the block loop next hands a run of packet blocks to _chain, and how far _chain scans:
+    the scan doubles while the chain gets through it and shrinks when it stops short, so a file of
+    short packet runs between other blocks costs a small scan per run, not a span's; a chain that
+    got little done leaves the loop a span."""
+
+    at: int = 0
+    window: int = CHAIN_WINDOW
+
+    def follow(self, mapped: MappedFile, start: int, n: int, e: str) -> tuple[np.ndarray, int]:
+        end = min(start + self.window, n)
+        run, after = _chain(mapped, start, end, e)
+        self.window = min(2 * self.window, RELEASE_SPAN) if after >= end else CHAIN_WINDOW
+        self.at = 0 if len(run) >= CHAIN_MIN else start + RELEASE_SPAN
+        return run, after
 
 
 def _chain(mapped: MappedFile, off: int, end: int, e: str) -> tuple[np.ndarray, int]:

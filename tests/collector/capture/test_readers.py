@@ -208,6 +208,35 @@ def test_pcapng_interfaces_resolutions_and_secrets(tmp_path: Path) -> None:
     assert rec.dsb_blocks == 1 and rec.dsb_secrets == 1
 
 
+def test_pcap_chain_scans_little_when_timestamps_keep_changing_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A capture whose timestamps alternate between two 18-hour windows every 200 records (the chain
+    stops at each change) is read right, and _chain scans about the file once in all, not a 16 MiB
+    span per stop (which would make such a file a denial of service)."""
+    import collector.capture.pcap as pcap
+
+    scanned = []
+    real = pcap._chain
+
+    def counting(mapped, off, end, endian):  # noqa: ANN001
+        scanned.append(end - off)
+        return real(mapped, off, end, endian)
+
+    monkeypatch.setattr(pcap, "_chain", counting)
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    offsets, off = [], 24
+    for i in range(20_000):
+        body = bytes(60 + i % 40)
+        sec = T0 + (70_000 if (i // 200) % 2 else 0)
+        offsets.append(off)
+        out.append(struct.pack("<IIII", sec, i, len(body), len(body)) + body)
+        off += 16 + len(body)
+    path = tmp_path / "windows.pcap"
+    path.write_bytes(b"".join(out))
+    rec = read_records(path, MappedFile(path))
+    assert (rec.data_off - 16).tolist() == offsets and not rec.truncated
+    assert sum(scanned) <= 4 * path.stat().st_size, sum(scanned) / path.stat().st_size
+
+
 def test_pcapng_chain_equals_the_block_loop_on_hostile_payloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """pcapng._chain (numpy, runs of packet blocks) finds exactly the blocks the one-block-at-a-time
     loop finds: packet bytes full of fake EPB headers, interface, secrets and simple packet blocks
@@ -257,6 +286,41 @@ def test_pcapng_chain_equals_the_block_loop_on_hostile_payloads(tmp_path: Path, 
         assert rec.truncated == (kept < 3000)
         mf = MappedFile(path)
         assert [bytes(mf.buf[a:a + c]) for a, c in zip(rec.data_off.tolist(), rec.caplen.tolist(), strict=True)] == frames[:kept]
+
+
+def test_pcapng_chain_scans_little_between_frequent_other_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs of 200 packet blocks between other blocks (the chain stops at each): read right, and
+    _chain scans about the file a few times in all, not a 16 MiB span per run."""
+    import collector.capture.pcapng as pcapng
+
+    scanned = []
+    real = pcapng._chain
+
+    def counting(mapped, off, end, e):  # noqa: ANN001
+        scanned.append(end - off)
+        return real(mapped, off, end, e)
+
+    monkeypatch.setattr(pcapng, "_chain", counting)
+
+    def blk(t: int, body: bytes) -> bytes:
+        return struct.pack("<II", t, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    out = [blk(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)),
+           blk(1, struct.pack("<HHI", 1, 0, 0) + struct.pack("<HH", 0, 0))]
+    offsets, off = [], sum(map(len, out))
+    for i in range(20_000):
+        if i % 200 == 199:
+            out.append(blk(4, struct.pack("<HH", 0, 0)))  # a name resolution block, empty
+            off += len(out[-1])
+        body = bytes(60 + i % 40)
+        offsets.append(off)
+        out.append(blk(6, struct.pack("<IIIII", 0, 0, i, len(body), len(body)) + body + bytes(-len(body) % 4)))
+        off += len(out[-1])
+    path = tmp_path / "runs.pcapng"
+    path.write_bytes(b"".join(out))
+    rec = read_records(path, MappedFile(path))
+    assert (rec.data_off - 28).tolist() == offsets and not rec.truncated
+    assert sum(scanned) <= 4 * path.stat().st_size, sum(scanned) / path.stat().st_size
 
 
 def test_port_reuse_with_new_isn_is_a_new_flow(tmp_path: Path) -> None:
