@@ -85,8 +85,7 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
             if progress is not None:
                 progress.update(min(off, n) - progress.n)
     at = np.concatenate(offs) if offs else np.zeros(0, np.int64)
-    w = np.concatenate([x if x is not None else gather_words(mapped, o, 4, endian == ">")
-                        for o, x in zip(offs, words, strict=True)]) if offs else np.zeros((0, 4), np.int64)
+    w = _header_words(mapped, at, offs, words, endian == ">")
     if error is None and off > n:  # the last record walked runs past the end of the file
         off = int(at[-1])
         at, w = at[:-1], w[:-1]
@@ -108,6 +107,25 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
         truncated=error is not None,
         error=error,
     )
+
+
+def _header_words(mapped: MappedFile, at: np.ndarray, runs: list[np.ndarray], words: list[np.ndarray | None],
+                  big: bool) -> np.ndarray:
+    """The (n, 4) header words of the records at `at` (the `runs` concatenated): the chain's where
+    it read them, the loop's records' gathered in one pass over the file (not one per run)."""
+    w = np.empty((len(at), 4), np.int64)
+    loose: list[np.ndarray] = []
+    i = 0
+    for run, x in zip(runs, words, strict=True):
+        if x is not None:
+            w[i:i + len(run)] = x
+        else:
+            loose.append(np.arange(i, i + len(run)))
+        i += len(run)
+    if loose:
+        rows = np.concatenate(loose)
+        w[rows] = gather_words(mapped, at[rows], 4, big)
+    return w
 
 
 LOOP_RECORDS = 64  # records the loop decides after the chain stops early, before the chain tries again
