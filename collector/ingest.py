@@ -602,8 +602,9 @@ def _dns_names(flow_tbl: pa.Table, dns_tbl: pa.Table) -> pa.Array:
     want = np.flatnonzero(pc.is_null(flow_tbl.column("sni")).to_numpy(zero_copy_only=False)
                           & pc.is_valid(flow_tbl.column("dst_ip")).to_numpy(zero_copy_only=False))
     answers = dns_tbl.column("answers").combine_chunks() if dns_tbl.num_rows else pa.array([], pa.list_(pa.string()))
-    usable = pc.and_(pc.and_(dns_tbl.column("is_response"), pc.is_valid(dns_tbl.column("query"))),
-                     pc.greater(pc.list_value_length(answers), 0)) if dns_tbl.num_rows else pa.array([], pa.bool_())
+    usable = pc.fill_null(pc.and_(pc.and_(dns_tbl.column("is_response"), pc.is_valid(dns_tbl.column("query"))),
+                                  pc.greater(pc.list_value_length(answers), 0)), False
+                          ) if dns_tbl.num_rows else pa.array([], pa.bool_())
     names = np.full(n, None, dtype=object)
     if not len(want) or not pc.any(usable).as_py():
         return pa.array(names, pa.string())

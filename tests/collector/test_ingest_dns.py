@@ -100,7 +100,9 @@ def test_server_names_equal_the_sql_as_of_join(seed: int) -> None:
     addrs = [f"192.0.2.{i}" for i in range(6)] + ["2001:db8::1", "2001:db8::2"]
     m = int(rng.integers(0, 300))
 
-    def answer() -> list[str | None]:
+    def answer() -> list[str | None] | None:
+        if rng.random() < 0.03:
+            return None
         k = int(rng.integers(0, 4))
         return [None if rng.random() < 0.05 else str(rng.choice(addrs)) for _ in range(k)]
 
@@ -108,7 +110,7 @@ def test_server_names_equal_the_sql_as_of_join(seed: int) -> None:
         "ts": pa.array(base + rng.integers(0, 40, m).astype("timedelta64[us]")),
         "query": pa.array([None if rng.random() < 0.1 else f"q{rng.integers(0, 50)}.example" for _ in range(m)], pa.string()),
         "answers": pa.array([answer() for _ in range(m)], pa.list_(pa.string())),
-        "is_response": pa.array(rng.random(m) < 0.8),
+        "is_response": pa.array([None if rng.random() < 0.03 else bool(rng.random() < 0.8) for _ in range(m)], pa.bool_()),
     })
     n = int(rng.integers(1, 400))
     flow_tbl = pa.table({
