@@ -194,12 +194,16 @@ def profile(probes: Probes, libs: list[str], tracepoints: list[tuple[str, str]],
 
 def set_attached(probes: Probes, libs: list[str], tracepoints: list[tuple[str, str]], on: bool) -> None:
     """All probes on or off: the tracepoints by their links, the uprobes by closing or re-making
-    their perf events (bench-only use of the loader's internals)."""
+    their perf events (bench-only use of the loader's internals). Idempotent like the tracepoints'
+    attach: until 2026-12-06 (14:40) an attached round that followed an attached round made the
+    uprobes a second time, so every other pair and the second stats round ran each SSL program twice
+    a call (the collector attaches once)."""
     for key in tracepoints:
         (probes.attach if on else probes.detach)(key)
     if on:
-        for lib in libs:
-            probes._attach_ssl(lib)
+        if not probes._uprobes:
+            for lib in libs:
+                probes._attach_ssl(lib)
     else:
         while probes._uprobes:
             bpfsys.detach(probes._uprobes.pop())
