@@ -336,15 +336,14 @@ BPF_TABLE("lru_hash", u64, u64, ssl_socks, 65536);  // SSL* -> sk (LRU: SSL obje
 static __always_inline void dnsq_send(void *skp, int tcp);  // DNS queries, at the end
 #endif
 
-// `s` is the socket's entry (the caller looked it up: a socket with an entry is TCP, so its protocol
-// is not read; docs/performance.md, 2026-12-06 (15:00)), NULL for an untracked TCP socket.
-static __always_inline void on_io(u64 sk, struct sock_state *s, u64 n, int out) {
+static __always_inline void on_io(u64 sk, u64 n, int out) {
     struct ssl_call *c = ssl_call_of_thread(0);  // most threads have none: one lookup, no hash
     if (c && out && c->unbound) {
         u64 ssl = c->unbound;
         ssl_socks.update(&ssl, &sk);
         c->unbound = 0;
     }
+    struct sock_state *s = socks.lookup(&sk);
     if (s) {
         if (!s->owned) {
             read_task(&s->task);
@@ -359,7 +358,7 @@ static __always_inline void on_io(u64 sk, struct sock_state *s, u64 n, int out) 
         } else __sync_fetch_and_add(&s->app_recv, n);
     }
     // The socket I/O is the truth: SSL* addresses are reused after free. The entry does not look the
-    // SSL* up (a "want read" call, ~0.75 of the ~4.75 calls a request of the TLS bench, makes no I/O
+    // SSL* up (a "want read" call, ~0.9 of the ~4.9 calls a request of the TLS bench, makes no I/O
     // that gets here and would waste it): the call's first I/O does, and writes only a changed binding.
     if (c && c->ssl && c->sk != sk) {
         c->sk = sk;
@@ -378,24 +377,16 @@ static __always_inline int tcp_sock_io(void *skp) {
 
 // Also where DNS queries are read (dnsq_send): every send of every socket passes here, in the
 // sending process's context, so UDP sends are looked at without a syscall tracepoint.
-// A socket with a `socks` entry is TCP (an entry is made only for one, and dropped at its destroy), so
-// the entry is looked up first and the protocol is read only for sockets without one: one probe read
-// less per send and receive on a tracked connection.
+// The protocol is read before the socket's entry is looked up: looking the entry up first would spare
+// a tracked TCP connection that read (~25 ns a send or receive on the TLS bench) but cost every UDP
+// send and receive a hash miss (+35-50 ns; docs/performance.md, 2026-12-06 (15:00)).
 RAW_TRACEPOINT_PROBE(sock_send_length) {
     int ret = (int)ctx->args[1];
     void *skp = (void *)ctx->args[0];
-    u64 sk = (u64)skp;
-    if (ret > 0) {
-        struct sock_state *s = socks.lookup(&sk);
-        if (s) {
-            on_io(sk, s, ret, 1);
-            return 0;
-        }
-    }
     u16 proto = 0;
     bpf_probe_read_kernel(&proto, sizeof(proto), skp + OFF_SK_PROTOCOL);
     if (proto == RW_IPPROTO_TCP) {
-        if (ret > 0) on_io(sk, 0, ret, 1);
+        if (ret > 0) on_io((u64)skp, ret, 1);
     }
 #ifndef RW_NO_DNS_SEND
     else if (proto == RW_IPPROTO_UDP) dnsq_send(skp, 0);  // failed sends too: the query was made
@@ -405,11 +396,8 @@ RAW_TRACEPOINT_PROBE(sock_send_length) {
 
 RAW_TRACEPOINT_PROBE(sock_recv_length) {
     int ret = (int)ctx->args[1];
-    if (ret <= 0 || ((int)ctx->args[2] & 2)) return 0;  // MSG_PEEK
-    u64 sk = ctx->args[0];
-    struct sock_state *s = socks.lookup(&sk);
-    if (!s && !tcp_sock_io((void *)sk)) return 0;
-    on_io(sk, s, ret, 0);
+    if (ret <= 0 || ((int)ctx->args[2] & 2) || !tcp_sock_io((void *)ctx->args[0])) return 0;  // MSG_PEEK
+    on_io(ctx->args[0], ret, 0);
     return 0;
 }
 
