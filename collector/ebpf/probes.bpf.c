@@ -357,13 +357,9 @@ static __always_inline void on_io(u64 sk, u64 n, int out) {
 #endif
         } else __sync_fetch_and_add(&s->app_recv, n);
     }
-    // The socket I/O is the truth: SSL* addresses are reused after free. The entry does not look the
-    // SSL* up (a "want read" call, ~0.9 of the ~4.9 calls a request of the TLS bench, makes no I/O
-    // that gets here and would waste it): the call's first I/O does, and writes only a changed binding.
-    if (c && c->ssl && c->sk != sk) {
+    if (c && c->ssl && c->sk != sk) {  // the socket I/O is the truth: SSL* addresses are reused after free
         c->sk = sk;
-        u64 *known = ssl_socks.lookup(&c->ssl);
-        if (!known || *known != sk) ssl_socks.update(&c->ssl, &sk);
+        ssl_socks.update(&c->ssl, &sk);
     }
 }
 
@@ -377,9 +373,6 @@ static __always_inline int tcp_sock_io(void *skp) {
 
 // Also where DNS queries are read (dnsq_send): every send of every socket passes here, in the
 // sending process's context, so UDP sends are looked at without a syscall tracepoint.
-// The protocol is read before the socket's entry is looked up: looking the entry up first would spare
-// a tracked TCP connection that read (~25 ns a send or receive on the TLS bench) but cost every UDP
-// send and receive a hash miss (+35-50 ns; docs/performance.md, 2026-12-06 (15:00)).
 RAW_TRACEPOINT_PROBE(sock_send_length) {
     int ret = (int)ctx->args[1];
     void *skp = (void *)ctx->args[0];
@@ -708,7 +701,8 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, u8 dir, u8 ex) {
     c->num = PT_REGS_PARM3(ctx);
     c->len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
     c->dir = dir;
-    c->sk = 0;  // named by the call's first socket I/O (on_io), else looked up at the return
+    u64 *known = ssl_socks.lookup(&c->ssl);
+    c->sk = known ? *known : 0;
     return 0;
 }
 
@@ -776,31 +770,28 @@ static __always_inline void ssl_emit(u64 ssl, u64 sk, u64 buf, u64 total, u8 dir
     }
 }
 
-// A call that moved no data ("want read", "want write", an error) only ends the call in flight.
 static __always_inline int ssl_return(struct pt_regs *ctx) {
     struct ssl_call *cp = ssl_call_of_thread(0);
-    if (!cp) return 0;
-    u64 ssl = cp->ssl;
-    if (!ssl) return 0;
+    if (!cp || !cp->ssl) return 0;
+    struct ssl_call c = *cp;
     cp->ssl = 0;
+    u64 tid = bpf_get_current_pid_tgid();
     s64 rc = (int)PT_REGS_RC(ctx);
     u64 total = 0;
-    if (cp->len_ptr) {
+    if (c.len_ptr) {
         if (rc != 1) return 0;
-        bpf_probe_read_user(&total, 8, (void *)cp->len_ptr);
+        bpf_probe_read_user(&total, 8, (void *)c.len_ptr);
     } else {
         if (rc <= 0) return 0;
         total = rc;
     }
     if (total == 0) return 0;
-    u64 sk = cp->sk;
-    u8 dir = cp->dir;
-    if (!sk) {  // the call made no socket I/O (data buffered in OpenSSL, a memory BIO)
-        u64 *known = ssl_socks.lookup(&ssl);
-        if (known) sk = *known;
-        else if (dir == 0) cp->unbound = ssl;
+    if (!c.sk) {
+        u64 *known = ssl_socks.lookup(&c.ssl);
+        if (known) c.sk = *known;
+        else if (c.dir == 0) cp->unbound = c.ssl;
     }
-    ssl_emit(ssl, sk, cp->buf, total, dir, bpf_get_current_pid_tgid());
+    ssl_emit(c.ssl, c.sk, c.buf, total, c.dir, tid);
     return 0;
 }
 

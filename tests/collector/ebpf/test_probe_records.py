@@ -546,10 +546,11 @@ def test_ssl_records_of_small_calls_equal_the_chunked_path(tmp_path):
 
 @needs_ebpf
 def test_ssl_reads_without_socket_io_name_the_socket_and_want_read_calls_leave_no_record(tmp_path):
-    """The SSL* is bound to its socket at the call's first socket I/O, not at the call's entry: a
-    read served from OpenSSL's buffer (one 3,000-byte record read 1,000 bytes at a time: the second
-    and third calls make no socket I/O) still names the socket it came through, and a non-blocking
-    read that finds nothing ("want read") leaves no record and does not disturb the next one."""
+    """A read served from OpenSSL's buffer (one 3,000-byte record read 1,000 bytes at a time: the
+    second and third calls make no socket I/O) names the socket the SSL* was last seen on, and a
+    non-blocking read that finds nothing ("want read", ~0.9 of the ~4.9 SSL calls a request of
+    bench/tls_probe_cost.py's client) leaves no record and does not disturb the next one. Any
+    cheaper binding of an SSL* to its socket (docs/performance.md) must keep both."""
     import ssl
     import threading
 
