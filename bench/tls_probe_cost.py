@@ -166,12 +166,12 @@ def profile(probes: Probes, libs: list[str], tracepoints: list[tuple[str, str]],
                 fds = [] if not variant.startswith("noop") else attach_noop(
                     prog, libs, "exported" if "exported" in variant else "collector", returns=variant.endswith("returns"))
                 srv0 = cpu_seconds(server_pid)
-                before = probes.counters()["ssl_seen"]
+                before = probes.program_stats()["ssl_return_probe"][1]  # runs: every call, data or not
                 with Drainer(probes):
                     _out, c = run_child(client, work)
                 cpu[variant].append((c + cpu_seconds(server_pid) - srv0) / requests * 1e6)
                 if variant == "collector":
-                    calls += (probes.counters()["ssl_seen"] - before) / requests
+                    calls += (probes.program_stats()["ssl_return_probe"][1] - before) / requests
                 for fd in fds:
                     bpfsys.detach(fd)
                 print(f"round {r + 1}/{rounds} {variant}: {cpu[variant][-1]:.1f} us/request", file=sys.stderr, flush=True)
