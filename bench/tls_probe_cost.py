@@ -166,12 +166,12 @@ def profile(probes: Probes, libs: list[str], tracepoints: list[tuple[str, str]],
                 fds = [] if not variant.startswith("noop") else attach_noop(
                     prog, libs, "exported" if "exported" in variant else "collector", returns=variant.endswith("returns"))
                 srv0 = cpu_seconds(server_pid)
-                before = probes.counters()["ssl_seen"]
+                before = probes.program_stats()["ssl_return_probe"][1]  # runs: every call, data or not
                 with Drainer(probes):
                     _out, c = run_child(client, work)
                 cpu[variant].append((c + cpu_seconds(server_pid) - srv0) / requests * 1e6)
                 if variant == "collector":
-                    calls += (probes.counters()["ssl_seen"] - before) / requests
+                    calls += (probes.program_stats()["ssl_return_probe"][1] - before) / requests
                 for fd in fds:
                     bpfsys.detach(fd)
                 print(f"round {r + 1}/{rounds} {variant}: {cpu[variant][-1]:.1f} us/request", file=sys.stderr, flush=True)
@@ -194,12 +194,16 @@ def profile(probes: Probes, libs: list[str], tracepoints: list[tuple[str, str]],
 
 def set_attached(probes: Probes, libs: list[str], tracepoints: list[tuple[str, str]], on: bool) -> None:
     """All probes on or off: the tracepoints by their links, the uprobes by closing or re-making
-    their perf events (bench-only use of the loader's internals)."""
+    their perf events (bench-only use of the loader's internals). Idempotent like the tracepoints'
+    attach: until 2026-12-06 (14:40) an attached round that followed an attached round made the
+    uprobes a second time, so every other pair and the second stats round ran each SSL program twice
+    a call (the collector attaches once)."""
     for key in tracepoints:
         (probes.attach if on else probes.detach)(key)
     if on:
-        for lib in libs:
-            probes._attach_ssl(lib)
+        if not probes._uprobes:
+            for lib in libs:
+                probes._attach_ssl(lib)
     else:
         while probes._uprobes:
             bpfsys.detach(probes._uprobes.pop())

@@ -465,17 +465,9 @@ def test_no_dns_send_compiles_out_the_query_reader(probes):
 SSL_SIZES = (1, 128, 129, 300, 1024, 2048, 2049, 4096, 4097, 70_000)
 
 
-@needs_ebpf
-def test_ssl_records_of_small_calls_equal_the_chunked_path(tmp_path):
-    """A call of at most one 4 KiB chunk is read straight into a ring record of a size class (one
-    copy), a larger one through the per-CPU scratch, chunk by chunk: both give the same header
-    fields (call total, chunk offset and length, direction, socket, pid) and exactly the bytes
-    written, at every class boundary; the socket is the one the destroy record names, and a socket
-    tracked from its connect says CLOSE as its last state."""
+def _tls_contexts(tmp_path):
+    """A server context with a fresh self-signed key and a client context that trusts anything."""
     import ssl
-    import threading
-
-    from collector.ebpf.loader import ProbeOptions, Probes
 
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                     "-keyout", str(tmp_path / "k"), "-out", str(tmp_path / "c"), "-days", "1", "-subj", "/CN=x"],
@@ -484,6 +476,21 @@ def test_ssl_records_of_small_calls_equal_the_chunked_path(tmp_path):
     sctx.load_cert_chain(tmp_path / "c", tmp_path / "k")
     cctx = ssl.create_default_context()
     cctx.check_hostname, cctx.verify_mode = False, ssl.CERT_NONE
+    return sctx, cctx
+
+
+@needs_ebpf
+def test_ssl_records_of_small_calls_equal_the_chunked_path(tmp_path):
+    """A call of at most one 4 KiB chunk is read straight into a ring record of a size class (one
+    copy), a larger one through the per-CPU scratch, chunk by chunk: both give the same header
+    fields (call total, chunk offset and length, direction, socket, pid) and exactly the bytes
+    written, at every class boundary; the socket is the one the destroy record names, and a socket
+    tracked from its connect says CLOSE as its last state."""
+    import threading
+
+    from collector.ebpf.loader import ProbeOptions, Probes
+
+    sctx, cctx = _tls_contexts(tmp_path)
     payloads = [bytes((i * 7 + n) & 0xFF for i in range(n)) for n in SSL_SIZES]
     p = Probes(ProbeOptions(dns=False, dns_send=False, discover_ssl=False, go_tls=False))
     try:
@@ -535,3 +542,71 @@ def test_ssl_records_of_small_calls_equal_the_chunked_path(tmp_path):
     read = [r[ev.SSL_HEADER.itemsize : ev.SSL_HEADER.itemsize + int(h["len"])]
             for h, r in heads if int(h["sk"]) == sk and h["dir"] == 1]
     assert read == [b"ok"]
+
+
+@needs_ebpf
+def test_ssl_reads_without_socket_io_name_the_socket_and_want_read_calls_leave_no_record(tmp_path):
+    """A read served from OpenSSL's buffer (one 3,000-byte record read 1,000 bytes at a time: the
+    second and third calls make no socket I/O) names the socket the SSL* was last seen on, and a
+    non-blocking read that finds nothing ("want read", ~0.9 of the ~4.9 SSL calls a request of
+    bench/tls_probe_cost.py's client) leaves no record and does not disturb the next one. Any
+    cheaper binding of an SSL* to its socket (docs/performance.md) must keep both."""
+    import ssl
+    import threading
+
+    from collector.ebpf.loader import ProbeOptions, Probes
+
+    sctx, cctx = _tls_contexts(tmp_path)
+    payload = bytes((i * 13) & 0xFF for i in range(3000))
+    p = Probes(ProbeOptions(dns=False, dns_send=False, discover_ssl=False, go_tls=False))
+    try:
+        lsock = socket.create_server(("127.0.0.6", 0))
+        port = lsock.getsockname()[1]
+        parts: list[bytes] = []
+        sent = threading.Event()
+
+        def serve() -> None:
+            c, _ = lsock.accept()
+            with sctx.wrap_socket(c, server_side=True) as t:
+                while sum(map(len, parts)) < len(payload):
+                    parts.append(t.recv(1000))
+                sent.wait(10)
+                t.sendall(b"ok")
+
+        th = threading.Thread(target=serve)
+        th.start()
+        p.drain()
+        with cctx.wrap_socket(socket.create_connection(("127.0.0.6", port))) as t:
+            cport = t.getsockname()[1]
+            t.setblocking(False)
+            with pytest.raises(ssl.SSLWantReadError):
+                t.recv(10)
+            t.setblocking(True)
+            t.sendall(payload)  # one record
+            sent.set()
+            assert t.recv(2) == b"ok"
+            th.join(10)
+        lsock.close()
+
+        def conns(got):
+            arr = ev.stack(got.get(ev.T_CONN, []), ev.CONN)
+            return arr[((arr["sport"] == cport) & (arr["dport"] == port)) | ((arr["sport"] == port) & (arr["dport"] == cport))]
+
+        got = drain_until(p, lambda g: len(conns(g)) >= 2)
+    finally:
+        p.close()
+    assert parts == [payload[:1000], payload[1000:2000], payload[2000:]]
+    recs = conns(got)
+    client = int(recs[recs["sport"] == cport][0]["sk"])
+    server = int(recs[recs["sport"] == port][0]["sk"])
+    heads = [(np.frombuffer(r[: ev.SSL_HEADER.itemsize], dtype=ev.SSL_HEADER)[0], r) for r in got.get(ev.T_SSL, [])]
+    heads = [(h, r) for h, r in heads if int(h["tgid"]) == os.getpid()]
+
+    def calls(sk: int, direction: int) -> list[bytes]:
+        return [r[ev.SSL_HEADER.itemsize : ev.SSL_HEADER.itemsize + int(h["len"])]
+                for h, r in heads if int(h["sk"]) == sk and h["dir"] == direction]
+
+    assert calls(server, 1) == parts  # the second and third read made no socket I/O
+    assert calls(client, 0) == [payload]
+    assert calls(client, 1) == [b"ok"]  # the "want read" call made none
+    assert all(int(h["sk"]) in (client, server) for h, _ in heads)
