@@ -208,20 +208,26 @@ def test_pcapng_interfaces_resolutions_and_secrets(tmp_path: Path) -> None:
     assert rec.dsb_blocks == 1 and rec.dsb_secrets == 1
 
 
+def _count_scans(monkeypatch: pytest.MonkeyPatch, reader) -> list[int]:  # noqa: ANN001 - the pcap or pcapng module
+    """The bytes each call of the reader's _chain scans, appended as the reader runs."""
+    scanned: list[int] = []
+    real = reader._chain
+
+    def counting(mapped, off, end, *rest):  # noqa: ANN001, ANN002
+        scanned.append(end - off)
+        return real(mapped, off, end, *rest)
+
+    monkeypatch.setattr(reader, "_chain", counting)
+    return scanned
+
+
 def test_pcap_chain_scans_little_when_timestamps_keep_changing_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A capture whose timestamps alternate between two 18-hour windows every 200 records (the chain
     stops at each change) is read right, and _chain scans about the file once in all, not a 16 MiB
     span per stop (which would make such a file a denial of service)."""
     import collector.capture.pcap as pcap
 
-    scanned = []
-    real = pcap._chain
-
-    def counting(mapped, off, end, endian):  # noqa: ANN001
-        scanned.append(end - off)
-        return real(mapped, off, end, endian)
-
-    monkeypatch.setattr(pcap, "_chain", counting)
+    scanned = _count_scans(monkeypatch, pcap)
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
     offsets, off = [], 24
     for i in range(20_000):
@@ -293,14 +299,7 @@ def test_pcapng_chain_scans_little_between_frequent_other_blocks(tmp_path: Path,
     _chain scans about the file a few times in all, not a 16 MiB span per run."""
     import collector.capture.pcapng as pcapng
 
-    scanned = []
-    real = pcapng._chain
-
-    def counting(mapped, off, end, e):  # noqa: ANN001
-        scanned.append(end - off)
-        return real(mapped, off, end, e)
-
-    monkeypatch.setattr(pcapng, "_chain", counting)
+    scanned = _count_scans(monkeypatch, pcapng)
 
     def blk(t: int, body: bytes) -> bytes:
         return struct.pack("<II", t, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
