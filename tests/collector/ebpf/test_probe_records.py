@@ -4,11 +4,15 @@ and the numpy layouts right."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
+import ssl
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -467,8 +471,6 @@ SSL_SIZES = (1, 128, 129, 300, 1024, 2048, 2049, 4096, 4097, 70_000)
 
 def _tls_contexts(tmp_path):
     """A server context with a fresh self-signed key and a client context that trusts anything."""
-    import ssl
-
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                     "-keyout", str(tmp_path / "k"), "-out", str(tmp_path / "c"), "-days", "1", "-subj", "/CN=x"],
                    check=True, capture_output=True)
@@ -479,6 +481,29 @@ def _tls_contexts(tmp_path):
     return sctx, cctx
 
 
+@contextlib.contextmanager
+def _tls_pair(tmp_path, addr: str, serve) -> Iterator[tuple[ssl.SSLSocket, int, int]]:  # noqa: ANN001
+    """(client TLS socket, client port, server port) of a loopback connection to `addr`, whose
+    server side runs `serve(its TLS socket)` in a thread (joined, and the listener closed, after)."""
+    sctx, cctx = _tls_contexts(tmp_path)
+    lsock = socket.create_server((addr, 0))
+    port = lsock.getsockname()[1]
+
+    def run() -> None:
+        c, _ = lsock.accept()
+        with sctx.wrap_socket(c, server_side=True) as t:
+            serve(t)
+
+    th = threading.Thread(target=run)
+    th.start()
+    try:
+        with cctx.wrap_socket(socket.create_connection((addr, port))) as t:
+            yield t, t.getsockname()[1], port
+    finally:
+        th.join(10)
+        lsock.close()
+
+
 @needs_ebpf
 def test_ssl_records_of_small_calls_equal_the_chunked_path(tmp_path):
     """A call of at most one 4 KiB chunk is read straight into a ring record of a size class (one
@@ -486,35 +511,22 @@ def test_ssl_records_of_small_calls_equal_the_chunked_path(tmp_path):
     fields (call total, chunk offset and length, direction, socket, pid) and exactly the bytes
     written, at every class boundary; the socket is the one the destroy record names, and a socket
     tracked from its connect says CLOSE as its last state."""
-    import threading
-
     from collector.ebpf.loader import ProbeOptions, Probes
 
-    sctx, cctx = _tls_contexts(tmp_path)
     payloads = [bytes((i * 7 + n) & 0xFF for i in range(n)) for n in SSL_SIZES]
     p = Probes(ProbeOptions(dns=False, dns_send=False, discover_ssl=False, go_tls=False))
     try:
-        lsock = socket.create_server(("127.0.0.5", 0))
-        port = lsock.getsockname()[1]
+        def serve(t: ssl.SSLSocket) -> None:
+            want = sum(SSL_SIZES)
+            while want > 0:
+                want -= len(t.recv(65536))
+            t.sendall(b"ok")
 
-        def serve() -> None:
-            c, _ = lsock.accept()
-            with sctx.wrap_socket(c, server_side=True) as t:
-                want = sum(SSL_SIZES)
-                while want > 0:
-                    want -= len(t.recv(65536))
-                t.sendall(b"ok")
-
-        th = threading.Thread(target=serve)
-        th.start()
         p.drain()
-        with cctx.wrap_socket(socket.create_connection(("127.0.0.5", port))) as t:
-            cport = t.getsockname()[1]
+        with _tls_pair(tmp_path, "127.0.0.5", serve) as (t, cport, port):
             for data in payloads:
                 t.sendall(data)  # one SSL_write_ex each (blocking socket, no partial writes)
             assert t.recv(2) == b"ok"
-            th.join(10)
-        lsock.close()
 
         def conn(got):
             arr = ev.stack(got.get(ev.T_CONN, []), ev.CONN)
@@ -551,33 +563,22 @@ def test_ssl_reads_without_socket_io_name_the_socket_and_want_read_calls_leave_n
     non-blocking read that finds nothing ("want read", ~0.9 of the ~4.9 SSL calls a request of
     bench/tls_probe_cost.py's client) leaves no record and does not disturb the next one. Any
     cheaper binding of an SSL* to its socket (docs/performance.md) must keep both."""
-    import ssl
-    import threading
-
     from collector.ebpf.loader import ProbeOptions, Probes
 
-    sctx, cctx = _tls_contexts(tmp_path)
     payload = bytes((i * 13) & 0xFF for i in range(3000))
     p = Probes(ProbeOptions(dns=False, dns_send=False, discover_ssl=False, go_tls=False))
     try:
-        lsock = socket.create_server(("127.0.0.6", 0))
-        port = lsock.getsockname()[1]
         parts: list[bytes] = []
         sent = threading.Event()
 
-        def serve() -> None:
-            c, _ = lsock.accept()
-            with sctx.wrap_socket(c, server_side=True) as t:
-                while sum(map(len, parts)) < len(payload):
-                    parts.append(t.recv(1000))
-                sent.wait(10)
-                t.sendall(b"ok")
+        def serve(t: ssl.SSLSocket) -> None:
+            while sum(map(len, parts)) < len(payload):
+                parts.append(t.recv(1000))
+            sent.wait(10)
+            t.sendall(b"ok")
 
-        th = threading.Thread(target=serve)
-        th.start()
         p.drain()
-        with cctx.wrap_socket(socket.create_connection(("127.0.0.6", port))) as t:
-            cport = t.getsockname()[1]
+        with _tls_pair(tmp_path, "127.0.0.6", serve) as (t, cport, port):
             t.setblocking(False)
             with pytest.raises(ssl.SSLWantReadError):
                 t.recv(10)
@@ -585,8 +586,6 @@ def test_ssl_reads_without_socket_io_name_the_socket_and_want_read_calls_leave_n
             t.sendall(payload)  # one record
             sent.set()
             assert t.recv(2) == b"ok"
-            th.join(10)
-        lsock.close()
 
         def conns(got):
             arr = ev.stack(got.get(ev.T_CONN, []), ev.CONN)
