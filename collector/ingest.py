@@ -8,7 +8,7 @@ Who does what, so no Python object touches every packet:
 - tshark dissects a small pcapng holding only the packets that need a real dissector (DNS the native
   readers decline, over TCP or fragmented, TLS hellos that span segments, QUIC Initials), in a
   background thread, and starts only when there are such packets;
-- DuckDB joins DNS names to flows; results are written in Arrow batches that commit separately,
+- numpy joins DNS names to flows (as of each flow's start); results are written in Arrow batches that commit separately,
   so readers see a long ingest grow.
 Re-ingesting the same bytes adds nothing unless a key log not used on them before comes along: the
 idempotency key is (host, content sha256, keyed digest of the key log); see docs/decryption.md.
@@ -132,53 +132,61 @@ def check_tshark() -> None:
         raise IngestError(str(exc)) from None
 
 
-HASH_WINDOW = 16 << 20  # bytes of the capture _Hasher maps at a time (a multiple of the page size)
+HASH_WINDOW = 16 << 20  # bytes of the capture _sha256 maps at a time (a multiple of the page size)
 
 
-class _Hasher(threading.Thread):
-    """sha256 of the file in a thread (hashlib releases the GIL), overlapping the record walk."""
-
-    def __init__(self, path: Path):
-        super().__init__(name="routerwatch-sha256", daemon=True)
-        self.path = path
-        self.digest = ""
-
-    def run(self) -> None:
-        """Hashes 16 MiB windows of its own read-only maps, each unmapped after: no copy of the file
-        through read() (~0.04 s of CPU on a 300 MB capture) and never more than a window resident."""
-        h = hashlib.sha256()
-        with open(self.path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            for off in range(0, size, HASH_WINDOW):
-                with mmap.mmap(f.fileno(), min(HASH_WINDOW, size - off), offset=off, access=mmap.ACCESS_READ) as m:
-                    h.update(m)
-        self.digest = h.hexdigest()
+def _sha256(path: Path) -> str:
+    """The file's sha256 from 16 MiB read-only maps, each unmapped after: no copy of the file through
+    read() (~0.04 s of CPU on a 300 MB capture) and never more than a window resident."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        for off in range(0, size, HASH_WINDOW):
+            with mmap.mmap(f.fileno(), min(HASH_WINDOW, size - off), offset=off, access=mmap.ACCESS_READ) as m:
+                h.update(m)
+    return h.hexdigest()
 
 
-class _StoreOpener(threading.Thread):
-    """Open (create, migrate) the store in a thread, then run `then(store)` there (the check for
-    earlier runs of this capture); DuckDB releases the GIL while it works, so this overlaps the
-    record walk and the stages after it. A Store the caller already holds is used as it is (and
-    stays open: `owned` is False)."""
+class _HashThenOpen(threading.Thread):
+    """Beside the record walk, in one thread: the capture's sha256 (hashlib releases the GIL), then the
+    store's open (create, migrate; DuckDB releases the GIL while it works) and `then(store)` (the
+    look-up of earlier runs of this capture). One thread, not a hasher and an opener side by side:
+    three busy threads on a 2-core machine slowed the main thread's walk of the 500k capture from
+    0.20-0.26 to 0.30-0.38 s. A Store the caller already holds is used as it is (and stays open:
+    `owned` is False)."""
 
-    def __init__(self, spec, then=None):
-        super().__init__(name="routerwatch-store-open", daemon=True)
+    def __init__(self, capture: Path, spec, then=None):
+        super().__init__(name="routerwatch-hash-open", daemon=True)
+        self.capture = capture
         self.spec = spec
         self.store = None
         self.owned = not hasattr(spec, "secret_key")
         self.error: BaseException | None = None
         self.then = then
         self.value = None  # what `then` returned
+        self.digest = ""
+        self.hashed = threading.Event()
 
     def run(self) -> None:
         from collector.store import Store
 
         try:
+            try:
+                self.digest = _sha256(self.capture)
+            finally:
+                self.hashed.set()
             self.store = Store.open(self.spec) if self.owned else self.spec
             if self.then is not None:
                 self.value = self.then(self.store)
         except BaseException as exc:  # re-raised in the caller's thread
             self.error = exc
+
+    def sha256(self) -> str:
+        """The capture's sha256, once hashed (the hash's own error raised here)."""
+        self.hashed.wait()
+        if not self.digest:
+            self.get()
+        return self.digest
 
     def get(self):
         self.join()
@@ -237,18 +245,14 @@ def _ingest(source: CaptureSource, store: str | Store | None, keylog: Path | Non
     capture = source.path
     host = resolve_host_id(host_id)
     run_id = uuid.uuid4().hex
-    hasher = _Hasher(capture)
-    hasher.start()
 
     def earlier_runs(st) -> tuple[str | None, set[str | None] | None]:
         """(this key log's digest, the digests earlier runs of this capture used): in the opener's thread."""
-        digest = _keylog_digest(keylog, st)
-        hasher.join()
-        return digest, _prior_runs(st, hasher.digest, host)
+        return _keylog_digest(keylog, st), _prior_runs(st, opener.digest, host)
 
-    # catalog attach + migrations + the look-up of earlier runs overlap the record walk and the
-    # stages after it: the store is needed only once the tables are built
-    opener = _StoreOpener(store, earlier_runs)
+    # the hash, catalog attach + migrations and the look-up of earlier runs overlap the record walk
+    # and the stages after it: the store is needed only once the tables are built
+    opener = _HashThenOpen(capture, store, earlier_runs)
     opener.start()
     bar = _progress(source.size)
     with MappedFile(capture, source.name) as mf:
@@ -262,9 +266,8 @@ def _ingest(source: CaptureSource, store: str | Store | None, keylog: Path | Non
             res = _new_result(run_id, source, capture, "", rec)
 
             def sha() -> str:
-                """The capture's sha256, once the hasher has it (the flow ids need it; nothing before them)."""
-                hasher.join()
-                res.sha256 = hasher.digest
+                """The capture's sha256, once hashed (the flow ids need it; nothing before them)."""
+                res.sha256 = opener.sha256()
                 return res.sha256
 
             def duplicate() -> bool:

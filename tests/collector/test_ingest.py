@@ -61,7 +61,7 @@ def test_ingest_small_capture(small_pcap: Path, store_dir: Path) -> None:
 
 
 def test_the_capture_hash_is_the_files_sha256_across_windows(small_pcap: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """_Hasher maps the capture a window at a time: the digest is the whole file's sha256 whatever
+    """_sha256 maps the capture a window at a time: the digest is the whole file's sha256 whatever
     the window (one page, an odd number of pages, larger than the file)."""
     import hashlib
     import mmap
@@ -71,9 +71,27 @@ def test_the_capture_hash_is_the_files_sha256_across_windows(small_pcap: Path, m
     want = hashlib.sha256(small_pcap.read_bytes()).hexdigest()
     for window in (mmap.PAGESIZE, 3 * mmap.PAGESIZE, 1 << 30):
         monkeypatch.setattr(ingest, "HASH_WINDOW", window)
-        h = ingest._Hasher(small_pcap)
-        h.run()
-        assert h.digest == want, window
+        assert ingest._sha256(small_pcap) == want, window
+
+
+def test_a_capture_that_cannot_be_hashed_fails_the_ingest(small_pcap: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hash runs in the store's thread; its error reaches the caller (flow ids are never made from
+    an empty digest) and nothing is stored."""
+    from collector import ingest as ingest_mod
+    from collector.capture import flows
+
+    def unreadable(_: Path) -> str:
+        raise OSError("read error")
+
+    def no_uids(*_):
+        raise AssertionError("flow ids made without the capture's digest")
+
+    monkeypatch.setattr(ingest_mod, "_sha256", unreadable)
+    monkeypatch.setattr(flows, "flow_uids", no_uids)
+    with pytest.raises(OSError, match="read error"):
+        ingest_mod.ingest(small_pcap, store=str(tmp_path / "s"), host_id="h1")
+    assert not (tmp_path / "s").exists() or sql(tmp_path / "s", "SELECT count(*) AS n FROM flows") == [{"n": 0}]
 
 
 def test_a_rerun_after_an_interrupted_ingest_leaves_no_duplicates(small_pcap: Path, tmp_path: Path,
@@ -148,7 +166,7 @@ def test_a_duplicate_known_before_the_flows_stops_after_the_header_walk(small_pc
 
     def walk_after_the_lookup(*args):  # the store's thread finishes first, deterministically
         for t in threading.enumerate():
-            if t.name == "routerwatch-store-open":
+            if t.name == "routerwatch-hash-open":
                 t.join()
         return walk(*args)
 
