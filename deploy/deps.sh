@@ -71,6 +71,10 @@ if ! "$VENV/bin/pip" install -q -e "$target" > "$VENV/pip-install.log" 2>&1; the
   log "pip install failed"; exit 1
 fi
 "$VENV/bin/python" -c "import collector, duckdb" || { log "python environment is broken"; exit 1; }
+# the package's bytecode, now: an editable install leaves it to the first run, and where
+# PYTHONDONTWRITEBYTECODE is set no run writes it (every command would compile its modules again)
+"$VENV/bin/python" -m compileall -q "$here/collector" "$here/analyzer" "$here/dashboard" >/dev/null \
+  || log "could not compile the package's bytecode (commands still run, a little slower to start)"
 
 # bcc's Python module is Debian's; link only it into the venv (system-site-packages would pull in everything).
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
