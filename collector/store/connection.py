@@ -151,8 +151,10 @@ class Store:
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
-    def open(cls, spec: str | None = None, *, read_only: bool = False, migrate: bool = True) -> Store:
-        """Open (and for writers create and migrate) the store named by `spec`."""
+    def open(cls, spec: str | None = None, *, read_only: bool = False, migrate: bool = True,
+             threads: int | None = None) -> Store:
+        """Open (and for writers create and migrate) the store named by `spec`. `threads`: DuckDB's
+        worker threads for this connection (default: one per core)."""
         loc = StoreLocation.parse(spec)
         if read_only and not loc.exists():
             raise StoreError(
@@ -172,7 +174,8 @@ class Store:
                     (loc.root / "data").mkdir(exist_ok=True, mode=data_mode)
                 except OSError as exc:
                     raise StoreError(f"cannot create store directory {loc.root}: {exc.strerror}") from None
-        con = duckdb.connect(":memory:", config=dict(extensions.OFFLINE_CONFIG))
+        config = dict(extensions.OFFLINE_CONFIG, **({"threads": threads} if threads else {}))
+        con = duckdb.connect(":memory:", config=config)
         extensions.load(con, *remote.extensions_for(loc.catalog, loc.data_path))
         for name, value in DUCKLAKE_SETTINGS.items():
             con.execute(f"SET {name} = {value}")

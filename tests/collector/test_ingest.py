@@ -94,6 +94,25 @@ def test_a_capture_that_cannot_be_hashed_fails_the_ingest(small_pcap: Path, tmp_
     assert not (tmp_path / "s").exists() or sql(tmp_path / "s", "SELECT count(*) AS n FROM flows") == [{"n": 0}]
 
 
+def test_the_store_an_ingest_opens_has_one_duckdb_worker(small_pcap: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """INGEST_DUCKDB_THREADS reaches Store.open (a second worker only competed with the ingest's own
+    threads); a store the caller passes in is used as it is."""
+    from collector import ingest as ingest_mod
+    from collector.store import Store
+
+    asked: list[int | None] = []
+    real_open = Store.open.__func__
+
+    def recording_open(cls, spec=None, **kw):
+        asked.append(kw.get("threads"))
+        return real_open(cls, spec, **kw)
+
+    monkeypatch.setattr(Store, "open", classmethod(recording_open))
+    ingest_mod.ingest(small_pcap, store=str(tmp_path / "s"), host_id="h1")
+    assert asked == [ingest_mod.INGEST_DUCKDB_THREADS] == [1]
+
+
 def test_a_rerun_after_an_interrupted_ingest_leaves_no_duplicates(small_pcap: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """An ingest that dies after committing some batches but before its run row (the crash case):

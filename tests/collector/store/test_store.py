@@ -43,6 +43,15 @@ def test_create_layout_permissions_and_schema(store_dir):
     assert (store_dir / "catalog.sqlite").exists()
 
 
+def test_open_sets_duckdbs_worker_threads_when_asked(store_dir):
+    """`threads` sizes this connection's DuckDB pool (the ingest asks for one); the default is DuckDB's."""
+    with Store.open(str(store_dir), threads=1) as st:
+        assert st.sql("SELECT current_setting('threads')").fetchone()[0] == 1
+    with Store.open(str(store_dir)) as st:
+        assert st.sql("SELECT current_setting('threads')").fetchone()[0] == duckdb.connect().execute(
+            "SELECT current_setting('threads')").fetchone()[0]
+
+
 def test_migration_adds_columns_and_records_it(store_dir, monkeypatch):
     Store.open(str(store_dir)).close()
     monkeypatch.setitem(schema_mod.TABLES, "flows", schema_mod.TABLES["flows"] + [("extra_col", "VARCHAR")])
