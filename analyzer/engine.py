@@ -40,8 +40,8 @@ from analyzer.enrich.pipeline import classify_flows, enrich_exchanges, enrich_to
 from analyzer.rules import Rule
 from collector.catalog import Catalog
 from collector.store.connection import Store
-from collector.store.schema import TABLES
-from collector.store.writer import insert_arrow, to_arrow
+from collector.store.schema import TABLES, conform
+from collector.store.writer import insert_arrow
 
 # Tables the analyzer writes; every other declared table is a source with a watermark.
 ANALYZER_TABLES = frozenset({
@@ -80,7 +80,7 @@ def _now() -> dt.datetime:
 
 def insert(con: duckdb.DuckDBPyConnection, table: str, rows: Iterable[dict] | pa.Table) -> int:
     """Append rows to one of the store's tables (inside the caller's transaction)."""
-    t = to_arrow(table, rows)
+    t = conform(table, rows)
     if t.num_rows:
         insert_arrow(con, table, t)
     return t.num_rows
@@ -370,7 +370,7 @@ class _Read:
     kinds: dict[str, set[str]] = field(default_factory=dict)  # exchange -> indicator kinds (the baseline's)
 
     def stage(self, table: str, rows: Any) -> int:
-        t = to_arrow(table, rows)
+        t = conform(table, rows)
         if t.num_rows:
             self.staged.setdefault(table, []).append(t)
         return t.num_rows

@@ -40,7 +40,7 @@ from collector.capture.source import DEFAULT_WAIT_S, CaptureSource, CaptureUnava
 from collector.config import host_id as resolve_host_id
 from collector.live.lean import trim_heap
 from collector.protocols.dns import DnsMessage
-from collector.store.writer import to_arrow
+from collector.store.schema import conform
 
 if TYPE_CHECKING:
     from collector.store import Store
@@ -522,7 +522,7 @@ def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment
         cols["cipher"].append(f"0x{cipher:04x}" if cipher is not None else None)
         cols["alpn_selected"].append(alpn_selected)
     n = len(recs)
-    tls = to_arrow("tls", pa.table({
+    tls = conform("tls", pa.table({
         "ts": _packet_times(rec, recs), "host_id": pa.array([host] * n, pa.string()),
         **{k: pa.array(v, pa.string()) for k, v in cols.items()}, "decrypted": pa.array([False] * n, pa.bool_()),
     }))
@@ -542,7 +542,7 @@ def _dns_rows(dns_msgs: list, fa: flows.FlowAssignment, rec: Records, uids: list
     fids = fa.fid[np.asarray(recs, np.int64)].tolist() if recs else []
     msgs = [m for _, m in dns_msgs]
     n = len(msgs)
-    return to_arrow("dns", pa.table({
+    return conform("dns", pa.table({
         "ts": _packet_times(rec, recs),
         "host_id": pa.array([host] * n, pa.string()),
         "flow_uid": pa.array([uids[f] if f >= 0 else None for f in fids], pa.string()),
@@ -758,7 +758,7 @@ def _write(st, tables: dict, res: IngestResult, host: str, rec: Records, keylog:
     try:
         for name, data in (("flows", flow_tbl), ("dns", tables["dns"]), ("tls", tables["tls"])):
             if isinstance(data, list):
-                data = to_arrow(name, data) if data else None
+                data = conform(name, data) if data else None
             if data is None or data.num_rows == 0:
                 continue
             for start in range(0, data.num_rows, batch_rows):
@@ -818,9 +818,9 @@ def _write_rekeyed(st, tables: dict, res: IngestResult, host: str, rec: Records,
     of flows not decrypted yet, and those flows' `tls.decrypted` turns true. One transaction with the
     run record, so a crash leaves either all of it or nothing (and a re-run redoes it)."""
     from collector.store.connection import retrying
-    from collector.store.writer import to_arrow
+    from collector.store.schema import conform
 
-    extra = {name: to_arrow(name, data) for name, data in (tables.get("extra") or {}).items()}
+    extra = {name: conform(name, data) for name, data in (tables.get("extra") or {}).items()}
     http = extra.get("http")
     new_x: set[str] = set()
     done: set[str] = set()
@@ -860,7 +860,7 @@ def _write_rekeyed(st, tables: dict, res: IngestResult, host: str, rec: Records,
         if t.num_rows:
             adds[name] = t
     res.duration_s = time.monotonic() - t0
-    run = to_arrow("ingest_runs", [_run_row(res, host, rec, keylog, decrypt_stats, tables.get("walk"))])
+    run = conform("ingest_runs", [_run_row(res, host, rec, keylog, decrypt_stats, tables.get("walk"))])
 
     def commit() -> None:
         con = st.con

@@ -315,9 +315,9 @@ class Collector:
         if self.decryptor is None:
             self.writer.add("flows", rows)
             return
-        from collector.store.writer import to_arrow
+        from collector.store.schema import conform
 
-        table = to_arrow("flows", rows) if isinstance(rows, list) else rows
+        table = conform("flows", rows) if isinstance(rows, list) else rows
         claimed = self.decryptor.closed(table)
         if claimed:
             import pyarrow.compute as pc

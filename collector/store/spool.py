@@ -37,8 +37,8 @@ from collector.config import routerwatch_dir
 from collector.store.connection import Store, is_transient
 from collector.store.errors import StoreError
 from collector.store.permissions import private_umask
-from collector.store.schema import TABLES
-from collector.store.writer import PendingRows, insert_arrow, to_arrow
+from collector.store.schema import TABLES, conform
+from collector.store.writer import PendingRows, insert_arrow
 
 BUFFER_ENV = "ROUTERWATCH_BUFFER_DIR"
 BATCHES_TABLE = "store_batches"
@@ -208,7 +208,7 @@ class SpoolingWriter:
     def add(self, table: str, rows: Iterable[Mapping] | pa.Table) -> None:
         if table not in TABLES:
             raise KeyError(f"unknown table {table!r}")
-        batch = to_arrow(table, rows)
+        batch = conform(table, rows)
         if batch.num_rows == 0:
             return
         if self._pending.add(table, batch) < self.max_rows:

@@ -19,13 +19,6 @@ from collector.store.connection import WRITE_DEADLINE_S, Store
 from collector.store.schema import conform
 
 
-def to_arrow(table: str, rows: Iterable[Mapping] | pa.Table) -> pa.Table:
-    """Rows (dicts, or an Arrow table with a subset of columns) -> an Arrow table of `table`'s schema,
-    checked against its row contract (collector.store.schema.conform: RowContractError when they
-    do not fit)."""
-    return conform(table, rows)
-
-
 def insert_arrow(con, table: str, batch: pa.Table) -> None:  # noqa: ANN001 - a DuckDB connection
     """Append a conformed Arrow table to `table` inside the caller's transaction (by column name)."""
     name = f"__rw_batch_{table}"
@@ -114,7 +107,7 @@ class BatchWriter:
     def add(self, table: str, rows: Iterable[Mapping] | pa.Table) -> None:
         """Queue rows for the next commit; RowContractError (naming table and column) when they do not
         fit the table's declaration, before anything is queued."""
-        batch = to_arrow(table, rows)
+        batch = conform(table, rows)
         if batch.num_rows == 0:
             return
         rows = self._pending.add(table, batch)

@@ -185,9 +185,9 @@ def test_unknown_commit_outcome_is_not_duplicated(fleet_env, tmp_path):
 
 
 def w_table(r: list[dict]) -> pa.Table:
-    from collector.store.writer import to_arrow
+    from collector.store.schema import conform
 
-    return to_arrow("dns", r)
+    return conform("dns", r)
 
 
 def test_spool_survives_a_restart_and_is_bounded(fleet_env, tmp_path):

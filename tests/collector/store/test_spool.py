@@ -7,12 +7,12 @@ import threading
 
 import pyarrow as pa
 
+from collector.store.schema import conform
 from collector.store.spool import Batch, Spool
-from collector.store.writer import to_arrow
 
 
 def batch(n: int, tag: str) -> Batch:
-    return Batch({"dns": [to_arrow("dns", [{"host_id": "h", "query": f"{tag}-{i}"} for i in range(n)])]})
+    return Batch({"dns": [conform("dns", [{"host_id": "h", "query": f"{tag}-{i}"} for i in range(n)])]})
 
 
 def test_concurrent_spills_and_reopen(tmp_path):
