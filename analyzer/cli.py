@@ -84,17 +84,7 @@ def _load(root: Path | None, args):
     return catalog, rules
 
 
-def _without_pandas() -> None:
-    """pyarrow's and DuckDB's checks for pandas values imported pandas in every analyze, findings and
-    report command (~0.2 s of start-up, ~40 MB; `analyze --follow` is the long-running service of
-    `routerwatch up`); none of them uses it (collector/live/lean.py)."""
-    from collector.live.lean import refuse_unused_modules
-
-    refuse_unused_modules()
-
-
 def cmd_analyze(args: argparse.Namespace) -> int:
-    _without_pandas()
     if args.follow:
         return _follow(args)
     from analyzer.engine import AnalyzeError, analyze
@@ -181,7 +171,6 @@ def _since(v: str | None) -> dt.datetime | None:
 
 
 def cmd_findings(args: argparse.Namespace) -> int:
-    _without_pandas()
     from analyzer.engine import SEVERITY_RANK
     from analyzer.sql import format_rows
     from collector.store import Store
@@ -217,7 +206,6 @@ def cmd_findings(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    _without_pandas()
     from analyzer.report import RENDERERS, gather
     from collector.store import Store
 
@@ -397,7 +385,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--compact-every", type=float, default=3600.0, metavar="S",
                    help="with --follow: run the store's maintenance (`store compact`) every S seconds "
                         "(default 3600; 0: never)")
-    a.set_defaults(func=cmd_analyze)
+    a.set_defaults(func=cmd_analyze, lean=True)  # no pandas (collector.cli main)
 
 
 def _add_findings(sub: argparse._SubParsersAction) -> None:
@@ -414,7 +402,7 @@ def _add_findings(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--limit", type=int, default=200)
     f.add_argument("--full", action="store_true", help="every column, evidence included")
     f.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    f.set_defaults(func=cmd_findings)
+    f.set_defaults(func=cmd_findings, lean=True)  # no pandas (collector.cli main)
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
@@ -424,7 +412,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--format", choices=["md", "html", "json"], default="md")
     r.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
     r.add_argument("--since", metavar="WHEN", help="ISO time or a span such as 24h, 7d")
-    r.set_defaults(func=cmd_report)
+    r.set_defaults(func=cmd_report, lean=True)  # no pandas (collector.cli main)
 
 
 def _add_ledger(sub: argparse._SubParsersAction) -> None:

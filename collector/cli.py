@@ -83,9 +83,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # -- offline capture ingest -----------------------------------------------------------------------
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from collector.live.lean import refuse_unused_modules
-
-    refuse_unused_modules()  # pyarrow's pandas check alone imported pandas (~40 MB; collector/live/lean.py)
     from collector.ingest import IngestError, ingest
 
     try:
@@ -147,7 +144,7 @@ def _register_ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-rows", type=int, default=50_000, metavar="N",
                    help="rows per committed batch; readers see the store grow batch by batch (default 50000)")
     add_store_arg(p)
-    p.set_defaults(func=cmd_ingest)
+    p.set_defaults(func=cmd_ingest, lean=True)
 
 
 # -- agent coverage: wrap (key log / proxy) and the router-configuration inventory ----------------
@@ -367,9 +364,8 @@ def _register_gate(sub: argparse._SubParsersAction) -> None:
 
 # -- live collector ------------------------------------------------------------------------------
 def cmd_collect(args: argparse.Namespace) -> int:
-    from collector.live.lean import refuse_unused_modules, return_freed_memory
+    from collector.live.lean import return_freed_memory
 
-    refuse_unused_modules()  # before DuckDB is imported: pandas and pyarrow.dataset stay out (~50 MB)
     return_freed_memory()  # Arrow's buffers from the C allocator, which gives them back
     from collector.live.collect import CollectOptions, collect
     from collector.live.scope import ScopeError, resolve
@@ -443,7 +439,7 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--buffer-mb", type=int, default=1024, metavar="MB",
                    help="disk bound of that buffer; past it batches are dropped and counted (default 1024)")
     c.add_argument("-q", "--quiet", action="store_true", help="no start/stop messages")
-    c.set_defaults(func=cmd_collect)
+    c.set_defaults(func=cmd_collect, lean=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -511,6 +507,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "lean", False):
+        # a command that set lean=True never uses pandas or pyarrow.dataset, which pyarrow's and
+        # DuckDB's checks for pandas values would import (~0.2 s, ~40-50 MB; collector/live/lean.py):
+        # refused before the command imports DuckDB
+        from collector.live.lean import refuse_unused_modules
+
+        refuse_unused_modules()
     try:
         return int(args.func(args) or 0)
     except (UserError, StoreError) as exc:

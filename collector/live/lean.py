@@ -6,8 +6,9 @@ CSV, JSON and Substrait modules. Both are optional to DuckDB (it behaves the sam
 installed, and inserts Arrow tables as fast: 0.10 against 0.12 CPU-s per 1M rows here) and the
 collector uses neither. Loaded, they cost ~50 MB of resident memory for the life of a daemon that
 runs on every agent host. `refuse_unused_modules()` makes importing them fail in this process only,
-exactly as if they were not installed. `routerwatch collect` calls it first thing; library users
-(tests, other commands) are unaffected. `routerwatch ingest` calls it too: building an Arrow array
+exactly as if they were not installed. `collector.cli.main` calls it before every command whose parser
+sets `lean=True` (collect, ingest, analyze, findings, report); library users (tests, other commands)
+are unaffected. For ingest: building an Arrow array
 from numpy asks pyarrow's pandas shim whether the input is a pandas Series, which imported pandas:
 a 120-packet ingest peaked at 209 MB with it and 171 MB without (bench/ingest.py's tiny run); the
 500k-packet ingest's time did not change measurably (2.00 → 2.01 s wall).
