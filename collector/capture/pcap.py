@@ -8,6 +8,7 @@ import struct
 import numpy as np
 
 from collector.capture.records import (
+    CHAIN_WINDOW,
     MAX_CAPLEN,
     PCAP_MAGICS,
     RELEASE_SPAN,
@@ -16,6 +17,7 @@ from collector.capture.records import (
     Records,
     chain_run,
     gather_words,
+    next_window,
 )
 
 
@@ -58,7 +60,7 @@ def read_pcap(mapped: MappedFile, progress=None) -> Records:
         span_end = min(off + window, last + 1)
         run, w, off = _chain(mapped, off, span_end, endian)
         # (a capture that keeps changing timestamp windows costs a small scan per stop, not a span's)
-        window = min(2 * window, RELEASE_SPAN) if off >= span_end else CHAIN_WINDOW
+        window = next_window(window, off >= span_end, RELEASE_SPAN)
         if len(run):
             offs.append(run)
             words.append(w)
@@ -129,7 +131,6 @@ def _header_words(mapped: MappedFile, at: np.ndarray, runs: list[np.ndarray], wo
 
 
 LOOP_RECORDS = 64  # records the loop decides after the chain stops early, before the chain tries again
-CHAIN_WINDOW = 64 << 10  # the first and the after-a-stop scan of _chain, in bytes
 
 
 def _chain(mapped: MappedFile, off: int, end: int, endian: str) -> tuple[np.ndarray, np.ndarray, int]:

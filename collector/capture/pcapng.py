@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collector.capture.records import (
+    CHAIN_WINDOW,
     MAX_CAPLEN,
     RELEASE_SPAN,
     MappedFile,
@@ -19,6 +20,7 @@ from collector.capture.records import (
     Records,
     chain_run,
     gather_words,
+    next_window,
 )
 
 SHB, IDB, PB_OLD, SPB, EPB, DSB = 0x0A0D0D0A, 1, 2, 3, 6, 0x0A
@@ -219,7 +221,6 @@ def _secrets(mm, off: int, blen: int, e: str, problems: list[str]) -> bytes | No
 
 
 CHAIN_MIN = 64  # a chain shorter than this: the loop takes the rest of the span (no scan per block)
-CHAIN_WINDOW = 64 << 10  # the first and the after-a-stop scan of _chain, in bytes
 
 
 @dataclass
@@ -235,7 +236,7 @@ class _Runs:
     def follow(self, mapped: MappedFile, start: int, n: int, e: str) -> tuple[np.ndarray, int]:
         end = min(start + self.window, n)
         run, after = _chain(mapped, start, end, e)
-        self.window = min(2 * self.window, RELEASE_SPAN) if after >= end else CHAIN_WINDOW
+        self.window = next_window(self.window, after >= end, RELEASE_SPAN)
         self.at = 0 if len(run) >= CHAIN_MIN else start + RELEASE_SPAN
         return run, after
 

@@ -192,6 +192,14 @@ def read_records(path: Path, mapped: MappedFile, progress=None) -> Records:
 
 
 RELEASE_SPAN = 16 << 20  # bytes of the file a reader passes between releases of the pages behind it
+CHAIN_WINDOW = 64 << 10  # a reader's first and after-a-stop chain scan, in bytes
+
+
+def next_window(window: int, got_through: bool, cap: int) -> int:
+    """A reader's next chain scan: doubled (up to `cap`) after a chain that got through its window,
+    back to CHAIN_WINDOW after one that stopped short, so a capture that keeps stopping the chain
+    costs a small scan per stop, never a span's."""
+    return min(2 * window, cap) if got_through else CHAIN_WINDOW
 
 
 def chain_run(p: np.ndarray, nxt: np.ndarray) -> np.ndarray:
