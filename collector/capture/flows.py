@@ -14,6 +14,7 @@ import itertools
 import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -206,8 +207,8 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     if not len(rec):
         return Selection(rec, {})
     it = _index_dtype(len(rec))  # ranks, groups and flow ids (narrow: this stage's peak memory)
-    f = fa.fid[rec].astype(it)
     dns_flow = (fa.a_port == 53) | (fa.b_port == 53)
+    f = fa.fid[rec].astype(it)
     # (flow, record) order so per-flow ranks are cumulative counts (rec is ascending: a stable sort
     # by flow keeps it so within each flow)
     o = np.argsort(f, kind="stable")
@@ -230,27 +231,26 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     plen = h.plen[rec]
     # the first payload bytes are read only where they decide something (each flow's first client
     # packets and first server packet): reading them for every packet maps every page of the capture
-    # (every MappedFile read below goes in file order and releases the pages behind it)
-    at = np.nonzero(payload & ((orig & (r_o < 2)) | (~orig & (r_r == 0))) & (po >= 0) & (po < end[rec]))[0]
-    head = mapped.take(po[at], 5)
-    first_byte = np.zeros(len(rec), np.uint8)
-    first_byte[at] = head[:, 0]
     tcp = proto == TCP
     udp = proto == UDP
+    at = np.nonzero(payload & ((orig & (r_o < 2)) | (~orig & (r_r == 0))) & (po >= 0) & (po < end[rec]))[0]
+    m0 = payload & orig & (r_o == 0)
+    first = _first_reads(mapped, rec, at, po, plen, end, m0 & tcp & ~dns_flow[f],
+                         tcp & payload & ~orig & (r_r == 0) & ~dns_flow[f])
+    head = first.head
+    first_byte = np.zeros(len(rec), np.uint8)
+    first_byte[at] = head[:, 0]
     # a TLS record that does not fit its segment (a ClientHello split over segments) needs the next
     # segments too: peek at the record header of each flow's first client payload packet
     # (worked out where the first bytes were read: elsewhere first_byte is 0, so nothing is split)
-    fits = po[at] + 5 <= end[rec[at]]
-    rec_len = np.where(fits, (head[:, 3].astype(np.int64) << 8) | head[:, 4], 0)
     split = np.zeros(len(rec), bool)
-    split[at] = (head[:, 0] == 0x16) & fits & (rec_len + 5 > plen[at])
+    split[at], rec_len = _runs_past(head, po[at], plen[at], end[rec[at]])
     first_split = np.zeros(len(starts), bool)
-    m0 = payload & orig & (r_o == 0)
     first_split[grp[m0]] = split[m0]
     first_tls = np.nonzero(m0 & tcp & ~dns_flow[f] & (first_byte == 0x16) & (po >= 0))[0]
     client_hellos, read = _read_client_hellos(h, mapped, end, rec, f, first_tls, split[first_tls],
                                               rec_len[np.searchsorted(at, first_tls)] + 5,
-                                              np.nonzero(payload & orig & (r_o < HELLO_SEGMENTS))[0])
+                                              np.nonzero(payload & orig & (r_o < HELLO_SEGMENTS))[0], first.hellos)
     parsed = np.zeros(len(starts), bool)
     parsed[grp[first_tls[read]]] = True
     first_split &= ~parsed
@@ -258,8 +258,7 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
                       np.where(parsed[grp], np.int8(0), np.int8(1)))
     sel = _dns_selected(h, fa, rec, mapped, end, dns)
     sel |= tcp & payload & orig & (r_o < need_o)
-    first_resp = np.nonzero(tcp & payload & ~orig & (r_r == 0) & ~dns_flow[f] & (first_byte == 0x16))[0]
-    sh = tlspeek.peek_mapped(mapped, po[first_resp], plen[first_resp], end[rec[first_resp]])
+    first_resp, sh = first.responses, first.server
     sel[first_resp[~sh.ok]] = True
     hellos = {  # (Python ints from tolist(): a numpy scalar per flow cost ~0.03 s on 17k flows)
         fid: (v, c, alpn)
@@ -271,16 +270,68 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
     return Selection(np.sort(rec[sel]), hellos, client_hellos)
 
 
+class _FirstReads(NamedTuple):
+    """What the selection reads of each flow's first payload segments, in one pass over the file."""
+
+    head: np.ndarray  # (len(at), 5): the first payload bytes of each of `at`
+    hellos: list[bytes]  # the first client segment's bytes of each ClientHello whole in it, by position
+    responses: np.ndarray  # positions of the first server segments that start with a handshake record
+    server: tlspeek.ServerHellos  # their ServerHellos, row by row
+
+
+def _first_reads(mapped: MappedFile, rec: np.ndarray, at: np.ndarray, po: np.ndarray, plen: np.ndarray,
+                 end: np.ndarray, hello_first: np.ndarray, response_first: np.ndarray) -> _FirstReads:
+    """The first 5 payload bytes of `at` (positions in `rec`, (flow, record) order), and, where those
+    begin a TLS handshake record, the ClientHellos of `hello_first` positions (a TCP flow's first
+    client segment) whole in their segment and the ServerHellos of `response_first` positions (its
+    first server segment): one pass over the file, a RELEASE_SPAN at a time, where three passes (each
+    mapping the capture's pages again) cost ~0.07 s more on a 310 MB capture."""
+    head = np.zeros((len(at), 5), np.uint8)
+    hello_at: list[np.ndarray] = []
+    hellos: list[bytes] = []
+    resp_at: list[np.ndarray] = []
+    server: list[tlspeek.ServerHellos] = []
+    for part in mapped.in_file_order(po[at]):
+        a = at[part]
+        head[part] = mapped.take(po[a], 5, release=False)
+        tls = head[part, 0] == 0x16
+        one = a[hello_first[a] & tls & ~_runs_past(head[part], po[a], plen[a], end[rec[a]])[0]]
+        hello_at.append(one)
+        hellos += mapped.slices(po[one], np.minimum(end[rec[one]], po[one] + plen[one]), release=False)
+        resp = a[response_first[a] & tls]
+        if len(resp):
+            resp_at.append(resp)
+            server.append(tlspeek.peek_mapped(mapped, po[resp], plen[resp], end[rec[resp]], release=False))
+    hello_pos = np.concatenate(hello_at) if hello_at else np.zeros(0, np.int64)
+    order = np.argsort(hello_pos, kind="stable")
+    hellos = [hellos[k] for k in order.tolist()]
+    if not server:
+        none = np.zeros(0, np.int64)
+        return _FirstReads(head, hellos, none, tlspeek.peek_mapped(mapped, none, none, none, release=False))
+    resp_pos = np.concatenate(resp_at)
+    order = np.argsort(resp_pos, kind="stable")
+    return _FirstReads(head, hellos, resp_pos[order], tlspeek.joined(server, order))
+
+
+def _runs_past(head: np.ndarray, po: np.ndarray, plen: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of segments whose payload (at `po`, `plen` bytes, captured up to `end`) begins with `head`'s 5
+    bytes: which begin a handshake record that runs past the segment, and each record's length (0
+    where its header is not whole in the capture)."""
+    fits = po + 5 <= end
+    rec_len = np.where(fits, (head[:, 3].astype(np.int64) << 8) | head[:, 4], 0)
+    return (head[:, 0] == 0x16) & fits & (rec_len + 5 > plen), rec_len
+
+
 def _read_client_hellos(h: Headers, mapped: MappedFile, end: np.ndarray, rec: np.ndarray, f: np.ndarray,
-                        first: np.ndarray, split: np.ndarray, size: np.ndarray, client: np.ndarray
-                        ) -> tuple[dict, np.ndarray]:
+                        first: np.ndarray, split: np.ndarray, size: np.ndarray, client: np.ndarray,
+                        whole: list[bytes]) -> tuple[dict, np.ndarray]:
     """The ClientHellos read here, fid -> (record, fields), and which of `first` (positions in `rec`
     of TCP flows' first client payload segments starting with a handshake record of `size` bytes)
-    they come from: whole in that segment (tlspeek.client_hellos, all at once) or, where `split`
-    (the record runs past it), in the next ones (_split_client_hellos; `client`: see there)."""
+    they come from: whole in that segment (`whole`: the bytes of first[~split], _first_reads; parsed
+    by tlspeek.client_hellos, all at once) or, where `split` (the record runs past it), in the next
+    ones (_split_client_hellos; `client`: see there)."""
     one = first[~split]
-    limit = np.minimum(end[rec[one]], h.payload_off[rec[one]] + h.plen[rec[one]])
-    parsed_ch = tlspeek.client_hellos(mapped.slices(h.payload_off[rec[one]], limit))
+    parsed_ch = tlspeek.client_hellos(whole)
     got = np.fromiter((x is not None for x in parsed_ch), bool, len(parsed_ch))
     out = {fid: (r, ch) for fid, r, ch in zip(f[one[got]].tolist(), rec[one[got]].tolist(),
                                               (x for x in parsed_ch if x is not None), strict=True)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import mmap
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,19 +121,33 @@ class MappedFile:
         bounds = [0, *np.searchsorted(ordered, marks).tolist(), len(ordered)]
         return order, sorted(set(bounds))
 
-    def take(self, offsets: np.ndarray, width: int) -> np.ndarray:
+    def in_file_order(self, offsets: np.ndarray) -> Iterator[np.ndarray]:
+        """The positions of `offsets` in file order, a RELEASE_SPAN of the file at a time; the pages
+        behind a part are released when the next is asked for (all of them at the end). Several reads
+        of the same records share one pass this way: each pass over the file maps its pages again
+        (~0.03 s of faults and releases on a 310 MB capture)."""
+        offsets = np.asarray(offsets, np.int64)
+        order, bounds = self._spans(offsets)
+        try:
+            for i, j in itertools.pairwise(bounds):
+                part = order[i:j]
+                yield part
+                self.release(int(offsets[part[-1]]))
+        finally:
+            self.release()
+
+    def take(self, offsets: np.ndarray, width: int, release: bool = True) -> np.ndarray:
         """The `width` bytes at each offset as an (n, width) uint8 array (zeros outside the file),
         read in file order, releasing the pages passed: a few bytes from packets all over the
-        capture would otherwise map all of it again (the kernel maps up to 64 KiB around each fault)."""
+        capture would otherwise map all of it again (the kernel maps up to 64 KiB around each fault).
+        `release=False`: the caller reads inside one part of in_file_order, which releases."""
         offsets = np.asarray(offsets, np.int64)
         out = np.zeros((len(offsets), width), np.uint8)
         size = len(self.buf)
         if not len(offsets) or not size:
             return out
-        order, bounds = self._spans(offsets)
         win = np.lib.stride_tricks.sliding_window_view(self.buf, width) if size >= width else None
-        for i, j in itertools.pairwise(bounds):
-            sel = order[i:j]
+        for sel in self.in_file_order(offsets) if release else (np.arange(len(offsets)),):
             at = offsets[sel]
             whole = (at >= 0) & (at + width <= size)
             if win is not None:
@@ -141,26 +156,21 @@ class MappedFile:
                 lo, hi = max(a, 0), min(a + width, size)
                 if hi > lo:
                     out[k, lo - a:hi - a] = self.buf[lo:hi]
-            self.release(int(at[-1]))
-        self.release()
         return out
 
-    def slices(self, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
+    def slices(self, starts: np.ndarray, ends: np.ndarray, release: bool = True) -> list[bytes]:
         """The bytes [start, end) of each pair (clipped to the file), read in file order like take()."""
         starts = np.asarray(starts, np.int64)
         ends = np.asarray(ends, np.int64)
         out: list[bytes] = [b""] * len(starts)
         if not len(starts) or self.mm is None:
             return out
-        order, bounds = self._spans(starts)
         mm, size = self.mm, len(self.mm)
-        for i, j in itertools.pairwise(bounds):
-            sel = order[i:j].tolist()
+        for part in self.in_file_order(starts) if release else (np.arange(len(starts)),):
+            sel = part.tolist()
             for k, a, z in zip(sel, starts[sel].tolist(), ends[sel].tolist(), strict=True):
                 a = max(a, 0)
                 out[k] = mm[a:min(z, size)] if z > a else b""
-            self.release(int(starts[sel[-1]]))
-        self.release()
         return out
 
     def close(self) -> None:

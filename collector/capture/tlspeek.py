@@ -38,9 +38,11 @@ SERVER_HELLO_WINDOW = 2048  # bytes read per server packet: a ServerHello with a
 PEEK_CHUNK = 2048  # server packets per compact buffer (4 MiB)
 
 
-def peek_mapped(mapped: MappedFile, payload_off: np.ndarray, plen: np.ndarray, end: np.ndarray) -> ServerHellos:
+def peek_mapped(mapped: MappedFile, payload_off: np.ndarray, plen: np.ndarray, end: np.ndarray,
+                release: bool = True) -> ServerHellos:
     """peek() over a mapped capture: the first SERVER_HELLO_WINDOW payload bytes of each packet are
-    copied (MappedFile.take: pages released behind) into a compact buffer, a slice of packets at a
+    copied (MappedFile.take: pages released behind, unless `release` is False because the caller
+    reads inside one part of MappedFile.in_file_order) into a compact buffer, a slice of packets at a
     time, and parsed there. The slices go in file order, so each maps only its own stretch of the
     file (in the callers' flow order every slice would map pages all over it)."""
     order = np.argsort(payload_off, kind="stable")
@@ -48,18 +50,23 @@ def peek_mapped(mapped: MappedFile, payload_off: np.ndarray, plen: np.ndarray, e
     for i in range(0, len(order), PEEK_CHUNK):
         o = order[i:i + PEEK_CHUNK]
         p, n, e = payload_off[o], plen[o], end[o]
-        rows = mapped.take(p, SERVER_HELLO_WINDOW)
+        rows = mapped.take(p, SERVER_HELLO_WINDOW, release=release)
         base = np.arange(len(p), dtype=np.int64) * SERVER_HELLO_WINDOW
         parts.append(peek(rows.ravel(), np.where(p >= 0, base, -1), n, base + np.clip(e - p, 0, SERVER_HELLO_WINDOW)))
     if not parts:
         return peek(np.zeros(0, np.uint8), payload_off, plen, end)
     back = np.empty_like(order)
     back[order] = np.arange(len(order))  # row of each input in the file-ordered results
+    return joined(parts, back)
+
+
+def joined(parts: list[ServerHellos], rows: np.ndarray) -> ServerHellos:
+    """The rows of `parts` (concatenated) in the order `rows` gives: output i is row rows[i]."""
     alpn = [a for s in parts for a in s.alpn]
-    return ServerHellos(ok=np.concatenate([s.ok for s in parts])[back],
-                        version=np.concatenate([s.version for s in parts])[back],
-                        cipher=np.concatenate([s.cipher for s in parts])[back],
-                        alpn=[alpn[k] for k in back.tolist()])
+    return ServerHellos(ok=np.concatenate([s.ok for s in parts])[rows],
+                        version=np.concatenate([s.version for s in parts])[rows],
+                        cipher=np.concatenate([s.cipher for s in parts])[rows],
+                        alpn=[alpn[k] for k in rows.tolist()])
 
 
 def peek(buf: np.ndarray, payload_off: np.ndarray, plen: np.ndarray, end: np.ndarray) -> ServerHellos:

@@ -107,6 +107,33 @@ def test_dissection_selection_reads_a_flow_dense_capture_a_span_at_a_time(tmp_pa
     assert after < 1 * MB
 
 
+def test_dissection_selection_passes_over_the_file_once(tmp_path: Path, monkeypatch) -> None:
+    """The first payload bytes, the ClientHellos whole in their first segment and the ServerHellos
+    are read in one pass (each pass maps the capture's pages again): one in_file_order walk, where
+    there were three."""
+    from collector.capture import flows
+
+    cap = tmp_path / "dense.pcap"
+    generate(str(cap), 20_000)
+    walks: list[int] = []
+    in_file_order = MappedFile.in_file_order
+
+    def counted(self: MappedFile, offsets: np.ndarray):
+        walks.append(len(offsets))
+        return in_file_order(self, offsets)
+
+    with MappedFile(cap) as mf:
+        rec = read_records(cap, mf)
+        hd = headers.walk_mapped(mf, rec)
+        fa = flows.assign(hd)
+        end = rec.data_off + rec.caplen
+        dns = flows.dns_for_dissection(hd, fa, mf, end)
+        monkeypatch.setattr(MappedFile, "in_file_order", counted)
+        sel = flows.select_for_dissection(hd, fa, mf, end, dns)
+    assert len(sel.client_hellos) > 500 and len(sel.server_hellos) > 500
+    assert len(walks) == 1, walks
+
+
 def test_take_and_slices_at_the_ends_of_the_file(tmp_path: Path) -> None:
     cap = tmp_path / "x.bin"
     data = bytes(range(256)) * 40
