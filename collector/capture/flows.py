@@ -208,12 +208,17 @@ def select_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, en
         return Selection(rec, {})
     it = _index_dtype(len(rec))  # ranks, groups and flow ids (narrow: this stage's peak memory)
     dns_flow = (fa.a_port == 53) | (fa.b_port == 53)
-    f = fa.fid[rec].astype(it)
-    # (flow, record) order so per-flow ranks are cumulative counts (rec is ascending: a stable sort
-    # by flow keeps it so within each flow)
-    o = np.argsort(f, kind="stable")
-    rec, f = rec[o], f[o]
-    del o
+    # (flow, record) order so per-flow ranks are cumulative counts. fa.order is that order of every
+    # flow packet but the IP fragments that joined a flow: without those it is the order (and saves a
+    # sort of every record, ~0.02 s on 500k); else rec (ascending) sorted stably by flow
+    if len(rec) == len(fa.order):
+        rec = fa.order
+        f = fa.fid[rec].astype(it)
+    else:
+        f = fa.fid[rec].astype(it)
+        o = np.argsort(f, kind="stable")
+        rec, f = rec[o], f[o]
+        del o
     payload = (h.plen[rec] > 0) & ~h.frag_later[rec]
     orig = fa.is_orig[rec]
     starts = np.r_[0, np.nonzero(f[1:] != f[:-1])[0] + 1]

@@ -177,3 +177,20 @@ def _selection_and_tshark_hellos(cap: Path) -> tuple:
     args = tshark.base_args() + ["-r", str(cap), "-Y", "tls.handshake.type == 1"] + tshark.fields_args(dissect.FIELDS)
     theirs = {x.frame: x for x in dissect.parse(subprocess.run(args, capture_output=True, text=True).stdout)[1]}
     return fa, sel, theirs
+
+
+@pytest.mark.parametrize("name", ["dns-edns-udp-tcp-ipv6-ipv4frag.pcap", "https-tls12-tcp-split-records.pcap",
+                                  "mixed-windows-dns-tls-http.pcapng"])
+def test_flow_order_is_the_selections_order_but_for_joined_fragments(corpus: Path, name: str) -> None:
+    """select_for_dissection takes fa.order as its (flow, record) order when no IP fragment joined a
+    flow, instead of sorting every flow record again: so fa.order must be exactly the flow records
+    sorted stably by flow, less the non-first fragments that joined one (the first capture has them)."""
+    cap = corpus / name
+    with MappedFile(cap) as mf:
+        hd = headers.walk_mapped(mf, read_records(cap, mf, None))
+    fa = flows.assign(hd)
+    rec = np.nonzero(fa.fid >= 0)[0]
+    ordered = rec[np.argsort(fa.fid[rec], kind="stable")]
+    joined = hd.frag_later[ordered]
+    assert np.array_equal(fa.order, ordered[~joined])
+    assert joined.any() == (name == "dns-edns-udp-tcp-ipv6-ipv4frag.pcap")
