@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from collector.capture.records import MappedFile, Records
+from collector.capture.records import MappedFile, Records, rows
 
 EN10MB, NULL, RAW, RAW12, RAW14, LOOP, SLL, IPV4, IPV6, SLL2 = 1, 0, 101, 12, 14, 108, 113, 228, 229, 276
 FAST_LINKTYPES = {EN10MB, NULL, RAW, RAW12, RAW14, LOOP, SLL, IPV4, IPV6, SLL2}
@@ -68,8 +68,7 @@ class _Gather:
         Only rows with `has(idx, width)` hold real bytes; the others are clipped junk."""
         if len(self.buf) < width:
             return np.zeros((len(idx), width), np.uint8)
-        win = np.lib.stride_tricks.sliding_window_view(self.buf, width)
-        return win[np.minimum(idx, len(self.buf) - width)]
+        return rows(self.buf, np.minimum(idx, len(self.buf) - width), width)
 
 
 def _be(m: np.ndarray, col: int, n: int) -> np.ndarray:

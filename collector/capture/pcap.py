@@ -18,6 +18,7 @@ from collector.capture.records import (
     chain_run,
     gather_words,
     next_window,
+    rows,
 )
 
 
@@ -153,7 +154,7 @@ def _chain(mapped: MappedFile, off: int, end: int, endian: str) -> tuple[np.ndar
     p = p[p < end]
     if not len(p) or p[0] != off:
         return empty
-    w = np.lib.stride_tricks.sliding_window_view(buf, 16)[p].view(np.dtype(endian + "u4")).astype(np.int64)
+    w = rows(buf, p, 16).view(np.dtype(endian + "u4")).astype(np.int64)
     ok = w[:, 2] <= MAX_CAPLEN
     if not ok[0]:
         return empty

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from collector.capture import headers
-from collector.capture.records import MappedFile, read_records
+from collector.capture.records import MappedFile, read_records, rows
 from tests.support.gen_capture import generate
 
 MB = 1 << 20
@@ -179,3 +179,20 @@ def test_a_clean_copy_of_a_whole_capture_is_written_a_chunk_at_a_time(captures, 
         assert np.array_equal(copy.ts_ns, rec.ts_ns)
         assert [bytes(mf.buf[o:o + c]) for o, c in zip(copy.data_off[[0, 7, -1]].tolist(),
                                                        copy.caplen[[0, 7, -1]].tolist(), strict=True)] == frames
+
+
+def test_rows_equal_a_sliding_window_gather() -> None:
+    """records.rows (one void-item copy per row) gives the bytes indexing a sliding window gives."""
+    rng = np.random.default_rng(7)
+    buf = rng.integers(0, 256, 10_000, dtype=np.uint8)
+    for width in (1, 3, 5, 14, 20, 64):
+        at = rng.integers(0, len(buf) - width + 1, 2_000)
+        want = np.lib.stride_tricks.sliding_window_view(buf, width)[at]
+        got = rows(buf, at, width)
+        assert got.shape == (2_000, width) and got.dtype == np.uint8 and np.array_equal(got, want)
+    assert rows(buf, np.zeros(0, np.int64), 16).shape == (0, 16)
+    assert rows(buf[:4], np.zeros(0, np.int64), 16).shape == (0, 16)
+    with pytest.raises(IndexError):
+        rows(buf[:4], np.zeros(1, np.int64), 16)
+    with pytest.raises(IndexError):
+        rows(buf, np.array([len(buf) - 15]), 16)
