@@ -377,8 +377,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
         STAGES.mark("flow assignment")
         end = rec.data_off + rec.caplen
         parts: list[np.ndarray] = []  # the records each job dissects: its frame N is parts[k][N-1]
-        dns_part = flows.dns_for_dissection(hd, fa, mf, end)
-        native_dns, dns_left = flows.read_dns(hd, mf, dns_part, rec.data_off, end)
+        dns_part, native_dns, dns_left = flows.read_dns(hd, fa, mf, rec.data_off, end)
         if len(rec) >= EARLY_TSHARK_PACKETS and len(dns_left):
             jobs.append(tshark.TsharkJob(args))
             jobs[0].feed(tshark.small_pcapng(mf, rec, dns_left))

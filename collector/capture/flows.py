@@ -406,7 +406,7 @@ def _dns_selected(h: Headers, fa: FlowAssignment, rec: np.ndarray, mapped: Mappe
     dns_flow = ((fa.a_port == 53) | (fa.b_port == 53))[f]
     sel = dns_flow & (fa.proto[f] == TCP)
     udp_dns = np.nonzero(dns_flow & (fa.proto[f] == UDP))[0]
-    sel[udp_dns] = _dns_wanted(h, rec[udp_dns], mapped, end)
+    sel[udp_dns] = _dns_wanted(h, rec[udp_dns], mapped.take(h.payload_off[rec[udp_dns]], 3), end)
     return sel
 
 
@@ -424,36 +424,48 @@ def _quic_initials(client_payload: np.ndarray, rank: np.ndarray, first_byte: np.
 def dns_for_dissection(h: Headers, fa: FlowAssignment, mapped: MappedFile, end: np.ndarray) -> np.ndarray:
     """The DNS part of select_for_dissection (every packet of a DNS flow over TCP; UDP DNS responses,
     unanswered queries, fragments), sorted: known right after the flow assignment, so tshark can
-    start on it while the rest of the selection is worked out (a subset of its `records`)."""
-    rec = np.nonzero(fa.fid >= 0)[0]
-    dns_flow = (fa.a_port == 53) | (fa.b_port == 53)
-    rec = rec[dns_flow[fa.fid[rec]]]
-    sel = fa.proto[fa.fid[rec]] == TCP
-    udp = np.nonzero(fa.proto[fa.fid[rec]] == UDP)[0]
-    sel[udp] = _dns_wanted(h, rec[udp], mapped, end)
+    start on it while the rest of the selection is worked out (a subset of its `records`).
+    read_dns gives the same records with the messages read here."""
+    rec, udp = _dns_records(fa)
+    sel = np.ones(len(rec), bool)
+    sel[udp] = _dns_wanted(h, rec[udp], mapped.take(h.payload_off[rec[udp]], 3), end)
     return rec[sel]
 
 
-def read_dns(h: Headers, mapped: MappedFile, recs: np.ndarray, begin: np.ndarray, end: np.ndarray
-             ) -> tuple[list[tuple[int, DnsMessage]], np.ndarray]:
-    """The DNS messages of records `recs` (dns_for_dissection's) read here, as (record, message), and
+def read_dns(h: Headers, fa: FlowAssignment, mapped: MappedFile, begin: np.ndarray, end: np.ndarray
+             ) -> tuple[np.ndarray, list[tuple[int, DnsMessage]], np.ndarray]:
+    """dns_for_dissection's records, the DNS messages of those read here as (record, message), and
     the records left to tshark (sorted): DNS over TCP, fragments, and every datagram where tshark's
     fields could differ from what is read here. Read here: a UDP datagram from or to port 53 (the other
     port not below it: tshark tries the lower port's dissector first) that fills its IP packet right
     behind a plain header (IPv4 without options, IPv6 without extension headers: tshark hands the DNS
     dissector exactly these bytes), whole in the capture, whose message dns.parse_like_tshark reads (dnspeek: the common
     shape with numpy).
+    One pass over the file reads the first bytes the DNS rule needs of every UDP DNS packet and the
+    bytes of every datagram that could be read here (known from the headers alone; the answered
+    queries among them, which the rule leaves out, are read for nothing: a few dozen bytes each):
+    two passes mapped the capture's pages twice.
     On bench/gen_capture.py's capture: all 8,621 messages, ~0.3 s of tshark's CPU time saved."""
-    po, plen = h.payload_off[recs], h.plen[recs]
-    sp, dp = h.sport[recs], h.dport[recs]
-    v4 = h.ver[recs] == 4
+    rec, udp = _dns_records(fa)
+    u = rec[udp]
+    po, plen = h.payload_off[u], h.plen[u]
+    sp, dp = h.sport[u], h.dport[u]
+    v4 = h.ver[u] == 4
     ip_len = np.where(v4, 20, 40)
-    cand = ((h.proto[recs] == UDP) & ~h.frag_first[recs] & ~h.frag_later[recs] & (plen >= 12)
-            & (po - 8 - ip_len >= begin[recs]) & (po + plen <= end[recs]) & (h.iplen[recs] == plen + 8 + ip_len)
+    cand = (~h.frag_first[u] & ~h.frag_later[u] & (plen >= 12)
+            & (po - 8 - ip_len >= begin[u]) & (po + plen <= end[u]) & (h.iplen[u] == plen + 8 + ip_len)
             & (((sp == 53) & (dp >= 53)) | ((dp == 53) & (sp >= 53))))
-    at = np.nonzero(cand)[0]
-    # each payload with the 48 bytes before it (the IP and UDP headers), one read in file order
-    chunks = mapped.slices(po[at] - 48, po[at] + plen[at])
+    head = np.zeros((len(u), 3), np.uint8)
+    chunks: list[bytes] = [b""] * len(u)  # each candidate's payload with the 48 bytes before it (IP, UDP)
+    for part in mapped.in_file_order(po):
+        head[part] = mapped.take(po[part], 3, release=False)
+        c = part[cand[part]].tolist()
+        for k, chunk in zip(c, mapped.slices(po[c] - 48, po[c] + plen[c], release=False), strict=True):
+            chunks[k] = chunk
+    sel = np.ones(len(rec), bool)
+    sel[udp] = wanted = _dns_wanted(h, u, head, end)
+    at = np.nonzero(cand & wanted)[0]  # positions in u
+    chunks = [chunks[k] for k in at.tolist()]
     heads = np.frombuffer(b"".join(c[:48] for c in chunks), np.uint8).reshape(-1, 48).astype(np.int64)
     udp_len = (heads[:, 44] << 8) | heads[:, 45]
     v4_ok = (heads[:, 20] == 0x45) & (((heads[:, 22] << 8) | heads[:, 23]) == plen[at] + 28) & (heads[:, 29] == UDP)
@@ -463,16 +475,26 @@ def read_dns(h: Headers, mapped: MappedFile, recs: np.ndarray, begin: np.ndarray
     del chunks, heads
     at = at[keep]
     got = np.fromiter((m is not None for m in msgs), bool, len(msgs))
-    read = np.zeros(len(recs), bool)
-    read[at[got]] = True
-    return list(zip(recs[at[got]].tolist(), (m for m in msgs if m is not None), strict=True)), recs[~read]
+    read = np.zeros(len(rec), bool)
+    read[udp[at[got]]] = True
+    return rec[sel], list(zip(u[at[got]].tolist(), (m for m in msgs if m is not None), strict=True)), rec[sel & ~read]
 
 
-def _dns_wanted(h: Headers, rec: np.ndarray, mapped: MappedFile, end: np.ndarray) -> np.ndarray:
-    """UDP DNS packets worth dissecting: responses, unanswered queries, fragments, anything odd."""
+def _dns_records(fa: FlowAssignment) -> tuple[np.ndarray, np.ndarray]:
+    """The records of DNS flows (either end on port 53), ascending, and the positions among them of
+    the UDP ones."""
+    rec = np.nonzero(fa.fid >= 0)[0]
+    dns_flow = (fa.a_port == 53) | (fa.b_port == 53)
+    rec = rec[dns_flow[fa.fid[rec]]]
+    return rec, np.nonzero(fa.proto[fa.fid[rec]] == UDP)[0]
+
+
+def _dns_wanted(h: Headers, rec: np.ndarray, head: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """UDP DNS packets worth dissecting: responses, unanswered queries, fragments, anything odd.
+    `head`: the first 3 payload bytes of each (MappedFile.take)."""
     po = h.payload_off[rec]
     ok = (h.plen[rec] >= 12) & (po >= 0) & (po + 3 <= end[rec]) & ~h.frag_later[rec]
-    head = mapped.take(po, 3).astype(np.int64)
+    head = head.astype(np.int64)
     tid = (head[:, 0] << 8) | head[:, 1]
     qr = (head[:, 2] & 0x80) != 0
     # a query is answered when a response with its id travels the other way between the same ends

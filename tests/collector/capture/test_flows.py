@@ -45,7 +45,8 @@ def _read_dns(cap: Path) -> tuple[list[tuple[int, str | None, list[str]]], list[
         hd = headers.walk_mapped(mf, rec)
         fa = flows.assign(hd)
         end = rec.data_off + rec.caplen
-        read, left = flows.read_dns(hd, mf, flows.dns_for_dissection(hd, fa, mf, end), rec.data_off, end)
+        part, read, left = flows.read_dns(hd, fa, mf, rec.data_off, end)
+        assert part.tolist() == flows.dns_for_dissection(hd, fa, mf, end).tolist()
         return [(r, m.query, m.answers) for r, m in read], left.tolist()
 
 

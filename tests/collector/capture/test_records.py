@@ -107,10 +107,11 @@ def test_dissection_selection_reads_a_flow_dense_capture_a_span_at_a_time(tmp_pa
     assert after < 1 * MB
 
 
-def test_dissection_selection_passes_over_the_file_once(tmp_path: Path, monkeypatch) -> None:
-    """The first payload bytes, the ClientHellos whole in their first segment and the ServerHellos
-    are read in one pass (each pass maps the capture's pages again): one in_file_order walk, where
-    there were three."""
+def test_dns_read_and_dissection_selection_each_pass_over_the_file_once(tmp_path: Path, monkeypatch) -> None:
+    """Each pass over the file maps the capture's pages again. read_dns reads the DNS rule's first
+    bytes and the datagrams' bytes in one pass (there were two); the selection reads the first
+    payload bytes, the ClientHellos whole in their first segment and the ServerHellos in one (there
+    were three)."""
     from collector.capture import flows
 
     cap = tmp_path / "dense.pcap"
@@ -127,11 +128,12 @@ def test_dissection_selection_passes_over_the_file_once(tmp_path: Path, monkeypa
         hd = headers.walk_mapped(mf, rec)
         fa = flows.assign(hd)
         end = rec.data_off + rec.caplen
-        dns = flows.dns_for_dissection(hd, fa, mf, end)
         monkeypatch.setattr(MappedFile, "in_file_order", counted)
+        dns, messages, _ = flows.read_dns(hd, fa, mf, rec.data_off, end)
+        assert len(walks) == 1 and len(messages) > 200, walks
         sel = flows.select_for_dissection(hd, fa, mf, end, dns)
     assert len(sel.client_hellos) > 500 and len(sel.server_hellos) > 500
-    assert len(walks) == 1, walks
+    assert len(walks) == 2, walks
 
 
 def test_take_and_slices_at_the_ends_of_the_file(tmp_path: Path) -> None:
