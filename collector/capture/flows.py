@@ -29,6 +29,7 @@ _M2 = np.uint64(0xBF58476D1CE4E5B9)
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 HELLO_SEGMENTS = 3  # a ClientHello record running past its first segment: read from (or tshark gets) this many
 HELLO_CHUNK = 4096  # split ClientHellos read at once (~1.7 KB each with a post-quantum key share)
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)
 
 
 def _mix(*cols: np.ndarray) -> np.ndarray:
@@ -628,7 +629,15 @@ def flow_uids(host_id: str, capture_sha: str, fa: FlowAssignment, ts0: np.ndarra
     s2 = np.full(fa.count, int.from_bytes(seed[8:16], "big"), np.uint64)
     cols = (fa.proto, fa.a_hi, fa.a_lo, fa.a_port, fa.b_hi, fa.b_lo, fa.b_port, ts0.astype(np.uint64))
     h1, h2 = _mix(s1, *cols), _mix(s2, *cols)
-    return [f"C{a:016x}{b:016x}" for a, b in zip(h1.tolist(), h2.tolist(), strict=True)]
+    # "C" and 32 hex digits per flow, written with numpy and cut from one string: an f-string per
+    # flow took 15-18 ms on 25,862 flows, this ~5
+    raw = np.stack([h1, h2], axis=1).astype(">u8").view(np.uint8).reshape(fa.count, 16)
+    text = np.empty((fa.count, 33), np.uint8)
+    text[:, 0] = ord("C")
+    text[:, 1::2] = _HEX_DIGITS[raw >> 4]
+    text[:, 2::2] = _HEX_DIGITS[raw & 15]
+    joined = text.tobytes().decode("ascii")
+    return [joined[i:i + 33] for i in range(0, len(joined), 33)]
 
 
 def endpoints(fa: FlowAssignment) -> dict[str, object]:

@@ -195,3 +195,25 @@ def test_flow_order_is_the_selections_order_but_for_joined_fragments(corpus: Pat
     joined = hd.frag_later[ordered]
     assert np.array_equal(fa.order, ordered[~joined])
     assert joined.any() == (name == "dns-edns-udp-tcp-ipv6-ipv4frag.pcap")
+
+
+def test_flow_uids_are_c_and_the_two_mixes_in_hex(tmp_path: Path) -> None:
+    """flow_uids writes its hex digits with numpy: the same strings as formatting each flow's two
+    64-bit mixes (the ids of every earlier ingest stay the same)."""
+    import hashlib
+
+    from tests.support.gen_capture import generate
+
+    cap = tmp_path / "flows.pcap"
+    generate(str(cap), 5_000)
+    with MappedFile(cap) as mf:
+        fa = flows.assign(headers.walk_mapped(mf, read_records(cap, mf, None)))
+    ts0 = np.arange(fa.count, dtype=np.int64) * 1_000_003 + 1_700_000_000_000_000_000
+    seed = hashlib.sha256(b"host-a|" + b"ab" * 32).digest()
+    cols = (fa.proto, fa.a_hi, fa.a_lo, fa.a_port, fa.b_hi, fa.b_lo, fa.b_port, ts0.astype(np.uint64))
+    h1 = flows._mix(np.full(fa.count, int.from_bytes(seed[:8], "big"), np.uint64), *cols)
+    h2 = flows._mix(np.full(fa.count, int.from_bytes(seed[8:16], "big"), np.uint64), *cols)
+    want = [f"C{a:016x}{b:016x}" for a, b in zip(h1.tolist(), h2.tolist(), strict=True)]
+    assert fa.count > 100 and flows.flow_uids("host-a", "ab" * 32, fa, ts0) == want
+    empty = flows.FlowAssignment(**{k: (v[:0] if isinstance(v, np.ndarray) else 0) for k, v in vars(fa).items()})
+    assert flows.flow_uids("host-a", "ab" * 32, empty, ts0[:0]) == []
