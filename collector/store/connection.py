@@ -147,6 +147,7 @@ class Store:
         self.con = con
         self.read_only = read_only
         self.write_lock = StoreLock(location.root, "write") if location.root is not None else None
+        self._table_names: dict[str, str] = {}  # DuckLake table id -> name (inserted_since)
         self._anchored: str | None = None
 
     # -- opening ------------------------------------------------------------------------------
@@ -306,6 +307,30 @@ class Store:
     def snapshot_id(self) -> int:
         """The store's latest DuckLake snapshot id: changes whenever any writer commits (a cheap poll)."""
         return int(self.read(lambda con: con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0]))
+
+    def inserted_since(self, snapshot: int) -> set[str] | None:
+        """The tables rows were inserted into by the commits after `snapshot`; None when one of those
+        commits did anything else (deleted, compacted, changed a schema: whatever else DuckLake
+        records) or names a table the lake does not hold. One catalog read (~5 ms), where the highest
+        row id of every table the analyzer reads took ~150 ms: the analyzer service tells the
+        commits no rule looks at (the collector's statistics, its own runs) from the others."""
+        def changes(con: duckdb.DuckDBPyConnection) -> list:
+            return [r[0] for r in con.execute(
+                f"SELECT changes FROM ducklake_snapshots('{LAKE}') WHERE snapshot_id > {int(snapshot)}").fetchall()]
+
+        ids: set[str] = set()
+        for change in self.read(changes):
+            if not isinstance(change, dict) or set(change) - {"tables_inserted_into", "inlined_insert"}:
+                return None
+            for tables in change.values():
+                ids.update(str(t) for t in tables or ())
+        names = self._table_names
+        if ids - names.keys():  # a table made since the last look (a migration)
+            names = self._table_names = dict(self.read(lambda con: [
+                (str(i), n) for i, n in con.execute(f"SELECT table_id, table_name FROM ducklake_table_info('{LAKE}')").fetchall()]))
+            if ids - names.keys():
+                return None
+        return {names[i] for i in ids}
 
     def tables(self) -> list[str]:
         rows = self.con.execute(
