@@ -321,6 +321,7 @@ class Store:
         ids: set[str] = set()
         for change in self.read(changes):
             if not isinstance(change, dict) or set(change) - {"tables_inserted_into", "inlined_insert"}:
+                self._table_names = {}  # a table may have been renamed or made again: read the names anew
                 return None
             for tables in change.values():
                 ids.update(str(t) for t in tables or ())

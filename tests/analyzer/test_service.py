@@ -156,3 +156,19 @@ def test_inserted_since_names_the_tables_a_commit_inserted_into(store_dir):
         assert store.inserted_since(store.snapshot_id()) == set()
         store.con.execute("DELETE FROM collector_stats")
         assert store.inserted_since(middle) is None
+
+
+def test_inserted_since_reads_the_table_names_again_after_a_rename(store_dir):
+    """A commit that is not an insert (here a table renamed) makes inserted_since say None and forget
+    the table names it knew: a later insert is named by the table's new name, never a stale one."""
+    with Store.open(str(store_dir)) as store:
+        store.con.execute("CREATE TABLE scratch_a (x INTEGER)")
+        made = store.snapshot_id()
+        store.con.execute("INSERT INTO scratch_a VALUES (1)")
+        assert store.inserted_since(made) == {"scratch_a"}  # the names are cached now
+        filled = store.snapshot_id()
+        store.con.execute("ALTER TABLE scratch_a RENAME TO scratch_b")
+        assert store.inserted_since(filled) is None
+        renamed = store.snapshot_id()
+        store.con.execute("INSERT INTO scratch_b VALUES (2)")
+        assert store.inserted_since(renamed) == {"scratch_b"}
