@@ -139,36 +139,3 @@ def test_follow_leaves_commits_no_rule_reads_without_a_run(store_dir, monkeypatc
         stop.set()
         thread.join(60)
     assert done and done[0].failures == 0 and done[0].skipped >= 5, done
-
-
-def test_inserted_since_names_the_tables_a_commit_inserted_into(store_dir):
-    """Store.inserted_since: the tables the commits after a snapshot inserted into; None when one of
-    them did anything else (here a delete), so a caller falls back to looking at the rows."""
-    with Store.open(str(store_dir)) as store:
-        first = store.snapshot_id()
-        with BatchWriter(store) as w:
-            w.add("collector_stats", [{"ts": t(1), "host_id": "agent-1", "events": 1}])
-        middle = store.snapshot_id()
-        with BatchWriter(store) as w:
-            w.add("processes", [{"ts": t(2), "host_id": "agent-1", "pid": 7, "exe": "/bin/sh"}])
-        assert store.inserted_since(first) == {"collector_stats", "processes"}
-        assert store.inserted_since(middle) == {"processes"}
-        assert store.inserted_since(store.snapshot_id()) == set()
-        store.con.execute("DELETE FROM collector_stats")
-        assert store.inserted_since(middle) is None
-
-
-def test_inserted_since_reads_the_table_names_again_after_a_rename(store_dir):
-    """A commit that is not an insert (here a table renamed) makes inserted_since say None and forget
-    the table names it knew: a later insert is named by the table's new name, never a stale one."""
-    with Store.open(str(store_dir)) as store:
-        store.con.execute("CREATE TABLE scratch_a (x INTEGER)")
-        made = store.snapshot_id()
-        store.con.execute("INSERT INTO scratch_a VALUES (1)")
-        assert store.inserted_since(made) == {"scratch_a"}  # the names are cached now
-        filled = store.snapshot_id()
-        store.con.execute("ALTER TABLE scratch_a RENAME TO scratch_b")
-        assert store.inserted_since(filled) is None
-        renamed = store.snapshot_id()
-        store.con.execute("INSERT INTO scratch_b VALUES (2)")
-        assert store.inserted_since(renamed) == {"scratch_b"}

@@ -182,3 +182,36 @@ def test_no_network_needed(store_dir):
     out = subprocess.run(["unshare", "-n", sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) >= len(schema_mod.TABLES)
+
+
+def test_inserted_since_names_the_tables_a_commit_inserted_into(store_dir):
+    """Store.inserted_since: the tables the commits after a snapshot inserted into; None when one of
+    them did anything else (here a delete), so a caller falls back to looking at the rows."""
+    with Store.open(str(store_dir)) as store:
+        first = store.snapshot_id()
+        with BatchWriter(store) as w:
+            w.add("collector_stats", [{"ts": NOW, "host_id": "agent-1", "events": 1}])
+        middle = store.snapshot_id()
+        with BatchWriter(store) as w:
+            w.add("processes", [{"ts": NOW, "host_id": "agent-1", "pid": 7, "exe": "/bin/sh"}])
+        assert store.inserted_since(first) == {"collector_stats", "processes"}
+        assert store.inserted_since(middle) == {"processes"}
+        assert store.inserted_since(store.snapshot_id()) == set()
+        store.con.execute("DELETE FROM collector_stats")
+        assert store.inserted_since(middle) is None
+
+
+def test_inserted_since_reads_the_table_names_again_after_a_rename(store_dir):
+    """A commit that is not an insert (here a table renamed) makes inserted_since say None and forget
+    the table names it knew: a later insert is named by the table's new name, never a stale one."""
+    with Store.open(str(store_dir)) as store:
+        store.con.execute("CREATE TABLE scratch_a (x INTEGER)")
+        made = store.snapshot_id()
+        store.con.execute("INSERT INTO scratch_a VALUES (1)")
+        assert store.inserted_since(made) == {"scratch_a"}  # the names are cached now
+        filled = store.snapshot_id()
+        store.con.execute("ALTER TABLE scratch_a RENAME TO scratch_b")
+        assert store.inserted_since(filled) is None
+        renamed = store.snapshot_id()
+        store.con.execute("INSERT INTO scratch_b VALUES (2)")
+        assert store.inserted_since(renamed) == {"scratch_b"}
