@@ -401,17 +401,12 @@ def _split_client_hellos(h: Headers, mapped: MappedFile, end: np.ndarray, rec: n
 def _dns_selected(h: Headers, fa: FlowAssignment, rec: np.ndarray, mapped: MappedFile, end: np.ndarray,
                   dns: np.ndarray | None) -> np.ndarray:
     """Which of `rec` (flow records in any order) the DNS rule selects: dns_for_dissection's records
-    (`dns`, when the caller has them already), else worked out here."""
-    if dns is not None:
-        wanted = np.zeros(len(fa.fid), bool)
-        wanted[dns] = True
-        return wanted[rec]
-    f = fa.fid[rec]
-    dns_flow = ((fa.a_port == 53) | (fa.b_port == 53))[f]
-    sel = dns_flow & (fa.proto[f] == TCP)
-    udp_dns = np.nonzero(dns_flow & (fa.proto[f] == UDP))[0]
-    sel[udp_dns] = _dns_wanted(h, rec[udp_dns], mapped.take(h.payload_off[rec[udp_dns]], 3), end)
-    return sel
+    (`dns`, when the caller has them already, else worked out here)."""
+    if dns is None:
+        dns = dns_for_dissection(h, fa, mapped, end)
+    wanted = np.zeros(len(fa.fid), bool)
+    wanted[dns] = True
+    return wanted[rec]
 
 
 def _quic_initials(client_payload: np.ndarray, rank: np.ndarray, first_byte: np.ndarray, po: np.ndarray) -> np.ndarray:
