@@ -84,6 +84,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 # -- offline capture ingest -----------------------------------------------------------------------
 def cmd_ingest(args: argparse.Namespace) -> int:
     from collector.ingest import IngestError, ingest
+    from collector.live.lean import freeze_imports
+
+    freeze_imports()
 
     try:
         res = ingest(args.capture, store=args.store, keylog=args.keylog, host_id=args.host_id,
@@ -498,8 +501,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from collector.live.lean import one_blas_thread
     from collector.store.permissions import restrict_umask
 
+    one_blas_thread()  # before anything imports numpy
     restrict_umask()  # nothing any command writes is world-accessible (docs/security.md "File modes")
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(next((a for a in argv if not a.startswith("-")), None))

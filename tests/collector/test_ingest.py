@@ -534,13 +534,15 @@ def test_capture_without_flows(tmp_path: Path, store_dir: Path) -> None:
 
 def test_ingest_leaves_pandas_unloaded(tmp_path):
     """pyarrow's pandas check imported pandas in every ingest (~40 MB of resident memory);
-    `routerwatch ingest` refuses it as the collector does (collector/live/lean.py)."""
+    `routerwatch ingest` refuses it as the collector does (collector/live/lean.py). It also freezes
+    its imports out of the garbage collector's full collections (lean.freeze_imports)."""
     import sys
 
     cap = tmp_path / "c.pcap"
     generate(str(cap), packets=2000)
     code = ("import sys\nfrom collector.cli import main\n"
             f"rc = main(['ingest', '--store', {str(tmp_path / 's')!r}, {str(cap)!r}])\n"
-            "print(rc, sorted(m for m in sys.modules if m.split('.')[0] == 'pandas'))")
+            "import gc\n"
+            "print(rc, sorted(m for m in sys.modules if m.split('.')[0] == 'pandas'), gc.get_freeze_count() > 10_000)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "0 []", r.stdout + r.stderr
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "0 [] True", r.stdout + r.stderr

@@ -125,3 +125,49 @@ def test_ring_mb_must_be_a_power_of_two():
     r = run_cli("collect", "--ring-mb", "48", "--duration", "1")
     assert r.returncode == 2 and "--ring-mb must be a power of two from 1 to 1024, not 48" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_no_routerwatch_command_starts_blas_workers():
+    """numpy's OpenBLAS starts a worker thread per core at import, each spinning before it sleeps
+    (~0.1 s of CPU in a 500k-packet ingest); `collector.cli.main` asks for none before any command
+    imports numpy (here `--help`, which exits before running one). Without it, importing numpy on
+    this 2-core machine adds a thread."""
+    out = _run(
+        "import os\n"
+        "os.environ.pop('OPENBLAS_NUM_THREADS', None)\n"
+        "from collector.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "before = len(os.listdir('/proc/self/task'))\n"
+        "import numpy\n"
+        "print(len(os.listdir('/proc/self/task')) - before, os.environ['OPENBLAS_NUM_THREADS'])\n"
+    )
+    assert out.splitlines()[-1] == "0 1"
+
+
+def test_a_users_blas_setting_wins():
+    assert _run("import os\nos.environ['OPENBLAS_NUM_THREADS'] = '2'\n"
+                "from collector.live.lean import one_blas_thread\none_blas_thread()\n"
+                "print(os.environ['OPENBLAS_NUM_THREADS'])") == "2"
+
+
+def test_frozen_imports_leave_later_cycles_collectable():
+    """freeze_imports() takes what is alive out of the collector's walks; a cycle made afterwards is
+    still freed by a collection."""
+    out = _run(
+        "import gc, weakref\n"
+        "from collector.live.lean import freeze_imports\n"
+        "import numpy\n"
+        "freeze_imports()\n"
+        "print(gc.get_freeze_count() > 10_000)\n"
+        "class C: pass\n"
+        "a, b = C(), C()\n"
+        "a.b, b.a = b, a\n"
+        "r = weakref.ref(a)\n"
+        "del a, b\n"
+        "gc.collect()\n"
+        "print(r() is None)\n"
+    )
+    assert out.splitlines() == ["True", "True"]
