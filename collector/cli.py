@@ -501,10 +501,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from collector.live.lean import one_blas_thread
     from collector.store.permissions import restrict_umask
 
-    one_blas_thread()  # before anything imports numpy
     restrict_umask()  # nothing any command writes is world-accessible (docs/security.md "File modes")
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
@@ -515,10 +513,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "lean", False):
         # a command that set lean=True never uses pandas or pyarrow.dataset, which pyarrow's and
         # DuckDB's checks for pandas values would import (~0.2 s, ~40-50 MB; collector/live/lean.py):
-        # refused before the command imports DuckDB
-        from collector.live.lean import refuse_unused_modules
+        # refused before the command imports DuckDB. Nor does one do linear algebra or run the user's
+        # programs (which would inherit the setting): no BLAS worker threads either
+        from collector.live.lean import one_blas_thread, refuse_unused_modules
 
         refuse_unused_modules()
+        one_blas_thread()
     try:
         return int(args.func(args) or 0)
     except (UserError, StoreError) as exc:

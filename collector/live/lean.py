@@ -13,9 +13,10 @@ from numpy asks pyarrow's pandas shim whether the input is a pandas Series, whic
 a 120-packet ingest peaked at 209 MB with it and 171 MB without (bench/ingest.py's tiny run); the
 500k-packet ingest's time did not change measurably (2.00 → 2.01 s wall).
 
-Two more process-wide settings live here: no BLAS worker threads in any command (`one_blas_thread`,
-called first by `collector.cli.main`) and the imported modules frozen out of the garbage collector's
-full collections (`freeze_imports`, called by `routerwatch ingest` once its imports are done).
+Two more process-wide settings live here: no BLAS worker threads (`one_blas_thread`, set by
+`collector.cli.main` for the same lean commands, which run none of the user's programs: `routerwatch
+wrap`'s agent never inherits it) and the imported modules frozen out of the garbage collector's full
+collections (`freeze_imports`, called by `routerwatch ingest` once its imports are done).
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def one_blas_thread() -> None:
     """No BLAS worker threads in this process (call it before numpy is imported; a user's own
     OPENBLAS_NUM_THREADS wins). numpy's bundled OpenBLAS starts a worker per core at import, and each
     spins before it sleeps: in a 500k-packet `routerwatch ingest` they were 5% of the process's CPU
-    samples (~0.1 s, on the core the ingest's hash-and-open thread needs). No routerwatch command does
-    linear algebra."""
+    samples (~0.1 s, on the core the ingest's hash-and-open thread needs). The lean commands do no
+    linear algebra. The variable is inherited by child processes, so a command that runs the user's
+    programs must not call this."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 

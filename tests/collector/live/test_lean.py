@@ -127,24 +127,38 @@ def test_ring_mb_must_be_a_power_of_two():
     assert "Traceback" not in r.stderr
 
 
-def test_no_routerwatch_command_starts_blas_workers():
+def test_one_blas_thread_leaves_numpy_without_workers():
     """numpy's OpenBLAS starts a worker thread per core at import, each spinning before it sleeps
-    (~0.1 s of CPU in a 500k-packet ingest); `collector.cli.main` asks for none before any command
-    imports numpy (here `--help`, which exits before running one). Without it, importing numpy on
-    this 2-core machine adds a thread."""
+    (~0.1 s of CPU in a 500k-packet ingest). Without the setting, importing numpy on this 2-core
+    machine adds a thread."""
     out = _run(
         "import os\n"
         "os.environ.pop('OPENBLAS_NUM_THREADS', None)\n"
-        "from collector.cli import main\n"
-        "try:\n"
-        "    main(['--help'])\n"
-        "except SystemExit:\n"
-        "    pass\n"
+        "from collector.live.lean import one_blas_thread\n"
+        "one_blas_thread()\n"
         "before = len(os.listdir('/proc/self/task'))\n"
         "import numpy\n"
-        "print(len(os.listdir('/proc/self/task')) - before, os.environ['OPENBLAS_NUM_THREADS'])\n"
+        "print(len(os.listdir('/proc/self/task')) - before)\n"
     )
-    assert out.splitlines()[-1] == "0 1"
+    assert out == "0"
+
+
+def test_lean_commands_ask_for_one_blas_thread_and_others_leave_the_environment_alone(tmp_path):
+    """`collector.cli.main` sets it before a lean command (here `ingest` of a missing file, which
+    imports numpy and fails in one line) and never for the others: `routerwatch wrap` runs the user's
+    agent, which would inherit it (here `wrap` with no agent, refused in one line)."""
+    store = str(tmp_path / "s")
+    missing = str(tmp_path / "missing.pcap")
+    out = _run(
+        "import os, sys\n"
+        "os.environ.pop('OPENBLAS_NUM_THREADS', None)\n"
+        "from collector.cli import main\n"
+        "rc = main(['wrap'])\n"
+        "print(rc != 0, os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+        f"rc = main(['ingest', '--store', {store!r}, {missing!r}])\n"
+        "print(rc, os.environ.get('OPENBLAS_NUM_THREADS'), 'numpy' in sys.modules)\n"
+    )
+    assert out.splitlines()[-2:] == ["True None", "2 1 True"]
 
 
 def test_a_users_blas_setting_wins():
