@@ -43,3 +43,35 @@ def test_unknown_peer_is_a_usage_error():
     p = _bench("--peers", "tshark,zeek")
     assert p.returncode == 2
     assert "unknown peer(s) zeek" in p.stderr and "Traceback" not in p.stderr
+
+
+
+# a stand-in for an unpacked Suricata 7 (ROUTERWATCH_BENCH_SURICATA_DIR/usr/bin/suricata): it answers
+# -V, and for a run writes the events the real one writes for the generator's 2,000-packet capture
+# (102 flows, 68 TLS), naming the server only when its YAML asks for extended TLS records
+FAKE_SURICATA = """#!{python}
+import json, sys
+from pathlib import Path
+if "-V" in sys.argv:
+    print("This is Suricata version 7.0.10 RELEASE")
+    sys.exit(0)
+conf = Path(sys.argv[sys.argv.index("-c") + 1]).read_text()
+log = Path(sys.argv[sys.argv.index("-l") + 1])
+tls = {{"sni": "api.example.com", "version": "TLS 1.3"}} if "- tls:\\n            extended: yes" in conf else {{}}
+events = [{{"event_type": "flow"}}] * 102 + [{{"event_type": "tls", "tls": tls}}] * 68
+(log / "eve.json").write_text("".join(json.dumps(e) + "\\n" for e in events))
+"""
+
+
+def test_suricata_is_checked_for_the_same_flows_tls_and_server_names(tmp_path):
+    """The Suricata peer's events are checked against the store: flows, TLS events, and TLS events that
+    name the server (its extended TLS record: the basic one is an empty object)."""
+    exe = tmp_path / "suricata" / "usr" / "bin" / "suricata"
+    exe.parent.mkdir(parents=True)
+    exe.write_text(FAKE_SURICATA.format(python=sys.executable))
+    exe.chmod(0o755)
+    p = _bench("--packets", "2000", "--peers", "suricata", env={"ROUTERWATCH_BENCH_SURICATA_DIR": str(tmp_path / "suricata")})
+    assert p.returncode == 0, p.stderr
+    assert "routerwatch store: 102 flows, 68 TLS handshakes, 68 with SNI" in p.stdout
+    assert "suricata: 102 flows, 68 tls, 68 tls_sni  (same as routerwatch)" in p.stdout
+    assert re.search(r"^ratio vs suricata, new store +wall \d+\.\d\dx +cpu \d+\.\d\dx +\(target 1x\)", p.stdout, re.M)
