@@ -45,7 +45,6 @@ def test_unknown_peer_is_a_usage_error():
     assert "unknown peer(s) zeek" in p.stderr and "Traceback" not in p.stderr
 
 
-
 # a stand-in for an unpacked Suricata 7 (ROUTERWATCH_BENCH_SURICATA_DIR/usr/bin/suricata): it answers
 # -V, and for a run writes the events the real one writes for the generator's 2,000-packet capture
 # (102 flows, 68 TLS), naming the server only when its YAML asks for extended TLS records
