@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from collector.capture import dissect, flows, headers, tshark
 from collector.capture.records import MappedFile, NotACapture, Records, read_records
@@ -423,7 +422,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
     dns_tbl = _dns_rows(dns_msgs, fa, rec, uids, host)
     res.dns, res.tls = dns_tbl.num_rows, tls_tbl.num_rows
 
-    flow_tbl = _server_names(_flow_table(fa, agg, ep, cids, uid_arr, sni, host, run_id), dns_tbl)
+    flow_tbl = _flow_table(fa, agg, ep, cids, uid_arr, sni, dns_tbl, host, run_id)
     STAGES.mark("tables + DNS names")
     res.flows = fa.count
     return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_tbl, "walk": res_walk,
@@ -535,7 +534,7 @@ def _packet_times(rec: Records, idx: list[int]) -> pa.Array:
 
 def _dns_rows(dns_msgs: list, fa: flows.FlowAssignment, rec: Records, uids: list[str], host: str) -> pa.Table:
     """One dns row per dissected message, linked to its flow, in capture order (the messages of one
-    frame in their order in it): _server_names breaks ties between equal timestamps by this order."""
+    frame in their order in it): _dns_names breaks ties between equal timestamps by this order."""
     dns_msgs = sorted(dns_msgs, key=lambda x: x[0])  # stable: a frame's messages keep their order
     recs = [r for r, _ in dns_msgs]
     fids = fa.fid[np.asarray(recs, np.int64)].tolist() if recs else []
@@ -556,71 +555,93 @@ def _dns_rows(dns_msgs: list, fa: flows.FlowAssignment, rec: Records, uids: list
 
 
 def _flow_table(fa: flows.FlowAssignment, agg: pa.Table, ep: dict, cids: list[str], uid_arr: np.ndarray,
-                sni: np.ndarray, host: str, run_id: str) -> pa.Table:
-    """The flows rows (before DNS naming) as one Arrow table."""
-    return pa.table(
-        {
-            "flow_uid": pa.array(uid_arr, pa.string()),
-            "community_id": pa.array(cids, pa.string()),
-            "host_id": pa.array([host] * fa.count, pa.string()),
-            "ts_start": pa.array(agg.column("ts0").to_numpy() // 1000, pa.timestamp("us")),
-            "ts_end": pa.array(agg.column("ts1").to_numpy() // 1000, pa.timestamp("us")),
-            "proto": pa.array(ep["proto"]),
-            "src_ip": pa.array(ep["src_ip"], pa.string()),
-            "src_port": pa.array(ep["src_port"]),
-            "dst_ip": pa.array(ep["dst_ip"], pa.string()),
-            "dst_port": pa.array(ep["dst_port"]),
-            "bytes_out": agg.column("bytes_out"),
-            "bytes_in": agg.column("bytes_in"),
-            "packets_out": agg.column("packets_out"),
-            "packets_in": agg.column("packets_in"),
-            "sni": pa.array(sni, pa.string()),
-            "source": pa.array(["pcap"] * fa.count, pa.string()),
-            "tcp_state": pa.array(np.where(fa.proto == headers.TCP, agg.column("tcp_state").to_numpy(zero_copy_only=False), None), pa.string()),
-            "history": agg.column("history"),
-            "capture_id": pa.array([run_id] * fa.count, pa.string()),
-            "ip_bytes_out": agg.column("ip_bytes_out"),
-            "ip_bytes_in": agg.column("ip_bytes_in"),
-        }
-    )
+                sni: np.ndarray, dns_tbl: pa.Table, host: str, run_id: str) -> pa.Table:
+    """The flows rows as stored, in ts_start order (stable: ties keep the walk's order). server_name
+    is the SNI, else _dns_names' name; tcp_state as _tcp_states says. Built with numpy before any
+    Arrow column exists, so no pyarrow.compute (its import alone was ~0.04 s of an ingest)."""
+    ts_start = agg.column("ts0").to_numpy() // 1000
+    order = np.argsort(ts_start, kind="stable")
+    dst_ip = np.asarray(ep["dst_ip"], dtype=object)
+    server_name = np.where(np.equal(sni, None), _dns_names(sni, dst_ip, ts_start, dns_tbl), sni)
+    state = _tcp_states(ep["proto"], agg.column("packets_in").to_numpy(),
+                        agg.column("tcp_state").to_numpy(zero_copy_only=False))
+
+    def column(values, kind: pa.DataType | None = None) -> pa.Array:
+        return pa.array(np.asarray(values)[order], kind)
+
+    def constant(value: str) -> pa.Array:
+        return pa.array([value] * fa.count, pa.string())
+
+    def counter(name: str) -> pa.Array:
+        return column(agg.column(name).to_numpy())
+
+    return pa.table({
+        "flow_uid": column(uid_arr, pa.string()),
+        "community_id": column(np.asarray(cids, dtype=object), pa.string()),
+        "host_id": constant(host),
+        "ts_start": column(ts_start, pa.timestamp("us")),
+        "ts_end": column(agg.column("ts1").to_numpy() // 1000, pa.timestamp("us")),
+        "proto": column(ep["proto"]),
+        "src_ip": column(np.asarray(ep["src_ip"], dtype=object), pa.string()),
+        "src_port": column(ep["src_port"]),
+        "dst_ip": column(dst_ip, pa.string()),
+        "dst_port": column(ep["dst_port"]),
+        "bytes_out": counter("bytes_out"),
+        "bytes_in": counter("bytes_in"),
+        "packets_out": counter("packets_out"),
+        "packets_in": counter("packets_in"),
+        "source": constant("pcap"),
+        "history": column(agg.column("history").to_numpy(zero_copy_only=False), pa.string()),
+        "capture_id": constant(run_id),
+        "ip_bytes_out": counter("ip_bytes_out"),
+        "ip_bytes_in": counter("ip_bytes_in"),
+        "server_name": column(server_name, pa.string()),
+        "tcp_state": column(state, pa.string()),
+    })
 
 
-def _server_names(flow_tbl: pa.Table, dns_tbl: pa.Table) -> pa.Table:
-    """The flows rows as stored: server_name = SNI, else _dns_names' name; tcp_state of a UDP flow
-    SF when anything came back, else S0; in ts_start order (stable: ties keep the walk's order)."""
-    names = _dns_names(flow_tbl, dns_tbl)
-    udp = pc.equal(flow_tbl.column("proto"), "udp")
-    answered = pc.greater(flow_tbl.column("packets_in"), 0)
-    state = pc.if_else(udp, pc.if_else(answered, "SF", "S0"), flow_tbl.column("tcp_state"))
-    out = flow_tbl.drop_columns(["sni", "tcp_state"])
-    out = out.append_column("server_name", pc.coalesce(flow_tbl.column("sni"), names))
-    out = out.append_column("tcp_state", state)
-    return out.take(pc.sort_indices(out, [("ts_start", "ascending")]))
+def _tcp_states(proto: np.ndarray, packets_in: np.ndarray, tcp_state: np.ndarray) -> np.ndarray:
+    """Zeek's conn_state as stored: a TCP flow's from its history (flows.aggregate); a UDP flow's SF
+    when anything came back, else S0; no other protocol has one (None)."""
+    udp = np.where(packets_in > 0, "SF", "S0").astype(object)
+    return np.where(proto == "udp", udp, np.where(proto == "tcp", tcp_state, None))
 
 
-def _dns_names(flow_tbl: pa.Table, dns_tbl: pa.Table) -> pa.Array:
+def _valid(values: pa.Array) -> np.ndarray:
+    """Which entries are not null, from the validity bitmap (Array.is_valid goes through
+    pyarrow.compute)."""
+    if values.null_count == 0:
+        return np.ones(len(values), bool)
+    bits = np.frombuffer(values.buffers()[0], np.uint8)
+    return np.unpackbits(bits, count=values.offset + len(values), bitorder="little")[values.offset:].astype(bool)
+
+
+def _dns_names(sni: np.ndarray, dst_ip: np.ndarray, ts_start: np.ndarray, dns_tbl: pa.Table) -> np.ndarray:
     """Per flow without an SNI, the latest DNS name answered for its dst_ip at or before it began
-    (an as-of join on (address, time)); answers for one address at one instant: the one later in the
-    capture (`dns_tbl` is in capture order, _dns_rows), so the name never depends on a sort's tie
-    order. Done with numpy sorts and one searchsorted (DuckDB's ASOF join took ~0.07 s of the ingest
-    of a 26k-flow capture, ~10x this)."""
-    n = flow_tbl.num_rows
-    want = np.flatnonzero(pc.is_null(flow_tbl.column("sni")).to_numpy(zero_copy_only=False)
-                          & pc.is_valid(flow_tbl.column("dst_ip")).to_numpy(zero_copy_only=False))
-    answers = dns_tbl.column("answers").combine_chunks() if dns_tbl.num_rows else pa.array([], pa.list_(pa.string()))
-    usable = pc.fill_null(pc.and_(pc.and_(dns_tbl.column("is_response"), pc.is_valid(dns_tbl.column("query"))),
-                                  pc.greater(pc.list_value_length(answers), 0)), False
-                          ) if dns_tbl.num_rows else pa.array([], pa.bool_())
-    names = np.full(n, None, dtype=object)
-    if not len(want) or not pc.any(usable).as_py():
-        return pa.array(names, pa.string())
-    row = pc.list_parent_indices(answers).to_numpy()  # each answer's DNS row (its capture position)
-    ip = pc.list_flatten(answers)
-    keep = usable.to_numpy(zero_copy_only=False)[row] & pc.is_valid(ip).to_numpy(zero_copy_only=False)
-    row, ip = row[keep], ip.filter(pa.array(keep)).to_numpy(zero_copy_only=False)
-    a_ts = dns_tbl.column("ts").combine_chunks().cast(pa.int64()).to_numpy()[row]
-    f_ts = flow_tbl.column("ts_start").combine_chunks().cast(pa.int64()).to_numpy()[want]
-    f_ip = flow_tbl.column("dst_ip").combine_chunks().to_numpy(zero_copy_only=False)[want]
+    (microseconds; an as-of join on (address, time)), else None. Answers for one address at one
+    instant: the one later in the capture (`dns_tbl` is in capture order, _dns_rows), so the name never
+    depends on a sort's tie order. Done with numpy sorts and one searchsorted (DuckDB's ASOF join took
+    ~0.07 s of the ingest of a 26k-flow capture, ~10x this)."""
+    names = np.full(len(sni), None, dtype=object)
+    want = np.flatnonzero(np.equal(sni, None) & ~np.equal(dst_ip, None))
+    if not len(want) or not dns_tbl.num_rows:
+        return names
+    answers = dns_tbl.column("answers").combine_chunks()
+    query = dns_tbl.column("query").combine_chunks().to_numpy(zero_copy_only=False)
+    offsets = answers.offsets.to_numpy()
+    count = np.where(_valid(answers), np.diff(offsets), 0)  # a null list has no answers
+    usable = (np.equal(dns_tbl.column("is_response").combine_chunks().to_numpy(zero_copy_only=False), True)
+              & ~np.equal(query, None) & (count > 0))
+    if not usable.any():
+        return names
+    count = np.where(usable, count, 0)
+    row = np.repeat(np.arange(len(count)), count)  # each answer's DNS row (its capture position)
+    first = np.repeat(offsets[:-1], count) + np.arange(len(row)) - np.repeat(np.cumsum(count) - count, count)
+    ip = answers.values.to_numpy(zero_copy_only=False)[first]
+    keep = ~np.equal(ip, None)
+    row, ip = row[keep], ip[keep]
+    a_ts = dns_tbl.column("ts").combine_chunks().to_numpy(zero_copy_only=False).view(np.int64)[row]
+    f_ts, f_ip = ts_start[want], dst_ip[want]
     # (address, time) as one int64 key: dense codes of each, address major
     _, ip_code = np.unique(np.concatenate([ip, f_ip]), return_inverse=True)
     ts_values, ts_rank = np.unique(np.concatenate([a_ts, f_ts]), return_inverse=True)
@@ -631,9 +652,8 @@ def _dns_names(flow_tbl: pa.Table, dns_tbl: pa.Table) -> pa.Array:
     j = np.searchsorted(a_key, f_key, side="right") - 1
     hit = j >= 0
     hit[hit] = a_code[j[hit]] == ip_code[len(ip):][hit]
-    query = dns_tbl.column("query").combine_chunks().to_numpy(zero_copy_only=False)
     names[want[hit]] = query[row[j[hit]]]
-    return pa.array(names, pa.string())
+    return names
 
 
 def _decrypt(capture: Path, keylog: Path | None, mf: MappedFile, rec: Records, tables: dict, res: IngestResult,
@@ -688,6 +708,8 @@ def _decrypt(capture: Path, keylog: Path | None, mf: MappedFile, rec: Records, t
     res.warnings.extend(getattr(result, "errors", []) or [])
     res.warnings.extend(getattr(result, "warnings", []) or [])
     uids = set(getattr(result, "decrypted_flow_uids", set()) or set())
+    import pyarrow.compute as pc  # (only with keys: its import is ~0.04 s of a plain ingest)
+
     tls: pa.Table = tables["tls"]
     at = tls.schema.get_field_index("decrypted")
     tables["tls"] = tls.set_column(at, tls.schema.field(at),
@@ -797,6 +819,8 @@ def _forget_interrupted(st, flow_tbl: pa.Table) -> None:
 def _flows_without_rows(st, table: str, host: str, uids: pa.ChunkedArray) -> list[str]:
     """Of these flows, those `table` holds no rows of yet that belong to no exchange (a rekeyed run
     adds such rows once: the first run may have stored them already, from plaintext)."""
+    import pyarrow.compute as pc  # (not on a plain ingest's path: its import is ~0.04 s)
+
     from collector.store.schema import TABLES
 
     has_x = "exchange_id" in {c[0] for c in TABLES[table]}
@@ -816,6 +840,8 @@ def _write_rekeyed(st, tables: dict, res: IngestResult, host: str, rec: Records,
     they are; the decrypted tables get the exchanges not stored yet (exchange ids are deterministic),
     of flows not decrypted yet, and those flows' `tls.decrypted` turns true. One transaction with the
     run record, so a crash leaves either all of it or nothing (and a re-run redoes it)."""
+    import pyarrow.compute as pc  # (not on a plain ingest's path: its import is ~0.04 s)
+
     from collector.store.connection import retrying
     from collector.store.schema import conform
 

@@ -510,6 +510,11 @@ def _column(table: str, name: str, sql_type: str, values: pa.Array | pa.ChunkedA
             field: pa.Field) -> pa.Array | pa.ChunkedArray:
     if not _fits(sql_type, values.type):
         raise RowContractError(f"{table}.{name}: {values.type} values do not fit its {sql_type} column")
+    # no cast where none is needed: pyarrow's casts import pyarrow.compute (~0.04 s of an ingest)
+    if values.type == field.type:
+        return values
+    if pa.types.is_null(values.type):  # every value null (a column a row builder left None)
+        return pa.nulls(len(values), field.type)
     try:
         return values.cast(field.type)  # safe: an integer too large for the column raises
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

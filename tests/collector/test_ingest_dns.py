@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from collector.ingest import _server_names, ingest
+from collector.ingest import _dns_names, _tcp_states, ingest
 from collector.store import Store
 from tests.support import dns_capture
 
@@ -59,19 +59,15 @@ def test_server_names_break_ties_the_same_way_on_every_run() -> None:
         "answers": pa.array([[ip] for ip in ips.to_pylist() for _ in "ab"], pa.list_(pa.string())),
         "is_response": pa.array(np.ones(2 * n, bool)),
     })
-    flow_tbl = pa.table({
-        "flow_uid": pa.array([str(i) for i in range(n)]), "dst_ip": ips, "ts_start": pa.array(ts + np.timedelta64(5, "us")),
-        "sni": pa.nulls(n, pa.string()), "proto": pa.array(["tcp"] * n), "packets_in": pa.array(np.ones(n, np.int64)),
-        "tcp_state": pa.array(["S0"] * n),
-    })
+    sni = np.full(n, None, dtype=object)
+    dst_ip = np.asarray(ips.to_pylist(), dtype=object)
+    ts_start = (ts + np.timedelta64(5, "us")).view(np.int64)
     want = [f"b.{i}" for i in range(n)]
     for _ in range(3):
-        out = _server_names(flow_tbl, dns).sort_by("flow_uid")
-        got = dict(zip(out.column("flow_uid").to_pylist(), out.column("server_name").to_pylist(), strict=True))
-        assert [got[str(i)] for i in range(n)] == want
+        assert _dns_names(sni, dst_ip, ts_start, dns).tolist() == want
 
 
-# The as-of join _server_names does with numpy, in SQL (what ingest ran until 2026-12-06): the
+# The as-of join _dns_names does with numpy (and the states _tcp_states gives), in SQL (what ingest ran until 2026-12-06): the
 # reference it must equal
 REFERENCE = """
     WITH ans AS (
@@ -83,9 +79,9 @@ REFERENCE = """
       SELECT f.flow_uid, a.query FROM f
       ASOF JOIN ans a ON a.ip = f.dst_ip AND a.ts <= f.ts_start
       WHERE f.sni IS NULL)
-    SELECT f.* EXCLUDE (sni, tcp_state), coalesce(f.sni, n.query) AS server_name,
+    SELECT f.flow_uid, coalesce(f.sni, n.query) AS server_name,
            CASE WHEN f.proto = 'udp' THEN (CASE WHEN f.packets_in > 0 THEN 'SF' ELSE 'S0' END)
-                ELSE f.tcp_state END AS tcp_state
+                WHEN f.proto = 'tcp' THEN f.tcp_state END AS tcp_state
     FROM f LEFT JOIN named n USING (flow_uid)
 """
 
@@ -125,9 +121,12 @@ def test_server_names_equal_the_sql_as_of_join(seed: int) -> None:
     con = duckdb.connect(":memory:")
     con.register("f", flow_tbl)
     con.register("d", dns.append_column("pos", pa.array(np.arange(m, dtype=np.int64))))
-    want = con.execute(REFERENCE).to_arrow_table().sort_by("flow_uid")
+    want = sorted(con.execute(REFERENCE).fetchall())
     con.close()
-    got = _server_names(flow_tbl, dns)
-    assert got.column("ts_start").to_pylist() == sorted(flow_tbl.column("ts_start").to_pylist())
-    assert got.sort_by("flow_uid").to_pylist() == want.to_pylist()
-    assert got.column_names == want.column_names
+    col = {name: np.asarray(flow_tbl.column(name).to_pylist(), dtype=object) for name in flow_tbl.column_names}
+    ts_start = np.asarray(flow_tbl.column("ts_start").to_numpy()).view(np.int64)
+    sni = col["sni"]
+    names = _dns_names(sni, col["dst_ip"], ts_start, dns)
+    server_name = np.where(np.equal(sni, None), names, sni)
+    state = _tcp_states(np.asarray(col["proto"], dtype=str), np.asarray(col["packets_in"], dtype=np.int64), col["tcp_state"])
+    assert sorted(zip(col["flow_uid"], server_name, state, strict=True)) == want
