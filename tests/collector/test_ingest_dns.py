@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from collector.ingest import _dns_names, _tcp_states, ingest
+from collector.ingest import _dns_names, _tcp_states, _valid, ingest
 from collector.store import Store
 from tests.support import dns_capture
 
@@ -130,3 +130,11 @@ def test_server_names_equal_the_sql_as_of_join(seed: int) -> None:
     server_name = np.where(np.equal(sni, None), names, sni)
     state = _tcp_states(np.asarray(col["proto"], dtype=str), np.asarray(col["packets_in"], dtype=np.int64), col["tcp_state"])
     assert sorted(zip(col["flow_uid"], server_name, state, strict=True)) == want
+
+
+def test_valid_reads_the_bitmap_of_a_slice() -> None:
+    """_valid (the validity bitmap read with numpy, no pyarrow.compute) of arrays with and without
+    nulls, and of a slice that starts inside a bitmap byte."""
+    values = pa.array([[str(i)] if i % 3 else None for i in range(20)], pa.list_(pa.string()))
+    for arr in (values, values.slice(5, 11), pa.array([["a"], ["b"]]), pa.array([], pa.list_(pa.string()))):
+        assert _valid(arr).tolist() == [x is not None for x in arr.to_pylist()]
