@@ -18,6 +18,7 @@ from collector.capture.records import (
     chain_run,
     gather_words,
     next_window,
+    positions_equal,
     rows,
 )
 
@@ -149,7 +150,7 @@ def _chain(mapped: MappedFile, off: int, end: int, endian: str) -> tuple[np.ndar
     found = []
     for a in (off + hi_at, off + hi_at + 1):  # the two byte parities of a 16-bit view
         m = (end + hi_at - a + 1) // 2  # views whose position p = a + 2i - hi_at is below end
-        found.append(np.flatnonzero(buf[a:a + 2 * m].view(u2) == want) * 2 + (a - hi_at))
+        found.append(positions_equal(buf[a:a + 2 * m].view(u2), want) * 2 + (a - hi_at))
     p = np.sort(np.concatenate(found))
     p = p[p < end]
     if not len(p) or p[0] != off:

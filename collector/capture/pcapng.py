@@ -21,6 +21,7 @@ from collector.capture.records import (
     chain_run,
     gather_words,
     next_window,
+    positions_equal,
 )
 
 SHB, IDB, PB_OLD, SPB, EPB, DSB = 0x0A0D0D0A, 1, 2, 3, 6, 0x0A
@@ -253,7 +254,7 @@ def _chain(mapped: MappedFile, off: int, end: int, e: str) -> tuple[np.ndarray, 
         return np.zeros(0, np.int64), off
     u4 = np.dtype(e + "u4")
     v = buf[off:off + 4 * words + 4].view(u4)
-    i = np.flatnonzero(v[:words] == EPB)
+    i = positions_equal(v[:words], EPB)
     if not len(i) or i[0] != 0:
         return np.zeros(0, np.int64), off
     blen = v[i + 1].astype(np.int64)

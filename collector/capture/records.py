@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import mmap
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +209,30 @@ def next_window(window: int, got_through: bool, cap: int) -> int:
     back to CHAIN_WINDOW after one that stopped short, so a capture that keeps stopping the chain
     costs a small scan per stop, never a span's."""
     return min(2 * window, cap) if got_through else CHAIN_WINDOW
+
+
+SCAN_BLOCK = 1 << 18  # elements positions_equal compares at a time (its booleans: 256 KiB, cache-sized)
+_scan = threading.local()  # each thread's reused SCAN_BLOCK booleans
+
+
+def positions_equal(values: np.ndarray, value: int) -> np.ndarray:
+    """np.flatnonzero(values == value), a SCAN_BLOCK at a time into one reused boolean buffer. The
+    chain scans compare every 16- or 32-bit word of the capture: done in one go, the comparison
+    wrote a fresh boolean array as large as the span (up to 8 MB, new pages each time) and read it
+    back from memory; in blocks it stays in the cache (the whole-file scan of a 310 MB capture
+    took 0.20-0.22 -> 0.12-0.16 s)."""
+    scratch = getattr(_scan, "buf", None)
+    if scratch is None:
+        scratch = _scan.buf = np.empty(SCAN_BLOCK, bool)
+    parts = []
+    for i in range(0, len(values), SCAN_BLOCK):
+        block = values[i:i + SCAN_BLOCK]
+        hits = scratch[:len(block)]
+        np.equal(block, value, out=hits)
+        parts.append(np.flatnonzero(hits) + i if i else np.flatnonzero(hits))
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def chain_run(p: np.ndarray, nxt: np.ndarray) -> np.ndarray:

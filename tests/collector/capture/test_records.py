@@ -4,13 +4,14 @@ walk (MappedFile.release), and reading in slices changes no field."""
 from __future__ import annotations
 
 import subprocess
+import threading
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from collector.capture import headers
+from collector.capture import headers, records
 from collector.capture.records import MappedFile, read_records, rows
 from tests.support.gen_capture import generate
 
@@ -198,3 +199,21 @@ def test_rows_equal_a_sliding_window_gather() -> None:
         rows(buf[:4], np.zeros(1, np.int64), 16)
     with pytest.raises(IndexError):
         rows(buf, np.array([len(buf) - 15]), 16)
+
+
+@pytest.mark.parametrize("dtype", ["<u2", ">u2", "<u4"])
+def test_positions_equal_matches_flatnonzero_across_blocks(dtype: str, monkeypatch) -> None:
+    """The chain scans' blocked comparison finds exactly np.flatnonzero(values == value): hits on
+    both sides of every block boundary, in the last partial block, none at all, and an empty input."""
+    monkeypatch.setattr(records, "SCAN_BLOCK", 1000)
+    monkeypatch.setattr(records, "_scan", threading.local())  # a scratch of the patched size
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 5, 4321).astype(dtype)
+    values[[0, 999, 1000, 1999, 2000, 4320]] = 3
+    for value in (3, 9):
+        got = records.positions_equal(values, value)
+        assert got.dtype == np.int64
+        assert np.array_equal(got, np.flatnonzero(values == value))
+    assert records.positions_equal(values[:0], 3).tolist() == []
+    part = values[1000:2001]  # a view starting at a block boundary, one element past the next
+    assert np.array_equal(records.positions_equal(part, 3), np.flatnonzero(part == 3))
