@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from collector.capture import dissect, flows, headers, tshark
+from collector.capture import arrow_strings, dissect, flows, headers, tshark
 from collector.capture.records import MappedFile, NotACapture, Records, read_records
 from collector.capture.source import DEFAULT_WAIT_S, CaptureSource, CaptureUnavailable
 from collector.config import host_id as resolve_host_id
@@ -402,8 +402,8 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
         ep = flows.endpoints(fa)
         cids = flows.community_ids(fa)
         ts0 = agg.column("ts0").to_numpy()
-        uids = flows.flow_uids(host, sha(), fa, ts0)
-        uid_arr = np.asarray(uids, dtype=object)
+        uid_chars = flows.flow_uid_chars(host, sha(), fa, ts0)
+        uids = flows.texts(uid_chars)
 
         if not keep_walk:
             del hd
@@ -422,7 +422,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
     dns_tbl = _dns_rows(dns_msgs, fa, rec, uids, host)
     res.dns, res.tls = dns_tbl.num_rows, tls_tbl.num_rows
 
-    flow_tbl = _flow_table(fa, agg, ep, cids, uid_arr, sni, dns_tbl, host, run_id)
+    flow_tbl = _flow_table(fa, agg, ep, cids, uid_chars, sni, dns_tbl, host, run_id)
     STAGES.mark("tables + DNS names")
     res.flows = fa.count
     return {"flows": flow_tbl, "dns": dns_tbl, "tls": tls_tbl, "walk": res_walk,
@@ -554,34 +554,36 @@ def _dns_rows(dns_msgs: list, fa: flows.FlowAssignment, rec: Records, uids: list
     }))
 
 
-def _flow_table(fa: flows.FlowAssignment, agg: pa.Table, ep: dict, cids: list[str], uid_arr: np.ndarray,
+def _flow_table(fa: flows.FlowAssignment, agg: pa.Table, ep: dict, cids: list[str], uid_chars: np.ndarray,
                 sni: np.ndarray, dns_tbl: pa.Table, host: str, run_id: str) -> pa.Table:
     """The flows rows as stored, in ts_start order (stable: ties keep the walk's order). server_name
     is the SNI, else _dns_names' name; tcp_state as _tcp_states says. Built with numpy before any
-    Arrow column exists, so no pyarrow.compute (its import alone was ~0.04 s of an ingest)."""
+    Arrow column exists, so no pyarrow.compute (its import alone was ~0.04 s of an ingest); the
+    columns of a few distinct values and the uids are laid out from codes and bytes
+    (collector.capture.arrow_strings), not from a Python string per flow."""
     ts_start = agg.column("ts0").to_numpy() // 1000
     order = np.argsort(ts_start, kind="stable")
     dst_ip = np.asarray(ep["dst_ip"], dtype=object)
     server_name = np.where(np.equal(sni, None), _dns_names(sni, dst_ip, ts_start, dns_tbl), sni)
-    state = _tcp_states(ep["proto"], agg.column("packets_in").to_numpy(),
-                        agg.column("tcp_state").to_numpy(zero_copy_only=False))
+    history = _one_chunk(agg.column("history"))
+    state = _tcp_states(fa.proto, agg.column("packets_in").to_numpy(), _one_chunk(agg.column("tcp_state")).indices.to_numpy())
 
     def column(values, kind: pa.DataType | None = None) -> pa.Array:
         return pa.array(np.asarray(values)[order], kind)
 
     def constant(value: str) -> pa.Array:
-        return pa.array([value] * fa.count, pa.string())
+        return arrow_strings.constant(value, fa.count)
 
     def counter(name: str) -> pa.Array:
         return column(agg.column(name).to_numpy())
 
     return pa.table({
-        "flow_uid": column(uid_arr, pa.string()),
+        "flow_uid": arrow_strings.fixed_width(uid_chars[order]),
         "community_id": column(np.asarray(cids, dtype=object), pa.string()),
         "host_id": constant(host),
         "ts_start": column(ts_start, pa.timestamp("us")),
         "ts_end": column(agg.column("ts1").to_numpy() // 1000, pa.timestamp("us")),
-        "proto": column(ep["proto"]),
+        "proto": arrow_strings.coded(np.where(fa.proto == headers.TCP, 0, 1)[order], ["tcp", "udp"]),
         "src_ip": column(np.asarray(ep["src_ip"], dtype=object), pa.string()),
         "src_port": column(ep["src_port"]),
         "dst_ip": column(dst_ip, pa.string()),
@@ -591,20 +593,30 @@ def _flow_table(fa: flows.FlowAssignment, agg: pa.Table, ep: dict, cids: list[st
         "packets_out": counter("packets_out"),
         "packets_in": counter("packets_in"),
         "source": constant("pcap"),
-        "history": column(agg.column("history").to_numpy(zero_copy_only=False), pa.string()),
+        "history": arrow_strings.coded(history.indices.to_numpy()[order], history.dictionary.to_pylist()),
         "capture_id": constant(run_id),
         "ip_bytes_out": counter("ip_bytes_out"),
         "ip_bytes_in": counter("ip_bytes_in"),
         "server_name": column(server_name, pa.string()),
-        "tcp_state": column(state, pa.string()),
+        "tcp_state": arrow_strings.coded(state[order], STATE_NAMES),
     })
 
 
+STATE_NAMES: list[str | None] = [*flows.TCP_STATES, None]  # what _tcp_states' codes stand for
+
+
+def _one_chunk(col: pa.ChunkedArray) -> pa.Array:
+    """The column as one array (aggregate's columns have one chunk each)."""
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
+
 def _tcp_states(proto: np.ndarray, packets_in: np.ndarray, tcp_state: np.ndarray) -> np.ndarray:
-    """Zeek's conn_state as stored: a TCP flow's from its history (flows.aggregate); a UDP flow's SF
-    when anything came back, else S0; no other protocol has one (None)."""
-    udp = np.where(packets_in > 0, "SF", "S0").astype(object)
-    return np.where(proto == "udp", udp, np.where(proto == "tcp", tcp_state, None))
+    """Zeek's conn_state as stored, as codes into STATE_NAMES: a TCP flow's from its history
+    (`tcp_state`: flows.aggregate's codes into flows.TCP_STATES); a UDP flow's SF when anything came
+    back, else S0; no other protocol has one (None). `proto`: IP protocol numbers."""
+    sf, s0 = flows.TCP_STATES.index("SF"), flows.TCP_STATES.index("S0")
+    udp = np.where(packets_in > 0, sf, s0)
+    return np.where(proto == headers.UDP, udp, np.where(proto == headers.TCP, tcp_state, len(flows.TCP_STATES)))
 
 
 def _valid(values: pa.Array) -> np.ndarray:

@@ -513,7 +513,9 @@ def aggregate(h: Headers, fa: FlowAssignment, ts_ns: np.ndarray) -> pa.Table:
     if not len(order):
         empty = {k: pa.array([], pa.int64()) for k in ("fid", "ts0", "ts1", "bytes_out", "bytes_in", "packets_out",
                                                         "packets_in", "ip_bytes_out", "ip_bytes_in")}
-        return pa.table({**empty, "history": pa.array([], pa.string()), "tcp_state": pa.array([], pa.string())})
+        none = np.zeros(0, np.int32)
+        return pa.table({**empty, "history": pa.DictionaryArray.from_arrays(none, pa.array([], pa.string())),
+                         "tcp_state": pa.DictionaryArray.from_arrays(none, pa.array(TCP_STATES, pa.string()))})
     o = fa.is_orig[order]
 
     def seg_sum(x: np.ndarray) -> np.ndarray:
@@ -540,21 +542,26 @@ def aggregate(h: Headers, fa: FlowAssignment, ts_ns: np.ndarray) -> pa.Table:
         np.add.at(cols["ip_bytes_out"], f[fo], h.iplen[frag][fo])
         np.add.at(cols["ip_bytes_in"], f[~fo], h.iplen[frag][~fo])
         np.maximum.at(cols["ts1"], f, ts_ns[frag])
-    history, state = _history(h, fa, cols["packets_in"])
+    history, patterns, state = _history(h, fa, cols["packets_in"])
     out = pa.table(cols)
-    out = out.append_column("history", pa.array(history, pa.string()))
-    return out.append_column("tcp_state", pa.array(state, pa.string()))
+    # dictionary-encoded (codes and the few distinct values): the flows table lays them out as
+    # strings in its own row order (ingest._flow_table), with no Python string per flow
+    out = out.append_column("history", pa.DictionaryArray.from_arrays(history, pa.array(patterns, pa.string())))
+    return out.append_column("tcp_state", pa.DictionaryArray.from_arrays(state, pa.array(TCP_STATES, pa.string())))
 
 
 _LETTERS = "SHADFR"
+# Zeek's conn_state values, in the order _history tests for them ("OTH" also where none applies)
+TCP_STATES = ["RSTO", "RSTR", "SF", "S2", "S3", "S1", "REJ", "RSTOS0", "SH", "S0", "OTH", "RSTRH", "SHR"]
 
 
-def _history(h: Headers, fa: FlowAssignment, packets_in: np.ndarray) -> tuple[list[str], np.ndarray]:
+def _history(h: Headers, fa: FlowAssignment, packets_in: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Zeek history letters (originator upper case, responder lower case) ordered by first
-    occurrence, and Zeek conn_state, for every flow."""
+    occurrence, and Zeek conn_state, for every flow: (each flow's history as a code into the
+    distinct patterns, those patterns, each flow's state as a code into TCP_STATES)."""
     order, starts = fa.order, fa.starts
     if not len(order):
-        return [], np.zeros(0, object)
+        return np.zeros(0, np.int32), [], np.zeros(0, np.int8)
     fl = h.flags[order]
     plen = h.plen[order]
     o = fa.is_orig[order]
@@ -576,8 +583,7 @@ def _history(h: Headers, fa: FlowAssignment, packets_in: np.ndarray) -> tuple[li
         code = code * 13 + letter[:, k]
     pats, idx, inv = np.unique(code, return_index=True, return_inverse=True)
     chars = [c for L in _LETTERS for c in (L, L.lower())] + [""]
-    pat_txt = np.asarray(["".join(chars[j] for j in letter[i].tolist()) for i in idx.tolist()], dtype=object)
-    history = pat_txt[inv.reshape(-1)].tolist()
+    patterns = ["".join(chars[j] for j in letter[i].tolist()) for i in idx.tolist()]
     S_o, H_r, F_o, F_r, R_o, R_r = seen[:, 0], seen[:, 3], seen[:, 8], seen[:, 9], seen[:, 10], seen[:, 11]
     est = S_o & H_r
     state = np.select(
@@ -586,10 +592,10 @@ def _history(h: Headers, fa: FlowAssignment, packets_in: np.ndarray) -> tuple[li
             S_o & R_r, S_o & R_o, S_o & F_o, S_o & (packets_in == 0), S_o,
             H_r & R_r, H_r & F_r,
         ],
-        ["RSTO", "RSTR", "SF", "S2", "S3", "S1", "REJ", "RSTOS0", "SH", "S0", "OTH", "RSTRH", "SHR"],
-        default="OTH",
+        np.arange(len(TCP_STATES), dtype=np.int8),
+        default=np.int8(TCP_STATES.index("OTH")),
     )
-    return history, state.astype(object)
+    return inv.reshape(-1).astype(np.int32), patterns, state.astype(np.int8)
 
 
 def _format_ips(ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[str]:
@@ -622,6 +628,19 @@ def community_ids(fa: FlowAssignment, seed: int = 0) -> list[str]:
 def flow_uids(host_id: str, capture_sha: str, fa: FlowAssignment, ts0: np.ndarray) -> list[str]:
     """Deterministic ids (host, capture content, 5-tuple, first-packet time): the same capture on the
     same host always yields the same uids. 128 bits from two seeded 64-bit mixes, built with numpy."""
+    return texts(flow_uid_chars(host_id, capture_sha, fa, ts0))
+
+
+def texts(chars: np.ndarray) -> list[str]:
+    """Each row of an (n, width) uint8 matrix of ASCII as a str, cut from one decoded string."""
+    width = chars.shape[1]
+    joined = np.ascontiguousarray(chars).tobytes().decode("ascii")
+    return [joined[i:i + width] for i in range(0, len(joined), width)] if width else [""] * len(chars)
+
+
+def flow_uid_chars(host_id: str, capture_sha: str, fa: FlowAssignment, ts0: np.ndarray) -> np.ndarray:
+    """flow_uids' text as an (n, 33) uint8 matrix, one row per flow (the flows table's column is
+    built from it without a Python string per flow)."""
     seed = hashlib.sha256(f"{host_id}|{capture_sha}".encode()).digest()
     s1 = np.full(fa.count, int.from_bytes(seed[:8], "big"), np.uint64)
     s2 = np.full(fa.count, int.from_bytes(seed[8:16], "big"), np.uint64)
@@ -634,8 +653,7 @@ def flow_uids(host_id: str, capture_sha: str, fa: FlowAssignment, ts0: np.ndarra
     text[:, 0] = ord("C")
     text[:, 1::2] = _HEX_DIGITS[raw >> 4]
     text[:, 2::2] = _HEX_DIGITS[raw & 15]
-    joined = text.tobytes().decode("ascii")
-    return [joined[i:i + 33] for i in range(0, len(joined), 33)]
+    return text
 
 
 def endpoints(fa: FlowAssignment) -> dict[str, object]:

@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from collector.ingest import _dns_names, _tcp_states, _valid, ingest
+from collector.capture.flows import TCP_STATES
+from collector.ingest import STATE_NAMES, _dns_names, _tcp_states, _valid, ingest
 from collector.store import Store
 from tests.support import dns_capture
 
@@ -128,7 +129,10 @@ def test_server_names_equal_the_sql_as_of_join(seed: int) -> None:
     sni = col["sni"]
     names = _dns_names(sni, col["dst_ip"], ts_start, dns)
     server_name = np.where(np.equal(sni, None), names, sni)
-    state = _tcp_states(np.asarray(col["proto"], dtype=str), np.asarray(col["packets_in"], dtype=np.int64), col["tcp_state"])
+    proto = np.asarray([{"tcp": 6, "udp": 17, "icmp": 1}[p] for p in col["proto"]])
+    tcp_codes = np.asarray([TCP_STATES.index(s) for s in col["tcp_state"]])
+    codes = _tcp_states(proto, np.asarray(col["packets_in"], dtype=np.int64), tcp_codes)
+    state = [STATE_NAMES[c] for c in codes.tolist()]
     assert sorted(zip(col["flow_uid"], server_name, state, strict=True)) == want
 
 
