@@ -418,7 +418,7 @@ def _process(mf: MappedFile, rec: Records, res: IngestResult, host: str, sha: Ca
         raise
     res_walk = "numpy" if fast else "tshark"
 
-    tls_tbl, sni = _tls_rows(hellos, selection, fa, rec, uids, host)
+    tls_tbl, sni = _tls_rows(hellos, selection, fa, rec, uid_chars, host)
     dns_tbl = _dns_rows(dns_msgs, fa, rec, uids, host)
     res.dns, res.tls = dns_tbl.num_rows, tls_tbl.num_rows
 
@@ -487,7 +487,7 @@ def _dissected(jobs: list[tshark.TsharkJob], parts: list[np.ndarray], res: Inges
 
 
 def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment, rec: Records,
-              uids: list[str], host: str) -> tuple[pa.Table, np.ndarray]:
+              uid_chars: np.ndarray, host: str) -> tuple[pa.Table, np.ndarray]:
     """One tls row per flow with a ClientHello (its first), joined with the flow's ServerHello."""
     # ClientHello per flow as (record, (version, sni, alpn, ja4)): read here, else from tshark
     ch: dict[int, tuple[int, tuple]] = dict(selection.client_hellos)  # parsed by tlspeek; tshark did not see these
@@ -504,27 +504,41 @@ def _tls_rows(hellos: list, selection: flows.Selection, fa: flows.FlowAssignment
                 ch[fid] = (r, (h.version, h.sni, ",".join(h.alpn) if h.alpn else None, h.ja4(proto)))
         elif fid not in sh:
             sh[fid] = (h.version, h.cipher, h.alpn[0] if h.alpn else None)
-    sni = np.full(fa.count, None, dtype=object)
+    # the rows column by column (fields transposed with zip, the few distinct versions and ciphers
+    # named once each): a Python step per row and column took ~0.03 s on 17k handshakes
+    n = len(ch)
+    fids = np.fromiter(ch, np.int64, n)
+    recs, fields = _columns(list(ch.values()), 2)
+    ch_version, snis, alpn, ja4 = _columns(fields, 4)
     no_server = (None, None, None)
-    recs: list[int] = []
-    cols: dict[str, list] = {k: [] for k in ("flow_uid", "version", "sni", "alpn", "ja4", "cipher", "alpn_selected")}
-    for fid, (r, (ch_version, ch_sni, ch_alpn, ch_ja4)) in ch.items():
-        version, cipher, alpn_selected = sh.get(fid, no_server)
-        sni[fid] = ch_sni
-        recs.append(r)
-        cols["flow_uid"].append(uids[fid])
-        cols["version"].append(dissect.version_name(version or ch_version))
-        cols["sni"].append(ch_sni)
-        cols["alpn"].append(ch_alpn)
-        cols["ja4"].append(ch_ja4)
-        cols["cipher"].append(f"0x{cipher:04x}" if cipher is not None else None)
-        cols["alpn_selected"].append(alpn_selected)
-    n = len(recs)
+    sh_version, cipher, alpn_selected = _columns([sh.get(fid, no_server) for fid in fids.tolist()], 3)
+    sni = np.full(fa.count, None, dtype=object)
+    sni[fids] = np.fromiter(snis, object, n)
     tls = conform("tls", pa.table({
-        "ts": _packet_times(rec, recs), "host_id": pa.array([host] * n, pa.string()),
-        **{k: pa.array(v, pa.string()) for k, v in cols.items()}, "decrypted": pa.array([False] * n, pa.bool_()),
+        "ts": _packet_times(rec, recs), "host_id": arrow_strings.constant(host, n),
+        "flow_uid": arrow_strings.fixed_width(uid_chars[fids]),
+        "version": _named(np.fromiter((v or c for v, c in zip(sh_version, ch_version, strict=True)), object, n),
+                          dissect.version_name),
+        "sni": pa.array(snis, pa.string()), "alpn": pa.array(alpn, pa.string()), "ja4": pa.array(ja4, pa.string()),
+        "cipher": _named(np.fromiter(cipher, object, n), lambda c: f"0x{c:04x}"),
+        "alpn_selected": pa.array(alpn_selected, pa.string()), "decrypted": pa.array(np.zeros(n, bool)),
     }))
     return tls, sni
+
+
+def _columns(rows: list[tuple], width: int) -> list[list]:
+    """Rows of `width` fields as `width` lists (zip(*rows) over many rows is slower: one argument
+    per row)."""
+    return [[row[k] for row in rows] for k in range(width)]
+
+
+def _named(values: np.ndarray, name: Callable[[int], str | None]) -> pa.Array:
+    """A string column naming each of `values` (ints or None, an object array): `name` runs once per
+    distinct value, a None stays null."""
+    present = ~np.equal(values, None)
+    distinct, codes = np.unique(np.where(present, values, -1).astype(np.int64), return_inverse=True)
+    names = [name(v) if v >= 0 else None for v in distinct.tolist()]
+    return arrow_strings.coded(codes.reshape(-1), names)
 
 
 def _packet_times(rec: Records, idx: list[int]) -> pa.Array:

@@ -553,3 +553,27 @@ def test_ingest_leaves_pandas_unloaded(tmp_path):
     # flows are stored in ts_start order (built sorted: collector.ingest._flow_table)
     starts = [row[0] for row in Store.open(str(tmp_path / "s"), read_only=True).sql("SELECT ts_start FROM flows").fetchall()]
     assert len(starts) == 102 and starts == sorted(starts)
+
+
+def test_tls_columns_name_each_distinct_version_and_cipher_once() -> None:
+    """_named (the tls table's version and cipher columns) names values as the per-row code did,
+    keeps None as null and calls the namer once per distinct value; _columns transposes rows."""
+    import numpy as np
+
+    from collector.capture.dissect import version_name
+    from collector.ingest import _columns, _named
+
+    calls: list[int] = []
+
+    def name(v: int) -> str | None:
+        calls.append(v)
+        return version_name(v)
+
+    values = np.array([0x0304, None, 0x0303, 0x0304, 0x7F1C, None], dtype=object)
+    assert _named(values, name).to_pylist() == ["TLS 1.3", None, "TLS 1.2", "TLS 1.3", "0x7f1c", None]
+    assert sorted(calls) == [0x0303, 0x0304, 0x7F1C]
+    cipher = _named(np.array([0x1301, None, 0xC02F], dtype=object), lambda c: f"0x{c:04x}")
+    assert cipher.to_pylist() == ["0x1301", None, "0xc02f"]
+    assert _named(np.array([], dtype=object), version_name).to_pylist() == []
+    assert _columns([(1, "a"), (2, "b")], 2) == [[1, 2], ["a", "b"]]
+    assert _columns([], 3) == [[], [], []]
