@@ -604,7 +604,7 @@ def _format_ips(ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[str]:
     v4 = ver == 4
     if v4.any():
         u, inv = np.unique(lo[v4] & np.uint64(0xFFFFFFFF), return_inverse=True)
-        txt = np.asarray([socket.inet_ntoa(int(a).to_bytes(4, "big")) for a in u.tolist()] + [""], dtype=object)
+        txt = np.asarray(_ipv4_texts(u) + [""], dtype=object)
         out[v4] = txt[inv.reshape(-1)]
     v6 = ~v4
     if v6.any():
@@ -616,6 +616,32 @@ def _format_ips(ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[str]:
         )
         out[v6] = txt[inv.reshape(-1)]
     return out.tolist()
+
+
+_OCTET_CHARS = np.frombuffer(b"".join(str(i).encode().ljust(3, b"\0") for i in range(256)), np.uint8).reshape(256, 3)
+_OCTET_LENS = np.array([len(str(i)) for i in range(256)], np.int64)
+
+
+def _ipv4_texts(addr: np.ndarray) -> list[str]:
+    """Dotted-quad text of IPv4 addresses (integers), as socket.inet_ntoa writes it, laid out in a
+    byte matrix with numpy and split from one decoded string: inet_ntoa per address took ~0.05 s
+    on the 43k distinct addresses of a 26k-flow capture."""
+    a = np.asarray(addr, np.uint64).astype(np.int64)
+    n = len(a)
+    out = np.zeros((n, 16), np.uint8)  # at most 15 characters and the newline that ends each
+    flat = out.reshape(-1)
+    at = np.arange(n, dtype=np.int64) * 16  # each row's next free byte, as a flat index
+    for k, shift in enumerate((24, 16, 8, 0)):
+        octet = (a >> shift) & 255
+        chars = _OCTET_CHARS[octet]
+        for c in range(3):  # all three bytes: a short octet's padding is overwritten by what follows
+            flat[at + c] = chars[:, c]
+        at += _OCTET_LENS[octet]
+        flat[at] = ord(".") if k < 3 else ord("\n")
+        at += 1
+    pos = at - np.arange(n, dtype=np.int64) * 16
+    text = out[np.arange(16) < pos[:, None]].tobytes().decode("ascii")
+    return text.split("\n")[:-1]
 
 
 def community_ids(fa: FlowAssignment, seed: int = 0) -> list[str]:

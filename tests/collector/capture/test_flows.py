@@ -217,3 +217,15 @@ def test_flow_uids_are_c_and_the_two_mixes_in_hex(tmp_path: Path) -> None:
     assert fa.count > 100 and flows.flow_uids("host-a", "ab" * 32, fa, ts0) == want
     empty = flows.FlowAssignment(**{k: (v[:0] if isinstance(v, np.ndarray) else 0) for k, v in vars(fa).items()})
     assert flows.flow_uids("host-a", "ab" * 32, empty, ts0[:0]) == []
+
+
+def test_ipv4_texts_equal_inet_ntoa() -> None:
+    """The numpy dotted-quad writer gives socket.inet_ntoa's text for every octet length mix."""
+    import socket
+
+    rng = np.random.default_rng(11)
+    edges = [0, 0xFFFFFFFF, 0x7F000001, 0x0A000001, 0x01020304, 0x64646464, 0x0A630A63, 0xC0A80001]
+    addr = np.concatenate([edges, rng.integers(0, 2**32, 5000)]).astype(np.uint64)
+    want = [socket.inet_ntoa(int(a).to_bytes(4, "big")) for a in addr.tolist()]
+    assert flows._ipv4_texts(addr) == want
+    assert flows._ipv4_texts(np.zeros(0, np.uint64)) == []
