@@ -39,7 +39,7 @@ class Headers:
     payload_off: np.ndarray  # int64 file offset of the transport payload
     frag_later: np.ndarray  # bool: a non-first IP fragment (no transport header)
     frag_first: np.ndarray  # bool: the first fragment of a fragmented datagram
-    ipid: np.ndarray  # int64 IP identification (fragments)
+    ipid: np.ndarray  # int64 IP identification (walk_mapped: zeros when no packet is a fragment)
 
 
 class _Gather:
@@ -169,7 +169,7 @@ def walk_mapped(mapped: MappedFile, rec: Records, chunk: int = WALK_CHUNK) -> He
     if len(rec) <= chunk:
         out = walk(mapped.buf, rec)
         mapped.release()
-        return out
+        return _unused_as_zeros(out)
     out: Headers | None = None  # filled a slice at a time (concatenating the slices' parts would hold both)
     for i in range(0, len(rec), chunk):
         j = min(i + chunk, len(rec))
@@ -182,7 +182,23 @@ def walk_mapped(mapped: MappedFile, rec: Records, chunk: int = WALK_CHUNK) -> He
         mapped.release(int(rec.data_off[j - 1]))
     mapped.release()
     assert out is not None
-    return out
+    return _unused_as_zeros(out)
+
+
+ZERO_WHEN_UNUSED = ("src_hi", "dst_hi", "ipid")  # see _unused_as_zeros
+
+
+def _unused_as_zeros(h: Headers) -> Headers:
+    """The high address halves when every packet is IPv4 (all zeros), and the IP ids when no packet
+    is a fragment (only the fragment join reads them), as read-only zero views (no memory): they
+    stayed resident through every later stage, 4 MB each on the 500k-packet capture."""
+    unused = {"src_hi": not h.src_hi.any(), "dst_hi": not h.dst_hi.any(),
+              "ipid": not (h.frag_first.any() or h.frag_later.any())}
+    for name in ZERO_WHEN_UNUSED:
+        col = getattr(h, name)
+        if len(col) and unused[name]:
+            setattr(h, name, np.broadcast_to(col.dtype.type(0), col.shape))
+    return h
 
 
 def walk(buf: np.ndarray, rec: Records) -> Headers:

@@ -413,3 +413,27 @@ def test_simple_packet_blocks_read_in_their_own_sections_byte_order(tmp_path: Pa
     rec, h = walk(path)
     assert rec.caplen.tolist() == [len(f1), len(f2)] and not rec.truncated
     assert h.sport.tolist() == [40000, 40001]
+
+
+def test_unused_header_columns_take_no_memory(tmp_path: Path) -> None:
+    """An IPv4 capture without fragments has no high address halves and no IP ids to keep (only the
+    fragment join reads them): walk_mapped gives read-only zero views (no memory behind them); an
+    IPv6 packet or a fragment keeps the columns real, with the walk's values."""
+    v4 = [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2", id=7) / TCP(sport=1000 + i, dport=443)) for i in range(3)]
+    path = tmp_path / "v4.pcap"
+    write_pcap(path, 1, v4)
+    with MappedFile(path) as mf:
+        h = headers.walk_mapped(mf, read_records(path, mf))
+    for name in headers.ZERO_WHEN_UNUSED:
+        col = getattr(h, name)
+        assert col.strides == (0,) and not col.flags.writeable and col.tolist() == [0, 0, 0]
+    assert h.src_lo.strides != (0,)
+    big = IP(src="10.0.0.1", dst="10.0.0.2", id=9) / UDP(sport=5, dport=6) / Raw(b"x" * 3000)
+    v6 = bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(sport=7, dport=443))
+    path = tmp_path / "mixed.pcap"
+    write_pcap(path, 1, v4 + [v6] + [bytes(Ether() / f) for f in fragment(big, fragsize=1000)])
+    with MappedFile(path) as mf:
+        h = headers.walk_mapped(mf, read_records(path, mf))
+    assert h.src_hi[3] == 0x20010DB800000000 and h.dst_hi[3] == 0x20010DB800000000
+    assert h.ipid[4:].tolist() == [9] * (len(h.ipid) - 4) and h.ipid[0] == 7
+    assert all(getattr(h, name).strides != (0,) for name in headers.ZERO_WHEN_UNUSED)

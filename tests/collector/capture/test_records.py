@@ -59,6 +59,9 @@ def test_readers_and_header_walk_leave_little_of_the_capture_resident(captures, 
     assert after_read < 20 * MB, after_read
     assert after_walk < 4 * MB, after_walk
     for f in fields(headers.Headers):
+        if f.name == "ipid" and walked.ipid.strides == (0,):  # no fragments: walk_mapped keeps no IP ids
+            assert not (whole.frag_first.any() or whole.frag_later.any())
+            continue
         np.testing.assert_array_equal(getattr(walked, f.name), getattr(whole, f.name), err_msg=f.name)
 
 
