@@ -51,6 +51,11 @@ ANALYZER_TABLES = frozenset({
 SOURCES = tuple(t for t in TABLES if t not in ANALYZER_TABLES)
 # new_<table> copies the engine's own enrichment reads; rules may read any other source's new rows too
 ALWAYS_COPIED = frozenset({"flows", "llm_exchanges", "tool_calls", "secrets_seen", "canaries"})
+# A run with at most this many new source rows is a few dozen small queries, and DuckDB's worker
+# threads then cost more than they give: each query hands its pipelines to the pool and waits for
+# them, and on a busy 2-core host that wait is a scheduling delay (measured: one thread cuts a
+# one-exchange run's rules by a third and its read phase by half). Bigger runs use every thread.
+ONE_THREAD_ROWS = 50_000
 SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 _STD = ("ts", "host_id", "dedup", "pid", "flow_uid", "exchange_id", "router", "evidence", "summary", "severity",
         "attack_class")
@@ -393,9 +398,11 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
 
 
 def _read_phase(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule], full: bool,
-                classifier: Classifier, skip_if_nothing_new: bool) -> _Read | None:
+                classifier: Classifier, skip_if_nothing_new: bool, threads: int) -> _Read | None:
     """Watermarks, `new_<table>` copies and the Python enrichment, in one read transaction (no lock).
-    None when `skip_if_nothing_new` and no table a rule or the enrichment reads has new rows."""
+    None when `skip_if_nothing_new` and no table a rule or the enrichment reads has new rows. Sizes
+    DuckDB's threads for the run (`ONE_THREAD_ROWS`; `threads` is the connection's own count)."""
+    con.execute("SET threads = 1")  # the watermark queries are small
     with _transaction(con):  # a read transaction: nothing of the lake changes (the temp tables stay)
         lo = {} if full else last_watermarks(con)
         relevant = relevant_sources(rules)
@@ -403,6 +410,8 @@ def _read_phase(con: duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Ru
         if skip_if_nothing_new and lo and all(hi[t] <= int(lo.get(t, -1)) for t in relevant):
             read = None
         else:
+            if sum(max(0, hi[t] - int(lo.get(t, -1))) for t in relevant) > ONE_THREAD_ROWS:
+                con.execute(f"SET threads = {int(threads)}")
             wanted = set().union(*(rule_new_tables(r) for r in rules)) if rules else set()
             read = _Read(lo, hi, prepare_context(con, catalog, lo, hi, wanted))
             if read.new_rows["tool_calls"]:
@@ -474,6 +483,16 @@ def _write_phase(con: duckdb.DuckDBPyConnection, read: _Read, catalog: Catalog, 
     return findings, suppressed, seq, head
 
 
+@contextlib.contextmanager
+def _own_threads(con: duckdb.DuckDBPyConnection) -> Iterator[int]:
+    """The connection's DuckDB thread count, set again after a run that sized it (`ONE_THREAD_ROWS`)."""
+    threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+    try:
+        yield threads
+    finally:
+        con.execute(f"SET threads = {threads}")
+
+
 def analyze(target: Store | duckdb.DuckDBPyConnection, catalog: Catalog, rules: list[Rule], *, full: bool = False,
             skip_if_nothing_new: bool = False, preview: bool = False) -> RunResult | None:
     """One analyze run (see module docstring). `target` is the store (its write lock and retries are
@@ -497,48 +516,49 @@ def analyze(target: Store | duckdb.DuckDBPyConnection, catalog: Catalog, rules: 
         return now_
 
     classifier = Classifier(catalog)
-    for _attempt in range(5):
-        run_id = uuid.uuid4().hex[:16]
-        now = _now()
-        if store is not None:  # a busy catalog while reading: read again
-            read = store.retry(lambda _t: _read_phase(con, catalog, rules, full, classifier, skip_if_nothing_new),
-                               what="an analyze run's read")
-        else:
-            read = _read_phase(con, catalog, rules, full, classifier, skip_if_nothing_new)
-        mark("read", t0)
-        if read is None:
-            return None
-
-        def body(c: duckdb.DuckDBPyConnection, read: _Read = read, run_id: str = run_id,
-                 now: dt.datetime = now) -> tuple[list[dict], int, int, str]:
-            clock["locked"] = time.perf_counter()
-            findings, suppressed, seq, head = _write_phase(c, read, catalog, rules, classifier, run_id, now, full, mark)
-            insert(c, "analyzer_runs", [{
-                "ts": now, "host_id": None, "run_id": run_id, "watermarks": json.dumps(read.hi),
-                "new_rows": json.dumps(read.new_rows), "findings": len(findings), "suppressed": suppressed,
-                "duration_s": time.perf_counter() - t0, "ledger_seq": seq, "ledger_head": head,
-                "rules": json.dumps({r.id: r.rev for r in rules}),
-            }])
-            clock["t"] = time.perf_counter()
-            if preview:
-                raise _Preview((findings, suppressed, seq, head))
-            return findings, suppressed, seq, head
-
-        clock["t"] = time.perf_counter()
-        try:
-            if store is not None:
-                findings, suppressed, seq, head = store.write(body, what="an analyze run")
+    with _own_threads(con) as threads:
+        for _attempt in range(5):
+            run_id = uuid.uuid4().hex[:16]
+            now = _now()
+            if store is not None:  # a busy catalog while reading: read again
+                read = store.retry(lambda _t: _read_phase(con, catalog, rules, full, classifier, skip_if_nothing_new,
+                                                          threads), what="an analyze run's read")
             else:
-                with _transaction(con):
-                    findings, suppressed, seq, head = body(con)
-        except WatermarkMoved:
-            continue  # another analyzer's run came first: read again from its watermark
-        except _Preview as p:
-            findings, suppressed, seq, head = p.results
-        mark("commit", None)
-        return RunResult(run_id, read.new_rows, findings, suppressed, time.perf_counter() - t0, seq, head, timings,
-                         locked_s=time.perf_counter() - clock["locked"], preview=preview)
-    raise AnalyzeError("other analyzer runs kept committing first; try again")
+                read = _read_phase(con, catalog, rules, full, classifier, skip_if_nothing_new, threads)
+            mark("read", t0)
+            if read is None:
+                return None
+
+            def body(c: duckdb.DuckDBPyConnection, read: _Read = read, run_id: str = run_id,
+                     now: dt.datetime = now) -> tuple[list[dict], int, int, str]:
+                clock["locked"] = time.perf_counter()
+                findings, suppressed, seq, head = _write_phase(c, read, catalog, rules, classifier, run_id, now, full, mark)
+                insert(c, "analyzer_runs", [{
+                    "ts": now, "host_id": None, "run_id": run_id, "watermarks": json.dumps(read.hi),
+                    "new_rows": json.dumps(read.new_rows), "findings": len(findings), "suppressed": suppressed,
+                    "duration_s": time.perf_counter() - t0, "ledger_seq": seq, "ledger_head": head,
+                    "rules": json.dumps({r.id: r.rev for r in rules}),
+                }])
+                clock["t"] = time.perf_counter()
+                if preview:
+                    raise _Preview((findings, suppressed, seq, head))
+                return findings, suppressed, seq, head
+
+            clock["t"] = time.perf_counter()
+            try:
+                if store is not None:
+                    findings, suppressed, seq, head = store.write(body, what="an analyze run")
+                else:
+                    with _transaction(con):
+                        findings, suppressed, seq, head = body(con)
+            except WatermarkMoved:
+                continue  # another analyzer's run came first: read again from its watermark
+            except _Preview as p:
+                findings, suppressed, seq, head = p.results
+            mark("commit", None)
+            return RunResult(run_id, read.new_rows, findings, suppressed, time.perf_counter() - t0, seq, head, timings,
+                             locked_s=time.perf_counter() - clock["locked"], preview=preview)
+        raise AnalyzeError("other analyzer runs kept committing first; try again")
 
 
 def memory_connection() -> duckdb.DuckDBPyConnection:

@@ -118,7 +118,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "analyzer/demo/run.py": (f"{_A}/test_scenarios.py",),
     "analyzer/demo/safe_exec.py": (f"{_A}/demo/test_demo_safe_exec.py",),
     "analyzer/demo/zoo.py": (f"{_A}/demo/test_demo_zoo.py",),
-    "analyzer/engine.py": (f"{_A}/test_analyze_cli.py", f"{_A}/rules/test_rule_fixtures.py"),
     "analyzer/enrich/exchanges.py": (f"{_A}/rules/test_rule_fixtures.py", f"{_C}/catalog/test_loader.py"),
     "analyzer/enrich/pipeline.py": (f"{_A}/rules/test_rule_fixtures.py", f"{_A}/test_analyze_cli.py"),
     "analyzer/report.py": (f"{_A}/test_analyze_cli.py",),
