@@ -2,15 +2,17 @@
 analyzer systemd unit): run incrementally whenever another writer commits, send alerts as findings
 are made.
 
-It polls the store's DuckLake snapshot id (one catalog read, a few ms) every `interval` seconds; when
-the id moves (and at least as long has passed since the last run as that run used CPU, so the
+It polls the store's DuckLake snapshot id (one catalog read, a few ms) every `interval` seconds;
+when the id moves (and at least as long has passed since the last run as that run used CPU, so the
 service uses at most half a CPU however much there is to analyse; on a busy host, where a run waits
-for the CPU most of its wall time, that rest stays short), it takes the store's analyze lock and runs `engine.analyze` with `skip_if_nothing_new`: a commit that touched
-no table the rules read (collector statistics, ingest runs) costs one watermark query and writes
-nothing. Catalog and rules are reloaded when their files change. A failing run (a broken user rule, a
-store that stayed busy) is reported in one line and tried again later, with backoff: the service
-does not die on it. Every `compact_every` seconds it also runs the store's maintenance (inlined rows
-to Parquet, small files merged, old snapshots expired), one short write transaction per step.
+for the CPU most of its wall time, that rest stays short; a commit with new exchanges, tool calls,
+credentials or canaries cuts one rest in two short, see `URGENT`), it takes the store's analyze lock
+and runs `engine.analyze` with `skip_if_nothing_new`: a commit that touched no table the rules read
+(collector statistics, ingest runs) costs one watermark query and writes nothing. Catalog and rules
+are reloaded when their files change. A failing run (a broken user rule, a store that stayed busy)
+is reported in one line and tried again later, with backoff: the service does not die on it. Every
+`compact_every` seconds it also runs the store's maintenance (inlined rows to Parquet, small files
+merged, old snapshots expired), one short write transaction per step.
 
 While it runs it holds the store's service lock (`.service.lock`). A person's `routerwatch analyze`
 (same rules) next to it does not analyse the same rows a second time: it waits until the service has
@@ -21,6 +23,7 @@ when no service runs, or it does not catch up within the deadline, does the comm
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -226,6 +229,7 @@ class _Loop:
     seen: int | None = None  # the snapshot id the last run (or skip) covered
     relevant: frozenset[str] = frozenset()  # the tables the rules and the enrichment read
     not_before: float = 0.0  # a run that used c CPU seconds is followed by c seconds of rest: <= 50% of a CPU
+    rested: bool = True  # whether the last run waited out its rest (an URGENT commit may skip one rest in two)
     next_compact: float | None = None
 
 
@@ -327,7 +331,10 @@ def _round(store, root: Path | None, loop: _Loop, opts: FollowOptions, stats: Fo
         if loop.loaded is not None and not opts.quiet:
             log(f"reloaded the catalog and {len(loop.rules)} rules")
         loop.loaded, loop.seen = sig, None  # new rules or catalog: look again
-    snap = store.snapshot_id() if time.monotonic() >= loop.not_before else loop.seen
+    resting = time.monotonic() < loop.not_before
+    snap = store.snapshot_id() if not resting or loop.rested else loop.seen
+    if resting and snap != loop.seen and not _urgent(store, loop):
+        snap = loop.seen  # nothing a person waits for: the rest goes on
     if snap != loop.seen and loop.seen is not None and _nothing_to_read(store, loop):
         loop.seen = snap  # only tables no rule reads took rows: the run would find nothing new
         stats.skipped += 1
@@ -340,6 +347,7 @@ def _round(store, root: Path | None, loop: _Loop, opts: FollowOptions, stats: Fo
         if res is None:
             stats.skipped += 1
         else:
+            loop.rested = not resting
             loop.not_before = time.monotonic() + cpu
             _record(res, stats, opts, log)
             if opts.max_runs is not None and stats.runs >= opts.max_runs:
@@ -352,6 +360,23 @@ def _round(store, root: Path | None, loop: _Loop, opts: FollowOptions, stats: Fo
             stats.compactions += 1
         loop.next_compact = time.monotonic() + opts.compact_every
     return False
+
+
+# Commits a person waits on: an agent's exchanges with a router, their tool calls, the credentials
+# they carried, a canary planted. They cut the CPU rest short (one rest in two: the service then uses
+# at most two thirds of a CPU while they keep coming): their finding is the point of the appliance,
+# and on a busy host the rest adds seconds to it.
+URGENT = frozenset({"llm_exchanges", "tool_calls", "secrets_seen", "canaries"})
+
+
+def _urgent(store, loop: _Loop) -> bool:
+    """Whether the commits since the last run inserted into an `URGENT` table (a catalog that cannot
+    say counts as not urgent: the rest then ends as usual)."""
+    try:
+        inserted = store.inserted_since(loop.seen) if loop.seen is not None else None
+    except Exception:  # noqa: BLE001 - the rest ends as usual
+        return False
+    return bool(inserted and inserted & URGENT)
 
 
 def _nothing_to_read(store, loop: _Loop) -> bool:
@@ -373,6 +398,10 @@ def _record(res, stats: FollowStats, opts: FollowOptions, log: Log) -> None:
     for t, n in res.new_rows.items():
         stats.rows[t] = stats.rows.get(t, 0) + n
     emit(res, opts.eve, opts.webhook, log)
+    if os.environ.get("ROUTERWATCH_ANALYZE_TIMING"):  # where a run's wall time went, slowest steps first
+        steps = sorted(res.timings.items(), key=lambda kv: -kv[1])[:8]
+        log(f"run {res.run_id}: {res.duration_s:.2f} s, write lock {res.locked_s:.2f} s, "
+            + ", ".join(f"{k} {v:.2f}" for k, v in steps))
     if res.findings and not opts.quiet:
         for f in sorted(res.findings, key=lambda f: (str(f["ts"]), f["rule_id"]))[:20]:
             log(f"[{f['severity']}] {f['rule_id']}: {f['summary'] or f['title']}")

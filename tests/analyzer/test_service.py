@@ -139,3 +139,62 @@ def test_follow_leaves_commits_no_rule_reads_without_a_run(store_dir, monkeypatc
         stop.set()
         thread.join(60)
     assert done and done[0].failures == 0 and done[0].skipped >= 5, done
+
+
+def test_follow_cuts_its_cpu_rest_short_for_new_exchanges_once_in_two(store_dir, monkeypatch):
+    """After a run the service rests as long as the run used CPU (here every run seems to use 600 s);
+    a commit of rows a person waits on (an agent's exchange) starts a run at once, other commits wait
+    the rest out, and the rest after a run that skipped its own is never cut short (the service
+    stays under two thirds of a CPU however fast exchanges come)."""
+    import itertools
+    import threading
+
+    from analyzer import engine, service
+    from analyzer.service import FollowOptions, follow
+
+    Store.open(str(store_dir)).close()
+    calls: list[float] = []
+    analyze = engine.analyze
+
+    def counted(*args, **kwargs):
+        calls.append(time.monotonic())
+        return analyze(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "analyze", counted)
+    clock = itertools.count(step=600.0)
+    monkeypatch.setattr(service.time, "process_time", lambda: next(clock))
+
+    def commit(table: str, row: dict) -> None:
+        with Store.open(str(store_dir)) as store, BatchWriter(store) as w:
+            w.add(table, [row])
+
+    def exchange(i: int) -> dict:
+        return {"ts": t(i), "exchange_id": f"U{i}", "host_id": "agent-1", "api": "openai.chat", "host": "127.0.0.1:9101"}
+
+    stop = threading.Event()
+    done: list = []
+    thread = threading.Thread(target=lambda: done.append(follow(FollowOptions(store=str(store_dir), interval=0.1,
+                                                                              quiet=True), stop)))
+    thread.start()
+    try:
+        commit("processes", {"ts": t(1), "host_id": "agent-1", "pid": 4242, "exe": "/usr/bin/curl"})
+        assert _wait(lambda: len(calls) >= 1, 60)  # the first run, then 600 s of rest
+        time.sleep(1.0)
+        n = len(calls)
+        commit("processes", {"ts": t(2), "host_id": "agent-1", "pid": 4243, "exe": "/usr/bin/curl"})
+        time.sleep(2.0)
+        assert len(calls) == n  # a flow or process waits the rest out
+        commit("llm_exchanges", exchange(3))
+        assert _wait(lambda: len(calls) > n, 30)  # an exchange does not
+        n = len(calls)
+        commit("llm_exchanges", exchange(4))
+        time.sleep(2.0)
+        assert len(calls) == n  # but the run that skipped its rest is followed by a whole one
+    finally:
+        stop.set()
+        thread.join(60)
+    assert done and done[0].failures == 0, done
+    with Store.open(str(store_dir), read_only=True) as s:
+        # the last run (as the service stops) covered every commit
+        assert s.sql("SELECT count(*) FROM llm_exchanges").fetchone()[0] == 2
+        assert json.loads(s.sql("SELECT new_rows FROM analyzer_runs ORDER BY ts DESC LIMIT 1").fetchone()[0])["llm_exchanges"] == 1
