@@ -198,3 +198,38 @@ def test_follow_cuts_its_cpu_rest_short_for_new_exchanges_once_in_two(store_dir,
         # the last run (as the service stops) covered every commit
         assert s.sql("SELECT count(*) FROM llm_exchanges").fetchone()[0] == 2
         assert json.loads(s.sql("SELECT new_rows FROM analyzer_runs ORDER BY ts DESC LIMIT 1").fetchone()[0])["llm_exchanges"] == 1
+
+
+def test_follow_compacts_early_when_data_files_pile_up(store_dir, monkeypatch):
+    """Every query reads the file list of each table it scans, so the service compacts as soon as
+    the files pass `COMPACT_AT_FILES`, not only once its (hourly) period is over."""
+    import threading
+
+    from analyzer import service
+    from analyzer.service import FollowOptions, follow
+
+    monkeypatch.setattr(service, "COMPACT_AT_FILES", 6)
+    monkeypatch.setattr(service, "FILE_CHECK_EVERY_S", 0.2)
+    Store.open(str(store_dir)).close()
+    stop = threading.Event()
+    done: list = []
+    thread = threading.Thread(target=lambda: done.append(follow(FollowOptions(store=str(store_dir), interval=0.1,
+                                                                              compact_every=3600, quiet=True), stop)))
+    thread.start()
+    try:
+        for i in range(8):  # more rows than DuckLake inlines into its catalog: a Parquet file each
+            with Store.open(str(store_dir)) as store, BatchWriter(store) as w:
+                w.add("flows", [{"flow_uid": f"P{i}-{k}", "host_id": "agent-1", "ts_start": t(i), "proto": "tcp"}
+                                for k in range(20)])
+
+        def files() -> int:
+            with Store.open(str(store_dir), read_only=True) as s:
+                return s.data_file_count()
+
+        assert _wait(lambda: files() < 6, 120), files()
+    finally:
+        stop.set()
+        thread.join(120)
+    assert done and done[0].compactions >= 1 and done[0].failures == 0, done
+    with Store.open(str(store_dir), read_only=True) as s:
+        assert s.sql("SELECT count(*) FROM flows").fetchone()[0] == 160
