@@ -462,6 +462,13 @@ def account(res: Results, store: Path, eve: Path, load_port: int, router_port: i
                      "'exchange'), count(DISTINCT exchange_id) FILTER (WHERE coalesce(kind, 'exchange') = 'exchange') "
                      "FROM ledger")
         all_ex = one("SELECT count(DISTINCT exchange_id) FROM llm_exchanges")[0]
+        # where each router exchange's finding latency went: the analyzer run that first covered it
+        # (its start after the exchange, its own duration)
+        parts = s.sql(
+            "SELECT e.exchange_id, epoch(r.ts) - epoch(e.ts), r.duration_s FROM llm_exchanges e, LATERAL "
+            "(SELECT ts, duration_s FROM analyzer_runs WHERE CAST(watermarks->>'llm_exchanges' AS BIGINT) >= e.rowid "
+            " ORDER BY ts LIMIT 1) r WHERE e.host_id = ? AND e.host LIKE ? ORDER BY e.ts",
+            [LIVE_HOST, f"%:{router_port}"]).fetchall()
     eve_alerts = [e for e in map(json.loads, eve.read_text().splitlines()) if e["event_type"] == "alert"] \
         if eve.exists() else []
     kinds = {k: {"run": v.run, "failed": v.failed, "p50_s": pct(v.wall, 50), "p99_s": pct(v.wall, 99),
@@ -520,7 +527,8 @@ def account(res: Results, store: Path, eve: Path, load_port: int, router_port: i
         "minutes": a.minutes, "rate": a.rate, "commands": kinds, "rows": rows, "accept": accept,
         "collector_lost_events": detail.get("lost"), "collector_capture_drops": detail.get("capture_drops"),
         "finding_latency_s": {"n": len(lat), "p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat) if lat else None,
-                              "missing": missing[:10]},
+                              "missing": missing[:10],
+                              "run_start_and_duration_s": [[round(b, 2), round(c, 2)] for _, b, c in parts]},
         "reader_query_s": {"n": len(res.reader_latency), "p50": pct(res.reader_latency, 50),
                            "p99": pct(res.reader_latency, 99), "max": max(res.reader_latency or [0]),
                            "max_waiting": max((w - c for w, c in zip(res.reader_latency, res.reader_cpu, strict=True)),
@@ -555,6 +563,8 @@ def report(out: dict) -> str:
     lines += ["", f"collector lost events: {out['collector_lost_events']}, capture drops: {out['collector_capture_drops']}",
               f"finding latency (exchange -> finding visible): n={fl['n']} p50 {fmt(fl['p50'])} s, "
               f"p99 {fmt(fl['p99'])} s, max {fmt(fl['max'])} s" + (f", missing {fl['missing']}" if fl["missing"] else ""),
+              "  per exchange, the analyzer run that covered it (start after the exchange s, run s): "
+              + ", ".join(f"{b:.2f}+{c:.2f}" for b, c in fl["run_start_and_duration_s"]),
               f"sql command latency (whole command, start-up included): p50 {fmt(out['commands'].get('sql', {}).get('p50_s'))} s, "
               f"p99 {fmt(out['commands'].get('sql', {}).get('p99_s'))} s; the same command on an idle store: p50 "
               f"{fmt(out['commands'].get('sql (idle store)', {}).get('p50_s'))} s, p99 "
