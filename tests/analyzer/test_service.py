@@ -3,10 +3,12 @@ lets a person's `routerwatch analyze` run beside it, writes nothing when nothing
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from analyzer.ledger import verify
@@ -99,11 +101,10 @@ def test_follow_refuses_a_broken_rule_at_start(store_dir, tmp_path):
     assert out.returncode == 2 and "broken.sql" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_follow_leaves_commits_no_rule_reads_without_a_run(store_dir, monkeypatch):
-    """The collector commits its statistics every few seconds and the service its own runs: neither
-    is anything a rule reads, so the service skips them on the catalog's record of the commit (one
-    read, ~5 ms) instead of the run's watermark query (~150 ms of CPU each). A commit to a table the
-    rules read still gets its run."""
+@contextlib.contextmanager
+def _following(store_dir: Path, monkeypatch, **options) -> Iterator[tuple[list[float], list]]:
+    """The analyzer service on `store_dir` in a thread (checking every 0.1 s); yields (the times each
+    `engine.analyze` call started, [the service's stats once it stopped])."""
     import threading
 
     from analyzer import engine
@@ -120,10 +121,22 @@ def test_follow_leaves_commits_no_rule_reads_without_a_run(store_dir, monkeypatc
     monkeypatch.setattr(engine, "analyze", counted)
     stop = threading.Event()
     done: list = []
-    thread = threading.Thread(target=lambda: done.append(follow(FollowOptions(store=str(store_dir), interval=0.1,
-                                                                              quiet=True), stop)))
+    opts = FollowOptions(store=str(store_dir), interval=0.1, quiet=True, **options)
+    thread = threading.Thread(target=lambda: done.append(follow(opts, stop)))
     thread.start()
     try:
+        yield calls, done
+    finally:
+        stop.set()
+        thread.join(120)
+
+
+def test_follow_leaves_commits_no_rule_reads_without_a_run(store_dir, monkeypatch):
+    """The collector commits its statistics every few seconds and the service its own runs: neither
+    is anything a rule reads, so the service skips them on the catalog's record of the commit (one
+    read, ~5 ms) instead of the run's watermark query (~150 ms of CPU each). A commit to a table the
+    rules read still gets its run."""
+    with _following(store_dir, monkeypatch) as (calls, done):
         assert _wait(lambda: len(calls) >= 1, 60)  # the first run
         time.sleep(1.0)  # its own analyzer_runs commit is skipped
         before = len(calls)
@@ -135,9 +148,6 @@ def test_follow_leaves_commits_no_rule_reads_without_a_run(store_dir, monkeypatc
         with Store.open(str(store_dir)) as store, BatchWriter(store) as w:
             w.add("processes", [{"ts": t(9), "host_id": "agent-1", "pid": 4242, "exe": "/usr/bin/curl"}])
         assert _wait(lambda: len(calls) > before, 30)
-    finally:
-        stop.set()
-        thread.join(60)
     assert done and done[0].failures == 0 and done[0].skipped >= 5, done
 
 
@@ -147,20 +157,9 @@ def test_follow_cuts_its_cpu_rest_short_for_new_exchanges_once_in_two(store_dir,
     the rest out, and the rest after a run that skipped its own is never cut short (the service
     stays under two thirds of a CPU however fast exchanges come)."""
     import itertools
-    import threading
 
-    from analyzer import engine, service
-    from analyzer.service import FollowOptions, follow
+    from analyzer import service
 
-    Store.open(str(store_dir)).close()
-    calls: list[float] = []
-    analyze = engine.analyze
-
-    def counted(*args, **kwargs):
-        calls.append(time.monotonic())
-        return analyze(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "analyze", counted)
     clock = itertools.count(step=600.0)
     monkeypatch.setattr(service.time, "process_time", lambda: next(clock))
 
@@ -171,12 +170,7 @@ def test_follow_cuts_its_cpu_rest_short_for_new_exchanges_once_in_two(store_dir,
     def exchange(i: int) -> dict:
         return {"ts": t(i), "exchange_id": f"U{i}", "host_id": "agent-1", "api": "openai.chat", "host": "127.0.0.1:9101"}
 
-    stop = threading.Event()
-    done: list = []
-    thread = threading.Thread(target=lambda: done.append(follow(FollowOptions(store=str(store_dir), interval=0.1,
-                                                                              quiet=True), stop)))
-    thread.start()
-    try:
+    with _following(store_dir, monkeypatch) as (calls, done):
         commit("processes", {"ts": t(1), "host_id": "agent-1", "pid": 4242, "exe": "/usr/bin/curl"})
         assert _wait(lambda: len(calls) >= 1, 60)  # the first run, then 600 s of rest
         time.sleep(1.0)
@@ -190,9 +184,6 @@ def test_follow_cuts_its_cpu_rest_short_for_new_exchanges_once_in_two(store_dir,
         commit("llm_exchanges", exchange(4))
         time.sleep(2.0)
         assert len(calls) == n  # but the run that skipped its rest is followed by a whole one
-    finally:
-        stop.set()
-        thread.join(60)
     assert done and done[0].failures == 0, done
     with Store.open(str(store_dir), read_only=True) as s:
         # the last run (as the service stops) covered every commit
@@ -203,20 +194,11 @@ def test_follow_cuts_its_cpu_rest_short_for_new_exchanges_once_in_two(store_dir,
 def test_follow_compacts_early_when_data_files_pile_up(store_dir, monkeypatch):
     """Every query reads the file list of each table it scans, so the service compacts as soon as
     the files pass `COMPACT_AT_FILES`, not only once its (hourly) period is over."""
-    import threading
-
     from analyzer import service
-    from analyzer.service import FollowOptions, follow
 
     monkeypatch.setattr(service, "COMPACT_AT_FILES", 6)
     monkeypatch.setattr(service, "FILE_CHECK_EVERY_S", 0.2)
-    Store.open(str(store_dir)).close()
-    stop = threading.Event()
-    done: list = []
-    thread = threading.Thread(target=lambda: done.append(follow(FollowOptions(store=str(store_dir), interval=0.1,
-                                                                              compact_every=3600, quiet=True), stop)))
-    thread.start()
-    try:
+    with _following(store_dir, monkeypatch, compact_every=3600) as (_calls, done):
         for i in range(8):  # more rows than DuckLake inlines into its catalog: a Parquet file each
             with Store.open(str(store_dir)) as store, BatchWriter(store) as w:
                 w.add("flows", [{"flow_uid": f"P{i}-{k}", "host_id": "agent-1", "ts_start": t(i), "proto": "tcp"}
@@ -227,9 +209,6 @@ def test_follow_compacts_early_when_data_files_pile_up(store_dir, monkeypatch):
                 return s.data_file_count()
 
         assert _wait(lambda: files() < 6, 120), files()
-    finally:
-        stop.set()
-        thread.join(120)
     assert done and done[0].compactions >= 1 and done[0].failures == 0, done
     with Store.open(str(store_dir), read_only=True) as s:
         assert s.sql("SELECT count(*) FROM flows").fetchone()[0] == 160
