@@ -212,3 +212,17 @@ def test_follow_compacts_early_when_data_files_pile_up(store_dir, monkeypatch):
     assert done and done[0].compactions >= 1 and done[0].failures == 0, done
     with Store.open(str(store_dir), read_only=True) as s:
         assert s.sql("SELECT count(*) FROM flows").fetchone()[0] == 160
+
+
+def test_follow_does_not_compact_again_while_the_files_stay(store_dir, monkeypatch):
+    """A big store's files may already be as large as DuckLake makes them: the early compaction counts
+    the files beyond what the last one left, so a store that stays at many files is not compacted
+    at every look."""
+    from analyzer import service
+
+    monkeypatch.setattr(service, "COMPACT_AT_FILES", 6)
+    monkeypatch.setattr(service, "FILE_CHECK_EVERY_S", 0.1)
+    monkeypatch.setattr(Store, "data_file_count", lambda self: 1000)
+    with _following(store_dir, monkeypatch, compact_every=3600) as (_calls, done):
+        time.sleep(3.0)
+    assert done and done[0].compactions == 1 and done[0].failures == 0, done
