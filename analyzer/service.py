@@ -336,9 +336,13 @@ def _round(store, root: Path | None, loop: _Loop, opts: FollowOptions, stats: Fo
         loop.loaded, loop.seen = sig, None  # new rules or catalog: look again
     resting = time.monotonic() < loop.not_before
     snap = store.snapshot_id() if not resting or loop.rested else loop.seen
-    if resting and snap != loop.seen and not _urgent(store, loop):
+    inserted = _inserted_since(store, loop.seen) if snap != loop.seen else None
+    if resting and snap != loop.seen and not (inserted and inserted & URGENT):
         snap = loop.seen  # nothing a person waits for: the rest goes on
-    if snap != loop.seen and loop.seen is not None and _nothing_to_read(store, loop):
+    # only tables neither the rules nor the enrichment read took rows (the collector's statistics
+    # every few seconds, the service's own runs): the run's watermark query (~150 ms of CPU on every
+    # commit, most of an idle service's 2.5 CPU-s a minute) would find nothing new
+    if snap != loop.seen and inserted is not None and not (inserted & loop.relevant):
         loop.seen = snap  # only tables no rule reads took rows: the run would find nothing new
         stats.skipped += 1
     elif snap != loop.seen:
@@ -398,26 +402,15 @@ def _maintain(store, loop: _Loop, opts: FollowOptions, stats: FollowStats, log: 
 URGENT = frozenset({"llm_exchanges", "tool_calls", "secrets_seen", "canaries"})
 
 
-def _urgent(store, loop: _Loop) -> bool:
-    """Whether the commits since the last run inserted into an `URGENT` table (a catalog that cannot
-    say counts as not urgent: the rest then ends as usual)."""
+def _inserted_since(store, seen: int | None) -> set[str] | None:
+    """The tables the commits after snapshot `seen` inserted into, or None when there is no last run
+    or the catalog cannot say (then a run decides, and an `URGENT` commit waits out the rest)."""
+    if seen is None:
+        return None
     try:
-        inserted = store.inserted_since(loop.seen) if loop.seen is not None else None
-    except Exception:  # noqa: BLE001 - the rest ends as usual
-        return False
-    return bool(inserted and inserted & URGENT)
-
-
-def _nothing_to_read(store, loop: _Loop) -> bool:
-    """Whether the commits since the last run only inserted into tables neither the rules nor the
-    enrichment read (the collector's statistics every few seconds, the service's own runs): then
-    the run's watermark query (~150 ms of CPU on every commit, most of an idle service's 2.5 CPU-s
-    a minute) would find nothing new. Anything else, or a catalog that cannot say, runs it."""
-    try:
-        inserted = store.inserted_since(loop.seen)
+        return store.inserted_since(seen)
     except Exception:  # noqa: BLE001 - the run's own checks decide then
-        return False
-    return inserted is not None and not (inserted & loop.relevant)
+        return None
 
 
 def _record(res, stats: FollowStats, opts: FollowOptions, log: Log) -> None:
