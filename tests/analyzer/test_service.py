@@ -190,3 +190,39 @@ def test_follow_cuts_its_cpu_rest_short_for_new_exchanges_once_in_two(store_dir,
         assert s.sql("SELECT count(*) FROM llm_exchanges").fetchone()[0] == 2
         assert json.loads(s.sql("SELECT new_rows FROM analyzer_runs ORDER BY ts DESC LIMIT 1").fetchone()[0])["llm_exchanges"] == 1
 
+
+def test_follow_compacts_early_when_data_files_pile_up(store_dir, monkeypatch):
+    """Every query reads the file list of each table it scans, so the service compacts as soon as
+    the files pass `COMPACT_AT_FILES`, not only once its (hourly) period is over."""
+    from analyzer import service
+
+    monkeypatch.setattr(service, "COMPACT_AT_FILES", 6)
+    monkeypatch.setattr(service, "FILE_CHECK_EVERY_S", 0.2)
+    with _following(store_dir, monkeypatch, compact_every=3600) as (_calls, done):
+        for i in range(8):  # more rows than DuckLake inlines into its catalog: a Parquet file each
+            with Store.open(str(store_dir)) as store, BatchWriter(store) as w:
+                w.add("flows", [{"flow_uid": f"P{i}-{k}", "host_id": "agent-1", "ts_start": t(i), "proto": "tcp"}
+                                for k in range(20)])
+
+        def files() -> int:
+            with Store.open(str(store_dir), read_only=True) as s:
+                return s.data_file_count()
+
+        assert _wait(lambda: files() < 6, 120), files()
+    assert done and done[0].compactions >= 1 and done[0].failures == 0, done
+    with Store.open(str(store_dir), read_only=True) as s:
+        assert s.sql("SELECT count(*) FROM flows").fetchone()[0] == 160
+
+
+def test_follow_does_not_compact_again_while_the_files_stay(store_dir, monkeypatch):
+    """A big store's files may already be as large as DuckLake makes them: the early compaction counts
+    the files beyond what the last one left, so a store that stays at many files is not compacted
+    at every look."""
+    from analyzer import service
+
+    monkeypatch.setattr(service, "COMPACT_AT_FILES", 6)
+    monkeypatch.setattr(service, "FILE_CHECK_EVERY_S", 0.1)
+    monkeypatch.setattr(Store, "data_file_count", lambda self: 1000)
+    with _following(store_dir, monkeypatch, compact_every=3600) as (_calls, done):
+        time.sleep(3.0)
+    assert done and done[0].compactions == 1 and done[0].failures == 0, done
