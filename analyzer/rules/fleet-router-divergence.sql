@@ -29,13 +29,16 @@ WITH touched AS (
 ), first_bad AS (
     SELECT * FROM ex WHERE behaviour IS NOT NULL
     QUALIFY row_number() OVER (PARTITION BY router, host_id, behaviour ORDER BY ts, exchange_id) = 1
-), clean AS (  -- other hosts on the same router, near that time, that never got this behaviour from it
-    SELECT b.router, b.host_id AS bad_host, b.behaviour, o.host_id, count(*) AS exchanges
+), pairs AS (  -- each first bad answer and each other host on that router that never got that behaviour
+    SELECT b.router, b.host_id AS bad_host, b.behaviour, h.host_id,
+           b.ts - to_seconds(w.s) AS lo, b.ts + to_seconds(w.s) AS hi
     FROM first_bad b
-    JOIN ex o ON o.router = b.router AND o.host_id <> b.host_id
-     AND o.ts BETWEEN b.ts - to_seconds(coalesce(rw_setting('fleet_window_s'), 86400))
-                  AND b.ts + to_seconds(coalesce(rw_setting('fleet_window_s'), 86400))
-    WHERE NOT EXISTS (SELECT 1 FROM ex x WHERE x.router = b.router AND x.host_id = o.host_id AND x.behaviour = b.behaviour)
+    CROSS JOIN (SELECT coalesce(rw_setting('fleet_window_s'), 86400) AS s) w
+    JOIN (SELECT DISTINCT router, host_id FROM ex) h ON h.router = b.router AND h.host_id <> b.host_id
+    WHERE NOT EXISTS (SELECT 1 FROM first_bad x WHERE x.router = b.router AND x.host_id = h.host_id AND x.behaviour = b.behaviour)
+), clean AS (  -- those hosts' exchanges with the router near that time (`fleet_window_s` either side)
+    SELECT p.router, p.bad_host, p.behaviour, p.host_id, count(*) AS exchanges
+    FROM pairs p JOIN ex o ON o.router = p.router AND o.host_id = p.host_id AND o.ts BETWEEN p.lo AND p.hi
     GROUP BY ALL
 ), clean_hosts AS (
     SELECT router, bad_host, behaviour,
