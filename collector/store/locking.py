@@ -92,8 +92,9 @@ class StoreLock:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"pid {os.getpid()}: {what} (since {time.strftime('%H:%M:%S')})\n".encode(), 0)
             except OSError:
-                pass
+                writable = False
         self._local.fd = fd
+        self._local.wrote = writable
         self._local.depth = 1
         return time.monotonic() - t0
 
@@ -114,6 +115,14 @@ class StoreLock:
         if depth == 1:
             fd = self._local.fd
             self._local.fd = None
+            if self._local.wrote:
+                # the holder line goes with the lock: a line left behind read as a lock still held by a
+                # run long over (docs/performance.md, Analyzer, 2026-12-07), and a holder that cannot
+                # write the file would have shown its predecessor's line
+                try:
+                    os.ftruncate(fd, 0)
+                except OSError:
+                    pass
             os.close(fd)  # closing the descriptor releases the flock
 
     @contextlib.contextmanager

@@ -195,6 +195,19 @@ def test_write_lock_is_taken_in_turn(tmp_path):
     assert order.index("waiter") <= 12, order[:20]  # a few hog turns at most, not until the hog stops
 
 
+def test_the_holder_line_is_there_while_the_lock_is_held_and_gone_after(tmp_path):
+    """`.write.lock` names its holder only while held: a line left after release read as a lock held
+    by a run long over."""
+    lock = StoreLock(tmp_path, "write")
+    assert lock.holder() == ""
+    with lock.held("an analyze run"):
+        with lock.held("nested"):  # re-entrant: the outer holder's line stays
+            pass
+        assert lock.holder().startswith(f"pid {os.getpid()}: an analyze run (since ")
+    assert lock.holder() == ""
+    assert (tmp_path / ".write.lock").exists()  # the file stays: others open it to wait
+
+
 def test_a_write_that_gives_up_says_so_in_one_line(store_dir):
     """Lock held by another process past the deadline: the rows stay pending, the message counts them,
     and the command-line exits 75 with one line, no traceback."""
