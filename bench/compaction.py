@@ -80,8 +80,7 @@ def _arm(path: Path, commits: int, pause: float, limit: int, check_every: float)
                     print(f"    {done[0]} commits, {len(runs)} runs, {len(compactions)} compactions", flush=True)
                 time.sleep(pause)
             time.sleep(5)  # the last exchanges' run
-            files = store.sql("SELECT count(*) FROM __ducklake_metadata_lake.ducklake_data_file "
-                              "WHERE end_snapshot IS NULL").fetchone()[0]
+            files = store.data_file_count()  # what the service counts
     finally:
         stop.set()
         thread.join(600)
