@@ -239,9 +239,10 @@ def main() -> None:
         cert, key = self_signed(Path(d))
         server = subprocess.Popen([server_python, "-c", SERVER, cert, key], stdout=subprocess.PIPE, text=True,
                                   preexec_fn=pinned(work))
-        port = server.stdout.readline().strip()
-        probes = Probes(ProbeOptions(discover_ssl=False, go_tls=False, dns_send=not opts.no_dns_send))
-        try:
+        probes: Probes | None = None
+        try:  # the server is ended whatever happens, a failed probe load included
+            port = server.stdout.readline().strip()
+            probes = Probes(ProbeOptions(discover_ssl=False, go_tls=False, dns_send=not opts.no_dns_send))
             libs = [a.split("@", 1)[1] for a in probes.attached if a.startswith("ssl(")]
             if not libs:
                 raise SystemExit(f"no libssl uprobes attached: {probes.attached}")
@@ -299,7 +300,8 @@ def main() -> None:
                     one(True, stats=True)
             lost = probes.counters()
         finally:
-            probes.close()
+            if probes is not None:
+                probes.close()
             server.kill()
             server.wait()
     n_on = opts.requests * max(opts.stats_rounds, 1)

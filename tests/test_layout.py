@@ -50,7 +50,6 @@ COVERED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "collector/ebpf/go_tls.py": (f"{_C}/ebpf/test_go_binaries.py", f"{_C}/live/test_go_tls.py"),
     "collector/ebpf/gopclntab.py": (f"{_C}/ebpf/test_go_binaries.py",),
     "collector/ebpf/loader.py": (f"{_C}/ebpf/test_probe_records.py",),
-    "collector/ebpf/ringbuf.py": (f"{_C}/ebpf/test_probe_records.py",),
     "collector/inventory/agents.py": (f"{_C}/inventory/test_inventory.py",),
     "collector/inventory/files.py": (f"{_C}/inventory/test_inventory.py",),
     "collector/inventory/scan.py": (f"{_C}/inventory/test_inventory.py",),

@@ -10,6 +10,13 @@ the rare record that wraps. Each record has an 8-byte header (length with BUSY a
 page offset) and is padded to 8 bytes, so a header never wraps. The reader walks the headers from
 the consumer position to the producer position, copies each committed record once, stops at the
 first record still being written, and publishes the new consumer position.
+
+The two positions are 8-byte words the kernel reads and writes while the reader runs, so the reader
+loads and stores each with one native 8-byte access (a memoryview of format "Q": CPython copies the
+value with a fixed-size memcpy, one move). `struct.pack_into` must not publish the consumer
+position: it zero-fills the field and then writes it byte by byte, and a reservation that read the
+position in between saw the ring full once the producer had gone round it once, and lost its record
+(docs/performance.md, Live collector, 2026-12-07 11:00).
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ class RingReader:
         self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._prod = mmap.mmap(map_fd, page + data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._data = memoryview(self._prod)[page:]
-        self._prod_pos = memoryview(self._prod)[:8]
+        self._cons_pos = memoryview(self._cons)[:8].cast("Q")  # [0]: one 8-byte load or store (module docstring)
+        self._prod_pos = memoryview(self._prod)[:8].cast("Q")
 
     def consume(self, sink: dict[int, list[bytes]], max_bytes: int | None = None) -> int:
         """Append committed records to sink[first byte] (the record type); returns how many.
@@ -43,8 +51,8 @@ class RingReader:
         is left stays in the kernel's memory, which holds it anyway, instead of being copied into
         Python objects all at once (a full 64 MiB ring copied at once doubled the collector's RSS
         under load). `pending()` says whether anything is left."""
-        cons = struct.unpack_from("<Q", self._cons, 0)[0]
-        prod = struct.unpack("<Q", self._prod_pos)[0]
+        cons = self._cons_pos[0]
+        prod = self._prod_pos[0]
         if max_bytes is not None:
             prod = min(prod, cons + max_bytes)
         data, mask, end, n = self._data, self.mask, self.size, 0
@@ -68,15 +76,16 @@ class RingReader:
                     lst.append(rec)
                 n += 1
             cons += (size + HDR + 7) & ~7
-        struct.pack_into("<Q", self._cons, 0, cons)
+        self._cons_pos[0] = cons  # one store: the kernel never sees a partial position
         return n
 
     def pending(self) -> int:
         """Bytes the kernel has submitted (or is writing) that the reader has not consumed."""
-        return struct.unpack("<Q", self._prod_pos)[0] - struct.unpack_from("<Q", self._cons, 0)[0]
+        return self._prod_pos[0] - self._cons_pos[0]
 
     def close(self) -> None:
         self._data.release()
+        self._cons_pos.release()
         self._prod_pos.release()
         self._prod.close()
         self._cons.close()
