@@ -92,13 +92,15 @@ words = memoryview(buf).cast("Q")
 flags = mmap.PAGESIZE // 8
 cons, reads, odd, first = 0, 0, 0, 0
 words[flags + 8] = 1
-while not words[flags + 9]:
+while True:  # reads at least once, however late the stop was seen
     for _ in range(1000):
         v = words[cons]
         if v != pos:
             odd += 1
             first = first or v
     reads += 1000
+    if words[flags + 9]:
+        break
 words[flags + 10], words[flags + 11], words[flags + 12] = reads, odd, first
 """
 
