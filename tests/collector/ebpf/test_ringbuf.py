@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -10,17 +11,36 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from collector.ebpf.ringbuf import BUSY, DISCARD, RingReader
 
 
-def test_ring_reader_joins_a_record_that_wraps():
+@pytest.fixture
+def fake_ring():
+    """Makes memfds laid out like a BPF ring buffer of `size` data bytes (consumer page, producer
+    page, data), mapped; returns (fd, mapping). Closed after the test (views released by then)."""
+    made: list[tuple[int, mmap.mmap]] = []
+
+    def make(size: int) -> tuple[int, mmap.mmap]:
+        fd = os.memfd_create("ring")
+        os.ftruncate(fd, 2 * mmap.PAGESIZE + size)
+        made.append((fd, mmap.mmap(fd, 2 * mmap.PAGESIZE + size)))
+        return made[-1]
+
+    yield make
+    for fd, buf in made:
+        with contextlib.suppress(BufferError):  # a failed test may still hold a view
+            buf.close()
+        os.close(fd)
+
+
+def test_ring_reader_joins_a_record_that_wraps(fake_ring):
     """The reader maps the data area once (not the kernel's two back-to-back copies, which would show
     twice the ring in RSS), so a record crossing the end is joined from its two pieces. A memfd laid
     out like a BPF ring (consumer page, producer page, data) stands in for the kernel's."""
     page, size = mmap.PAGESIZE, 2 * mmap.PAGESIZE
-    fd = os.memfd_create("ring")
-    os.ftruncate(fd, 2 * page + size)
-    buf = mmap.mmap(fd, 2 * page + size)
+    fd, buf = fake_ring(size)
     data = memoryview(buf)[2 * page:]
     pos = size - 24  # the first record starts 24 bytes before the end: its body wraps
     recs = [bytes([5]) + bytes(range(1, 40)), bytes([1]) + b"discarded!", bytes([2]) + b"x" * 100]
@@ -42,19 +62,15 @@ def test_ring_reader_joins_a_record_that_wraps():
     assert reader.consume(sink) == 0 and struct.unpack_from("<Q", buf, 0)[0] == pos
     reader.close()
     data.release()
-    buf.close()
-    os.close(fd)
 
 
-def test_ring_reader_drains_in_bounded_steps():
+def test_ring_reader_drains_in_bounded_steps(fake_ring):
     """`consume(sink, max_bytes)` copies about max_bytes of the ring (a whole record past it at most)
     and leaves the rest in the ring, where `pending()` shows it: the collector copies a backlog into
     Python objects a few MiB at a time instead of a whole ring at once (a 64 MiB ring copied at once
     doubled its RSS). Every record still arrives, once, in order."""
     page, size = mmap.PAGESIZE, 4 * mmap.PAGESIZE
-    fd = os.memfd_create("ring")
-    os.ftruncate(fd, 2 * page + size)
-    buf = mmap.mmap(fd, 2 * page + size)
+    fd, buf = fake_ring(size)
     data = memoryview(buf)[2 * page:]
     recs = [bytes([3]) + i.to_bytes(2, "little") + b"r" * 93 for i in range(100)]  # 96 B, 104 in the ring
     pos = 0
@@ -76,8 +92,6 @@ def test_ring_reader_drains_in_bounded_steps():
     assert reader.consume(sink, max_bytes=1000) == 0
     reader.close()
     data.release()
-    buf.close()
-    os.close(fd)
 
 
 # Watches the consumer position from another process (so on the other CPU, outside this process's
@@ -105,21 +119,19 @@ words[flags + 10], words[flags + 11], words[flags + 12] = reads, odd, first
 """
 
 
-def test_ring_reader_publishes_its_position_in_one_store():
+def test_ring_reader_publishes_its_position_in_one_store(fake_ring):
     """The kernel reads the consumer position while the reader writes it, and a reservation that
     reads a wrong one sees the ring full: `struct.pack_into` zero-filled the word and then wrote it
     byte by byte, so past the first lap a record now and then was lost with the ring nearly empty
     (TLS bench: 1-5 of 600k records a run). Another process watches the word while the reader
     publishes the same position again and again: it must never see anything but that position."""
     page, size = mmap.PAGESIZE, 4 * mmap.PAGESIZE
-    fd = os.memfd_create("ring")
-    os.ftruncate(fd, 2 * page + size)
-    buf = mmap.mmap(fd, 2 * page + size)
+    fd, buf = fake_ring(size)
     words = memoryview(buf).cast("Q")
     pos = 0x0123_4567_89AB_CDE8  # every byte non-zero: any partial write shows
     words[0] = pos  # consumer position
-    words[page // 8] = pos  # producer position: nothing pending
     flags = page // 8
+    words[flags] = pos  # producer position: nothing pending
     watcher = subprocess.Popen([sys.executable, "-c", WATCHER, str(fd), str(pos)], pass_fds=(fd,))
     try:
         deadline = time.monotonic() + 30
@@ -145,5 +157,3 @@ def test_ring_reader_publishes_its_position_in_one_store():
             watcher.kill()
             watcher.wait()
         words.release()
-        buf.close()
-        os.close(fd)
